@@ -1,0 +1,214 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { RedisOptions } from 'ioredis';
+import type { BufferHeaders } from './envelope.js';
+import { ENVELOPE_LIMITS } from './envelope.js';
+import { InvalidOptionsError } from './errors/invalid-options.error.js';
+import type { BufferReply } from './reply.js';
+
+/** Options shared by `BufferModule.forRoot`, `RedisBufferTransport` and `BufferClient`. */
+export interface BufferOptions {
+  /**
+   * Where Redis is: a URL (`redis://user:pass@host:6379/0`, `rediss://` for TLS) or ioredis options.
+   * @default 'redis://127.0.0.1:6379'
+   */
+  redis?: string | RedisOptions;
+  /**
+   * Prefix of every channel name. Apps with different namespaces never see each other's traffic.
+   * Letters, digits, `_`, `-` and `.` only.
+   * @default 'rb'
+   */
+  namespace?: string;
+  /**
+   * This instance's identity in replies and for direct requests (`to`). Set it (for example from the
+   * host name or an env variable) to make it stable across restarts.
+   * @default `${hostname}-${pid}-${random hex}`, new for every client or transport object
+   */
+  instanceId?: string;
+  /**
+   * Hard upper bound, in ms, on every request: it ends by then whatever else happens.
+   * @default 5000
+   */
+  timeout?: number;
+  /**
+   * Default idle time, in ms, after the last reply at which a request completes (`completedBy: 'stall'`).
+   * @default undefined (off)
+   */
+  stall?: number;
+  /**
+   * Largest encoded envelope, in bytes, that is published or accepted as a reply value.
+   * Larger payloads are refused with `PayloadTooLargeError` before publishing.
+   * @default 1048576 (1 MiB)
+   */
+  maxPayloadBytes?: number;
+  /**
+   * Envelopes bound for one channel in one event-loop tick are sent as one Redis message of at most
+   * this many bytes (a single envelope larger than this goes alone).
+   * @default 65536
+   */
+  maxBatchBytes?: number;
+  /**
+   * At most this many envelopes in one batched Redis message. `1` turns coalescing off.
+   * @default 256
+   */
+  maxBatchCount?: number;
+  /**
+   * How long, in ms, `connect()` / `listen()` wait for the first connection to Redis.
+   * @default 10000
+   */
+  connectTimeout?: number;
+  /**
+   * Most requests one client keeps open at once; past it a request fails with `TooManyRequestsError`.
+   * @default 100000
+   */
+  maxInFlight?: number;
+  /**
+   * On `close()` the transport stops taking requests at once, then waits at most this long, in ms,
+   * for handlers in flight to finish and their replies to be published.
+   * @default 5000
+   */
+  shutdownTimeout?: number;
+}
+
+/** Per-call options of `send`, `scatter` and `gather`; unset fields take the module's defaults. */
+export interface BufferCallOptions<T = unknown> {
+  /** Hard bound in ms. @default the module's `timeout` */
+  timeout?: number;
+  /** Complete after this many replies (values or errors). @default undefined (every receiver) */
+  quorum?: number;
+  /** Complete right after the first reply for which this returns true. */
+  until?: (reply: BufferReply<T>) => boolean;
+  /** Complete after this many ms without a new reply (counted from the first reply). @default the module's `stall` */
+  stall?: number;
+  /** Send to this one instance only (its `instanceId`). */
+  to?: string;
+  /** String headers that reach the handler through `BufferContext.getHeaders()`. */
+  headers?: Record<string, string>;
+}
+
+/** The options after defaults and validation. */
+export interface ResolvedBufferOptions {
+  readonly redis: string | RedisOptions;
+  readonly namespace: string;
+  readonly instanceId: string;
+  readonly timeout: number;
+  readonly stall: number | undefined;
+  readonly maxPayloadBytes: number;
+  readonly maxBatchBytes: number;
+  readonly maxBatchCount: number;
+  readonly connectTimeout: number;
+  readonly maxInFlight: number;
+  readonly shutdownTimeout: number;
+}
+
+/** The one place where defaults live. */
+export const BUFFER_DEFAULTS = {
+  redis: 'redis://127.0.0.1:6379',
+  namespace: 'rb',
+  timeout: 5000,
+  stall: undefined,
+  maxPayloadBytes: 1024 * 1024,
+  maxBatchBytes: 64 * 1024,
+  maxBatchCount: 256,
+  connectTimeout: 10_000,
+  maxInFlight: 100_000,
+  shutdownTimeout: 5000,
+} as const satisfies Omit<ResolvedBufferOptions, 'instanceId'>;
+
+// setTimeout's upper bound; a longer delay would fire at once.
+const MAX_TIMER_MS = 2_147_483_647;
+const NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
+
+export function defaultInstanceId(): string {
+  return `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Applies defaults and validates; throws `InvalidOptionsError` naming the option at fault. */
+export function resolveBufferOptions(options: BufferOptions = {}): ResolvedBufferOptions {
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('options', 'must be an object');
+  const redis = options.redis ?? BUFFER_DEFAULTS.redis;
+  if (typeof redis !== 'string' && (typeof redis !== 'object' || redis === null)) {
+    throw new InvalidOptionsError('redis', 'must be a redis:// or rediss:// URL or an ioredis options object');
+  }
+  if (typeof redis === 'string' && !/^rediss?:\/\//.test(redis)) {
+    throw new InvalidOptionsError('redis', `"${redis}" is not a redis:// or rediss:// URL`);
+  }
+  const namespace = options.namespace ?? BUFFER_DEFAULTS.namespace;
+  if (typeof namespace !== 'string' || !NAME_PATTERN.test(namespace) || namespace.length > 64) {
+    throw new InvalidOptionsError('namespace', 'must be 1 to 64 letters, digits, "_", "-" or "."');
+  }
+  const instanceId = options.instanceId ?? defaultInstanceId();
+  if (typeof instanceId !== 'string' || instanceId.length === 0 || instanceId.length > ENVELOPE_LIMITS.instanceIdLength || /\s/.test(instanceId)) {
+    throw new InvalidOptionsError('instanceId', `must be a non-empty string of at most ${ENVELOPE_LIMITS.instanceIdLength} characters without spaces`);
+  }
+  const maxPayloadBytes = positiveInteger('maxPayloadBytes', options.maxPayloadBytes, BUFFER_DEFAULTS.maxPayloadBytes);
+  const maxBatchBytes = positiveInteger('maxBatchBytes', options.maxBatchBytes, Math.min(BUFFER_DEFAULTS.maxBatchBytes, maxPayloadBytes));
+  if (maxBatchBytes > maxPayloadBytes) {
+    throw new InvalidOptionsError('maxBatchBytes', `(${maxBatchBytes}) must not exceed "maxPayloadBytes" (${maxPayloadBytes})`);
+  }
+  return {
+    redis,
+    namespace,
+    instanceId,
+    timeout: timerMs('timeout', options.timeout, BUFFER_DEFAULTS.timeout),
+    stall: options.stall === undefined ? undefined : timerMs('stall', options.stall, 0),
+    maxPayloadBytes,
+    maxBatchBytes,
+    maxBatchCount: positiveInteger('maxBatchCount', options.maxBatchCount, BUFFER_DEFAULTS.maxBatchCount),
+    connectTimeout: timerMs('connectTimeout', options.connectTimeout, BUFFER_DEFAULTS.connectTimeout),
+    maxInFlight: positiveInteger('maxInFlight', options.maxInFlight, BUFFER_DEFAULTS.maxInFlight),
+    shutdownTimeout: timerMs('shutdownTimeout', options.shutdownTimeout, BUFFER_DEFAULTS.shutdownTimeout),
+  };
+}
+
+/** The completion rules of one call, after defaults and validation. */
+export interface ResolvedCallOptions<T> {
+  readonly timeout: number;
+  readonly quorum: number | undefined;
+  readonly until: ((reply: BufferReply<T>) => boolean) | undefined;
+  readonly stall: number | undefined;
+  readonly to: string | undefined;
+  readonly headers: BufferHeaders;
+}
+
+export function resolveCallOptions<T>(defaults: ResolvedBufferOptions, options: BufferCallOptions<T> = {}): ResolvedCallOptions<T> {
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('options', 'must be an object');
+  const timeout = timerMs('timeout', options.timeout, defaults.timeout);
+  const quorum = options.quorum === undefined ? undefined : positiveInteger('quorum', options.quorum, 1);
+  if (options.until !== undefined && typeof options.until !== 'function') throw new InvalidOptionsError('until', 'must be a function (reply) => boolean');
+  const stall = options.stall === undefined ? defaults.stall : timerMs('stall', options.stall, 0);
+  if (stall !== undefined && stall >= timeout) {
+    throw new InvalidOptionsError('stall', `(${stall} ms) must be shorter than "timeout" (${timeout} ms), or it can never apply`);
+  }
+  const to = options.to;
+  if (to !== undefined && (typeof to !== 'string' || to.length === 0 || to.length > ENVELOPE_LIMITS.instanceIdLength)) {
+    throw new InvalidOptionsError('to', 'must be the non-empty instanceId of one instance');
+  }
+  if (to !== undefined && quorum !== undefined && quorum > 1) {
+    throw new InvalidOptionsError('quorum', `(${quorum}) cannot exceed 1 with "to": a direct request reaches one instance`);
+  }
+  const headers = options.headers ?? {};
+  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) throw new InvalidOptionsError('headers', 'must be an object of strings');
+  for (const [key, value] of Object.entries(headers)) {
+    if (typeof value !== 'string') throw new InvalidOptionsError('headers', `header "${key}" must be a string`);
+    if (key === '__proto__' || key === 'constructor' || key === 'prototype') throw new InvalidOptionsError('headers', `header name "${key}" is not allowed`);
+  }
+  if (Object.keys(headers).length > ENVELOPE_LIMITS.headerCount) throw new InvalidOptionsError('headers', `at most ${ENVELOPE_LIMITS.headerCount} headers`);
+  return { timeout, quorum, until: options.until, stall, to, headers };
+}
+
+function positiveInteger(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidOptionsError(name, `must be a positive integer, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function timerMs(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > MAX_TIMER_MS) {
+    throw new InvalidOptionsError(name, `must be a number of milliseconds between 1 and ${MAX_TIMER_MS}, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}

@@ -1,0 +1,210 @@
+import { EventEmitter } from 'node:events';
+import { Redis, type RedisOptions } from 'ioredis';
+import { ConnectionLostError } from './errors/connection-lost.error.js';
+
+export type BusStatus = 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'closed';
+
+export interface BusEvents {
+  message: [channel: string, message: string];
+  status: [status: BusStatus];
+  error: [error: Error];
+}
+
+/**
+ * The seam between this library and Redis: publish, subscribe, and a status. Everything above it
+ * speaks channels and strings, so another implementation (Redis Cluster with sharded pub/sub)
+ * replaces this one class.
+ */
+export interface RedisBus {
+  readonly status: BusStatus;
+  /** Resolves when both connections are ready and subscriptions are confirmed by Redis. */
+  connect(): Promise<void>;
+  publish(channel: string, message: string): Promise<number>;
+  subscribe(channels: readonly string[]): Promise<void>;
+  unsubscribe(channels: readonly string[]): Promise<void>;
+  on<K extends keyof BusEvents>(event: K, listener: (...args: BusEvents[K]) => void): this;
+  off<K extends keyof BusEvents>(event: K, listener: (...args: BusEvents[K]) => void): this;
+  close(): Promise<void>;
+  /** The underlying clients, for diagnostics. */
+  unwrap(): { publisher: Redis; subscriber: Redis };
+}
+
+export interface IoredisBusOptions {
+  readonly redis: string | RedisOptions;
+  readonly connectTimeout: number;
+  /** Shown in `CLIENT LIST` to tell this library's connections apart. */
+  readonly connectionName: string;
+}
+
+/**
+ * `RedisBus` on two ioredis connections (a subscriber connection cannot publish).
+ *
+ * Differences from ioredis defaults, and why:
+ * - `enableOfflineQueue: false` on the publisher: a request published while Redis is away would be
+ *   replayed after reconnecting, long after its deadline; it fails at once with a typed error instead.
+ * - "connected" is reported only once a PING on the subscriber has come back after ioredis's
+ *   automatic re-subscribe: ioredis fires `ready` when the SUBSCRIBE commands are written, not
+ *   acknowledged, and a request published before that would lose its replies.
+ */
+export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
+  private publisher: Redis | undefined;
+  private subscriber: Redis | undefined;
+  private connecting: Promise<void> | undefined;
+  private current: BusStatus = 'disconnected';
+  private everConnected = false;
+  private closing = false;
+  private subscriberConfirmed = false;
+
+  constructor(private readonly options: IoredisBusOptions) {
+    super();
+  }
+
+  get status(): BusStatus {
+    return this.current;
+  }
+
+  connect(): Promise<void> {
+    if (this.current === 'connected') return Promise.resolve();
+    if (this.closing) return Promise.reject(new ConnectionLostError('the client was closed'));
+    this.connecting ??= this.open();
+    return this.connecting;
+  }
+
+  async publish(channel: string, message: string): Promise<number> {
+    if (this.current !== 'connected' || this.publisher === undefined) {
+      throw new ConnectionLostError(`cannot publish while the connection is ${this.current}`);
+    }
+    try {
+      return await this.publisher.publish(channel, message);
+    } catch (cause) {
+      throw new ConnectionLostError('PUBLISH failed', { cause });
+    }
+  }
+
+  async subscribe(channels: readonly string[]): Promise<void> {
+    if (channels.length === 0) return;
+    await this.requireSubscriber().subscribe(...channels);
+  }
+
+  async unsubscribe(channels: readonly string[]): Promise<void> {
+    if (channels.length === 0 || this.subscriber === undefined) return;
+    await this.subscriber.unsubscribe(...channels);
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.setStatus('closed');
+    await Promise.all([quit(this.publisher), quit(this.subscriber)]);
+    this.removeAllListeners('message');
+  }
+
+  unwrap(): { publisher: Redis; subscriber: Redis } {
+    if (this.publisher === undefined || this.subscriber === undefined) {
+      throw new Error('Not connected yet: call connect() (or startAllMicroservices()) before unwrap().');
+    }
+    return { publisher: this.publisher, subscriber: this.subscriber };
+  }
+
+  private async open(): Promise<void> {
+    this.setStatus('connecting');
+    const publisher = this.createConnection('pub', false);
+    const subscriber = this.createConnection('sub', true);
+    this.publisher = publisher;
+    this.subscriber = subscriber;
+
+    subscriber.on('message', (channel: string, message: string) => this.emit('message', channel, message));
+    // After a reconnect ioredis re-subscribes by itself; a PING queued behind those SUBSCRIBE
+    // commands returns only once Redis has processed them.
+    subscriber.on('close', () => {
+      this.subscriberConfirmed = false;
+    });
+    subscriber.on('ready', () => {
+      this.subscriberConfirmed = false;
+      subscriber.ping().then(
+        () => {
+          this.subscriberConfirmed = true;
+          this.refreshStatus();
+        },
+        () => undefined,
+      );
+    });
+    for (const connection of [publisher, subscriber]) {
+      connection.on('ready', () => this.refreshStatus());
+      connection.on('close', () => this.refreshStatus());
+      connection.on('reconnecting', () => this.refreshStatus());
+      connection.on('end', () => this.refreshStatus());
+      // ioredis emits 'error' on every failed attempt; it is reported, and reconnecting goes on.
+      connection.on('error', (error: Error) => {
+        if (this.listenerCount('error') > 0) this.emit('error', error);
+      });
+    }
+
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new ConnectionLostError(`no connection within connectTimeout (${this.options.connectTimeout} ms)`));
+      }, this.options.connectTimeout);
+      const onStatus = (status: BusStatus): void => {
+        if (status === 'connected') {
+          cleanup();
+          resolve();
+        } else if (status === 'closed') {
+          cleanup();
+          reject(new ConnectionLostError('the client was closed while connecting'));
+        }
+      };
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        this.off('status', onStatus);
+      };
+      this.on('status', onStatus);
+      publisher.connect().catch(() => undefined);
+      subscriber.connect().catch(() => undefined);
+    }).finally(() => {
+      this.connecting = undefined;
+    });
+  }
+
+  private createConnection(role: 'pub' | 'sub', isSubscriber: boolean): Redis {
+    const base: RedisOptions = { lazyConnect: true, connectionName: `${this.options.connectionName}:${role}` };
+    const overrides: RedisOptions = isSubscriber ? { autoResubscribe: true } : { enableOfflineQueue: false };
+    const { redis } = this.options;
+    return typeof redis === 'string' ? new Redis(redis, { ...base, ...overrides }) : new Redis({ ...redis, ...base, ...overrides });
+  }
+
+  private requireSubscriber(): Redis {
+    if (this.subscriber === undefined) throw new ConnectionLostError('not connected yet');
+    return this.subscriber;
+  }
+
+  private refreshStatus(): void {
+    if (this.closing) return;
+    const publisher = this.publisher?.status;
+    const subscriber = this.subscriber?.status;
+    if (publisher === 'ready' && subscriber === 'ready' && this.subscriberConfirmed) {
+      this.everConnected = true;
+      this.setStatus('connected');
+    } else if (publisher === 'end' || subscriber === 'end') {
+      this.setStatus('disconnected');
+    } else {
+      this.setStatus(this.everConnected ? 'reconnecting' : 'connecting');
+    }
+  }
+
+  private setStatus(status: BusStatus): void {
+    if (status === this.current) return;
+    this.current = status;
+    this.emit('status', status);
+  }
+}
+
+async function quit(connection: Redis | undefined): Promise<void> {
+  if (connection === undefined) return;
+  try {
+    if (connection.status === 'ready') await connection.quit();
+    else connection.disconnect();
+  } catch {
+    connection.disconnect();
+  }
+}

@@ -1,0 +1,30 @@
+// The public API of nestjs-redis-buffer. Anything not exported here is internal.
+
+// Nest layer
+export { BufferModule } from './nest/buffer.module.js';
+export { BUFFER_MODULE_OPTIONS } from './nest/buffer.module-definition.js';
+export { BufferClient } from './nest/buffer.client.js';
+export { RedisBufferTransport, type BufferServerStats } from './nest/redis-buffer.server.js';
+export { BufferedPattern } from './nest/buffered-pattern.decorator.js';
+export { BufferedEvent } from './nest/buffered-event.decorator.js';
+export { BufferContext, type BufferMessageInfo } from './nest/buffer.context.js';
+export { BUFFER_TRANSPORT } from './nest/buffer.constants.js';
+
+// Core
+export { BUFFER_DEFAULTS, resolveBufferOptions, type BufferOptions, type BufferCallOptions, type ResolvedBufferOptions } from './core/options.js';
+export type { BufferReply, GatherResult, CompletedBy } from './core/reply.js';
+export { BufferChannels } from './core/channels.js';
+export { PROTOCOL_VERSION, decodeMessage, type BufferHeaders, type Envelope, type RequestEnvelope, type ReplyEnvelope, type EventEnvelope } from './core/envelope.js';
+export type { BusStatus } from './core/redis-bus.js';
+export type { RequesterStats } from './core/requester.js';
+export {
+  BufferError,
+  BufferErrorCode,
+  NoRespondersError,
+  BufferTimeoutError,
+  ConnectionLostError,
+  PayloadTooLargeError,
+  BadMessageError,
+  InvalidOptionsError,
+  TooManyRequestsError,
+} from './core/errors/index.js';

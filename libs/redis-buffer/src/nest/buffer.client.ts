@@ -1,0 +1,194 @@
+import { Logger, type OnApplicationShutdown } from '@nestjs/common';
+import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microservices';
+import { connectable, Observable, ReplaySubject } from 'rxjs';
+import type { BufferHeaders } from '../core/envelope.js';
+import type { GatherSink } from '../core/gatherer.js';
+import { resolveBufferOptions, resolveCallOptions, type BufferCallOptions, type BufferOptions, type ResolvedBufferOptions } from '../core/options.js';
+import { IoredisBus, type BusEvents, type BusStatus } from '../core/redis-bus.js';
+import type { BufferReply, GatherResult } from '../core/reply.js';
+import { Requester, type RequesterStats } from '../core/requester.js';
+
+type BufferClientEvents = { [K in keyof BusEvents]: (...args: BusEvents[K]) => void };
+
+/**
+ * The caller's side. Injected by `BufferModule`, or built by hand with `new BufferClient(options)`.
+ *
+ * Every call is cold: nothing is sent until the Observable is subscribed, and unsubscribing
+ * cancels the request at once (its timers and routing entry go with it).
+ */
+export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> implements OnApplicationShutdown {
+  readonly options: ResolvedBufferOptions;
+  private readonly logger = new Logger(BufferClient.name);
+  private readonly bus: IoredisBus;
+  private readonly requester: Requester;
+
+  constructor(options: BufferOptions = {}) {
+    super();
+    this.options = resolveBufferOptions(options);
+    this.bus = new IoredisBus({ redis: this.options.redis, connectTimeout: this.options.connectTimeout, connectionName: `rb-client:${this.options.instanceId}` });
+    this.bus.on('status', (status) => this._status$.next(status));
+    this.bus.on('error', (error) => this.onRedisError(error));
+    this.requester = new Requester(this.bus, this.options, this.logger);
+  }
+
+  /** This client's instance id, as handlers see it in `BufferContext.getSenderId()`. */
+  get instanceId(): string {
+    return this.options.instanceId;
+  }
+
+  /** Counters: requests sent, late / duplicate replies dropped, malformed messages dropped. */
+  get stats(): Readonly<RequesterStats> {
+    return this.requester.stats;
+  }
+
+  /** How many requests are open right now. */
+  get inFlight(): number {
+    return this.requester.inFlight;
+  }
+
+  /** Connects to Redis and subscribes the inbox. Called on first use; call it yourself to fail fast at start-up. */
+  connect(): Promise<void> {
+    return this.requester.start();
+  }
+
+  /** Fails open requests with `ConnectionLostError` and disconnects. */
+  async close(): Promise<void> {
+    await this.requester.close();
+    await this.bus.close();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.close();
+  }
+
+  override on<K extends keyof BufferClientEvents>(event: K, callback: BufferClientEvents[K]): void {
+    this.bus.on(event, callback as never);
+  }
+
+  /** The underlying ioredis clients `{ publisher, subscriber }`; throws before `connect`. */
+  unwrap<T>(): T {
+    return this.bus.unwrap() as T;
+  }
+
+  /**
+   * Asks every instance and emits each reply with the instance that sent it, errors included.
+   * Completes when the answer is known (see `BufferCallOptions`); errors with `BufferTimeoutError`
+   * (carrying the replies that arrived) if `timeout` passes first, `NoRespondersError` at once if
+   * nobody listens, `ConnectionLostError` if Redis goes away.
+   *
+   * @example
+   * ```ts
+   * buffer.scatter<number>('sessions.count', null).subscribe((reply) =>
+   *   console.log(reply.instanceId, reply.ok ? reply.data : reply.error));
+   * ```
+   */
+  scatter<T = unknown, TInput = unknown>(pattern: unknown, data: TInput, options?: BufferCallOptions<T>): Observable<BufferReply<T>> {
+    return this.request<T, BufferReply<T>>(pattern, data, options, (subscriber) => ({
+      next: (reply) => subscriber.next(reply),
+      complete: (_result, timedOut) => (timedOut === undefined ? subscriber.complete() : subscriber.error(timedOut)),
+      fail: (error) => subscriber.error(error),
+    }));
+  }
+
+  /**
+   * `ClientProxy.send` with scatter-gather: emits every reply value from every instance and completes
+   * when the answer is known. An error reply errors the stream with the handler's error payload, as
+   * on any Nest transport (`RpcException` payloads arrive intact). `data` may be `undefined`.
+   *
+   * @example
+   * ```ts
+   * const owners = await lastValueFrom(buffer.send<string | null>('resource.find', 'a', { until: (r) => r.ok && r.data !== null }).pipe(toArray()));
+   * ```
+   */
+  override send<TResult = unknown, TInput = unknown>(pattern: unknown, data: TInput, options?: BufferCallOptions<TResult>): Observable<TResult> {
+    return this.request<TResult, TResult>(pattern, data, options, (subscriber, cancel) => ({
+      next: (reply) => {
+        if (reply.ok) {
+          subscriber.next(reply.data);
+        } else {
+          cancel();
+          subscriber.error(reply.error);
+        }
+      },
+      complete: (_result, timedOut) => (timedOut === undefined ? subscriber.complete() : subscriber.error(timedOut)),
+      fail: (error) => subscriber.error(error),
+    }));
+  }
+
+  /**
+   * Asks every instance and resolves with everything they answered and why it stopped. Resolves
+   * with `completedBy: 'timeout'` (a partial result) rather than rejecting when the deadline passes;
+   * rejects with `NoRespondersError`, `ConnectionLostError` or `PayloadTooLargeError`.
+   *
+   * @example
+   * ```ts
+   * const { replies, expected, completedBy } = await buffer.gather<number>('sessions.count', null);
+   * const total = replies.reduce((sum, reply) => sum + reply.data, 0);
+   * ```
+   */
+  gather<T = unknown, TInput = unknown>(pattern: unknown, data: TInput, options?: BufferCallOptions<T>): Promise<GatherResult<T>> {
+    return new Promise<GatherResult<T>>((resolve, reject) => {
+      this.request<T, never>(pattern, data, options, () => ({
+        next: () => undefined,
+        complete: resolve,
+        fail: (error) => reject(error),
+      })).subscribe({ error: reject });
+    });
+  }
+
+  /** Broadcasts an event to every instance's `@BufferedEvent(pattern)` handlers; emits Redis's receiver count. */
+  override emit<TResult = number, TInput = unknown>(pattern: unknown, data: TInput, options?: { headers?: Record<string, string> }): Observable<TResult> {
+    const headers = resolveCallOptions(this.options, { headers: options?.headers }).headers;
+    const source = new Observable<TResult>((subscriber) => {
+      this.requester.emit(this.normalizePattern(pattern as string), data, headers).then(
+        (receivers) => {
+          subscriber.next(receivers as TResult);
+          subscriber.complete();
+        },
+        (error: unknown) => subscriber.error(error),
+      );
+    });
+    // Like ClientProxy.emit: the event is sent even if nobody subscribes, and the outcome is replayed.
+    const hot = connectable(source, { connector: () => new ReplaySubject<TResult>(), resetOnDisconnect: false });
+    hot.connect();
+    return hot;
+  }
+
+  protected publish(packet: ReadPacket, callback: (packet: WritePacket) => void): () => void {
+    const subscription = this.send(packet.pattern, packet.data).subscribe({
+      next: (response) => callback({ response }),
+      error: (err: unknown) => callback({ err }),
+      complete: () => callback({ isDisposed: true }),
+    });
+    return () => subscription.unsubscribe();
+  }
+
+  protected dispatchEvent<T = unknown>(packet: ReadPacket): Promise<T> {
+    return this.requester.emit(this.normalizePattern(packet.pattern), packet.data) as Promise<T>;
+  }
+
+  private request<T, R>(
+    pattern: unknown,
+    data: unknown,
+    options: BufferCallOptions<T> | undefined,
+    makeSink: (subscriber: { next(value: R): void; error(error: unknown): void; complete(): void }, cancel: () => void) => GatherSink<T>,
+  ): Observable<R> {
+    return new Observable<R>((subscriber) => {
+      let cancel: (() => void) | undefined;
+      try {
+        if (pattern === undefined || pattern === null) throw new TypeError('A pattern is required.');
+        const call = resolveCallOptions(this.options, options);
+        cancel = this.requester.request<T>(this.normalizePattern(pattern as string), data, call, makeSink(subscriber, () => cancel?.()));
+      } catch (error) {
+        subscriber.error(error);
+      }
+      return () => cancel?.();
+    });
+  }
+
+  private onRedisError(error: Error): void {
+    this.logger.warn(`Redis: ${error.message}`);
+  }
+}
+
+export type { BufferHeaders };

@@ -1,0 +1,83 @@
+import { BaseRpcContext } from '@nestjs/microservices';
+import type { BufferHeaders } from '../core/envelope.js';
+
+/** What a handler learns about the message it is handling. */
+export interface BufferMessageInfo {
+  readonly kind: 'request' | 'event';
+  readonly requestId: string;
+  readonly pattern: string;
+  /** The sender's instance id. */
+  readonly senderId: string;
+  /** This instance's id. */
+  readonly instanceId: string;
+  readonly channel: string;
+  readonly headers: BufferHeaders;
+  /** Absolute deadline (ms since the epoch); `undefined` for events. */
+  readonly deadline: number | undefined;
+}
+
+/**
+ * The handler's context, injected with `@Ctx()`.
+ *
+ * @example
+ * ```ts
+ * @BufferedPattern('sessions.count')
+ * count(@Ctx() ctx: BufferContext) {
+ *   if (ctx.getRemainingMs() < 10) return null;
+ *   return { tenant: ctx.getHeaders()['x-tenant'], count: this.sessions.size };
+ * }
+ * ```
+ */
+export class BufferContext extends BaseRpcContext<[BufferMessageInfo]> {
+  constructor(info: BufferMessageInfo) {
+    super([info]);
+  }
+
+  private get info(): BufferMessageInfo {
+    return this.args[0];
+  }
+
+  getRequestId(): string {
+    return this.info.requestId;
+  }
+
+  /** The instance id of the caller. */
+  getSenderId(): string {
+    return this.info.senderId;
+  }
+
+  /** The id of the instance running this handler. */
+  getInstanceId(): string {
+    return this.info.instanceId;
+  }
+
+  getPattern(): string {
+    return this.info.pattern;
+  }
+
+  getChannel(): string {
+    return this.info.channel;
+  }
+
+  getHeaders(): BufferHeaders {
+    return this.info.headers;
+  }
+
+  getHeader(name: string): string | undefined {
+    return this.info.headers[name];
+  }
+
+  /** Absolute deadline in ms since the epoch, after which the caller no longer listens; `undefined` for events. */
+  getDeadline(): number | undefined {
+    return this.info.deadline;
+  }
+
+  /** Milliseconds left before the deadline (never negative); `Infinity` for events. */
+  getRemainingMs(): number {
+    return this.info.deadline === undefined ? Infinity : Math.max(0, this.info.deadline - Date.now());
+  }
+
+  isEvent(): boolean {
+    return this.info.kind === 'event';
+  }
+}
