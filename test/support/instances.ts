@@ -1,0 +1,89 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const FIXTURE_APP = join(here, '..', 'fixtures', 'dist', 'instance-app.js');
+
+export interface InstanceSpec {
+  readonly instanceId: string;
+  readonly redisUrl: string;
+  readonly namespace: string;
+  readonly resources?: readonly string[];
+  readonly env?: Record<string, string>;
+}
+
+/** One app instance running as its own Node process, as in production. */
+export class InstanceProcess {
+  private output = '';
+
+  private constructor(
+    readonly spec: InstanceSpec,
+    private readonly child: ChildProcess,
+  ) {}
+
+  static async start(spec: InstanceSpec, timeoutMs = 20_000): Promise<InstanceProcess> {
+    const child = spawn(process.execPath, [FIXTURE_APP], {
+      env: {
+        ...process.env,
+        REDIS_URL: spec.redisUrl,
+        INSTANCE_ID: spec.instanceId,
+        NAMESPACE: spec.namespace,
+        RESOURCES: (spec.resources ?? []).join(','),
+        ...spec.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const instance = new InstanceProcess(spec, child);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`Instance ${spec.instanceId} not ready after ${timeoutMs} ms:\n${instance.output}`)), timeoutMs);
+      const onData = (chunk: Buffer): void => {
+        instance.output += chunk.toString();
+        if (instance.output.includes(`READY ${spec.instanceId}`)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout!.on('data', onData);
+      child.stderr!.on('data', (chunk: Buffer) => (instance.output += chunk.toString()));
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`Instance ${spec.instanceId} exited (${code ?? signal}) before it was ready:\n${instance.output}`));
+      });
+    });
+    return instance;
+  }
+
+  get id(): string {
+    return this.spec.instanceId;
+  }
+
+  get logs(): string {
+    return this.output;
+  }
+
+  get exited(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
+  /** Sends `signal` and waits for the process to exit; resolves with its exit code or signal. */
+  stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<number | string> {
+    if (this.exited) return Promise.resolve(this.child.exitCode ?? this.child.signalCode ?? 'exited');
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+      this.child.once('exit', (code, sig) => {
+        clearTimeout(timer);
+        resolve(code ?? sig ?? 'exited');
+      });
+      this.child.kill(signal);
+    });
+  }
+}
+
+export async function startInstances(specs: readonly InstanceSpec[]): Promise<InstanceProcess[]> {
+  return Promise.all(specs.map((spec) => InstanceProcess.start(spec)));
+}
+
+export async function stopAll(instances: readonly InstanceProcess[]): Promise<void> {
+  await Promise.all(instances.map((instance) => instance.stop()));
+}
