@@ -1,0 +1,62 @@
+import { Coalescer } from '../src/core/coalescer.js';
+
+function item(text: string) {
+  return { bytes: text.length, encode: () => text };
+}
+
+describe('Coalescer', () => {
+  function setup(limits = { maxBatchBytes: 1000, maxBatchCount: 100 }) {
+    const published: Array<[string, string]> = [];
+    let flush: (() => void) | undefined;
+    const coalescer = new Coalescer(
+      async (channel, message) => {
+        published.push([channel, message]);
+        return 7;
+      },
+      limits,
+      (callback) => (flush = callback),
+    );
+    return { coalescer, published, flush: () => flush?.() };
+  }
+
+  it('sends everything queued for one channel in one turn as one message', async () => {
+    const { coalescer, published, flush } = setup();
+    coalescer.enqueue('c1', item('{"a":1}'));
+    coalescer.enqueue('c1', item('{"a":2}'));
+    coalescer.enqueue('c2', item('{"b":1}'));
+    expect(published).toEqual([]);
+    flush();
+    expect(published).toEqual([
+      ['c1', '[{"a":1},{"a":2}]'],
+      ['c2', '{"b":1}'],
+    ]);
+  });
+
+  it('tells every envelope in a batch the receiver count of its PUBLISH', async () => {
+    const { coalescer, flush } = setup();
+    const counts: number[] = [];
+    coalescer.enqueue('c', item('{}'), (_error, receivers) => counts.push(receivers));
+    coalescer.enqueue('c', item('{}'), (_error, receivers) => counts.push(receivers));
+    flush();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(counts).toEqual([7, 7]);
+  });
+
+  it('starts a new message when the byte or count bound would be passed', () => {
+    const { coalescer, published, flush } = setup({ maxBatchBytes: 20, maxBatchCount: 2 });
+    coalescer.enqueue('c', item('{"n":1}'));
+    coalescer.enqueue('c', item('{"n":2}'));
+    coalescer.enqueue('c', item('{"n":3}'));
+    expect(published).toEqual([['c', '[{"n":1},{"n":2}]']]);
+    flush();
+    expect(published[1]).toEqual(['c', '{"n":3}']);
+  });
+
+  it('reports a failed PUBLISH to each envelope of the batch', async () => {
+    const failing = new Coalescer(() => Promise.reject(new Error('down')), { maxBatchBytes: 100, maxBatchCount: 10 }, (flush) => flush());
+    const errors: string[] = [];
+    failing.enqueue('c', item('{}'), (error) => errors.push(error!.message));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(errors).toEqual(['down']);
+  });
+});

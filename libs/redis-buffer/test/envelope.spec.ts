@@ -1,0 +1,64 @@
+import { decodeMessage, encodeBatch, encodeEnvelope, encodeReplyParts, validateEnvelope } from '../src/core/envelope.js';
+import { BadMessageError } from '../src/core/errors/bad-message.error.js';
+
+const request = { v: 1, kind: 'request', id: 'r1', pattern: 'p', from: 'a', replyTo: 'rb:inbox:a', deadline: 1, headers: { h: 'v' }, data: { x: 1 } };
+
+describe('envelope', () => {
+  it('round-trips a request, an event and a reply', () => {
+    const event = { v: 1, kind: 'event', id: 'e1', pattern: 'p', from: 'a', headers: {}, data: 'k' };
+    const reply = { v: 1, kind: 'reply', id: 'r1', from: 'b', seq: 0, done: true, data: [1] };
+    for (const envelope of [request, event, reply]) {
+      const decoded = decodeMessage(encodeEnvelope(envelope as never));
+      expect(decoded.rejected).toEqual([]);
+      expect(JSON.parse(JSON.stringify(decoded.envelopes[0]))).toEqual(envelope);
+    }
+  });
+
+  it('decodes a batch into its envelopes, dropping only the bad elements', () => {
+    const message = encodeBatch([JSON.stringify(request), '{"v":1,"kind":"nope"}', JSON.stringify({ ...request, id: 'r2' })]);
+    const decoded = decodeMessage(message, 'chan');
+    expect(decoded.envelopes.map((e) => e.id)).toEqual(['r1', 'r2']);
+    expect(decoded.rejected).toHaveLength(1);
+    expect(decoded.rejected[0]).toBeInstanceOf(BadMessageError);
+    expect(decoded.rejected[0]!.message).toContain('batch element 1');
+    expect(decoded.rejected[0]!.code).toBe('BUFFER_BAD_MESSAGE');
+  });
+
+  it('a batch of one is the envelope itself', () => {
+    expect(encodeBatch(['{"a":1}'])).toBe('{"a":1}');
+    expect(encodeBatch(['{"a":1}', '{"b":2}'])).toBe('[{"a":1},{"b":2}]');
+  });
+
+  it.each([
+    ['not JSON', '{oops', 'not JSON'],
+    ['a number', '42', 'not an object'],
+    ['another version', JSON.stringify({ ...request, v: 2 }), 'unsupported protocol version'],
+    ['no id', JSON.stringify({ ...request, id: '' }), '"id"'],
+    ['an id that is too long', JSON.stringify({ ...request, id: 'x'.repeat(200) }), '"id"'],
+    ['a deadline that is not a number', JSON.stringify({ ...request, deadline: 'soon' }), '"deadline"'],
+    ['headers that are not strings', JSON.stringify({ ...request, headers: { a: 1 } }), 'header "a"'],
+    ['a __proto__ header', '{"v":1,"kind":"request","id":"r","pattern":"p","from":"a","replyTo":"x","deadline":1,"headers":{"__proto__":"x"},"data":1}', '__proto__'],
+    ['a reply with a negative seq', JSON.stringify({ v: 1, kind: 'reply', id: 'r', from: 'a', seq: -1, done: true }), '"seq"'],
+    ['a reply with data and error', JSON.stringify({ v: 1, kind: 'reply', id: 'r', from: 'a', seq: 0, done: true, data: 1, error: 2 }), 'not both'],
+    ['an empty reply that is not done', JSON.stringify({ v: 1, kind: 'reply', id: 'r', from: 'a', seq: 0, done: false }), 'must have "done": true'],
+  ])('rejects %s with a reason', (_label, raw, reason) => {
+    const decoded = decodeMessage(raw);
+    expect(decoded.envelopes).toEqual([]);
+    expect(decoded.rejected[0]!.message).toContain(reason);
+  });
+
+  it('keeps only known fields, so a hostile key never reaches the handler or a prototype', () => {
+    const raw = '{"v":1,"kind":"request","id":"r","pattern":"p","from":"a","replyTo":"x","deadline":1,"headers":{},"data":{"__proto__":{"polluted":true}},"constructor":{"prototype":{"polluted":true}}}';
+    const envelope = validateEnvelope(JSON.parse(raw));
+    expect(typeof envelope).toBe('object');
+    expect(Object.keys(envelope as object).sort()).toEqual(['data', 'deadline', 'from', 'headers', 'id', 'kind', 'pattern', 'replyTo', 'v']);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(Object.getPrototypeOf((envelope as { headers: object }).headers)).toBeNull();
+  });
+
+  it('encodes a reply from parts, with done decided late', () => {
+    const encoded = encodeReplyParts('"r1"', '"b"', 3, true, 'data', '{"k":1}');
+    expect(JSON.parse(encoded)).toEqual({ v: 1, kind: 'reply', id: 'r1', from: 'b', seq: 3, done: true, data: { k: 1 } });
+    expect(JSON.parse(encodeReplyParts('"r1"', '"b"', 4, true, undefined, undefined))).toEqual({ v: 1, kind: 'reply', id: 'r1', from: 'b', seq: 4, done: true });
+  });
+});

@@ -1,0 +1,176 @@
+import type { ReplyEnvelope } from '../src/core/envelope.js';
+import { BufferTimeoutError } from '../src/core/errors/buffer-timeout.error.js';
+import { NoRespondersError } from '../src/core/errors/no-responders.error.js';
+import { Gatherer } from '../src/core/gatherer.js';
+import type { ResolvedCallOptions } from '../src/core/options.js';
+import type { BufferReply, GatherResult } from '../src/core/reply.js';
+import { FakeClock } from './fake-clock.js';
+
+function reply(from: string, seq: number, fields: { data?: unknown; error?: unknown; done?: boolean }): ReplyEnvelope {
+  return { v: 1, kind: 'reply', id: 'r1', from, seq, done: fields.done ?? true, ...fields } as ReplyEnvelope;
+}
+
+function setup(rules: Partial<ResolvedCallOptions<unknown>> = {}) {
+  const clock = new FakeClock();
+  const seen: BufferReply[] = [];
+  const outcome: { result?: GatherResult; error?: Error; timedOut?: BufferTimeoutError; calls: number } = { calls: 0 };
+  const gatherer = new Gatherer(
+    'r1',
+    'resource.find',
+    { timeout: 1000, quorum: undefined, until: undefined, stall: undefined, to: undefined, headers: {}, ...rules },
+    {
+      next: (value) => seen.push(value),
+      complete: (result, timedOut) => {
+        outcome.calls++;
+        outcome.result = result;
+        outcome.timedOut = timedOut;
+      },
+      fail: (error, result) => {
+        outcome.calls++;
+        outcome.error = error;
+        outcome.result = result;
+      },
+    },
+    clock,
+  );
+  return { clock, seen, outcome, gatherer };
+}
+
+describe('Gatherer', () => {
+  it('completes with "all" when every receiver Redis counted is done', () => {
+    const { gatherer, outcome, seen } = setup();
+    gatherer.expect(3);
+    gatherer.accept(reply('a', 0, { data: 1 }));
+    gatherer.accept(reply('b', 0, { data: 2 }));
+    expect(outcome.calls).toBe(0);
+    gatherer.accept(reply('c', 0, { data: 3 }));
+    expect(outcome.result?.completedBy).toBe('all');
+    expect(outcome.result?.expected).toBe(3);
+    expect(outcome.result?.finished).toBe(3);
+    expect(seen.map((r) => r.instanceId)).toEqual(['a', 'b', 'c']);
+  });
+
+  it('waits for the receiver count when replies arrive before it', () => {
+    const { gatherer, outcome } = setup();
+    gatherer.accept(reply('a', 0, { data: 1 }));
+    gatherer.accept(reply('b', 0, { data: 2 }));
+    expect(outcome.calls).toBe(0);
+    gatherer.expect(2);
+    expect(outcome.result?.completedBy).toBe('all');
+  });
+
+  it('fails at once with NoRespondersError when nobody received the request', () => {
+    const { gatherer, outcome, clock } = setup();
+    gatherer.expect(0);
+    expect(outcome.error).toBeInstanceOf(NoRespondersError);
+    expect((outcome.error as NoRespondersError).code).toBe('BUFFER_NO_RESPONDERS');
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('completes with "quorum" after that many replies', () => {
+    const { gatherer, outcome } = setup({ quorum: 2 });
+    gatherer.expect(5);
+    gatherer.accept(reply('a', 0, { data: 1 }));
+    expect(outcome.calls).toBe(0);
+    gatherer.accept(reply('b', 0, { error: { message: 'x' } }));
+    expect(outcome.result?.completedBy).toBe('quorum');
+    expect(outcome.result?.replies).toHaveLength(1);
+    expect(outcome.result?.errors).toHaveLength(1);
+  });
+
+  it('completes with "until" right after the matching reply', () => {
+    const { gatherer, outcome, seen } = setup({ until: (r) => r.ok && r.data === 'mine' });
+    gatherer.expect(3);
+    gatherer.accept(reply('a', 0, { data: null }));
+    gatherer.accept(reply('b', 0, { data: 'mine' }));
+    expect(outcome.result?.completedBy).toBe('until');
+    expect(seen).toHaveLength(2);
+    expect(gatherer.accept(reply('c', 0, { data: null }))).toBe('late');
+  });
+
+  it('completes with "stall" when no reply came for the stall time after the last one', () => {
+    const { gatherer, outcome, clock } = setup({ stall: 100 });
+    gatherer.expect(3);
+    clock.advance(500);
+    expect(outcome.calls).toBe(0);
+    gatherer.accept(reply('a', 0, { data: 1 }));
+    clock.advance(90);
+    gatherer.accept(reply('b', 0, { data: 2 }));
+    clock.advance(90);
+    expect(outcome.calls).toBe(0);
+    clock.advance(10);
+    expect(outcome.result?.completedBy).toBe('stall');
+    expect(outcome.result?.replies).toHaveLength(2);
+  });
+
+  it('ends by the timeout whatever the other rules say, with the partial result and its error', () => {
+    const { gatherer, outcome, clock } = setup({ stall: 300, timeout: 1000 });
+    gatherer.expect(3);
+    for (let t = 0; t < 12; t++) {
+      gatherer.accept(reply('a', t, { data: t, done: false }));
+      clock.advance(100);
+    }
+    expect(outcome.calls).toBe(1);
+    expect(outcome.result?.completedBy).toBe('timeout');
+    expect(outcome.result?.expected).toBe(3);
+    expect(outcome.result?.finished).toBe(0);
+    expect(outcome.timedOut).toBeInstanceOf(BufferTimeoutError);
+    expect(outcome.timedOut?.replies).toHaveLength(10);
+    expect(outcome.timedOut?.expected).toBe(3);
+  });
+
+  it('counts a duplicate (same instance, same sequence) once', () => {
+    const { gatherer, outcome, seen } = setup();
+    gatherer.expect(2);
+    expect(gatherer.accept(reply('a', 0, { data: 1 }))).toBe('accepted');
+    expect(gatherer.accept(reply('a', 0, { data: 1 }))).toBe('duplicate');
+    expect(outcome.calls).toBe(0);
+    gatherer.accept(reply('b', 0, { data: 2 }));
+    expect(seen).toHaveLength(2);
+    expect(outcome.result?.finished).toBe(2);
+  });
+
+  it('takes every value of a streaming instance and counts it done at the end marker', () => {
+    const { gatherer, outcome, seen } = setup();
+    gatherer.expect(1);
+    gatherer.accept(reply('a', 0, { data: 'x', done: false }));
+    gatherer.accept(reply('a', 1, { data: 'y', done: false }));
+    expect(outcome.calls).toBe(0);
+    gatherer.accept(reply('a', 2, { done: true }));
+    expect(seen.map((r) => (r.ok ? r.data : undefined))).toEqual(['x', 'y']);
+    expect(outcome.result?.completedBy).toBe('all');
+  });
+
+  it('drops replies after completion as late', () => {
+    const { gatherer } = setup();
+    gatherer.expect(1);
+    gatherer.accept(reply('a', 0, { data: 1 }));
+    expect(gatherer.accept(reply('b', 0, { data: 2 }))).toBe('late');
+  });
+
+  it('cancel clears every timer and tells the sink nothing', () => {
+    const { gatherer, outcome, clock } = setup({ stall: 100 });
+    gatherer.accept(reply('a', 0, { data: 1, done: false }));
+    expect(clock.pendingTimers).toBe(2);
+    gatherer.cancel();
+    expect(clock.pendingTimers).toBe(0);
+    clock.advance(5000);
+    expect(outcome.calls).toBe(0);
+  });
+
+  it('fail ends the request once, with the replies so far', () => {
+    const { gatherer, outcome, clock } = setup();
+    gatherer.accept(reply('a', 0, { data: 1 }));
+    gatherer.fail(new Error('gone'));
+    gatherer.fail(new Error('again'));
+    expect(outcome.calls).toBe(1);
+    expect(outcome.error?.message).toBe('gone');
+    expect(outcome.result?.replies).toHaveLength(1);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('carries the absolute deadline', () => {
+    const { gatherer, clock } = setup({ timeout: 1234 });
+    expect(gatherer.deadline).toBe(clock.now() + 1234);
+  });
+});

@@ -1,0 +1,60 @@
+import { InvalidOptionsError } from '../src/core/errors/invalid-options.error.js';
+import { BUFFER_DEFAULTS, resolveBufferOptions, resolveCallOptions } from '../src/core/options.js';
+
+describe('options', () => {
+  it('fills every default from one place', () => {
+    const resolved = resolveBufferOptions();
+    expect(resolved).toMatchObject({ ...BUFFER_DEFAULTS, stall: undefined });
+    expect(resolved.instanceId).toMatch(/-\d+-[0-9a-f]{8}$/);
+  });
+
+  it('gives every object its own instance id unless one is set', () => {
+    expect(resolveBufferOptions().instanceId).not.toBe(resolveBufferOptions().instanceId);
+    expect(resolveBufferOptions({ instanceId: 'node-1' }).instanceId).toBe('node-1');
+  });
+
+  it.each([
+    [{ redis: 'http://x' }, 'redis'],
+    [{ namespace: 'a b' }, 'namespace'],
+    [{ namespace: 'a:b' }, 'namespace'],
+    [{ instanceId: '' }, 'instanceId'],
+    [{ timeout: 0 }, 'timeout'],
+    [{ timeout: Number.NaN }, 'timeout'],
+    [{ maxPayloadBytes: 1.5 }, 'maxPayloadBytes'],
+    [{ maxPayloadBytes: 1000, maxBatchBytes: 2000 }, 'maxBatchBytes'],
+  ])('rejects %j naming "%s"', (options, option) => {
+    expect(() => resolveBufferOptions(options as never)).toThrow(InvalidOptionsError);
+    try {
+      resolveBufferOptions(options as never);
+    } catch (error) {
+      expect((error as InvalidOptionsError).option).toBe(option);
+      expect((error as InvalidOptionsError).code).toBe('BUFFER_INVALID_OPTIONS');
+    }
+  });
+
+  describe('per call', () => {
+    const defaults = resolveBufferOptions({ timeout: 2000, stall: 100 });
+
+    it('takes the module defaults', () => {
+      expect(resolveCallOptions(defaults)).toMatchObject({ timeout: 2000, stall: 100, quorum: undefined, to: undefined });
+    });
+
+    it.each([
+      [{ quorum: 0 }, 'quorum'],
+      [{ until: 'yes' }, 'until'],
+      [{ stall: 3000 }, 'stall'],
+      [{ to: '' }, 'to'],
+      [{ to: 'a', quorum: 2 }, 'quorum'],
+      [{ headers: { a: 1 } }, 'headers'],
+      [{ headers: JSON.parse('{"__proto__":"x"}') }, 'headers'],
+    ])('rejects %j naming "%s"', (options, option) => {
+      try {
+        resolveCallOptions(defaults, options as never);
+        throw new Error('accepted');
+      } catch (error) {
+        expect(error).toBeInstanceOf(InvalidOptionsError);
+        expect((error as InvalidOptionsError).option).toBe(option);
+      }
+    });
+  });
+});
