@@ -119,6 +119,25 @@ describe('Gatherer', () => {
     expect(outcome.timedOut?.expected).toBe(3);
   });
 
+  it('holds a rule decided before the receiver count until the count arrives, so the result carries it', () => {
+    const { gatherer, outcome, seen } = setup({ quorum: 1 });
+    gatherer.accept(reply('a', 0, { data: 1 }));
+    expect(outcome.calls).toBe(0);
+    expect(gatherer.accept(reply('b', 0, { data: 2 }))).toBe('late');
+    gatherer.expect(3);
+    expect(outcome.result?.completedBy).toBe('quorum');
+    expect(outcome.result?.expected).toBe(3);
+    expect(seen).toHaveLength(1);
+  });
+
+  it('a decided rule still ends by the timeout when the count never comes', () => {
+    const { gatherer, outcome, clock } = setup({ until: () => true, timeout: 500 });
+    gatherer.accept(reply('a', 0, { data: 1 }));
+    clock.advance(500);
+    expect(outcome.result?.completedBy).toBe('until');
+    expect(outcome.result?.expected).toBeUndefined();
+  });
+
   it('counts a duplicate (same instance, same sequence) once', () => {
     const { gatherer, outcome, seen } = setup();
     gatherer.expect(2);

@@ -35,6 +35,9 @@ export class Gatherer<T = unknown> {
   private timeoutTimer: TimerHandle | undefined;
   private stallTimer: TimerHandle | undefined;
   private ended = false;
+  // A rule decided before Redis said how many received the request: completion waits for the count
+  // (it is one round trip away), so every result says what it is partial against.
+  private decided: CompletedBy | undefined;
   private readonly startedAt: number;
 
   constructor(
@@ -45,7 +48,7 @@ export class Gatherer<T = unknown> {
     private readonly clock: Clock,
   ) {
     this.startedAt = clock.now();
-    this.timeoutTimer = clock.setTimer(() => this.finish('timeout'), rules.timeout);
+    this.timeoutTimer = clock.setTimer(() => this.finish(this.decided ?? 'timeout'), rules.timeout);
   }
 
   get isEnded(): boolean {
@@ -61,6 +64,7 @@ export class Gatherer<T = unknown> {
   expect(receivers: number): void {
     if (this.ended) return;
     this.expected = receivers;
+    if (this.decided !== undefined) return this.finish(this.decided);
     if (receivers === 0) {
       this.end();
       this.sink.fail(new NoRespondersError(this.pattern, this.rules.to), this.result('all'));
@@ -70,7 +74,7 @@ export class Gatherer<T = unknown> {
   }
 
   accept(envelope: ReplyEnvelope): AcceptOutcome {
-    if (this.ended) return 'late';
+    if (this.ended || this.decided !== undefined) return 'late';
     const previous = this.lastSeq.get(envelope.from);
     if (previous !== undefined && envelope.seq <= previous) return 'duplicate';
     this.lastSeq.set(envelope.from, envelope.seq);
@@ -87,8 +91,8 @@ export class Gatherer<T = unknown> {
       this.sink.next(reply);
       // The sink may have cancelled us (an unsubscribe from inside `next`).
       if (this.ended) return 'accepted';
-      if (this.rules.until?.(reply)) return this.finish('until'), 'accepted';
-      if (this.rules.quorum !== undefined && this.arrived.length >= this.rules.quorum) return this.finish('quorum'), 'accepted';
+      if (this.rules.until?.(reply)) return this.decide('until'), 'accepted';
+      if (this.rules.quorum !== undefined && this.arrived.length >= this.rules.quorum) return this.decide('quorum'), 'accepted';
       this.armStall();
     }
     if (envelope.done) {
@@ -133,7 +137,14 @@ export class Gatherer<T = unknown> {
   private armStall(): void {
     if (this.rules.stall === undefined) return;
     if (this.stallTimer !== undefined) this.clock.clearTimer(this.stallTimer);
-    this.stallTimer = this.clock.setTimer(() => this.finish('stall'), this.rules.stall);
+    this.stallTimer = this.clock.setTimer(() => this.decide('stall'), this.rules.stall);
+  }
+
+  private decide(completedBy: CompletedBy): void {
+    if (this.expected !== undefined) return this.finish(completedBy);
+    this.decided = completedBy;
+    if (this.stallTimer !== undefined) this.clock.clearTimer(this.stallTimer);
+    this.stallTimer = undefined;
   }
 
   private finish(completedBy: CompletedBy): void {

@@ -167,7 +167,16 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
   }
 
   private createConnection(role: 'pub' | 'sub', isSubscriber: boolean): Redis {
-    const base: RedisOptions = { lazyConnect: true, connectionName: `${this.options.connectionName}:${role}` };
+    // One knob for "how long may connecting take": ioredis's own per-attempt timer follows ours.
+    // disconnectTimeout: ioredis arms a timer on disconnect() that only a socket 'close' clears; a
+    // socket already destroyed by a refused connect never closes again, and the timer would hold
+    // the process open for 2 s after close().
+    const base: RedisOptions = {
+      lazyConnect: true,
+      connectTimeout: this.options.connectTimeout,
+      disconnectTimeout: 100,
+      connectionName: `${this.options.connectionName}:${role}`,
+    };
     const overrides: RedisOptions = isSubscriber ? { autoResubscribe: true } : { enableOfflineQueue: false };
     const { redis } = this.options;
     return typeof redis === 'string' ? new Redis(redis, { ...base, ...overrides }) : new Redis({ ...redis, ...base, ...overrides });

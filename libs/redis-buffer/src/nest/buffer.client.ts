@@ -3,6 +3,7 @@ import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microser
 import { connectable, Observable, ReplaySubject } from 'rxjs';
 import type { BufferHeaders } from '../core/envelope.js';
 import type { GatherSink } from '../core/gatherer.js';
+import { BoundedLog } from '../core/logger.js';
 import { resolveBufferOptions, resolveCallOptions, type BufferCallOptions, type BufferOptions, type ResolvedBufferOptions } from '../core/options.js';
 import { IoredisBus, type BusEvents, type BusStatus } from '../core/redis-bus.js';
 import type { BufferReply, GatherResult } from '../core/reply.js';
@@ -21,6 +22,8 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
   private readonly logger = new Logger(BufferClient.name);
   private readonly bus: IoredisBus;
   private readonly requester: Requester;
+  // ioredis reports every failed reconnect attempt; a Redis outage must not flood the logs.
+  private readonly redisErrors = new BoundedLog(this.logger, 3, 30_000);
 
   constructor(options: BufferOptions = {}) {
     super();
@@ -187,7 +190,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
   }
 
   private onRedisError(error: Error): void {
-    this.logger.warn(`Redis: ${error.message}`);
+    this.redisErrors.warn(`Redis: ${error.message}`);
   }
 }
 
