@@ -1,0 +1,37 @@
+import { Module, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
+import { BufferModule } from 'nestjs-redis-buffer';
+import { SERVICE_CONFIG, type ServiceConfig } from './config/service-config.js';
+import { ServiceConfigModule } from './config/service-config.module.js';
+import { RemoteCache } from './resources/remote-cache.service.js';
+import { ResourceBufferController } from './resources/resource-buffer.controller.js';
+import { ResourceLookup } from './resources/resource-lookup.service.js';
+import { ResourceStore } from './resources/resource-store.service.js';
+import { ResourcesController } from './resources/resources.controller.js';
+import { RequestCounterMiddleware } from './stats/request-counter.middleware.js';
+import { StatsController } from './stats/stats.controller.js';
+import { StatsService } from './stats/stats.service.js';
+import { PageController } from './web/page.controller.js';
+
+/** One instance of the resource service: HTTP in front, the buffer between instances. */
+@Module({
+  imports: [
+    ServiceConfigModule,
+    BufferModule.forRootAsync({
+      inject: [SERVICE_CONFIG],
+      useFactory: (config: ServiceConfig) => ({
+        redis: config.redisUrl,
+        namespace: config.namespace,
+        // The transport answers as `instanceName`; the client gets its own id for its inbox.
+        instanceId: `${config.instanceName}.client`,
+        timeout: config.lookupTimeoutMs,
+      }),
+    }),
+  ],
+  controllers: [ResourcesController, ResourceBufferController, StatsController, PageController],
+  providers: [ResourceStore, RemoteCache, ResourceLookup, StatsService],
+})
+export class AppModule implements NestModule {
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(RequestCounterMiddleware).forRoutes('*path');
+  }
+}

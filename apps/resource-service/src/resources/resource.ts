@@ -1,0 +1,49 @@
+/** A resource as one instance holds it. */
+export interface Resource {
+  readonly id: string;
+  /** The instance holding it. */
+  readonly owner: string;
+  /** Whatever was last POSTed for it (at start-up: a small description). */
+  readonly value: unknown;
+  /** Starts at 1, grows with every POST. */
+  readonly version: number;
+  readonly updatedAt: string;
+}
+
+/** Buffer pattern: "do you hold this resource?"; every instance answers `FindReply`. */
+export const FIND_RESOURCE = 'resource.find';
+/** Buffer pattern: "what are your figures?"; every instance answers `InstanceStats`. */
+export const INSTANCE_STATS = 'instance.stats';
+/** Buffer event: a resource changed somewhere; every instance drops its cached copy. */
+export const RESOURCE_CHANGED = 'resource.changed';
+
+/** One instance's answer to `resource.find`: the resource, or `null` when it does not hold it. */
+export interface FindReply {
+  readonly resource: Resource | null;
+}
+
+/** The payload of the `resource.changed` event. */
+export interface ResourceChange {
+  readonly id: string;
+  readonly change: 'put' | 'delete';
+  /** The instance where the change happened. */
+  readonly by: string;
+}
+
+/** One instance's figures, as `GET /stats` aggregates them. */
+export interface InstanceStats {
+  readonly instance: string;
+  readonly url: string;
+  /** The ids it holds, sorted. */
+  readonly resources: readonly string[];
+  readonly resourcesHeld: number;
+  /** HTTP requests it has served. */
+  readonly requestsServed: number;
+  /** `resource.find` requests it has answered for any instance, itself included. */
+  readonly lookupsAnswered: number;
+  /** Ids it has cached from other instances' answers. */
+  readonly cached: readonly string[];
+  /** The last `resource.changed` event it received, in words. */
+  readonly lastInvalidation: string | null;
+  readonly startedAt: string;
+}

@@ -1,0 +1,127 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from './redis-server.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const RESOURCE_SERVICE_MAIN = join(here, '..', '..', 'apps', 'resource-service', 'dist', 'main.js');
+
+export interface ResourceServiceSpec {
+  readonly name: string;
+  readonly resources: readonly string[];
+  readonly redisUrl: string;
+  readonly namespace: string;
+  /** A free loopback port when unset. */
+  readonly port?: number;
+  readonly env?: Record<string, string>;
+}
+
+/** One instance of apps/resource-service running as its own Node process, serving HTTP on loopback. */
+export class ResourceServiceProcess {
+  private output = '';
+
+  private constructor(
+    readonly spec: ResourceServiceSpec,
+    readonly url: string,
+    private readonly child: ChildProcess,
+  ) {}
+
+  static async start(spec: ResourceServiceSpec, timeoutMs = 20_000): Promise<ResourceServiceProcess> {
+    if (!existsSync(RESOURCE_SERVICE_MAIN)) throw new Error(`${RESOURCE_SERVICE_MAIN} is missing: run "npm run build" first.`);
+    const port = spec.port ?? (await freePort());
+    const url = `http://127.0.0.1:${port}`;
+    const child = spawn(process.execPath, [RESOURCE_SERVICE_MAIN], {
+      env: {
+        ...process.env,
+        INSTANCE_NAME: spec.name,
+        RESOURCES: spec.resources.join(','),
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        PUBLIC_URL: url,
+        REDIS_URL: spec.redisUrl,
+        NAMESPACE: spec.namespace,
+        ...spec.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const instance = new ResourceServiceProcess(spec, url, child);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`resource-service ${spec.name} not ready after ${timeoutMs} ms:\n${instance.output}`)), timeoutMs);
+      child.stdout!.on('data', (chunk: Buffer) => {
+        instance.output += chunk.toString();
+        // Printed after the transport subscribed and the HTTP server listens.
+        if (instance.output.includes(`READY ${spec.name} `)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.stderr!.on('data', (chunk: Buffer) => (instance.output += chunk.toString()));
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`resource-service ${spec.name} exited (${code ?? signal}) before it was ready:\n${instance.output}`));
+      });
+    });
+    return instance;
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  get logs(): string {
+    return this.output;
+  }
+
+  /** Sends `signal` and waits for the exit; resolves with the exit code or signal. */
+  stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<number | string> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve(this.child.exitCode ?? this.child.signalCode ?? 'exited');
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+      this.child.once('exit', (code, sig) => {
+        clearTimeout(timer);
+        resolve(code ?? sig ?? 'exited');
+      });
+      this.child.kill(signal);
+    });
+  }
+}
+
+/** The demo topology: three instances with different resources, as `npm run demo` starts them. */
+export const DEMO_TOPOLOGY: ReadonlyArray<{ name: string; resources: readonly string[] }> = [
+  { name: 'one', resources: ['a', 'b'] },
+  { name: 'two', resources: ['c', 'd'] },
+  { name: 'three', resources: ['e'] },
+];
+
+export async function startResourceServices(redisUrl: string, namespace: string, topology = DEMO_TOPOLOGY): Promise<ResourceServiceProcess[]> {
+  return Promise.all(topology.map(({ name, resources }) => ResourceServiceProcess.start({ name, resources, redisUrl, namespace })));
+}
+
+export async function stopResourceServices(instances: readonly ResourceServiceProcess[]): Promise<Array<number | string>> {
+  return Promise.all(instances.map((instance) => instance.stop()));
+}
+
+/** One Server-Sent Event. */
+export interface ServerSentEvent {
+  readonly event: string;
+  readonly data: unknown;
+}
+
+/** Reads a Server-Sent Events stream to its end and returns its events in order, `data` parsed as JSON. */
+export async function readEventStream(url: string, timeoutMs = 10_000): Promise<{ contentType: string | null; events: ServerSentEvent[] }> {
+  const response = await fetch(url, { headers: { Accept: 'text/event-stream' }, signal: AbortSignal.timeout(timeoutMs) });
+  if (!response.ok) throw new Error(`${url} answered ${response.status}: ${await response.text()}`);
+  const events: ServerSentEvent[] = [];
+  // An SSE body is blocks separated by a blank line, each with `event:` and `data:` fields.
+  for (const block of (await response.text()).split(/\r?\n\r?\n/)) {
+    let event = 'message';
+    const data: string[] = [];
+    for (const line of block.split(/\r?\n/)) {
+      if (line.startsWith('event:')) event = line.slice(6).trim();
+      else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
+    }
+    if (data.length > 0) events.push({ event, data: JSON.parse(data.join('\n')) });
+  }
+  return { contentType: response.headers.get('content-type'), events };
+}
