@@ -110,6 +110,17 @@ describe('resource-service: three instances behind one Redis', () => {
     }
   });
 
+  it('counts every HTTP request an instance serves, the page included', async () => {
+    const servedByThree = async (): Promise<number> => {
+      const { body } = await getJson<{ instances: InstanceStats[] }>(`${byName('one').url}/stats`);
+      return body.instances.find((stats) => stats.instance === 'three')!.requestsServed;
+    };
+    const before = await servedByThree();
+    expect((await fetch(`${byName('three').url}/`)).status).toBe(200);
+    expect((await fetch(`${byName('three').url}/resources/e`)).status).toBe(200);
+    expect(await servedByThree()).toBe(before + 2);
+  });
+
   it('streams one Server-Sent Event per instance, then the completion event', async () => {
     for (const instance of instances) {
       const { contentType, events } = await readEventStream(`${instance.url}/resources/e/stream`);

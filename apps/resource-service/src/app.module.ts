@@ -32,6 +32,7 @@ import { PageController } from './web/page.controller.js';
 })
 export class AppModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {
-    consumer.apply(RequestCounterMiddleware).forRoutes('*path');
+    // `{*path}`: the wildcard that also matches `/` under Express 5 routing.
+    consumer.apply(RequestCounterMiddleware).forRoutes('{*path}');
   }
 }
