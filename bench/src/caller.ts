@@ -1,0 +1,222 @@
+// A caller process for one system (argv: system): runs the orchestrator's measurement commands over IPC.
+import {
+  ECHO_PATTERN,
+  HOLD_PATTERN,
+  REQUEST_DATA,
+  nowMs,
+  percentile,
+  summarize,
+  type BurstResult,
+  type CallerCommand,
+  type Endpoints,
+  type InflightResult,
+  type LatencyResult,
+  type LoadResult,
+  type MemoryResult,
+  type MemorySample,
+  type SystemName,
+} from './common.js';
+import { createCaller } from './systems/index.js';
+import type { CallerSystem } from './systems/types.js';
+
+const system = process.argv[2] as SystemName;
+const endpoints = JSON.parse(process.env.BENCH_ENDPOINTS!) as Endpoints;
+const latencies = new Float64Array(4_000_000);
+
+function gc(): void {
+  const collect = (globalThis as { gc?: () => void }).gc;
+  if (collect === undefined) return;
+  collect();
+  collect();
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** One request at a time, for `durationMs` or `maxCount` requests. */
+function latency(caller: CallerSystem, n: number, durationMs: number, maxCount: number): Promise<LatencyResult> {
+  return new Promise((resolve) => {
+    const end = nowMs() + durationMs;
+    let count = 0;
+    let errors = 0;
+    const next = (): void => {
+      if (count >= maxCount || nowMs() >= end || count >= latencies.length) {
+        resolve(summarize(latencies, count, errors));
+        return;
+      }
+      const started = nowMs();
+      caller.request(n, ECHO_PATTERN, REQUEST_DATA, (error, replies) => {
+        if (error !== undefined || replies !== n) errors++;
+        latencies[count++] = nowMs() - started;
+        next();
+      });
+    };
+    next();
+  });
+}
+
+/** `concurrency` requests in flight (closed loop): throughput and latency after a warm-up. */
+function load(caller: CallerSystem, n: number, concurrency: number, warmupMs: number, durationMs: number): Promise<LoadResult> {
+  return new Promise((resolve) => {
+    const start = nowMs();
+    const windowStart = start + warmupMs;
+    const windowEnd = windowStart + durationMs;
+    let count = 0;
+    let errors = 0;
+    let inWindow = 0;
+    let outstanding = 0;
+    const launch = (): void => {
+      const started = nowMs();
+      outstanding++;
+      caller.request(n, ECHO_PATTERN, REQUEST_DATA, (error, replies) => {
+        outstanding--;
+        const finished = nowMs();
+        if (finished >= windowStart && finished < windowEnd) {
+          inWindow++;
+          if (error !== undefined || replies !== n) errors++;
+          if (started >= windowStart && count < latencies.length) latencies[count++] = finished - started;
+        }
+        if (finished < windowEnd) launch();
+        else if (outstanding === 0) {
+          const summary = summarize(latencies, count, errors);
+          resolve({ ...summary, rps: inWindow / (durationMs / 1000) });
+        }
+      });
+    };
+    for (let index = 0; index < concurrency; index++) launch();
+  });
+}
+
+/** Runs `total` requests at `concurrency` in flight, resolving when all are done; counts errors. */
+function run(caller: CallerSystem, n: number, total: number, concurrency: number): Promise<number> {
+  return new Promise((resolve) => {
+    let started = 0;
+    let finished = 0;
+    let errors = 0;
+    const launch = (): void => {
+      started++;
+      caller.request(n, ECHO_PATTERN, REQUEST_DATA, (error, replies) => {
+        finished++;
+        if (error !== undefined || replies !== n) errors++;
+        if (started < total) launch();
+        else if (finished === total) resolve(errors);
+      });
+    };
+    for (let index = 0; index < Math.min(concurrency, total); index++) launch();
+  });
+}
+
+function sample(requests: number): MemorySample {
+  gc();
+  const usage = process.memoryUsage();
+  return { requests, heapUsed: usage.heapUsed, rss: usage.rss };
+}
+
+async function memory(caller: CallerSystem, n: number, warmup: number, total: number, checkpoints: number, concurrency: number): Promise<MemoryResult> {
+  let errors = await run(caller, n, warmup, concurrency);
+  await sleep(200);
+  const samples: MemorySample[] = [sample(0)];
+  const step = Math.ceil(total / checkpoints);
+  for (let done = 0; done < total; ) {
+    const chunk = Math.min(step, total - done);
+    errors += await run(caller, n, chunk, concurrency);
+    done += chunk;
+    await sleep(100);
+    samples.push(sample(done));
+  }
+  return { samples, errors };
+}
+
+async function inflight(caller: CallerSystem, n: number, count: number, holdMs: number): Promise<InflightResult> {
+  await sleep(200);
+  gc();
+  const baseHeap = process.memoryUsage().heapUsed;
+  let answered = 0;
+  let errors = 0;
+  let finished = 0;
+  let resolveAll!: () => void;
+  const all = new Promise<void>((resolve) => (resolveAll = resolve));
+  for (let index = 0; index < count; index++) {
+    caller.request(n, HOLD_PATTERN, holdMs, (error, replies) => {
+      finished++;
+      if (error === undefined && replies === n) answered++;
+      else errors++;
+      if (finished === count) resolveAll();
+    });
+  }
+  // Every request is published and held by the responders (they answer after holdMs).
+  await sleep(Math.min(1000, holdMs / 3));
+  gc();
+  const heldHeap = process.memoryUsage().heapUsed;
+  const stillOpen = count - finished;
+  await all;
+  return { count: stillOpen, baseHeap, heldHeap, bytesPerRequest: (heldHeap - baseHeap) / stillOpen, answered, errors };
+}
+
+async function burst(caller: CallerSystem, n: number, count: number, timeoutMs: number): Promise<BurstResult> {
+  const times = new Float64Array(count);
+  let answered = 0;
+  let complete = 0;
+  let finished = 0;
+  const start = nowMs();
+  await new Promise<void>((resolve) => {
+    for (let index = 0; index < count; index++) {
+      const started = nowMs();
+      const done = (error: unknown, replies: number, all: boolean): void => {
+        times[finished++] = nowMs() - started;
+        if (error === undefined && replies === n) answered++;
+        if (error === undefined && replies === n && all) complete++;
+        if (finished === count) resolve();
+      };
+      if (caller.gather !== undefined) caller.gather(n, ECHO_PATTERN, REQUEST_DATA, timeoutMs, done);
+      else caller.request(n, ECHO_PATTERN, REQUEST_DATA, (error, replies) => done(error, replies, true));
+    }
+  });
+  const wallMs = nowMs() - start;
+  times.sort();
+  return { count, answered, complete, lost: count - complete, wallMs, p50: percentile(times, 50), p99: percentile(times, 99), max: times[count - 1]! };
+}
+
+async function main(): Promise<void> {
+  const caller = await createCaller(system, endpoints);
+  await caller.start();
+  let exiting = false;
+  const exit = async (): Promise<void> => {
+    if (exiting) return;
+    exiting = true;
+    setTimeout(() => process.exit(0), 2000).unref();
+    await caller.close().catch(() => undefined);
+    process.exit(0);
+  };
+  process.on('disconnect', () => void exit());
+  process.on('SIGTERM', () => void exit());
+  process.on('SIGINT', () => void exit());
+  process.on('message', (command: CallerCommand) => {
+    const work = async (): Promise<unknown> => {
+      switch (command.op) {
+        case 'latency':
+          return latency(caller, command.n, command.durationMs, command.maxCount);
+        case 'load':
+          return load(caller, command.n, command.concurrency, command.warmupMs, command.durationMs);
+        case 'memory':
+          return memory(caller, command.n, command.warmup, command.total, command.checkpoints, command.concurrency);
+        case 'inflight':
+          return inflight(caller, command.n, command.count, command.holdMs);
+        case 'burst':
+          return burst(caller, command.n, command.count, command.timeoutMs);
+        case 'exit':
+          await exit();
+          return undefined;
+      }
+    };
+    work().then(
+      (result) => process.send?.({ ok: true, result }),
+      (error: unknown) => process.send?.({ ok: false, error: String((error as Error)?.stack ?? error) }),
+    );
+  });
+  process.send?.({ ready: true });
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`caller ${system} failed: ${String((error as Error)?.stack ?? error)}\n`);
+  process.exit(1);
+});

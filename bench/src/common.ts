@@ -1,0 +1,108 @@
+// Shared by the orchestrator, the caller processes and the responder processes.
+
+/** The five systems under comparison. */
+export type SystemName = 'lib' | 'naive' | 'coalesced' | 'nats' | 'nest' | 'base';
+
+export const SYSTEM_LABELS: Record<SystemName, string> = {
+  lib: 'nestjs-redis-buffer (send)',
+  naive: 'naive floor (ioredis)',
+  coalesced: 'coalesced floor (ioredis)',
+  nats: 'NATS requestMany',
+  nest: 'Nest Transport.REDIS',
+  base: 'library baseline (--baseline build)',
+};
+
+/** The request every system sends and the reply every responder returns: the motivating "who owns this resource?" case. */
+export const REQUEST_DATA = { resource: 'res-1042', fields: ['owner', 'version'] };
+export const REPLY_DATA = { found: false, owner: null, version: 0 };
+
+export const ECHO_PATTERN = 'bench.echo';
+/** Replies after the number of ms in the payload: used to hold requests open. */
+export const HOLD_PATTERN = 'bench.hold';
+
+export interface Endpoints {
+  readonly redisUrl: string;
+  readonly redisPort: number;
+  readonly natsUrl: string | undefined;
+  /** Channel / subject prefix, so that systems never see each other's traffic. */
+  readonly namespace: string;
+  /** `--baseline=PATH`: another build of the library (its dist/index.js), run as system "base" for before/after. */
+  readonly baseline?: string;
+}
+
+/** Orchestrator -> caller commands. */
+export type CallerCommand =
+  | { readonly op: 'latency'; readonly n: number; readonly durationMs: number; readonly maxCount: number }
+  | { readonly op: 'load'; readonly n: number; readonly concurrency: number; readonly warmupMs: number; readonly durationMs: number }
+  | { readonly op: 'memory'; readonly n: number; readonly warmup: number; readonly total: number; readonly checkpoints: number; readonly concurrency: number }
+  | { readonly op: 'inflight'; readonly n: number; readonly count: number; readonly holdMs: number }
+  | { readonly op: 'burst'; readonly n: number; readonly count: number; readonly timeoutMs: number }
+  | { readonly op: 'exit' };
+
+export interface LatencyResult {
+  readonly count: number;
+  readonly errors: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly mean: number;
+}
+
+export interface LoadResult extends LatencyResult {
+  readonly rps: number;
+}
+
+export interface MemorySample {
+  readonly requests: number;
+  readonly heapUsed: number;
+  readonly rss: number;
+}
+
+export interface MemoryResult {
+  readonly samples: MemorySample[];
+  readonly errors: number;
+}
+
+export interface InflightResult {
+  readonly count: number;
+  readonly baseHeap: number;
+  readonly heldHeap: number;
+  readonly bytesPerRequest: number;
+  readonly answered: number;
+  readonly errors: number;
+}
+
+export interface BurstResult {
+  readonly count: number;
+  readonly answered: number;
+  readonly complete: number;
+  readonly lost: number;
+  readonly wallMs: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
+}
+
+/** Percentile of an ascending sorted array (nearest rank). */
+export function percentile(sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.ceil((p / 100) * sorted.length) - 1;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank))]!;
+}
+
+export function median(values: readonly number[]): number {
+  const finite = values.filter((value) => Number.isFinite(value)).sort((a, b) => a - b);
+  if (finite.length === 0) return NaN;
+  const mid = finite.length >> 1;
+  return finite.length % 2 === 1 ? finite[mid]! : (finite[mid - 1]! + finite[mid]!) / 2;
+}
+
+export function summarize(latenciesMs: Float64Array, count: number, errors: number): LatencyResult {
+  const sorted = latenciesMs.subarray(0, count).sort();
+  let sum = 0;
+  for (let index = 0; index < count; index++) sum += sorted[index]!;
+  return { count, errors, p50: percentile(sorted, 50), p99: percentile(sorted, 99), mean: count === 0 ? NaN : sum / count };
+}
+
+export function nowMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}

@@ -1,0 +1,289 @@
+// Writes bench/RESULTS.md and the two SVG charts from one run's results. Every number here comes
+// from `results` as the run produced it.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { median, SYSTEM_LABELS, type SystemName } from './common.js';
+import type { Results } from './run.js';
+
+const COLORS: Record<SystemName, string> = { base: '#ff9896', lib: '#d62728', naive: '#7f7f7f', coalesced: '#1f77b4', nats: '#2ca02c', nest: '#9467bd' };
+
+const ms = (value: number): string => (Number.isFinite(value) ? (value >= 10 ? value.toFixed(1) : value.toFixed(3)) : 'n/a');
+const int = (value: number): string => (Number.isFinite(value) ? Math.round(value).toLocaleString('en-US') : 'n/a');
+const ratio = (value: number): string => (Number.isFinite(value) ? `${value.toFixed(2)}x` : 'n/a');
+const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(2);
+
+export interface Target {
+  readonly issue: string;
+  readonly name: string;
+  readonly measured: string;
+  readonly met: boolean;
+}
+
+/** Median over repetitions of the per-repetition ratio a/b (both measured in the same repetition). */
+function ratioMedian(a: number[], b: number[]): number {
+  return median(a.map((value, index) => value / b[index]!));
+}
+
+export function computeTargets(results: Results): Target[] {
+  const targets: Target[] = [];
+  const has = (system: SystemName): boolean => results.systems.includes(system);
+  for (const n of results.config.ns) {
+    const main = results.main[n]!;
+    const tput = (system: SystemName): number[] => main[system]!.load.map((result) => result.rps);
+    const p50 = (system: SystemName): number[] => main[system]!.latency.map((result) => result.p50);
+    if (!main.lib || !main.naive || !main.coalesced) continue;
+    if (has('nats')) {
+      const value = ratioMedian(tput('lib'), tput('nats'));
+      targets.push({ issue: '#6', name: `N=${n}: throughput @${results.config.concurrency} >= 4x NATS requestMany`, measured: ratio(value), met: value >= 4 });
+    }
+    const coalesced = ratioMedian(tput('lib'), tput('coalesced'));
+    targets.push({ issue: '#6', name: `N=${n}: throughput @${results.config.concurrency} >= 0.8x coalesced floor`, measured: ratio(coalesced), met: coalesced >= 0.8 });
+    const naive = ratioMedian(tput('lib'), tput('naive'));
+    targets.push({ issue: '#4', name: `N=${n}: throughput @${results.config.concurrency} >= 0.8x naive floor`, measured: ratio(naive), met: naive >= 0.8 });
+    const latency = ratioMedian(p50('lib'), p50('naive'));
+    targets.push({ issue: '#6 (#4: <= 1.25x)', name: `N=${n}: p50 @1 in flight <= 1.1x naive floor`, measured: ratio(latency), met: latency <= 1.1 });
+    if (n === 1 && main.nest) {
+      const nest = ratioMedian(tput('lib'), tput('nest'));
+      targets.push({ issue: '#6 (#4: >= 1.5x)', name: `N=1: throughput @${results.config.concurrency} >= 10x Nest Transport.REDIS`, measured: ratio(nest), met: nest >= 10 });
+    }
+  }
+  const memory = results.memory.lib;
+  if (memory) {
+    const first = memory.samples[0]!;
+    const last = memory.samples.at(-1)!;
+    const growth = last.heapUsed - first.heapUsed;
+    targets.push({
+      issue: '#4',
+      name: `no heap growth over ${int(last.requests)} requests (threshold: 1 MiB)`,
+      measured: `${growth >= 0 ? '+' : ''}${mib(growth)} MiB heap (${mib(first.heapUsed)} -> ${mib(last.heapUsed)}), ${memory.errors} errors`,
+      met: growth <= 2 ** 20 && memory.errors === 0,
+    });
+  }
+  const inflight = results.inflight.lib;
+  if (inflight) {
+    const bytes = median(inflight.map((result) => result.bytesPerRequest));
+    targets.push({ issue: '#4', name: '< 2 KB (2048 bytes) per request in flight', measured: `${int(bytes)} bytes`, met: bytes < 2048 });
+  }
+  const burst = results.burst.lib;
+  if (burst) {
+    const lost = burst.reduce((sum, result) => sum + result.lost, 0);
+    targets.push({ issue: '#4', name: `${int(results.config.burstCount)} gathers in flight at once: all complete, none lost`, measured: `${lost} lost over ${burst.length} runs`, met: lost === 0 });
+  }
+  if (results.scale) {
+    const errors = [...results.scale.latency, ...results.scale.load].reduce((sum, result) => sum + result.errors, 0) + results.scale.burst.reduce((sum, result) => sum + result.lost, 0);
+    targets.push({ issue: '#4', name: `${results.scale.responders} responding instances: every request answered by all`, measured: `${errors} incomplete`, met: errors === 0 });
+  }
+  return targets;
+}
+
+interface Series {
+  readonly system: SystemName;
+  readonly points: Array<[number, number]>;
+}
+
+function chart(title: string, yLabel: string, ns: number[], series: Series[], logY: boolean): string {
+  const width = 720;
+  const height = 420;
+  const left = 80;
+  const right = 230;
+  const top = 40;
+  const bottom = 60;
+  const plotW = width - left - right;
+  const plotH = height - top - bottom;
+  const values = series.flatMap((line) => line.points.map(([, y]) => y)).filter((value) => Number.isFinite(value) && value > 0);
+  let yMin = logY ? 10 ** Math.floor(Math.log10(Math.min(...values))) : 0;
+  let yMax = logY ? 10 ** Math.ceil(Math.log10(Math.max(...values))) : Math.max(...values) * 1.1;
+  if (!(yMax > yMin)) {
+    yMin = 0;
+    yMax = 1;
+  }
+  const x = (n: number): number => left + (ns.length === 1 ? plotW / 2 : (ns.indexOf(n) / (ns.length - 1)) * plotW);
+  const y = (value: number): number =>
+    logY ? top + plotH - ((Math.log10(value) - Math.log10(yMin)) / (Math.log10(yMax) - Math.log10(yMin))) * plotH : top + plotH - ((value - yMin) / (yMax - yMin)) * plotH;
+  const parts: string[] = [];
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
+  parts.push(`<rect width="${width}" height="${height}" fill="#ffffff"/>`);
+  parts.push(`<text x="${left + plotW / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${title}</text>`);
+  // Grid and y ticks.
+  const ticks: number[] = [];
+  if (logY) for (let value = yMin; value <= yMax * 1.0001; value *= 10) ticks.push(value);
+  else for (let index = 0; index <= 5; index++) ticks.push(yMin + ((yMax - yMin) * index) / 5);
+  for (const tick of ticks) {
+    const ty = y(tick);
+    parts.push(`<line x1="${left}" y1="${ty.toFixed(1)}" x2="${left + plotW}" y2="${ty.toFixed(1)}" stroke="#e0e0e0"/>`);
+    const label = tick >= 1000 ? `${(tick / 1000).toLocaleString('en-US')}k` : tick >= 1 ? tick.toFixed(logY ? 0 : 2) : tick.toPrecision(2);
+    parts.push(`<text x="${left - 8}" y="${(ty + 4).toFixed(1)}" text-anchor="end">${label}</text>`);
+  }
+  parts.push(`<line x1="${left}" y1="${top}" x2="${left}" y2="${top + plotH}" stroke="#000"/>`);
+  parts.push(`<line x1="${left}" y1="${top + plotH}" x2="${left + plotW}" y2="${top + plotH}" stroke="#000"/>`);
+  for (const n of ns) parts.push(`<text x="${x(n).toFixed(1)}" y="${top + plotH + 18}" text-anchor="middle">N = ${n}</text>`);
+  parts.push(`<text x="${left + plotW / 2}" y="${height - 15}" text-anchor="middle">responding instances (N)</text>`);
+  parts.push(`<text transform="translate(18 ${top + plotH / 2}) rotate(-90)" text-anchor="middle">${yLabel}${logY ? ' (log scale)' : ''}</text>`);
+  series.forEach((line, index) => {
+    const color = COLORS[line.system];
+    const points = line.points.filter(([, value]) => Number.isFinite(value) && value > 0);
+    if (points.length > 1) parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2.5" points="${points.map(([n, value]) => `${x(n).toFixed(1)},${y(value).toFixed(1)}`).join(' ')}"/>`);
+    for (const [n, value] of points) parts.push(`<circle cx="${x(n).toFixed(1)}" cy="${y(value).toFixed(1)}" r="4" fill="${color}"><title>${SYSTEM_LABELS[line.system]}, N=${n}: ${value.toPrecision(4)}</title></circle>`);
+    const ly = top + 10 + index * 22;
+    parts.push(`<line x1="${left + plotW + 20}" y1="${ly}" x2="${left + plotW + 44}" y2="${ly}" stroke="${color}" stroke-width="2.5"/>`);
+    parts.push(`<circle cx="${left + plotW + 32}" cy="${ly}" r="4" fill="${color}"/>`);
+    parts.push(`<text x="${left + plotW + 50}" y="${ly + 4}">${SYSTEM_LABELS[line.system]}</text>`);
+  });
+  parts.push('</svg>');
+  return `${parts.join('\n')}\n`;
+}
+
+export function writeReport(results: Results, outDir: string, benchDir: string): string {
+  const { config, machine } = results;
+  const targets = computeTargets(results);
+  const lines: string[] = [];
+  const push = (...text: string[]): void => void lines.push(...text);
+  const systemsAt = (n: number): SystemName[] => results.systems.filter((system) => results.main[n]?.[system] !== undefined);
+
+  push('# Benchmark results', '');
+  push(
+    `Written by \`npm run bench${config.quick ? ' -- --quick' : ''}\` on ${machine.date} (${config.quick ? 'quick' : 'full'} run, ${config.reps} repetitions, ${results.durationSec} s). ` +
+      'Every figure is the median over the repetitions; every ratio is the median of per-repetition ratios, each taken between systems measured back to back in the same repetition ' +
+      '(systems alternated round-robin, starting one system later each repetition, so drift on this shared machine hits them alike). Raw figures: [results.json](results.json).',
+    '',
+  );
+  push('## Machine', '');
+  push('| | |', '|---|---|');
+  push(`| CPU | ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB RAM (shared, noisy) |`);
+  push(`| OS | ${machine.kernel} |`, `| Node | ${machine.node} |`, `| Redis | ${machine.redis} |`, `| nats-server | ${machine.nats} |`);
+  push(`| packages | ${Object.entries(machine.packages).map(([name, version]) => `${name} ${version}`).join(', ')} |`);
+  push(`| load average at start | ${machine.loadAverageAtStart.join(' / ')} |`, '');
+  if (results.natsSkipped) push(`**Skipped:** ${results.natsSkipped}.`, '');
+
+  push('## Setup', '');
+  push(
+    '- One redis-server (and one nats-server) on free loopback ports, started by the benchmark; nothing else on them.',
+    '- Every system has its own caller process (one client) and one responder process hosting all N responding instances, each with its own connections and instance id ' +
+      '(the library: one Nest app with N `RedisBufferTransport`s, each with its own `instanceId`; NATS: N connections each subscribed to the subject; floors: N pairs of ioredis connections).',
+    `- Request \`{"resource":"res-1042","fields":["owner","version"]}\`, reply \`{"found":false,"owner":null,"version":0}\` from every responder, JSON everywhere.`,
+    `- **Latency**: one request in flight for ${config.latencyMs} ms (at most ${int(config.latencyMaxCount)} requests), p50/p99 of each request's round trip until complete (all N replies).`,
+    `- **Throughput**: ${config.concurrency} requests in flight (closed loop), completions counted over ${config.loadMs} ms after ${config.loadWarmupMs} ms warm-up.`,
+    '- Systems: (1) this library, `BufferClient.send` with default completion (every receiver answered), responders are Nest apps with `@BufferedPattern`; ' +
+      '(2) naive floor: plain ioredis, one PUBLISH per request, N replies to one inbox channel routed by id, one PUBLISH per reply; (3) coalesced floor: the same with per-tick batching of requests per channel and replies per inbox; ' +
+      '(4) NATS `requestMany` (strategy `count`, maxMessages N) with @nats-io/transport-node; (5) Nest `ClientRedis` / `Transport.REDIS` (N = 1 only: it keeps the first reply).',
+    '',
+  );
+
+  push('## Latency (1 in flight) and throughput (64 in flight) against N', '');
+  push('| N | system | p50 ms | p99 ms | req/s @64 | p50 ms @64 | p99 ms @64 | errors |', '|---:|---|---:|---:|---:|---:|---:|---:|');
+  for (const n of config.ns) {
+    for (const system of systemsAt(n)) {
+      const entry = results.main[n]![system]!;
+      const errors = [...entry.latency, ...entry.load].reduce((sum, result) => sum + result.errors, 0);
+      push(
+        `| ${n} | ${SYSTEM_LABELS[system]} | ${ms(median(entry.latency.map((r) => r.p50)))} | ${ms(median(entry.latency.map((r) => r.p99)))} | ${int(median(entry.load.map((r) => r.rps)))} | ${ms(median(entry.load.map((r) => r.p50)))} | ${ms(median(entry.load.map((r) => r.p99)))} | ${errors} |`,
+      );
+    }
+  }
+  push('', '![latency against N](latency.svg)', '', '![throughput against N](throughput.svg)', '');
+
+  push('## Ratios of this library to each baseline', '');
+  push('Median of per-repetition ratios. Throughput: library / baseline (higher is better). Latency: library p50 / baseline p50 at 1 in flight (lower is better).', '');
+  const baselines = results.systems.filter((system) => system !== 'lib');
+  push(`| N | ${baselines.map((system) => `throughput vs ${SYSTEM_LABELS[system]}`).join(' | ')} | ${baselines.map((system) => `p50 vs ${SYSTEM_LABELS[system]}`).join(' | ')} |`);
+  push(`|---:|${baselines.map(() => '---:|').join('')}${baselines.map(() => '---:|').join('')}`);
+  for (const n of config.ns) {
+    const main = results.main[n]!;
+    if (!main.lib) continue;
+    const cells = (pick: (system: SystemName) => number[]): string[] =>
+      baselines.map((system) => (main[system] ? ratio(ratioMedian(pick('lib'), pick(system))) : '—'));
+    push(`| ${n} | ${cells((system) => main[system]!.load.map((r) => r.rps)).join(' | ')} | ${cells((system) => main[system]!.latency.map((r) => r.p50)).join(' | ')} |`);
+  }
+  push('');
+
+  push('## Targets (issues 4 and 6; issue 6 supersedes 4 where stricter)', '');
+  push('| issue | target | measured | |', '|---|---|---|---|');
+  for (const target of targets) push(`| ${target.issue} | ${target.name} | ${target.measured} | ${target.met ? '**met**' : '**MISSED**'} |`);
+  push('');
+
+  push(`## Latency under load (N = ${config.loadLevelN})`, '');
+  push(`p50 / p99 in ms, and throughput, at each number of requests in flight (${config.levelMs} ms windows after ${config.levelWarmupMs} ms warm-up; median of ${config.reps} repetitions).`, '');
+  push(`| system | ${config.loadLevels.map((c) => `@${c} p50 / p99`).join(' | ')} | ${config.loadLevels.map((c) => `@${c} req/s`).join(' | ')} |`);
+  push(`|---|${config.loadLevels.map(() => '---:|').join('')}${config.loadLevels.map(() => '---:|').join('')}`);
+  for (const system of ['lib', 'base', 'naive', 'coalesced'] as SystemName[]) {
+    const row = results.levels[system];
+    if (!row) continue;
+    push(
+      `| ${SYSTEM_LABELS[system]} | ${config.loadLevels.map((c) => `${ms(median(row[c]!.map((r) => r.p50)))} / ${ms(median(row[c]!.map((r) => r.p99)))}`).join(' | ')} | ${config.loadLevels.map((c) => int(median(row[c]!.map((r) => r.rps)))).join(' | ')} |`,
+    );
+  }
+  push('');
+
+  push('## Memory', '');
+  const memory = results.memory.lib;
+  if (memory) {
+    push(`Library caller process, N = 1, ${config.concurrency} in flight; heap and RSS after a forced GC, after ${int(config.memoryWarmup)} warm-up requests and then every ${int(config.memoryTotal / 4)} requests (${memory.errors} errors).`, '');
+    push('| requests after warm-up | heap used MiB | RSS MiB |', '|---:|---:|---:|');
+    for (const sample of memory.samples) push(`| ${int(sample.requests)} | ${mib(sample.heapUsed)} | ${mib(sample.rss)} |`);
+    push('');
+  }
+  push(`Memory per request in flight: ${int(config.inflightCount)} requests held open at once (responders answer after ${config.inflightHoldMs} ms), caller heap after a forced GC minus the heap before; median of 3 runs. Includes the harness's own per-request closure (a few dozen bytes).`, '');
+  push('| system | bytes per request in flight | runs | all answered |', '|---|---:|---|---|');
+  for (const system of results.systems) {
+    const runs = results.inflight[system];
+    if (!runs) continue;
+    push(`| ${SYSTEM_LABELS[system]} | ${int(median(runs.map((r) => r.bytesPerRequest)))} | ${runs.map((r) => int(r.bytesPerRequest)).join(', ')} | ${runs.every((r) => r.answered === config.inflightCount) ? 'yes' : runs.map((r) => `${r.answered}/${config.inflightCount}`).join(', ')} |`);
+  }
+  push('');
+
+  push('## Scale', '');
+  push(`**${int(config.burstCount)} gathers in flight at once** (N = ${config.burstN}; issued in one synchronous loop; the library uses \`gather\` and counts a request complete only with \`completedBy: 'all'\` and ${config.burstN} replies; median of 3 runs):`, '');
+  push('| system | complete | lost | wall ms (all done) | p50 ms | p99 ms | max ms |', '|---|---:|---:|---:|---:|---:|---:|');
+  for (const system of ['lib', 'base', 'naive', 'coalesced'] as SystemName[]) {
+    const runs = results.burst[system];
+    if (!runs) continue;
+    push(
+      `| ${SYSTEM_LABELS[system]} | ${runs.map((r) => r.complete).join(', ')} | ${runs.map((r) => r.lost).join(', ')} | ${int(median(runs.map((r) => r.wallMs)))} | ${ms(median(runs.map((r) => r.p50)))} | ${ms(median(runs.map((r) => r.p99)))} | ${ms(median(runs.map((r) => r.max)))} |`,
+    );
+  }
+  push('');
+  if (results.scale) {
+    const scale = results.scale;
+    push(
+      `**${scale.responders} responding instances on one Redis** (library only: ${scale.processes} responder processes x ${scale.responders / scale.processes} \`RedisBufferTransport\`s, each with its own instanceId; every request must get ${scale.responders} replies; 3 runs):`,
+      '',
+    );
+    push('| p50 ms @1 | p99 ms @1 | req/s @64 | p50 ms @64 | p99 ms @64 | incomplete requests | 1,000 gathers at once: complete / lost, wall ms |', '|---:|---:|---:|---:|---:|---:|---|');
+    push(
+      `| ${ms(median(scale.latency.map((r) => r.p50)))} | ${ms(median(scale.latency.map((r) => r.p99)))} | ${int(median(scale.load.map((r) => r.rps)))} | ${ms(median(scale.load.map((r) => r.p50)))} | ${ms(median(scale.load.map((r) => r.p99)))} | ${[...scale.latency, ...scale.load].reduce((sum, r) => sum + r.errors, 0)} | ${scale.burst.map((r) => `${r.complete} / ${r.lost}, ${int(r.wallMs)}`).join('; ')} |`,
+      '',
+    );
+  }
+
+  if (results.profile) {
+    const { caller, responder, load } = results.profile;
+    push('## Profile (this run)', '');
+    push(`\`node --cpu-prof\` on the library's caller and on its responder process (N = ${config.profileN}, ${config.concurrency} in flight, ${config.profileMs} ms; ${int(load.rps)} req/s under the profiler). Self time, idle excluded.`, '');
+    for (const [name, summary] of [['Caller', caller], ['Responder', responder]] as const) {
+      push(`**${name}** (${int(summary.totalMs)} ms busy): ${summary.areas.map((entry) => `${entry.area} ${entry.pct}%`).join(', ')}`, '');
+      push('| self % | self ms | frame |', '|---:|---:|---|');
+      for (const frame of summary.top.slice(0, 12)) push(`| ${frame.selfPct} | ${frame.selfMs} | \`${frame.frame}\` |`);
+      push('');
+    }
+  }
+
+  const notes = join(benchDir, 'NOTES.md');
+  if (existsSync(notes)) push(readFileSync(notes, 'utf8').trim(), '');
+
+  writeFileSync(join(outDir, 'RESULTS.md'), `${lines.join('\n')}\n`);
+  const ns = config.ns;
+  const seriesOf = (pick: (entry: NonNullable<Results['main'][number][SystemName]>) => number): Series[] =>
+    results.systems.map((system) => ({
+      system,
+      points: ns.filter((n) => results.main[n]?.[system]).map((n) => [n, pick(results.main[n]![system]!)] as [number, number]),
+    }));
+  writeFileSync(
+    join(outDir, 'latency.svg'),
+    chart('p50 latency, 1 request in flight', 'ms', ns, seriesOf((entry) => median(entry.latency.map((r) => r.p50))), false),
+  );
+  writeFileSync(
+    join(outDir, 'throughput.svg'),
+    chart(`Throughput, ${config.concurrency} requests in flight`, 'requests/s', ns, seriesOf((entry) => median(entry.load.map((r) => r.rps))), true),
+  );
+  return targets.map((target) => `${target.met ? 'met   ' : 'MISSED'} ${target.issue} ${target.name}: ${target.measured}`).join('\n');
+}

@@ -1,0 +1,40 @@
+import type { Endpoints, SystemName } from '../common.js';
+import type { CallerSystem, ResponderGroup } from './types.js';
+
+export async function createCaller(system: SystemName, endpoints: Endpoints): Promise<CallerSystem> {
+  const namespace = `${endpoints.namespace}-${system}`;
+  switch (system) {
+    case 'lib':
+    case 'base': {
+      const lib = await import('./lib.js');
+      return new lib.LibCaller(await lib.loadLibrary(system === 'base' ? endpoints.baseline : undefined), endpoints.redisUrl, namespace);
+    }
+    case 'naive':
+      return new (await import('./floor.js')).FloorCaller(endpoints.redisUrl, namespace, false);
+    case 'coalesced':
+      return new (await import('./floor.js')).FloorCaller(endpoints.redisUrl, namespace, true);
+    case 'nats':
+      return new (await import('./nats.js')).NatsCaller(endpoints.natsUrl!, namespace);
+    case 'nest':
+      return new (await import('./nest-redis.js')).NestRedisCaller(endpoints.redisPort);
+  }
+}
+
+export async function startResponders(system: SystemName, endpoints: Endpoints, ids: readonly string[]): Promise<ResponderGroup> {
+  const namespace = `${endpoints.namespace}-${system}`;
+  switch (system) {
+    case 'lib':
+    case 'base': {
+      const lib = await import('./lib.js');
+      return lib.startLibResponders(await lib.loadLibrary(system === 'base' ? endpoints.baseline : undefined), endpoints.redisUrl, namespace, ids);
+    }
+    case 'naive':
+      return (await import('./floor.js')).startFloorResponders(endpoints.redisUrl, namespace, ids, false);
+    case 'coalesced':
+      return (await import('./floor.js')).startFloorResponders(endpoints.redisUrl, namespace, ids, true);
+    case 'nats':
+      return (await import('./nats.js')).startNatsResponders(endpoints.natsUrl!, namespace, ids);
+    case 'nest':
+      return (await import('./nest-redis.js')).startNestRedisResponders(endpoints.redisPort, ids);
+  }
+}

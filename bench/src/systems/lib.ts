@@ -1,0 +1,76 @@
+// System 1: this library, used exactly as a user would, by its package name. The same code runs a
+// second build of the library (system "base", `--baseline=path/to/dist/index.js`) for before/after.
+import 'reflect-metadata';
+import { Controller, Module, type Type } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { Payload } from '@nestjs/microservices';
+import { pathToFileURL } from 'node:url';
+import { ECHO_PATTERN, HOLD_PATTERN, REPLY_DATA } from '../common.js';
+import type { CallerSystem, Done, ResponderGroup } from './types.js';
+
+type Library = typeof import('nestjs-redis-buffer');
+type Client = InstanceType<Library['BufferClient']>;
+
+export async function loadLibrary(baseline: string | undefined): Promise<Library> {
+  return baseline === undefined ? import('nestjs-redis-buffer') : ((await import(pathToFileURL(baseline).href)) as Library);
+}
+
+export class LibCaller implements CallerSystem {
+  private readonly client: Client;
+
+  constructor(library: Library, url: string, namespace: string) {
+    this.client = new library.BufferClient({ redis: url, namespace, instanceId: `bench-caller-${process.pid}`, timeout: 30_000 });
+  }
+
+  async start(): Promise<void> {
+    await this.client.connect();
+  }
+
+  request(_n: number, pattern: string, data: unknown, done: Done): void {
+    let replies = 0;
+    this.client.send(pattern, data).subscribe({
+      next: () => void replies++,
+      error: (error: unknown) => done(error ?? new Error('error reply'), replies),
+      complete: () => done(undefined, replies),
+    });
+  }
+
+  gather(_n: number, pattern: string, data: unknown, timeoutMs: number, done: (error: unknown, replies: number, complete: boolean) => void): void {
+    this.client.gather(pattern, data, { timeout: timeoutMs }).then(
+      (result) => done(undefined, result.replies.length, result.completedBy === 'all'),
+      (error: unknown) => done(error, 0, false),
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}
+
+function benchModule(library: Library): Type<unknown> {
+  @Controller()
+  class BenchController {
+    @library.BufferedPattern(ECHO_PATTERN)
+    echo(@Payload() _data: unknown): unknown {
+      return REPLY_DATA;
+    }
+
+    @library.BufferedPattern(HOLD_PATTERN)
+    hold(@Payload() ms: number): Promise<null> {
+      return new Promise((resolve) => setTimeout(() => resolve(null), ms));
+    }
+  }
+
+  @Module({ controllers: [BenchController] })
+  class BenchModule {}
+  return BenchModule;
+}
+
+/** One Nest app per process with one `RedisBufferTransport` per responding instance, each with its own instanceId. */
+export async function startLibResponders(library: Library, url: string, namespace: string, ids: readonly string[]): Promise<ResponderGroup> {
+  const app = await NestFactory.create(benchModule(library), { logger: ['error', 'warn'] });
+  for (const instanceId of ids) app.connectMicroservice({ strategy: new library.RedisBufferTransport({ redis: url, namespace, instanceId }) }, { inheritAppConfig: true });
+  await app.startAllMicroservices();
+  await app.init();
+  return { close: () => app.close() };
+}
