@@ -11,6 +11,8 @@ export interface InstanceSpec {
   readonly namespace: string;
   readonly resources?: readonly string[];
   readonly env?: Record<string, string>;
+  /** The compiled script to run instead of the standard fixture app. */
+  readonly script?: string;
 }
 
 /** One app instance running as its own Node process, as in production. */
@@ -23,7 +25,7 @@ export class InstanceProcess {
   ) {}
 
   static async start(spec: InstanceSpec, timeoutMs = 20_000): Promise<InstanceProcess> {
-    const child = spawn(process.execPath, [FIXTURE_APP], {
+    const child = spawn(process.execPath, [spec.script ?? FIXTURE_APP], {
       env: {
         ...process.env,
         REDIS_URL: spec.redisUrl,
@@ -64,6 +66,11 @@ export class InstanceProcess {
 
   get exited(): boolean {
     return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
+  /** Sends `signal` without waiting (SIGSTOP / SIGCONT to freeze and thaw it). */
+  signal(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
   }
 
   /** Sends `signal` and waits for the process to exit; resolves with its exit code or signal. */

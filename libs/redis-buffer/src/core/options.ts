@@ -5,6 +5,7 @@ import type { BufferHeaders } from './envelope.js';
 import { ENVELOPE_LIMITS } from './envelope.js';
 import { InvalidOptionsError } from './errors/invalid-options.error.js';
 import type { BufferReply } from './reply.js';
+import { MIN_SIGNING_KEY_BYTES } from './signing.js';
 
 /** Options shared by `BufferModule.forRoot`, `RedisBufferTransport` and `BufferClient`. */
 export interface BufferOptions {
@@ -68,6 +69,26 @@ export interface BufferOptions {
    * @default 5000
    */
   shutdownTimeout?: number;
+  /**
+   * Most handlers one instance runs at once. Requests past it wait, first in first out, in a queue
+   * of at most `maxQueuedHandlers`; past that they are answered at once with an error reply of code
+   * `BUFFER_OVERLOADED` (the caller sees it as that instance's error). A request whose deadline
+   * passes while it waits is dropped unanswered, as any expired request.
+   * @default 1024
+   */
+  maxConcurrentHandlers?: number;
+  /**
+   * Most requests one instance keeps waiting for a handler slot (see `maxConcurrentHandlers`).
+   * @default 10000
+   */
+  maxQueuedHandlers?: number;
+  /**
+   * Shared secret that turns on message signing (HMAC-SHA256, at least 16 bytes). Every message
+   * published is signed; every message received must carry a valid signature or it is dropped and
+   * counted (`stats.forgedMessages`). Give every instance and client of the namespace the same key.
+   * @default undefined (signing off)
+   */
+  signingKey?: string | Buffer;
 }
 
 /** Per-call options of `send`, `scatter` and `gather`; unset fields take the module's defaults. */
@@ -99,6 +120,9 @@ export interface ResolvedBufferOptions {
   readonly connectTimeout: number;
   readonly maxInFlight: number;
   readonly shutdownTimeout: number;
+  readonly maxConcurrentHandlers: number;
+  readonly maxQueuedHandlers: number;
+  readonly signingKey: string | Buffer | undefined;
 }
 
 /** The one place where defaults live. */
@@ -113,6 +137,9 @@ export const BUFFER_DEFAULTS = {
   connectTimeout: 10_000,
   maxInFlight: 100_000,
   shutdownTimeout: 5000,
+  maxConcurrentHandlers: 1024,
+  maxQueuedHandlers: 10_000,
+  signingKey: undefined,
 } as const satisfies Omit<ResolvedBufferOptions, 'instanceId'>;
 
 // setTimeout's upper bound; a longer delay would fire at once.
@@ -158,6 +185,9 @@ export function resolveBufferOptions(options: BufferOptions = {}): ResolvedBuffe
     connectTimeout: timerMs('connectTimeout', options.connectTimeout, BUFFER_DEFAULTS.connectTimeout),
     maxInFlight: positiveInteger('maxInFlight', options.maxInFlight, BUFFER_DEFAULTS.maxInFlight),
     shutdownTimeout: timerMs('shutdownTimeout', options.shutdownTimeout, BUFFER_DEFAULTS.shutdownTimeout),
+    maxConcurrentHandlers: positiveInteger('maxConcurrentHandlers', options.maxConcurrentHandlers, BUFFER_DEFAULTS.maxConcurrentHandlers),
+    maxQueuedHandlers: nonNegativeInteger('maxQueuedHandlers', options.maxQueuedHandlers, BUFFER_DEFAULTS.maxQueuedHandlers),
+    signingKey: signingKey(options.signingKey),
   };
 }
 
@@ -203,6 +233,23 @@ function positiveInteger(name: string, value: unknown, fallback: number): number
     throw new InvalidOptionsError(name, `must be a positive integer, got ${JSON.stringify(value)}`);
   }
   return value;
+}
+
+function nonNegativeInteger(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new InvalidOptionsError(name, `must be a non-negative integer, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function signingKey(value: unknown): string | Buffer | undefined {
+  if (value === undefined) return undefined;
+  const bytes = typeof value === 'string' ? Buffer.byteLength(value) : Buffer.isBuffer(value) ? value.length : -1;
+  if (bytes < MIN_SIGNING_KEY_BYTES) {
+    throw new InvalidOptionsError('signingKey', `must be a string or Buffer of at least ${MIN_SIGNING_KEY_BYTES} bytes (for example: openssl rand -hex 32)`);
+  }
+  return value as string | Buffer;
 }
 
 function timerMs(name: string, value: unknown, fallback: number): number {

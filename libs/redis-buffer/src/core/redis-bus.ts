@@ -143,7 +143,19 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         cleanup();
-        reject(new ConnectionLostError(`no connection within connectTimeout (${this.options.connectTimeout} ms)`));
+        // Stop these connections' retries: the next connect() opens new ones, and retries left
+        // running would leak sockets and timers that keep the process alive after close().
+        publisher.disconnect();
+        subscriber.disconnect();
+        // After the rejection has reached whoever awaits connect(), so they see this message.
+        setImmediate(() => {
+          if (!this.closing && this.connecting === undefined) this.setStatus('disconnected');
+        });
+        reject(
+          new ConnectionLostError(
+            `could not connect to ${describeRedis(this.options.redis)} within connectTimeout (${this.options.connectTimeout} ms); start Redis (or fix the address) first, or raise "connectTimeout" to wait longer`,
+          ),
+        );
       }, this.options.connectTimeout);
       const onStatus = (status: BusStatus): void => {
         if (status === 'connected') {
@@ -216,4 +228,17 @@ async function quit(connection: Redis | undefined): Promise<void> {
   } catch {
     connection.disconnect();
   }
+}
+
+/** The Redis address for messages, without credentials. */
+export function describeRedis(redis: string | RedisOptions): string {
+  if (typeof redis === 'string') {
+    try {
+      const url = new URL(redis);
+      return `${url.protocol}//${url.host}`;
+    } catch {
+      return 'the "redis" address';
+    }
+  }
+  return redis.path ?? `${redis.tls ? 'rediss' : 'redis'}://${redis.host ?? '127.0.0.1'}:${redis.port ?? 6379}`;
 }

@@ -19,6 +19,8 @@ export interface RequesterStats {
   lateReplies: number;
   duplicateReplies: number;
   malformedMessages: number;
+  /** With `signingKey`: replies dropped because they were unsigned or their signature was wrong. */
+  forgedMessages: number;
 }
 
 /**
@@ -29,7 +31,7 @@ export interface RequesterStats {
 export class Requester {
   readonly channels: BufferChannels;
   readonly inbox: string;
-  readonly stats: RequesterStats = { requests: 0, lateReplies: 0, duplicateReplies: 0, malformedMessages: 0 };
+  readonly stats: RequesterStats = { requests: 0, lateReplies: 0, duplicateReplies: 0, malformedMessages: 0, forgedMessages: 0 };
   private readonly pending = new Map<string, Gatherer<unknown>>();
   private readonly coalescer: Coalescer;
   private readonly idPrefix = randomBytes(6).toString('base64url');

@@ -3,6 +3,7 @@ import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microser
 import { connectable, Observable, ReplaySubject } from 'rxjs';
 import type { BufferHeaders } from '../core/envelope.js';
 import type { GatherSink } from '../core/gatherer.js';
+import { GuardedBus, type InboundRejection } from '../core/guarded-bus.js';
 import { BoundedLog } from '../core/logger.js';
 import { resolveBufferOptions, resolveCallOptions, type BufferCallOptions, type BufferOptions, type ResolvedBufferOptions } from '../core/options.js';
 import { IoredisBus, type BusEvents, type BusStatus } from '../core/redis-bus.js';
@@ -20,15 +21,17 @@ type BufferClientEvents = { [K in keyof BusEvents]: (...args: BusEvents[K]) => v
 export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> implements OnApplicationShutdown {
   readonly options: ResolvedBufferOptions;
   private readonly logger = new Logger(BufferClient.name);
-  private readonly bus: IoredisBus;
+  private readonly bus: GuardedBus;
   private readonly requester: Requester;
   // ioredis reports every failed reconnect attempt; a Redis outage must not flood the logs.
   private readonly redisErrors = new BoundedLog(this.logger, 3, 30_000);
+  private readonly badInbound = new BoundedLog(this.logger);
 
   constructor(options: BufferOptions = {}) {
     super();
     this.options = resolveBufferOptions(options);
-    this.bus = new IoredisBus({ redis: this.options.redis, connectTimeout: this.options.connectTimeout, connectionName: `rb-client:${this.options.instanceId}` });
+    const redisBus = new IoredisBus({ redis: this.options.redis, connectTimeout: this.options.connectTimeout, connectionName: `rb-client:${this.options.instanceId}` });
+    this.bus = new GuardedBus(redisBus, this.options, (reason, channel, length) => this.onInboundRejected(reason, channel, length));
     this.bus.on('status', (status) => this._status$.next(status));
     this.bus.on('error', (error) => this.onRedisError(error));
     this.requester = new Requester(this.bus, this.options, this.logger);
@@ -187,6 +190,17 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
       }
       return () => cancel?.();
     });
+  }
+
+  private onInboundRejected(reason: InboundRejection, channel: string, length: number): void {
+    const stats = this.requester.stats;
+    if (reason === 'oversized') stats.malformedMessages++;
+    else stats.forgedMessages++;
+    this.badInbound.warn(
+      reason === 'oversized'
+        ? `Dropped a ${length}-character message on "${channel}": over "maxPayloadBytes" (${this.options.maxPayloadBytes}).`
+        : `Dropped a ${reason} message on "${channel}": signing is on ("signingKey"), and only messages signed with the same key are accepted.`,
+    );
   }
 
   private onRedisError(error: Error): void {

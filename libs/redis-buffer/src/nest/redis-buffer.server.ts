@@ -5,6 +5,8 @@ import { BufferChannels } from '../core/channels.js';
 import { Coalescer } from '../core/coalescer.js';
 import { decodeMessage, type EventEnvelope, type RequestEnvelope } from '../core/envelope.js';
 import { BufferErrorCode } from '../core/errors/buffer.error.js';
+import { ConcurrencyLimiter } from '../core/concurrency-limiter.js';
+import { GuardedBus, type InboundRejection } from '../core/guarded-bus.js';
 import { BoundedLog } from '../core/logger.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from '../core/options.js';
 import { IoredisBus, type BusEvents, type BusStatus, type RedisBus } from '../core/redis-bus.js';
@@ -22,6 +24,12 @@ export interface BufferServerStats {
   unhandled: number;
   malformedMessages: number;
   replyPublishFailures: number;
+  /** With `signingKey`: messages dropped because they were unsigned or their signature was wrong. */
+  forgedMessages: number;
+  /** Requests answered with `BUFFER_OVERLOADED`: `maxConcurrentHandlers` busy and the queue full. */
+  overloaded: number;
+  /** Times the connection to Redis came back (subscriptions confirmed) after being lost. */
+  reconnects: number;
 }
 
 type BufferServerEvents = { [K in keyof BusEvents]: (...args: BusEvents[K]) => void };
@@ -37,7 +45,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
   override readonly transportId = BUFFER_TRANSPORT;
   protected override readonly logger = new Logger(RedisBufferTransport.name);
   readonly options: ResolvedBufferOptions;
-  readonly stats: BufferServerStats = { requests: 0, events: 0, expired: 0, unhandled: 0, malformedMessages: 0, replyPublishFailures: 0 };
+  readonly stats: BufferServerStats = { requests: 0, events: 0, expired: 0, unhandled: 0, malformedMessages: 0, replyPublishFailures: 0, forgedMessages: 0, overloaded: 0, reconnects: 0 };
   private readonly channels: BufferChannels;
   private readonly fromJson: string;
   private bus: RedisBus | undefined;
@@ -47,6 +55,8 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
   private readonly pendingListeners: Array<[keyof BusEvents, (...args: never[]) => void]> = [];
   private readonly badInput: BoundedLog;
   private closing = false;
+  private readonly limiter: ConcurrencyLimiter;
+  private everConnected = false;
 
   constructor(options: BufferOptions = {}) {
     super();
@@ -54,6 +64,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     this.channels = new BufferChannels(this.options.namespace);
     this.fromJson = JSON.stringify(this.options.instanceId);
     this.badInput = new BoundedLog(this.logger as Logger);
+    this.limiter = new ConcurrencyLimiter(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers, () => this.active.size);
   }
 
   /** This instance's id, as callers see it in replies and pass it in `to`. */
@@ -68,7 +79,8 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
 
   async listen(callback: (error?: unknown) => void): Promise<void> {
     try {
-      const bus = new IoredisBus({ redis: this.options.redis, connectTimeout: this.options.connectTimeout, connectionName: `rb:${this.options.instanceId}` });
+      const redisBus = new IoredisBus({ redis: this.options.redis, connectTimeout: this.options.connectTimeout, connectionName: `rb:${this.options.instanceId}` });
+      const bus = new GuardedBus(redisBus, this.options, (reason, channel, length) => this.onInboundRejected(reason, channel, length));
       this.bus = bus;
       this.coalescer = new Coalescer((channel, message) => bus.publish(channel, message), this.options);
       for (const [event, listener] of this.pendingListeners.splice(0)) bus.on(event, listener as never);
@@ -100,7 +112,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       // Not connected: nothing is subscribed any more anyway.
     }
     const deadline = Date.now() + this.options.shutdownTimeout;
-    while (this.active.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    while (this.active.size + this.limiter.queued > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     if (this.active.size > 0) this.logger.warn(`Closed with ${this.active.size} handlers still running after shutdownTimeout (${this.options.shutdownTimeout} ms).`);
     this.coalescer?.flush();
     // Let the last PUBLISH commands reach the socket before QUIT.
@@ -131,6 +143,10 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
 
   private onStatus(status: BusStatus): void {
     this._status$.next(status);
+    if (status === 'connected') {
+      if (this.everConnected) this.stats.reconnects++;
+      this.everConnected = true;
+    }
     if (status === 'reconnecting') this.logger.warn('Redis connection lost; reconnecting (subscriptions are restored automatically).');
     else if (status === 'connected' && this.subscribedChannels.length > 0) this.logger.log('Connected to Redis; subscriptions confirmed.');
   }
@@ -145,7 +161,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
           this.rejectInput(`Dropped a request for "${envelope.pattern}" that arrived on "${channel}".`);
           continue;
         }
-        this.onRequest(envelope, channel);
+        if (!this.limiter.submit(() => this.onRequest(envelope, channel))) this.refuseOverloaded(envelope);
       } else if (envelope.kind === 'event') {
         if (channel !== this.channels.event(envelope.pattern)) {
           this.rejectInput(`Dropped an event for "${envelope.pattern}" that arrived on "${channel}".`);
@@ -156,6 +172,21 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
         this.rejectInput(`Dropped a reply on request channel "${channel}".`);
       }
     }
+  }
+
+  private onInboundRejected(reason: InboundRejection, channel: string, length: number): void {
+    if (reason === 'oversized') return this.rejectInput(`Dropped a ${length}-character message on "${channel}": over "maxPayloadBytes" (${this.options.maxPayloadBytes}).`);
+    this.stats.forgedMessages++;
+    this.badInput.warn(`Dropped a ${reason} message on "${channel}": signing is on ("signingKey"), and only messages signed with the same key are accepted.`);
+  }
+
+  private refuseOverloaded(envelope: RequestEnvelope): void {
+    this.stats.requests++;
+    this.stats.overloaded++;
+    new ReplyWriter(this.coalescer!, envelope.replyTo, envelope.id, this.fromJson, this.options.maxPayloadBytes, () => this.stats.replyPublishFailures++).error({
+      code: BufferErrorCode.Overloaded,
+      message: `Instance "${this.instanceId}" is overloaded: ${this.options.maxConcurrentHandlers} handlers running and ${this.options.maxQueuedHandlers} requests queued; retry later, add instances, or raise "maxConcurrentHandlers" / "maxQueuedHandlers".`,
+    });
   }
 
   private rejectInput(message: string): void {
@@ -197,6 +228,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     const settle = (): void => {
       clearTimeout(expiry);
       this.active.delete(writer);
+      this.limiter.pump();
     };
     const run = this.runWithProcessingHooks(context, async (runEndHook) => {
       const stream$ = this.transformToObservable(await (handler as MessageHandler)(envelope.data, context)) as Observable<unknown>;

@@ -11,6 +11,8 @@ export const BufferErrorCode = {
   InvalidOptions: 'BUFFER_INVALID_OPTIONS',
   NoHandler: 'BUFFER_NO_HANDLER',
   TooManyRequests: 'BUFFER_TOO_MANY_REQUESTS',
+  /** An error reply: the instance's `maxConcurrentHandlers` are busy and its queue is full. */
+  Overloaded: 'BUFFER_OVERLOADED',
 } as const;
 
 export type BufferErrorCode = (typeof BufferErrorCode)[keyof typeof BufferErrorCode];

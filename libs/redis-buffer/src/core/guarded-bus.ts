@@ -1,0 +1,86 @@
+import { EventEmitter } from 'node:events';
+import type { Redis } from 'ioredis';
+import type { BusEvents, BusStatus, RedisBus } from './redis-bus.js';
+import { MessageSigner } from './signing.js';
+
+/** Why the guard dropped an inbound message before it was parsed. */
+export type InboundRejection = 'oversized' | 'unsigned' | 'forged';
+
+export interface BusGuardOptions {
+  readonly maxPayloadBytes: number;
+  readonly signingKey: string | Buffer | undefined;
+}
+
+/**
+ * Room above `maxPayloadBytes` for what wraps a payload of exactly that size: the reply envelope's
+ * fields and the signature wrapper.
+ */
+export const INBOUND_ALLOWANCE_BYTES = 1024;
+
+/**
+ * A `RedisBus` in front of another that checks what comes in before anything parses it, and signs
+ * what goes out:
+ * - an inbound message longer than `maxPayloadBytes` (+ `INBOUND_ALLOWANCE_BYTES`) is dropped
+ *   unparsed, so a flood of huge messages costs a length check, not a JSON.parse;
+ * - with `signingKey`, every published message is sealed (see `signing.ts`), and an inbound
+ *   message that is unsigned or carries a wrong signature is dropped.
+ * Each drop is reported to `onReject`, which counts and logs it.
+ */
+export class GuardedBus extends EventEmitter<BusEvents> implements RedisBus {
+  private readonly signer: MessageSigner | undefined;
+  private readonly maxInboundLength: number;
+
+  constructor(
+    private readonly inner: RedisBus,
+    options: BusGuardOptions,
+    private readonly onReject: (reason: InboundRejection, channel: string, length: number) => void,
+  ) {
+    super();
+    this.signer = options.signingKey === undefined ? undefined : new MessageSigner(options.signingKey);
+    this.maxInboundLength = options.maxPayloadBytes + INBOUND_ALLOWANCE_BYTES;
+    inner.on('message', (channel, message) => this.onMessage(channel, message));
+    inner.on('status', (status) => this.emit('status', status));
+    // Re-emitted only when someone listens: an 'error' event without a listener would throw.
+    inner.on('error', (error) => {
+      if (this.listenerCount('error') > 0) this.emit('error', error);
+    });
+  }
+
+  get status(): BusStatus {
+    return this.inner.status;
+  }
+
+  connect(): Promise<void> {
+    return this.inner.connect();
+  }
+
+  publish(channel: string, message: string): Promise<number> {
+    return this.inner.publish(channel, this.signer === undefined ? message : this.signer.seal(channel, message));
+  }
+
+  subscribe(channels: readonly string[]): Promise<void> {
+    return this.inner.subscribe(channels);
+  }
+
+  unsubscribe(channels: readonly string[]): Promise<void> {
+    return this.inner.unsubscribe(channels);
+  }
+
+  async close(): Promise<void> {
+    await this.inner.close();
+    this.removeAllListeners('message');
+  }
+
+  unwrap(): { publisher: Redis; subscriber: Redis } {
+    return this.inner.unwrap();
+  }
+
+  private onMessage(channel: string, message: string): void {
+    // A string's length never exceeds its UTF-8 byte length, so this never drops a message in bounds.
+    if (message.length > this.maxInboundLength) return this.onReject('oversized', channel, message.length);
+    if (this.signer === undefined) return void this.emit('message', channel, message);
+    const opened = this.signer.open(channel, message);
+    if ('body' in opened) this.emit('message', channel, opened.body);
+    else this.onReject(opened.failure, channel, message.length);
+  }
+}

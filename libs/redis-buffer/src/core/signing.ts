@@ -1,0 +1,62 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+/**
+ * Optional message signing (the `signingKey` option): HMAC-SHA256 with a key shared by every
+ * process of a namespace, so that a foreign client on a shared Redis can read but not forge
+ * requests, events or replies.
+ *
+ * What is signed is one whole Redis message (one envelope or a batch, exactly as the coalescer
+ * produced it, the pre-encoded reply path included), bound to the channel it is published on:
+ *
+ *   sig  = hex(HMAC-SHA256(key, channel + "\n" + body))
+ *   wire = {"v":1,"kind":"signed","sig":"<sig>","body":<body>}
+ *
+ * The wrapper has a fixed layout (`sig` is always 64 hex digits), so a receiver takes `body` as the
+ * exact characters between the fixed prefix and the final `}`: nothing is re-encoded before
+ * verifying, and another language (or redis-cli) builds the same bytes with a string
+ * concatenation. Documented in docs/protocol.md ("Signing") and docs/reliability.md.
+ */
+export const SIGNED_PREFIX = '{"v":1,"kind":"signed","sig":"';
+const SIG_HEX_LENGTH = 64;
+const BODY_KEY = '","body":';
+const BODY_START = SIGNED_PREFIX.length + SIG_HEX_LENGTH + BODY_KEY.length;
+const HEX = /^[0-9a-f]{64}$/;
+
+/** Shortest accepted key: an HMAC key shorter than this is guessable. */
+export const MIN_SIGNING_KEY_BYTES = 16;
+
+/** Why an inbound message was refused by `MessageSigner.open`. */
+export type SignatureFailure = 'unsigned' | 'forged';
+
+export class MessageSigner {
+  private readonly key: Buffer;
+
+  constructor(key: string | Buffer) {
+    this.key = typeof key === 'string' ? Buffer.from(key, 'utf8') : Buffer.from(key);
+  }
+
+  /** Wraps an encoded message (envelope or batch) bound for `channel`. */
+  seal(channel: string, body: string): string {
+    return `${SIGNED_PREFIX}${this.mac(channel, body).toString('hex')}${BODY_KEY}${body}}`;
+  }
+
+  /** Returns the body of a correctly signed message for `channel`, or why it was refused. */
+  open(channel: string, message: string): { body: string } | { failure: SignatureFailure } {
+    if (
+      message.length <= BODY_START ||
+      !message.startsWith(SIGNED_PREFIX) ||
+      message.charCodeAt(message.length - 1) !== 0x7d /* } */ ||
+      message.slice(BODY_START - BODY_KEY.length, BODY_START) !== BODY_KEY
+    ) {
+      return { failure: 'unsigned' };
+    }
+    const sig = message.slice(SIGNED_PREFIX.length, SIGNED_PREFIX.length + SIG_HEX_LENGTH);
+    if (!HEX.test(sig)) return { failure: 'forged' };
+    const body = message.slice(BODY_START, -1);
+    return timingSafeEqual(Buffer.from(sig, 'hex'), this.mac(channel, body)) ? { body } : { failure: 'forged' };
+  }
+
+  private mac(channel: string, body: string): Buffer {
+    return createHmac('sha256', this.key).update(channel, 'utf8').update('\n', 'utf8').update(body, 'utf8').digest();
+  }
+}

@@ -1,0 +1,103 @@
+import { EventEmitter } from 'node:events';
+import { GuardedBus, INBOUND_ALLOWANCE_BYTES, type InboundRejection } from '../src/core/guarded-bus.js';
+import { InvalidOptionsError } from '../src/core/errors/invalid-options.error.js';
+import { resolveBufferOptions } from '../src/core/options.js';
+import type { BusEvents, BusStatus, RedisBus } from '../src/core/redis-bus.js';
+import { MessageSigner, SIGNED_PREFIX } from '../src/core/signing.js';
+
+const KEY = 'a-shared-key-of-32-characters!!!';
+
+describe('MessageSigner', () => {
+  const signer = new MessageSigner(KEY);
+
+  it('round-trips a single envelope and a batch, byte for byte', () => {
+    for (const body of ['{"v":1,"kind":"reply","id":"x","from":"a","seq":0,"done":true,"data":"é☃"}', '[{"v":1},{"v":1}]']) {
+      const sealed = signer.seal('rb:inbox:c', body);
+      expect(sealed.startsWith(SIGNED_PREFIX)).toBe(true);
+      expect(JSON.parse(sealed)).toMatchObject({ v: 1, kind: 'signed', body: JSON.parse(body) });
+      expect(signer.open('rb:inbox:c', sealed)).toEqual({ body });
+    }
+  });
+
+  it('refuses unsigned, tampered, wrong-key and wrong-channel messages', () => {
+    const body = '{"v":1,"kind":"reply","id":"x","from":"a","seq":0,"done":true,"data":1}';
+    const sealed = signer.seal('rb:inbox:c', body);
+    expect(signer.open('rb:inbox:c', body)).toEqual({ failure: 'unsigned' });
+    expect(signer.open('rb:inbox:c', sealed.replace('"data":1', '"data":2'))).toEqual({ failure: 'forged' });
+    expect(signer.open('rb:inbox:c', new MessageSigner('another-key-of-enough-length').seal('rb:inbox:c', body))).toEqual({ failure: 'forged' });
+    expect(signer.open('rb:inbox:other', sealed)).toEqual({ failure: 'forged' });
+    expect(signer.open('rb:inbox:c', `${SIGNED_PREFIX}${'z'.repeat(64)}","body":${body}}`)).toEqual({ failure: 'forged' });
+    expect(signer.open('rb:inbox:c', `${SIGNED_PREFIX}${'0'.repeat(64)}","body":${body}}`)).toEqual({ failure: 'forged' });
+    expect(signer.open('rb:inbox:c', sealed.slice(0, -1))).toEqual({ failure: 'forged' }); // truncated
+    expect(signer.open('rb:inbox:c', SIGNED_PREFIX)).toEqual({ failure: 'unsigned' });
+  });
+
+  it('is built the way docs/protocol.md tells another language to build it', async () => {
+    const { createHmac } = await import('node:crypto');
+    const body = '{"v":1}';
+    const sig = createHmac('sha256', KEY).update('rb:req:x\n' + body).digest('hex');
+    expect(signer.seal('rb:req:x', body)).toBe(`{"v":1,"kind":"signed","sig":"${sig}","body":${body}}`);
+  });
+});
+
+describe('signingKey option', () => {
+  it('is off by default and refuses short keys', () => {
+    expect(resolveBufferOptions().signingKey).toBeUndefined();
+    expect(resolveBufferOptions({ signingKey: KEY }).signingKey).toBe(KEY);
+    expect(() => resolveBufferOptions({ signingKey: 'short' })).toThrow(InvalidOptionsError);
+    expect(() => resolveBufferOptions({ signingKey: 42 as never })).toThrow(/signingKey/);
+  });
+});
+
+class FakeBus extends EventEmitter<BusEvents> implements RedisBus {
+  status: BusStatus = 'connected';
+  published: Array<[string, string]> = [];
+  connect = async (): Promise<void> => undefined;
+  publish = async (channel: string, message: string): Promise<number> => (this.published.push([channel, message]), 1);
+  subscribe = async (): Promise<void> => undefined;
+  unsubscribe = async (): Promise<void> => undefined;
+  close = async (): Promise<void> => undefined;
+  unwrap = (): never => {
+    throw new Error('fake');
+  };
+}
+
+describe('GuardedBus', () => {
+  function setup(signingKey?: string) {
+    const inner = new FakeBus();
+    const rejected: InboundRejection[] = [];
+    const bus = new GuardedBus(inner, { maxPayloadBytes: 1000, signingKey }, (reason) => rejected.push(reason));
+    const received: string[] = [];
+    bus.on('message', (_channel, message) => received.push(message));
+    return { inner, bus, rejected, received };
+  }
+
+  it('drops messages over maxPayloadBytes (plus the envelope allowance) before parsing', () => {
+    const { inner, rejected, received } = setup();
+    inner.emit('message', 'c', 'x'.repeat(1000 + INBOUND_ALLOWANCE_BYTES));
+    inner.emit('message', 'c', 'x'.repeat(1001 + INBOUND_ALLOWANCE_BYTES));
+    expect(received).toHaveLength(1);
+    expect(rejected).toEqual(['oversized']);
+  });
+
+  it('with a key: signs what it publishes, passes only messages signed for their channel', async () => {
+    const { inner, bus, rejected, received } = setup(KEY);
+    await bus.publish('c', '{"v":1}');
+    const [[channel, sealed]] = inner.published as [[string, string]];
+    expect(channel).toBe('c');
+    inner.emit('message', 'c', sealed);
+    inner.emit('message', 'c', '{"v":1}');
+    inner.emit('message', 'd', sealed);
+    expect(received).toEqual(['{"v":1}']);
+    expect(rejected).toEqual(['unsigned', 'forged']);
+  });
+
+  it('does not throw on a Redis error nobody listens to, and forwards it to those who do', () => {
+    const { inner, bus } = setup();
+    expect(() => inner.emit('error', new Error('x'))).not.toThrow();
+    const errors: Error[] = [];
+    bus.on('error', (error) => errors.push(error));
+    inner.emit('error', new Error('y'));
+    expect(errors.map((e) => e.message)).toEqual(['y']);
+  });
+});
