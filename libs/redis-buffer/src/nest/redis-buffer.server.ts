@@ -32,6 +32,8 @@ export interface BufferServerStats {
   reconnects: number;
 }
 
+const HANDLER_CACHE_SIZE = 1024;
+
 type BufferServerEvents = { [K in keyof BusEvents]: (...args: BusEvents[K]) => void };
 
 /**
@@ -57,6 +59,9 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
   private closing = false;
   private readonly limiter: ConcurrencyLimiter;
   private everConnected = false;
+  // Nest's getHandlerByPattern tries JSON.parse on every plain string pattern, which throws (and
+  // builds a stack trace) once per request; found handlers are cached, at most HANDLER_CACHE_SIZE.
+  private readonly handlerCache = new Map<string, MessageHandler>();
 
   constructor(options: BufferOptions = {}) {
     super();
@@ -205,7 +210,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       this.stats.replyPublishFailures++;
       this.badInput.warn(`Could not publish a reply to "${envelope.replyTo}": ${error.message}`);
     });
-    const handler = this.getHandlerByPattern(envelope.pattern);
+    const handler = this.handlerFor(envelope.pattern);
     if (handler === null || handler.isEventHandler) {
       this.stats.unhandled++;
       writer.error({ code: BufferErrorCode.NoHandler, message: `Instance "${this.instanceId}" has no handler for "${envelope.pattern}".` });
@@ -243,6 +248,14 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       settle();
       writer.error(error);
     });
+  }
+
+  private handlerFor(pattern: string): MessageHandler | null {
+    const cached = this.handlerCache.get(pattern);
+    if (cached !== undefined) return cached;
+    const handler = this.getHandlerByPattern(pattern);
+    if (handler !== null && this.handlerCache.size < HANDLER_CACHE_SIZE) this.handlerCache.set(pattern, handler);
+    return handler;
   }
 
   private onEvent(envelope: EventEnvelope, channel: string): void {
