@@ -80,6 +80,8 @@ export function decodeMessage(raw: string, channel?: string): DecodedMessage {
       ? { envelopes: [], rejected: [new BadMessageError(result, channel)] }
       : { envelopes: [result], rejected: [] };
   }
+  // No sender produces an empty batch: count it as malformed rather than drop it unseen.
+  if (parsed.length === 0) return { envelopes: [], rejected: [new BadMessageError('empty batch', channel)] };
   if (parsed.length > ENVELOPE_LIMITS.batchLength) {
     return { envelopes: [], rejected: [new BadMessageError(`batch of ${parsed.length} envelopes exceeds ${ENVELOPE_LIMITS.batchLength}`, channel)] };
   }
