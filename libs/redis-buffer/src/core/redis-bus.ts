@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
 import { ConnectionLostError } from './errors/connection-lost.error.js';
+import { RedisPermissionError } from './errors/redis-permission.error.js';
 
 export type BusStatus = 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'closed';
 
@@ -77,13 +78,19 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
     try {
       return await this.publisher.publish(channel, message);
     } catch (cause) {
+      if (isPermissionError(cause)) throw new RedisPermissionError('PUBLISH', [channel], { cause });
       throw new ConnectionLostError('PUBLISH failed', { cause });
     }
   }
 
   async subscribe(channels: readonly string[]): Promise<void> {
     if (channels.length === 0) return;
-    await this.requireSubscriber().subscribe(...channels);
+    try {
+      await this.requireSubscriber().subscribe(...channels);
+    } catch (cause) {
+      if (isPermissionError(cause)) throw new RedisPermissionError('SUBSCRIBE', channels, { cause });
+      throw cause;
+    }
   }
 
   async unsubscribe(channels: readonly string[]): Promise<void> {
@@ -241,4 +248,8 @@ export function describeRedis(redis: string | RedisOptions): string {
     }
   }
   return redis.path ?? `${redis.tls ? 'rediss' : 'redis'}://${redis.host ?? '127.0.0.1'}:${redis.port ?? 6379}`;
+}
+
+function isPermissionError(error: unknown): boolean {
+  return error instanceof Error && /^(NOPERM|NOAUTH|WRONGPASS)\b/.test(error.message);
 }

@@ -13,6 +13,7 @@ export const BufferErrorCode = {
   TooManyRequests: 'BUFFER_TOO_MANY_REQUESTS',
   /** An error reply: the instance's `maxConcurrentHandlers` are busy and its queue is full. */
   Overloaded: 'BUFFER_OVERLOADED',
+  RedisPermission: 'BUFFER_REDIS_PERMISSION',
 } as const;
 
 export type BufferErrorCode = (typeof BufferErrorCode)[keyof typeof BufferErrorCode];

@@ -6,3 +6,4 @@ export { PayloadTooLargeError } from './payload-too-large.error.js';
 export { BadMessageError } from './bad-message.error.js';
 export { InvalidOptionsError } from './invalid-options.error.js';
 export { TooManyRequestsError } from './too-many-requests.error.js';
+export { RedisPermissionError } from './redis-permission.error.js';

@@ -1,0 +1,20 @@
+import { BufferError, BufferErrorCode } from './buffer.error.js';
+
+/**
+ * Redis refused a command for lack of permission (an ACL user without access to this namespace's
+ * channels, `NOPERM`). Retrying does not help; the Redis user's ACL or the `namespace` must change.
+ */
+export class RedisPermissionError extends BufferError {
+  readonly code = BufferErrorCode.RedisPermission;
+
+  constructor(
+    readonly command: string,
+    readonly channels: readonly string[],
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `Redis refused ${command} on ${channels.map((c) => `"${c}"`).join(', ')} (${(options?.cause as Error)?.message ?? 'no permission'}): grant the Redis user the namespace's channels (ACL SETUSER <user> &<namespace>:* +@pubsub +ping +info +hello +auth +client|setname +quit), or use the namespace it was granted.`,
+      options,
+    );
+  }
+}
