@@ -17,7 +17,6 @@ export { BufferChannels } from './core/channels.js';
 export { PROTOCOL_VERSION, decodeMessage, type BufferHeaders, type Envelope, type RequestEnvelope, type ReplyEnvelope, type EventEnvelope } from './core/envelope.js';
 export type { BusStatus } from './core/redis-bus.js';
 export { MessageSigner } from './core/signing.js';
-export { MessageSigner } from './core/signing.js';
 export type { RequesterStats } from './core/requester.js';
 export {
   BufferError,
