@@ -268,6 +268,30 @@ describe('scatter-gather across three instances', () => {
       expect(client.stats.lateReplies - before).toBe(3);
     });
 
+    it('gather reports each reply to onReply as it arrives, before it resolves', async () => {
+      const seen: string[] = [];
+      const result = await client.gather<{ instance: string; n: number }>('stream', 2, { onReply: (reply) => seen.push(`${reply.instanceId}:${reply.seq}`) });
+      expect(seen).toHaveLength(6);
+      expect(seen.sort()).toEqual(result.replies.map((r) => `${r.instanceId}:${r.seq}`).sort());
+    });
+
+    it('an aborted signal cancels a gather at once: it rejects with the reason and leaves nothing pending', async () => {
+      const controller = new AbortController();
+      const before = client.stats.lateReplies;
+      const pending = client.gather('slow', 300, { signal: controller.signal });
+      await sleep(50);
+      expect(client.inFlight).toBe(1);
+      controller.abort(new Error('client went away'));
+      await expect(pending).rejects.toThrow('client went away');
+      expect(client.inFlight).toBe(0);
+      await sleep(450);
+      expect(client.stats.lateReplies - before).toBe(3);
+      const already = AbortSignal.abort(new Error('too late'));
+      const requests = client.stats.requests;
+      await expect(client.gather('whoami', null, { signal: already })).rejects.toThrow('too late');
+      expect(client.stats.requests).toBe(requests);
+    });
+
     it('nothing is sent until the Observable is subscribed', async () => {
       const before = client.stats.requests;
       const cold = client.send('whoami', null);

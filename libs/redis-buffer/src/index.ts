@@ -11,7 +11,7 @@ export { BufferContext, type BufferMessageInfo } from './nest/buffer.context.js'
 export { BUFFER_TRANSPORT } from './nest/buffer.constants.js';
 
 // Core
-export { BUFFER_DEFAULTS, resolveBufferOptions, type BufferOptions, type BufferCallOptions, type ResolvedBufferOptions } from './core/options.js';
+export { BUFFER_DEFAULTS, resolveBufferOptions, type BufferOptions, type BufferCallOptions, type BufferGatherOptions, type ResolvedBufferOptions } from './core/options.js';
 export type { BufferReply, GatherResult, CompletedBy } from './core/reply.js';
 export { BufferChannels } from './core/channels.js';
 export { PROTOCOL_VERSION, decodeMessage, type BufferHeaders, type Envelope, type RequestEnvelope, type ReplyEnvelope, type EventEnvelope } from './core/envelope.js';

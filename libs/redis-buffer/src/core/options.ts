@@ -107,6 +107,14 @@ export interface BufferCallOptions<T = unknown> {
   headers?: Record<string, string>;
 }
 
+/** Options of `gather`: the call options, plus what a Promise cannot otherwise offer. */
+export interface BufferGatherOptions<T = unknown> extends BufferCallOptions<T> {
+  /** Called with each reply as it arrives, before the Promise settles (for progress, or to stream onwards). */
+  onReply?: (reply: BufferReply<T>) => void;
+  /** Cancels the request when aborted: the Promise rejects with `signal.reason`, and nothing more is awaited. */
+  signal?: AbortSignal;
+}
+
 /** The options after defaults and validation. */
 export interface ResolvedBufferOptions {
   readonly redis: string | RedisOptions;

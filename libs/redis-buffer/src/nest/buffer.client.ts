@@ -5,7 +5,8 @@ import type { BufferHeaders } from '../core/envelope.js';
 import type { GatherSink } from '../core/gatherer.js';
 import { GuardedBus, type InboundRejection } from '../core/guarded-bus.js';
 import { BoundedLog } from '../core/logger.js';
-import { resolveBufferOptions, resolveCallOptions, type BufferCallOptions, type BufferOptions, type ResolvedBufferOptions } from '../core/options.js';
+import { InvalidOptionsError } from '../core/errors/invalid-options.error.js';
+import { resolveBufferOptions, resolveCallOptions, type BufferCallOptions, type BufferGatherOptions, type BufferOptions, type ResolvedBufferOptions } from '../core/options.js';
 import { IoredisBus, type BusEvents, type BusStatus } from '../core/redis-bus.js';
 import type { BufferReply, GatherResult } from '../core/reply.js';
 import { Requester, type RequesterStats } from '../core/requester.js';
@@ -124,7 +125,8 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
   /**
    * Asks every instance and resolves with everything they answered and why it stopped. Resolves
    * with `completedBy: 'timeout'` (a partial result) rather than rejecting when the deadline passes;
-   * rejects with `NoRespondersError`, `ConnectionLostError` or `PayloadTooLargeError`.
+   * rejects with `NoRespondersError`, `ConnectionLostError` or `PayloadTooLargeError`. `onReply`
+   * sees each reply as it arrives; `signal` cancels.
    *
    * @example
    * ```ts
@@ -132,13 +134,26 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
    * const total = replies.reduce((sum, reply) => sum + reply.data, 0);
    * ```
    */
-  gather<T = unknown, TInput = unknown>(pattern: unknown, data: TInput, options?: BufferCallOptions<T>): Promise<GatherResult<T>> {
+  gather<T = unknown, TInput = unknown>(pattern: unknown, data: TInput, options?: BufferGatherOptions<T>): Promise<GatherResult<T>> {
+    const { onReply, signal, ...callOptions } = options ?? {};
+    if (onReply !== undefined && typeof onReply !== 'function') return Promise.reject(new InvalidOptionsError('onReply', 'must be a function (reply) => void'));
+    if (signal !== undefined && !(signal instanceof AbortSignal)) return Promise.reject(new InvalidOptionsError('signal', 'must be an AbortSignal'));
+    if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<GatherResult<T>>((resolve, reject) => {
-      this.request<T, never>(pattern, data, options, () => ({
-        next: () => undefined,
-        complete: resolve,
-        fail: (error) => reject(error),
-      })).subscribe({ error: reject });
+      const onAbort = (): void => {
+        subscription.unsubscribe();
+        reject(signal!.reason);
+      };
+      const settle = <V>(fn: (value: V) => void) => (value: V): void => {
+        signal?.removeEventListener('abort', onAbort);
+        fn(value);
+      };
+      const subscription = this.request<T, never>(pattern, data, callOptions, () => ({
+        next: (reply) => onReply?.(reply),
+        complete: settle(resolve),
+        fail: settle(reject),
+      })).subscribe({ error: settle(reject) });
+      if (!subscription.closed) signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
