@@ -12,7 +12,7 @@ export class ConnectionLostError<T = unknown> extends BufferError {
     readonly reason: string,
     options?: { cause?: unknown; replies?: ReadonlyArray<BufferReply<T>> },
   ) {
-    super(`Redis connection lost: ${reason}. Check that Redis is reachable at the "redis" option's address; the library reconnects by itself.`, options);
+    super(`Redis connection unavailable: ${reason}. Check that Redis is reachable at the "redis" option's address; connections are retried in the background, so later requests succeed once it is.`, options);
     this.replies = options?.replies ?? [];
   }
 
