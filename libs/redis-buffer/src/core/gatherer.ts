@@ -26,12 +26,16 @@ export type AcceptOutcome = 'accepted' | 'duplicate' | 'late';
 export class Gatherer<T = unknown> {
   private expected: number | undefined;
   // Last sequence number seen per instance: Redis keeps one publisher's messages in order, so
-  // anything at or below it is a duplicate.
-  private readonly lastSeq = new Map<string, number>();
+  // anything at or below it is a duplicate. The first instance to reply is kept in two fields and
+  // the others in a Map made on demand, and the reply arrays are made on the first reply: a
+  // request waiting for its replies holds no empty collections (memory per request in flight).
+  private firstFrom: string | undefined;
+  private firstSeq = -1;
+  private lastSeq: Map<string, number> | undefined;
   private finishedCount = 0;
-  private readonly replies: Array<Extract<BufferReply<T>, { ok: true }>> = [];
-  private readonly errors: Array<Extract<BufferReply<T>, { ok: false }>> = [];
-  private readonly arrived: Array<BufferReply<T>> = [];
+  private replies: Array<Extract<BufferReply<T>, { ok: true }>> | undefined;
+  private errors: Array<Extract<BufferReply<T>, { ok: false }>> | undefined;
+  private arrived: Array<BufferReply<T>> | undefined;
   private timeoutTimer: TimerHandle | undefined;
   private stallTimer: TimerHandle | undefined;
   private ended = false;
@@ -75,9 +79,16 @@ export class Gatherer<T = unknown> {
 
   accept(envelope: ReplyEnvelope): AcceptOutcome {
     if (this.ended || this.decided !== undefined) return 'late';
-    const previous = this.lastSeq.get(envelope.from);
-    if (previous !== undefined && envelope.seq <= previous) return 'duplicate';
-    this.lastSeq.set(envelope.from, envelope.seq);
+    if (this.firstFrom === undefined || this.firstFrom === envelope.from) {
+      if (envelope.seq <= this.firstSeq) return 'duplicate';
+      this.firstFrom = envelope.from;
+      this.firstSeq = envelope.seq;
+    } else {
+      const lastSeq = (this.lastSeq ??= new Map<string, number>());
+      const previous = lastSeq.get(envelope.from);
+      if (previous !== undefined && envelope.seq <= previous) return 'duplicate';
+      lastSeq.set(envelope.from, envelope.seq);
+    }
 
     const hasError = Object.hasOwn(envelope, 'error');
     const hasData = !hasError && Object.hasOwn(envelope, 'data');
@@ -85,14 +96,15 @@ export class Gatherer<T = unknown> {
       const reply: BufferReply<T> = hasError
         ? { ok: false, instanceId: envelope.from, seq: envelope.seq, error: envelope.error }
         : { ok: true, instanceId: envelope.from, seq: envelope.seq, data: envelope.data as T };
-      if (reply.ok) this.replies.push(reply);
-      else this.errors.push(reply);
-      this.arrived.push(reply);
+      if (reply.ok) (this.replies ??= []).push(reply);
+      else (this.errors ??= []).push(reply);
+      const arrived = (this.arrived ??= []);
+      arrived.push(reply);
       this.sink.next(reply);
       // The sink may have cancelled us (an unsubscribe from inside `next`).
       if (this.ended) return 'accepted';
       if (this.rules.until?.(reply)) return this.decide('until'), 'accepted';
-      if (this.rules.quorum !== undefined && this.arrived.length >= this.rules.quorum) return this.decide('quorum'), 'accepted';
+      if (this.rules.quorum !== undefined && arrived.length >= this.rules.quorum) return this.decide('quorum'), 'accepted';
       this.armStall();
     }
     if (envelope.done) {
@@ -116,8 +128,8 @@ export class Gatherer<T = unknown> {
 
   result(completedBy: CompletedBy): GatherResult<T> {
     return {
-      replies: this.replies,
-      errors: this.errors,
+      replies: (this.replies ??= []),
+      errors: (this.errors ??= []),
       expected: this.expected,
       finished: this.finishedCount,
       completedBy,
@@ -127,7 +139,7 @@ export class Gatherer<T = unknown> {
 
   /** Every reply so far, values and errors, in arrival order. */
   allReplies(): ReadonlyArray<BufferReply<T>> {
-    return this.arrived;
+    return (this.arrived ??= []);
   }
 
   private checkAll(): void {
@@ -151,7 +163,7 @@ export class Gatherer<T = unknown> {
     if (this.ended) return;
     this.end();
     const timedOut =
-      completedBy === 'timeout' ? new BufferTimeoutError<T>(this.pattern, this.rules.timeout, this.arrived, this.expected, this.finishedCount) : undefined;
+      completedBy === 'timeout' ? new BufferTimeoutError<T>(this.pattern, this.rules.timeout, this.allReplies(), this.expected, this.finishedCount) : undefined;
     this.sink.complete(this.result(completedBy), timedOut);
   }
 
