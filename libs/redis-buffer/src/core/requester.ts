@@ -10,7 +10,8 @@ import { Gatherer, type GatherSink } from './gatherer.js';
 import { BoundedLog, type BufferLogger } from './logger.js';
 import type { ResolvedBufferOptions, ResolvedCallOptions } from './options.js';
 import type { BusStatus, RedisBus } from './redis-bus.js';
-import type { GatherResult } from './reply.js';
+import type { BufferReply, GatherResult } from './reply.js';
+import type { BufferTimeoutError } from './errors/buffer-timeout.error.js';
 
 /** Counters a caller can read for monitoring; they only ever grow. */
 export interface RequesterStats {
@@ -81,28 +82,9 @@ export class Requester {
     if (this.closed) throw new ConnectionLostError('the client was closed');
     if (this.pending.size >= this.options.maxInFlight) throw new TooManyRequestsError(this.options.maxInFlight);
     const id = `${this.idPrefix}${(this.nextId++).toString(36)}`;
-    let published = false;
-    const gatherer: Gatherer<T> = new Gatherer<T>(
-      id,
-      pattern,
-      call,
-      {
-        next: (reply) => sink.next(reply),
-        complete: (result, timedOut) => {
-          this.pending.delete(id);
-          if (!published && result.completedBy === 'timeout') {
-            sink.fail(new ConnectionLostError(`not connected to Redis within the request's timeout (${call.timeout} ms)`), result);
-          } else {
-            sink.complete(result, timedOut);
-          }
-        },
-        fail: (error, result) => {
-          this.pending.delete(id);
-          sink.fail(error, result);
-        },
-      },
-      this.clock,
-    );
+    // One object with prototype methods rather than three closures: it lives as long as the request.
+    const route = new RequestRoute<T>(this.pending, id, call.timeout, sink);
+    const gatherer: Gatherer<T> = new Gatherer<T>(id, pattern, call, route, this.clock);
     const envelope: RequestEnvelope = {
       v: 1,
       kind: 'request',
@@ -114,7 +96,7 @@ export class Requester {
       headers: call.headers,
       data: data === undefined ? null : data,
     };
-    let item: OutgoingEnvelope;
+    let item: OutgoingEnvelope | undefined;
     try {
       item = this.prepare(envelope, 'request');
     } catch (error) {
@@ -123,14 +105,17 @@ export class Requester {
     }
     this.pending.set(id, gatherer as Gatherer<unknown>);
     this.stats.requests++;
-    const channel = call.to === undefined ? this.channels.request(pattern) : this.channels.direct(call.to);
     const publish = (): void => {
-      if (gatherer.isEnded) return;
-      published = true;
+      if (gatherer.isEnded || item === undefined) return;
+      route.published = true;
+      const channel = call.to === undefined ? this.channels.request(pattern) : this.channels.direct(call.to);
       this.coalescer.enqueue(channel, item, (error, receivers) => {
         if (error !== undefined) gatherer.fail(error);
         else gatherer.expect(receivers);
       });
+      // The coalescer holds the encoded request until it is flushed; the closures that live as long
+      // as the request (cancel, sink) share this scope and must not keep it (memory per request in flight).
+      item = undefined;
     };
     if (this.bus.status === 'connected' && this.started !== undefined) {
       publish();
@@ -215,6 +200,36 @@ export class Requester {
     // Replies published while the inbox is disconnected are lost for good (pub/sub is at-most-once),
     // so waiting would only turn a known failure into a timeout.
     if (status === 'reconnecting' || status === 'disconnected') this.failAll(`Redis connection ${status}`);
+  }
+}
+
+/** Between a request's `Gatherer` and its caller: drops the routing entry when the request ends. */
+class RequestRoute<T> implements GatherSink<T> {
+  published = false;
+
+  constructor(
+    private readonly pending: Map<string, Gatherer<unknown>>,
+    private readonly id: string,
+    private readonly timeout: number,
+    private readonly sink: GatherSink<T>,
+  ) {}
+
+  next(reply: BufferReply<T>): void {
+    this.sink.next(reply);
+  }
+
+  complete(result: GatherResult<T>, timedOut?: BufferTimeoutError<T>): void {
+    this.pending.delete(this.id);
+    if (!this.published && result.completedBy === 'timeout') {
+      this.sink.fail(new ConnectionLostError(`not connected to Redis within the request's timeout (${this.timeout} ms)`), result);
+    } else {
+      this.sink.complete(result, timedOut);
+    }
+  }
+
+  fail(error: Error, result: GatherResult<T>): void {
+    this.pending.delete(this.id);
+    this.sink.fail(error, result);
   }
 }
 
