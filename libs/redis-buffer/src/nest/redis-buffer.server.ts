@@ -227,22 +227,29 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       deadline: envelope.deadline,
     });
     this.active.add(writer);
-    // Past the deadline nobody listens: stop the handler's stream instead of doing dead work.
-    const expiry = setTimeout(() => subscription?.unsubscribe(), Math.max(0, envelope.deadline - Date.now()));
-    let subscription: { unsubscribe(): void } | undefined;
+    // Past the deadline nobody listens: stop the handler's stream instead of doing dead work. The
+    // timer is armed only for a stream still open once subscribed (most handlers have answered by
+    // then), which saves a setTimeout/clearTimeout pair per request.
+    let expiry: ReturnType<typeof setTimeout> | undefined;
     const settle = (): void => {
-      clearTimeout(expiry);
+      if (expiry !== undefined) clearTimeout(expiry);
       this.active.delete(writer);
       this.limiter.pump();
     };
     const run = this.runWithProcessingHooks(context, async (runEndHook) => {
       const stream$ = this.transformToObservable(await (handler as MessageHandler)(envelope.data, context)) as Observable<unknown>;
-      subscription = stream$.pipe(finalize(runEndHook), finalize(settle)).subscribe({
+      const subscription = stream$.pipe(finalize(runEndHook), finalize(settle)).subscribe({
         next: (value) => writer.value(value),
         error: (error: unknown) => writer.error(error),
         complete: () => writer.end(),
       });
-      if (writer.isEnded) subscription.unsubscribe();
+      if (writer.isEnded) {
+        subscription.unsubscribe();
+      } else {
+        // A deadline that passed while the handler was awaited leaves the stream running, as before.
+        const remaining = envelope.deadline - Date.now();
+        if (remaining > 0) expiry = setTimeout(() => subscription.unsubscribe(), remaining);
+      }
     }) as unknown;
     Promise.resolve(run).catch((error: unknown) => {
       settle();
