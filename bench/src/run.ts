@@ -1,6 +1,6 @@
 // `npm run bench`: starts redis-server (and nats-server when present) on free loopback ports, runs
 // every system with its responders in other processes, and writes bench/RESULTS.md, bench/results.json
-// and the SVG charts. Flags: --quick (about 3 minutes), --reps=K, --no-profile.
+// and the SVG charts. Flags: --quick (about 3 minutes), --reps=K, --no-profile, --report-only.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -150,6 +150,12 @@ function rotate<T>(items: readonly T[], by: number): T[] {
 const fmt = (value: number, digits = 3): string => value.toFixed(digits);
 
 async function main(): Promise<void> {
+  if (argv.includes('--report-only')) {
+    // Rewrites RESULTS.md and the charts from an existing results.json (for example after editing NOTES.md).
+    const outDir = outArg ?? benchDir;
+    process.stdout.write(`${writeReport(JSON.parse(readFileSync(join(outDir, 'results.json'), 'utf8')) as Results, outDir, benchDir)}\n`);
+    return;
+  }
   const began = Date.now();
   const machine: Machine = {
     cpu: cpus()[0]?.model ?? 'unknown',

@@ -69,7 +69,10 @@ function benchModule(library: Library): Type<unknown> {
 /** One Nest app per process with one `RedisBufferTransport` per responding instance, each with its own instanceId. */
 export async function startLibResponders(library: Library, url: string, namespace: string, ids: readonly string[]): Promise<ResponderGroup> {
   const app = await NestFactory.create(benchModule(library), { logger: ['error', 'warn'] });
-  for (const instanceId of ids) app.connectMicroservice({ strategy: new library.RedisBufferTransport({ redis: url, namespace, instanceId }) }, { inheritAppConfig: true });
+  // maxConcurrentHandlers: the in-flight memory test holds 10,000 requests open in the handlers at once.
+  for (const instanceId of ids) {
+    app.connectMicroservice({ strategy: new library.RedisBufferTransport({ redis: url, namespace, instanceId, maxConcurrentHandlers: 20_000 }) }, { inheritAppConfig: true });
+  }
   await app.startAllMicroservices();
   await app.init();
   return { close: () => app.close() };
