@@ -200,6 +200,17 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
   push('| issue | target | measured | |', '|---|---|---|---|');
   for (const target of targets) push(`| ${target.issue} | ${target.name} | ${target.measured} | ${target.met ? '**met**' : '**MISSED**'} |`);
   push('');
+  // What the hand-written coalesced floor itself reaches against the same baselines, in the same
+  // repetitions: a target the floor misses is out of reach for any transport on this machine.
+  const ceiling = config.ns
+    .filter((n) => results.main[n]?.coalesced)
+    .map((n) => {
+      const main = results.main[n]!;
+      const floor = main.coalesced!.load.map((r) => r.rps);
+      const against = (system: SystemName): string | undefined => (main[system] ? `${ratio(ratioMedian(floor, main[system]!.load.map((r) => r.rps)))} ${SYSTEM_LABELS[system]}` : undefined);
+      return `N=${n}: ${[against('nats'), against('nest')].filter(Boolean).join(', ')}`;
+    });
+  if (ceiling.length > 0) push(`For reference, the coalesced floor's own throughput @${config.concurrency} (median per-repetition ratio) — ${ceiling.join('; ')}.`, '');
 
   push(`## Latency under load (N = ${config.loadLevelN})`, '');
   push(`p50 / p99 in ms, and throughput, at each number of requests in flight (${config.levelMs} ms windows after ${config.levelWarmupMs} ms warm-up; median of ${config.reps} repetitions).`, '');
