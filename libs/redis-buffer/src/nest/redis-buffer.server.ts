@@ -216,16 +216,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       writer.error({ code: BufferErrorCode.NoHandler, message: `Instance "${this.instanceId}" has no handler for "${envelope.pattern}".` });
       return;
     }
-    const context = new BufferContext({
-      kind: 'request',
-      requestId: envelope.id,
-      pattern: envelope.pattern,
-      senderId: envelope.from,
-      instanceId: this.instanceId,
-      channel,
-      headers: envelope.headers,
-      deadline: envelope.deadline,
-    });
+    const context = this.contextFor(envelope, channel);
     this.active.add(writer);
     // Past the deadline nobody listens: stop the handler's stream instead of doing dead work. The
     // timer is armed only for a stream still open once subscribed (most handlers have answered by
@@ -265,18 +256,22 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     return handler;
   }
 
-  private onEvent(envelope: EventEnvelope, channel: string): void {
-    this.stats.events++;
-    const context = new BufferContext({
-      kind: 'event',
+  private contextFor(envelope: RequestEnvelope | EventEnvelope, channel: string): BufferContext {
+    return new BufferContext({
+      kind: envelope.kind,
       requestId: envelope.id,
       pattern: envelope.pattern,
       senderId: envelope.from,
       instanceId: this.instanceId,
       channel,
       headers: envelope.headers,
-      deadline: undefined,
+      deadline: envelope.kind === 'request' ? envelope.deadline : undefined,
     });
+  }
+
+  private onEvent(envelope: EventEnvelope, channel: string): void {
+    this.stats.events++;
+    const context = this.contextFor(envelope, channel);
     this.handleEvent(envelope.pattern, { pattern: envelope.pattern, data: envelope.data }, context).catch((error: unknown) =>
       this.logger.error(`Event handler for "${envelope.pattern}" failed: ${(error as Error)?.message ?? String(error)}`),
     );
