@@ -47,13 +47,22 @@ describe('envelope', () => {
     expect(decoded.rejected[0]!.message).toContain(reason);
   });
 
-  it('keeps only known fields, so a hostile key never reaches the handler or a prototype', () => {
-    const raw = '{"v":1,"kind":"request","id":"r","pattern":"p","from":"a","replyTo":"x","deadline":1,"headers":{},"data":{"__proto__":{"polluted":true}},"constructor":{"prototype":{"polluted":true}}}';
+  it('a hostile key never reaches a prototype, and headers cannot shadow one', () => {
+    const raw = '{"v":1,"kind":"request","id":"r","pattern":"p","from":"a","replyTo":"x","deadline":1,"headers":{"h":"v"},"data":{"__proto__":{"polluted":true}},"constructor":{"prototype":{"polluted":true}}}';
     const envelope = validateEnvelope(JSON.parse(raw));
     expect(typeof envelope).toBe('object');
-    expect(Object.keys(envelope as object).sort()).toEqual(['data', 'deadline', 'from', 'headers', 'id', 'kind', 'pattern', 'replyTo', 'v']);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
-    expect(Object.getPrototypeOf((envelope as { headers: object }).headers)).toBeNull();
+    expect(Object.prototype).not.toHaveProperty('polluted');
+    expect((envelope as { headers: object }).headers).toEqual({ h: 'v' });
+    for (const name of ['__proto__', 'constructor', 'prototype']) {
+      const hostile = `{"v":1,"kind":"event","id":"e","pattern":"p","from":"a","headers":{"${name}":"x"},"data":1}`;
+      expect(validateEnvelope(JSON.parse(hostile))).toContain(`header name "${name}" is not allowed`);
+    }
+  });
+
+  it('gives a request without data null, and without headers an empty set', () => {
+    const envelope = validateEnvelope({ v: 1, kind: 'request', id: 'r', pattern: 'p', from: 'a', replyTo: 'x', deadline: 1 });
+    expect(envelope).toMatchObject({ data: null, headers: {} });
   });
 
   it('encodes a reply from parts, with done decided late', () => {

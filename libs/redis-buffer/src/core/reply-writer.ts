@@ -91,6 +91,15 @@ export class ReplyWriter {
     this.ended = true;
   }
 
+  /** rxjs Observer: the writer subscribes to a handler's stream directly, with no wrapper per request. */
+  next(data: unknown): void {
+    this.value(data);
+  }
+
+  complete(): void {
+    this.end();
+  }
+
   end(): void {
     if (this.ended) return;
     this.ended = true;

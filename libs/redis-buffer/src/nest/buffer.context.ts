@@ -64,7 +64,8 @@ export class BufferContext extends BaseRpcContext<[BufferMessageInfo]> {
   }
 
   getHeader(name: string): string | undefined {
-    return this.info.headers[name];
+    // An own-property check: "constructor" or "toString" must not find Object's.
+    return Object.hasOwn(this.info.headers, name) ? this.info.headers[name] : undefined;
   }
 
   /** Absolute deadline in ms since the epoch, after which the caller no longer listens; `undefined` for events. */

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
-import { finalize, type Observable } from 'rxjs';
+import type { Observable } from 'rxjs';
 import { BufferChannels } from '../core/channels.js';
 import { Coalescer } from '../core/coalescer.js';
 import { decodeMessage, type EventEnvelope, type RequestEnvelope } from '../core/envelope.js';
@@ -229,10 +229,11 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     };
     const run = this.runWithProcessingHooks(context, async (runEndHook) => {
       const stream$ = this.transformToObservable(await (handler as MessageHandler)(envelope.data, context)) as Observable<unknown>;
-      const subscription = stream$.pipe(finalize(runEndHook), finalize(settle)).subscribe({
-        next: (value) => writer.value(value),
-        error: (error: unknown) => writer.error(error),
-        complete: () => writer.end(),
+      const subscription = stream$.subscribe(writer);
+      // Runs on completion, error or unsubscribe; at once if the stream has already ended.
+      subscription.add(() => {
+        runEndHook();
+        settle();
       });
       if (writer.isEnded) {
         subscription.unsubscribe();
