@@ -11,7 +11,8 @@ import { summarizeProfile, type ProfileSummary } from './profile.js';
 import { writeReport } from './report.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const benchDir = join(here, '..');
+// Compiled to bench/dist/bench/src (rootDir is the repository, to share test/support).
+const benchDir = join(here, '..', '..', '..');
 const repoRoot = join(benchDir, '..');
 
 const argv = process.argv.slice(2);
