@@ -5,6 +5,9 @@ const common = {
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: { '^.+\\.ts$': tsJest },
   testEnvironment: 'node',
+  // bench/ can hold another build of the library (npm run bench -- --baseline=...), which would
+  // give jest's module map two packages named nestjs-redis-buffer.
+  modulePathIgnorePatterns: ['<rootDir>/bench/'],
 };
 
 /** @type {import('jest').Config} */

@@ -75,16 +75,21 @@ export class InstanceProcess {
 
   /** Sends `signal` and waits for the process to exit; resolves with its exit code or signal. */
   stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<number | string> {
-    if (this.exited) return Promise.resolve(this.child.exitCode ?? this.child.signalCode ?? 'exited');
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
-      this.child.once('exit', (code, sig) => {
-        clearTimeout(timer);
-        resolve(code ?? sig ?? 'exited');
-      });
-      this.child.kill(signal);
-    });
+    return stopChild(this.child, signal, timeoutMs);
   }
+}
+
+/** Sends `signal` to a child process and waits for its exit (SIGKILL after `timeoutMs`); resolves with its exit code or signal. */
+export function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<number | string> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode ?? child.signalCode ?? 'exited');
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', (code, sig) => {
+      clearTimeout(timer);
+      resolve(code ?? sig ?? 'exited');
+    });
+    child.kill(signal);
+  });
 }
 
 export async function startInstances(specs: readonly InstanceSpec[]): Promise<InstanceProcess[]> {

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './redis-server.js';
+import { stopChild } from './instances.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const RESOURCE_SERVICE_MAIN = join(here, '..', '..', 'apps', 'resource-service', 'dist', 'main.js');
@@ -75,15 +76,7 @@ export class ResourceServiceProcess {
 
   /** Sends `signal` and waits for the exit; resolves with the exit code or signal. */
   stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<number | string> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve(this.child.exitCode ?? this.child.signalCode ?? 'exited');
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
-      this.child.once('exit', (code, sig) => {
-        clearTimeout(timer);
-        resolve(code ?? sig ?? 'exited');
-      });
-      this.child.kill(signal);
-    });
+    return stopChild(this.child, signal, timeoutMs);
   }
 }
 
