@@ -11,6 +11,13 @@ export interface BusGuardOptions {
   readonly signingKey: string | Buffer | undefined;
 }
 
+/** The log line for a message the guard dropped. */
+export function describeRejection(reason: InboundRejection, channel: string, length: number, maxPayloadBytes: number): string {
+  return reason === 'oversized'
+    ? `Dropped a ${length}-character message on "${channel}": over "maxPayloadBytes" (${maxPayloadBytes}).`
+    : `Dropped a ${reason} message on "${channel}": signing is on ("signingKey"), and only messages signed with the same key are accepted.`;
+}
+
 /**
  * Room above `maxPayloadBytes` for what wraps a payload of exactly that size: the reply envelope's
  * fields and the signature wrapper.

@@ -1,4 +1,4 @@
-import type { Coalescer, OutgoingEnvelope } from './coalescer.js';
+import type { Coalescer, OutgoingEnvelope, PublishCallback } from './coalescer.js';
 import { encodeReplyParts } from './envelope.js';
 import { BufferErrorCode } from './errors/buffer.error.js';
 
@@ -42,6 +42,10 @@ export class ReplyWriter {
   private seq = 0;
   private last: PendingReply | undefined;
   private ended = false;
+  // One callback for every reply of this request, not a closure per reply.
+  private readonly published: PublishCallback = (error) => {
+    if (error !== undefined) this.onPublishError(error, this.replyTo);
+  };
 
   constructor(
     private readonly coalescer: Coalescer,
@@ -49,7 +53,7 @@ export class ReplyWriter {
     requestId: string,
     readonly fromJson: string,
     private readonly maxPayloadBytes: number,
-    private readonly onPublishError: (error: Error) => void,
+    private readonly onPublishError: (error: Error, replyTo: string) => void,
   ) {
     this.idJson = JSON.stringify(requestId);
     this.envelopeOverhead = 64 + this.idJson.length + fromJson.length;
@@ -110,8 +114,6 @@ export class ReplyWriter {
   private push(done: boolean, bodyKey: 'data' | 'error' | undefined, bodyJson: string | undefined): void {
     const reply = new PendingReply(this, this.seq++, done, bodyKey, bodyJson);
     this.last = reply;
-    this.coalescer.enqueue(this.replyTo, reply, (error) => {
-      if (error !== undefined) this.onPublishError(error);
-    });
+    this.coalescer.enqueue(this.replyTo, reply, this.published);
   }
 }

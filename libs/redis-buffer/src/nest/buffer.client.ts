@@ -3,7 +3,7 @@ import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microser
 import { connectable, Observable, ReplaySubject } from 'rxjs';
 import type { BufferHeaders } from '../core/envelope.js';
 import type { GatherSink } from '../core/gatherer.js';
-import { GuardedBus, type InboundRejection } from '../core/guarded-bus.js';
+import { describeRejection, GuardedBus, type InboundRejection } from '../core/guarded-bus.js';
 import { BoundedLog } from '../core/logger.js';
 import { InvalidOptionsError } from '../core/errors/invalid-options.error.js';
 import { resolveBufferOptions, resolveCallOptions, type BufferCallOptions, type BufferGatherOptions, type BufferOptions, type ResolvedBufferOptions } from '../core/options.js';
@@ -211,11 +211,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
     const stats = this.requester.stats;
     if (reason === 'oversized') stats.malformedMessages++;
     else stats.forgedMessages++;
-    this.badInbound.warn(
-      reason === 'oversized'
-        ? `Dropped a ${length}-character message on "${channel}": over "maxPayloadBytes" (${this.options.maxPayloadBytes}).`
-        : `Dropped a ${reason} message on "${channel}": signing is on ("signingKey"), and only messages signed with the same key are accepted.`,
-    );
+    this.badInbound.warn(describeRejection(reason, channel, length, this.options.maxPayloadBytes));
   }
 
   private onRedisError(error: Error): void {

@@ -6,7 +6,7 @@ import { Coalescer } from '../core/coalescer.js';
 import { decodeMessage, type EventEnvelope, type RequestEnvelope } from '../core/envelope.js';
 import { BufferErrorCode } from '../core/errors/buffer.error.js';
 import { ConcurrencyLimiter } from '../core/concurrency-limiter.js';
-import { GuardedBus, type InboundRejection } from '../core/guarded-bus.js';
+import { describeRejection, GuardedBus, type InboundRejection } from '../core/guarded-bus.js';
 import { BoundedLog } from '../core/logger.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from '../core/options.js';
 import { IoredisBus, type BusEvents, type BusStatus, type RedisBus } from '../core/redis-bus.js';
@@ -31,8 +31,6 @@ export interface BufferServerStats {
   /** Times the connection to Redis came back (subscriptions confirmed) after being lost. */
   reconnects: number;
 }
-
-const HANDLER_CACHE_SIZE = 1024;
 
 type BufferServerEvents = { [K in keyof BusEvents]: (...args: BusEvents[K]) => void };
 
@@ -59,9 +57,11 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
   private closing = false;
   private readonly limiter: ConcurrencyLimiter;
   private everConnected = false;
-  // Nest's getHandlerByPattern tries JSON.parse on every plain string pattern, which throws (and
-  // builds a stack trace) once per request; found handlers are cached, at most HANDLER_CACHE_SIZE.
-  private readonly handlerCache = new Map<string, MessageHandler>();
+  // Shared by every request's ReplyWriter: no closure per request.
+  private readonly onReplyPublishError = (error: Error, replyTo: string): void => {
+    this.stats.replyPublishFailures++;
+    this.badInput.warn(`Could not publish a reply to "${replyTo}": ${error.message}`);
+  };
 
   constructor(options: BufferOptions = {}) {
     super();
@@ -180,15 +180,16 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
   }
 
   private onInboundRejected(reason: InboundRejection, channel: string, length: number): void {
-    if (reason === 'oversized') return this.rejectInput(`Dropped a ${length}-character message on "${channel}": over "maxPayloadBytes" (${this.options.maxPayloadBytes}).`);
+    const message = describeRejection(reason, channel, length, this.options.maxPayloadBytes);
+    if (reason === 'oversized') return this.rejectInput(message);
     this.stats.forgedMessages++;
-    this.badInput.warn(`Dropped a ${reason} message on "${channel}": signing is on ("signingKey"), and only messages signed with the same key are accepted.`);
+    this.badInput.warn(message);
   }
 
   private refuseOverloaded(envelope: RequestEnvelope): void {
     this.stats.requests++;
     this.stats.overloaded++;
-    new ReplyWriter(this.coalescer!, envelope.replyTo, envelope.id, this.fromJson, this.options.maxPayloadBytes, () => this.stats.replyPublishFailures++).error({
+    this.writerFor(envelope).error({
       code: BufferErrorCode.Overloaded,
       message: `Instance "${this.instanceId}" is overloaded: ${this.options.maxConcurrentHandlers} handlers running and ${this.options.maxQueuedHandlers} requests queued; retry later, add instances, or raise "maxConcurrentHandlers" / "maxQueuedHandlers".`,
     });
@@ -206,11 +207,11 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       this.stats.expired++;
       return;
     }
-    const writer = new ReplyWriter(this.coalescer!, envelope.replyTo, envelope.id, this.fromJson, this.options.maxPayloadBytes, (error) => {
-      this.stats.replyPublishFailures++;
-      this.badInput.warn(`Could not publish a reply to "${envelope.replyTo}": ${error.message}`);
-    });
-    const handler = this.handlerFor(envelope.pattern);
+    const writer = this.writerFor(envelope);
+    // Patterns arrive normalized (client and addHandler both use Nest's transformPatternToRoute), so
+    // the Map finds them. Nest's getHandlerByPattern JSON.parses the pattern and throws on a plain
+    // string, once per call: it runs only on a miss (a hand-written object pattern on the direct channel).
+    const handler = this.messageHandlers.get(envelope.pattern) ?? this.getHandlerByPattern(envelope.pattern);
     if (handler === null || handler.isEventHandler) {
       this.stats.unhandled++;
       writer.error({ code: BufferErrorCode.NoHandler, message: `Instance "${this.instanceId}" has no handler for "${envelope.pattern}".` });
@@ -249,12 +250,8 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     });
   }
 
-  private handlerFor(pattern: string): MessageHandler | null {
-    const cached = this.handlerCache.get(pattern);
-    if (cached !== undefined) return cached;
-    const handler = this.getHandlerByPattern(pattern);
-    if (handler !== null && this.handlerCache.size < HANDLER_CACHE_SIZE) this.handlerCache.set(pattern, handler);
-    return handler;
+  private writerFor(envelope: RequestEnvelope): ReplyWriter {
+    return new ReplyWriter(this.coalescer!, envelope.replyTo, envelope.id, this.fromJson, this.options.maxPayloadBytes, this.onReplyPublishError);
   }
 
   private contextFor(envelope: RequestEnvelope | EventEnvelope, channel: string): BufferContext {
