@@ -76,14 +76,12 @@ export class ResourceLookup {
     const startedAt = performance.now();
     const replies: LookupReply[] = [];
     const result = await this.buffer.gather<FindReply>(FIND_RESOURCE, id, {
-      // `gather` has no per-reply callback and `scatter` does not say how it completed, so `until`
-      // is where each reply is observed as it arrives; it stops the gather only at a holder, if asked to.
-      until: (reply) => {
+      onReply: (reply) => {
         const lookupReply = toLookupReply(reply, performance.now() - startedAt);
         replies.push(lookupReply);
         options.onReply?.(lookupReply);
-        return options.stopAtHolder && lookupReply.holds;
       },
+      until: options.stopAtHolder ? (reply) => reply.ok && reply.data?.resource != null : undefined,
     });
     return {
       id,
