@@ -1,4 +1,6 @@
 // Shared by the orchestrator, the caller processes and the responder processes.
+import type { Observable } from 'rxjs';
+import type { Done } from './systems/types.js';
 
 /** The five systems under comparison. */
 export type SystemName = 'lib' | 'naive' | 'coalesced' | 'nats' | 'nest' | 'base';
@@ -105,4 +107,14 @@ export function summarize(latenciesMs: Float64Array, count: number, errors: numb
 
 export function nowMs(): number {
   return Number(process.hrtime.bigint()) / 1e6;
+}
+
+/** Subscribes to a `send()` stream, counting its reply values, and calls `done` once when it ends. */
+export function countReplies(source: Observable<unknown>, done: Done): void {
+  let replies = 0;
+  source.subscribe({
+    next: () => void replies++,
+    error: (error: unknown) => done(error ?? new Error('error reply'), replies),
+    complete: () => done(undefined, replies),
+  });
 }

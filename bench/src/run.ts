@@ -51,55 +51,45 @@ export interface BenchConfig {
   readonly profileN: number;
 }
 
+const full: BenchConfig = {
+  quick,
+  reps: repsArg ? Number(repsArg.slice(7)) : 5,
+  ns: [1, 4, 16],
+  latencyMs: 2000,
+  latencyMaxCount: 50_000,
+  loadWarmupMs: 500,
+  loadMs: 3000,
+  concurrency: 64,
+  loadLevels: [1, 8, 64, 512],
+  loadLevelN: 4,
+  levelWarmupMs: 400,
+  levelMs: 1500,
+  memoryWarmup: 20_000,
+  memoryTotal: 200_000,
+  inflightCount: 10_000,
+  inflightHoldMs: 3000,
+  burstCount: 10_000,
+  burstN: 4,
+  scaleResponders: 64,
+  scaleProcesses: 8,
+  profileMs: 8000,
+  profileN: 4,
+};
+
+// --quick: fewer repetitions and shorter windows, the same measurements.
 const config: BenchConfig = quick
   ? {
-      quick,
+      ...full,
       reps: repsArg ? Number(repsArg.slice(7)) : 3,
-      ns: [1, 4, 16],
       latencyMs: 700,
       latencyMaxCount: 20_000,
       loadWarmupMs: 300,
       loadMs: 1000,
-      concurrency: 64,
-      loadLevels: [1, 8, 64, 512],
-      loadLevelN: 4,
       levelWarmupMs: 200,
       levelMs: 600,
-      memoryWarmup: 20_000,
-      memoryTotal: 200_000,
-      inflightCount: 10_000,
-      inflightHoldMs: 3000,
-      burstCount: 10_000,
-      burstN: 4,
-      scaleResponders: 64,
-      scaleProcesses: 8,
       profileMs: 4000,
-      profileN: 4,
     }
-  : {
-      quick,
-      reps: repsArg ? Number(repsArg.slice(7)) : 5,
-      ns: [1, 4, 16],
-      latencyMs: 2000,
-      latencyMaxCount: 50_000,
-      loadWarmupMs: 500,
-      loadMs: 3000,
-      concurrency: 64,
-      loadLevels: [1, 8, 64, 512],
-      loadLevelN: 4,
-      levelWarmupMs: 400,
-      levelMs: 1500,
-      memoryWarmup: 20_000,
-      memoryTotal: 200_000,
-      inflightCount: 10_000,
-      inflightHoldMs: 3000,
-      burstCount: 10_000,
-      burstN: 4,
-      scaleResponders: 64,
-      scaleProcesses: 8,
-      profileMs: 8000,
-      profileN: 4,
-    };
+  : full;
 
 export interface Machine {
   cpu: string;

@@ -5,7 +5,7 @@ import { Controller, Module, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Payload } from '@nestjs/microservices';
 import { pathToFileURL } from 'node:url';
-import { ECHO_PATTERN, HOLD_PATTERN, REPLY_DATA } from '../common.js';
+import { countReplies, ECHO_PATTERN, HOLD_PATTERN, REPLY_DATA } from '../common.js';
 import type { CallerSystem, Done, ResponderGroup } from './types.js';
 
 type Library = typeof import('nestjs-redis-buffer');
@@ -27,12 +27,7 @@ export class LibCaller implements CallerSystem {
   }
 
   request(_n: number, pattern: string, data: unknown, done: Done): void {
-    let replies = 0;
-    this.client.send(pattern, data).subscribe({
-      next: () => void replies++,
-      error: (error: unknown) => done(error ?? new Error('error reply'), replies),
-      complete: () => done(undefined, replies),
-    });
+    countReplies(this.client.send(pattern, data), done);
   }
 
   gather(_n: number, pattern: string, data: unknown, timeoutMs: number, done: (error: unknown, replies: number, complete: boolean) => void): void {

@@ -4,7 +4,7 @@ import 'reflect-metadata';
 import { Controller, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ClientRedis, MessagePattern, Payload, Transport, type MicroserviceOptions } from '@nestjs/microservices';
-import { HOLD_PATTERN, REPLY_DATA } from '../common.js';
+import { countReplies, HOLD_PATTERN, REPLY_DATA } from '../common.js';
 import type { CallerSystem, Done, ResponderGroup } from './types.js';
 
 export class NestRedisCaller implements CallerSystem {
@@ -19,12 +19,7 @@ export class NestRedisCaller implements CallerSystem {
   }
 
   request(_n: number, pattern: string, data: unknown, done: Done): void {
-    let replies = 0;
-    this.client.send(pattern, data).subscribe({
-      next: () => void replies++,
-      error: (error: unknown) => done(error ?? new Error('error reply'), replies),
-      complete: () => done(undefined, replies),
-    });
+    countReplies(this.client.send(pattern, data), done);
   }
 
   async close(): Promise<void> {
