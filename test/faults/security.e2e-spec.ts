@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BufferClient, ConnectionLostError, MessageSigner, RedisPermissionError } from 'nestjs-redis-buffer';
-import { Redis } from 'ioredis';
 import { lastValueFrom } from 'rxjs';
 import { startInstances, stopAll, type InstanceProcess } from '../support/instances.js';
 import { FAULT_APP } from '../support/load.js';
@@ -27,7 +26,7 @@ describe('security: Redis AUTH', () => {
 
   beforeAll(async () => {
     redis = await startRedis(['--requirepass', 'admin-pw']);
-    const admin = new Redis(`redis://:admin-pw@127.0.0.1:${redis.port}`);
+    const admin = rawRedis(`redis://:admin-pw@127.0.0.1:${redis.port}`);
     // A user that may use only this namespace's channels, and the few commands the library sends.
     await admin.call('ACL', 'SETUSER', 'svc', 'on', '>svc-pw', 'resetchannels', `&${namespace}:*`, '-@all', '+@pubsub', '+ping', '+info', '+hello', '+auth', '+client|setname', '+quit');
     await admin.quit();
@@ -63,7 +62,7 @@ describe('security: Redis AUTH', () => {
     instances = await startInstances([{ instanceId: 'acl1', redisUrl: url, namespace, script: FAULT_APP }]);
     const client = new BufferClient({ redis: url, namespace });
     const outside = new BufferClient({ redis: url, namespace: 'someone-else', connectTimeout: 1000 });
-    const raw = new Redis(url);
+    const raw = rawRedis(url);
     try {
       expect((await client.gather('whoami', null)).replies.map((r) => r.data)).toEqual(['acl1']);
       await lastValueFrom(client.emit('anything', 1));
@@ -152,7 +151,7 @@ describe('security: namespaces and signing', () => {
   });
 
   it("two namespaces on one Redis never see each other's traffic", async () => {
-    const spy = new Redis(redis.url);
+    const spy = rawRedis(redis.url);
     const seenByB: string[] = [];
     spy.on('pmessage', (_pattern: string, channel: string) => seenByB.push(channel));
     await spy.psubscribe('ns-b:*');
@@ -177,7 +176,7 @@ describe('security: namespaces and signing', () => {
     const unsigned = new BufferClient({ redis: redis.url, namespace: 'signed', timeout: 500 });
     const wrongKey = new BufferClient({ redis: redis.url, namespace: 'signed', signingKey: 'not-the-shared-key-at-all', timeout: 500 });
     const forger = rawRedis(redis.url);
-    const spy = new Redis(redis.url);
+    const spy = rawRedis(redis.url);
     const stats = async (to: string) => (await signed.gather<Record<string, number>>('stats', null, { to })).replies[0]!.data;
     try {
       const ok = await signed.gather<string>('whoami', null);
