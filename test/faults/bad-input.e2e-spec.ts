@@ -220,7 +220,7 @@ describe('fault: bad input', () => {
       const result = await client.gather('big', LIMIT + 1);
       expect(result.completedBy).toBe('all');
       expect(result.errors).toHaveLength(2);
-      for (const reply of result.errors) expect(reply.error).toMatchObject({ code: 'BUFFER_PAYLOAD_TOO_LARGE', message: expect.stringContaining('maxPayloadBytes') });
+      for (const reply of result.errors) expect(reply.error).toMatchObject({ code: 'BUFFER_REPLY_TOO_LARGE', message: expect.stringContaining('maxPayloadBytes') });
       const ok = await client.gather<string>('big', LIMIT - 200);
       expect(ok.replies).toHaveLength(2);
       await sleep(100);

@@ -12,9 +12,23 @@ export { BUFFER_TRANSPORT } from './nest/buffer.constants.js';
 
 // Core
 export { BUFFER_DEFAULTS, resolveBufferOptions, type BufferOptions, type BufferCallOptions, type BufferGatherOptions, type ResolvedBufferOptions } from './core/options.js';
-export type { BufferReply, GatherResult, CompletedBy } from './core/reply.js';
-export { BufferChannels } from './core/channels.js';
-export { PROTOCOL_VERSION, decodeMessage, type BufferHeaders, type Envelope, type RequestEnvelope, type ReplyEnvelope, type EventEnvelope } from './core/envelope.js';
+export type { BufferReply, GatherResult, CompletedBy, MissingReason } from './core/reply.js';
+export type { InstanceInfo } from './core/membership.js';
+export { BufferChannels, channelPattern } from './core/channels.js';
+export {
+  PROTOCOL_VERSION,
+  decodeMessage,
+  type BufferHeaders,
+  type Envelope,
+  type RequestEnvelope,
+  type ReplyEnvelope,
+  type EventEnvelope,
+  type PingEnvelope,
+  type PongEnvelope,
+  type HelloEnvelope,
+  type ByeEnvelope,
+  type WhoEnvelope,
+} from './core/envelope.js';
 export type { BusStatus } from './core/redis-bus.js';
 export { MessageSigner } from './core/signing.js';
 export type { RequesterStats } from './core/requester.js';
@@ -29,4 +43,8 @@ export {
   InvalidOptionsError,
   TooManyRequestsError,
   RedisPermissionError,
+  DuplicateInstanceError,
+  CallbackError,
+  InstancesMissingError,
+  REFUSAL_CODES,
 } from './core/errors/index.js';

@@ -1,4 +1,4 @@
-import { BufferChannels } from '../src/core/channels.js';
+import { BufferChannels, channelPattern, channelPatternOfRoute, compareCodePoints } from '../src/core/channels.js';
 
 describe('BufferChannels', () => {
   const channels = new BufferChannels('app');
@@ -12,5 +12,31 @@ describe('BufferChannels', () => {
 
   it('keeps two namespaces apart for the same pattern', () => {
     expect(new BufferChannels('a').request('p')).not.toBe(new BufferChannels('b').request('p'));
+  });
+});
+
+describe('channelPattern', () => {
+  it('keeps strings, and encodes objects as compact JSON with keys in code-point order, recursively', () => {
+    expect(channelPattern('resource.find')).toBe('resource.find');
+    expect(channelPattern(7)).toBe('7');
+    expect(channelPattern({ cmd: 'sum', Zone: 'eu' })).toBe('{"Zone":"eu","cmd":"sum"}');
+    expect(channelPattern({ b: { y: 1, x: [2, { d: 1, c: 'q"' }] }, a: true })).toBe('{"a":true,"b":{"x":[2,{"c":"q\\"","d":1}],"y":1}}');
+  });
+
+  it('orders by code point, not UTF-16 unit: an astral character sorts after U+FFFD', () => {
+    expect(['\u{1F600}', '\uFFFD', 'a'].sort(compareCodePoints)).toEqual(['a', '\uFFFD', '\u{1F600}']);
+  });
+
+  it("maps Nest's locale-sorted route of an object pattern to the same channel form", () => {
+    expect(channelPatternOfRoute('{"cmd":"sum","Zone":"eu"}')).toBe('{"Zone":"eu","cmd":"sum"}');
+    expect(channelPatternOfRoute('plain')).toBe('plain');
+  });
+
+  it('tells inboxes of its namespace from other channels', () => {
+    const channels = new BufferChannels('app');
+    expect(channels.isInbox('app:inbox:x.1')).toBe(true);
+    expect(channels.isInbox('app:inbox:')).toBe(false);
+    expect(channels.isInbox('other:inbox:x')).toBe(false);
+    expect(channels.isInbox('app:req:x')).toBe(false);
   });
 });

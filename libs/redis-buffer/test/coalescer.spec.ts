@@ -59,4 +59,14 @@ describe('Coalescer', () => {
     await new Promise((resolve) => setImmediate(resolve));
     expect(errors).toEqual(['down']);
   });
+
+  it('leaves out envelopes cancelled before the flush, and sends nothing when all were', () => {
+    const { coalescer, published, flush } = setup();
+    const cancelled = { bytes: 2, encode: () => '{"x":1}', cancelled: true };
+    coalescer.enqueue('c1', cancelled);
+    coalescer.enqueue('c1', item('{"a":1}'));
+    coalescer.enqueue('c2', cancelled);
+    flush();
+    expect(published).toEqual([['c1', '{"a":1}']]);
+  });
 });

@@ -1,7 +1,7 @@
 import { decodeMessage, encodeBatch, encodeEnvelope, encodeReplyParts, validateEnvelope } from '../src/core/envelope.js';
 import { BadMessageError } from '../src/core/errors/bad-message.error.js';
 
-const request = { v: 1, kind: 'request', id: 'r1', pattern: 'p', from: 'a', replyTo: 'rb:inbox:a', deadline: 1, headers: { h: 'v' }, data: { x: 1 } };
+const request = { v: 1, kind: 'request', id: 'r1', pattern: 'p', from: 'a', replyTo: 'rb:inbox:a', ttl: 1000, headers: { h: 'v' }, data: { x: 1 } };
 
 describe('envelope', () => {
   it('round-trips a request, an event and a reply', () => {
@@ -19,9 +19,9 @@ describe('envelope', () => {
     const decoded = decodeMessage(message, 'chan');
     expect(decoded.envelopes.map((e) => e.id)).toEqual(['r1', 'r2']);
     expect(decoded.rejected).toHaveLength(1);
-    expect(decoded.rejected[0]).toBeInstanceOf(BadMessageError);
-    expect(decoded.rejected[0]!.message).toContain('batch element 1');
-    expect(decoded.rejected[0]!.code).toBe('BUFFER_BAD_MESSAGE');
+    expect(decoded.rejected[0]!.error).toBeInstanceOf(BadMessageError);
+    expect(decoded.rejected[0]!.error.message).toContain('batch element 1');
+    expect(decoded.rejected[0]!.error.code).toBe('BUFFER_BAD_MESSAGE');
   });
 
   it('a batch of one is the envelope itself', () => {
@@ -36,6 +36,11 @@ describe('envelope', () => {
     ['no id', JSON.stringify({ ...request, id: '' }), '"id"'],
     ['an id that is too long', JSON.stringify({ ...request, id: 'x'.repeat(200) }), '"id"'],
     ['a deadline that is not a number', JSON.stringify({ ...request, deadline: 'soon' }), '"deadline"'],
+    ['a negative ttl', JSON.stringify({ ...request, ttl: -5 }), '"ttl"'],
+    ['a request with neither ttl nor deadline', JSON.stringify({ ...request, ttl: undefined }), 'needs "ttl"'],
+    ['a header name that is too long', JSON.stringify({ ...request, headers: { ['h'.repeat(300)]: 'v' } }), 'header names'],
+    ['a refused reply without an error', JSON.stringify({ v: 1, kind: 'reply', id: 'r', from: 'a', seq: 0, done: true, data: 1, refused: true }), '"refused"'],
+    ['a hello without patterns', JSON.stringify({ v: 1, kind: 'hello', id: 'h', from: 'a', inc: 'i', events: [] }), '"patterns"'],
     ['headers that are not strings', JSON.stringify({ ...request, headers: { a: 1 } }), 'header "a"'],
     ['a __proto__ header', '{"v":1,"kind":"request","id":"r","pattern":"p","from":"a","replyTo":"x","deadline":1,"headers":{"__proto__":"x"},"data":1}', '__proto__'],
     ['a reply with a negative seq', JSON.stringify({ v: 1, kind: 'reply', id: 'r', from: 'a', seq: -1, done: true }), '"seq"'],
@@ -44,7 +49,7 @@ describe('envelope', () => {
   ])('rejects %s with a reason', (_label, raw, reason) => {
     const decoded = decodeMessage(raw);
     expect(decoded.envelopes).toEqual([]);
-    expect(decoded.rejected[0]!.message).toContain(reason);
+    expect(decoded.rejected[0]!.error.message).toContain(reason);
   });
 
   it('a hostile key never reaches a prototype, and headers cannot shadow one', () => {
@@ -60,8 +65,18 @@ describe('envelope', () => {
     }
   });
 
+  it('says where to refuse an invalid request that has an id and a replyTo, and why', () => {
+    const v2 = decodeMessage(JSON.stringify({ ...request, v: 2 }));
+    expect(v2.rejected[0]!.refusable).toEqual({ id: 'r1', replyTo: 'rb:inbox:a', code: 'BUFFER_UNSUPPORTED_VERSION', reason: expect.stringContaining('version 2') });
+    const badHeader = decodeMessage(JSON.stringify({ ...request, headers: { h: 'x'.repeat(10_000) } }));
+    expect(badHeader.rejected[0]!.refusable).toMatchObject({ id: 'r1', code: 'BUFFER_BAD_REQUEST' });
+    // Without an id or a replyTo there is nowhere to answer.
+    expect(decodeMessage(JSON.stringify({ ...request, v: 2, replyTo: 7 })).rejected[0]!.refusable).toBeUndefined();
+    expect(decodeMessage(JSON.stringify({ v: 1, kind: 'reply', id: 'r', from: 'a', seq: -1, done: true })).rejected[0]!.refusable).toBeUndefined();
+  });
+
   it('gives a request without data null, and without headers an empty set', () => {
-    const envelope = validateEnvelope({ v: 1, kind: 'request', id: 'r', pattern: 'p', from: 'a', replyTo: 'x', deadline: 1 });
+    const envelope = validateEnvelope({ v: 1, kind: 'request', id: 'r', pattern: 'p', from: 'a', replyTo: 'x', ttl: 1 });
     expect(envelope).toMatchObject({ data: null, headers: {} });
   });
 
@@ -69,5 +84,6 @@ describe('envelope', () => {
     const encoded = encodeReplyParts('"r1"', '"b"', 3, true, 'data', '{"k":1}');
     expect(JSON.parse(encoded)).toEqual({ v: 1, kind: 'reply', id: 'r1', from: 'b', seq: 3, done: true, data: { k: 1 } });
     expect(JSON.parse(encodeReplyParts('"r1"', '"b"', 4, true, undefined, undefined))).toEqual({ v: 1, kind: 'reply', id: 'r1', from: 'b', seq: 4, done: true });
+    expect(JSON.parse(encodeReplyParts('"r1"', '"b"', 0, true, 'error', '{"code":"BUFFER_EXPIRED"}', true))).toEqual({ v: 1, kind: 'reply', id: 'r1', from: 'b', seq: 0, done: true, refused: true, error: { code: 'BUFFER_EXPIRED' } });
   });
 });

@@ -188,8 +188,93 @@ describe('Gatherer', () => {
     expect(clock.pendingTimers).toBe(0);
   });
 
-  it('carries the absolute deadline', () => {
+  it('carries the time the caller still waits', () => {
     const { gatherer, clock } = setup({ timeout: 1234 });
-    expect(gatherer.deadline).toBe(clock.now() + 1234);
+    expect(gatherer.remainingMs()).toBe(1234);
+    clock.advance(234);
+    expect(gatherer.remainingMs()).toBe(1000);
+  });
+
+  describe('with the instances it knows received the request', () => {
+    it('completes when every known instance is done, not counting an observer', () => {
+      const { gatherer, outcome } = setup();
+      gatherer.expect(3, new Set(['a', 'b']));
+      gatherer.accept(reply('a', 0, { data: 1 }));
+      expect(outcome.calls).toBe(0);
+      gatherer.accept(reply('b', 0, { data: 2 }));
+      expect(outcome.result).toMatchObject({ completedBy: 'all', expected: 3, finished: 2, observers: 1, missing: [] });
+    });
+
+    it('stops waiting for an instance declared silent and names it', () => {
+      const { gatherer, outcome } = setup();
+      gatherer.expect(3, new Set(['a', 'b', 'c']));
+      gatherer.accept(reply('a', 0, { data: 1 }));
+      gatherer.accept(reply('c', 0, { data: 3 }));
+      expect(gatherer.waitingOn()).toEqual(['b']);
+      gatherer.instanceGone('b', 'silent');
+      expect(outcome.result).toMatchObject({ completedBy: 'all', finished: 2, missing: ['b'], missingReasons: { b: 'silent' }, observers: 0 });
+    });
+
+    it('ignores news about an instance that already finished or was never awaited', () => {
+      const { gatherer, outcome } = setup();
+      gatherer.expect(2, new Set(['a', 'b']));
+      gatherer.accept(reply('a', 0, { data: 1 }));
+      gatherer.instanceGone('a', 'left');
+      gatherer.instanceGone('z', 'left');
+      expect(outcome.calls).toBe(0);
+      gatherer.accept(reply('b', 0, { data: 2 }));
+      expect(outcome.result).toMatchObject({ completedBy: 'all', missing: [] });
+    });
+
+    it('names the instances that had not finished at the timeout', () => {
+      const { gatherer, outcome, clock } = setup({ timeout: 100 });
+      gatherer.expect(2, new Set(['a', 'b']));
+      gatherer.accept(reply('a', 0, { data: 1, done: false }));
+      clock.advance(100);
+      expect(outcome.result).toMatchObject({ completedBy: 'timeout', missing: ['a', 'b'], missingReasons: { a: 'timeout', b: 'timeout' } });
+      expect(outcome.timedOut?.missing).toEqual(['a', 'b']);
+    });
+
+    it('takes an empty view as no evidence: Redis\'s count alone decides (instances may be unable to answer, as under another signing key)', () => {
+      const { gatherer, outcome, clock } = setup({ timeout: 100 });
+      gatherer.expect(2, new Set());
+      expect(outcome.calls).toBe(0);
+      clock.advance(100);
+      expect(outcome.result).toMatchObject({ completedBy: 'timeout', expected: 2, finished: 0 });
+    });
+
+    it('names an instance known to be silent at once, without waiting for it', () => {
+      const { gatherer, outcome } = setup();
+      gatherer.expect(2, new Set(['a', 'b']), ['b']);
+      gatherer.accept(reply('a', 0, { data: 1 }));
+      expect(outcome.result).toMatchObject({ completedBy: 'all', finished: 1, missing: ['b'], missingReasons: { b: 'silent' } });
+    });
+  });
+
+  it('counts quorum in instances that finished, not in stream items', () => {
+    const { gatherer, outcome } = setup({ quorum: 2 });
+    gatherer.expect(3);
+    gatherer.accept(reply('a', 0, { data: 1, done: false }));
+    gatherer.accept(reply('a', 1, { data: 2, done: false }));
+    gatherer.accept(reply('a', 2, { data: 3, done: false }));
+    expect(outcome.calls).toBe(0);
+    gatherer.accept(reply('a', 3, { done: true }));
+    gatherer.accept(reply('b', 0, { data: 9 }));
+    expect(outcome.result).toMatchObject({ completedBy: 'quorum', finished: 2 });
+  });
+
+  it('ends the request with a typed error when "until" throws, and nothing else', () => {
+    const { gatherer, outcome } = setup({ until: () => { throw new Error('bad predicate'); } });
+    gatherer.expect(2);
+    expect(() => gatherer.accept(reply('a', 0, { data: 1 }))).not.toThrow();
+    expect(outcome.error).toMatchObject({ code: 'BUFFER_CALLBACK_FAILED', callback: 'until' });
+    expect((outcome.error as Error).cause).toEqual(new Error('bad predicate'));
+  });
+
+  it('marks a refusal as such', () => {
+    const { gatherer, seen } = setup();
+    gatherer.expect(1);
+    gatherer.accept({ v: 1, kind: 'reply', id: 'r1', from: 'a', seq: 0, done: true, refused: true, error: { code: 'BUFFER_EXPIRED' } });
+    expect(seen[0]).toMatchObject({ ok: false, refused: true, error: { code: 'BUFFER_EXPIRED' } });
   });
 });

@@ -6,8 +6,8 @@ describe('hostile input is counted', () => {
     const { envelopes, rejected } = decodeMessage('[]', 'rb:req:x');
     expect(envelopes).toHaveLength(0);
     expect(rejected).toHaveLength(1);
-    expect(rejected[0]!.code).toBe('BUFFER_BAD_MESSAGE');
-    expect(rejected[0]!.message).toContain('empty batch');
+    expect(rejected[0]!.error.code).toBe('BUFFER_BAD_MESSAGE');
+    expect(rejected[0]!.error.message).toContain('empty batch');
   });
 
   it('headers named __proto__ are refused even when the JSON parser made them own properties', () => {

@@ -47,7 +47,7 @@ describe('ReplyWriter', () => {
     flush();
     const [envelope] = envelopes();
     expect(envelope.done).toBe(true);
-    expect(envelope.error.code).toBe('BUFFER_PAYLOAD_TOO_LARGE');
+    expect(envelope.error.code).toBe('BUFFER_REPLY_TOO_LARGE');
     expect(envelopes()).toHaveLength(1);
   });
 

@@ -40,10 +40,29 @@ describe('MessageSigner', () => {
   });
 });
 
+describe('key rotation', () => {
+  it('signs with the first key and accepts any key of the list', () => {
+    const oldKey = 'the-old-key-0123456789';
+    const newKey = 'the-new-key-9876543210';
+    const old = new MessageSigner(oldKey);
+    const rotating = new MessageSigner([newKey, oldKey]);
+    const renewed = new MessageSigner(newKey);
+    const fromOld = old.seal('rb:req:x', '{"v":1}');
+    const fromRotating = rotating.seal('rb:req:x', '{"v":1}');
+    expect(rotating.open('rb:req:x', fromOld)).toEqual({ body: '{"v":1}' });
+    expect(old.open('rb:req:x', fromRotating)).toEqual({ failure: 'forged' });
+    expect(renewed.open('rb:req:x', fromRotating)).toEqual({ body: '{"v":1}' });
+    expect(renewed.open('rb:req:x', fromOld)).toEqual({ failure: 'forged' });
+  });
+});
+
 describe('signingKey option', () => {
   it('is off by default and refuses short keys', () => {
-    expect(resolveBufferOptions().signingKey).toBeUndefined();
-    expect(resolveBufferOptions({ signingKey: KEY }).signingKey).toBe(KEY);
+    expect(resolveBufferOptions().signingKeys).toEqual([]);
+    expect(resolveBufferOptions({ signingKey: KEY }).signingKeys).toEqual([KEY]);
+    expect(resolveBufferOptions({ signingKey: [KEY, `${KEY}-old`] }).signingKeys).toEqual([KEY, `${KEY}-old`]);
+    expect(() => resolveBufferOptions({ signingKey: [] })).toThrow(/empty list/);
+    expect(() => resolveBufferOptions({ signingKey: [KEY, 'short'] })).toThrow(InvalidOptionsError);
     expect(() => resolveBufferOptions({ signingKey: 'short' })).toThrow(InvalidOptionsError);
     expect(() => resolveBufferOptions({ signingKey: 42 as never })).toThrow(/signingKey/);
   });
@@ -56,6 +75,7 @@ class FakeBus extends EventEmitter<BusEvents> implements RedisBus {
   publish = async (channel: string, message: string): Promise<number> => (this.published.push([channel, message]), 1);
   subscribe = async (): Promise<void> => undefined;
   unsubscribe = async (): Promise<void> => undefined;
+  numsub = async (): Promise<number> => 0;
   close = async (): Promise<void> => undefined;
   unwrap = (): never => {
     throw new Error('fake');
@@ -66,7 +86,7 @@ describe('GuardedBus', () => {
   function setup(signingKey?: string) {
     const inner = new FakeBus();
     const rejected: InboundRejection[] = [];
-    const bus = new GuardedBus(inner, { maxPayloadBytes: 1000, signingKey }, (reason) => rejected.push(reason));
+    const bus = new GuardedBus(inner, { maxPayloadBytes: 1000, signingKeys: signingKey === undefined ? [] : [signingKey] }, (reason) => rejected.push(reason));
     const received: string[] = [];
     bus.on('message', (_channel, message) => received.push(message));
     return { inner, bus, rejected, received };

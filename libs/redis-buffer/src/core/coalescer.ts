@@ -5,6 +5,8 @@ export interface OutgoingEnvelope {
   /** Encoded size in bytes (an upper bound is fine). */
   readonly bytes: number;
   encode(): string;
+  /** True when the envelope must no longer be sent (its request was cancelled or has failed). */
+  readonly cancelled?: boolean;
 }
 
 /** Told the PUBLISH result of the batch that carried an envelope: Redis's receiver count, or the error. */
@@ -80,7 +82,11 @@ export class Coalescer {
   private send(channel: string, batch: PendingBatch): void {
     let message: string;
     try {
-      message = encodeBatch(batch.items.map((item) => item.encode()));
+      const encoded: string[] = [];
+      for (const item of batch.items) if (item.cancelled !== true) encoded.push(item.encode());
+      // Everything in it was cancelled before the flush: nobody waits for its result.
+      if (encoded.length === 0) return;
+      message = encodeBatch(encoded);
     } catch (error) {
       settle(batch.callbacks, error as Error, 0);
       return;

@@ -35,6 +35,14 @@ export class ConcurrencyLimiter {
     return true;
   }
 
+  /** Removes and returns every queued task, in order (for shutdown, which refuses them). */
+  takeAll(): Array<() => void> {
+    const tasks = this.queue.slice(this.head);
+    this.queue = [];
+    this.head = 0;
+    return tasks;
+  }
+
   /** Call when a handler finishes: starts queued tasks while slots are free. */
   pump(): void {
     while (this.head < this.queue.length && this.running() < this.maxRunning) {

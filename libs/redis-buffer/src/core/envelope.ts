@@ -4,6 +4,7 @@ import { BadMessageError } from './errors/bad-message.error.js';
  * The wire format, version 1. Documented in docs/protocol.md; keep the two in step.
  *
  * A Redis message holds one envelope (a JSON object) or a batch (a JSON array of envelopes).
+ * Lengths below are counted in UTF-16 code units (JavaScript's `string.length`).
  */
 export const PROTOCOL_VERSION = 1;
 
@@ -16,8 +17,13 @@ export interface RequestEnvelope {
   readonly pattern: string;
   readonly from: string;
   readonly replyTo: string;
-  /** Absolute deadline, milliseconds since the Unix epoch. */
-  readonly deadline: number;
+  /**
+   * Milliseconds the caller still waits, counted when the request was published. The receiver's
+   * deadline is its own clock at arrival plus `ttl`, so hosts need not agree on the time.
+   */
+  readonly ttl?: number;
+  /** Absolute deadline (ms since the epoch), read only when `ttl` is absent (hand-written requests). */
+  readonly deadline?: number;
   readonly headers: BufferHeaders;
   readonly data: unknown;
 }
@@ -28,6 +34,11 @@ export interface EventEnvelope {
   readonly id: string;
   readonly pattern: string;
   readonly from: string;
+  /**
+   * Absolute time (ms since the epoch) after which the event is dropped unhandled: it bounds how
+   * long a captured (signed) event can be replayed. Absent: no bound.
+   */
+  readonly deadline?: number;
   readonly headers: BufferHeaders;
   readonly data: unknown;
 }
@@ -44,26 +55,98 @@ export interface ReplyEnvelope {
   readonly done: boolean;
   /** Present when the reply carries a value. */
   readonly data?: unknown;
-  /** Present when the handler failed. */
+  /** Present when the handler failed, or the instance refused the request. */
   readonly error?: unknown;
+  /** `true` when `error` is a refusal: the instance received the request and did not run it. */
+  readonly refused?: boolean;
 }
 
-export type Envelope = RequestEnvelope | EventEnvelope | ReplyEnvelope;
+/** Asks one instance (on its direct channel) for a sign of life; answered at once with a `pong`. */
+export interface PingEnvelope {
+  readonly v: 1;
+  readonly kind: 'ping';
+  readonly id: string;
+  readonly from: string;
+  readonly replyTo: string;
+}
 
-/** Bounds on identifier fields; a message outside them is rejected as malformed. */
+export interface PongEnvelope {
+  readonly v: 1;
+  readonly kind: 'pong';
+  /** The ping's id. */
+  readonly id: string;
+  readonly from: string;
+  /** The answering process's incarnation. */
+  readonly inc: string;
+}
+
+/** An instance introduces itself: on the members channel when it joins, or to a `who`'s `replyTo`. */
+export interface HelloEnvelope {
+  readonly v: 1;
+  readonly kind: 'hello';
+  readonly id: string;
+  readonly from: string;
+  /** Random per process (per transport object): tells a restarted instance from the one before. */
+  readonly inc: string;
+  /** Request patterns it answers (channel form). */
+  readonly patterns: readonly string[];
+  /** Event patterns it handles (channel form). */
+  readonly events: readonly string[];
+}
+
+/** An instance has left: it answered everything it received and is gone. */
+export interface ByeEnvelope {
+  readonly v: 1;
+  readonly kind: 'bye';
+  readonly id: string;
+  readonly from: string;
+  readonly inc: string;
+}
+
+/** A caller asks every instance to introduce itself (`hello` to `replyTo`). */
+export interface WhoEnvelope {
+  readonly v: 1;
+  readonly kind: 'who';
+  readonly id: string;
+  readonly from: string;
+  readonly replyTo: string;
+}
+
+export type MemberEnvelope = HelloEnvelope | ByeEnvelope;
+export type Envelope = RequestEnvelope | EventEnvelope | ReplyEnvelope | PingEnvelope | PongEnvelope | HelloEnvelope | ByeEnvelope | WhoEnvelope;
+
+/** Bounds on fields; a message outside them is rejected as malformed. Lengths in UTF-16 code units. */
 export const ENVELOPE_LIMITS = {
   idLength: 128,
   patternLength: 1024,
   instanceIdLength: 256,
   channelLength: 1024,
   headerCount: 64,
+  headerNameLength: 256,
   headerValueLength: 8192,
+  /** Envelopes in one batch. */
   batchLength: 10_000,
+  /** Patterns (and, separately, event patterns) one `hello` may list. */
+  helloPatterns: 10_000,
 } as const;
+
+/** A request that failed validation but names where to answer: the receiver refuses it there. */
+export interface RefusableRequest {
+  readonly id: string;
+  readonly replyTo: string;
+  readonly code: 'BUFFER_UNSUPPORTED_VERSION' | 'BUFFER_BAD_REQUEST';
+  readonly reason: string;
+}
+
+export interface RejectedEnvelope {
+  readonly error: BadMessageError;
+  /** Set when the element was a request whose `id` and `replyTo` could be read. */
+  readonly refusable?: RefusableRequest;
+}
 
 export interface DecodedMessage {
   readonly envelopes: Envelope[];
-  readonly rejected: BadMessageError[];
+  readonly rejected: RejectedEnvelope[];
 }
 
 /** Parses one Redis message into envelopes. Never throws: what is invalid lands in `rejected`. */
@@ -72,31 +155,53 @@ export function decodeMessage(raw: string, channel?: string): DecodedMessage {
   try {
     parsed = JSON.parse(raw);
   } catch (cause) {
-    return { envelopes: [], rejected: [new BadMessageError('not JSON', channel, { cause })] };
+    return { envelopes: [], rejected: [{ error: new BadMessageError('not JSON', channel, { cause }) }] };
   }
   if (!Array.isArray(parsed)) {
     const result = validateEnvelope(parsed);
-    return typeof result === 'string'
-      ? { envelopes: [], rejected: [new BadMessageError(result, channel)] }
-      : { envelopes: [result], rejected: [] };
+    return typeof result === 'string' ? { envelopes: [], rejected: [rejection(parsed, result, channel)] } : { envelopes: [result], rejected: [] };
   }
   // No sender produces an empty batch: count it as malformed rather than drop it unseen.
-  if (parsed.length === 0) return { envelopes: [], rejected: [new BadMessageError('empty batch', channel)] };
+  if (parsed.length === 0) return { envelopes: [], rejected: [{ error: new BadMessageError('empty batch', channel) }] };
   if (parsed.length > ENVELOPE_LIMITS.batchLength) {
-    return { envelopes: [], rejected: [new BadMessageError(`batch of ${parsed.length} envelopes exceeds ${ENVELOPE_LIMITS.batchLength}`, channel)] };
+    return { envelopes: [], rejected: [{ error: new BadMessageError(`batch of ${parsed.length} envelopes exceeds ${ENVELOPE_LIMITS.batchLength}`, channel) }] };
   }
   const envelopes: Envelope[] = [];
-  const rejected: BadMessageError[] = [];
+  const rejected: RejectedEnvelope[] = [];
   for (let index = 0; index < parsed.length; index++) {
     const result = validateEnvelope(parsed[index]);
-    if (typeof result === 'string') rejected.push(new BadMessageError(`batch element ${index}: ${result}`, channel));
+    if (typeof result === 'string') rejected.push(rejection(parsed[index], `batch element ${index}: ${result}`, channel));
     else envelopes.push(result);
   }
   return { envelopes, rejected };
 }
 
+function rejection(value: unknown, reason: string, channel: string | undefined): RejectedEnvelope {
+  const error = new BadMessageError(reason, channel);
+  const address = refusalAddress(value);
+  if (address === undefined) return { error };
+  const input = value as Record<string, unknown>;
+  const code = input.v === PROTOCOL_VERSION ? 'BUFFER_BAD_REQUEST' : 'BUFFER_UNSUPPORTED_VERSION';
+  return { error, refusable: { ...address, code, reason } };
+}
+
 /**
- * Checks a parsed envelope in place and returns it typed, or a string saying what is wrong.
+ * Where to refuse an invalid request: a request of any version whose `id` and `replyTo` are
+ * strings within bounds. Anything else cannot be answered and is only dropped.
+ */
+function refusalAddress(value: unknown): { id: string; replyTo: string } | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const input = value as Record<string, unknown>;
+  if (input.kind !== 'request') return undefined;
+  const id = boundedString(input.id, ENVELOPE_LIMITS.idLength);
+  const replyTo = boundedString(input.replyTo, ENVELOPE_LIMITS.channelLength);
+  return id === undefined || replyTo === undefined ? undefined : { id, replyTo };
+}
+
+/**
+ * Checks a parsed envelope in place and returns it typed, or a string saying what is wrong. The
+ * one validator: receivers run it on what arrives, and the caller runs it on what it is about to
+ * publish, so nothing a caller sends is refused downstream.
  *
  * The parsed object is used as it is rather than copied (a copy per message showed up in the
  * profile): unknown fields stay on it but nothing reads them, and `JSON.parse` never touches a
@@ -106,8 +211,8 @@ export function validateEnvelope(value: unknown): Envelope | string {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'envelope is not an object';
   const input = value as Record<string, unknown>;
   if (input.v !== PROTOCOL_VERSION) return `unsupported protocol version ${JSON.stringify(input.v)} (this library speaks ${PROTOCOL_VERSION})`;
-  if (boundedString(input.id, ENVELOPE_LIMITS.idLength) === undefined) return '"id" must be a non-empty string';
-  if (boundedString(input.from, ENVELOPE_LIMITS.instanceIdLength) === undefined) return '"from" must be a non-empty string';
+  if (boundedString(input.id, ENVELOPE_LIMITS.idLength) === undefined) return `"id" must be a string of 1 to ${ENVELOPE_LIMITS.idLength} characters`;
+  if (boundedString(input.from, ENVELOPE_LIMITS.instanceIdLength) === undefined) return `"from" must be a string of 1 to ${ENVELOPE_LIMITS.instanceIdLength} characters`;
   switch (input.kind) {
     case 'reply': {
       const seq = input.seq;
@@ -117,13 +222,16 @@ export function validateEnvelope(value: unknown): Envelope | string {
       const hasError = Object.hasOwn(input, 'error');
       if (hasData && hasError) return 'a reply carries "data" or "error", not both';
       if (!hasData && !hasError && !input.done) return 'a reply without "data" or "error" must have "done": true';
+      if (input.refused !== undefined && (input.refused !== true || !hasError || !input.done)) return '"refused" may only be true, on a reply with "error" and "done": true';
       return input as unknown as ReplyEnvelope;
     }
     case 'request': {
-      if (boundedString(input.pattern, ENVELOPE_LIMITS.patternLength) === undefined) return '"pattern" must be a non-empty string';
-      if (boundedString(input.replyTo, ENVELOPE_LIMITS.channelLength) === undefined) return '"replyTo" must be a non-empty string';
-      const deadline = input.deadline;
-      if (typeof deadline !== 'number' || !Number.isFinite(deadline)) return '"deadline" must be a number (milliseconds since the epoch)';
+      if (boundedString(input.pattern, ENVELOPE_LIMITS.patternLength) === undefined) return `"pattern" must be a string of 1 to ${ENVELOPE_LIMITS.patternLength} characters`;
+      if (boundedString(input.replyTo, ENVELOPE_LIMITS.channelLength) === undefined) return `"replyTo" must be a string of 1 to ${ENVELOPE_LIMITS.channelLength} characters`;
+      const { ttl, deadline } = input;
+      if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0)) return '"ttl" must be a non-negative number of milliseconds';
+      if (deadline !== undefined && (typeof deadline !== 'number' || !Number.isFinite(deadline))) return '"deadline" must be a number (milliseconds since the epoch)';
+      if (ttl === undefined && deadline === undefined) return 'a request needs "ttl" (or "deadline")';
       const headers = validateHeaders(input.headers);
       if (typeof headers === 'string') return headers;
       input.headers = headers;
@@ -131,12 +239,32 @@ export function validateEnvelope(value: unknown): Envelope | string {
       return input as unknown as RequestEnvelope;
     }
     case 'event': {
-      if (boundedString(input.pattern, ENVELOPE_LIMITS.patternLength) === undefined) return '"pattern" must be a non-empty string';
+      if (boundedString(input.pattern, ENVELOPE_LIMITS.patternLength) === undefined) return `"pattern" must be a string of 1 to ${ENVELOPE_LIMITS.patternLength} characters`;
+      const deadline = input.deadline;
+      if (deadline !== undefined && (typeof deadline !== 'number' || !Number.isFinite(deadline))) return '"deadline" must be a number (milliseconds since the epoch)';
       const headers = validateHeaders(input.headers);
       if (typeof headers === 'string') return headers;
       input.headers = headers;
       input.data ??= null;
       return input as unknown as EventEnvelope;
+    }
+    case 'ping':
+    case 'who':
+      if (boundedString(input.replyTo, ENVELOPE_LIMITS.channelLength) === undefined) return `"replyTo" must be a string of 1 to ${ENVELOPE_LIMITS.channelLength} characters`;
+      return input as unknown as PingEnvelope | WhoEnvelope;
+    case 'pong':
+    case 'bye':
+      if (boundedString(input.inc, ENVELOPE_LIMITS.idLength) === undefined) return `"inc" must be a string of 1 to ${ENVELOPE_LIMITS.idLength} characters`;
+      return input as unknown as PongEnvelope | ByeEnvelope;
+    case 'hello': {
+      if (boundedString(input.inc, ENVELOPE_LIMITS.idLength) === undefined) return `"inc" must be a string of 1 to ${ENVELOPE_LIMITS.idLength} characters`;
+      for (const field of ['patterns', 'events'] as const) {
+        const list = input[field];
+        if (!Array.isArray(list) || list.length > ENVELOPE_LIMITS.helloPatterns || !list.every((item) => boundedString(item, ENVELOPE_LIMITS.patternLength) !== undefined)) {
+          return `"${field}" must be an array of at most ${ENVELOPE_LIMITS.helloPatterns} patterns`;
+        }
+      }
+      return input as unknown as HelloEnvelope;
     }
     default:
       return `unknown "kind" ${JSON.stringify(input.kind)}`;
@@ -150,7 +278,10 @@ function boundedString(value: unknown, maxLength: number): string | undefined {
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 const NO_HEADERS: BufferHeaders = Object.freeze(Object.create(null) as Record<string, string>);
 
-/** Checks headers: an object of at most 64 strings, none named `__proto__`, `constructor` or `prototype`. */
+/**
+ * Checks headers: an object of at most 64 entries, names of 1 to 256 characters other than
+ * `__proto__`, `constructor` and `prototype`, values strings of at most 8192 characters.
+ */
 export function validateHeaders(value: unknown): BufferHeaders | string {
   if (value === undefined || value === null) return NO_HEADERS;
   if (typeof value !== 'object' || Array.isArray(value)) return '"headers" must be an object of strings';
@@ -159,6 +290,7 @@ export function validateHeaders(value: unknown): BufferHeaders | string {
     if (!Object.hasOwn(value, key)) continue;
     if (++count > ENVELOPE_LIMITS.headerCount) return `more than ${ENVELOPE_LIMITS.headerCount} headers`;
     if (FORBIDDEN_KEYS.has(key)) return `header name "${key}" is not allowed`;
+    if (key.length === 0 || key.length > ENVELOPE_LIMITS.headerNameLength) return `header names must have 1 to ${ENVELOPE_LIMITS.headerNameLength} characters`;
     const headerValue = (value as Record<string, unknown>)[key];
     if (typeof headerValue !== 'string' || headerValue.length > ENVELOPE_LIMITS.headerValueLength) {
       return `header "${key}" must be a string of at most ${ENVELOPE_LIMITS.headerValueLength} characters`;
@@ -167,8 +299,8 @@ export function validateHeaders(value: unknown): BufferHeaders | string {
   return value as BufferHeaders;
 }
 
-/** Encodes a request or event envelope. */
-export function encodeEnvelope(envelope: RequestEnvelope | EventEnvelope | ReplyEnvelope): string {
+/** Encodes an envelope as one JSON object. */
+export function encodeEnvelope(envelope: Envelope): string {
   return JSON.stringify(envelope);
 }
 
@@ -176,12 +308,21 @@ export function encodeEnvelope(envelope: RequestEnvelope | EventEnvelope | Reply
  * Encodes a reply from pre-encoded parts: the value is serialized once, when the handler emits it,
  * so its size can be checked at once, while `done` may still be set before the batch is flushed.
  */
-export function encodeReplyParts(idJson: string, fromJson: string, seq: number, done: boolean, bodyKey: 'data' | 'error' | undefined, bodyJson: string | undefined): string {
+export function encodeReplyParts(idJson: string, fromJson: string, seq: number, done: boolean, bodyKey: 'data' | 'error' | undefined, bodyJson: string | undefined, refused = false): string {
   const body = bodyKey === undefined ? '' : `,"${bodyKey}":${bodyJson}`;
-  return `{"v":1,"kind":"reply","id":${idJson},"from":${fromJson},"seq":${seq},"done":${done}${body}}`;
+  return `{"v":1,"kind":"reply","id":${idJson},"from":${fromJson},"seq":${seq},"done":${done}${refused ? ',"refused":true' : ''}${body}}`;
 }
 
 /** Joins encoded envelopes into one Redis message: the envelope itself when alone, else a batch. */
 export function encodeBatch(encoded: readonly string[]): string {
   return encoded.length === 1 ? encoded[0]! : `[${encoded.join(',')}]`;
+}
+
+/**
+ * The UTF-8 size of `text` for a comparison against `limit`: exact when it could exceed the limit;
+ * when three bytes per UTF-16 unit still fit, the (smaller) UTF-16 length, which is then enough.
+ */
+export function utf8Bytes(text: string, limit: number): number {
+  // A UTF-16 length times 3 bounds the UTF-8 size.
+  return text.length * 3 <= limit ? text.length : Buffer.byteLength(text);
 }

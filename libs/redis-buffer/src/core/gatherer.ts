@@ -1,9 +1,10 @@
 import type { Clock, TimerHandle } from './clock.js';
 import type { ReplyEnvelope } from './envelope.js';
 import { BufferTimeoutError } from './errors/buffer-timeout.error.js';
+import { CallbackError } from './errors/callback.error.js';
 import { NoRespondersError } from './errors/no-responders.error.js';
 import type { ResolvedCallOptions } from './options.js';
-import type { BufferReply, CompletedBy, GatherResult } from './reply.js';
+import type { BufferReply, CompletedBy, GatherResult, MissingReason } from './reply.js';
 
 /** Receives what a gatherer decides. Exactly one of `complete` / `fail` is called, once. */
 export interface GatherSink<T> {
@@ -16,22 +17,35 @@ export interface GatherSink<T> {
 /** What `accept` did with a reply envelope; the caller counts these. */
 export type AcceptOutcome = 'accepted' | 'duplicate' | 'late';
 
+interface InstanceProgress {
+  seq: number;
+  done: boolean;
+}
+
+const NO_REASONS: Readonly<Record<string, MissingReason>> = Object.freeze({});
+
 /**
- * The completion rules of one request, as a state machine with no I/O:
- * every receiver done (`expected` from Redis), `quorum`, `until`, `stall`, and `timeout` over them all.
+ * The completion rules of one request, as a state machine with no I/O: every receiver done,
+ * `quorum`, `until`, `stall`, and `timeout` over them all.
+ *
+ * "Every receiver done" has two sources of truth:
+ * - Redis's count of receivers (`expected`): the request is complete when that many instances have
+ *   finished;
+ * - the instances the caller knows received it (`awaited`, from the membership view): the request
+ *   is also complete when each of them has finished or is known to be gone. Receivers beyond them
+ *   are not instances (an observer), and never answer; an instance that froze or vanished stops
+ *   counting once the liveness check says so.
  *
  * Replies may arrive before Redis has said how many instances received the request (the inbox and
- * the publisher are different connections), so "all" is evaluated whenever either side moves.
+ * the publisher are different connections), so completion is evaluated whenever either side moves.
  */
 export class Gatherer<T = unknown> {
   private expected: number | undefined;
-  // Last sequence number seen per instance: Redis keeps one publisher's messages in order, so
-  // anything at or below it is a duplicate. The first instance to reply is kept in two fields and
-  // the others in a Map made on demand, and the reply arrays are made on the first reply: a
-  // request waiting for its replies holds no empty collections (memory per request in flight).
-  private firstFrom: string | undefined;
-  private firstSeq = -1;
-  private lastSeq: Map<string, number> | undefined;
+  private awaited: ReadonlySet<string> | undefined;
+  // Per instance: the last sequence number seen (Redis keeps one publisher's messages in order, so
+  // anything at or below it is a duplicate) and whether it is done. Made on the first reply.
+  private progress: Map<string, InstanceProgress> | undefined;
+  private gone: Map<string, MissingReason> | undefined;
   private finishedCount = 0;
   private replies: Array<Extract<BufferReply<T>, { ok: true }>> | undefined;
   private errors: Array<Extract<BufferReply<T>, { ok: false }>> | undefined;
@@ -42,12 +56,12 @@ export class Gatherer<T = unknown> {
   // A rule decided before Redis said how many received the request: completion waits for the count
   // (it is one round trip away), so every result says what it is partial against.
   private decided: CompletedBy | undefined;
-  private readonly startedAt: number;
+  readonly startedAt: number;
 
   constructor(
     readonly requestId: string,
     readonly pattern: string,
-    private readonly rules: ResolvedCallOptions<T>,
+    readonly rules: ResolvedCallOptions<T>,
     private readonly sink: GatherSink<T>,
     private readonly clock: Clock,
   ) {
@@ -59,15 +73,23 @@ export class Gatherer<T = unknown> {
     return this.ended;
   }
 
-  /** The absolute deadline carried by the request. */
-  get deadline(): number {
-    return this.startedAt + this.rules.timeout;
+  /** Milliseconds the caller will still wait: what the request carries as its `ttl`. */
+  remainingMs(): number {
+    return Math.max(0, this.startedAt + this.rules.timeout - this.clock.now());
   }
 
-  /** Redis's count of receivers of the request. `0` fails at once with `NoRespondersError`. */
-  expect(receivers: number): void {
+  /**
+   * Redis's count of receivers, and the instances known to have received the request (`undefined`
+   * when the membership view is not usable: then only the count decides). `0` fails at once with
+   * `NoRespondersError`.
+   */
+  expect(receivers: number, awaited?: ReadonlySet<string>, silent?: Iterable<string>): void {
     if (this.ended) return;
     this.expected = receivers;
+    // An empty view of receivers says nothing (the instances may be unable to answer at all, for
+    // example under another signing key): then only Redis's count decides.
+    this.awaited = awaited === undefined || awaited.size === 0 ? undefined : awaited;
+    if (this.awaited !== undefined) for (const id of silent ?? []) if (this.awaited.has(id) && !this.isSettled(id)) (this.gone ??= new Map()).set(id, 'silent');
     if (this.decided !== undefined) return this.finish(this.decided);
     if (receivers === 0) {
       this.end();
@@ -77,38 +99,71 @@ export class Gatherer<T = unknown> {
     this.checkAll();
   }
 
+  /**
+   * The membership view became usable after the receiver count arrived (the caller's first `who`
+   * round ended): take the instances it knows received the request, if none were given yet.
+   */
+  adoptAwaited(awaited: ReadonlySet<string> | undefined, silent: Iterable<string>): void {
+    if (this.ended || this.expected === undefined || this.awaited !== undefined || awaited === undefined || awaited.size === 0) return;
+    this.awaited = awaited;
+    for (const id of silent) if (awaited.has(id) && !this.isSettled(id)) (this.gone ??= new Map()).set(id, 'silent');
+    this.checkAll();
+  }
+
+  /** The instances this request still waits for (known receivers not finished nor gone). */
+  waitingOn(): string[] {
+    if (this.ended || this.awaited === undefined) return [];
+    const waiting: string[] = [];
+    for (const id of this.awaited) if (!this.isSettled(id)) waiting.push(id);
+    return waiting;
+  }
+
+  /** An instance stopped showing signs of life, or left: the request stops waiting for it. */
+  instanceGone(instanceId: string, reason: MissingReason): void {
+    if (this.ended || this.awaited === undefined || !this.awaited.has(instanceId) || this.isSettled(instanceId)) return;
+    (this.gone ??= new Map()).set(instanceId, reason);
+    this.checkAll();
+  }
+
   accept(envelope: ReplyEnvelope): AcceptOutcome {
     if (this.ended || this.decided !== undefined) return 'late';
-    if (this.firstFrom === undefined || this.firstFrom === envelope.from) {
-      if (envelope.seq <= this.firstSeq) return 'duplicate';
-      this.firstFrom = envelope.from;
-      this.firstSeq = envelope.seq;
-    } else {
-      const lastSeq = (this.lastSeq ??= new Map<string, number>());
-      const previous = lastSeq.get(envelope.from);
-      if (previous !== undefined && envelope.seq <= previous) return 'duplicate';
-      lastSeq.set(envelope.from, envelope.seq);
-    }
+    const progress = (this.progress ??= new Map());
+    let state = progress.get(envelope.from);
+    if (state !== undefined && (envelope.seq <= state.seq || state.done)) return 'duplicate';
+    if (state === undefined) progress.set(envelope.from, (state = { seq: envelope.seq, done: false }));
+    else state.seq = envelope.seq;
 
     const hasError = Object.hasOwn(envelope, 'error');
     const hasData = !hasError && Object.hasOwn(envelope, 'data');
     if (hasData || hasError) {
       const reply: BufferReply<T> = hasError
-        ? { ok: false, instanceId: envelope.from, seq: envelope.seq, error: envelope.error }
+        ? envelope.refused === true
+          ? { ok: false, instanceId: envelope.from, seq: envelope.seq, error: envelope.error, refused: true }
+          : { ok: false, instanceId: envelope.from, seq: envelope.seq, error: envelope.error }
         : { ok: true, instanceId: envelope.from, seq: envelope.seq, data: envelope.data as T };
       if (reply.ok) (this.replies ??= []).push(reply);
       else (this.errors ??= []).push(reply);
-      const arrived = (this.arrived ??= []);
-      arrived.push(reply);
+      (this.arrived ??= []).push(reply);
       this.sink.next(reply);
       // The sink may have cancelled us (an unsubscribe from inside `next`).
       if (this.ended) return 'accepted';
-      if (this.rules.until?.(reply)) return this.decide('until'), 'accepted';
-      if (this.rules.quorum !== undefined && arrived.length >= this.rules.quorum) return this.decide('quorum'), 'accepted';
+      if (this.rules.until !== undefined) {
+        let matched: boolean;
+        try {
+          matched = this.rules.until(reply);
+        } catch (error) {
+          this.fail(new CallbackError('until', this.pattern, error));
+          return 'accepted';
+        }
+        if (matched) return this.decide('until'), 'accepted';
+      }
       this.armStall();
     }
     if (envelope.done) {
+      state.done = true;
       this.finishedCount++;
+      this.gone?.delete(envelope.from);
+      if (this.rules.quorum !== undefined && this.finishedCount >= this.rules.quorum) return this.decide('quorum'), 'accepted';
       this.checkAll();
     }
     return 'accepted';
@@ -127,12 +182,20 @@ export class Gatherer<T = unknown> {
   }
 
   result(completedBy: CompletedBy): GatherResult<T> {
+    // Every receiver Redis counted finished: whoever else the view expected was not a receiver.
+    const whole = completedBy === 'all' && this.expected !== undefined && this.finishedCount >= this.expected;
+    const { missing, missingReasons } = whole ? { missing: [], missingReasons: NO_REASONS } : this.missingFor(completedBy);
+    const unfinishedKnown = this.awaited === undefined ? 0 : this.waitingOnCount() + (this.gone?.size ?? 0);
+    const observers = this.expected === undefined || this.awaited === undefined ? 0 : Math.max(0, this.expected - this.finishedCount - unfinishedKnown);
     return {
       replies: (this.replies ??= []),
       errors: (this.errors ??= []),
       expected: this.expected,
       finished: this.finishedCount,
       completedBy,
+      missing,
+      missingReasons,
+      observers,
       elapsedMs: this.clock.now() - this.startedAt,
     };
   }
@@ -142,8 +205,34 @@ export class Gatherer<T = unknown> {
     return (this.arrived ??= []);
   }
 
+  private missingFor(completedBy: CompletedBy): { missing: string[]; missingReasons: Readonly<Record<string, MissingReason>> } {
+    if (completedBy === 'quorum' || completedBy === 'until') return { missing: [], missingReasons: NO_REASONS };
+    const reasons: Record<string, MissingReason> = {};
+    const fallback: MissingReason = completedBy === 'stall' ? 'stall' : 'timeout';
+    for (const [id, reason] of this.gone ?? []) reasons[id] = reason;
+    if (completedBy !== 'all') {
+      for (const id of this.awaited ?? []) if (!this.isSettled(id)) reasons[id] = fallback;
+      // Instances that started answering but never finished, whether or not the view knew them.
+      for (const [id, state] of this.progress ?? []) if (!state.done && reasons[id] === undefined) reasons[id] = fallback;
+    }
+    const missing = Object.keys(reasons);
+    return missing.length === 0 ? { missing, missingReasons: NO_REASONS } : { missing, missingReasons: reasons };
+  }
+
+  private isSettled(instanceId: string): boolean {
+    return this.progress?.get(instanceId)?.done === true || this.gone?.has(instanceId) === true;
+  }
+
+  private waitingOnCount(): number {
+    let count = 0;
+    for (const id of this.awaited ?? []) if (!this.isSettled(id)) count++;
+    return count;
+  }
+
   private checkAll(): void {
-    if (this.expected !== undefined && this.finishedCount >= this.expected) this.finish('all');
+    if (this.expected === undefined) return;
+    if (this.finishedCount >= this.expected) return this.finish('all');
+    if (this.awaited !== undefined && this.waitingOnCount() === 0) this.finish('all');
   }
 
   private armStall(): void {
@@ -162,9 +251,9 @@ export class Gatherer<T = unknown> {
   private finish(completedBy: CompletedBy): void {
     if (this.ended) return;
     this.end();
-    const timedOut =
-      completedBy === 'timeout' ? new BufferTimeoutError<T>(this.pattern, this.rules.timeout, this.allReplies(), this.expected, this.finishedCount) : undefined;
-    this.sink.complete(this.result(completedBy), timedOut);
+    const result = this.result(completedBy);
+    const timedOut = completedBy === 'timeout' ? new BufferTimeoutError<T>(this.pattern, this.rules.timeout, this.allReplies(), this.expected, this.finishedCount, result.missing, result.missingReasons) : undefined;
+    this.sink.complete(result, timedOut);
   }
 
   private end(): void {

@@ -8,7 +8,7 @@ export type InboundRejection = 'oversized' | 'unsigned' | 'forged';
 
 export interface BusGuardOptions {
   readonly maxPayloadBytes: number;
-  readonly signingKey: string | Buffer | undefined;
+  readonly signingKeys: ReadonlyArray<string | Buffer>;
 }
 
 /** The log line for a message the guard dropped. */
@@ -43,10 +43,11 @@ export class GuardedBus extends EventEmitter<BusEvents> implements RedisBus {
     private readonly onReject: (reason: InboundRejection, channel: string, length: number) => void,
   ) {
     super();
-    this.signer = options.signingKey === undefined ? undefined : new MessageSigner(options.signingKey);
+    this.signer = options.signingKeys.length === 0 ? undefined : new MessageSigner(options.signingKeys);
     this.maxInboundLength = options.maxPayloadBytes + INBOUND_ALLOWANCE_BYTES;
     inner.on('message', (channel, message) => this.onMessage(channel, message));
     inner.on('status', (status) => this.emit('status', status));
+    inner.on('subscriberLost', () => this.emit('subscriberLost'));
     // Re-emitted only when someone listens: an 'error' event without a listener would throw.
     inner.on('error', (error) => {
       if (this.listenerCount('error') > 0) this.emit('error', error);
@@ -71,6 +72,10 @@ export class GuardedBus extends EventEmitter<BusEvents> implements RedisBus {
 
   unsubscribe(channels: readonly string[]): Promise<void> {
     return this.inner.unsubscribe(channels);
+  }
+
+  numsub(channel: string): Promise<number> {
+    return this.inner.numsub(channel);
   }
 
   async close(): Promise<void> {

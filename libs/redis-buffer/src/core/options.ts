@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { RedisOptions } from 'ioredis';
 import type { BufferHeaders } from './envelope.js';
-import { ENVELOPE_LIMITS } from './envelope.js';
+import { ENVELOPE_LIMITS, validateHeaders } from './envelope.js';
 import { InvalidOptionsError } from './errors/invalid-options.error.js';
 import type { BufferReply } from './reply.js';
 import { MIN_SIGNING_KEY_BYTES } from './signing.js';
@@ -86,16 +86,44 @@ export interface BufferOptions {
    * Shared secret that turns on message signing (HMAC-SHA256, at least 16 bytes). Every message
    * published is signed; every message received must carry a valid signature or it is dropped and
    * counted (`stats.forgedMessages`). Give every instance and client of the namespace the same key.
+   * A list rotates keys: messages are signed with the first and accepted with any of them (deploy
+   * `[new, old]` everywhere, then `[new]`).
    * @default undefined (signing off)
    */
-  signingKey?: string | Buffer;
+  signingKey?: string | Buffer | ReadonlyArray<string | Buffer>;
+  /**
+   * How long, in ms, an instance may show no sign of life before the requests waiting for it stop
+   * waiting (it is named in `missing` with reason `'silent'`). A caller whose request has waited on
+   * an instance for a quarter of this sends it a ping on its direct channel; an instance that is
+   * gone (Redis counts no subscriber) is dropped at once, one that does not answer within the rest
+   * of this bound is taken as frozen. Nothing is sent for requests answered sooner.
+   * @default 1000
+   */
+  livenessTimeout?: number;
+  /**
+   * Events (`emit`) carry an absolute expiry this many ms after they are sent; an instance drops an
+   * event received after it. This bounds how long a captured signed event can be replayed. It uses
+   * wall clocks (requests do not), so keep it well above the clock skew between hosts.
+   * @default 60000
+   */
+  eventTtl?: number;
+  /**
+   * Answer requests whose `replyTo` is any channel. By default an instance answers only to inbox
+   * channels of its namespace (`{namespace}:inbox:…`), so a forged request cannot make every
+   * instance publish onto an arbitrary channel (amplification).
+   * @default false
+   */
+  replyToAnyChannel?: boolean;
 }
 
 /** Per-call options of `send`, `scatter` and `gather`; unset fields take the module's defaults. */
 export interface BufferCallOptions<T = unknown> {
   /** Hard bound in ms. @default the module's `timeout` */
   timeout?: number;
-  /** Complete after this many replies (values or errors). @default undefined (every receiver) */
+  /**
+   * Complete once this many instances have finished answering (a value, an error or a refusal;
+   * a streaming handler counts once, when its stream ends). @default undefined (every receiver)
+   */
   quorum?: number;
   /** Complete right after the first reply for which this returns true. */
   until?: (reply: BufferReply<T>) => boolean;
@@ -130,7 +158,11 @@ export interface ResolvedBufferOptions {
   readonly shutdownTimeout: number;
   readonly maxConcurrentHandlers: number;
   readonly maxQueuedHandlers: number;
-  readonly signingKey: string | Buffer | undefined;
+  /** Signing keys, the one that signs first; empty when signing is off. */
+  readonly signingKeys: ReadonlyArray<string | Buffer>;
+  readonly livenessTimeout: number;
+  readonly eventTtl: number;
+  readonly replyToAnyChannel: boolean;
 }
 
 /** The one place where defaults live. */
@@ -147,7 +179,10 @@ export const BUFFER_DEFAULTS = {
   shutdownTimeout: 5000,
   maxConcurrentHandlers: 1024,
   maxQueuedHandlers: 10_000,
-  signingKey: undefined,
+  signingKeys: [],
+  livenessTimeout: 1000,
+  eventTtl: 60_000,
+  replyToAnyChannel: false,
 } as const satisfies Omit<ResolvedBufferOptions, 'instanceId'>;
 
 // setTimeout's upper bound; a longer delay would fire at once.
@@ -195,7 +230,10 @@ export function resolveBufferOptions(options: BufferOptions = {}): ResolvedBuffe
     shutdownTimeout: timerMs('shutdownTimeout', options.shutdownTimeout, BUFFER_DEFAULTS.shutdownTimeout),
     maxConcurrentHandlers: positiveInteger('maxConcurrentHandlers', options.maxConcurrentHandlers, BUFFER_DEFAULTS.maxConcurrentHandlers),
     maxQueuedHandlers: nonNegativeInteger('maxQueuedHandlers', options.maxQueuedHandlers, BUFFER_DEFAULTS.maxQueuedHandlers),
-    signingKey: signingKey(options.signingKey),
+    signingKeys: signingKeys(options.signingKey),
+    livenessTimeout: minimumMs('livenessTimeout', options.livenessTimeout, BUFFER_DEFAULTS.livenessTimeout, 40),
+    eventTtl: timerMs('eventTtl', options.eventTtl, BUFFER_DEFAULTS.eventTtl),
+    replyToAnyChannel: flag('replyToAnyChannel', options.replyToAnyChannel, BUFFER_DEFAULTS.replyToAnyChannel),
   };
 }
 
@@ -225,13 +263,12 @@ export function resolveCallOptions<T>(defaults: ResolvedBufferOptions, options: 
   if (to !== undefined && quorum !== undefined && quorum > 1) {
     throw new InvalidOptionsError('quorum', `(${quorum}) cannot exceed 1 with "to": a direct request reaches one instance`);
   }
-  const headers = options.headers ?? {};
-  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) throw new InvalidOptionsError('headers', 'must be an object of strings');
-  for (const [key, value] of Object.entries(headers)) {
-    if (typeof value !== 'string') throw new InvalidOptionsError('headers', `header "${key}" must be a string`);
-    if (key === '__proto__' || key === 'constructor' || key === 'prototype') throw new InvalidOptionsError('headers', `header name "${key}" is not allowed`);
+  if (options.headers !== undefined && (typeof options.headers !== 'object' || options.headers === null || Array.isArray(options.headers))) {
+    throw new InvalidOptionsError('headers', 'must be an object of strings');
   }
-  if (Object.keys(headers).length > ENVELOPE_LIMITS.headerCount) throw new InvalidOptionsError('headers', `at most ${ENVELOPE_LIMITS.headerCount} headers`);
+  // The receivers' own rule: a header the client accepts is never refused downstream.
+  const headers = validateHeaders(options.headers);
+  if (typeof headers === 'string') throw new InvalidOptionsError('headers', headers);
   return { timeout, quorum, until: options.until, stall, to, headers };
 }
 
@@ -251,13 +288,29 @@ function nonNegativeInteger(name: string, value: unknown, fallback: number): num
   return value;
 }
 
-function signingKey(value: unknown): string | Buffer | undefined {
-  if (value === undefined) return undefined;
-  const bytes = typeof value === 'string' ? Buffer.byteLength(value) : Buffer.isBuffer(value) ? value.length : -1;
-  if (bytes < MIN_SIGNING_KEY_BYTES) {
-    throw new InvalidOptionsError('signingKey', `must be a string or Buffer of at least ${MIN_SIGNING_KEY_BYTES} bytes (for example: openssl rand -hex 32)`);
+function signingKeys(value: unknown): ReadonlyArray<string | Buffer> {
+  if (value === undefined) return [];
+  const keys = Array.isArray(value) ? value : [value];
+  if (keys.length === 0) throw new InvalidOptionsError('signingKey', 'must not be an empty list: leave it unset to turn signing off');
+  for (const key of keys) {
+    const bytes = typeof key === 'string' ? Buffer.byteLength(key) : Buffer.isBuffer(key) ? key.length : -1;
+    if (bytes < MIN_SIGNING_KEY_BYTES) {
+      throw new InvalidOptionsError('signingKey', `must be a string or Buffer of at least ${MIN_SIGNING_KEY_BYTES} bytes, or a list of them (for example: openssl rand -hex 32)`);
+    }
   }
-  return value as string | Buffer;
+  return keys as Array<string | Buffer>;
+}
+
+function flag(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new InvalidOptionsError(name, `must be true or false, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+function minimumMs(name: string, value: unknown, fallback: number, minimum: number): number {
+  const ms = timerMs(name, value, fallback);
+  if (ms < minimum) throw new InvalidOptionsError(name, `must be at least ${minimum} ms, got ${ms}`);
+  return ms;
 }
 
 function timerMs(name: string, value: unknown, fallback: number): number {

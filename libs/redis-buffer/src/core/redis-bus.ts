@@ -8,6 +8,12 @@ export type BusStatus = 'connecting' | 'connected' | 'reconnecting' | 'disconnec
 export interface BusEvents {
   message: [channel: string, message: string];
   status: [status: BusStatus];
+  /**
+   * The subscriber connection, which had its subscriptions confirmed, closed: whatever was
+   * published to its channels from now until it is back is lost. The publisher's own blips do not
+   * raise this.
+   */
+  subscriberLost: [];
   error: [error: Error];
 }
 
@@ -23,6 +29,8 @@ export interface RedisBus {
   publish(channel: string, message: string): Promise<number>;
   subscribe(channels: readonly string[]): Promise<void>;
   unsubscribe(channels: readonly string[]): Promise<void>;
+  /** How many clients are subscribed to `channel` (PUBSUB NUMSUB). */
+  numsub(channel: string): Promise<number>;
   on<K extends keyof BusEvents>(event: K, listener: (...args: BusEvents[K]) => void): this;
   off<K extends keyof BusEvents>(event: K, listener: (...args: BusEvents[K]) => void): this;
   close(): Promise<void>;
@@ -55,6 +63,7 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
   private everConnected = false;
   private closing = false;
   private subscriberConfirmed = false;
+  private readonly publishesInFlight = new Set<(error: Error) => void>();
 
   constructor(private readonly options: IoredisBusOptions) {
     super();
@@ -75,11 +84,18 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
     if (this.current !== 'connected' || this.publisher === undefined) {
       throw new ConnectionLostError(`cannot publish while the connection is ${this.current}`);
     }
+    // With autoResendUnfulfilledCommands off, ioredis neither resends nor settles a command that was
+    // in flight when the connection closed: the close settles it here, with a typed error.
+    let cut: ((error: Error) => void) | undefined;
+    const closed = new Promise<never>((_, reject) => (cut = reject));
+    this.publishesInFlight.add(cut!);
     try {
-      return await this.publisher.publish(channel, message);
+      return await Promise.race([this.publisher.publish(channel, message), closed]);
     } catch (cause) {
       if (isPermissionError(cause)) throw new RedisPermissionError('PUBLISH', [channel], { cause });
-      throw new ConnectionLostError('PUBLISH failed', { cause });
+      throw cause instanceof ConnectionLostError ? cause : new ConnectionLostError('PUBLISH failed', { cause });
+    } finally {
+      this.publishesInFlight.delete(cut!);
     }
   }
 
@@ -96,6 +112,19 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
   async unsubscribe(channels: readonly string[]): Promise<void> {
     if (channels.length === 0 || this.subscriber === undefined) return;
     await this.subscriber.unsubscribe(...channels);
+  }
+
+  async numsub(channel: string): Promise<number> {
+    if (this.current !== 'connected' || this.publisher === undefined) {
+      throw new ConnectionLostError(`cannot query subscribers while the connection is ${this.current}`);
+    }
+    try {
+      const answer = (await this.publisher.call('PUBSUB', 'NUMSUB', channel)) as [string, number | string];
+      return Number(answer[1]);
+    } catch (cause) {
+      if (isPermissionError(cause)) throw new RedisPermissionError('PUBSUB NUMSUB', [channel], { cause });
+      throw new ConnectionLostError('PUBSUB NUMSUB failed', { cause });
+    }
   }
 
   async close(): Promise<void> {
@@ -120,30 +149,46 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
     this.publisher = publisher;
     this.subscriber = subscriber;
 
-    subscriber.on('message', (channel: string, message: string) => this.emit('message', channel, message));
+    // Events of connections a timed-out attempt left behind must not move this bus's status.
+    const current = (): boolean => this.publisher === publisher && this.subscriber === subscriber;
+    subscriber.on('message', (channel: string, message: string) => {
+      if (current()) this.emit('message', channel, message);
+    });
     // After a reconnect ioredis re-subscribes by itself; a PING queued behind those SUBSCRIBE
     // commands returns only once Redis has processed them.
     subscriber.on('close', () => {
+      if (!current()) return;
+      const wasConfirmed = this.subscriberConfirmed;
       this.subscriberConfirmed = false;
+      if (wasConfirmed && !this.closing) this.emit('subscriberLost');
     });
     subscriber.on('ready', () => {
+      if (!current()) return;
       this.subscriberConfirmed = false;
       subscriber.ping().then(
         () => {
+          if (!current()) return;
           this.subscriberConfirmed = true;
           this.refreshStatus();
         },
         () => undefined,
       );
     });
+    publisher.on('close', () => {
+      if (!current()) return;
+      for (const cut of [...this.publishesInFlight]) cut(new ConnectionLostError('the connection closed while a PUBLISH was in flight; it is not sent again'));
+    });
     for (const connection of [publisher, subscriber]) {
-      connection.on('ready', () => this.refreshStatus());
-      connection.on('close', () => this.refreshStatus());
-      connection.on('reconnecting', () => this.refreshStatus());
-      connection.on('end', () => this.refreshStatus());
+      const refresh = (): void => {
+        if (current()) this.refreshStatus();
+      };
+      connection.on('ready', refresh);
+      connection.on('close', refresh);
+      connection.on('reconnecting', refresh);
+      connection.on('end', refresh);
       // ioredis emits 'error' on every failed attempt; it is reported, and reconnecting goes on.
       connection.on('error', (error: Error) => {
-        if (this.listenerCount('error') > 0) this.emit('error', error);
+        if (current() && this.listenerCount('error') > 0) this.emit('error', error);
       });
     }
 
@@ -196,7 +241,9 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
       disconnectTimeout: 100,
       connectionName: `${this.options.connectionName}:${role}`,
     };
-    const overrides: RedisOptions = isSubscriber ? { autoResubscribe: true } : { enableOfflineQueue: false };
+    // autoResendUnfulfilledCommands: a PUBLISH in flight when the publisher's connection dropped has
+    // already been reported failed to its caller; ioredis would send it again after reconnecting.
+    const overrides: RedisOptions = isSubscriber ? { autoResubscribe: true } : { enableOfflineQueue: false, autoResendUnfulfilledCommands: false };
     const { redis } = this.options;
     return typeof redis === 'string' ? new Redis(redis, { ...base, ...overrides }) : new Redis({ ...redis, ...base, ...overrides });
   }

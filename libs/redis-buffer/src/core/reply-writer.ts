@@ -21,13 +21,14 @@ class PendingReply implements OutgoingEnvelope {
     public done: boolean,
     private readonly bodyKey: 'data' | 'error' | undefined,
     private readonly bodyJson: string | undefined,
+    private readonly refused: boolean,
   ) {
     this.bytes = writer.envelopeOverhead + (bodyJson?.length ?? 0);
   }
 
   encode(): string {
     this.flushed = true;
-    return encodeReplyParts(this.writer.idJson, this.writer.fromJson, this.seq, this.done, this.bodyKey, this.bodyJson);
+    return encodeReplyParts(this.writer.idJson, this.writer.fromJson, this.seq, this.done, this.bodyKey, this.bodyJson, this.refused);
   }
 }
 
@@ -56,7 +57,9 @@ export class ReplyWriter {
     private readonly onPublishError: (error: Error, replyTo: string) => void,
   ) {
     this.idJson = JSON.stringify(requestId);
-    this.envelopeOverhead = 64 + this.idJson.length + fromJson.length;
+    // The envelope around the body, in UTF-8 bytes: fixed fields (with room for `seq` and
+    // `"refused":true`), the id and the sender.
+    this.envelopeOverhead = 96 + Buffer.byteLength(this.idJson) + Buffer.byteLength(fromJson);
   }
 
   get isEnded(): boolean {
@@ -72,17 +75,11 @@ export class ReplyWriter {
       this.error({ code: BufferErrorCode.BadMessage, message: `The handler's reply cannot be encoded as JSON: ${(error as Error).message}` });
       return;
     }
-    const bytes = json.length * 3 + this.envelopeOverhead <= this.maxPayloadBytes ? json.length : Buffer.byteLength(json) + this.envelopeOverhead;
-    if (bytes > this.maxPayloadBytes) {
-      this.error({
-        code: BufferErrorCode.PayloadTooLarge,
-        message: `The handler's reply encodes to ${bytes} bytes, over the ${this.maxPayloadBytes}-byte limit ("maxPayloadBytes").`,
-      });
-      return;
-    }
-    this.push(false, 'data', json);
+    if (this.tooLarge(json, 'reply')) return;
+    this.push(false, 'data', json, false);
   }
 
+  /** Ends this instance's answer with an error: the handler's, or one of this library's. */
   error(error: unknown): void {
     if (this.ended) return;
     let json: string;
@@ -91,8 +88,34 @@ export class ReplyWriter {
     } catch {
       json = JSON.stringify({ message: String(error) });
     }
-    this.push(true, 'error', json);
+    if (this.tooLarge(json, 'error')) return;
+    this.push(true, 'error', json, false);
     this.ended = true;
+  }
+
+  /**
+   * Ends this instance's answer with a refusal: it received the request and will not run it. The
+   * caller counts the instance as finished and sees `refused: true` with the code.
+   */
+  refuse(code: string, message: string): void {
+    if (this.ended) return;
+    this.push(true, 'error', JSON.stringify({ code, message }), true);
+    this.ended = true;
+  }
+
+  /**
+   * Whether a reply body (value or error) would make the envelope larger than `maxPayloadBytes`
+   * (the whole encoded envelope, in UTF-8 bytes); if so it is replaced by a small error reply,
+   * which the caller can always accept.
+   */
+  private tooLarge(json: string, what: 'reply' | 'error'): boolean {
+    const limit = this.maxPayloadBytes - this.envelopeOverhead;
+    const bytes = json.length * 3 <= limit ? json.length : Buffer.byteLength(json);
+    if (bytes <= limit) return false;
+    const message = `The handler's ${what === 'reply' ? 'reply' : 'error'} encodes to ${bytes + this.envelopeOverhead} bytes with its envelope, over the ${this.maxPayloadBytes}-byte limit ("maxPayloadBytes").`;
+    this.push(true, 'error', JSON.stringify({ code: BufferErrorCode.ReplyTooLarge, message }), false);
+    this.ended = true;
+    return true;
   }
 
   /** rxjs Observer: the writer subscribes to a handler's stream directly, with no wrapper per request. */
@@ -108,11 +131,11 @@ export class ReplyWriter {
     if (this.ended) return;
     this.ended = true;
     if (this.last !== undefined && !this.last.flushed) this.last.done = true;
-    else this.push(true, undefined, undefined);
+    else this.push(true, undefined, undefined, false);
   }
 
-  private push(done: boolean, bodyKey: 'data' | 'error' | undefined, bodyJson: string | undefined): void {
-    const reply = new PendingReply(this, this.seq++, done, bodyKey, bodyJson);
+  private push(done: boolean, bodyKey: 'data' | 'error' | undefined, bodyJson: string | undefined, refused: boolean): void {
+    const reply = new PendingReply(this, this.seq++, done, bodyKey, bodyJson, refused);
     this.last = reply;
     this.coalescer.enqueue(this.replyTo, reply, this.published);
   }

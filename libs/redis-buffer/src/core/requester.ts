@@ -1,17 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import { BufferChannels } from './channels.js';
-import { systemClock, type Clock } from './clock.js';
+import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import { Coalescer, type OutgoingEnvelope } from './coalescer.js';
-import { decodeMessage, encodeEnvelope, type BufferHeaders, type EventEnvelope, type RequestEnvelope } from './envelope.js';
+import { decodeMessage, encodeEnvelope, utf8Bytes, validateEnvelope, type BufferHeaders, type Envelope, type EventEnvelope, type HelloEnvelope, type PingEnvelope, type RequestEnvelope, type WhoEnvelope } from './envelope.js';
+import { BadMessageError } from './errors/bad-message.error.js';
+import type { BufferTimeoutError } from './errors/buffer-timeout.error.js';
 import { ConnectionLostError } from './errors/connection-lost.error.js';
 import { PayloadTooLargeError } from './errors/payload-too-large.error.js';
 import { TooManyRequestsError } from './errors/too-many-requests.error.js';
 import { Gatherer, type GatherSink } from './gatherer.js';
 import { BoundedLog, type BufferLogger } from './logger.js';
+import { MembershipView, type InstanceInfo } from './membership.js';
 import type { ResolvedBufferOptions, ResolvedCallOptions } from './options.js';
 import type { BusStatus, RedisBus } from './redis-bus.js';
-import type { BufferReply, GatherResult } from './reply.js';
-import type { BufferTimeoutError } from './errors/buffer-timeout.error.js';
+import type { BufferReply, GatherResult, MissingReason } from './reply.js';
 
 /** Counters a caller can read for monitoring; they only ever grow. */
 export interface RequesterStats {
@@ -22,22 +24,48 @@ export interface RequesterStats {
   malformedMessages: number;
   /** With `signingKey`: replies dropped because they were unsigned or their signature was wrong. */
   forgedMessages: number;
+  /** Pings sent to instances a request had waited on (see `livenessTimeout`). */
+  pings: number;
+  /** Times an instance was found silent (no answer to a ping within `livenessTimeout`). */
+  silentInstances: number;
+}
+
+/** A request waiting in the coalescer: encoded once, with its `ttl` written in when it is flushed. */
+class OutgoingRequest implements OutgoingEnvelope {
+  constructor(
+    private readonly gatherer: Gatherer<unknown>,
+    private readonly body: string,
+    readonly bytes: number,
+  ) {}
+
+  get cancelled(): boolean {
+    return this.gatherer.isEnded;
+  }
+
+  encode(): string {
+    return `{"ttl":${this.gatherer.remainingMs()},${this.body.slice(1)}`;
+  }
 }
 
 /**
  * The caller's side of the protocol, without Nest: one inbox subscription for all replies (routed
- * by request id through `pending`), per-tick coalescing of requests per channel, and one
- * `Gatherer` per request.
+ * by request id through `pending`), per-tick coalescing of requests per channel, one `Gatherer`
+ * per request, and the membership view that tells each request whom it waits for.
  */
 export class Requester {
   readonly channels: BufferChannels;
   readonly inbox: string;
-  readonly stats: RequesterStats = { requests: 0, lateReplies: 0, duplicateReplies: 0, malformedMessages: 0, forgedMessages: 0 };
+  readonly stats: RequesterStats = { requests: 0, lateReplies: 0, duplicateReplies: 0, malformedMessages: 0, forgedMessages: 0, pings: 0, silentInstances: 0 };
   private readonly pending = new Map<string, Gatherer<unknown>>();
   private readonly coalescer: Coalescer;
   private readonly idPrefix = randomBytes(6).toString('base64url');
+  private readonly fromJson: string;
+  private readonly view: MembershipView;
   private nextId = 0;
   private started: Promise<void> | undefined;
+  private syncing: Promise<InstanceInfo[]> | undefined;
+  private readonly whoRounds = new Map<string, (hello: HelloEnvelope) => void>();
+  private livenessTimer: TimerHandle | undefined;
   private closed = false;
   private readonly badInput: BoundedLog;
 
@@ -49,20 +77,41 @@ export class Requester {
   ) {
     this.channels = new BufferChannels(options.namespace);
     this.inbox = this.channels.inbox(`${options.instanceId}.${this.idPrefix}`);
+    this.fromJson = JSON.stringify(options.instanceId);
     this.coalescer = new Coalescer((channel, message) => bus.publish(channel, message), options);
     this.badInput = new BoundedLog(logger);
+    this.view = new MembershipView(
+      {
+        ping: (instanceId) => this.ping(instanceId),
+        instanceGone: (instanceId, reason) => this.instanceGone(instanceId, reason),
+      },
+      options.livenessTimeout,
+      clock,
+    );
+    const members = this.channels.members();
     bus.on('message', (channel, message) => {
-      if (channel === this.inbox) this.onInboxMessage(message);
+      if (channel === this.inbox || channel === members) this.onMessage(channel, message);
     });
     bus.on('status', (status) => this.onStatus(status));
+    // Replies published while the inbox is disconnected are lost for good (pub/sub is at-most-once),
+    // so waiting would only turn a known failure into a timeout. A blip of the publisher alone
+    // loses nothing already sent: those requests keep waiting.
+    bus.on('subscriberLost', () => {
+      this.view.markUnsynced();
+      this.failAll('Redis connection lost (the reply subscription)');
+    });
   }
 
-  /** Connects and subscribes the inbox; concurrent calls share one attempt. */
+  /** Connects, subscribes the inbox and the members channel, and learns who is there. */
   start(): Promise<void> {
     if (this.closed) return Promise.reject(new ConnectionLostError('the client was closed'));
     this.started ??= this.bus
       .connect()
-      .then(() => this.bus.subscribe([this.inbox]))
+      .then(() => this.bus.subscribe([this.inbox, this.channels.members()]))
+      .then(() => {
+        // Requests do not wait for the first `who` round: until it ends they rely on Redis's count.
+        void this.sync().catch(() => undefined);
+      })
       .catch((error: unknown) => {
         this.started = undefined;
         throw error;
@@ -74,9 +123,16 @@ export class Requester {
     return this.pending.size;
   }
 
+  /** The live instances of the namespace, asked afresh (`who`), with the patterns each answers. */
+  async instances(): Promise<InstanceInfo[]> {
+    await this.start();
+    return this.sync();
+  }
+
   /**
-   * Sends one request. Errors found before publishing (too large, too many in flight) are thrown;
-   * everything after reaches `sink`. Returns a function that cancels the request at once.
+   * Sends one request. Errors found before publishing (too large, too many in flight, an envelope
+   * the receivers would refuse) are thrown; everything after reaches `sink`. Returns a function
+   * that cancels the request at once.
    */
   request<T>(pattern: string, data: unknown, call: ResolvedCallOptions<T>, sink: GatherSink<T>): () => void {
     if (this.closed) throw new ConnectionLostError('the client was closed');
@@ -85,33 +141,26 @@ export class Requester {
     // One object with prototype methods rather than three closures: it lives as long as the request.
     const route = new RequestRoute<T>(this.pending, id, call.timeout, sink);
     const gatherer: Gatherer<T> = new Gatherer<T>(id, pattern, call, route, this.clock);
-    const envelope: RequestEnvelope = {
-      v: 1,
-      kind: 'request',
-      id,
-      pattern,
-      from: this.options.instanceId,
-      replyTo: this.inbox,
-      deadline: gatherer.deadline,
-      headers: call.headers,
-      data: data === undefined ? null : data,
-    };
-    let item: OutgoingEnvelope | undefined;
+    let item: OutgoingRequest | undefined;
     try {
-      item = this.prepare(envelope, 'request');
+      item = this.prepareRequest(gatherer as Gatherer<unknown>, { v: 1, kind: 'request', id, pattern, from: this.options.instanceId, replyTo: this.inbox, ttl: call.timeout, headers: call.headers, data: data === undefined ? null : data });
     } catch (error) {
       gatherer.cancel();
       throw error;
     }
     this.pending.set(id, gatherer as Gatherer<unknown>);
     this.stats.requests++;
+    this.armLiveness();
     const publish = (): void => {
       if (gatherer.isEnded || item === undefined) return;
       route.published = true;
       const channel = call.to === undefined ? this.channels.request(pattern) : this.channels.direct(call.to);
       this.coalescer.enqueue(channel, item, (error, receivers) => {
         if (error !== undefined) gatherer.fail(error);
-        else gatherer.expect(receivers);
+        else {
+          const awaited = this.view.awaitedFor(pattern, call.to);
+          gatherer.expect(receivers, awaited, this.view.silentAmong(awaited));
+        }
       });
       // The coalescer holds the encoded request until it is flushed; the closures that live as long
       // as the request (cancel, sink) share this scope and must not keep it (memory per request in flight).
@@ -141,10 +190,12 @@ export class Requester {
       id: `${this.idPrefix}${(this.nextId++).toString(36)}`,
       pattern,
       from: this.options.instanceId,
+      deadline: Date.now() + this.options.eventTtl,
       headers,
       data: data === undefined ? null : data,
     };
-    const item = this.prepare(envelope, 'event');
+    const encoded = this.encodeChecked(envelope, 'event');
+    const item: OutgoingEnvelope = { bytes: encoded.length, encode: () => encoded };
     return new Promise<number>((resolve, reject) => {
       this.coalescer.enqueue(this.channels.event(pattern), item, (error, receivers) => (error === undefined ? resolve(receivers) : reject(error)));
     });
@@ -161,45 +212,176 @@ export class Requester {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.coalescer.flush();
+    if (this.livenessTimer !== undefined) this.clock.clearTimer(this.livenessTimer);
+    this.livenessTimer = undefined;
+    // Fail first: requests still waiting in the coalescer are then cancelled, not published.
     this.failAll('the client was closed');
+    this.coalescer.flush();
   }
 
-  private prepare(envelope: RequestEnvelope | EventEnvelope, what: string): OutgoingEnvelope {
-    const encoded = encodeEnvelope(envelope);
-    // A UTF-16 length times 3 bounds the UTF-8 size; count bytes exactly only when it matters.
-    const bytes = encoded.length * 3 <= this.options.maxPayloadBytes ? encoded.length : Buffer.byteLength(encoded);
+  /** Validates with the receivers' own rules, encodes, and checks the size, before anything is sent. */
+  private encodeChecked(envelope: Envelope, what: string): string {
+    const problem = validateEnvelope(envelope);
+    if (typeof problem === 'string') throw new BadMessageError(`the ${what} would be refused by every receiver: ${problem}`);
+    return this.checkSize(encodeEnvelope(envelope), 0, what);
+  }
+
+  private checkSize(encoded: string, extraBytes: number, what: string): string {
+    const bytes = utf8Bytes(encoded, this.options.maxPayloadBytes - extraBytes) + extraBytes;
     if (bytes > this.options.maxPayloadBytes) throw new PayloadTooLargeError(bytes, this.options.maxPayloadBytes, what);
-    return { bytes, encode: () => encoded };
+    return encoded;
   }
 
-  private onInboxMessage(message: string): void {
-    const { envelopes, rejected } = decodeMessage(message, this.inbox);
-    for (const error of rejected) {
+  private prepareRequest(gatherer: Gatherer<unknown>, envelope: RequestEnvelope): OutgoingRequest {
+    const problem = validateEnvelope(envelope);
+    if (typeof problem === 'string') throw new BadMessageError(`the request would be refused by every receiver: ${problem}`);
+    // `ttl` is written in when the batch is flushed, so time spent queued is not counted twice.
+    const { ttl, ...withoutTtl } = envelope;
+    const ttlBytes = 8 + String(ttl).length;
+    const body = this.checkSize(encodeEnvelope(withoutTtl as RequestEnvelope), ttlBytes, 'request');
+    return new OutgoingRequest(gatherer, body, body.length + ttlBytes);
+  }
+
+  private onMessage(channel: string, message: string): void {
+    const { envelopes, rejected } = decodeMessage(message, channel);
+    for (const { error } of rejected) {
       this.stats.malformedMessages++;
       this.badInput.warn(error.message);
     }
     for (const envelope of envelopes) {
-      if (envelope.kind !== 'reply') {
-        this.stats.malformedMessages++;
-        this.badInput.warn(`Dropped a "${envelope.kind}" envelope on inbox "${this.inbox}": only replies belong there.`);
-        continue;
+      // Nothing a message holds, nor any callback it reaches, may throw into the Redis client.
+      try {
+        this.onEnvelope(channel, envelope);
+      } catch (error) {
+        this.badInput.warn(`Could not process a "${envelope.kind}" envelope on "${channel}": ${(error as Error)?.message ?? String(error)}`);
+        if (envelope.kind === 'reply') this.pending.get(envelope.id)?.fail(error instanceof Error ? error : new Error(String(error)));
       }
-      const gatherer = this.pending.get(envelope.id);
-      if (gatherer === undefined) {
-        this.stats.lateReplies++;
-        continue;
-      }
-      const outcome = gatherer.accept(envelope);
-      if (outcome === 'duplicate') this.stats.duplicateReplies++;
-      else if (outcome === 'late') this.stats.lateReplies++;
     }
   }
 
+  private onEnvelope(channel: string, envelope: Envelope): void {
+    switch (envelope.kind) {
+      case 'reply': {
+        if (channel !== this.inbox) break;
+        this.view.heard(envelope.from);
+        const gatherer = this.pending.get(envelope.id);
+        if (gatherer === undefined) {
+          this.stats.lateReplies++;
+          return;
+        }
+        const outcome = gatherer.accept(envelope);
+        if (outcome === 'duplicate') this.stats.duplicateReplies++;
+        else if (outcome === 'late') this.stats.lateReplies++;
+        return;
+      }
+      case 'pong':
+        if (channel !== this.inbox) break;
+        this.view.heard(envelope.from, envelope.inc);
+        return;
+      case 'hello':
+        this.view.hello(envelope);
+        if (channel === this.inbox) this.whoRounds.get(envelope.id)?.(envelope);
+        return;
+      case 'bye':
+        if (channel !== this.channels.members()) break;
+        this.view.bye(envelope.from, envelope.inc);
+        return;
+      default:
+        break;
+    }
+    this.stats.malformedMessages++;
+    this.badInput.warn(`Dropped a "${envelope.kind}" envelope on "${channel}": it does not belong there.`);
+  }
+
+  /**
+   * One `who` round: every instance answers with a `hello`; the round ends when as many have
+   * answered as Redis counted on the `who` channel, or after half the liveness bound (a receiver of
+   * the `who` channel that is not an instance never answers, nor does a frozen instance). Resolves
+   * with the instances that answered.
+   */
+  private sync(): Promise<InstanceInfo[]> {
+    this.syncing ??= new Promise<InstanceInfo[]>((resolve, reject) => {
+      const id = `${this.idPrefix}${(this.nextId++).toString(36)}`;
+      const answered = new Map<string, InstanceInfo>();
+      const since = this.view.roundStart();
+      let expected: number | undefined;
+      let timer: TimerHandle | undefined;
+      const done = (): void => {
+        if (timer !== undefined) this.clock.clearTimer(timer);
+        this.whoRounds.delete(id);
+        this.syncing = undefined;
+        // Every receiver answered: whoever the view knew and did not answer is not subscribed any more.
+        this.view.markSynced(since, expected !== undefined && answered.size >= expected ? new Set(answered.keys()) : undefined);
+        // Requests published before the view was usable: whoever answered this `who` (published
+        // first, on the same connection) had subscribed before them.
+        for (const gatherer of this.pending.values()) {
+          const awaited = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
+          gatherer.adoptAwaited(awaited, this.view.silentAmong(awaited));
+        }
+        resolve([...answered.values()].sort((a, b) => (a.instanceId < b.instanceId ? -1 : a.instanceId > b.instanceId ? 1 : 0)));
+      };
+      this.whoRounds.set(id, (hello) => {
+        answered.set(hello.from, { instanceId: hello.from, incarnation: hello.inc, patterns: [...hello.patterns], events: [...hello.events] });
+        if (expected !== undefined && answered.size >= expected) done();
+      });
+      const who: WhoEnvelope = { v: 1, kind: 'who', id, from: this.options.instanceId, replyTo: this.inbox };
+      const encoded = encodeEnvelope(who);
+      this.coalescer.enqueue(this.channels.who(), { bytes: encoded.length, encode: () => encoded }, (error, receivers) => {
+        if (error !== undefined) {
+          this.whoRounds.delete(id);
+          this.syncing = undefined;
+          reject(error);
+          return;
+        }
+        expected = receivers;
+        if (answered.size >= receivers) done();
+        else timer = this.clock.setTimer(done, this.options.livenessTimeout / 2);
+      });
+    });
+    return this.syncing;
+  }
+
+  private ping(instanceId: string): Promise<number> {
+    if (this.bus.status !== 'connected') return Promise.resolve(-1);
+    this.stats.pings++;
+    const ping: PingEnvelope = { v: 1, kind: 'ping', id: `${this.idPrefix}${(this.nextId++).toString(36)}`, from: this.options.instanceId, replyTo: this.inbox };
+    const encoded = encodeEnvelope(ping);
+    return new Promise((resolve) => {
+      this.coalescer.enqueue(this.channels.direct(instanceId), { bytes: encoded.length, encode: () => encoded }, (error, receivers) => resolve(error === undefined ? receivers : -1));
+    });
+  }
+
+  private instanceGone(instanceId: string, reason: MissingReason): void {
+    if (reason === 'silent') this.stats.silentInstances++;
+    for (const gatherer of [...this.pending.values()]) gatherer.instanceGone(instanceId, reason);
+  }
+
+  /** A liveness round every quarter of `livenessTimeout` while requests are open. */
+  private armLiveness(): void {
+    if (this.livenessTimer !== undefined) return;
+    const quarter = this.options.livenessTimeout / 4;
+    this.livenessTimer = this.clock.setTimer(() => {
+      this.livenessTimer = undefined;
+      if (this.pending.size === 0 || this.closed) return;
+      const now = this.clock.now();
+      const waitedOn = new Set<string>();
+      for (const gatherer of this.pending.values()) {
+        if (now - gatherer.startedAt < quarter) continue;
+        for (const id of gatherer.waitingOn()) waitedOn.add(id);
+      }
+      if (waitedOn.size > 0) this.view.check(waitedOn);
+      this.armLiveness();
+    }, quarter);
+  }
+
   private onStatus(status: BusStatus): void {
-    // Replies published while the inbox is disconnected are lost for good (pub/sub is at-most-once),
-    // so waiting would only turn a known failure into a timeout.
-    if (status === 'reconnecting' || status === 'disconnected') this.failAll(`Redis connection ${status}`);
+    if (status === 'disconnected') {
+      this.view.markUnsynced();
+      this.failAll(`Redis connection ${status}`);
+    } else if (status === 'connected' && this.started !== undefined && !this.view.isSynced && !this.closed) {
+      // Back after a loss: hellos and byes may have been missed meanwhile.
+      void this.sync().catch(() => undefined);
+    }
   }
 }
 
@@ -233,4 +415,4 @@ class RequestRoute<T> implements GatherSink<T> {
   }
 }
 
-export type { GatherResult };
+export type { GatherResult, InstanceInfo };

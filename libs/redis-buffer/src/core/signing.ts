@@ -28,16 +28,22 @@ export const MIN_SIGNING_KEY_BYTES = 16;
 /** Why an inbound message was refused by `MessageSigner.open`. */
 export type SignatureFailure = 'unsigned' | 'forged';
 
+/**
+ * Signs with the first key and accepts a signature made with any of them (key rotation). A string
+ * key is used as its UTF-8 bytes; a Buffer as its bytes.
+ */
 export class MessageSigner {
-  private readonly key: Buffer;
+  private readonly keys: Buffer[];
 
-  constructor(key: string | Buffer) {
-    this.key = typeof key === 'string' ? Buffer.from(key, 'utf8') : Buffer.from(key);
+  constructor(keys: string | Buffer | ReadonlyArray<string | Buffer>) {
+    const list = Array.isArray(keys) ? (keys as ReadonlyArray<string | Buffer>) : [keys as string | Buffer];
+    if (list.length === 0) throw new TypeError('MessageSigner needs at least one key');
+    this.keys = list.map((key) => (typeof key === 'string' ? Buffer.from(key, 'utf8') : Buffer.from(key)));
   }
 
   /** Wraps an encoded message (envelope or batch) bound for `channel`. */
   seal(channel: string, body: string): string {
-    return `${SIGNED_PREFIX}${this.mac(channel, body).toString('hex')}${BODY_KEY}${body}}`;
+    return `${SIGNED_PREFIX}${this.mac(this.keys[0]!, channel, body).toString('hex')}${BODY_KEY}${body}}`;
   }
 
   /** Returns the body of a correctly signed message for `channel`, or why it was refused. */
@@ -53,10 +59,14 @@ export class MessageSigner {
     const sig = message.slice(SIGNED_PREFIX.length, SIGNED_PREFIX.length + SIG_HEX_LENGTH);
     if (!HEX.test(sig)) return { failure: 'forged' };
     const body = message.slice(BODY_START, -1);
-    return timingSafeEqual(Buffer.from(sig, 'hex'), this.mac(channel, body)) ? { body } : { failure: 'forged' };
+    const given = Buffer.from(sig, 'hex');
+    for (const key of this.keys) {
+      if (timingSafeEqual(given, this.mac(key, channel, body))) return { body };
+    }
+    return { failure: 'forged' };
   }
 
-  private mac(channel: string, body: string): Buffer {
-    return createHmac('sha256', this.key).update(channel, 'utf8').update('\n', 'utf8').update(body, 'utf8').digest();
+  private mac(key: Buffer, channel: string, body: string): Buffer {
+    return createHmac('sha256', key).update(channel, 'utf8').update('\n', 'utf8').update(body, 'utf8').digest();
   }
 }

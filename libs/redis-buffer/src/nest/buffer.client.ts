@@ -1,7 +1,10 @@
 import { Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microservices';
 import { connectable, Observable, ReplaySubject } from 'rxjs';
+import { channelPattern } from '../core/channels.js';
 import type { BufferHeaders } from '../core/envelope.js';
+import { CallbackError } from '../core/errors/callback.error.js';
+import { InstancesMissingError } from '../core/errors/instances-missing.error.js';
 import type { GatherSink } from '../core/gatherer.js';
 import { describeRejection, GuardedBus, type InboundRejection } from '../core/guarded-bus.js';
 import { BoundedLog } from '../core/logger.js';
@@ -9,6 +12,7 @@ import { InvalidOptionsError } from '../core/errors/invalid-options.error.js';
 import { resolveBufferOptions, resolveCallOptions, type BufferCallOptions, type BufferGatherOptions, type BufferOptions, type ResolvedBufferOptions } from '../core/options.js';
 import { IoredisBus, type BusEvents, type BusStatus } from '../core/redis-bus.js';
 import type { BufferReply, GatherResult } from '../core/reply.js';
+import type { InstanceInfo } from '../core/membership.js';
 import { Requester, type RequesterStats } from '../core/requester.js';
 
 type BufferClientEvents = { [K in keyof BusEvents]: (...args: BusEvents[K]) => void };
@@ -53,6 +57,28 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
     return this.requester.inFlight;
   }
 
+  /**
+   * The live instances of the namespace with the patterns each answers, asked afresh: every
+   * instance answers a `who` on the spot (a frozen one cannot, and is not listed).
+   *
+   * @example
+   * ```ts
+   * for (const { instanceId, patterns } of await buffer.instances()) console.log(instanceId, patterns);
+   * ```
+   */
+  instances(): Promise<InstanceInfo[]> {
+    return this.requester.instances();
+  }
+
+  /**
+   * Nest's route string sorts an object pattern's keys by the process's locale; channel names must
+   * be the same in every process and language, so object patterns are encoded with keys in code
+   * point order (see docs/protocol.md). Instances map them back to Nest's routes.
+   */
+  protected override normalizePattern(pattern: unknown): string {
+    return channelPattern(pattern);
+  }
+
   /** Connects to Redis and subscribes the inbox. Called on first use; call it yourself to fail fast at start-up. */
   connect(): Promise<void> {
     return this.requester.start();
@@ -79,7 +105,8 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
 
   /**
    * Asks every instance and emits each reply with the instance that sent it, errors included.
-   * Completes when the answer is known (see `BufferCallOptions`); errors with `BufferTimeoutError`
+   * Completes when the answer is known (see `BufferCallOptions`); errors with `InstancesMissingError`
+   * if an instance that received the request went silent or left before finishing, with `BufferTimeoutError`
    * (carrying the replies that arrived) if `timeout` passes first, `NoRespondersError` at once if
    * nobody listens, `ConnectionLostError` if Redis goes away.
    *
@@ -92,7 +119,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
   scatter<T = unknown, TInput = unknown>(pattern: unknown, data: TInput, options?: BufferCallOptions<T>): Observable<BufferReply<T>> {
     return this.request<T, BufferReply<T>>(pattern, data, options, (subscriber) => ({
       next: (reply) => subscriber.next(reply),
-      complete: (_result, timedOut) => (timedOut === undefined ? subscriber.complete() : subscriber.error(timedOut)),
+      complete: (result, timedOut) => endStream(subscriber, pattern, result, timedOut),
       fail: (error) => subscriber.error(error),
     }));
   }
@@ -117,7 +144,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
           subscriber.error(reply.error);
         }
       },
-      complete: (_result, timedOut) => (timedOut === undefined ? subscriber.complete() : subscriber.error(timedOut)),
+      complete: (result, timedOut) => endStream(subscriber, pattern, result, timedOut),
       fail: (error) => subscriber.error(error),
     }));
   }
@@ -148,8 +175,17 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
         signal?.removeEventListener('abort', onAbort);
         fn(value);
       };
-      const subscription = this.request<T, never>(pattern, data, callOptions, () => ({
-        next: (reply) => onReply?.(reply),
+      const subscription = this.request<T, never>(pattern, data, callOptions, (_subscriber, cancel) => ({
+        next: (reply) => {
+          if (onReply === undefined) return;
+          try {
+            onReply(reply);
+          } catch (error) {
+            // The caller's callback failed: end this request with it, and nothing else.
+            cancel();
+            settle(reject)(new CallbackError('onReply', String(pattern), error));
+          }
+        },
         complete: settle(resolve),
         fail: settle(reject),
       })).subscribe({ error: settle(reject) });
@@ -161,7 +197,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
   override emit<TResult = number, TInput = unknown>(pattern: unknown, data: TInput, options?: { headers?: Record<string, string> }): Observable<TResult> {
     const headers = resolveCallOptions(this.options, { headers: options?.headers }).headers;
     const source = new Observable<TResult>((subscriber) => {
-      this.requester.emit(this.normalizePattern(pattern as string), data, headers).then(
+      this.requester.emit(this.normalizePattern(pattern), data, headers).then(
         (receivers) => {
           subscriber.next(receivers as TResult);
           subscriber.complete();
@@ -199,7 +235,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
       try {
         if (pattern === undefined || pattern === null) throw new TypeError('A pattern is required.');
         const call = resolveCallOptions(this.options, options);
-        cancel = this.requester.request<T>(this.normalizePattern(pattern as string), data, call, makeSink(subscriber, () => cancel?.()));
+        cancel = this.requester.request<T>(this.normalizePattern(pattern), data, call, makeSink(subscriber, () => cancel?.()));
       } catch (error) {
         subscriber.error(error);
       }
@@ -217,6 +253,18 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
   private onRedisError(error: Error): void {
     this.redisErrors.warn(`Redis: ${error.message}`);
   }
+}
+
+/**
+ * How a stream-shaped call ends: completes when the answer is whole, errors with the reason when it
+ * is not (`BufferTimeoutError`, or `InstancesMissingError` when instances went silent or left).
+ */
+function endStream<T>(subscriber: { error(error: unknown): void; complete(): void }, pattern: unknown, result: GatherResult<T>, timedOut: Error | undefined): void {
+  if (timedOut !== undefined) return subscriber.error(timedOut);
+  if (result.completedBy === 'all' && result.missing.length > 0) {
+    return subscriber.error(new InstancesMissingError(String(pattern), [...result.replies, ...result.errors], result.expected, result.finished, result.missing, result.missingReasons));
+  }
+  subscriber.complete();
 }
 
 export type { BufferHeaders };

@@ -1,11 +1,14 @@
+import { randomBytes } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
-import type { Observable } from 'rxjs';
-import { BufferChannels } from '../core/channels.js';
+import { isObservable, type Observable, type Subscription } from 'rxjs';
+import { BufferChannels, channelPatternOfRoute } from '../core/channels.js';
 import { Coalescer } from '../core/coalescer.js';
-import { decodeMessage, type EventEnvelope, type RequestEnvelope } from '../core/envelope.js';
-import { BufferErrorCode } from '../core/errors/buffer.error.js';
 import { ConcurrencyLimiter } from '../core/concurrency-limiter.js';
+import { decodeMessage, encodeEnvelope, type ByeEnvelope, type Envelope, type EventEnvelope, type HelloEnvelope, type PongEnvelope, type RefusableRequest, type RequestEnvelope } from '../core/envelope.js';
+import { BufferErrorCode } from '../core/errors/buffer.error.js';
+import { DuplicateInstanceError } from '../core/errors/duplicate-instance.error.js';
+import { RedisPermissionError } from '../core/errors/redis-permission.error.js';
 import { describeRejection, GuardedBus, type InboundRejection } from '../core/guarded-bus.js';
 import { BoundedLog } from '../core/logger.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from '../core/options.js';
@@ -18,45 +21,83 @@ import { BufferContext } from './buffer.context.js';
 export interface BufferServerStats {
   requests: number;
   events: number;
-  /** Requests that arrived after their deadline and were dropped unanswered. */
+  /** Requests refused with `BUFFER_EXPIRED` (they arrived, or waited, past their deadline), and events dropped past theirs. */
   expired: number;
   /** Requests for a pattern this instance has no handler for (only possible with `to`). */
   unhandled: number;
+  /** Every refusal sent (expired, unsupported version, bad request, no handler, overloaded, shutting down). */
+  refused: number;
   malformedMessages: number;
   replyPublishFailures: number;
   /** With `signingKey`: messages dropped because they were unsigned or their signature was wrong. */
   forgedMessages: number;
-  /** Requests answered with `BUFFER_OVERLOADED`: `maxConcurrentHandlers` busy and the queue full. */
+  /** Requests answered with `BUFFER_OVERLOADED`, and events dropped, because `maxConcurrentHandlers` were busy and the queue full. */
   overloaded: number;
   /** Times the connection to Redis came back (subscriptions confirmed) after being lost. */
   reconnects: number;
+  /** Pings from callers checking that this instance is alive. */
+  pings: number;
 }
 
 type BufferServerEvents = { [K in keyof BusEvents]: (...args: BusEvents[K]) => void };
+
+type HandlerWithChain = MessageHandler & { next?: MessageHandler };
+
+/** Work in flight on this instance, and how to stop it at the end of a shutdown. */
+interface ActiveWork {
+  stop(): void;
+}
+
+type LifeCycle = 'idle' | 'listening' | 'draining' | 'closed';
 
 /**
  * The server side: plug it into Nest with
  * `app.connectMicroservice({ strategy: new RedisBufferTransport(options) })`.
  *
- * Every instance subscribes one channel per `@BufferedPattern` / `@BufferedEvent`, plus its own
- * direct channel, and answers each request on the request's `replyTo`.
+ * Every instance subscribes one channel per `@BufferedPattern` / `@BufferedEvent`, its own direct
+ * channel and the `who` channel, announces itself, and answers each request on the request's
+ * `replyTo`: with the handler's values, its error, or a refusal. It never stays silent to a request
+ * it can address.
  */
 export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> implements CustomTransportStrategy {
   override readonly transportId = BUFFER_TRANSPORT;
   protected override readonly logger = new Logger(RedisBufferTransport.name);
   readonly options: ResolvedBufferOptions;
-  readonly stats: BufferServerStats = { requests: 0, events: 0, expired: 0, unhandled: 0, malformedMessages: 0, replyPublishFailures: 0, forgedMessages: 0, overloaded: 0, reconnects: 0 };
+  /** Random per transport object: tells this process from an earlier one with the same `instanceId`. */
+  readonly incarnation = randomBytes(8).toString('base64url');
+  readonly stats: BufferServerStats = {
+    requests: 0,
+    events: 0,
+    expired: 0,
+    unhandled: 0,
+    refused: 0,
+    malformedMessages: 0,
+    replyPublishFailures: 0,
+    forgedMessages: 0,
+    overloaded: 0,
+    reconnects: 0,
+    pings: 0,
+  };
   private readonly channels: BufferChannels;
+  private readonly directChannel: string;
   private readonly fromJson: string;
   private bus: RedisBus | undefined;
   private coalescer: Coalescer | undefined;
-  private subscribedChannels: string[] = [];
-  private readonly active = new Set<ReplyWriter>();
+  // Event handlers live apart from request handlers, so one pattern can have both.
+  private readonly eventHandlers = new Map<string, HandlerWithChain>();
+  // Channel form of a pattern (what travels) → Nest's route for it (what its handler maps are keyed by).
+  private requestRoutes = new Map<string, string>();
+  private eventRoutes = new Map<string, string>();
+  private workChannels: string[] = [];
+  private readonly active = new Map<object, ActiveWork>();
   private readonly pendingListeners: Array<[keyof BusEvents, (...args: never[]) => void]> = [];
   private readonly badInput: BoundedLog;
-  private closing = false;
+  private lifeCycle: LifeCycle = 'idle';
+  // Set once the shutdown drain has run out: what is still queued or running is refused or stopped.
+  private stopping = false;
   private readonly limiter: ConcurrencyLimiter;
   private everConnected = false;
+  private thawTimer: ReturnType<typeof setInterval> | undefined;
   // Shared by every request's ReplyWriter: no closure per request.
   private readonly onReplyPublishError = (error: Error, replyTo: string): void => {
     this.stats.replyPublishFailures++;
@@ -67,6 +108,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     super();
     this.options = resolveBufferOptions(options);
     this.channels = new BufferChannels(this.options.namespace);
+    this.directChannel = this.channels.direct(this.options.instanceId);
     this.fromJson = JSON.stringify(this.options.instanceId);
     this.badInput = new BoundedLog(this.logger as Logger);
     this.limiter = new ConcurrencyLimiter(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers, () => this.active.size);
@@ -77,51 +119,102 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     return this.options.instanceId;
   }
 
-  /** How many requests this instance is handling right now. */
+  /** How many requests and events this instance is handling right now. */
   get activeRequests(): number {
     return this.active.size;
   }
 
+  /** Nest registers every handler here; event handlers are kept apart so a pattern can have both kinds. */
+  override addHandler(pattern: unknown, callback: MessageHandler, isEventHandler = false, extras: Record<string, unknown> = {}): void {
+    if (!isEventHandler) return super.addHandler(pattern, callback, false, extras);
+    const route = this.normalizePattern(pattern as string);
+    callback.isEventHandler = true;
+    callback.extras = extras;
+    let tail = this.eventHandlers.get(route);
+    if (tail === undefined) {
+      this.eventHandlers.set(route, callback);
+      return;
+    }
+    while (tail.next !== undefined) tail = tail.next as HandlerWithChain;
+    tail.next = callback;
+  }
+
   async listen(callback: (error?: unknown) => void): Promise<void> {
+    let bus: GuardedBus | undefined;
     try {
       const redisBus = new IoredisBus({ redis: this.options.redis, connectTimeout: this.options.connectTimeout, connectionName: `rb:${this.options.instanceId}` });
-      const bus = new GuardedBus(redisBus, this.options, (reason, channel, length) => this.onInboundRejected(reason, channel, length));
+      bus = new GuardedBus(redisBus, this.options, (reason, channel, length) => this.onInboundRejected(reason, channel, length));
       this.bus = bus;
-      this.coalescer = new Coalescer((channel, message) => bus.publish(channel, message), this.options);
+      const guarded = bus;
+      this.coalescer = new Coalescer((channel, message) => guarded.publish(channel, message), this.options);
       for (const [event, listener] of this.pendingListeners.splice(0)) bus.on(event, listener as never);
       bus.on('status', (status) => this.onStatus(status));
       bus.on('message', (channel, message) => this.onMessage(channel, message));
       if (bus.listenerCount('error') === 0) bus.on('error', (error) => this.badInput.warn(`Redis: ${error.message}`));
       await bus.connect();
-      this.subscribedChannels = this.channelsToSubscribe();
-      await bus.subscribe(this.subscribedChannels);
-      this.logger.log(`Instance "${this.instanceId}" listening on ${this.subscribedChannels.length} channels in namespace "${this.options.namespace}".`);
+      this.mapRoutes();
+      await this.ensureUniqueId(bus, 0);
+      this.workChannels = [
+        this.channels.who(),
+        ...[...this.requestRoutes.keys()].map((pattern) => this.channels.request(pattern)),
+        ...[...this.eventRoutes.keys()].map((pattern) => this.channels.event(pattern)),
+      ];
+      // Subscribed before announcing: an instance callers know of can always be reached.
+      await bus.subscribe([this.directChannel, ...this.workChannels]);
+      // Two processes that passed the first check at the same moment both see 2 here, and both stop.
+      await this.ensureUniqueId(bus, 1);
+      this.lifeCycle = 'listening';
+      await this.announce();
+      this.watchForThaw();
+      this.logger.log(`Instance "${this.instanceId}" listening on ${this.workChannels.length + 1} channels in namespace "${this.options.namespace}".`);
       callback();
     } catch (error) {
+      if (error instanceof DuplicateInstanceError && bus !== undefined) {
+        this.lifeCycle = 'closed';
+        await bus.close().catch(() => undefined);
+      }
       callback(error);
     }
   }
 
   /**
-   * Stops taking requests at once (unsubscribes), lets handlers in flight finish for at most
-   * `shutdownTimeout` ms, publishes their replies, then disconnects.
+   * Drains, then disconnects:
+   * 1. unsubscribes every pattern channel (confirmed by Redis): from then on, no caller counts this
+   *    instance as a receiver;
+   * 2. answers every request Redis delivered before that, and lets handlers finish, for at most
+   *    `shutdownTimeout` ms; direct requests arriving meanwhile are refused (`BUFFER_SHUTTING_DOWN`);
+   * 3. refuses what is still queued and ends what still runs with a `BUFFER_SHUTTING_DOWN` error;
+   * 4. announces that it left (`bye`, after its last reply), unsubscribes its direct channel, disconnects.
    */
   async close(): Promise<void> {
-    if (this.closing) return;
-    this.closing = true;
+    if (this.lifeCycle === 'draining' || this.lifeCycle === 'closed') return;
     const bus = this.bus;
+    this.lifeCycle = bus === undefined ? 'closed' : 'draining';
+    if (this.thawTimer !== undefined) clearInterval(this.thawTimer);
+    this.thawTimer = undefined;
     if (bus === undefined) return;
     try {
-      await bus.unsubscribe(this.subscribedChannels);
+      await bus.unsubscribe(this.workChannels);
     } catch {
       // Not connected: nothing is subscribed any more anyway.
     }
     const deadline = Date.now() + this.options.shutdownTimeout;
-    while (this.active.size + this.limiter.queued > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-    if (this.active.size > 0) this.logger.warn(`Closed with ${this.active.size} handlers still running after shutdownTimeout (${this.options.shutdownTimeout} ms).`);
+    while (this.active.size + this.limiter.queued > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    this.stopping = true;
+    for (const task of this.limiter.takeAll()) task();
+    if (this.active.size > 0) {
+      this.logger.warn(`Stopping ${this.active.size} handlers still running after shutdownTimeout (${this.options.shutdownTimeout} ms); their callers get BUFFER_SHUTTING_DOWN.`);
+      for (const work of [...this.active.values()]) work.stop();
+    }
+    if (bus.status === 'connected') {
+      const bye: ByeEnvelope = { v: 1, kind: 'bye', id: this.incarnation, from: this.instanceId, inc: this.incarnation };
+      await this.publishNow(this.channels.members(), encodeEnvelope(bye)).catch(() => undefined);
+      await bus.unsubscribe([this.directChannel]).catch(() => undefined);
+    }
     this.coalescer?.flush();
     // Let the last PUBLISH commands reach the socket before QUIT.
     await new Promise((resolve) => setImmediate(resolve));
+    this.lifeCycle = 'closed';
     await bus.close();
   }
 
@@ -138,45 +231,160 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     return this.bus.unwrap() as T;
   }
 
-  private channelsToSubscribe(): string[] {
-    const channels = [this.channels.direct(this.instanceId)];
-    for (const [pattern, handler] of this.messageHandlers) {
-      channels.push(handler.isEventHandler ? this.channels.event(pattern) : this.channels.request(pattern));
+  private mapRoutes(): void {
+    this.requestRoutes = new Map();
+    for (const [route, handler] of this.messageHandlers) if (!handler.isEventHandler) this.requestRoutes.set(channelPatternOfRoute(route), route);
+    this.eventRoutes = new Map();
+    for (const route of this.eventHandlers.keys()) this.eventRoutes.set(channelPatternOfRoute(route), route);
+  }
+
+  /** Refuses to run beside another live process with the same id (more than `allowed` subscribers on its direct channel). */
+  private async ensureUniqueId(bus: RedisBus, allowed: number): Promise<void> {
+    let subscribers: number;
+    try {
+      subscribers = await bus.numsub(this.directChannel);
+    } catch (error) {
+      if (!(error instanceof RedisPermissionError)) throw error;
+      this.logger.warn(`Cannot check that instance id "${this.instanceId}" is unique: Redis refused PUBSUB NUMSUB (${error.message}).`);
+      return;
     }
-    return channels;
+    if (subscribers > allowed) {
+      if (allowed > 0) await bus.unsubscribe([this.directChannel, ...this.workChannels]).catch(() => undefined);
+      throw new DuplicateInstanceError(this.instanceId, this.options.namespace);
+    }
+  }
+
+  private helloEnvelope(id: string): HelloEnvelope {
+    return { v: 1, kind: 'hello', id, from: this.instanceId, inc: this.incarnation, patterns: [...this.requestRoutes.keys()], events: [...this.eventRoutes.keys()] };
+  }
+
+  /** Tells every caller this instance is here (after joining, a reconnect, or a freeze). */
+  private announce(): Promise<void> {
+    return this.publishNow(this.channels.members(), encodeEnvelope(this.helloEnvelope(this.incarnation))).then(
+      () => undefined,
+      (error: Error) => this.badInput.warn(`Could not announce instance "${this.instanceId}": ${error.message}`),
+    );
+  }
+
+  private publishNow(channel: string, encoded: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.coalescer!.enqueue(channel, { bytes: encoded.length, encode: () => encoded }, (error, receivers) => (error === undefined ? resolve(receivers) : reject(error)));
+    });
+  }
+
+  /**
+   * A process that was frozen (SIGSTOP, a debugger, a very long pause) may have been taken for
+   * silent by callers meanwhile: when a tick comes much later than scheduled, it says hello again.
+   */
+  private watchForThaw(): void {
+    const every = this.options.livenessTimeout / 4;
+    let last = Date.now();
+    this.thawTimer = setInterval(() => {
+      const now = Date.now();
+      if (now - last > this.options.livenessTimeout && this.bus?.status === 'connected') void this.announce();
+      last = now;
+    }, every);
+    this.thawTimer.unref();
   }
 
   private onStatus(status: BusStatus): void {
     this._status$.next(status);
     if (status === 'connected') {
-      if (this.everConnected) this.stats.reconnects++;
+      if (this.everConnected) {
+        this.stats.reconnects++;
+        // Callers may have dropped this instance from their view while the connection was away.
+        if (this.lifeCycle === 'listening') void this.announce();
+      }
       this.everConnected = true;
     }
     if (status === 'reconnecting') this.logger.warn('Redis connection lost; reconnecting (subscriptions are restored automatically).');
-    else if (status === 'connected' && this.subscribedChannels.length > 0) this.logger.log('Connected to Redis; subscriptions confirmed.');
+    else if (status === 'connected' && this.lifeCycle === 'listening' && this.stats.reconnects > 0) this.logger.log('Connected to Redis; subscriptions confirmed.');
   }
 
   private onMessage(channel: string, message: string): void {
-    if (this.closing) return;
+    if (this.lifeCycle === 'closed' || this.lifeCycle === 'idle') return;
     const { envelopes, rejected } = decodeMessage(message, channel);
-    for (const error of rejected) this.rejectInput(error.message);
+    for (const { error, refusable } of rejected) {
+      if (refusable !== undefined && this.isRequestChannel(channel)) this.refuseUnreadable(refusable, error.message);
+      else this.rejectInput(error.message);
+    }
     for (const envelope of envelopes) {
-      if (envelope.kind === 'request') {
-        if (channel !== this.channels.direct(this.instanceId) && channel !== this.channels.request(envelope.pattern)) {
-          this.rejectInput(`Dropped a request for "${envelope.pattern}" that arrived on "${channel}".`);
-          continue;
-        }
-        if (!this.limiter.submit(() => this.onRequest(envelope, channel))) this.refuseOverloaded(envelope);
-      } else if (envelope.kind === 'event') {
-        if (channel !== this.channels.event(envelope.pattern)) {
-          this.rejectInput(`Dropped an event for "${envelope.pattern}" that arrived on "${channel}".`);
-          continue;
-        }
-        this.onEvent(envelope, channel);
-      } else {
-        this.rejectInput(`Dropped a reply on request channel "${channel}".`);
+      // Whatever happens below (a handler throwing synchronously included) must not reach the
+      // Redis client's socket handler: it becomes that request's error reply, or a log line.
+      try {
+        this.dispatch(channel, envelope);
+      } catch (error) {
+        this.logger.error(`Could not handle a "${envelope.kind}" on "${channel}": ${(error as Error)?.stack ?? String(error)}`);
+        if (envelope.kind === 'request' && this.replyAllowed(envelope.replyTo)) this.writerFor(envelope).error(error);
       }
     }
+  }
+
+  private dispatch(channel: string, envelope: Envelope): void {
+    switch (envelope.kind) {
+      case 'request':
+        return this.onRequestArrived(channel, envelope);
+      case 'event':
+        return this.onEventArrived(channel, envelope);
+      case 'ping':
+        if (channel !== this.directChannel) break;
+        this.stats.pings++;
+        if (this.replyAllowed(envelope.replyTo)) {
+          const pong: PongEnvelope = { v: 1, kind: 'pong', id: envelope.id, from: this.instanceId, inc: this.incarnation };
+          void this.publishNow(envelope.replyTo, encodeEnvelope(pong)).catch(() => undefined);
+        } else this.rejectInput(`Dropped a ping whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
+        return;
+      case 'who':
+        if (channel !== this.channels.who()) break;
+        if (this.lifeCycle !== 'listening') return;
+        if (this.replyAllowed(envelope.replyTo)) void this.publishNow(envelope.replyTo, encodeEnvelope(this.helloEnvelope(envelope.id))).catch(() => undefined);
+        else this.rejectInput(`Dropped a who whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
+        return;
+      default:
+        break;
+    }
+    this.rejectInput(`Dropped a "${envelope.kind}" envelope on "${channel}": it does not belong there.`);
+  }
+
+  private isRequestChannel(channel: string): boolean {
+    return channel === this.directChannel || channel.startsWith(`${this.options.namespace}:req:`);
+  }
+
+  private replyAllowed(replyTo: string): boolean {
+    return this.options.replyToAnyChannel || this.channels.isInbox(replyTo);
+  }
+
+  /** A request that failed validation but says where to answer (a newer version, a bad header…). */
+  private refuseUnreadable(request: RefusableRequest, reason: string): void {
+    this.stats.requests++;
+    if (!this.replyAllowed(request.replyTo)) return this.rejectInput(reason);
+    this.stats.malformedMessages++;
+    const message =
+      request.code === BufferErrorCode.UnsupportedVersion
+        ? `Instance "${this.instanceId}" speaks protocol version 1 and cannot run this request: ${reason}.`
+        : `Instance "${this.instanceId}" refused a malformed request: ${reason}.`;
+    this.stats.refused++;
+    new ReplyWriter(this.coalescer!, request.replyTo, request.id, this.fromJson, this.options.maxPayloadBytes, this.onReplyPublishError).refuse(request.code, message);
+  }
+
+  private onRequestArrived(channel: string, envelope: RequestEnvelope): void {
+    if (!this.replyAllowed(envelope.replyTo)) {
+      // Answering would publish onto a channel of the sender's choosing (amplification): only dropped.
+      return this.rejectInput(`Dropped a request whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}" (see the "replyToAnyChannel" option).`);
+    }
+    const receivedAt = Date.now();
+    // The caller's remaining time, counted on this host's clock from arrival: no clock agreement needed.
+    const deadline = envelope.ttl !== undefined ? receivedAt + envelope.ttl : envelope.deadline!;
+    if (channel !== this.directChannel && channel !== this.channels.request(envelope.pattern)) {
+      this.stats.requests++;
+      this.stats.malformedMessages++;
+      return this.refuse(envelope, BufferErrorCode.BadRequest, `The request for "${envelope.pattern}" arrived on "${channel}", the channel of another pattern.`);
+    }
+    if (this.lifeCycle !== 'listening' && channel === this.directChannel) {
+      this.stats.requests++;
+      return this.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" is shutting down; ask another instance.`);
+    }
+    if (!this.limiter.submit(() => this.onRequest(envelope, channel, deadline))) this.refuseOverloaded(envelope);
   }
 
   private onInboundRejected(reason: InboundRejection, channel: string, length: number): void {
@@ -189,10 +397,16 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
   private refuseOverloaded(envelope: RequestEnvelope): void {
     this.stats.requests++;
     this.stats.overloaded++;
-    this.writerFor(envelope).error({
-      code: BufferErrorCode.Overloaded,
-      message: `Instance "${this.instanceId}" is overloaded: ${this.options.maxConcurrentHandlers} handlers running and ${this.options.maxQueuedHandlers} requests queued; retry later, add instances, or raise "maxConcurrentHandlers" / "maxQueuedHandlers".`,
-    });
+    this.refuse(
+      envelope,
+      BufferErrorCode.Overloaded,
+      `Instance "${this.instanceId}" is overloaded: ${this.options.maxConcurrentHandlers} handlers running and ${this.options.maxQueuedHandlers} requests queued; retry later, add instances, or raise "maxConcurrentHandlers" / "maxQueuedHandlers".`,
+    );
+  }
+
+  private refuse(envelope: RequestEnvelope, code: string, message: string): void {
+    this.stats.refused++;
+    this.writerFor(envelope).refuse(code, message);
   }
 
   private rejectInput(message: string): void {
@@ -200,37 +414,42 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     this.badInput.warn(message);
   }
 
-  private onRequest(envelope: RequestEnvelope, channel: string): void {
+  private onRequest(envelope: RequestEnvelope, channel: string, deadline: number): void {
     this.stats.requests++;
-    if (Date.now() > envelope.deadline) {
-      // The caller has stopped listening: the work would be wasted.
+    if (this.stopping) return this.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" shut down before it could run the request.`);
+    if (Date.now() > deadline) {
+      // The caller is about to stop listening: say so rather than do dead work, or stay silent.
       this.stats.expired++;
-      return;
+      return this.refuse(envelope, BufferErrorCode.Expired, `The request reached instance "${this.instanceId}" (or waited there) past its deadline.`);
+    }
+    const route = this.requestRoutes.get(envelope.pattern);
+    const handler = route === undefined ? undefined : this.messageHandlers.get(route);
+    if (handler === undefined || handler.isEventHandler) {
+      this.stats.unhandled++;
+      return this.refuse(envelope, BufferErrorCode.NoHandler, `Instance "${this.instanceId}" has no handler for "${envelope.pattern}".`);
     }
     const writer = this.writerFor(envelope);
-    // Patterns arrive normalized (client and addHandler both use Nest's transformPatternToRoute), so
-    // the Map finds them. Nest's getHandlerByPattern JSON.parses the pattern and throws on a plain
-    // string, once per call: it runs only on a miss (a hand-written object pattern on the direct channel).
-    const handler = this.messageHandlers.get(envelope.pattern) ?? this.getHandlerByPattern(envelope.pattern);
-    if (handler === null || handler.isEventHandler) {
-      this.stats.unhandled++;
-      writer.error({ code: BufferErrorCode.NoHandler, message: `Instance "${this.instanceId}" has no handler for "${envelope.pattern}".` });
-      return;
-    }
-    const context = this.contextFor(envelope, channel);
-    this.active.add(writer);
+    const context = this.contextFor(envelope, channel, deadline);
     // Past the deadline nobody listens: stop the handler's stream instead of doing dead work. The
     // timer is armed only for a stream still open once subscribed (most handlers have answered by
     // then), which saves a setTimeout/clearTimeout pair per request.
     let expiry: ReturnType<typeof setTimeout> | undefined;
+    let subscription: Subscription | undefined;
     const settle = (): void => {
       if (expiry !== undefined) clearTimeout(expiry);
-      this.active.delete(writer);
-      this.limiter.pump();
+      expiry = undefined;
+      if (this.active.delete(writer)) this.limiter.pump();
     };
-    const run = this.runWithProcessingHooks(context, async (runEndHook) => {
-      const stream$ = this.transformToObservable(await (handler as MessageHandler)(envelope.data, context)) as Observable<unknown>;
-      const subscription = stream$.subscribe(writer);
+    this.active.set(writer, {
+      stop: () => {
+        subscription?.unsubscribe();
+        writer.error({ code: BufferErrorCode.ShuttingDown, message: `Instance "${this.instanceId}" shut down before its handler finished (shutdownTimeout ${this.options.shutdownTimeout} ms).` });
+        settle();
+      },
+    });
+    const run = this.runHooked(context, async (runEndHook) => {
+      const stream$ = this.transformToObservable(await handler(envelope.data, context)) as Observable<unknown>;
+      subscription = stream$.subscribe(writer);
       // Runs on completion, error or unsubscribe; at once if the stream has already ended.
       subscription.add(() => {
         runEndHook();
@@ -239,22 +458,89 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       if (writer.isEnded) {
         subscription.unsubscribe();
       } else {
-        // A deadline that passed while the handler was awaited leaves the stream running, as before.
-        const remaining = envelope.deadline - Date.now();
-        if (remaining > 0) expiry = setTimeout(() => subscription.unsubscribe(), remaining);
+        const remaining = deadline - Date.now();
+        const current = subscription;
+        if (remaining > 0) expiry = setTimeout(() => current.unsubscribe(), remaining);
       }
-    }) as unknown;
-    Promise.resolve(run).catch((error: unknown) => {
+    });
+    run.catch((error: unknown) => {
       settle();
       writer.error(error);
     });
+  }
+
+  private onEventArrived(channel: string, envelope: EventEnvelope): void {
+    if (channel !== this.channels.event(envelope.pattern)) {
+      return this.rejectInput(`Dropped an event for "${envelope.pattern}" that arrived on "${channel}".`);
+    }
+    if (!this.limiter.submit(() => this.onEvent(envelope, channel))) {
+      this.stats.overloaded++;
+      this.badInput.warn(`Dropped event "${envelope.pattern}": ${this.options.maxConcurrentHandlers} handlers running and ${this.options.maxQueuedHandlers} queued.`);
+    }
+  }
+
+  private onEvent(envelope: EventEnvelope, channel: string): void {
+    this.stats.events++;
+    if (this.stopping) return;
+    if (envelope.deadline !== undefined && Date.now() > envelope.deadline) {
+      // Also what stops a captured signed event from being replayed later.
+      this.stats.expired++;
+      this.badInput.warn(`Dropped event "${envelope.pattern}" received past its deadline (see "eventTtl").`);
+      return;
+    }
+    const route = this.eventRoutes.get(envelope.pattern);
+    const handler = route === undefined ? undefined : this.eventHandlers.get(route);
+    if (handler === undefined) return this.rejectInput(`No event handler for "${envelope.pattern}".`);
+    const context = this.contextFor(envelope, channel, undefined);
+    const token = {};
+    let subscription: Subscription | undefined;
+    const settle = (): void => {
+      if (this.active.delete(token)) this.limiter.pump();
+    };
+    this.active.set(token, {
+      stop: () => {
+        subscription?.unsubscribe();
+        settle();
+      },
+    });
+    const fail = (error: unknown): void => {
+      this.logger.error(`Event handler for "${envelope.pattern}" failed: ${(error as Error)?.message ?? String(error)}`);
+      settle();
+    };
+    this.runHooked(context, async (runEndHook) => {
+      const result: unknown = await handler(envelope.data, context);
+      if (!isObservable(result)) {
+        runEndHook();
+        return settle();
+      }
+      subscription = result.subscribe({ error: fail });
+      subscription.add(() => {
+        runEndHook();
+        settle();
+      });
+    }).catch(fail);
+  }
+
+  /**
+   * Nest's processing hooks (tracing and the like) around a handler, where the installed Nest has
+   * them: `runWithProcessingHooks` exists from @nestjs/microservices 12.0.4; without it, the handler
+   * runs as it is.
+   */
+  private runHooked(context: BufferContext, fn: (runEndHook: () => void) => Promise<void>): Promise<void> {
+    const self = this as unknown as { runWithProcessingHooks?: (context: unknown, fn: (runEndHook: () => void) => Promise<void>) => unknown };
+    try {
+      if (typeof self.runWithProcessingHooks === 'function') return Promise.resolve(self.runWithProcessingHooks(context, fn)) as Promise<void>;
+      return fn(() => undefined);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   private writerFor(envelope: RequestEnvelope): ReplyWriter {
     return new ReplyWriter(this.coalescer!, envelope.replyTo, envelope.id, this.fromJson, this.options.maxPayloadBytes, this.onReplyPublishError);
   }
 
-  private contextFor(envelope: RequestEnvelope | EventEnvelope, channel: string): BufferContext {
+  private contextFor(envelope: RequestEnvelope | EventEnvelope, channel: string, deadline: number | undefined): BufferContext {
     return new BufferContext({
       kind: envelope.kind,
       requestId: envelope.id,
@@ -263,15 +549,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       instanceId: this.instanceId,
       channel,
       headers: envelope.headers,
-      deadline: envelope.kind === 'request' ? envelope.deadline : undefined,
+      deadline,
     });
-  }
-
-  private onEvent(envelope: EventEnvelope, channel: string): void {
-    this.stats.events++;
-    const context = this.contextFor(envelope, channel);
-    this.handleEvent(envelope.pattern, { pattern: envelope.pattern, data: envelope.data }, context).catch((error: unknown) =>
-      this.logger.error(`Event handler for "${envelope.pattern}" failed: ${(error as Error)?.message ?? String(error)}`),
-    );
   }
 }

@@ -1,5 +1,5 @@
 import { BufferError, BufferErrorCode } from './buffer.error.js';
-import type { BufferReply } from '../reply.js';
+import type { BufferReply, MissingReason } from '../reply.js';
 
 /**
  * The request reached its `timeout` before it was complete. Carries what did arrive, so a caller
@@ -17,9 +17,13 @@ export class BufferTimeoutError<T = unknown> extends BufferError {
     readonly expected: number | undefined,
     /** How many instances had finished replying when the deadline passed. */
     readonly finished: number,
+    /** The instances the caller waited for that had not finished, by instance id. */
+    readonly missing: readonly string[] = [],
+    /** Why each of `missing` did not finish. */
+    readonly missingReasons: Readonly<Record<string, MissingReason>> = {},
   ) {
     super(
-      `Request "${pattern}" timed out after ${timeout} ms with ${finished} of ${expected ?? 'an unknown number of'} instances finished: raise "timeout", or complete earlier with "quorum", "until" or "stall".`,
+      `Request "${pattern}" timed out after ${timeout} ms with ${finished} of ${expected ?? 'an unknown number of'} instances finished${missing.length > 0 ? ` (not finished: ${missing.join(', ')})` : ''}: raise "timeout", or complete earlier with "quorum", "until" or "stall".`,
     );
   }
 }

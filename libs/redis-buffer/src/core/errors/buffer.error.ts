@@ -14,7 +14,36 @@ export const BufferErrorCode = {
   /** An error reply: the instance's `maxConcurrentHandlers` are busy and its queue is full. */
   Overloaded: 'BUFFER_OVERLOADED',
   RedisPermission: 'BUFFER_REDIS_PERMISSION',
+  /** A refusal: the request reached the instance after its deadline (or waited past it in the queue). */
+  Expired: 'BUFFER_EXPIRED',
+  /** A refusal: the request's protocol version `v` is one this instance does not speak. */
+  UnsupportedVersion: 'BUFFER_UNSUPPORTED_VERSION',
+  /** A refusal: the request could be addressed but broke a rule of the envelope (a header too long, …). */
+  BadRequest: 'BUFFER_BAD_REQUEST',
+  /** A refusal: the instance is draining for shutdown and takes no new work. */
+  ShuttingDown: 'BUFFER_SHUTTING_DOWN',
+  /** An error reply: the handler's reply (value or error) encodes to more than `maxPayloadBytes`. */
+  ReplyTooLarge: 'BUFFER_REPLY_TOO_LARGE',
+  /** Another live instance already uses this `instanceId` in the namespace. */
+  DuplicateInstance: 'BUFFER_DUPLICATE_INSTANCE',
+  /** `scatter`/`send`: the request completed without some instances that went silent or left. */
+  InstancesMissing: 'BUFFER_INSTANCES_MISSING',
+  /** A callback given to a call (`until`, `onReply`) threw; the request was ended with it. */
+  CallbackFailed: 'BUFFER_CALLBACK_FAILED',
 } as const;
+
+/**
+ * The codes an instance puts in a refusal: a terminal error reply (`"refused": true`) for a request
+ * it received but will not run. The caller counts that instance as finished.
+ */
+export const REFUSAL_CODES: ReadonlySet<string> = new Set([
+  BufferErrorCode.Expired,
+  BufferErrorCode.UnsupportedVersion,
+  BufferErrorCode.BadRequest,
+  BufferErrorCode.ShuttingDown,
+  BufferErrorCode.NoHandler,
+  BufferErrorCode.Overloaded,
+]);
 
 export type BufferErrorCode = (typeof BufferErrorCode)[keyof typeof BufferErrorCode];
 

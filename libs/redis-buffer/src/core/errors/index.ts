@@ -1,4 +1,4 @@
-export { BufferError, BufferErrorCode } from './buffer.error.js';
+export { BufferError, BufferErrorCode, REFUSAL_CODES } from './buffer.error.js';
 export { NoRespondersError } from './no-responders.error.js';
 export { BufferTimeoutError } from './buffer-timeout.error.js';
 export { ConnectionLostError } from './connection-lost.error.js';
@@ -7,3 +7,6 @@ export { BadMessageError } from './bad-message.error.js';
 export { InvalidOptionsError } from './invalid-options.error.js';
 export { TooManyRequestsError } from './too-many-requests.error.js';
 export { RedisPermissionError } from './redis-permission.error.js';
+export { DuplicateInstanceError } from './duplicate-instance.error.js';
+export { CallbackError } from './callback.error.js';
+export { InstancesMissingError } from './instances-missing.error.js';
