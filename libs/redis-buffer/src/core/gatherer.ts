@@ -43,9 +43,14 @@ export class Gatherer<T = unknown> {
   private expected: number | undefined;
   private awaited: ReadonlySet<string> | undefined;
   // Per instance: the last sequence number seen (Redis keeps one publisher's messages in order, so
-  // anything at or below it is a duplicate) and whether it is done. Made on the first reply.
-  private progress: Map<string, InstanceProgress> | undefined;
+  // anything at or below it is a duplicate) and whether it is done. The first instance to reply is
+  // kept in its own field and the others in a Map made on demand: most requests in flight hold no
+  // Map (memory and GC per request).
+  private first: (InstanceProgress & { readonly from: string }) | undefined;
+  private others: Map<string, InstanceProgress> | undefined;
   private gone: Map<string, MissingReason> | undefined;
+  // How many of `awaited` have finished or are gone: kept as replies come, so completion is O(1).
+  private settledAwaited = 0;
   private finishedCount = 0;
   private replies: Array<Extract<BufferReply<T>, { ok: true }>> | undefined;
   private errors: Array<Extract<BufferReply<T>, { ok: false }>> | undefined;
@@ -88,8 +93,7 @@ export class Gatherer<T = unknown> {
     this.expected = receivers;
     // An empty view of receivers says nothing (the instances may be unable to answer at all, for
     // example under another signing key): then only Redis's count decides.
-    this.awaited = awaited === undefined || awaited.size === 0 ? undefined : awaited;
-    if (this.awaited !== undefined) for (const id of silent ?? []) if (this.awaited.has(id) && !this.isSettled(id)) (this.gone ??= new Map()).set(id, 'silent');
+    if (awaited !== undefined && awaited.size > 0) this.setAwaited(awaited, silent);
     if (this.decided !== undefined) return this.finish(this.decided);
     if (receivers === 0) {
       this.end();
@@ -105,9 +109,22 @@ export class Gatherer<T = unknown> {
    */
   adoptAwaited(awaited: ReadonlySet<string> | undefined, silent: Iterable<string>): void {
     if (this.ended || this.expected === undefined || this.awaited !== undefined || awaited === undefined || awaited.size === 0) return;
-    this.awaited = awaited;
-    for (const id of silent) if (awaited.has(id) && !this.isSettled(id)) (this.gone ??= new Map()).set(id, 'silent');
+    this.setAwaited(awaited, silent);
     this.checkAll();
+  }
+
+  private setAwaited(awaited: ReadonlySet<string>, silent: Iterable<string> | undefined): void {
+    this.awaited = awaited;
+    this.settledAwaited = 0;
+    if (this.first !== undefined) for (const id of awaited) if (this.progressOf(id)?.done === true) this.settledAwaited++;
+    for (const id of silent ?? []) this.markGone(id, 'silent');
+  }
+
+  private markGone(instanceId: string, reason: MissingReason): boolean {
+    if (this.awaited === undefined || !this.awaited.has(instanceId) || this.isSettled(instanceId)) return false;
+    (this.gone ??= new Map()).set(instanceId, reason);
+    this.settledAwaited++;
+    return true;
   }
 
   /** The instances this request still waits for (known receivers not finished nor gone). */
@@ -120,18 +137,25 @@ export class Gatherer<T = unknown> {
 
   /** An instance stopped showing signs of life, or left: the request stops waiting for it. */
   instanceGone(instanceId: string, reason: MissingReason): void {
-    if (this.ended || this.awaited === undefined || !this.awaited.has(instanceId) || this.isSettled(instanceId)) return;
-    (this.gone ??= new Map()).set(instanceId, reason);
+    if (this.ended || !this.markGone(instanceId, reason)) return;
     this.checkAll();
   }
 
   accept(envelope: ReplyEnvelope): AcceptOutcome {
     if (this.ended || this.decided !== undefined) return 'late';
-    const progress = (this.progress ??= new Map());
-    let state = progress.get(envelope.from);
-    if (state !== undefined && (envelope.seq <= state.seq || state.done)) return 'duplicate';
-    if (state === undefined) progress.set(envelope.from, (state = { seq: envelope.seq, done: false }));
-    else state.seq = envelope.seq;
+    const known = this.progressOf(envelope.from);
+    if (known !== undefined && (envelope.seq <= known.seq || known.done)) return 'duplicate';
+    let state: InstanceProgress;
+    if (known !== undefined) {
+      state = known;
+      state.seq = envelope.seq;
+    } else if (this.first === undefined) {
+      this.first = { from: envelope.from, seq: envelope.seq, done: false };
+      state = this.first;
+    } else {
+      state = { seq: envelope.seq, done: false };
+      (this.others ??= new Map()).set(envelope.from, state);
+    }
 
     const hasError = Object.hasOwn(envelope, 'error');
     const hasData = !hasError && Object.hasOwn(envelope, 'data');
@@ -162,7 +186,8 @@ export class Gatherer<T = unknown> {
     if (envelope.done) {
       state.done = true;
       this.finishedCount++;
-      this.gone?.delete(envelope.from);
+      // Counted as settled already if it had been taken for gone; otherwise it settles now.
+      if (this.gone?.delete(envelope.from) !== true && this.awaited?.has(envelope.from) === true) this.settledAwaited++;
       if (this.rules.quorum !== undefined && this.finishedCount >= this.rules.quorum) return this.decide('quorum'), 'accepted';
       this.checkAll();
     }
@@ -213,20 +238,23 @@ export class Gatherer<T = unknown> {
     if (completedBy !== 'all') {
       for (const id of this.awaited ?? []) if (!this.isSettled(id)) reasons[id] = fallback;
       // Instances that started answering but never finished, whether or not the view knew them.
-      for (const [id, state] of this.progress ?? []) if (!state.done && reasons[id] === undefined) reasons[id] = fallback;
+      if (this.first !== undefined && !this.first.done && reasons[this.first.from] === undefined) reasons[this.first.from] = fallback;
+      for (const [id, state] of this.others ?? []) if (!state.done && reasons[id] === undefined) reasons[id] = fallback;
     }
     const missing = Object.keys(reasons);
     return missing.length === 0 ? { missing, missingReasons: NO_REASONS } : { missing, missingReasons: reasons };
   }
 
   private isSettled(instanceId: string): boolean {
-    return this.progress?.get(instanceId)?.done === true || this.gone?.has(instanceId) === true;
+    return this.progressOf(instanceId)?.done === true || this.gone?.has(instanceId) === true;
+  }
+
+  private progressOf(instanceId: string): InstanceProgress | undefined {
+    return this.first?.from === instanceId ? this.first : this.others?.get(instanceId);
   }
 
   private waitingOnCount(): number {
-    let count = 0;
-    for (const id of this.awaited ?? []) if (!this.isSettled(id)) count++;
-    return count;
+    return this.awaited === undefined ? 0 : this.awaited.size - this.settledAwaited;
   }
 
   private checkAll(): void {

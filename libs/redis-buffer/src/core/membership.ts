@@ -2,6 +2,8 @@ import type { Clock } from './clock.js';
 import type { HelloEnvelope } from './envelope.js';
 import type { MissingReason } from './reply.js';
 
+const NONE: readonly string[] = Object.freeze([]);
+
 /** A live instance as a caller sees it (`BufferClient.instances()`). */
 export interface InstanceInfo {
   readonly instanceId: string;
@@ -16,8 +18,10 @@ export interface InstanceInfo {
 interface Member {
   info: InstanceInfo;
   patterns: ReadonlySet<string>;
-  /** Last time anything came from it (hello, pong, a reply), by the caller's clock. */
+  /** Last time anything came from it (hello, pong, a reply), by the caller's clock, to the liveness round. */
   lastHeard: number;
+  /** Something came since the last liveness round (set per reply without reading the clock). */
+  heardSinceCheck: boolean;
   /** When the outstanding ping was sent, if one is. */
   pingSentAt: number | undefined;
   silent: boolean;
@@ -47,6 +51,7 @@ export class MembershipView {
   private readonly members = new Map<string, Member>();
   private awaitedCache = new Map<string, ReadonlySet<string>>();
   private synced = false;
+  private silentCount = 0;
   // Counts hellos, to tell which members a `who` round can vouch for.
   private hellos = 0;
 
@@ -93,10 +98,12 @@ export class MembershipView {
   hello(envelope: HelloEnvelope): void {
     const known = this.members.get(envelope.from);
     if (known !== undefined && known.info.incarnation !== envelope.inc) this.host.instanceGone(envelope.from, 'left');
+    if (known?.silent === true) this.silentCount--;
     this.members.set(envelope.from, {
       info: { instanceId: envelope.from, incarnation: envelope.inc, patterns: [...envelope.patterns], events: [...envelope.events] },
       patterns: new Set(envelope.patterns),
       lastHeard: this.clock.now(),
+      heardSinceCheck: false,
       pingSentAt: undefined,
       silent: false,
       helloNumber: ++this.hellos,
@@ -120,9 +127,10 @@ export class MembershipView {
       this.host.instanceGone(instanceId, 'left');
       member.info = { ...member.info, incarnation };
     }
-    member.lastHeard = this.clock.now();
+    member.heardSinceCheck = true;
     if (member.silent) {
       member.silent = false;
+      this.silentCount--;
       this.awaitedCache.clear();
     }
   }
@@ -150,9 +158,9 @@ export class MembershipView {
   }
 
   /** Those of `ids` currently taken for silent: a request does not wait for them, and names them. */
-  silentAmong(ids: ReadonlySet<string> | undefined): string[] {
+  silentAmong(ids: ReadonlySet<string> | undefined): readonly string[] {
+    if (ids === undefined || this.silentCount === 0) return NONE;
     const silent: string[] = [];
-    if (ids === undefined) return silent;
     for (const id of ids) if (this.members.get(id)?.silent === true) silent.push(id);
     return silent;
   }
@@ -175,6 +183,10 @@ export class MembershipView {
         this.host.instanceGone(id, 'silent');
         continue;
       }
+      if (member.heardSinceCheck) {
+        member.heardSinceCheck = false;
+        member.lastHeard = now;
+      }
       const outstanding = member.pingSentAt !== undefined && member.lastHeard < member.pingSentAt;
       if (outstanding) {
         if (now - member.pingSentAt! >= this.livenessTimeout - quarter) this.markSilent(id, member);
@@ -193,12 +205,16 @@ export class MembershipView {
 
   private markSilent(id: string, member: Member): void {
     member.silent = true;
+    this.silentCount++;
     this.awaitedCache.clear();
     this.host.instanceGone(id, 'silent');
   }
 
   private remove(instanceId: string, reason: MissingReason): void {
-    if (!this.members.delete(instanceId)) return;
+    const member = this.members.get(instanceId);
+    if (member === undefined) return;
+    this.members.delete(instanceId);
+    if (member.silent) this.silentCount--;
     this.awaitedCache.clear();
     this.host.instanceGone(instanceId, reason);
   }

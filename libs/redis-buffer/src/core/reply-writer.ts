@@ -23,7 +23,7 @@ class PendingReply implements OutgoingEnvelope {
     private readonly bodyJson: string | undefined,
     private readonly refused: boolean,
   ) {
-    this.bytes = writer.envelopeOverhead + (bodyJson?.length ?? 0);
+    this.bytes = writer.batchOverhead + (bodyJson?.length ?? 0);
   }
 
   encode(): string {
@@ -40,6 +40,8 @@ class PendingReply implements OutgoingEnvelope {
 export class ReplyWriter {
   readonly idJson: string;
   readonly envelopeOverhead: number;
+  /** The envelope's usual size around the body, for batch accounting (not a bound). */
+  readonly batchOverhead: number;
   private seq = 0;
   private last: PendingReply | undefined;
   private ended = false;
@@ -57,9 +59,10 @@ export class ReplyWriter {
     private readonly onPublishError: (error: Error, replyTo: string) => void,
   ) {
     this.idJson = JSON.stringify(requestId);
-    // The envelope around the body, in UTF-8 bytes: fixed fields (with room for `seq` and
-    // `"refused":true`), the id and the sender.
-    this.envelopeOverhead = 96 + Buffer.byteLength(this.idJson) + Buffer.byteLength(fromJson);
+    // The envelope around the body, in UTF-8 bytes, bounded from above: fixed fields (with room for
+    // `seq` and `"refused":true`), the id and the sender at 3 bytes per UTF-16 unit at most.
+    this.envelopeOverhead = 96 + 3 * (this.idJson.length + fromJson.length);
+    this.batchOverhead = 64 + this.idJson.length + fromJson.length;
   }
 
   get isEnded(): boolean {

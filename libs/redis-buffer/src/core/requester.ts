@@ -34,7 +34,8 @@ export interface RequesterStats {
 class OutgoingRequest implements OutgoingEnvelope {
   constructor(
     private readonly gatherer: Gatherer<unknown>,
-    private readonly body: string,
+    /** The encoded request after its `ttl`, from the comma on. */
+    private readonly rest: string,
     readonly bytes: number,
   ) {}
 
@@ -43,7 +44,7 @@ class OutgoingRequest implements OutgoingEnvelope {
   }
 
   encode(): string {
-    return `{"ttl":${this.gatherer.remainingMs()},${this.body.slice(1)}`;
+    return `{"ttl":${this.gatherer.remainingMs()}${this.rest}`;
   }
 }
 
@@ -143,7 +144,7 @@ export class Requester {
     const gatherer: Gatherer<T> = new Gatherer<T>(id, pattern, call, route, this.clock);
     let item: OutgoingRequest | undefined;
     try {
-      item = this.prepareRequest(gatherer as Gatherer<unknown>, { v: 1, kind: 'request', id, pattern, from: this.options.instanceId, replyTo: this.inbox, ttl: call.timeout, headers: call.headers, data: data === undefined ? null : data });
+      item = this.prepareRequest(gatherer as Gatherer<unknown>, { ttl: call.timeout, v: 1, kind: 'request', id, pattern, from: this.options.instanceId, replyTo: this.inbox, headers: call.headers, data: data === undefined ? null : data });
     } catch (error) {
       gatherer.cancel();
       throw error;
@@ -223,11 +224,11 @@ export class Requester {
   private encodeChecked(envelope: Envelope, what: string): string {
     const problem = validateEnvelope(envelope);
     if (typeof problem === 'string') throw new BadMessageError(`the ${what} would be refused by every receiver: ${problem}`);
-    return this.checkSize(encodeEnvelope(envelope), 0, what);
+    return this.checkSize(encodeEnvelope(envelope), what);
   }
 
-  private checkSize(encoded: string, extraBytes: number, what: string): string {
-    const bytes = utf8Bytes(encoded, this.options.maxPayloadBytes - extraBytes) + extraBytes;
+  private checkSize(encoded: string, what: string): string {
+    const bytes = utf8Bytes(encoded, this.options.maxPayloadBytes);
     if (bytes > this.options.maxPayloadBytes) throw new PayloadTooLargeError(bytes, this.options.maxPayloadBytes, what);
     return encoded;
   }
@@ -235,11 +236,11 @@ export class Requester {
   private prepareRequest(gatherer: Gatherer<unknown>, envelope: RequestEnvelope): OutgoingRequest {
     const problem = validateEnvelope(envelope);
     if (typeof problem === 'string') throw new BadMessageError(`the request would be refused by every receiver: ${problem}`);
-    // `ttl` is written in when the batch is flushed, so time spent queued is not counted twice.
-    const { ttl, ...withoutTtl } = envelope;
-    const ttlBytes = 8 + String(ttl).length;
-    const body = this.checkSize(encodeEnvelope(withoutTtl as RequestEnvelope), ttlBytes, 'request');
-    return new OutgoingRequest(gatherer, body, body.length + ttlBytes);
+    // `ttl` comes first in the envelope, so its text can be rewritten when the batch is flushed and
+    // time spent queued is not counted twice: keep what follows it.
+    const encoded = this.checkSize(encodeEnvelope(envelope), 'request');
+    const rest = encoded.slice(encoded.indexOf(','));
+    return new OutgoingRequest(gatherer, rest, encoded.length);
   }
 
   private onMessage(channel: string, message: string): void {

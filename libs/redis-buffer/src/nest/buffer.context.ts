@@ -12,7 +12,10 @@ export interface BufferMessageInfo {
   readonly instanceId: string;
   readonly channel: string;
   readonly headers: BufferHeaders;
-  /** Absolute deadline (ms since the epoch); `undefined` for events. */
+  /**
+   * When the caller stops waiting, in ms since the epoch by this host's clock (arrival + the
+   * request's `ttl`); `undefined` for events.
+   */
   readonly deadline: number | undefined;
 }
 
@@ -68,7 +71,7 @@ export class BufferContext extends BaseRpcContext<[BufferMessageInfo]> {
     return Object.hasOwn(this.info.headers, name) ? this.info.headers[name] : undefined;
   }
 
-  /** Absolute deadline in ms since the epoch, after which the caller no longer listens; `undefined` for events. */
+  /** When the caller stops waiting, in ms since the epoch by this host's clock; `undefined` for events. */
   getDeadline(): number | undefined {
     return this.info.deadline;
   }
