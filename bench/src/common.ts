@@ -3,7 +3,7 @@ import type { Observable } from 'rxjs';
 import type { Done } from './systems/types.js';
 
 /** The five systems under comparison. */
-export type SystemName = 'lib' | 'naive' | 'coalesced' | 'nats' | 'nest' | 'base';
+export type SystemName = 'lib' | 'naive' | 'coalesced' | 'nats' | 'nest' | 'base' | 'otel';
 
 export const SYSTEM_LABELS: Record<SystemName, string> = {
   lib: 'nestjs-redis-buffer (send)',
@@ -12,6 +12,7 @@ export const SYSTEM_LABELS: Record<SystemName, string> = {
   nats: 'NATS requestMany',
   nest: 'Nest Transport.REDIS',
   base: 'library baseline (--baseline build)',
+  otel: 'nestjs-redis-buffer + OpenTelemetry SDK',
 };
 
 /** The request every system sends and the reply every responder returns: the motivating "who owns this resource?" case. */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { median, SYSTEM_LABELS, type SystemName } from './common.js';
 import type { Results } from './run.js';
 
-const COLORS: Record<SystemName, string> = { base: '#ff9896', lib: '#d62728', naive: '#7f7f7f', coalesced: '#1f77b4', nats: '#2ca02c', nest: '#9467bd' };
+const COLORS: Record<SystemName, string> = { base: '#ff9896', lib: '#d62728', otel: '#ff7f0e', naive: '#7f7f7f', coalesced: '#1f77b4', nats: '#2ca02c', nest: '#9467bd' };
 
 const ms = (value: number): string => (Number.isFinite(value) ? (value >= 10 ? value.toFixed(1) : value.toFixed(3)) : 'n/a');
 const int = (value: number): string => (Number.isFinite(value) ? Math.round(value).toLocaleString('en-US') : 'n/a');

@@ -4,6 +4,10 @@ import type { CallerSystem, ResponderGroup } from './types.js';
 export async function createCaller(system: SystemName, endpoints: Endpoints): Promise<CallerSystem> {
   const namespace = `${endpoints.namespace}-${system}`;
   switch (system) {
+    case 'otel':
+      // Its own processes: the SDK is registered globally, before the library is used.
+      (await import('./otel.js')).installBenchOpenTelemetry();
+      return new (await import('./lib.js')).LibCaller(await (await import('./lib.js')).loadLibrary(undefined), endpoints.redisUrl, namespace);
     case 'lib':
     case 'base': {
       const lib = await import('./lib.js');
@@ -23,6 +27,9 @@ export async function createCaller(system: SystemName, endpoints: Endpoints): Pr
 export async function startResponders(system: SystemName, endpoints: Endpoints, ids: readonly string[]): Promise<ResponderGroup> {
   const namespace = `${endpoints.namespace}-${system}`;
   switch (system) {
+    case 'otel':
+      (await import('./otel.js')).installBenchOpenTelemetry();
+      return (await import('./lib.js')).startLibResponders(await (await import('./lib.js')).loadLibrary(undefined), endpoints.redisUrl, namespace, ids);
     case 'lib':
     case 'base': {
       const lib = await import('./lib.js');

@@ -4,6 +4,7 @@
 export { BufferModule } from './nest/buffer.module.js';
 export { BUFFER_MODULE_OPTIONS } from './nest/buffer.module-definition.js';
 export { BufferClient } from './nest/buffer.client.js';
+export { BufferHealthIndicator, type BufferHealthResult } from './nest/buffer.health-indicator.js';
 export { RedisBufferTransport, type BufferServerStats } from './nest/redis-buffer.server.js';
 export { BufferedPattern } from './nest/buffered-pattern.decorator.js';
 export { BufferedEvent } from './nest/buffered-event.decorator.js';
@@ -14,6 +15,7 @@ export { BUFFER_TRANSPORT } from './nest/buffer.constants.js';
 export { BUFFER_DEFAULTS, resolveBufferOptions, type BufferOptions, type BufferCallOptions, type BufferGatherOptions, type ResolvedBufferOptions } from './core/options.js';
 export type { BufferReply, GatherResult, CompletedBy, MissingReason } from './core/reply.js';
 export type { InstanceInfo } from './core/membership.js';
+export { TELEMETRY_SCOPE } from './core/telemetry.js';
 export { BufferChannels, channelPattern } from './core/channels.js';
 export {
   PROTOCOL_VERSION,

@@ -45,6 +45,8 @@ export class ReplyWriter {
   private seq = 0;
   private last: PendingReply | undefined;
   private ended = false;
+  /** Set when this answer ended with an error or a refusal: its code, or `error`. */
+  errorType: string | undefined;
   // One callback for every reply of this request, not a closure per reply.
   private readonly published: PublishCallback = (error) => {
     if (error !== undefined) this.onPublishError(error, this.replyTo);
@@ -92,6 +94,8 @@ export class ReplyWriter {
       json = JSON.stringify({ message: String(error) });
     }
     if (this.tooLarge(json, 'error')) return;
+    const code = (error as { code?: unknown } | null)?.code;
+    this.errorType = typeof code === 'string' ? code : 'error';
     this.push(true, 'error', json, false);
     this.ended = true;
   }
@@ -102,6 +106,7 @@ export class ReplyWriter {
    */
   refuse(code: string, message: string): void {
     if (this.ended) return;
+    this.errorType = code;
     this.push(true, 'error', JSON.stringify({ code, message }), true);
     this.ended = true;
   }
@@ -116,6 +121,7 @@ export class ReplyWriter {
     const bytes = json.length * 3 <= limit ? json.length : Buffer.byteLength(json);
     if (bytes <= limit) return false;
     const message = `The handler's ${what === 'reply' ? 'reply' : 'error'} encodes to ${bytes + this.envelopeOverhead} bytes with its envelope, over the ${this.maxPayloadBytes}-byte limit ("maxPayloadBytes").`;
+    this.errorType = BufferErrorCode.ReplyTooLarge;
     this.push(true, 'error', JSON.stringify({ code: BufferErrorCode.ReplyTooLarge, message }), false);
     this.ended = true;
     return true;

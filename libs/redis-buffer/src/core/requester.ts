@@ -14,10 +14,14 @@ import { MembershipView, type InstanceInfo } from './membership.js';
 import type { ResolvedBufferOptions, ResolvedCallOptions } from './options.js';
 import type { BusStatus, RedisBus } from './redis-bus.js';
 import type { BufferReply, GatherResult, MissingReason } from './reply.js';
+import { BufferTelemetry, type ObservedCounters, type RequestTrace } from './telemetry.js';
 
 /** Counters a caller can read for monitoring; they only ever grow. */
 export interface RequesterStats {
   requests: number;
+  events: number;
+  /** Replies accepted (values, errors, refusals, and the closing envelopes of streams). */
+  replies: number;
   /** Replies for a request that had already completed, been cancelled, or was never ours. */
   lateReplies: number;
   duplicateReplies: number;
@@ -56,7 +60,7 @@ class OutgoingRequest implements OutgoingEnvelope {
 export class Requester {
   readonly channels: BufferChannels;
   readonly inbox: string;
-  readonly stats: RequesterStats = { requests: 0, lateReplies: 0, duplicateReplies: 0, malformedMessages: 0, forgedMessages: 0, pings: 0, silentInstances: 0 };
+  readonly stats: RequesterStats = { requests: 0, events: 0, replies: 0, lateReplies: 0, duplicateReplies: 0, malformedMessages: 0, forgedMessages: 0, pings: 0, silentInstances: 0 };
   private readonly pending = new Map<string, Gatherer<unknown>>();
   private readonly coalescer: Coalescer;
   private readonly idPrefix = randomBytes(6).toString('base64url');
@@ -75,6 +79,7 @@ export class Requester {
     private readonly options: ResolvedBufferOptions,
     logger: BufferLogger,
     private readonly clock: Clock = systemClock,
+    readonly telemetry: BufferTelemetry = new BufferTelemetry('client', options.namespace, options.instanceId),
   ) {
     this.channels = new BufferChannels(options.namespace);
     this.inbox = this.channels.inbox(`${options.instanceId}.${this.idPrefix}`);
@@ -139,14 +144,18 @@ export class Requester {
     if (this.closed) throw new ConnectionLostError('the client was closed');
     if (this.pending.size >= this.options.maxInFlight) throw new TooManyRequestsError(this.options.maxInFlight);
     const id = `${this.idPrefix}${(this.nextId++).toString(36)}`;
+    const channel = call.to === undefined ? this.channels.request(pattern) : this.channels.direct(call.to);
+    const traced = this.telemetry.startRequest('request', pattern, channel, id, call.headers);
     // One object with prototype methods rather than three closures: it lives as long as the request.
-    const route = new RequestRoute<T>(this.pending, id, call.timeout, sink);
+    const route = new RequestRoute<T>(this.pending, id, call.timeout, sink, this.telemetry, traced?.trace);
     const gatherer: Gatherer<T> = new Gatherer<T>(id, pattern, call, route, this.clock);
     let item: OutgoingRequest | undefined;
     try {
-      item = this.prepareRequest(gatherer as Gatherer<unknown>, { ttl: call.timeout, v: 1, kind: 'request', id, pattern, from: this.options.instanceId, replyTo: this.inbox, headers: call.headers, data: data === undefined ? null : data });
+      const headers = traced?.headers ?? call.headers;
+      item = this.prepareRequest(gatherer as Gatherer<unknown>, { ttl: call.timeout, v: 1, kind: 'request', id, pattern, from: this.options.instanceId, replyTo: this.inbox, headers, data: data === undefined ? null : data });
     } catch (error) {
       gatherer.cancel();
+      route.cancelled();
       throw error;
     }
     this.pending.set(id, gatherer as Gatherer<unknown>);
@@ -155,7 +164,6 @@ export class Requester {
     const publish = (): void => {
       if (gatherer.isEnded || item === undefined) return;
       route.published = true;
-      const channel = call.to === undefined ? this.channels.request(pattern) : this.channels.direct(call.to);
       this.coalescer.enqueue(channel, item, (error, receivers) => {
         if (error !== undefined) gatherer.fail(error);
         else {
@@ -177,6 +185,7 @@ export class Requester {
       this.start().then(publish, (error: Error) => gatherer.fail(error));
     }
     return () => {
+      if (!gatherer.isEnded) route.cancelled();
       gatherer.cancel();
       this.pending.delete(id);
     };
@@ -185,21 +194,61 @@ export class Requester {
   /** Broadcasts an event to every instance handling `pattern`; resolves with Redis's receiver count. */
   async emit(pattern: string, data: unknown, headers: BufferHeaders = {}): Promise<number> {
     await this.start();
+    const id = `${this.idPrefix}${(this.nextId++).toString(36)}`;
+    const channel = this.channels.event(pattern);
+    const traced = this.telemetry.startRequest('event', pattern, channel, id, headers);
     const envelope: EventEnvelope = {
       v: 1,
       kind: 'event',
-      id: `${this.idPrefix}${(this.nextId++).toString(36)}`,
+      id,
       pattern,
       from: this.options.instanceId,
       deadline: Date.now() + this.options.eventTtl,
-      headers,
+      headers: traced?.headers ?? headers,
       data: data === undefined ? null : data,
     };
-    const encoded = this.encodeChecked(envelope, 'event');
+    let encoded: string;
+    try {
+      encoded = this.encodeChecked(envelope, 'event');
+    } catch (error) {
+      this.telemetry.endSend(traced?.trace, {}, error as Error);
+      throw error;
+    }
+    this.stats.events++;
     const item: OutgoingEnvelope = { bytes: encoded.length, encode: () => encoded };
     return new Promise<number>((resolve, reject) => {
-      this.coalescer.enqueue(this.channels.event(pattern), item, (error, receivers) => (error === undefined ? resolve(receivers) : reject(error)));
+      this.coalescer.enqueue(channel, item, (error, receivers) => {
+        this.telemetry.endSend(traced?.trace, { 'nestjs_redis_buffer.receivers': receivers }, error);
+        if (error === undefined) resolve(receivers);
+        else reject(error);
+      });
     });
+  }
+
+  /** What this side reports as OpenTelemetry metrics, read at each collection. */
+  observedCounters(): { counters: ObservedCounters; gauges: ObservedCounters } {
+    const stats = this.stats;
+    return {
+      counters: {
+        sent: { name: 'messaging.client.sent.messages', description: 'Requests and events sent.', read: () => stats.requests + stats.events },
+        consumed: { name: 'messaging.client.consumed.messages', description: 'Replies received and accepted.', read: () => stats.replies },
+        duplicate: { name: 'nestjs_redis_buffer.replies.duplicate', description: 'Replies dropped as duplicates (same instance and sequence number).', read: () => stats.duplicateReplies },
+        late: { name: 'nestjs_redis_buffer.replies.late', description: 'Replies that arrived after their request had ended.', read: () => stats.lateReplies },
+        malformed: { name: 'nestjs_redis_buffer.messages.malformed', description: 'Malformed messages dropped.', read: () => stats.malformedMessages },
+        forged: { name: 'nestjs_redis_buffer.messages.forged', description: 'Unsigned or forged messages dropped (with signingKey).', read: () => stats.forgedMessages },
+        pings: { name: 'nestjs_redis_buffer.pings', description: 'Liveness pings sent to instances a request waited on.', read: () => stats.pings },
+        silent: { name: 'nestjs_redis_buffer.instances.silent', description: 'Times an instance was found silent (no answer to a ping).', read: () => stats.silentInstances },
+      },
+      gauges: {
+        inFlight: { name: 'nestjs_redis_buffer.requests.in_flight', description: 'Requests open now.', read: () => this.pending.size },
+        live: { name: 'nestjs_redis_buffer.instances.live', description: 'Instances this caller knows to be live.', read: () => this.view.list().length },
+      },
+    };
+  }
+
+  /** The instances this caller's view holds now (no round trip; `instances()` asks afresh). */
+  knownInstances(): InstanceInfo[] {
+    return this.view.list();
   }
 
   /** Fails every pending request with `ConnectionLostError` and closes nothing else. */
@@ -271,7 +320,8 @@ export class Requester {
           return;
         }
         const outcome = gatherer.accept(envelope);
-        if (outcome === 'duplicate') this.stats.duplicateReplies++;
+        if (outcome === 'accepted') this.stats.replies++;
+        else if (outcome === 'duplicate') this.stats.duplicateReplies++;
         else if (outcome === 'late') this.stats.lateReplies++;
         return;
       }
@@ -395,6 +445,8 @@ class RequestRoute<T> implements GatherSink<T> {
     private readonly id: string,
     private readonly timeout: number,
     private readonly sink: GatherSink<T>,
+    private readonly telemetry: BufferTelemetry,
+    private readonly trace: RequestTrace | undefined,
   ) {}
 
   next(reply: BufferReply<T>): void {
@@ -404,15 +456,24 @@ class RequestRoute<T> implements GatherSink<T> {
   complete(result: GatherResult<T>, timedOut?: BufferTimeoutError<T>): void {
     this.pending.delete(this.id);
     if (!this.published && result.completedBy === 'timeout') {
-      this.sink.fail(new ConnectionLostError(`not connected to Redis within the request's timeout (${this.timeout} ms)`), result);
+      const error = new ConnectionLostError(`not connected to Redis within the request's timeout (${this.timeout} ms)`);
+      this.telemetry.endRequest(this.trace, result, error);
+      this.sink.fail(error, result);
     } else {
+      this.telemetry.endRequest(this.trace, result);
       this.sink.complete(result, timedOut);
     }
   }
 
   fail(error: Error, result: GatherResult<T>): void {
     this.pending.delete(this.id);
+    this.telemetry.endRequest(this.trace, result, error);
     this.sink.fail(error, result);
+  }
+
+  /** The caller unsubscribed (or the request could not be sent): its span ends here. */
+  cancelled(): void {
+    this.telemetry.endSend(this.trace, { 'nestjs_redis_buffer.cancelled': true });
   }
 }
 

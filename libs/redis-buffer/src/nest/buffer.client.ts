@@ -14,6 +14,7 @@ import { IoredisBus, type BusEvents, type BusStatus } from '../core/redis-bus.js
 import type { BufferReply, GatherResult } from '../core/reply.js';
 import type { InstanceInfo } from '../core/membership.js';
 import { Requester, type RequesterStats } from '../core/requester.js';
+import { BufferTelemetry, loadOpenTelemetry } from '../core/telemetry.js';
 
 type BufferClientEvents = { [K in keyof BusEvents]: (...args: BusEvents[K]) => void };
 
@@ -39,7 +40,24 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
     this.bus = new GuardedBus(redisBus, this.options, (reason, channel, length) => this.onInboundRejected(reason, channel, length));
     this.bus.on('status', (status) => this._status$.next(status));
     this.bus.on('error', (error) => this.onRedisError(error));
-    this.requester = new Requester(this.bus, this.options, this.logger);
+    const telemetry = new BufferTelemetry('client', this.options.namespace, this.options.instanceId);
+    this.requester = new Requester(this.bus, this.options, this.logger, undefined, telemetry);
+    // Traces and metrics when the app has @opentelemetry/api (a no-op without an SDK registered).
+    void loadOpenTelemetry().then((api) => {
+      if (api === undefined) return;
+      const { counters, gauges } = this.requester.observedCounters();
+      telemetry.attach(api, counters, gauges);
+    });
+  }
+
+  /** The connection's state now: `connected` means both connections are up and the inbox subscription is confirmed. */
+  get connectionStatus(): BusStatus {
+    return this.bus.status;
+  }
+
+  /** The instances this client's view holds now, without asking Redis (`instances()` asks afresh). */
+  knownInstances(): InstanceInfo[] {
+    return this.requester.knownInstances();
   }
 
   /** This client's instance id, as handlers see it in `BufferContext.getSenderId()`. */

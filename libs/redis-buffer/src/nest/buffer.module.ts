@@ -1,10 +1,11 @@
 import { Module } from '@nestjs/common';
 import type { BufferOptions } from '../core/options.js';
 import { BufferClient } from './buffer.client.js';
+import { BufferHealthIndicator } from './buffer.health-indicator.js';
 import { BUFFER_MODULE_OPTIONS, ConfigurableBufferModule } from './buffer.module-definition.js';
 
 /**
- * Provides an injectable `BufferClient`. Global by default (`isGlobal: false` to scope it).
+ * Provides an injectable `BufferClient` and `BufferHealthIndicator`. Global by default (`isGlobal: false` to scope it).
  *
  * @example
  * ```ts
@@ -26,7 +27,8 @@ import { BUFFER_MODULE_OPTIONS, ConfigurableBufferModule } from './buffer.module
       useFactory: (options: BufferOptions) => new BufferClient(options),
       inject: [BUFFER_MODULE_OPTIONS],
     },
+    BufferHealthIndicator,
   ],
-  exports: [BufferClient],
+  exports: [BufferClient, BufferHealthIndicator],
 })
 export class BufferModule extends ConfigurableBufferModule {}

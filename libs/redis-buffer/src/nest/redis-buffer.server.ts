@@ -14,6 +14,7 @@ import { BoundedLog } from '../core/logger.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from '../core/options.js';
 import { IoredisBus, type BusEvents, type BusStatus, type RedisBus } from '../core/redis-bus.js';
 import { ReplyWriter } from '../core/reply-writer.js';
+import { BufferTelemetry, loadOpenTelemetry, type ObservedCounters } from '../core/telemetry.js';
 import { BUFFER_TRANSPORT } from './buffer.constants.js';
 import { BufferContext } from './buffer.context.js';
 
@@ -98,6 +99,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
   private readonly limiter: ConcurrencyLimiter;
   private everConnected = false;
   private thawTimer: ReturnType<typeof setInterval> | undefined;
+  private readonly telemetry: BufferTelemetry;
   // Shared by every request's ReplyWriter: no closure per request.
   private readonly onReplyPublishError = (error: Error, replyTo: string): void => {
     this.stats.replyPublishFailures++;
@@ -112,6 +114,38 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     this.fromJson = JSON.stringify(this.options.instanceId);
     this.badInput = new BoundedLog(this.logger as Logger);
     this.limiter = new ConcurrencyLimiter(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers, () => this.active.size);
+    const telemetry = (this.telemetry = new BufferTelemetry('server', this.options.namespace, this.options.instanceId));
+    // Traces and metrics when the app has @opentelemetry/api (a no-op without an SDK registered).
+    void loadOpenTelemetry().then((api) => {
+      if (api !== undefined) telemetry.attach(api, this.observedCounters(), this.observedGauges());
+    });
+  }
+
+  /** The connection's state now: `connected` means both connections are up and every subscription is confirmed. */
+  get connectionStatus(): BusStatus {
+    return this.bus?.status ?? 'disconnected';
+  }
+
+  private observedCounters(): ObservedCounters {
+    const stats = this.stats;
+    return {
+      consumed: { name: 'messaging.client.consumed.messages', description: 'Requests and events received.', read: () => stats.requests + stats.events },
+      refused: { name: 'nestjs_redis_buffer.refusals', description: 'Requests refused (expired, unsupported, bad, no handler, overloaded, shutting down).', read: () => stats.refused },
+      expired: { name: 'nestjs_redis_buffer.requests.expired', description: 'Requests and events that arrived, or waited, past their deadline.', read: () => stats.expired },
+      overloaded: { name: 'nestjs_redis_buffer.requests.overloaded', description: 'Requests refused and events dropped because every handler slot and the queue were full.', read: () => stats.overloaded },
+      malformed: { name: 'nestjs_redis_buffer.messages.malformed', description: 'Malformed messages dropped.', read: () => stats.malformedMessages },
+      forged: { name: 'nestjs_redis_buffer.messages.forged', description: 'Unsigned or forged messages dropped (with signingKey).', read: () => stats.forgedMessages },
+      publishFailures: { name: 'nestjs_redis_buffer.replies.publish_failures', description: 'Replies that could not be published.', read: () => stats.replyPublishFailures },
+      reconnects: { name: 'nestjs_redis_buffer.reconnects', description: 'Times the connection to Redis came back after a loss.', read: () => stats.reconnects },
+      pings: { name: 'nestjs_redis_buffer.pings', description: 'Liveness pings answered.', read: () => stats.pings },
+    };
+  }
+
+  private observedGauges(): ObservedCounters {
+    return {
+      inFlight: { name: 'nestjs_redis_buffer.handlers.in_flight', description: 'Handlers running, and events being handled, on this instance now.', read: () => this.active.size },
+      queued: { name: 'nestjs_redis_buffer.handlers.queued', description: 'Requests waiting for a handler slot.', read: () => this.limiter.queued },
+    };
   }
 
   /** This instance's id, as callers see it in replies and pass it in `to`. */
@@ -430,6 +464,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     }
     const writer = this.writerFor(envelope);
     const context = this.contextFor(envelope, channel, deadline);
+    const trace = this.telemetry.startProcess('request', envelope.pattern, channel, envelope.id, envelope.from, envelope.headers);
     // Past the deadline nobody listens: stop the handler's stream instead of doing dead work. The
     // timer is armed only for a stream still open once subscribed (most handlers have answered by
     // then), which saves a setTimeout/clearTimeout pair per request.
@@ -438,7 +473,9 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     const settle = (): void => {
       if (expiry !== undefined) clearTimeout(expiry);
       expiry = undefined;
-      if (this.active.delete(writer)) this.limiter.pump();
+      if (!this.active.delete(writer)) return;
+      this.telemetry.endProcess(trace, writer.errorType);
+      this.limiter.pump();
     };
     this.active.set(writer, {
       stop: () => {
@@ -447,7 +484,8 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
         settle();
       },
     });
-    const run = this.runHooked(context, async (runEndHook) => {
+    const run = this.telemetry.runInContext(trace, () =>
+      this.runHooked(context, async (runEndHook) => {
       const stream$ = this.transformToObservable(await handler(envelope.data, context)) as Observable<unknown>;
       subscription = stream$.subscribe(writer);
       // Runs on completion, error or unsubscribe; at once if the stream has already ended.
@@ -462,10 +500,11 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
         const current = subscription;
         if (remaining > 0) expiry = setTimeout(() => current.unsubscribe(), remaining);
       }
-    });
+      }),
+    );
     run.catch((error: unknown) => {
-      settle();
       writer.error(error);
+      settle();
     });
   }
 
@@ -492,10 +531,14 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     const handler = route === undefined ? undefined : this.eventHandlers.get(route);
     if (handler === undefined) return this.rejectInput(`No event handler for "${envelope.pattern}".`);
     const context = this.contextFor(envelope, channel, undefined);
+    const trace = this.telemetry.startProcess('event', envelope.pattern, channel, envelope.id, envelope.from, envelope.headers);
     const token = {};
     let subscription: Subscription | undefined;
+    let failed: string | undefined;
     const settle = (): void => {
-      if (this.active.delete(token)) this.limiter.pump();
+      if (!this.active.delete(token)) return;
+      this.telemetry.endProcess(trace, failed);
+      this.limiter.pump();
     };
     this.active.set(token, {
       stop: () => {
@@ -505,9 +548,10 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     });
     const fail = (error: unknown): void => {
       this.logger.error(`Event handler for "${envelope.pattern}" failed: ${(error as Error)?.message ?? String(error)}`);
+      failed = (error as { code?: string } | null)?.code ?? 'error';
       settle();
     };
-    this.runHooked(context, async (runEndHook) => {
+    this.telemetry.runInContext(trace, () => this.runHooked(context, async (runEndHook) => {
       const result: unknown = await handler(envelope.data, context);
       if (!isObservable(result)) {
         runEndHook();
@@ -518,7 +562,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
         runEndHook();
         settle();
       });
-    }).catch(fail);
+    })).catch(fail);
   }
 
   /**

@@ -1,0 +1,234 @@
+// Types only: `@opentelemetry/api` is an optional peer dependency, loaded at run time when present.
+import type * as Otel from '@opentelemetry/api';
+import type { BufferHeaders } from './envelope.js';
+import type { GatherResult } from './reply.js';
+
+type OtelApi = typeof Otel;
+
+/** The instrumentation scope every span and metric of this library is reported under. */
+export const TELEMETRY_SCOPE = 'nestjs-redis-buffer';
+
+/** Prefix of this library's own metrics, where OpenTelemetry's messaging conventions have none. */
+const PREFIX = 'nestjs_redis_buffer';
+
+/**
+ * Loads `@opentelemetry/api` if the app has it. Without it, or without an SDK registered, tracing
+ * and metrics cost nothing but this one attempt.
+ */
+export function loadOpenTelemetry(): Promise<OtelApi | undefined> {
+  return import('@opentelemetry/api').then(
+    // Its ES module build exports everything by name; a CommonJS load may nest it under `default`.
+    (module: unknown) => {
+      const candidate = module as OtelApi & { default?: OtelApi };
+      return candidate.SpanKind !== undefined ? candidate : candidate.default;
+    },
+    () => undefined,
+  );
+}
+
+/** Counters a side already keeps; exported as observable instruments, so the hot path pays nothing. */
+export type ObservedCounters = Record<string, { readonly name: string; readonly description: string; read(): number }>;
+
+/** A caller's request span, ended once when the request ends. */
+export interface RequestTrace {
+  readonly span: Otel.Span;
+  readonly startedAt: number;
+  readonly pattern: string;
+}
+
+/** A handler's span, ended once when its answer ends. */
+export interface ProcessTrace {
+  readonly span: Otel.Span;
+  readonly context: Otel.Context;
+  readonly startedAt: number;
+  readonly pattern: string;
+  readonly kind: 'request' | 'event';
+}
+
+/**
+ * Traces and metrics through the OpenTelemetry API, named after OpenTelemetry's messaging semantic
+ * conventions: one PRODUCER span per request on the caller, whose context travels in the request's
+ * headers (W3C `traceparent`/`tracestate`), and one CONSUMER span per handler run on each instance,
+ * a child of it. Inactive (every method a no-op, nothing allocated) until `attach` is called with
+ * the API.
+ */
+export class BufferTelemetry {
+  private api: OtelApi | undefined;
+  private tracer: Otel.Tracer | undefined;
+  // Without a MeterProvider registered, the meter is a no-op for good: nothing is recorded at all.
+  private metricsOn = false;
+  private requestDuration: Otel.Histogram | undefined;
+  private processDuration: Otel.Histogram | undefined;
+  private expectedInstances: Otel.Histogram | undefined;
+  private unanswered: Otel.Histogram | undefined;
+
+  constructor(
+    private readonly side: 'client' | 'server',
+    private readonly namespace: string,
+    private readonly instanceId: string,
+  ) {}
+
+  get active(): boolean {
+    return this.api !== undefined;
+  }
+
+  /** Turns instrumentation on with the loaded API; `counters` and `gauges` are read at each collection. */
+  attach(api: OtelApi, counters: ObservedCounters, gauges: ObservedCounters): void {
+    this.api = api;
+    this.tracer = api.trace.getTracer(TELEMETRY_SCOPE);
+    this.metricsOn = api.metrics.getMeterProvider().constructor.name !== 'NoopMeterProvider';
+    const meter = api.metrics.getMeter(TELEMETRY_SCOPE);
+    const common = { 'messaging.system': 'redis', [`${PREFIX}.namespace`]: this.namespace, [`${PREFIX}.instance.id`]: this.instanceId };
+    if (this.side === 'client') {
+      this.requestDuration = meter.createHistogram('messaging.client.operation.duration', {
+        unit: 's',
+        description: 'Duration of a request, from sending it to its completion (any rule) or failure.',
+      });
+      this.expectedInstances = meter.createHistogram(`${PREFIX}.request.expected`, {
+        unit: '{instance}',
+        description: "Receivers Redis counted for a request (PUBLISH's answer).",
+      });
+      this.unanswered = meter.createHistogram(`${PREFIX}.request.unanswered`, {
+        unit: '{instance}',
+        description: 'Receivers Redis counted that had not finished when the request completed: how far the count drifted from the replies.',
+      });
+    } else {
+      this.processDuration = meter.createHistogram('messaging.process.duration', {
+        unit: 's',
+        description: 'Duration of one handler run on an instance, from receipt to its last reply.',
+      });
+    }
+    for (const counter of Object.values(counters)) {
+      meter.createObservableCounter(counter.name, { description: counter.description }).addCallback((result) => result.observe(counter.read(), common));
+    }
+    for (const gauge of Object.values(gauges)) {
+      meter.createObservableGauge(gauge.name, { description: gauge.description }).addCallback((result) => result.observe(gauge.read(), common));
+    }
+  }
+
+  /**
+   * Starts the caller's span for a request and returns the headers to send: the caller's headers
+   * plus the span's context. `undefined` when tracing is off.
+   */
+  startRequest(operation: 'request' | 'event', pattern: string, channel: string, id: string, headers: BufferHeaders): { trace: RequestTrace; headers: BufferHeaders } | undefined {
+    const api = this.api;
+    if (api === undefined) return undefined;
+    const span = this.tracer!.startSpan(`send ${pattern}`, { kind: api.SpanKind.PRODUCER });
+    // No SDK (or not sampled): no attributes, no headers to add; only the duration metric, if any.
+    if (!span.isRecording()) return this.metricsOn ? { trace: { span, startedAt: performance.now(), pattern }, headers } : undefined;
+    span.setAttributes({
+      'messaging.system': 'redis',
+      'messaging.operation.type': 'send',
+      'messaging.operation.name': operation,
+      'messaging.destination.name': channel,
+      'messaging.message.id': id,
+      [`${PREFIX}.pattern`]: pattern,
+      [`${PREFIX}.instance.id`]: this.instanceId,
+    });
+    const carrier: Record<string, string> = { ...headers };
+    api.propagation.inject(api.trace.setSpan(api.context.active(), span), carrier);
+    return { trace: { span, startedAt: performance.now(), pattern }, headers: carrier };
+  }
+
+  /** Ends the caller's span with what the request came to, and records its duration. */
+  endRequest(trace: RequestTrace | undefined, result: GatherResult<unknown>, error?: Error): void {
+    const api = this.api;
+    if (api === undefined || trace === undefined) return;
+    const { span } = trace;
+    const errorType = error === undefined ? (result.completedBy === 'timeout' ? 'BUFFER_TIMEOUT' : undefined) : ((error as { code?: string }).code ?? error.name);
+    if (span.isRecording()) this.describeRequest(api, span, result, errorType, error);
+    span.end();
+    if (this.metricsOn) this.recordRequest(trace, result, errorType);
+  }
+
+  private describeRequest(api: OtelApi, span: Otel.Span, result: GatherResult<unknown>, errorType: string | undefined, error: Error | undefined): void {
+    span.setAttributes({
+      [`${PREFIX}.expected`]: result.expected ?? -1,
+      [`${PREFIX}.finished`]: result.finished,
+      [`${PREFIX}.completed_by`]: result.completedBy,
+      [`${PREFIX}.missing`]: [...result.missing],
+      [`${PREFIX}.observers`]: result.observers,
+      [`${PREFIX}.replies`]: result.replies.length,
+      [`${PREFIX}.errors`]: result.errors.length,
+    });
+    if (errorType !== undefined) {
+      span.setAttribute('error.type', errorType);
+      span.setStatus({ code: api.SpanStatusCode.ERROR, message: error?.message ?? `completed by ${result.completedBy}` });
+    }
+  }
+
+  private recordRequest(trace: RequestTrace, result: GatherResult<unknown>, errorType: string | undefined): void {
+    const attributes: Otel.Attributes = {
+      'messaging.system': 'redis',
+      'messaging.operation.name': 'request',
+      'messaging.destination.name': trace.pattern,
+      [`${PREFIX}.completed_by`]: result.completedBy,
+      ...(errorType === undefined ? {} : { 'error.type': errorType }),
+    };
+    this.requestDuration!.record((performance.now() - trace.startedAt) / 1000, attributes);
+    if (result.expected !== undefined) {
+      this.expectedInstances!.record(result.expected, attributes);
+      this.unanswered!.record(Math.max(0, result.expected - result.finished), attributes);
+    }
+  }
+
+  /** Ends the caller's span of an event (or a request cancelled before it ended). */
+  endSend(trace: RequestTrace | undefined, attributes: Otel.Attributes, error?: Error): void {
+    const api = this.api;
+    if (api === undefined || trace === undefined) return;
+    if (!trace.span.isRecording()) return trace.span.end();
+    trace.span.setAttributes(attributes);
+    if (error !== undefined) {
+      trace.span.setAttribute('error.type', (error as { code?: string }).code ?? error.name);
+      trace.span.setStatus({ code: api.SpanStatusCode.ERROR, message: error.message });
+    }
+    trace.span.end();
+  }
+
+  /** Starts an instance's span for one handler run, a child of the caller's span when its context came along. */
+  startProcess(kind: 'request' | 'event', pattern: string, channel: string, id: string, senderId: string, headers: BufferHeaders): ProcessTrace | undefined {
+    const api = this.api;
+    if (api === undefined) return undefined;
+    const parent = api.propagation.extract(api.ROOT_CONTEXT, headers);
+    const span = this.tracer!.startSpan(`process ${pattern}`, { kind: api.SpanKind.CONSUMER }, parent);
+    if (!span.isRecording()) {
+      if (!this.metricsOn) return undefined;
+    } else {
+      span.setAttributes({
+        'messaging.system': 'redis',
+        'messaging.operation.type': 'process',
+        'messaging.operation.name': kind,
+        'messaging.destination.name': channel,
+        'messaging.message.id': id,
+        [`${PREFIX}.pattern`]: pattern,
+        [`${PREFIX}.instance.id`]: this.instanceId,
+        [`${PREFIX}.sender.id`]: senderId,
+      });
+    }
+    return { span, context: api.trace.setSpan(parent, span), startedAt: performance.now(), pattern, kind };
+  }
+
+  /** Runs `fn` with the handler's span as the active context, so the handler's own spans nest under it. */
+  runInContext<R>(trace: ProcessTrace | undefined, fn: () => R): R {
+    if (trace === undefined || this.api === undefined) return fn();
+    return this.api.context.with(trace.context, fn);
+  }
+
+  /** Ends a handler's span and records its duration; `errorType` when it failed. */
+  endProcess(trace: ProcessTrace | undefined, errorType?: string): void {
+    const api = this.api;
+    if (api === undefined || trace === undefined) return;
+    if (errorType !== undefined && trace.span.isRecording()) {
+      trace.span.setAttribute('error.type', errorType);
+      trace.span.setStatus({ code: api.SpanStatusCode.ERROR });
+    }
+    trace.span.end();
+    if (!this.metricsOn) return;
+    this.processDuration!.record((performance.now() - trace.startedAt) / 1000, {
+      'messaging.system': 'redis',
+      'messaging.operation.name': trace.kind,
+      'messaging.destination.name': trace.pattern,
+      ...(errorType === undefined ? {} : { 'error.type': errorType }),
+    });
+  }
+}

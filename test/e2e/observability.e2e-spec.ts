@@ -1,0 +1,160 @@
+// Traces, metrics and health, with the OpenTelemetry SDK and in-memory exporters in this process and
+// in three instance processes: one gather is one trace whose spans link the caller and every handler.
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { BufferClient, BufferHealthIndicator, RedisBufferTransport } from 'nestjs-redis-buffer';
+import { installInMemoryOpenTelemetry, type InMemoryTelemetry, type MetricPoint, type SpanRecord } from '../fixtures/otel-memory.js';
+import { startInstances, stopAll, type InstanceProcess } from '../support/instances.js';
+import { FAULT_APP } from '../support/load.js';
+import { sleep } from '../support/raw-redis.js';
+import { startRedis, type TestRedis } from '../support/redis-server.js';
+
+const namespace = 'otel';
+
+function points(all: MetricPoint[], name: string, attributes: Record<string, unknown> = {}): MetricPoint[] {
+  return all.filter((point) => point.name === name && Object.entries(attributes).every(([key, value]) => point.attributes[key] === value));
+}
+
+function total(all: MetricPoint[], name: string, attributes: Record<string, unknown> = {}): number {
+  return points(all, name, attributes).reduce((sum, point) => sum + point.value, 0);
+}
+
+describe('observability: traces, metrics and health', () => {
+  let telemetry: InMemoryTelemetry;
+  let redis: TestRedis;
+  let instances: InstanceProcess[];
+  let client: BufferClient;
+
+  beforeAll(async () => {
+    // Registered before any client exists, as an app's tracing setup runs first.
+    telemetry = installInMemoryOpenTelemetry();
+    redis = await startRedis();
+    instances = await startInstances(
+      ['t1', 't2', 't3'].map((instanceId) => ({ instanceId, redisUrl: redis.url, namespace, script: FAULT_APP, env: { OTEL_IN_MEMORY: '1' } })),
+    );
+    client = new BufferClient({ redis: redis.url, namespace, instanceId: 'otel-caller', timeout: 3000 });
+    await client.connect();
+    await client.instances();
+  }, 60_000);
+
+  afterAll(async () => {
+    await client?.close();
+    await stopAll(instances ?? []);
+    await redis?.stop();
+  });
+
+  it('a gather across three processes is one trace: the caller span and a child span per instance handler, with messaging attributes', async () => {
+    const result = await client.gather<string>('whoami', null);
+    expect(result).toMatchObject({ completedBy: 'all', expected: 3, finished: 3 });
+    const producer = telemetry.spans().find((span) => span.name === 'send whoami');
+    expect(producer).toBeDefined();
+    expect(producer).toMatchObject({
+      kind: SpanKind.PRODUCER,
+      statusCode: SpanStatusCode.UNSET,
+      attributes: expect.objectContaining({
+        'messaging.system': 'redis',
+        'messaging.operation.type': 'send',
+        'messaging.destination.name': `${namespace}:req:whoami`,
+        'nestjs_redis_buffer.expected': 3,
+        'nestjs_redis_buffer.finished': 3,
+        'nestjs_redis_buffer.completed_by': 'all',
+        'nestjs_redis_buffer.missing': [],
+      }),
+    });
+    const perInstance = await client.gather<SpanRecord[]>('otel.spans', null);
+    const handlers = perInstance.replies.flatMap((reply) => reply.data.filter((span) => span.traceId === producer!.traceId).map((span) => ({ ...span, on: reply.instanceId })));
+    expect(handlers.map((span) => span.on).sort()).toEqual(['t1', 't2', 't3']);
+    for (const span of handlers) {
+      expect(span).toMatchObject({
+        name: 'process whoami',
+        kind: SpanKind.CONSUMER,
+        parentSpanId: producer!.spanId,
+        attributes: expect.objectContaining({
+          'messaging.system': 'redis',
+          'messaging.operation.type': 'process',
+          'messaging.destination.name': `${namespace}:req:whoami`,
+          'messaging.message.id': producer!.attributes['messaging.message.id'],
+          'nestjs_redis_buffer.instance.id': span.on,
+          'nestjs_redis_buffer.sender.id': 'otel-caller',
+        }),
+      });
+    }
+  });
+
+  it('a handler error marks its span, and a partial result marks the caller span', async () => {
+    await client.gather('fail.never.registered', null, { to: 't1' });
+    const errorSpan = telemetry.spans().find((span) => span.name === 'send fail.never.registered');
+    expect(errorSpan?.attributes['nestjs_redis_buffer.errors']).toBe(1);
+    const timedOut = await client.gather('slow', 600, { timeout: 300 });
+    expect(timedOut.completedBy).toBe('timeout');
+    const slow = telemetry.spans().find((span) => span.name === 'send slow');
+    expect(slow).toMatchObject({ statusCode: SpanStatusCode.ERROR, attributes: expect.objectContaining({ 'error.type': 'BUFFER_TIMEOUT', 'nestjs_redis_buffer.completed_by': 'timeout' }) });
+    expect(slow!.attributes['nestjs_redis_buffer.missing']).toEqual(expect.arrayContaining(['t1', 't2', 't3']));
+    // The slow handlers still run (a Promise cannot be stopped): let them end before counting what runs.
+    await sleep(500);
+  });
+
+  it('metrics after a known workload have the expected counts, on the caller and on every instance', async () => {
+    const counter = new BufferClient({ redis: redis.url, namespace, instanceId: 'otel-counter', timeout: 3000 });
+    try {
+      await counter.connect();
+      for (let i = 0; i < 10; i++) await counter.gather('echo', i);
+      await lastValue(counter.emit('dual', 'x'));
+      const caller = await telemetry.metrics();
+      const mine = { 'nestjs_redis_buffer.instance.id': 'otel-counter' };
+      expect(total(caller, 'messaging.client.operation.duration', { 'messaging.destination.name': 'echo', 'nestjs_redis_buffer.completed_by': 'all' })).toBe(10);
+      expect(total(caller, 'nestjs_redis_buffer.request.expected', { 'messaging.destination.name': 'echo' })).toBe(10);
+      expect(total(caller, 'messaging.client.sent.messages', mine)).toBe(11);
+      expect(total(caller, 'messaging.client.consumed.messages', mine)).toBe(30);
+      expect(total(caller, 'nestjs_redis_buffer.requests.in_flight', mine)).toBe(0);
+      expect(total(caller, 'nestjs_redis_buffer.instances.live', mine)).toBe(3);
+      const perInstance = await counter.gather<MetricPoint[]>('otel.metrics', null);
+      expect(perInstance.replies).toHaveLength(3);
+      for (const reply of perInstance.replies) {
+        expect(total(reply.data, 'messaging.process.duration', { 'messaging.destination.name': 'echo', 'messaging.operation.name': 'request' })).toBe(10);
+        expect(total(reply.data, 'messaging.process.duration', { 'messaging.destination.name': 'dual', 'messaging.operation.name': 'event' })).toBe(1);
+        expect(total(reply.data, 'nestjs_redis_buffer.handlers.in_flight')).toBe(1); // the otel.metrics handler itself
+      }
+    } finally {
+      await counter.close();
+    }
+  });
+
+  it('the health indicator is up with Redis, down within seconds when it is killed, and up again when it returns', async () => {
+    if (!redis.owned) return;
+    const transport = new RedisBufferTransport({ redis: redis.url, namespace, instanceId: 'otel-health' });
+    await new Promise<void>((resolve, reject) => void transport.listen((error) => (error ? reject(error) : resolve())));
+    const health = new BufferHealthIndicator(client).watch(transport);
+    try {
+      const up = await health.isHealthy('buffer');
+      expect(up.buffer).toMatchObject({ status: 'up', client: 'connected', transport: 'connected', subscriptionsConfirmed: true });
+      expect(up.buffer.instances.map((i) => i.instanceId).sort()).toEqual(expect.arrayContaining(['t1', 't2', 't3']));
+      await redis.kill();
+      const killedAt = Date.now();
+      let down = await health.isHealthy('buffer');
+      while (down.buffer.status !== 'down' && Date.now() - killedAt < 5000) {
+        await sleep(50);
+        down = await health.isHealthy('buffer');
+      }
+      const downAfterMs = Date.now() - killedAt;
+      expect(down.buffer.status).toBe('down');
+      await redis.restart();
+      const restartedAt = Date.now();
+      let back = await health.isHealthy('buffer');
+      while (back.buffer.status !== 'up' && Date.now() - restartedAt < 15_000) {
+        await sleep(100);
+        back = await health.isHealthy('buffer');
+      }
+      expect(back.buffer).toMatchObject({ status: 'up', client: 'connected', transport: 'connected' });
+      process.stdout.write(`FAULT health ${JSON.stringify({ downMsAfterKill: downAfterMs, upMsAfterRestart: Date.now() - restartedAt })}\n`);
+    } finally {
+      await transport.close();
+    }
+  }, 60_000);
+});
+
+function lastValue<T>(source: { subscribe(observer: { next(value: T): void; error(error: unknown): void; complete(): void }): unknown }): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let last: T;
+    source.subscribe({ next: (value) => (last = value), error: reject, complete: () => resolve(last) });
+  });
+}
