@@ -9,13 +9,15 @@ import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { ResourceServiceProcess, startResourceServices, stopResourceServices } from '../support/resource-service.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-/** Where the screenshot of the page after a lookup goes; set SCREENSHOT_PATH to keep it elsewhere. */
-const SCREENSHOT_PATH = process.env.SCREENSHOT_PATH ?? join(tmpdir(), 'resource-service-page.png');
+/** Set SCREENSHOT_PATH to keep the screenshot of the page after a lookup; otherwise it goes to this run's own temporary folder, removed at the end. */
+const SCREENSHOT_PATH = process.env.SCREENSHOT_PATH;
 
 describe('resource-service page in headless Chromium', () => {
   let redis: TestRedis;
   let instances: ResourceServiceProcess[];
   let userDataDir: string;
+  /** This run's temporary folder: the browser profile and the screenshot, removed after the run. */
+  let runDir: string;
   let browser: BrowserContext;
   let page: Page;
 
@@ -25,7 +27,8 @@ describe('resource-service page in headless Chromium', () => {
     }
     redis = await startRedis();
     instances = await startResourceServices(redis.url, `browser-${randomBytes(4).toString('hex')}`);
-    userDataDir = mkdtempSync(join(tmpdir(), 'resource-service-chromium-'));
+    runDir = mkdtempSync(join(tmpdir(), 'resource-service-browser-'));
+    userDataDir = join(runDir, 'chromium-profile');
     browser = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM,
       headless: true,
@@ -37,7 +40,7 @@ describe('resource-service page in headless Chromium', () => {
 
   afterAll(async () => {
     await browser?.close();
-    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+    if (runDir) rmSync(runDir, { recursive: true, force: true });
     if (instances) await stopResourceServices(instances);
     await redis?.stop();
   });
@@ -70,7 +73,7 @@ describe('resource-service page in headless Chromium', () => {
     expect(summary).toContain('Held by three');
     expect(summary).toContain('completed by all');
 
-    await page.screenshot({ path: SCREENSHOT_PATH, fullPage: true });
+    await page.screenshot({ path: SCREENSHOT_PATH ?? join(runDir, 'page.png'), fullPage: true });
     // The page is self-contained: everything it loaded came from the instance itself.
     expect(externalRequests).toEqual([]);
   });
