@@ -29,7 +29,7 @@ export interface InstanceLeft {
 /** The launcher's own view of an instance, shown on the page beside what the buffer sees. */
 export interface DemoControlEvent {
   readonly instance: string;
-  /** What the launcher did or saw: `frozen`, `thawed`, `killed`, `exited`, `starting`, `started`. */
+  /** What the launcher did or saw: `frozen`, `thawed`, `exited` (killed or crashed), `starting`, `started`. */
   readonly action: string;
   /** A sentence for the page: "frozen (SIGSTOP) from the page", "restarts in 10 s". */
   readonly note: string;

@@ -47,8 +47,8 @@ export class PresenceService implements OnModuleDestroy {
       this.instances.set(beat.instance, { ...known, url: beat.url, lastSeenAt: now });
       return;
     }
-    // A comeback clears the launcher's note once the launcher no longer has anything pending on it.
-    const demo = known?.demo && (known.demo.action === 'frozen' || known.demo.action === 'killed' || known.demo.action === 'exited' || known.demo.action === 'starting') ? null : (known?.demo ?? null);
+    // A comeback makes the launcher's word on a freeze, an exit or a start out of date; not on a thaw or a finished start.
+    const demo = known?.demo && (known.demo.action === 'thawed' || known.demo.action === 'started') ? known.demo : null;
     this.set({ instance: beat.instance, url: beat.url, state: 'answering', reason: null, lastSeenAt: now, since: now, demo });
   }
 
