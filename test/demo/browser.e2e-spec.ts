@@ -30,12 +30,20 @@ describe('resource-service page in headless Chromium', () => {
     // A short deadline, so that the frozen-instance lookup below ends quickly.
     instances = await startResourceServices(redis.url, `browser-${randomBytes(4).toString('hex')}`, undefined, { LOOKUP_TIMEOUT_MS: '1500' });
     runDir = mkdtempSync(join(tmpdir(), 'resource-service-browser-'));
-    browser = await chromium.launchPersistentContext(join(runDir, 'chromium-profile'), {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      viewport: { width: 1200, height: 900 },
-    });
+    // Playwright's artifacts folder and Chromium's own temporary files go into this run's folder too.
+    const sharedTmp = process.env.TMPDIR;
+    process.env.TMPDIR = runDir;
+    try {
+      browser = await chromium.launchPersistentContext(join(runDir, 'chromium-profile'), {
+        executablePath: CHROMIUM,
+        headless: true,
+        args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+        viewport: { width: 1200, height: 900 },
+      });
+    } finally {
+      if (sharedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = sharedTmp;
+    }
     page = browser.pages()[0] ?? (await browser.newPage());
   }, 60_000);
 
