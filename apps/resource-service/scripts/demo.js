@@ -241,7 +241,7 @@ function onInstanceExit(slot, child, code, signal, wasReady) {
     return;
   }
   const restartAt = Date.now() + state.restartMs;
-  setStatus(slot, 'exited', 'exited', `${reason}; restarts in ${Math.round(state.restartMs / 1000)} s`, restartAt);
+  setStatus(slot, 'exited', 'exited', reason, restartAt);
   log(`demo: ${slot.name} ${reason}. The others keep serving; restarting it in ${Math.round(state.restartMs / 1000)} s (or use Restart on the page).`);
   slot.restartTimer = setTimeout(() => restart(slot), state.restartMs);
 }

@@ -105,8 +105,17 @@ export class ResourceLookup {
     return this.ask(id, { stopAtHolder: false, onReply });
   }
 
-  /** The instances a request should reach right now, as far as this instance knows: every one not gone. */
-  reachable(): string[] {
+  /**
+   * The instances a request should reach right now: the library's list of live instances that
+   * answer `resource.find`, where the library has one (`BufferClient.instances()`), otherwise every
+   * instance this one has not seen go (heartbeats).
+   */
+  async reachable(): Promise<string[]> {
+    const listing = (this.buffer as unknown as { instances?: () => Promise<Array<{ instanceId: string; patterns: string[] }>> }).instances;
+    if (typeof listing === 'function') {
+      const live = await listing.call(this.buffer).catch(() => undefined);
+      if (live !== undefined) return live.filter((entry) => entry.patterns.includes(FIND_RESOURCE)).map((entry) => entry.instanceId).sort();
+    }
     return this.presence
       .list()
       .filter((instance) => instance.state !== 'gone')

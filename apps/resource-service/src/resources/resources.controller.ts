@@ -64,9 +64,12 @@ export class ResourcesController {
   @Sse(':id/stream')
   stream(@Param('id', ResourceIdPipe) id: string): Observable<MessageEvent> {
     return new Observable<MessageEvent>((subscriber) => {
-      subscriber.next({ type: 'asking', data: { askedBy: this.config.instanceName, waitingFor: this.lookup.reachable() } });
       this.lookup
-        .gather(id, (reply) => subscriber.next({ type: 'reply', data: reply }))
+        .reachable()
+        .then((waitingFor) => {
+          subscriber.next({ type: 'asking', data: { askedBy: this.config.instanceName, waitingFor } });
+          return this.lookup.gather(id, (reply) => subscriber.next({ type: 'reply', data: reply }));
+        })
         .then(
           ({ holder: _holder, replies, ...lookup }) =>
             subscriber.next({ type: 'done', data: { ...lookup, replies: replies.length, holders: replies.filter((reply) => reply.holds).map((reply) => reply.instance) } }),
