@@ -149,7 +149,7 @@ describe('resource-service page in headless Chromium', () => {
       await page.locator('[data-testid=waiting]:has-text("waiting for 1 more: three")').waitFor({ timeout: 1000 });
       await page.locator('[data-testid=summary].partial').waitFor({ timeout: 5000 });
       const summary = await page.locator('[data-testid=summary]').textContent();
-      expect(summary).toContain('Partial answer: 2 of 3 instances said no, and three (silent) did not answer');
+      expect(summary).toContain('Partial answer: 2 instances said no, and three (silent) did not answer');
       expect(summary).toContain('answers 504');
       expect(await page.locator('[data-testid=replies] tr.silent[data-instance=three]').count()).toBe(1);
       expect(await page.locator('[data-testid=waiting]').isHidden()).toBe(true);
