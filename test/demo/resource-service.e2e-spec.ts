@@ -2,7 +2,7 @@
 // processes, checked over HTTP against every instance.
 import { randomBytes } from 'node:crypto';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
-import { DEMO_TOPOLOGY, readEventStream, ResourceServiceProcess, startResourceServices, stopResourceServices } from '../support/resource-service.js';
+import { DEMO_TOPOLOGY, openEventStream, readEventStream, ResourceServiceProcess, startResourceServices, stopResourceServices, waitForPresence } from '../support/resource-service.js';
 
 interface LookupReply {
   instance: string;
@@ -36,9 +36,11 @@ describe('resource-service: three instances behind one Redis', () => {
   let instances: ResourceServiceProcess[];
   const byName = (name: string): ResourceServiceProcess => instances.find((instance) => instance.name === name)!;
 
+  const namespace = `demo-${randomBytes(4).toString('hex')}`;
+
   beforeAll(async () => {
     redis = await startRedis();
-    instances = await startResourceServices(redis.url, `demo-${randomBytes(4).toString('hex')}`);
+    instances = await startResourceServices(redis.url, namespace);
   });
 
   afterAll(async () => {
@@ -125,18 +127,19 @@ describe('resource-service: three instances behind one Redis', () => {
     for (const instance of instances) {
       const { contentType, events } = await readEventStream(`${instance.url}/resources/e/stream`);
       expect(contentType).toMatch(/^text\/event-stream/);
-      expect(events.map((event) => event.event)).toEqual(['reply', 'reply', 'reply', 'done']);
-      const replies = events.slice(0, 3).map((event) => event.data as LookupReply);
+      expect(events.map((event) => event.event)).toEqual(['asking', 'reply', 'reply', 'reply', 'done']);
+      expect((events[0]!.data as { waitingFor: string[] }).waitingFor).toEqual(NAMES);
+      const replies = events.slice(1, 4).map((event) => event.data as LookupReply);
       expect(replies.map((reply) => reply.instance).sort()).toEqual(NAMES);
       expect(replies.filter((reply) => reply.holds).map((reply) => reply.resource?.owner)).toEqual(['three']);
-      expect(events[3]!.data).toMatchObject({ completedBy: 'all', expected: 3, finished: 3, replies: 3, holders: ['three'], askedBy: instance.name });
+      expect(events[4]!.data).toMatchObject({ completedBy: 'all', outcome: 'found', expected: 3, finished: 3, replies: 3, holders: ['three'], askedBy: instance.name, missing: [] });
     }
   });
 
   it('streams the completion event for an unknown resource too', async () => {
     const { events } = await readEventStream(`${byName('two').url}/resources/nowhere/stream`);
-    expect(events.map((event) => event.event)).toEqual(['reply', 'reply', 'reply', 'done']);
-    expect(events[3]!.data).toMatchObject({ completedBy: 'all', expected: 3, holders: [] });
+    expect(events.map((event) => event.event)).toEqual(['asking', 'reply', 'reply', 'reply', 'done']);
+    expect(events[4]!.data).toMatchObject({ completedBy: 'all', outcome: 'none', expected: 3, holders: [], missing: [], unanswered: 0 });
   });
 
   it('makes a DELETE on one instance seen by the others, which drop their cached copies', async () => {
@@ -149,7 +152,7 @@ describe('resource-service: three instances behind one Redis', () => {
 
     const deleted = await getJson<{ change: unknown; invalidated: number }>(`${byName('one').url}/resources/b`, { method: 'DELETE' });
     expect(deleted.status).toBe(200);
-    expect(deleted.body.change).toEqual({ id: 'b', change: 'delete', by: 'one' });
+    expect(deleted.body.change).toEqual({ id: 'b', change: 'delete', by: 'one', via: 'one' });
     expect(deleted.body.invalidated).toBe(3);
 
     for (const name of ['one', 'two', 'three']) {
@@ -191,8 +194,94 @@ describe('resource-service: three instances behind one Redis', () => {
     expect(status).toBe(400);
   });
 
+  it('refuses to create a resource another instance holds, with 409 naming the owner', async () => {
+    const conflict = await getJson<{ message: string; owner: string }>(`${byName('three').url}/resources/a`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ colour: 'red' }),
+    });
+    expect(conflict.status).toBe(409);
+    expect(conflict.body.owner).toBe('one');
+    expect(conflict.body.message).toContain('"one" already holds resource "a"');
+    const still = await getJson<{ resource: { owner: string; version: number } }>(`${byName('two').url}/resources/a`);
+    expect(still.body.resource).toMatchObject({ owner: 'one', version: 1 });
+    const stats = await getJson<{ instances: InstanceStats[] }>(`${byName('one').url}/stats`);
+    expect(stats.body.instances.find((entry) => entry.instance === 'three')!.resources).not.toContain('a');
+  });
+
+  it('deletes from any instance: a non-owner asks the owner directly, and every instance learns it', async () => {
+    const deleted = await getJson<{ change: unknown; invalidated: number }>(`${byName('three').url}/resources/c`, { method: 'DELETE' });
+    expect(deleted.status).toBe(200);
+    expect(deleted.body.change).toEqual({ id: 'c', change: 'delete', by: 'two', via: 'three' });
+    expect(deleted.body.invalidated).toBe(3);
+    for (const instance of instances) expect((await getJson(`${instance.url}/resources/c`)).status).toBe(404);
+    const again = await getJson<{ message: string }>(`${byName('three').url}/resources/c`, { method: 'DELETE' });
+    expect(again.status).toBe(404);
+    expect(again.body.message).toContain('No instance holds resource "c"');
+  });
+
+  it('streams every change made on any instance to the live feed of every other instance within a second', async () => {
+    const feeds = await Promise.all(instances.map((instance) => openEventStream(`${instance.url}/live`)));
+    let four: ResourceServiceProcess | undefined;
+    try {
+      for (const feed of feeds) {
+        const hello = await feed.waitFor((event) => event.event === 'hello');
+        expect((hello.data as { instances: Array<{ instance: string; state: string }> }).instances.map(({ instance, state }) => [instance, state])).toEqual(
+          NAMES.map((name) => [name, 'answering']),
+        );
+      }
+      const posted = await getJson(`${byName('one').url}/resources/live-1`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"n":1}' });
+      expect(posted.status).toBe(201);
+      await getJson(`${byName('two').url}/resources/live-1`, { method: 'DELETE' });
+      for (const feed of feeds) {
+        const put = await feed.waitFor((event) => event.event === 'resource' && (event.data as { id: string; change: string }).change === 'put', 1000);
+        expect(put.data).toEqual({ id: 'live-1', change: 'put', by: 'one', via: 'one', version: 1 });
+        const removed = await feed.waitFor((event) => event.event === 'resource' && (event.data as { change: string }).change === 'delete', 1000);
+        expect(removed.data).toEqual({ id: 'live-1', change: 'delete', by: 'one', via: 'two' });
+      }
+
+      // An instance joining, then leaving: every feed shows both.
+      four = await ResourceServiceProcess.start({ name: 'four', resources: ['x'], redisUrl: redis.url, namespace });
+      const presenceOf = (state: string) => (event: { event: string; data: unknown }) =>
+        event.event === 'presence' && (event.data as { instance: string; state: string }).instance === 'four' && (event.data as { state: string }).state === state;
+      for (const feed of feeds) await feed.waitFor(presenceOf('answering'), 1000);
+      expect(await four.stop()).toBe(0);
+      for (const feed of feeds) expect((await feed.waitFor(presenceOf('gone'), 1000)).data).toMatchObject({ reason: 'stopped' });
+    } finally {
+      for (const feed of feeds) feed.close();
+      await four?.stop();
+    }
+  });
+
+  it('a frozen instance: the lookup ends by its deadline with 504 naming it, the feed shows it not answering, and all is well once thawed', async () => {
+    const feed = await openEventStream(`${byName('one').url}/live`);
+    const three = byName('three');
+    three.signal('SIGSTOP');
+    try {
+      const silent = await feed.waitFor((event) => event.event === 'presence' && (event.data as { instance: string; state: string }).instance === 'three' && (event.data as { state: string }).state === 'not answering', 3000);
+      expect((silent.data as { reason: string }).reason).toMatch(/^no heartbeat for \d/);
+      const partial = await getJson<{ message: string; outcome: string; missing: string[]; missingReasons: Record<string, string>; unanswered: number; replies: LookupReply[] }>(
+        `${byName('one').url}/resources/nowhere-frozen`,
+      );
+      expect(partial.status).toBe(504);
+      expect(partial.body).toMatchObject({ outcome: 'partial', missing: ['three'], unanswered: 1, missingReasons: { three: 'silent' } });
+      expect(partial.body.replies.map((reply) => reply.instance).sort()).toEqual(['one', 'two']);
+      expect(partial.body.message).toContain('three did not answer (silent)');
+      // Bounded by LOOKUP_TIMEOUT_MS (3000 ms), not left hanging.
+      expect(partial.elapsedMs).toBeLessThan(3000 + 1000);
+    } finally {
+      three.signal('SIGCONT');
+      feed.close();
+    }
+    await waitForPresence(instances, NAMES);
+    expect((await getJson(`${byName('one').url}/resources/nowhere-frozen`)).status).toBe(404);
+  }, 20_000);
+
   it('stops every instance cleanly on SIGTERM', async () => {
+    const startedAt = Date.now();
     const exitCodes = await stopResourceServices(instances);
+    // Open pages' SSE connections and keep-alive sockets do not hold the shutdown up.
+    expect(Date.now() - startedAt).toBeLessThan(2000);
     expect(exitCodes).toEqual([0, 0, 0]);
   });
 });

@@ -7,6 +7,10 @@ import { startInstances, stopAll, type InstanceProcess } from '../support/instan
 import { FAULT_APP } from '../support/load.js';
 import { sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
+import { quietLogs, reportFault } from '../support/captured-logs.js';
+
+// The health test kills Redis: the reconnect warnings it provokes are captured, not printed.
+quietLogs([/^Redis: /, /^Redis connection lost/]);
 
 const namespace = 'otel';
 
@@ -145,7 +149,7 @@ describe('observability: traces, metrics and health', () => {
         back = await health.isHealthy('buffer');
       }
       expect(back.buffer).toMatchObject({ status: 'up', client: 'connected', transport: 'connected' });
-      process.stdout.write(`FAULT health ${JSON.stringify({ downMsAfterKill: downAfterMs, upMsAfterRestart: Date.now() - restartedAt })}\n`);
+      reportFault('health', { downMsAfterKill: downAfterMs, upMsAfterRestart: Date.now() - restartedAt });
     } finally {
       await transport.close();
     }

@@ -12,8 +12,11 @@ import { startInstances, stopAll, type InstanceProcess } from '../support/instan
 import { collect, rawRedis, sleep } from '../support/raw-redis.js';
 import { execFile } from 'node:child_process';
 import { freePort, startRedis, type TestRedis } from '../support/redis-server.js';
+import { quietLogs } from '../support/captured-logs.js';
 
 const namespace = 'e2e';
+// The warnings the bad-input and dead-Redis tests provoke on purpose: captured and asserted, not printed.
+const logs = quietLogs([/^Dropped a /, /^Redis: connect ECONNREFUSED/]);
 
 describe('scatter-gather across three instances', () => {
   let redis: TestRedis;
@@ -379,6 +382,7 @@ describe('scatter-gather across three instances', () => {
         await publisher.publish(channels[0]!, JSON.stringify({ v: 1, kind: 'event', id: 'x', pattern: 'p', from: 'x', headers: {}, data: 1 }));
         await sleep(100);
         expect(client.stats.malformedMessages - before).toBe(2);
+        expect(logs.warnings()).toEqual([expect.stringContaining('not JSON'), expect.stringContaining('it does not belong there')]);
         expect((await client.gather('whoami', null)).replies).toHaveLength(3);
       } finally {
         await publisher.quit();
@@ -438,6 +442,7 @@ describe('without Redis', () => {
       expect(error).toBeInstanceOf(ConnectionLostError);
       expect((error as ConnectionLostError).code).toBe('BUFFER_CONNECTION_LOST');
       expect(Date.now() - started).toBeLessThan(1500);
+      expect(logs.warnings().some((message) => message.startsWith(`Redis: connect ECONNREFUSED 127.0.0.1:${port}`))).toBe(true);
     } finally {
       await client.close();
     }

@@ -1,20 +1,20 @@
 // Fault suite, exact completion: every request ends as soon as its answer is known, also through a
 // rolling deploy, a twin instance id, a frozen or killed instance, an observer on the channels, a
-// skewed clock, a request the instances cannot run, and a throwing callback. Figures printed here
-// ("FAULT ...") are the ones in docs/reliability.md.
+// skewed clock, a request the instances cannot run, and a throwing callback. The figures reported
+// with TEST_LOGS=1 ("FAULT ...") are the ones in docs/reliability.md.
 import { BadMessageError, BufferClient, CallbackError, ConnectionLostError, InstancesMissingError, InvalidOptionsError, RedisBufferTransport } from 'nestjs-redis-buffer';
 import { lastValueFrom, toArray } from 'rxjs';
 import { InstanceProcess, startInstances, stopAll } from '../support/instances.js';
 import { FAULT_APP, startLoads, totalErrors, type LoadProcess } from '../support/load.js';
 import { collect, rawRedis, sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
+import { quietLogs, reportFault } from '../support/captured-logs.js';
+
+// What these faults make this process's clients log on purpose: captured, not printed.
+quietLogs([/^Redis: /, /^Dropped a /, /similar messages suppressed/]);
 
 const namespace = 'exact';
 const TIMEOUT = 5000;
-
-function report(name: string, values: Record<string, unknown>): void {
-  process.stdout.write(`FAULT ${name} ${JSON.stringify(values)}\n`);
-}
 
 type Wire = { id: string; from?: string; refused?: boolean; done?: boolean; error?: { code?: string }; data?: unknown };
 
@@ -83,7 +83,7 @@ describe('fault: exact completion', () => {
       expect(errors).toEqual({});
       for (const final of finals) expect(final.unhandledRejections + final.uncaughtExceptions).toBe(0);
       await viewIs(['d1-v2', 'd2-v2', 'd3-v2']);
-      report('rolling-deploy', { instances: 3, deployMs, requests: finals.reduce((sum, f) => sum + f.sent, 0), timeouts: 0, errors });
+      reportFault('rolling-deploy', { instances: 3, deployMs, requests: finals.reduce((sum, f) => sum + f.sent, 0), timeouts: 0, errors });
     } finally {
       for (const load of loads) await load.stop();
       await stopAll(current);
@@ -132,7 +132,7 @@ describe('fault: exact completion', () => {
         back = (await client.gather<string>('whoami', null)).replies.map((r) => r.data).sort();
       }
       expect(back).toEqual(['f1', 'f2', 'f3']);
-      report('frozen-instance', { livenessTimeoutMs: 1000, firstRequestMs: firstMs, whileFrozenMs: secondMs, timeoutMs: TIMEOUT });
+      reportFault('frozen-instance', { livenessTimeoutMs: 1000, firstRequestMs: firstMs, whileFrozenMs: secondMs, timeoutMs: TIMEOUT });
     } finally {
       group[1]!.signal('SIGCONT');
       await stopAll(group);
@@ -159,7 +159,7 @@ describe('fault: exact completion', () => {
       const next = await client.gather<string>('whoami', null);
       expect(next).toMatchObject({ completedBy: 'all', expected: 2, finished: 2, missing: [] });
       expect(Date.now() - after).toBeLessThan(1000);
-      report('sigkill-in-flight', { killedInstanceHandlerMs: 4000, timeoutMs: TIMEOUT, completedMsAfterKill: afterKillMs });
+      reportFault('sigkill-in-flight', { killedInstanceHandlerMs: 4000, timeoutMs: TIMEOUT, completedMsAfterKill: afterKillMs });
     } finally {
       await stopAll(group);
     }
@@ -182,7 +182,7 @@ describe('fault: exact completion', () => {
       }
       const totalMs = Date.now() - started;
       expect(Math.max(...times)).toBeLessThan(1000);
-      report('observers', { observers: 2, requests: 50, totalMs, maxMs: Math.max(...times) });
+      reportFault('observers', { observers: 2, requests: 50, totalMs, maxMs: Math.max(...times) });
     } finally {
       await observer.quit();
       await patternObserver.quit();
@@ -251,7 +251,7 @@ describe('fault: exact completion', () => {
       // The handler sees its own clock's deadline, about `timeout` from now by that clock.
       const context = await client.gather<{ remaining: number }>('whoami', null, { timeout: 2000 });
       expect(context.replies).toHaveLength(3);
-      report('clock-skew', { skewsMs: [2500, -2500, 0], requests: 20, timeouts: 0 });
+      reportFault('clock-skew', { skewsMs: [2500, -2500, 0], requests: 20, timeouts: 0 });
     } finally {
       await stopAll(group);
     }

@@ -74,6 +74,15 @@ export class ResourceServiceProcess {
     return this.output;
   }
 
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** Sends `signal` without waiting (SIGSTOP / SIGCONT to freeze and thaw it). */
+  signal(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
+  }
+
   /** Sends `signal` and waits for the exit; resolves with the exit code or signal. */
   stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<number | string> {
     return stopChild(this.child, signal, timeoutMs);
@@ -87,8 +96,29 @@ export const DEMO_TOPOLOGY: ReadonlyArray<{ name: string; resources: readonly st
   { name: 'three', resources: ['e'] },
 ];
 
-export async function startResourceServices(redisUrl: string, namespace: string, topology = DEMO_TOPOLOGY): Promise<ResourceServiceProcess[]> {
-  return Promise.all(topology.map(({ name, resources }) => ResourceServiceProcess.start({ name, resources, redisUrl, namespace })));
+export async function startResourceServices(
+  redisUrl: string,
+  namespace: string,
+  topology = DEMO_TOPOLOGY,
+  env: Record<string, string> = {},
+): Promise<ResourceServiceProcess[]> {
+  const instances = await Promise.all(topology.map(({ name, resources }) => ResourceServiceProcess.start({ name, resources, redisUrl, namespace, env })));
+  await waitForPresence(instances, topology.map(({ name }) => name));
+  return instances;
+}
+
+/** Waits until every instance sees every name in `names` answering (their heartbeats arrive every 250 ms). */
+export async function waitForPresence(instances: readonly ResourceServiceProcess[], names: readonly string[], timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const instance of instances) {
+    for (;;) {
+      const seen = (await (await fetch(`${instance.url}/live/instances`)).json()) as Array<{ instance: string; state: string }>;
+      const answering = new Set(seen.filter((entry) => entry.state === 'answering').map((entry) => entry.instance));
+      if (names.every((name) => answering.has(name))) break;
+      if (Date.now() > deadline) throw new Error(`${instance.name} sees ${JSON.stringify(seen)}, not all of ${names.join(', ')} answering, after ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
 }
 
 export async function stopResourceServices(instances: readonly ResourceServiceProcess[]): Promise<Array<number | string>> {
@@ -117,4 +147,66 @@ export async function readEventStream(url: string, timeoutMs = 10_000): Promise<
     if (data.length > 0) events.push({ event, data: JSON.parse(data.join('\n')) });
   }
   return { contentType: response.headers.get('content-type'), events };
+}
+
+/** An open Server-Sent Events stream, read as events arrive. */
+export interface LiveEventStream {
+  readonly events: ServerSentEvent[];
+  /** Resolves with the first event (already received or yet to come) that `match` accepts; rejects after `timeoutMs`. */
+  waitFor(match: (event: ServerSentEvent) => boolean, timeoutMs?: number): Promise<ServerSentEvent>;
+  close(): void;
+}
+
+/** Opens a Server-Sent Events stream (such as `GET /live`) and keeps reading it until `close()`. */
+export async function openEventStream(url: string): Promise<LiveEventStream> {
+  const controller = new AbortController();
+  const response = await fetch(url, { headers: { Accept: 'text/event-stream' }, signal: controller.signal });
+  if (!response.ok || response.body === null) throw new Error(`${url} answered ${response.status}`);
+  const events: ServerSentEvent[] = [];
+  const waiters = new Set<() => void>();
+  void (async () => {
+    const decoder = new TextDecoder();
+    let pending = '';
+    try {
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        pending += decoder.decode(chunk, { stream: true });
+        const blocks = pending.split(/\r?\n\r?\n/);
+        pending = blocks.pop()!;
+        for (const block of blocks) {
+          let event = 'message';
+          const data: string[] = [];
+          for (const line of block.split(/\r?\n/)) {
+            if (line.startsWith('event:')) event = line.slice(6).trim();
+            else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
+          }
+          if (data.length > 0) events.push({ event, data: JSON.parse(data.join('\n')) });
+        }
+        for (const wake of waiters) wake();
+      }
+    } catch {
+      // Aborted by close(), or the server went away: the events so far stay readable.
+    }
+  })();
+  return {
+    events,
+    waitFor: (match, timeoutMs = 5000) =>
+      new Promise((resolve, reject) => {
+        const check = (): boolean => {
+          const found = events.find(match);
+          if (found === undefined) return false;
+          clearTimeout(timer);
+          waiters.delete(wake);
+          resolve(found);
+          return true;
+        };
+        const wake = (): void => void check();
+        const timer = setTimeout(() => {
+          waiters.delete(wake);
+          reject(new Error(`No matching event on ${url} within ${timeoutMs} ms; got ${JSON.stringify(events)}`));
+        }, timeoutMs);
+        waiters.add(wake);
+        check();
+      }),
+    close: () => controller.abort(),
+  };
 }

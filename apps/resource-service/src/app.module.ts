@@ -2,8 +2,13 @@ import { Module, type MiddlewareConsumer, type NestModule } from '@nestjs/common
 import { BufferModule } from 'nestjs-redis-buffer';
 import { SERVICE_CONFIG, type ServiceConfig } from './config/service-config.js';
 import { ServiceConfigModule } from './config/service-config.module.js';
+import { DemoControlController } from './demo/demo-control.controller.js';
+import { LiveController } from './live/live.controller.js';
+import { LiveService } from './live/live.service.js';
+import { PresenceService } from './live/presence.service.js';
 import { RemoteCache } from './resources/remote-cache.service.js';
 import { ResourceBufferController } from './resources/resource-buffer.controller.js';
+import { ResourceChanges } from './resources/resource-changes.service.js';
 import { ResourceLookup } from './resources/resource-lookup.service.js';
 import { ResourceStore } from './resources/resource-store.service.js';
 import { ResourcesController } from './resources/resources.controller.js';
@@ -27,8 +32,8 @@ import { PageController } from './web/page.controller.js';
       }),
     }),
   ],
-  controllers: [ResourcesController, ResourceBufferController, StatsController, PageController],
-  providers: [ResourceStore, RemoteCache, ResourceLookup, StatsService],
+  controllers: [ResourcesController, ResourceBufferController, StatsController, PageController, LiveController, DemoControlController],
+  providers: [ResourceStore, RemoteCache, ResourceLookup, ResourceChanges, StatsService, PresenceService, LiveService],
 })
 export class AppModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

@@ -6,7 +6,9 @@ import { AppModule } from './app.module.js';
 import { SERVICE_CONFIG, type ServiceConfig } from './config/service-config.js';
 
 async function bootstrap(): Promise<void> {
-  const app = await NestFactory.create(AppModule, { logger: ['error', 'warn'] });
+  // forceCloseConnections: open pages hold SSE connections (GET /live) and keep-alive sockets, which
+  // would otherwise keep the HTTP server, and so the shutdown, waiting.
+  const app = await NestFactory.create(AppModule, { logger: ['error', 'warn'], forceCloseConnections: true });
   const config = app.get<ServiceConfig>(SERVICE_CONFIG);
   app.connectMicroservice({
     strategy: new RedisBufferTransport({ redis: config.redisUrl, namespace: config.namespace, instanceId: config.instanceName }),

@@ -16,6 +16,13 @@ export interface ServiceConfig {
   readonly namespace: string;
   /** Hard bound, in ms, on every gather this instance makes (`LOOKUP_TIMEOUT_MS`). */
   readonly lookupTimeoutMs: number;
+  /**
+   * The demo launcher's control endpoint (`DEMO_CONTROL_URL`, set by `npm run demo` only): lets the
+   * page freeze, thaw, kill and restart instances. Unset, the `/demo` routes answer 404.
+   */
+  readonly demoControlUrl: string | undefined;
+  /** The token the launcher's control endpoint requires (`DEMO_CONTROL_TOKEN`). */
+  readonly demoControlToken: string | undefined;
 }
 
 /** The Nest injection token of the `ServiceConfig`. */
@@ -51,7 +58,16 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv = process.env): Service
     redisUrl,
     namespace: env.NAMESPACE ?? 'resource-service',
     lookupTimeoutMs: integer('LOOKUP_TIMEOUT_MS', env.LOOKUP_TIMEOUT_MS, 3000, 1, 60_000),
+    demoControlUrl: demoControlUrl(env.DEMO_CONTROL_URL),
+    demoControlToken: env.DEMO_CONTROL_TOKEN || undefined,
   };
+}
+
+/** The launcher listens on loopback only; anything else is refused rather than trusted. */
+function demoControlUrl(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):\d+\/?$/.test(raw)) throw new Error(`DEMO_CONTROL_URL must be http://127.0.0.1:<port> (got ${JSON.stringify(raw)}).`);
+  return raw.replace(/\/$/, '');
 }
 
 function integer(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {

@@ -14,7 +14,9 @@ export interface Resource {
 export const FIND_RESOURCE = 'resource.find';
 /** Buffer pattern: "what are your figures?"; every instance answers `InstanceStats`. */
 export const INSTANCE_STATS = 'instance.stats';
-/** Buffer event: a resource changed somewhere; every instance drops its cached copy. */
+/** Buffer pattern, sent to the owner only (`to`): "delete this resource"; the owner answers `DeleteReply`. */
+export const DELETE_RESOURCE = 'resource.delete';
+/** Buffer event: a resource changed somewhere; every instance drops its cached copy and tells its open pages. */
 export const RESOURCE_CHANGED = 'resource.changed';
 
 /** One instance's answer to `resource.find`: the resource, or `null` when it does not hold it. */
@@ -22,12 +24,31 @@ export interface FindReply {
   readonly resource: Resource | null;
 }
 
+/** The payload of `resource.delete`: which resource, and the instance whose HTTP request asked. */
+export interface DeleteRequest {
+  readonly id: string;
+  readonly via: string;
+}
+
+/** The owner's answer to `resource.delete`. */
+export interface DeleteReply {
+  /** Whether it held the resource (and so deleted it). */
+  readonly deleted: boolean;
+  /** Redis's count of instances the `resource.changed` event reached, when it was deleted. */
+  readonly invalidated: number;
+  readonly change?: ResourceChange;
+}
+
 /** The payload of the `resource.changed` event. */
 export interface ResourceChange {
   readonly id: string;
   readonly change: 'put' | 'delete';
-  /** The instance where the change happened. */
+  /** The instance where the change happened: the resource's owner. */
   readonly by: string;
+  /** The instance whose HTTP request asked for it (the owner itself, or another that forwarded a DELETE). */
+  readonly via: string;
+  /** The version after a `put`. */
+  readonly version?: number;
 }
 
 /** One instance's figures, as `GET /stats` aggregates them. */

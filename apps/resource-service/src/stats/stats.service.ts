@@ -10,6 +10,8 @@ export interface ClusterStats {
   readonly askedBy: string;
   readonly expected: number | undefined;
   readonly completedBy: CompletedBy;
+  /** How many instances received the request and did not answer in time: their figures are missing. */
+  readonly unanswered: number;
   readonly elapsedMs: number;
   /** One entry per instance that answered, by name. */
   readonly instances: readonly InstanceStats[];
@@ -73,6 +75,7 @@ export class StatsService {
       askedBy: this.config.instanceName,
       expected: result.expected,
       completedBy: result.completedBy,
+      unanswered: Math.max(0, (result.expected ?? 0) - result.finished),
       elapsedMs: Math.round(result.elapsedMs * 100) / 100,
       instances,
       totals: {
