@@ -277,6 +277,36 @@ describe('resource-service: three instances behind one Redis', () => {
     expect((await getJson(`${byName('one').url}/resources/nowhere-frozen`)).status).toBe(404);
   }, 20_000);
 
+  it('serves the library\'s metrics in Prometheus format at /metrics', async () => {
+    const url = byName('two').url;
+    await getJson(`${url}/resources/nowhere-metrics`);
+    const response = await fetch(`${url}/metrics`);
+    expect(response.status).toBe(200);
+    const text = await response.text();
+    expect(text).toMatch(/^messaging_client_operation_duration_count\{[^}]*messaging_destination_name="resource\.find"[^}]*\} [1-9]/m);
+    expect(text).toMatch(/^messaging_process_duration_count\{[^}]*messaging_destination_name="resource\.find"[^}]*\} [1-9]/m);
+    expect(text).toMatch(/^nestjs_redis_buffer_instances_live\{[^}]*\} 3$/m);
+    expect(text).toMatch(/^messaging_client_sent_messages_total\{[^}]*\} [1-9]/m);
+    // Sub-millisecond buckets: a lookup on loopback lands well below the 5 ms of the default advice.
+    expect(text).toMatch(/^messaging_client_operation_duration_bucket\{[^}]*le="0\.0005"\}/m);
+  });
+
+  it('answers /health 200 with Redis, 503 within seconds once it is killed, and 200 again when it is back', async () => {
+    if (!redis.owned) return;
+    const url = byName('one').url;
+    const up = await getJson<{ status: string; info: { buffer: { status: string; client: string; transport: string; instances: Array<{ instanceId: string }> } } }>(`${url}/health`);
+    expect(up.status).toBe(200);
+    expect(up.body.info.buffer).toMatchObject({ status: 'up', client: 'connected', transport: 'connected' });
+    expect(up.body.info.buffer.instances.map((i) => i.instanceId).sort()).toEqual(NAMES);
+    await redis.kill();
+    const down = await eventually(() => getJson(`${url}/health`), (result) => result.status === 503, 5000);
+    expect(down.status).toBe(503);
+    await redis.restart();
+    const back = await eventually(() => getJson(`${url}/health`), (result) => result.status === 200, 15_000);
+    expect(back.status).toBe(200);
+    await waitForPresence(instances, NAMES);
+  }, 30_000);
+
   it('stops every instance cleanly on SIGTERM', async () => {
     const startedAt = Date.now();
     const exitCodes = await stopResourceServices(instances);

@@ -132,22 +132,19 @@ describe('observability: traces, metrics and health', () => {
       const up = await health.isHealthy('buffer');
       expect(up.buffer).toMatchObject({ status: 'up', client: 'connected', transport: 'connected', subscriptionsConfirmed: true });
       expect(up.buffer.instances.map((i) => i.instanceId).sort()).toEqual(expect.arrayContaining(['t1', 't2', 't3']));
+      const healthIs = async (status: 'up' | 'down', timeoutMs: number) => {
+        let result = await health.isHealthy('buffer');
+        for (const deadline = Date.now() + timeoutMs; result.buffer.status !== status && Date.now() < deadline; await sleep(50)) result = await health.isHealthy('buffer');
+        return result;
+      };
       await redis.kill();
       const killedAt = Date.now();
-      let down = await health.isHealthy('buffer');
-      while (down.buffer.status !== 'down' && Date.now() - killedAt < 5000) {
-        await sleep(50);
-        down = await health.isHealthy('buffer');
-      }
+      const down = await healthIs('down', 5000);
       const downAfterMs = Date.now() - killedAt;
       expect(down.buffer.status).toBe('down');
       await redis.restart();
       const restartedAt = Date.now();
-      let back = await health.isHealthy('buffer');
-      while (back.buffer.status !== 'up' && Date.now() - restartedAt < 15_000) {
-        await sleep(100);
-        back = await health.isHealthy('buffer');
-      }
+      const back = await healthIs('up', 15_000);
       expect(back.buffer).toMatchObject({ status: 'up', client: 'connected', transport: 'connected' });
       reportFault('health', { downMsAfterKill: downAfterMs, upMsAfterRestart: Date.now() - restartedAt });
     } finally {

@@ -4,7 +4,7 @@
 // with TEST_LOGS=1 ("FAULT ...") are the ones in docs/reliability.md.
 import { BadMessageError, BufferClient, CallbackError, ConnectionLostError, InstancesMissingError, InvalidOptionsError, RedisBufferTransport } from 'nestjs-redis-buffer';
 import { lastValueFrom, toArray } from 'rxjs';
-import { InstanceProcess, startInstances, stopAll } from '../support/instances.js';
+import { InstanceProcess, InstanceSpawner, stopAll } from '../support/instances.js';
 import { FAULT_APP, startLoads, totalErrors, type LoadProcess } from '../support/load.js';
 import { collect, rawRedis, sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
@@ -21,13 +21,8 @@ type Wire = { id: string; from?: string; refused?: boolean; done?: boolean; erro
 describe('fault: exact completion', () => {
   let redis: TestRedis;
   let client: BufferClient;
-  const spawned: InstanceProcess[] = [];
-
-  async function spawn(instanceId: string, env: Record<string, string> = {}): Promise<InstanceProcess> {
-    const [instance] = await startInstances([{ instanceId, redisUrl: redis.url, namespace, script: FAULT_APP, env }]);
-    spawned.push(instance!);
-    return instance!;
-  }
+  const instances = new InstanceSpawner(() => redis.url, namespace, FAULT_APP);
+  const spawn = (instanceId: string, env?: Record<string, string>): Promise<InstanceProcess> => instances.spawn(instanceId, env);
 
   /** Waits until the client's view lists exactly `ids` (joins and leaves are announced on Redis). */
   async function viewIs(ids: string[]): Promise<void> {
@@ -48,7 +43,7 @@ describe('fault: exact completion', () => {
 
   // Every test starts from an empty namespace: what one test started never answers another's requests.
   afterEach(async () => {
-    await stopAll(spawned.splice(0));
+    await instances.stopAll();
     await viewIs([]);
   });
 

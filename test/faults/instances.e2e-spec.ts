@@ -2,7 +2,7 @@
 // The figures reported with TEST_LOGS=1 ("FAULT ...") are the ones in docs/reliability.md.
 import { BufferClient, InstancesMissingError, TooManyRequestsError } from 'nestjs-redis-buffer';
 import { lastValueFrom, toArray } from 'rxjs';
-import { InstanceProcess, startInstances, stopAll } from '../support/instances.js';
+import { InstanceProcess, InstanceSpawner, stopAll } from '../support/instances.js';
 import { FAULT_APP, startLoads, totalErrors, type LoadProcess } from '../support/load.js';
 import { rawRedis, sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
@@ -18,13 +18,8 @@ const MARGIN_MS = 500;
 describe('fault: instances', () => {
   let redis: TestRedis;
   let client: BufferClient;
-  const spawned: InstanceProcess[] = [];
-
-  async function spawn(instanceId: string, env: Record<string, string> = {}): Promise<InstanceProcess> {
-    const [instance] = await startInstances([{ instanceId, redisUrl: redis.url, namespace, script: FAULT_APP, env }]);
-    spawned.push(instance!);
-    return instance!;
-  }
+  const instances = new InstanceSpawner(() => redis.url, namespace, FAULT_APP);
+  const spawn = (instanceId: string, env?: Record<string, string>): Promise<InstanceProcess> => instances.spawn(instanceId, env);
 
   beforeAll(async () => {
     redis = await startRedis();
@@ -34,7 +29,7 @@ describe('fault: instances', () => {
 
   afterAll(async () => {
     await client?.close();
-    await stopAll(spawned);
+    await instances.stopAll();
     await redis?.stop();
   });
 

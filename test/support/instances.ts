@@ -99,3 +99,25 @@ export async function startInstances(specs: readonly InstanceSpec[]): Promise<In
 export async function stopAll(instances: readonly InstanceProcess[]): Promise<void> {
   await Promise.all(instances.map((instance) => instance.stop()));
 }
+
+/** Instances a test file starts one by one, all on one Redis and namespace, stopped together. */
+export class InstanceSpawner {
+  readonly spawned: InstanceProcess[] = [];
+
+  constructor(
+    private readonly redisUrl: () => string,
+    private readonly namespace: string,
+    private readonly script: string,
+  ) {}
+
+  async spawn(instanceId: string, env: Record<string, string> = {}): Promise<InstanceProcess> {
+    const instance = await InstanceProcess.start({ instanceId, redisUrl: this.redisUrl(), namespace: this.namespace, script: this.script, env });
+    this.spawned.push(instance);
+    return instance;
+  }
+
+  /** Stops every instance started so far. */
+  stopAll(): Promise<void> {
+    return stopAll(this.spawned.splice(0));
+  }
+}

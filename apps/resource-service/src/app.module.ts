@@ -1,10 +1,12 @@
 import { Module, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
+import { TerminusModule } from '@nestjs/terminus';
 import { BufferModule } from 'nestjs-redis-buffer';
 import { SERVICE_CONFIG, type ServiceConfig } from './config/service-config.js';
 import { ServiceConfigModule } from './config/service-config.module.js';
 import { DemoControlController } from './demo/demo-control.controller.js';
 import { LiveController } from './live/live.controller.js';
 import { LiveService } from './live/live.service.js';
+import { ObservabilityController } from './observability/observability.controller.js';
 import { PresenceService } from './live/presence.service.js';
 import { RemoteCache } from './resources/remote-cache.service.js';
 import { ResourceBufferController } from './resources/resource-buffer.controller.js';
@@ -21,6 +23,7 @@ import { PageController } from './web/page.controller.js';
 @Module({
   imports: [
     ServiceConfigModule,
+    TerminusModule,
     BufferModule.forRootAsync({
       inject: [SERVICE_CONFIG],
       useFactory: (config: ServiceConfig) => ({
@@ -32,7 +35,7 @@ import { PageController } from './web/page.controller.js';
       }),
     }),
   ],
-  controllers: [ResourcesController, ResourceBufferController, StatsController, PageController, LiveController, DemoControlController],
+  controllers: [ResourcesController, ResourceBufferController, StatsController, PageController, LiveController, DemoControlController, ObservabilityController],
   providers: [ResourceStore, RemoteCache, ResourceLookup, ResourceChanges, StatsService, PresenceService, LiveService],
 })
 export class AppModule implements NestModule {

@@ -1,7 +1,9 @@
 import 'reflect-metadata';
+// First: the library's clients and transports report into the MeterProvider it registers.
+import './observability/metrics.js';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { BufferClient, RedisBufferTransport } from 'nestjs-redis-buffer';
+import { BufferClient, BufferHealthIndicator, RedisBufferTransport } from 'nestjs-redis-buffer';
 import { AppModule } from './app.module.js';
 import { SERVICE_CONFIG, type ServiceConfig } from './config/service-config.js';
 
@@ -10,9 +12,10 @@ async function bootstrap(): Promise<void> {
   // would otherwise keep the HTTP server, and so the shutdown, waiting.
   const app = await NestFactory.create(AppModule, { logger: ['error', 'warn'], forceCloseConnections: true });
   const config = app.get<ServiceConfig>(SERVICE_CONFIG);
-  app.connectMicroservice({
-    strategy: new RedisBufferTransport({ redis: config.redisUrl, namespace: config.namespace, instanceId: config.instanceName }),
-  });
+  const transport = new RedisBufferTransport({ redis: config.redisUrl, namespace: config.namespace, instanceId: config.instanceName });
+  app.connectMicroservice({ strategy: transport });
+  // GET /health reports this instance's own connection and subscriptions too.
+  app.get(BufferHealthIndicator).watch(transport);
   await app.startAllMicroservices();
   // Fail at start-up, not on the first lookup, when Redis is unreachable.
   await app.get(BufferClient).connect();
