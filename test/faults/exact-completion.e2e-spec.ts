@@ -2,7 +2,7 @@
 // rolling deploy, a twin instance id, a frozen or killed instance, an observer on the channels, a
 // skewed clock, a request the instances cannot run, and a throwing callback. The figures reported
 // with TEST_LOGS=1 ("FAULT ...") are the ones in docs/reliability.md.
-import { BadMessageError, BufferClient, CallbackError, ConnectionLostError, InstancesMissingError, InvalidOptionsError, RedisBufferTransport } from 'nestjs-redis-buffer';
+import { BadMessageError, BufferClient, CallbackError, NoRespondersError, ConnectionLostError, InstancesMissingError, InvalidOptionsError, RedisBufferTransport } from 'nestjs-redis-buffer';
 import { lastValueFrom, toArray } from 'rxjs';
 import { InstanceProcess, InstanceSpawner, stopAll } from '../support/instances.js';
 import { FAULT_APP, startLoads, totalErrors, type LoadProcess } from '../support/load.js';
@@ -177,6 +177,10 @@ describe('fault: exact completion', () => {
       }
       const totalMs = Date.now() - started;
       expect(Math.max(...times)).toBeLessThan(1000);
+      // A pattern no instance handles, where only the observer listens: nobody will answer.
+      const nobody = await client.gather('nobody.handles.this', null).catch((e: unknown) => e);
+      expect(nobody).toBeInstanceOf(NoRespondersError);
+      expect((nobody as NoRespondersError).observers).toBe(1);
       reportFault('observers', { observers: 2, requests: 50, totalMs, maxMs: Math.max(...times) });
     } finally {
       await observer.quit();

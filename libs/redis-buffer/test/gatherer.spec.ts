@@ -235,9 +235,16 @@ describe('Gatherer', () => {
       expect(outcome.timedOut?.missing).toEqual(['a', 'b']);
     });
 
-    it('takes an empty view as no evidence: Redis\'s count alone decides (instances may be unable to answer, as under another signing key)', () => {
-      const { gatherer, outcome, clock } = setup({ timeout: 100 });
+    it('fails at once with NoRespondersError when Redis counted only subscribers that are not instances', () => {
+      const { gatherer, outcome } = setup();
       gatherer.expect(2, new Set());
+      expect(outcome.error).toBeInstanceOf(NoRespondersError);
+      expect((outcome.error as NoRespondersError).observers).toBe(2);
+    });
+
+    it('without a view, Redis\'s count alone decides', () => {
+      const { gatherer, outcome, clock } = setup({ timeout: 100 });
+      gatherer.expect(2, undefined);
       expect(outcome.calls).toBe(0);
       clock.advance(100);
       expect(outcome.result).toMatchObject({ completedBy: 'timeout', expected: 2, finished: 0 });

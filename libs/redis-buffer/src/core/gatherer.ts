@@ -91,15 +91,15 @@ export class Gatherer<T = unknown> {
   expect(receivers: number, awaited?: ReadonlySet<string>, silent?: Iterable<string>): void {
     if (this.ended) return;
     this.expected = receivers;
-    // An empty view of receivers says nothing (the instances may be unable to answer at all, for
-    // example under another signing key): then only Redis's count decides.
-    if (awaited !== undefined && awaited.size > 0) this.setAwaited(awaited, silent);
     if (this.decided !== undefined) return this.finish(this.decided);
-    if (receivers === 0) {
+    // Nobody subscribed, or (the view knowing the namespace's instances, none of which handles the
+    // pattern) only subscribers that are not instances: nobody will answer.
+    if (receivers === 0 || (awaited !== undefined && awaited.size === 0)) {
       this.end();
-      this.sink.fail(new NoRespondersError(this.pattern, this.rules.to), this.result('all'));
+      this.sink.fail(new NoRespondersError(this.pattern, this.rules.to, receivers), this.result('all'));
       return;
     }
+    if (awaited !== undefined) this.setAwaited(awaited, silent);
     this.checkAll();
   }
 

@@ -137,12 +137,14 @@ export class MembershipView {
 
   /**
    * The instances known to receive a request for `pattern` (or the one named by `to`), silent ones
-   * included (see `silentAmong`); `undefined`
-   * when the view cannot tell (not synced, or `to` names an instance it does not know), in which
+   * included (see `silentAmong`); empty when the view knows instances but none for the pattern;
+   * `undefined`
+   * when the view cannot tell (not synced, knows no instance, or `to` names an instance it does not know), in which
    * case Redis's receiver count alone decides completion.
    */
   awaitedFor(pattern: string, to: string | undefined): ReadonlySet<string> | undefined {
-    if (!this.synced) return undefined;
+    // Knowing no instance at all is no evidence (under another signing key, none can be heard).
+    if (!this.synced || this.members.size === 0) return undefined;
     if (to !== undefined) {
       const member = this.members.get(to);
       return member === undefined ? undefined : new Set([to]);
