@@ -16,6 +16,8 @@ import {
   type MemorySample,
   type SystemName,
 } from './common.js';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createCaller } from './systems/index.js';
 import type { CallerSystem } from './systems/types.js';
 
@@ -54,16 +56,52 @@ function latency(caller: CallerSystem, n: number, durationMs: number, maxCount: 
   });
 }
 
-/** `concurrency` requests in flight (closed loop): throughput and latency after a warm-up. */
-function load(caller: CallerSystem, n: number, concurrency: number, warmupMs: number, durationMs: number): Promise<LoadResult> {
+// Clock ticks per second of /proc/<pid>/stat's utime and stime.
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** CPU time (user + system) of other processes, in ms, read from /proc; undefined where there is none. */
+function cpuMsOf(pids: readonly number[]): number | undefined {
+  try {
+    let ticks = 0;
+    for (const pid of pids) {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // Fields after the command name (which may hold spaces), from field 3 on: utime is 14, stime 15.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    }
+    return (ticks * 1000) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+
+function ownCpuMs(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1000;
+}
+
+/**
+ * `concurrency` requests in flight (closed loop): throughput and latency after a warm-up, and the
+ * CPU time per request of this process and of the responders (`responderPids`) over the window.
+ */
+function load(caller: CallerSystem, n: number, concurrency: number, warmupMs: number, durationMs: number, responderPids: readonly number[] = []): Promise<LoadResult> {
   return new Promise((resolve) => {
     const start = nowMs();
     const windowStart = start + warmupMs;
     const windowEnd = windowStart + durationMs;
+    let cpuAtStart: { own: number; responders: number | undefined } | undefined;
+    const cpuTimer = setTimeout(() => (cpuAtStart = { own: ownCpuMs(), responders: cpuMsOf(responderPids) }), warmupMs);
     let count = 0;
     let errors = 0;
     let inWindow = 0;
     let outstanding = 0;
+    let cpuAtEnd: { own: number; responders: number | undefined } | undefined;
     const launch = (): void => {
       const started = nowMs();
       outstanding++;
@@ -76,9 +114,20 @@ function load(caller: CallerSystem, n: number, concurrency: number, warmupMs: nu
           if (started >= windowStart && count < latencies.length) latencies[count++] = finished - started;
         }
         if (finished < windowEnd) launch();
-        else if (outstanding === 0) {
-          const summary = summarize(latencies, count, errors);
-          resolve({ ...summary, rps: inWindow / (durationMs / 1000) });
+        else {
+          if (cpuAtEnd === undefined) cpuAtEnd = { own: ownCpuMs(), responders: cpuMsOf(responderPids) };
+          if (outstanding === 0) {
+            clearTimeout(cpuTimer);
+            const summary = summarize(latencies, count, errors);
+            const perRequest = (before: number | undefined, after: number | undefined): number | undefined =>
+              before === undefined || after === undefined || inWindow === 0 ? undefined : ((after - before) * 1000) / inWindow;
+            resolve({
+              ...summary,
+              rps: inWindow / (durationMs / 1000),
+              callerCpuUsPerRequest: perRequest(cpuAtStart?.own, cpuAtEnd.own),
+              responderCpuUsPerRequest: responderPids.length === 0 ? undefined : perRequest(cpuAtStart?.responders, cpuAtEnd.responders),
+            });
+          }
         }
       });
     };
@@ -196,7 +245,7 @@ async function main(): Promise<void> {
         case 'latency':
           return latency(caller, command.n, command.durationMs, command.maxCount);
         case 'load':
-          return load(caller, command.n, command.concurrency, command.warmupMs, command.durationMs);
+          return load(caller, command.n, command.concurrency, command.warmupMs, command.durationMs, command.responderPids);
         case 'memory':
           return memory(caller, command.n, command.warmup, command.total, command.checkpoints, command.concurrency);
         case 'inflight':

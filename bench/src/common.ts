@@ -36,7 +36,7 @@ export interface Endpoints {
 /** Orchestrator -> caller commands. */
 export type CallerCommand =
   | { readonly op: 'latency'; readonly n: number; readonly durationMs: number; readonly maxCount: number }
-  | { readonly op: 'load'; readonly n: number; readonly concurrency: number; readonly warmupMs: number; readonly durationMs: number }
+  | { readonly op: 'load'; readonly n: number; readonly concurrency: number; readonly warmupMs: number; readonly durationMs: number; readonly responderPids?: readonly number[] }
   | { readonly op: 'memory'; readonly n: number; readonly warmup: number; readonly total: number; readonly checkpoints: number; readonly concurrency: number }
   | { readonly op: 'inflight'; readonly n: number; readonly count: number; readonly holdMs: number }
   | { readonly op: 'burst'; readonly n: number; readonly count: number; readonly timeoutMs: number }
@@ -52,6 +52,10 @@ export interface LatencyResult {
 
 export interface LoadResult extends LatencyResult {
   readonly rps: number;
+  /** CPU time (user + system) of the caller process per request completed in the window, in µs. */
+  readonly callerCpuUsPerRequest?: number;
+  /** CPU time of the responder processes per request completed in the window, in µs (all N instances together). */
+  readonly responderCpuUsPerRequest?: number;
 }
 
 export interface MemorySample {

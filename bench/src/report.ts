@@ -182,6 +182,25 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
   }
   push('', '![latency against N](latency.svg)', '', '![throughput against N](throughput.svg)', '');
 
+  push('## CPU time per request', '');
+  push(
+    `CPU time (user + system) per request completed in the throughput window (${config.concurrency} in flight), read from the caller's own \`process.cpuUsage()\` and from the responder process's \`/proc/<pid>/stat\`, in µs. The N responding instances of a system share one process (one core), so the responder figure is all N together. Median of the repetitions.`,
+    '',
+  );
+  push('| N | system | caller µs/request | responders µs/request |');
+  push('|---:|---|---:|---:|');
+  for (const n of config.ns) {
+    const main = results.main[n];
+    if (main === undefined) continue;
+    for (const system of results.systems) {
+      const entry = main[system];
+      if (entry === undefined) continue;
+      const caller = entry.load.map((r) => r.callerCpuUsPerRequest).filter((v): v is number => v !== undefined);
+      const responder = entry.load.map((r) => r.responderCpuUsPerRequest).filter((v): v is number => v !== undefined);
+      push(`| ${n} | ${SYSTEM_LABELS[system]} | ${caller.length > 0 ? median(caller).toFixed(1) : 'n/a'} | ${responder.length > 0 ? median(responder).toFixed(1) : 'n/a'} |`);
+    }
+  }
+  push('');
   push('## Ratios of this library to each baseline', '');
   push('Median of per-repetition ratios. Throughput: library / baseline (higher is better). Latency: library p50 / baseline p50 at 1 in flight (lower is better).', '');
   const baselines = results.systems.filter((system) => system !== 'lib');

@@ -179,8 +179,10 @@ async function main(): Promise<void> {
 
   const latency = (system: SystemName, n: number): Promise<LatencyResult> =>
     callers.get(system)!.call({ op: 'latency', n, durationMs: config.latencyMs, maxCount: config.latencyMaxCount });
+  // The responder processes of the current N, whose CPU time the caller reads over its window.
+  let responderPids = new Map<SystemName, number[]>();
   const load = (system: SystemName, n: number, concurrency: number, warmupMs: number, durationMs: number): Promise<LoadResult> =>
-    callers.get(system)!.call({ op: 'load', n, concurrency, warmupMs, durationMs });
+    callers.get(system)!.call({ op: 'load', n, concurrency, warmupMs, durationMs, responderPids: responderPids.get(system) ?? [] });
 
   for (const n of config.ns) {
     const present = systems.filter((system) => system !== 'nest' || n === 1);
@@ -190,6 +192,7 @@ async function main(): Promise<void> {
       const ids = Array.from({ length: n }, (_, index) => `${system}-r${index + 1}`);
       responders.set(system, await startResponderProcesses(system, endpoints, ids, 1));
     }
+    responderPids = new Map([...responders].map(([system, workers]) => [system, workers.map((worker) => worker.pid)]));
     // Warm-up (JIT, connections, subscriptions), not recorded.
     for (const system of present) {
       await load(system, n, config.concurrency, 200, Math.max(500, config.loadWarmupMs));
