@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
-import { isObservable, type Observable, type Subscription } from 'rxjs';
+import { isObservable, type Subscription } from 'rxjs';
 import { BufferChannels, channelPatternOfRoute } from '../core/channels.js';
 import { Coalescer } from '../core/coalescer.js';
 import { ConcurrencyLimiter } from '../core/concurrency-limiter.js';
@@ -486,20 +486,27 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     });
     const run = this.telemetry.runInContext(trace, () =>
       this.runHooked(context, async (runEndHook) => {
-      const stream$ = this.transformToObservable(await handler(envelope.data, context)) as Observable<unknown>;
-      subscription = stream$.subscribe(writer);
-      // Runs on completion, error or unsubscribe; at once if the stream has already ended.
-      subscription.add(() => {
-        runEndHook();
-        settle();
-      });
-      if (writer.isEnded) {
-        subscription.unsubscribe();
-      } else {
-        const remaining = deadline - Date.now();
-        const current = subscription;
-        if (remaining > 0) expiry = setTimeout(() => current.unsubscribe(), remaining);
-      }
+        const result: unknown = await handler(envelope.data, context);
+        if (!isObservable(result)) {
+          // A plain value (Nest's proxy has already awaited a Promise): one reply, no stream to build.
+          writer.value(result);
+          writer.end();
+          runEndHook();
+          return settle();
+        }
+        subscription = result.subscribe(writer);
+        // Runs on completion, error or unsubscribe; at once if the stream has already ended.
+        subscription.add(() => {
+          runEndHook();
+          settle();
+        });
+        if (writer.isEnded) {
+          subscription.unsubscribe();
+        } else {
+          const remaining = deadline - Date.now();
+          const current = subscription;
+          if (remaining > 0) expiry = setTimeout(() => current.unsubscribe(), remaining);
+        }
       }),
     );
     run.catch((error: unknown) => {
