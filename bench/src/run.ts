@@ -25,6 +25,8 @@ const systemsArg = argv.find((arg) => arg.startsWith('--systems='))?.slice(10).s
 const mainOnly = argv.includes('--main-only');
 const outArg = argv.find((arg) => arg.startsWith('--out='))?.slice(6);
 const baselineArg = argv.find((arg) => arg.startsWith('--baseline='))?.slice(11);
+// --profile-n=K: profile with K responding instances instead of 4.
+const profileNArg = argv.find((arg) => arg.startsWith('--profile-n='))?.slice(12);
 
 export interface BenchConfig {
   readonly quick: boolean;
@@ -73,7 +75,7 @@ const full: BenchConfig = {
   scaleResponders: 64,
   scaleProcesses: 8,
   profileMs: 8000,
-  profileN: 4,
+  profileN: profileNArg === undefined ? 4 : Number(profileNArg),
 };
 
 // --quick: fewer repetitions and shorter windows, the same measurements.

@@ -77,6 +77,16 @@ export class BufferTelemetry {
     return this.api !== undefined;
   }
 
+  /**
+   * Whether an SDK's tracer provider is registered (now: one may be registered after the client
+   * or transport was made). Without one, nothing about tracing runs per message: extracting a
+   * context and starting a non-recording span cost about 2 µs per handler run.
+   */
+  private tracing(api: OtelApi): boolean {
+    const provider = api.trace.getTracerProvider() as Otel.TracerProvider & { getDelegate?: () => Otel.TracerProvider };
+    return (provider.getDelegate?.() ?? provider).constructor.name !== 'NoopTracerProvider';
+  }
+
   /** Turns instrumentation on with the loaded API; `counters` and `gauges` are read at each collection. */
   attach(api: OtelApi, counters: ObservedCounters, gauges: ObservedCounters): void {
     this.api = api;
@@ -122,6 +132,7 @@ export class BufferTelemetry {
   startRequest(operation: 'request' | 'event', pattern: string, channel: string, id: string, headers: BufferHeaders): { trace: RequestTrace; headers: BufferHeaders } | undefined {
     const api = this.api;
     if (api === undefined) return undefined;
+    if (!this.tracing(api)) return this.metricsOn ? { trace: { span: api.trace.wrapSpanContext(api.INVALID_SPAN_CONTEXT), startedAt: performance.now(), pattern }, headers } : undefined;
     const span = this.tracer!.startSpan(`send ${pattern}`, { kind: api.SpanKind.PRODUCER });
     // No SDK (or not sampled): no attributes, no headers to add; only the duration metric, if any.
     if (!span.isRecording()) return this.metricsOn ? { trace: { span, startedAt: performance.now(), pattern }, headers } : undefined;
@@ -198,6 +209,9 @@ export class BufferTelemetry {
   startProcess(kind: 'request' | 'event', pattern: string, channel: string, id: string, senderId: string, headers: BufferHeaders): ProcessTrace | undefined {
     const api = this.api;
     if (api === undefined) return undefined;
+    if (!this.tracing(api)) {
+      return this.metricsOn ? { span: api.trace.wrapSpanContext(api.INVALID_SPAN_CONTEXT), context: api.ROOT_CONTEXT, startedAt: performance.now(), pattern, kind } : undefined;
+    }
     const parent = api.propagation.extract(api.ROOT_CONTEXT, headers);
     const span = this.tracer!.startSpan(`process ${pattern}`, { kind: api.SpanKind.CONSUMER }, parent);
     if (!span.isRecording()) {
