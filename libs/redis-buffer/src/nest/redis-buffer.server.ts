@@ -44,11 +44,6 @@ type BufferServerEvents = { [K in keyof BusEvents]: (...args: BusEvents[K]) => v
 
 type HandlerWithChain = MessageHandler & { next?: MessageHandler };
 
-/** Work in flight on this instance, and how to stop it at the end of a shutdown. */
-interface ActiveWork {
-  stop(): void;
-}
-
 type LifeCycle = 'idle' | 'listening' | 'draining' | 'closed';
 
 /**
@@ -86,11 +81,13 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
   private coalescer: Coalescer | undefined;
   // Event handlers live apart from request handlers, so one pattern can have both.
   private readonly eventHandlers = new Map<string, HandlerWithChain>();
-  // Channel form of a pattern (what travels) → Nest's route for it (what its handler maps are keyed by).
-  private requestRoutes = new Map<string, string>();
-  private eventRoutes = new Map<string, string>();
+  // Channel form of a pattern (what travels) → its handler (Nest keys its maps by its own route).
+  private requestRoutes = new Map<string, MessageHandler>();
+  private eventRoutes = new Map<string, HandlerWithChain>();
   private workChannels: string[] = [];
-  private readonly active = new Map<object, ActiveWork>();
+  // Requests (their ReplyWriter) and events (a token) being handled, with the handler's stream
+  // subscription once there is one: what a shutdown that runs out of time stops.
+  private readonly active = new Map<object, Subscription | undefined>();
   private readonly pendingListeners: Array<[keyof BusEvents, (...args: never[]) => void]> = [];
   private readonly badInput: BoundedLog;
   private lifeCycle: LifeCycle = 'idle';
@@ -238,7 +235,13 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     for (const task of this.limiter.takeAll()) task();
     if (this.active.size > 0) {
       this.logger.warn(`Stopping ${this.active.size} handlers still running after shutdownTimeout (${this.options.shutdownTimeout} ms); their callers get BUFFER_SHUTTING_DOWN.`);
-      for (const work of [...this.active.values()]) work.stop();
+      for (const [work, subscription] of [...this.active]) {
+        if (work instanceof ReplyWriter) {
+          work.error({ code: BufferErrorCode.ShuttingDown, message: `Instance "${this.instanceId}" shut down before its handler finished (shutdownTimeout ${this.options.shutdownTimeout} ms).` });
+        }
+        subscription?.unsubscribe();
+        this.active.delete(work);
+      }
     }
     if (bus.status === 'connected') {
       const bye: ByeEnvelope = { v: 1, kind: 'bye', id: this.incarnation, from: this.instanceId, inc: this.incarnation };
@@ -267,9 +270,9 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
 
   private mapRoutes(): void {
     this.requestRoutes = new Map();
-    for (const [route, handler] of this.messageHandlers) if (!handler.isEventHandler) this.requestRoutes.set(channelPatternOfRoute(route), route);
+    for (const [route, handler] of this.messageHandlers) if (!handler.isEventHandler) this.requestRoutes.set(channelPatternOfRoute(route), handler);
     this.eventRoutes = new Map();
-    for (const route of this.eventHandlers.keys()) this.eventRoutes.set(channelPatternOfRoute(route), route);
+    for (const [route, handler] of this.eventHandlers) this.eventRoutes.set(channelPatternOfRoute(route), handler);
   }
 
   /** Refuses to run beside another live process with the same id (more than `allowed` subscribers on its direct channel). */
@@ -456,9 +459,8 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       this.stats.expired++;
       return this.refuse(envelope, BufferErrorCode.Expired, `The request reached instance "${this.instanceId}" (or waited there) past its deadline.`);
     }
-    const route = this.requestRoutes.get(envelope.pattern);
-    const handler = route === undefined ? undefined : this.messageHandlers.get(route);
-    if (handler === undefined || handler.isEventHandler) {
+    const handler = this.requestRoutes.get(envelope.pattern);
+    if (handler === undefined) {
       this.stats.unhandled++;
       return this.refuse(envelope, BufferErrorCode.NoHandler, `Instance "${this.instanceId}" has no handler for "${envelope.pattern}".`);
     }
@@ -469,21 +471,15 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     // timer is armed only for a stream still open once subscribed (most handlers have answered by
     // then), which saves a setTimeout/clearTimeout pair per request.
     let expiry: ReturnType<typeof setTimeout> | undefined;
-    let subscription: Subscription | undefined;
+    let settled = false;
     const settle = (): void => {
+      if (settled) return;
+      settled = true;
       if (expiry !== undefined) clearTimeout(expiry);
-      expiry = undefined;
-      if (!this.active.delete(writer)) return;
       this.telemetry.endProcess(trace, writer.errorType);
-      this.limiter.pump();
+      if (this.active.delete(writer)) this.limiter.pump();
     };
-    this.active.set(writer, {
-      stop: () => {
-        subscription?.unsubscribe();
-        writer.error({ code: BufferErrorCode.ShuttingDown, message: `Instance "${this.instanceId}" shut down before its handler finished (shutdownTimeout ${this.options.shutdownTimeout} ms).` });
-        settle();
-      },
-    });
+    this.active.set(writer, undefined);
     const run = this.telemetry.runInContext(trace, () =>
       this.runHooked(context, async (runEndHook) => {
         const result: unknown = await handler(envelope.data, context);
@@ -494,7 +490,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
           runEndHook();
           return settle();
         }
-        subscription = result.subscribe(writer);
+        const subscription = result.subscribe(writer);
         // Runs on completion, error or unsubscribe; at once if the stream has already ended.
         subscription.add(() => {
           runEndHook();
@@ -503,9 +499,9 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
         if (writer.isEnded) {
           subscription.unsubscribe();
         } else {
+          if (this.active.has(writer)) this.active.set(writer, subscription);
           const remaining = deadline - Date.now();
-          const current = subscription;
-          if (remaining > 0) expiry = setTimeout(() => current.unsubscribe(), remaining);
+          if (remaining > 0) expiry = setTimeout(() => subscription.unsubscribe(), remaining);
         }
       }),
     );
@@ -534,25 +530,20 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       this.badInput.warn(`Dropped event "${envelope.pattern}" received past its deadline (see "eventTtl").`);
       return;
     }
-    const route = this.eventRoutes.get(envelope.pattern);
-    const handler = route === undefined ? undefined : this.eventHandlers.get(route);
+    const handler = this.eventRoutes.get(envelope.pattern);
     if (handler === undefined) return this.rejectInput(`No event handler for "${envelope.pattern}".`);
     const context = this.contextFor(envelope, channel, undefined);
     const trace = this.telemetry.startProcess('event', envelope.pattern, channel, envelope.id, envelope.from, envelope.headers);
     const token = {};
-    let subscription: Subscription | undefined;
     let failed: string | undefined;
+    let settled = false;
     const settle = (): void => {
-      if (!this.active.delete(token)) return;
+      if (settled) return;
+      settled = true;
       this.telemetry.endProcess(trace, failed);
-      this.limiter.pump();
+      if (this.active.delete(token)) this.limiter.pump();
     };
-    this.active.set(token, {
-      stop: () => {
-        subscription?.unsubscribe();
-        settle();
-      },
-    });
+    this.active.set(token, undefined);
     const fail = (error: unknown): void => {
       this.logger.error(`Event handler for "${envelope.pattern}" failed: ${(error as Error)?.message ?? String(error)}`);
       failed = (error as { code?: string } | null)?.code ?? 'error';
@@ -564,11 +555,12 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
         runEndHook();
         return settle();
       }
-      subscription = result.subscribe({ error: fail });
+      const subscription = result.subscribe({ error: fail });
       subscription.add(() => {
         runEndHook();
         settle();
       });
+      if (!subscription.closed && this.active.has(token)) this.active.set(token, subscription);
     })).catch(fail);
   }
 
