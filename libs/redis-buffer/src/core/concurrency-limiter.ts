@@ -4,7 +4,7 @@
  * A request past the bound waits in a FIFO queue of at most `maxQueued` entries and starts when a
  * handler finishes; past that too, `submit` returns false and the caller answers at once with an
  * overload error reply, so the asker learns it now instead of at its timeout. A queued request
- * whose deadline passed while it waited is dropped by the server when it starts (nobody listens).
+ * whose deadline passed while it waited is refused by the server (`BUFFER_EXPIRED`) when it starts.
  *
  * "Running" is whatever `running()` reports (the server's set of handlers in flight), so a request
  * that ends early without running a handler (expired, no handler) never holds a slot.

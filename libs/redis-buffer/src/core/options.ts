@@ -64,8 +64,9 @@ export interface BufferOptions {
    */
   maxInFlight?: number;
   /**
-   * On `close()` the transport stops taking requests at once, then waits at most this long, in ms,
-   * for handlers in flight to finish and their replies to be published.
+   * On `close()` the transport unsubscribes (no caller counts it any more), then answers what it
+   * had received and waits at most this long, in ms, for handlers in flight to finish; past it,
+   * what is still queued or running is answered with `BUFFER_SHUTTING_DOWN`.
    * @default 5000
    */
   shutdownTimeout?: number;
@@ -73,7 +74,7 @@ export interface BufferOptions {
    * Most handlers one instance runs at once. Requests past it wait, first in first out, in a queue
    * of at most `maxQueuedHandlers`; past that they are answered at once with an error reply of code
    * `BUFFER_OVERLOADED` (the caller sees it as that instance's error). A request whose deadline
-   * passes while it waits is dropped unanswered, as any expired request.
+   * passes while it waits is refused with `BUFFER_EXPIRED`, as any expired request.
    * @default 1024
    */
   maxConcurrentHandlers?: number;
