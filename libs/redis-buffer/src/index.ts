@@ -9,6 +9,8 @@ export { BufferedPattern } from './nest/buffered-pattern.decorator.js';
 export { BufferedEvent } from './nest/buffered-event.decorator.js';
 export { BufferContext, type BufferMessageInfo } from './nest/buffer.context.js';
 export { BUFFER_TRANSPORT } from './nest/buffer.constants.js';
+export { DurablePattern } from './nest/durable-pattern.decorator.js';
+export { DurableContext } from './nest/durable.context.js';
 
 // Core
 export { BUFFER_DEFAULTS, resolveBufferOptions, type BufferOptions, type BufferCallOptions, type BufferGatherOptions, type ResolvedBufferOptions } from './core/options.js';
@@ -18,6 +20,13 @@ export { PROTOCOL_VERSION, decodeMessage, type BufferHeaders, type Envelope, typ
 export type { BusStatus } from './core/redis-bus.js';
 export { MessageSigner } from './core/signing.js';
 export type { RequesterStats } from './core/requester.js';
+export { DURABLE_DEFAULTS, resolveDurableOptions, resolveDurableHandlerOptions, type DurableOptions, type DurableHandlerOptions, type DurablePublishOptions, type ResolvedDurableOptions } from './core/durable/durable-options.js';
+export { DurablePublisher } from './core/durable/durable-publisher.js';
+export { DurableConsumer, type DurableConsumerStats, type DurableDelivery, type DurableRun, type DurableSubscription } from './core/durable/durable-consumer.js';
+export type { DeadLetter } from './core/durable/dead-letter.js';
+export { DURABLE_ENTRY_VERSION } from './core/durable/durable-entry.js';
+export type { TrimResult } from './core/durable/retention.js';
+export { DurableKeys } from './core/durable/durable-keys.js';
 export {
   BufferError,
   BufferErrorCode,
@@ -29,4 +38,5 @@ export {
   InvalidOptionsError,
   TooManyRequestsError,
   RedisPermissionError,
+  DeadLetterNotFoundError,
 } from './core/errors/index.js';

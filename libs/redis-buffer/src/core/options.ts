@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { RedisOptions } from 'ioredis';
+import { resolveDurableOptions, type DurableOptions, type ResolvedDurableOptions } from './durable/durable-options.js';
 import type { BufferHeaders } from './envelope.js';
 import { ENVELOPE_LIMITS } from './envelope.js';
 import { InvalidOptionsError } from './errors/invalid-options.error.js';
@@ -89,6 +90,8 @@ export interface BufferOptions {
    * @default undefined (signing off)
    */
   signingKey?: string | Buffer;
+  /** Durable messaging on Redis Streams (`@DurablePattern`, `buffer.durable`); see `DurableOptions`. */
+  durable?: DurableOptions;
 }
 
 /** Per-call options of `send`, `scatter` and `gather`; unset fields take the module's defaults. */
@@ -131,6 +134,7 @@ export interface ResolvedBufferOptions {
   readonly maxConcurrentHandlers: number;
   readonly maxQueuedHandlers: number;
   readonly signingKey: string | Buffer | undefined;
+  readonly durable: ResolvedDurableOptions;
 }
 
 /** The one place where defaults live. */
@@ -148,7 +152,7 @@ export const BUFFER_DEFAULTS = {
   maxConcurrentHandlers: 1024,
   maxQueuedHandlers: 10_000,
   signingKey: undefined,
-} as const satisfies Omit<ResolvedBufferOptions, 'instanceId'>;
+} as const satisfies Omit<ResolvedBufferOptions, 'instanceId' | 'durable'>;
 
 // setTimeout's upper bound; a longer delay would fire at once.
 const MAX_TIMER_MS = 2_147_483_647;
@@ -196,6 +200,7 @@ export function resolveBufferOptions(options: BufferOptions = {}): ResolvedBuffe
     maxConcurrentHandlers: positiveInteger('maxConcurrentHandlers', options.maxConcurrentHandlers, BUFFER_DEFAULTS.maxConcurrentHandlers),
     maxQueuedHandlers: nonNegativeInteger('maxQueuedHandlers', options.maxQueuedHandlers, BUFFER_DEFAULTS.maxQueuedHandlers),
     signingKey: signingKey(options.signingKey),
+    durable: resolveDurableOptions(options.durable),
   };
 }
 
@@ -235,7 +240,7 @@ export function resolveCallOptions<T>(defaults: ResolvedBufferOptions, options: 
   return { timeout, quorum, until: options.until, stall, to, headers };
 }
 
-function positiveInteger(name: string, value: unknown, fallback: number): number {
+export function positiveInteger(name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
     throw new InvalidOptionsError(name, `must be a positive integer, got ${JSON.stringify(value)}`);
@@ -243,7 +248,7 @@ function positiveInteger(name: string, value: unknown, fallback: number): number
   return value;
 }
 
-function nonNegativeInteger(name: string, value: unknown, fallback: number): number {
+export function nonNegativeInteger(name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
     throw new InvalidOptionsError(name, `must be a non-negative integer, got ${JSON.stringify(value)}`);
@@ -260,7 +265,7 @@ function signingKey(value: unknown): string | Buffer | undefined {
   return value as string | Buffer;
 }
 
-function timerMs(name: string, value: unknown, fallback: number): number {
+export function timerMs(name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > MAX_TIMER_MS) {
     throw new InvalidOptionsError(name, `must be a number of milliseconds between 1 and ${MAX_TIMER_MS}, got ${JSON.stringify(value)}`);

@@ -10,6 +10,7 @@ import { resolveBufferOptions, resolveCallOptions, type BufferCallOptions, type 
 import { IoredisBus, type BusEvents, type BusStatus } from '../core/redis-bus.js';
 import type { BufferReply, GatherResult } from '../core/reply.js';
 import { Requester, type RequesterStats } from '../core/requester.js';
+import { DurablePublisher } from '../core/durable/durable-publisher.js';
 
 type BufferClientEvents = { [K in keyof BusEvents]: (...args: BusEvents[K]) => void };
 
@@ -27,6 +28,12 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
   // ioredis reports every failed reconnect attempt; a Redis outage must not flood the logs.
   private readonly redisErrors = new BoundedLog(this.logger, 3, 30_000);
   private readonly badInbound = new BoundedLog(this.logger);
+  /**
+   * Durable messaging on Redis Streams: `publish` an entry every `@DurablePattern` group handles at
+   * least once, even if it is down now; inspect and replay dead letters. (Not named `publish` on the
+   * client itself: that is `ClientProxy`'s hook for `send`.)
+   */
+  readonly durable: DurablePublisher;
 
   constructor(options: BufferOptions = {}) {
     super();
@@ -36,6 +43,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
     this.bus.on('status', (status) => this._status$.next(status));
     this.bus.on('error', (error) => this.onRedisError(error));
     this.requester = new Requester(this.bus, this.options, this.logger);
+    this.durable = new DurablePublisher(this.options);
   }
 
   /** This client's instance id, as handlers see it in `BufferContext.getSenderId()`. */
@@ -61,7 +69,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
   /** Fails open requests with `ConnectionLostError` and disconnects. */
   async close(): Promise<void> {
     await this.requester.close();
-    await this.bus.close();
+    await Promise.all([this.bus.close(), this.durable.close()]);
   }
 
   async onApplicationShutdown(): Promise<void> {

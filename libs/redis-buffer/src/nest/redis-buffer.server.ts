@@ -13,6 +13,8 @@ import { IoredisBus, type BusEvents, type BusStatus, type RedisBus } from '../co
 import { ReplyWriter } from '../core/reply-writer.js';
 import { BUFFER_TRANSPORT } from './buffer.constants.js';
 import { BufferContext } from './buffer.context.js';
+import type { DurableConsumer } from '../core/durable/durable-consumer.js';
+import { isDurableHandler, startDurableHandlers } from './durable-handlers.js';
 
 /** Counters for monitoring a transport; they only ever grow. */
 export interface BufferServerStats {
@@ -57,6 +59,8 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
   private closing = false;
   private readonly limiter: ConcurrencyLimiter;
   private everConnected = false;
+  // Durable half (@DurablePattern handlers on Redis Streams): see durable-handlers.ts.
+  private durable: DurableConsumer | undefined;
   // Shared by every request's ReplyWriter: no closure per request.
   private readonly onReplyPublishError = (error: Error, replyTo: string): void => {
     this.stats.replyPublishFailures++;
@@ -77,6 +81,11 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     return this.options.instanceId;
   }
 
+  /** The consumer of this instance's `@DurablePattern` handlers (stats, trimming); `undefined` before `listen` or without any. */
+  get durableConsumer(): DurableConsumer | undefined {
+    return this.durable;
+  }
+
   /** How many requests this instance is handling right now. */
   get activeRequests(): number {
     return this.active.size;
@@ -95,6 +104,13 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       await bus.connect();
       this.subscribedChannels = this.channelsToSubscribe();
       await bus.subscribe(this.subscribedChannels);
+      this.durable = await startDurableHandlers({
+        options: this.options,
+        handlers: this.messageHandlers,
+        logger: this.logger,
+        runWithProcessingHooks: (context, fn) => this.runWithProcessingHooks(context, fn),
+        transformToObservable: (result) => this.transformToObservable(result) as Observable<unknown>,
+      });
       this.logger.log(`Instance "${this.instanceId}" listening on ${this.subscribedChannels.length} channels in namespace "${this.options.namespace}".`);
       callback();
     } catch (error) {
@@ -111,6 +127,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     this.closing = true;
     const bus = this.bus;
     if (bus === undefined) return;
+    const durableClosed = this.durable?.close();
     try {
       await bus.unsubscribe(this.subscribedChannels);
     } catch {
@@ -122,6 +139,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     this.coalescer?.flush();
     // Let the last PUBLISH commands reach the socket before QUIT.
     await new Promise((resolve) => setImmediate(resolve));
+    await durableClosed;
     await bus.close();
   }
 
@@ -141,6 +159,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
   private channelsToSubscribe(): string[] {
     const channels = [this.channels.direct(this.instanceId)];
     for (const [pattern, handler] of this.messageHandlers) {
+      if (isDurableHandler(handler)) continue;
       channels.push(handler.isEventHandler ? this.channels.event(pattern) : this.channels.request(pattern));
     }
     return channels;

@@ -14,6 +14,12 @@ export const BufferErrorCode = {
   /** An error reply: the instance's `maxConcurrentHandlers` are busy and its queue is full. */
   Overloaded: 'BUFFER_OVERLOADED',
   RedisPermission: 'BUFFER_REDIS_PERMISSION',
+  /** Durable messaging: no dead letter with that id (already replayed, or trimmed). */
+  DeadLetterNotFound: 'BUFFER_DEAD_LETTER_NOT_FOUND',
+  /** Durable messaging, in a dead letter: the entry could not be read, so it was never run. */
+  BadEntry: 'BUFFER_BAD_ENTRY',
+  /** Durable messaging, in a dead letter: deliveries that never finished (the instance crashed or froze) used up its attempts. */
+  AttemptsExhausted: 'BUFFER_ATTEMPTS_EXHAUSTED',
 } as const;
 
 export type BufferErrorCode = (typeof BufferErrorCode)[keyof typeof BufferErrorCode];

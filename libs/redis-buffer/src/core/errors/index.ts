@@ -7,3 +7,4 @@ export { BadMessageError } from './bad-message.error.js';
 export { InvalidOptionsError } from './invalid-options.error.js';
 export { TooManyRequestsError } from './too-many-requests.error.js';
 export { RedisPermissionError } from './redis-permission.error.js';
+export { DeadLetterNotFoundError } from './dead-letter-not-found.error.js';

@@ -1,0 +1,66 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import { ConnectionLostError } from '../errors/connection-lost.error.js';
+import { describeRedis } from '../redis-bus.js';
+import { withDurableScripts, type DurableScripts } from './durable-scripts.js';
+
+export interface DurableConnectionOptions {
+  readonly redis: string | RedisOptions;
+  readonly connectTimeout: number;
+  /** Shown in `CLIENT LIST`. */
+  readonly connectionName: string;
+  /**
+   * Queue commands while reconnecting (consumers: an acknowledgement sent after a blip still counts)
+   * or fail them at once (publishers: the caller must learn now that its entry was not accepted).
+   */
+  readonly offlineQueue: boolean;
+}
+
+/** Opens an ioredis connection with the durable scripts defined, and waits until it is ready. */
+export async function openDurableConnection(options: DurableConnectionOptions): Promise<Redis & DurableScripts> {
+  // Same base settings as the pub/sub connections (see IoredisBus): one "connectTimeout" knob, and a
+  // short disconnectTimeout so close() does not hold the process open.
+  const settings: RedisOptions = {
+    lazyConnect: true,
+    connectTimeout: options.connectTimeout,
+    disconnectTimeout: 100,
+    connectionName: options.connectionName,
+    enableOfflineQueue: options.offlineQueue,
+    // A blocked XREAD or a queued command must not be failed by ioredis's retry counter: the
+    // consumer retries by itself, the publisher fails fast without the queue.
+    maxRetriesPerRequest: null,
+  };
+  const { redis } = options;
+  const connection = withDurableScripts(typeof redis === 'string' ? new Redis(redis, settings) : new Redis({ ...redis, ...settings }));
+  // ioredis reports every failed reconnect attempt as an 'error'; the users of this connection see
+  // the failures of their own commands instead.
+  connection.on('error', () => undefined);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      connection.connect(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new ConnectionLostError(`could not connect to ${describeRedis(redis)} within connectTimeout (${options.connectTimeout} ms); start Redis (or fix the address) first, or raise "connectTimeout"`)),
+          options.connectTimeout,
+        );
+      }),
+    ]);
+  } catch (error) {
+    connection.disconnect();
+    throw error instanceof ConnectionLostError ? error : new ConnectionLostError('connecting failed', { cause: error });
+  } finally {
+    clearTimeout(timer);
+  }
+  return connection;
+}
+
+/** Closes a connection politely if it is up, at once otherwise. */
+export async function closeDurableConnection(connection: Redis | undefined): Promise<void> {
+  if (connection === undefined) return;
+  try {
+    if (connection.status === 'ready') await connection.quit();
+    else connection.disconnect();
+  } catch {
+    connection.disconnect();
+  }
+}
