@@ -97,8 +97,8 @@ interface Held {
 const BLOCK_MS = 5000;
 /** Pause after a failed Redis command before the read loop tries again. */
 const ERROR_PAUSE_MS = 250;
-/** Polling for an entry's turn (same key) or a duplicate's outcome: 10 ms doubling to this. */
-const MAX_WAIT_POLL_MS = 1000;
+/** Polling for an entry's turn (same key, held by another instance) or a duplicate's outcome: 10 ms doubling to this. */
+const MAX_WAIT_POLL_MS = 250;
 
 /**
  * Consumes the streams of one instance's `@DurablePattern` handlers (no Nest import: the transport
