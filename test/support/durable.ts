@@ -1,5 +1,9 @@
 import { DurableConsumer, resolveBufferOptions, resolveDurableHandlerOptions, type DurableHandlerOptions, type DurableOptions, type DurableRun } from 'nestjs-redis-buffer';
 import { sleep } from './raw-redis.js';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const DURABLE_APP = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'dist', 'durable-app.js');
 
 /** A logger that keeps what it is told, for assertions, and prints nothing. */
 export class MemoryLogger {
@@ -52,4 +56,9 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
 /** Prints one line of counts that docs/reliability.md quotes. */
 export function report(name: string, values: Record<string, unknown>): void {
   process.stdout.write(`DURABLE ${name} ${JSON.stringify(values)}\n`);
+}
+
+/** The records a durable-app instance wrote to `<namespace>:test:<list>`. */
+export async function records<T = Record<string, unknown>>(redis: import('ioredis').Redis, namespace: string, list: string): Promise<T[]> {
+  return ((await redis.lrange(`${namespace}:test:${list}`, 0, -1)) as string[]).map((line) => JSON.parse(line) as T);
 }

@@ -9,8 +9,10 @@ export interface DurableConnectionOptions {
   /** Shown in `CLIENT LIST`. */
   readonly connectionName: string;
   /**
-   * Queue commands while reconnecting (consumers: an acknowledgement sent after a blip still counts)
-   * or fail them at once (publishers: the caller must learn now that its entry was not accepted).
+   * Queue commands while reconnecting, and send again those cut off by a disconnect (consumers: an
+   * acknowledgement sent after a blip still counts; every consumer script may safely run twice), or
+   * fail both at once (publishers: the caller must learn now that its entry may not be accepted,
+   * and decide; a publish sent again behind its back could add an entry twice).
    */
   readonly offlineQueue: boolean;
 }
@@ -25,6 +27,7 @@ export async function openDurableConnection(options: DurableConnectionOptions): 
     disconnectTimeout: 100,
     connectionName: options.connectionName,
     enableOfflineQueue: options.offlineQueue,
+    autoResendUnfulfilledCommands: options.offlineQueue,
     // A blocked XREAD or a queued command must not be failed by ioredis's retry counter: the
     // consumer retries by itself, the publisher fails fast without the queue.
     maxRetriesPerRequest: null,
