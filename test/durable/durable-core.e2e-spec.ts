@@ -169,12 +169,13 @@ describe('durable messaging (core)', () => {
   });
 
   describe('claiming', () => {
-    it('claims an entry whose consumer vanished after claimIdle, and counts that delivery as an attempt', async () => {
+    it('claims an entry whose consumer vanished after claimIdle; the run it started counts as an attempt', async () => {
       const stream = client.durable.keysFor('orphan').stream;
       await raw.xgroup('CREATE', stream, 'g', '0', 'MKSTREAM');
       const id = await client.durable.publish('orphan', 'x');
-      // A consumer that read the entry and was never heard of again.
+      // A consumer that read the entry, started it (counted as docs/protocol.md says), and was never heard of again.
       await raw.xreadgroup('GROUP', 'g', 'ghost', 'COUNT', 10, 'STREAMS', stream, '>');
+      await raw.hset(client.durable.keysFor('orphan').attempts('g'), id, '1');
       const readAt = Date.now();
       const seen: DurableDelivery[] = [];
       await consume('c1', [{ pattern: 'orphan', group: 'g', run: async (d) => void seen.push(d) }]);

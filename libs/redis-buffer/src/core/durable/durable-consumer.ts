@@ -85,7 +85,12 @@ interface Held {
   readonly entry: DurableEntry | string;
   /** Lease token of the idempotency key: unique to this entry on this instance. */
   readonly token: string;
+  /** Handler runs started, this one included (counted in Redis, across instances). */
   attempt: number;
+  /** Claimed from an instance that stopped, and has not run to an end here yet. */
+  suspect: boolean;
+  /** Runs only when no other isolated entry runs (see `pumpSuspects`). */
+  isolate: boolean;
   running: boolean;
   timer: ReturnType<typeof setTimeout> | undefined;
   /** Rounds spent waiting for an earlier same-key entry or a running duplicate. */
@@ -97,6 +102,8 @@ interface Held {
 const BLOCK_MS = 5000;
 /** Pause after a failed Redis command before the read loop tries again. */
 const ERROR_PAUSE_MS = 250;
+/** A claimed entry that started this many times without finishing runs isolated (see `pumpSuspects`). */
+const ISOLATE_FROM = 2;
 /** Polling for an entry's turn (same key, held by another instance) or a duplicate's outcome: 10 ms doubling to this. */
 const MAX_WAIT_POLL_MS = 250;
 
@@ -107,11 +114,13 @@ const MAX_WAIT_POLL_MS = 250;
  * - Reads new entries for each group with XREADGROUP (inside a script that also registers keyed
  *   entries for ordering), at most `maxInFlight` held at once; when nothing is new it blocks in
  *   XREAD on a second connection until something is.
- * - Acknowledges an entry only after its handler succeeded. A failure is retried after a backoff
- *   (XCLAIM by itself, which counts the delivery); past `maxAttempts` the entry goes to the group's
- *   dead-letter stream, acknowledged in the same script.
+ * - Counts each handler run as it starts (a hash per group, in the same script that checks ordering
+ *   and idempotency) and acknowledges an entry only after its handler succeeded. A failure is
+ *   retried after a backoff (XCLAIM by itself, if it still owns the entry); past `maxAttempts` runs
+ *   the entry goes to the group's dead-letter stream, acknowledged in the same script.
  * - Renews what it holds every `claimIdle / 3` (XCLAIM … JUSTID resets the idle time), and claims
- *   entries idle longer than `claimIdle` from instances that stopped renewing (XAUTOCLAIM).
+ *   entries idle longer than `claimIdle` from instances that stopped renewing (XAUTOCLAIM); those
+ *   run one at a time until each has run to an end once (see `pumpSuspects`).
  * - On close it stops reading, lets running handlers finish for `shutdownTimeout`, and releases the
  *   rest (their idle time is set to `claimIdle`, so another instance claims them at its next look).
  */
@@ -141,6 +150,8 @@ export class DurableConsumer {
   private wakeReader: (() => void) | undefined;
   private readonly intervals: Array<ReturnType<typeof setInterval>> = [];
   private claiming = false;
+  private readonly suspects: Held[] = [];
+  private isolated: Held | undefined;
   private touching = false;
 
   constructor(
@@ -249,7 +260,7 @@ export class DurableConsumer {
           this.lastSeen.set(keys.stream, last);
           this.stats.received += entries.length;
           fetched += entries.length;
-          for (const [id, fields] of entries) this.take(subscription, id, fields, 1);
+          for (const [id, fields] of entries) this.take(subscription, id, fields, false);
         }
         first++;
         if (fetched === 0 && !this.stopping) {
@@ -265,7 +276,7 @@ export class DurableConsumer {
     }
   }
 
-  private take(subscription: Subscription, id: string, fields: string[], attempt: number): void {
+  private take(subscription: Subscription, id: string, fields: string[], claimed: boolean): void {
     const heldKey = this.heldKey(subscription, id);
     if (this.held.has(heldKey)) return;
     const held: Held = {
@@ -274,14 +285,16 @@ export class DurableConsumer {
       fields,
       entry: decodeEntry(fields),
       token: `${this.consumerName}/${id}`,
-      attempt,
+      attempt: 0,
+      suspect: claimed,
+      isolate: false,
       running: false,
       timer: undefined,
       waits: 0,
       lastError: undefined,
     };
     this.held.set(heldKey, held);
-    void this.process(held);
+    this.resume(held);
   }
 
   private async process(held: Held): Promise<void> {
@@ -295,31 +308,48 @@ export class DurableConsumer {
         return await this.deadLetter(held, { code: BufferErrorCode.BadEntry, message: `Entry ${held.id} of "${subscription.pattern}" cannot be read: ${entry}. See docs/protocol.md.` });
       }
       if (entry.group !== undefined && entry.group !== group) {
-        await this.command!.rbDurableAck(keys.stream, '', this.orderKey(held), group, held.id, '');
+        await this.command!.rbDurableAck(keys.stream, '', this.orderKey(held), keys.attempts(group), group, held.id, '');
         this.stats.skipped++;
         return this.finish(held);
       }
-      if (held.attempt > subscription.options.maxAttempts) {
+      const [gate, started] = await this.command!.rbDurableBegin(
+        keys.stream,
+        this.handledKey(held),
+        this.orderKey(held),
+        keys.attempts(group),
+        group,
+        held.id,
+        held.token,
+        this.options.durable.claimIdle,
+        subscription.options.maxAttempts,
+        held.suspect && this.isolated !== held ? ISOLATE_FROM : 0,
+      );
+      if (gate === 'done') {
+        await this.command!.rbDurableAck(keys.stream, '', this.orderKey(held), keys.attempts(group), group, held.id, '');
+        this.stats.duplicates++;
+        return this.finish(held);
+      }
+      if (gate === 'exhausted') {
+        held.attempt = Number(started);
         return await this.deadLetter(
           held,
           held.lastError ?? {
             code: BufferErrorCode.AttemptsExhausted,
-            message: `Delivered ${held.attempt - 1} times without being acknowledged: each time, the instance running it crashed, froze or shut down.`,
+            message: `Started ${held.attempt} times and never finished: each time, the instance running it crashed, froze or was stopped. Handle it by hand (it may crash its consumer), then replay it.`,
           },
         );
       }
-      if (entry.key !== undefined || entry.idempotencyKey !== undefined) {
-        const gate = await this.command!.rbDurableBegin(keys.stream, this.handledKey(held), this.orderKey(held), group, held.id, held.token, this.options.durable.claimIdle);
-        if (gate === 'done') {
-          await this.command!.rbDurableAck(keys.stream, '', this.orderKey(held), group, held.id, '');
-          this.stats.duplicates++;
-          return this.finish(held);
-        }
-        if (gate !== 'run') {
-          held.timer = setTimeout(() => void this.process(held), Math.min(MAX_WAIT_POLL_MS, 10 * 2 ** held.waits++));
-          return;
-        }
+      if (gate === 'isolate') {
+        held.isolate = true;
+        this.resume(held);
+        return;
       }
+      if (gate !== 'run') {
+        held.timer = setTimeout(() => this.resume(held), Math.min(MAX_WAIT_POLL_MS, 10 * 2 ** held.waits++));
+        this.leaveIsolation(held);
+        return;
+      }
+      held.attempt = Number(started);
       held.running = true;
       let failure: { error: unknown } | undefined;
       try {
@@ -329,8 +359,12 @@ export class DurableConsumer {
       } finally {
         held.running = false;
       }
+      // It ran to an end without taking the process down: no longer a suspect.
+      held.suspect = false;
+      held.isolate = false;
+      this.leaveIsolation(held);
       if (failure === undefined) {
-        await this.command!.rbDurableAck(keys.stream, this.handledKey(held), this.orderKey(held), group, held.id, this.options.durable.idempotencyWindow);
+        await this.command!.rbDurableAck(keys.stream, this.handledKey(held), this.orderKey(held), keys.attempts(group), group, held.id, this.options.durable.idempotencyWindow);
         this.stats.handled++;
         return this.finish(held);
       }
@@ -348,17 +382,48 @@ export class DurableConsumer {
     }
   }
 
+  /** Continues an entry after a wait: isolated ones through their queue, others at once. */
+  private resume(held: Held): void {
+    held.timer = undefined;
+    if (!held.isolate) {
+      void this.process(held);
+      return;
+    }
+    this.suspects.push(held);
+    this.pumpSuspects();
+  }
+
+  /**
+   * Claimed entries are suspects: the instance that held them stopped, and one of them may be what
+   * killed it. A suspect that already started `ISOLATE_FROM` times without finishing runs alone
+   * among such entries here, so a poison entry can then take down only itself and the fresh entries
+   * beside it, and every other suspect reaches its own verdict (attempts count only runs that
+   * really started). After a single crash, claimed entries still run in parallel: recovery from an
+   * ordinary crash is not slowed down by one-at-a-time runs.
+   */
+  private pumpSuspects(): void {
+    if (this.isolated !== undefined || this.stopping) return;
+    const next = this.suspects.shift();
+    if (next === undefined) return;
+    this.isolated = next;
+    void this.process(next);
+  }
+
+  private leaveIsolation(held: Held): void {
+    if (this.isolated !== held) return;
+    this.isolated = undefined;
+    this.pumpSuspects();
+  }
+
   private async retry(held: Held): Promise<void> {
     held.timer = undefined;
     if (this.stopping) return;
     const { keys, group } = held.subscription;
     try {
-      const deliveries = await this.command!.rbDurableRetry(keys.stream, group, this.consumerName, held.id);
-      if (deliveries === null) {
+      if ((await this.command!.rbDurableRetry(keys.stream, group, this.consumerName, held.id)) === null) {
         // Claimed by another instance meanwhile (or gone): it is theirs now.
         return this.finish(held);
       }
-      held.attempt = Number(deliveries);
       held.waits = 0;
       this.stats.retried++;
     } catch (error) {
@@ -373,13 +438,13 @@ export class DurableConsumer {
     const fields = encodeDeadLetter({
       entryId: held.id,
       group,
-      attempts: Math.min(held.attempt, held.subscription.options.maxAttempts),
+      attempts: held.attempt,
       error,
       consumer: this.consumerName,
       failedAt: Date.now(),
       fields: held.fields,
     });
-    const id = await this.command!.rbDurableDeadLetter(keys.stream, keys.deadLetters(group), this.handledKey(held), this.orderKey(held), group, held.id, held.token, ...fields);
+    const id = await this.command!.rbDurableDeadLetter(keys.stream, keys.deadLetters(group), this.handledKey(held), this.orderKey(held), keys.attempts(group), group, held.id, held.token, ...fields);
     if (id !== null) {
       this.stats.deadLettered++;
       this.logger.warn(`Entry ${held.id} of "${held.subscription.pattern}" moved to the dead-letter stream of group "${group}" after ${held.attempt} attempts.`);
@@ -408,11 +473,10 @@ export class DurableConsumer {
         }
         const claimed = entries.filter((entry): entry is [string, string[]] => entry !== null && Array.isArray(entry[1]));
         if (claimed.length === 0) continue;
-        const deliveries = await this.deliveryCounts(subscription, claimed.map(([id]) => id));
         for (const [id, fields] of claimed) {
           if (this.held.has(this.heldKey(subscription, id))) continue;
           this.stats.claimed++;
-          this.take(subscription, id, fields, deliveries.get(id) ?? 1);
+          this.take(subscription, id, fields, true);
         }
       }
     } catch (error) {
@@ -420,12 +484,6 @@ export class DurableConsumer {
     } finally {
       this.claiming = false;
     }
-  }
-
-  private async deliveryCounts(subscription: Subscription, ids: readonly string[]): Promise<Map<string, number>> {
-    const { keys, group } = subscription;
-    const rows = (await this.command!.xpending(keys.stream, group, ids[0]!, ids[ids.length - 1]!, ids.length + this.held.size, this.consumerName)) as Array<[string, string, number, number]>;
-    return new Map(rows.map(([id, , , count]) => [id, Number(count)]));
   }
 
   /** Renews every entry held, so no other instance claims what this one is working on. */
@@ -481,6 +539,9 @@ export class DurableConsumer {
     clearTimeout(held.timer);
     held.timer = undefined;
     if (!this.held.delete(this.heldKey(held.subscription, held.id))) return;
+    const queued = this.suspects.indexOf(held);
+    if (queued >= 0) this.suspects.splice(queued, 1);
+    this.leaveIsolation(held);
     const key = typeof held.entry === 'string' ? undefined : held.entry.key;
     if (key !== undefined) {
       // The next entry with this key may be waiting here: let it look now rather than at its next poll.

@@ -10,6 +10,7 @@
  * | `<ns>:durable:{<pattern>}:published:<idem>`  | string | id of the entry published with that idempotency key |
  * | `<ns>:durable:{<pattern>}:handled:<group>:<idem>` | string | `done`, or the lease of the run in progress |
  * | `<ns>:durable:{<pattern>}:order:<group>:<key>` | list | ids of the group's unacknowledged entries with that key, oldest first |
+ * | `<ns>:durable:{<pattern>}:attempts:<group>`  | hash   | entry id → handler runs started, for unacknowledged entries |
  */
 export class DurableKeys {
   private readonly base: string;
@@ -35,6 +36,10 @@ export class DurableKeys {
 
   handled(group: string, idempotencyKey: string): string {
     return `${this.base}:handled:${group}:${idempotencyKey}`;
+  }
+
+  attempts(group: string): string {
+    return `${this.base}:attempts:${group}`;
   }
 
   /** Prefix of the group's per-key order lists; the fetch script appends the key. */

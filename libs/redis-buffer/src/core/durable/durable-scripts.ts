@@ -47,14 +47,19 @@ return {entries, lastId}
 `;
 
 /**
- * KEYS: stream, handled-key or '', order-list or ''. ARGV: group, entry id, lease token, lease ms.
- * Decides whether an entry may run now:
+ * KEYS: stream, handled-key or '', order-list or '', attempts hash. ARGV: group, entry id, lease
+ * token, lease ms, max attempts, isolation threshold (0: off).
+ * Decides whether an entry may run now, and if so counts the attempt:
  * - 'wait': an earlier entry with the same key is still unacknowledged in this group;
  * - 'done': an entry with the same idempotency key already succeeded in this group;
- * - 'busy': one is running elsewhere right now (its lease is alive);
+ * - 'busy': one with that key is running elsewhere right now (its lease is alive);
+ * - 'exhausted': it already started max-attempts times (the last runs never finished: crashes);
+ * - 'isolate': it started at least threshold times without finishing: run it alone (see the consumer);
  * - 'run': go; the idempotency lease (if any) is now this entry's.
- * An order-list head that is no longer pending (acknowledged by hand, or lost to an unguarded
- * XTRIM) would block its key forever: it is dropped.
+ * Returns [decision, attempts started including this one]. Attempts are counted here, when a
+ * handler really starts, not per delivery: an instance that crashes does not use up an attempt of
+ * every entry it merely held. An order-list head that is no longer pending (acknowledged by hand,
+ * or lost to an unguarded XTRIM) would block its key forever: it is dropped.
  */
 const BEGIN = `
 if KEYS[3] ~= '' then
@@ -62,38 +67,45 @@ if KEYS[3] ~= '' then
     local head = redis.call('LINDEX', KEYS[3], 0)
     if not head or head == ARGV[2] then break end
     local pending = redis.call('XPENDING', KEYS[1], ARGV[1], head, head, 1)
-    if #pending > 0 then return 'wait' end
+    if #pending > 0 then return {'wait', 0} end
     redis.call('LPOP', KEYS[3])
   end
 end
 if KEYS[2] ~= '' then
   local value = redis.call('GET', KEYS[2])
-  if value == 'done' then return 'done' end
-  if value and value ~= ARGV[3] then return 'busy' end
-  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+  if value == 'done' then return {'done', 0} end
+  if value and value ~= ARGV[3] then return {'busy', 0} end
 end
-return 'run'
+local started = tonumber(redis.call('HGET', KEYS[4], ARGV[2]) or '0')
+if started >= tonumber(ARGV[5]) then return {'exhausted', started} end
+if tonumber(ARGV[6]) > 0 and started >= tonumber(ARGV[6]) then return {'isolate', started} end
+redis.call('HSET', KEYS[4], ARGV[2], started + 1)
+if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4]) end
+return {'run', started + 1}
 `;
 
 /**
- * KEYS: stream, handled-key or '', order-list or ''. ARGV: group, entry id, window ms (or '' not to mark).
- * Acknowledges, remembers the idempotency key as done, and lets the next entry with the same key go.
+ * KEYS: stream, handled-key or '', order-list or '', attempts hash. ARGV: group, entry id, window ms
+ * (or '' not to mark). Acknowledges, remembers the idempotency key as done, forgets the attempts,
+ * and lets the next entry with the same key go.
  */
 const ACK = `
 local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HDEL', KEYS[4], ARGV[2])
 if KEYS[2] ~= '' and ARGV[3] ~= '' then redis.call('SET', KEYS[2], 'done', 'PX', ARGV[3]) end
 if KEYS[3] ~= '' then redis.call('LREM', KEYS[3], 1, ARGV[2]) end
 return acked
 `;
 
 /**
- * KEYS: stream, dead-letter stream, handled-key or '', order-list or ''. ARGV: group, entry id,
+ * KEYS: stream, dead-letter stream, handled-key or '', order-list or '', attempts hash. ARGV: group, entry id,
  * lease token, then the dead letter's field-value list. Adds the dead letter only if the entry was
  * still pending (so two instances giving up on it at once add one), acknowledges it, frees its
  * idempotency lease and its key's turn. Returns the dead letter's id, or false.
  */
 const DEAD_LETTER = `
 local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HDEL', KEYS[5], ARGV[2])
 if acked == 0 then return false end
 local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
 if KEYS[3] ~= '' and redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
@@ -104,15 +116,15 @@ return id
 /**
  * KEYS: stream. ARGV: group, consumer, entry id.
  * Takes an entry back for its next attempt, only if this consumer still owns it (another instance
- * may have claimed it meanwhile). XCLAIM without JUSTID counts the delivery. Returns the new
- * delivery count, or false.
+ * may have claimed it meanwhile): XCLAIM also counts the delivery in the group's PEL, for XPENDING
+ * readers. Returns 1, or false.
  */
 const RETRY = `
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if #pending == 0 or pending[1][2] ~= ARGV[2] then return false end
 local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3])
 if #claimed == 0 or not claimed[1] then return false end
-return pending[1][4] + 1
+return 1
 `;
 
 /**
@@ -202,9 +214,9 @@ type Key = string;
 export interface DurableScripts {
   rbDurablePublish(stream: Key, published: Key, windowMs: number, ...fields: string[]): Promise<[string, number]>;
   rbDurableFetch(stream: Key, group: string, consumer: string, count: number, orderPrefix: string): Promise<[Array<[string, string[]]>, string]>;
-  rbDurableBegin(stream: Key, handled: Key, order: Key, group: string, id: string, token: string, leaseMs: number): Promise<'wait' | 'done' | 'busy' | 'run'>;
-  rbDurableAck(stream: Key, handled: Key, order: Key, group: string, id: string, windowMs: number | ''): Promise<number>;
-  rbDurableDeadLetter(stream: Key, dead: Key, handled: Key, order: Key, group: string, id: string, token: string, ...fields: string[]): Promise<string | null>;
+  rbDurableBegin(stream: Key, handled: Key, order: Key, attempts: Key, group: string, id: string, token: string, leaseMs: number, maxAttempts: number, isolateFrom: number): Promise<['wait' | 'done' | 'busy' | 'exhausted' | 'isolate' | 'run', number]>;
+  rbDurableAck(stream: Key, handled: Key, order: Key, attempts: Key, group: string, id: string, windowMs: number | ''): Promise<number>;
+  rbDurableDeadLetter(stream: Key, dead: Key, handled: Key, order: Key, attempts: Key, group: string, id: string, token: string, ...fields: string[]): Promise<string | null>;
   rbDurableRetry(stream: Key, group: string, consumer: string, id: string): Promise<number | null>;
   rbDurableTouch(stream: Key, group: string, consumer: string, idleMs: number, leaseMs: number, ...triples: string[]): Promise<string[]>;
   rbDurableTrim(stream: Key, threshold: string, maxLength: number, mode: '~' | '=', scanLimit: number): Promise<[number, string, number]>;
@@ -213,9 +225,9 @@ export interface DurableScripts {
 const SCRIPTS: Record<keyof DurableScripts, { keys: number; lua: string }> = {
   rbDurablePublish: { keys: 2, lua: PUBLISH },
   rbDurableFetch: { keys: 1, lua: FETCH },
-  rbDurableBegin: { keys: 3, lua: BEGIN },
-  rbDurableAck: { keys: 3, lua: ACK },
-  rbDurableDeadLetter: { keys: 4, lua: DEAD_LETTER },
+  rbDurableBegin: { keys: 4, lua: BEGIN },
+  rbDurableAck: { keys: 4, lua: ACK },
+  rbDurableDeadLetter: { keys: 5, lua: DEAD_LETTER },
   rbDurableRetry: { keys: 1, lua: RETRY },
   rbDurableTouch: { keys: 1, lua: TOUCH },
   rbDurableTrim: { keys: 1, lua: TRIM },
