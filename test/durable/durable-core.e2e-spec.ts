@@ -267,6 +267,40 @@ describe('durable messaging (core)', () => {
       expect(new Set([...handledBy.c1!, ...handledBy.c2!])).toEqual(new Set(ids));
       expect(c1.stats.released).toBe(3);
     });
+
+    it('closes within shutdownTimeout when Redis is gone, and the entries it held are claimed elsewhere once Redis is back', async () => {
+      const own = await startRedis(['--appendonly', 'yes']);
+      const ownClient = new BufferClient({ redis: own.url, namespace, durable: FAST });
+      try {
+        const done: string[] = [];
+        let holdForever = true;
+        const spec = (name: string): ConsumerSpec => ({
+          pattern: 'stuck',
+          group: 'g',
+          retryDelay: 10_000,
+          run: async (d) => {
+            if (holdForever && name === 'c1') throw new Error('fails on c1 until Redis dies');
+            done.push(`${name}:${String(d.data)}`);
+          },
+        });
+        const { consumer: c1 } = await startConsumer(own.url, namespace, 'c1', [spec('c1')], FAST, { shutdownTimeout: 500 });
+        for (let n = 0; n < 3; n++) await ownClient.durable.publish('stuck', n);
+        await waitFor('3 failures', () => c1.stats.failed === 3);
+        await own.kill();
+        const closingAt = Date.now();
+        await c1.close();
+        expect(Date.now() - closingAt).toBeLessThan(500 + 400);
+        holdForever = false;
+        await own.restart();
+        const { consumer: c2 } = await startConsumer(own.url, namespace, 'c2', [spec('c2')], FAST);
+        consumers.push(c2);
+        await waitFor('c2 to claim the 3 entries after claimIdle', () => done.length === 3, 5000);
+        expect(done.sort()).toEqual(['c2:0', 'c2:1', 'c2:2']);
+      } finally {
+        await ownClient.close();
+        await own.stop();
+      }
+    });
   });
 
   describe('idempotency', () => {

@@ -102,6 +102,8 @@ interface Held {
 const BLOCK_MS = 5000;
 /** Pause after a failed Redis command before the read loop tries again. */
 const ERROR_PAUSE_MS = 250;
+/** At shutdown, how long releasing the handlers still running may take once shutdownTimeout has passed. */
+const RELEASE_GRACE_MS = 1000;
 /** A claimed entry that started this many times without finishing runs isolated (see `pumpSuspects`). */
 const ISOLATE_FROM = 2;
 /** Polling for an entry's turn (same key, held by another instance) or a duplicate's outcome: 10 ms doubling to this. */
@@ -202,17 +204,21 @@ export class DurableConsumer {
     this.wakeReader?.();
     // Ends a blocked XREAD at once.
     this.blocking?.disconnect();
-    await this.readLoop?.catch(() => undefined);
+    const deadline = Date.now() + this.options.shutdownTimeout;
+    // With Redis away, commands wait in the offline queue: never let them hold shutdown past its bound.
+    const bounded = (work: Promise<unknown>, atLeastMs = 0): Promise<unknown> =>
+      Promise.race([work.catch(() => undefined), sleep(Math.max(atLeastMs, deadline - Date.now()))]);
+    await bounded(this.readLoop ?? Promise.resolve());
     const idle = [...this.held.values()].filter((held) => !held.running);
     for (const held of idle) clearTimeout(held.timer);
-    await this.release(idle);
-    const deadline = Date.now() + this.options.shutdownTimeout;
+    await bounded(this.release(idle));
     while (this.held.size > 0 && Date.now() < deadline) await sleep(10);
     if (this.held.size > 0) {
       this.logger.warn(`Released ${this.held.size} durable entries whose handlers were still running after shutdownTimeout (${this.options.shutdownTimeout} ms); another instance will run them again.`);
-      await this.release([...this.held.values()]);
+      await bounded(this.release([...this.held.values()]), RELEASE_GRACE_MS);
     }
-    await closeDurableConnection(this.command);
+    await bounded(closeDurableConnection(this.command), 200);
+    this.command?.disconnect();
   }
 
   /** Trims every stream this instance reads, now (it also runs every `trimInterval`). */
@@ -509,6 +515,9 @@ export class DurableConsumer {
   /** Hands entries back to the group: claimable by any instance at its next look. */
   private async release(entries: readonly Held[]): Promise<void> {
     if (entries.length === 0) return;
+    // Let go here first: whether or not Redis hears of it, they are no longer this instance's
+    // (unreleased, they are claimable after claimIdle anyway).
+    for (const held of entries) this.finish(held);
     for (const [subscription, group] of this.bySubscription(entries)) {
       try {
         await this.touch(subscription, group, this.options.durable.claimIdle, 0);
@@ -517,7 +526,6 @@ export class DurableConsumer {
         this.redisError('releasing held entries', error);
       }
     }
-    for (const held of entries) this.finish(held);
   }
 
   private touch(subscription: Subscription, entries: readonly Held[], idleMs: number, leaseMs: number): Promise<string[]> {
