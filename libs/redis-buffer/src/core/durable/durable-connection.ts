@@ -15,6 +15,8 @@ export interface DurableConnectionOptions {
    * and decide; a publish sent again behind its back could add an entry twice).
    */
   readonly offlineQueue: boolean;
+  /** Fails a command that has no answer after this many ms (publishers: a frozen Redis must not hang a publish). */
+  readonly commandTimeout?: number;
 }
 
 /** Opens an ioredis connection with the durable scripts defined, and waits until it is ready. */
@@ -28,9 +30,12 @@ export async function openDurableConnection(options: DurableConnectionOptions): 
     connectionName: options.connectionName,
     enableOfflineQueue: options.offlineQueue,
     autoResendUnfulfilledCommands: options.offlineQueue,
-    // A blocked XREAD or a queued command must not be failed by ioredis's retry counter: the
-    // consumer retries by itself, the publisher fails fast without the queue.
-    maxRetriesPerRequest: null,
+    // Consumers: a blocked XREAD or a queued command waits for the reconnect (close() bounds it).
+    // Publishers: 0 fails the commands in flight as soon as the connection drops. Without it,
+    // ioredis 6 with autoResendUnfulfilledCommands off drops them at the reconnect without
+    // settling their promises, and a publish cut off by a Redis restart would never end.
+    maxRetriesPerRequest: options.offlineQueue ? null : 0,
+    commandTimeout: options.commandTimeout,
   };
   const { redis } = options;
   const connection = withDurableScripts(typeof redis === 'string' ? new Redis(redis, settings) : new Redis({ ...redis, ...settings }));

@@ -14,7 +14,7 @@ import type { DurableScripts } from './durable-scripts.js';
 import { trimStream, type TrimResult } from './retention.js';
 
 /** What the publisher needs of the module options. */
-export type DurablePublisherOptions = Pick<ResolvedBufferOptions, 'redis' | 'namespace' | 'instanceId' | 'connectTimeout' | 'maxPayloadBytes'> & {
+export type DurablePublisherOptions = Pick<ResolvedBufferOptions, 'redis' | 'namespace' | 'instanceId' | 'connectTimeout' | 'timeout' | 'maxPayloadBytes'> & {
   readonly durable: ResolvedDurableOptions;
 };
 
@@ -33,9 +33,10 @@ export class DurablePublisher {
    * Appends an entry to `pattern`'s stream and resolves with its id once Redis has accepted it (with
    * `appendonly yes`, written to the AOF). Every consumer group of the pattern gets it.
    *
-   * Rejects with `ConnectionLostError` when Redis cannot be reached: the command is never queued for
-   * later, so the caller decides. When the connection drops after the command was sent, the outcome
-   * is unknown: publish again with the same `idempotencyKey` and nothing is added twice.
+   * Rejects with `ConnectionLostError` when Redis cannot be reached, and when it has not answered
+   * within the module's `timeout`: the command is never queued for later, so the caller decides.
+   * When the connection drops after the command was sent, the outcome is unknown: publish again
+   * with the same `idempotencyKey` and nothing is added twice.
    *
    * @example
    * ```ts
@@ -130,6 +131,8 @@ export class DurablePublisher {
       connectTimeout: this.options.connectTimeout,
       connectionName: `rb-durable-pub:${this.options.instanceId}`,
       offlineQueue: false,
+      // The module's hard bound on a request bounds a publish too, also against a frozen Redis.
+      commandTimeout: this.options.timeout,
     }).catch((error: unknown) => {
       this.connection = undefined;
       throw error;
