@@ -1,5 +1,7 @@
 import { Module, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 import { BufferModule } from 'nestjs-redis-buffer';
+import { AuditController } from './audit/audit.controller.js';
+import { AuditTrail } from './audit/audit-trail.service.js';
 import { SERVICE_CONFIG, type ServiceConfig } from './config/service-config.js';
 import { ServiceConfigModule } from './config/service-config.module.js';
 import { RemoteCache } from './resources/remote-cache.service.js';
@@ -27,8 +29,8 @@ import { PageController } from './web/page.controller.js';
       }),
     }),
   ],
-  controllers: [ResourcesController, ResourceBufferController, StatsController, PageController],
-  providers: [ResourceStore, RemoteCache, ResourceLookup, StatsService],
+  controllers: [ResourcesController, ResourceBufferController, StatsController, PageController, AuditController],
+  providers: [ResourceStore, RemoteCache, ResourceLookup, StatsService, AuditTrail],
 })
 export class AppModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

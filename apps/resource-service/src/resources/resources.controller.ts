@@ -2,6 +2,7 @@ import { Body, Controller, Delete, Get, HttpCode, HttpStatus, HttpException, Inj
 import { BufferClient, BufferError } from 'nestjs-redis-buffer';
 import { lastValueFrom, Observable } from 'rxjs';
 import { SERVICE_CONFIG, type ServiceConfig } from '../config/service-config.js';
+import { AuditTrail } from '../audit/audit-trail.service.js';
 import { BufferErrorFilter } from '../web/buffer-error.filter.js';
 import { RemoteCache } from './remote-cache.service.js';
 import { RESOURCE_CHANGED, type Resource, type ResourceChange } from './resource.js';
@@ -23,6 +24,8 @@ export interface ResourceChangeResult {
   readonly resource?: Resource;
   /** Redis's count of instances the `resource.changed` event was delivered to, this one included. */
   readonly invalidated: number;
+  /** The durable entry that puts the change in the audit trail (`GET /audit`). */
+  readonly auditEntryId: string;
 }
 
 @Controller('resources')
@@ -33,6 +36,7 @@ export class ResourcesController {
     private readonly store: ResourceStore,
     private readonly cache: RemoteCache,
     private readonly buffer: BufferClient,
+    private readonly audit: AuditTrail,
     @Inject(SERVICE_CONFIG) private readonly config: ServiceConfig,
   ) {}
 
@@ -89,7 +93,9 @@ export class ResourcesController {
   async put(@Param('id', ResourceIdPipe) id: string, @Body() body: unknown): Promise<ResourceChangeResult> {
     const resource = this.store.put(id, body ?? {});
     const change: ResourceChange = { id, change: 'put', by: this.config.instanceName };
-    return { change, resource, invalidated: await this.broadcast(change) };
+    // The audit entry first: once Redis has it, the change is in the trail even if this instance dies now.
+    const auditEntryId = await this.audit.publish(change, resource.version);
+    return { change, resource, invalidated: await this.broadcast(change), auditEntryId };
   }
 
   /** Deletes the resource from this instance and tells every instance; `404` if this instance does not hold it. */
@@ -98,7 +104,8 @@ export class ResourcesController {
   async remove(@Param('id', ResourceIdPipe) id: string): Promise<ResourceChangeResult> {
     if (!this.store.delete(id)) throw new NotFoundException(`Instance "${this.config.instanceName}" does not hold resource "${id}".`);
     const change: ResourceChange = { id, change: 'delete', by: this.config.instanceName };
-    return { change, invalidated: await this.broadcast(change) };
+    const auditEntryId = await this.audit.publish(change);
+    return { change, invalidated: await this.broadcast(change), auditEntryId };
   }
 
   private broadcast(change: ResourceChange): Promise<number> {
