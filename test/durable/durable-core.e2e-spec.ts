@@ -387,7 +387,7 @@ describe('durable messaging (core)', () => {
       // Different keys did run side by side, on more than one instance.
       expect(maxParallel).toBeGreaterThan(1);
       expect(new Set(order.map((o) => o.by)).size).toBeGreaterThan(1);
-    });
+    }, 30_000);
 
     it('holds the next entry of a key while the earlier one is being retried', async () => {
       const log: string[] = [];

@@ -95,6 +95,8 @@ interface Held {
   timer: ReturnType<typeof setTimeout> | undefined;
   /** Rounds spent waiting for an earlier same-key entry or a running duplicate. */
   waits: number;
+  /** Polling for its key's turn: an acknowledgement of that key may wake it early. */
+  waitingTurn: boolean;
   lastError: unknown;
 }
 
@@ -147,6 +149,8 @@ export class DurableConsumer {
   private readonly errors: BoundedLog;
   private command: (Redis & DurableScripts) | undefined;
   private blocking: Redis | undefined;
+  /** Subscribed to the groups' turn channels (see DurableKeys.turnChannel). */
+  private turns: Redis | undefined;
   private stopping = false;
   private readLoop: Promise<void> | undefined;
   private wakeReader: (() => void) | undefined;
@@ -182,9 +186,20 @@ export class DurableConsumer {
   /** Connects, creates missing consumer groups, and starts reading, claiming, renewing and trimming. */
   async start(): Promise<void> {
     const connection = { redis: this.options.redis, connectTimeout: this.options.connectTimeout, offlineQueue: true };
-    this.command = await openDurableConnection({ ...connection, connectionName: `rb-durable:${this.consumerName}` });
-    this.blocking = await openDurableConnection({ ...connection, connectionName: `rb-durable-read:${this.consumerName}` });
-    await this.ensureGroups();
+    try {
+      this.command = await openDurableConnection({ ...connection, connectionName: `rb-durable:${this.consumerName}` });
+      this.blocking = await openDurableConnection({ ...connection, connectionName: `rb-durable-read:${this.consumerName}` });
+      this.turns = await openDurableConnection({ ...connection, connectionName: `rb-durable-turns:${this.consumerName}` });
+      this.turns.on('message', (_channel: string, orderKey: string) => this.onTurn(orderKey));
+      await this.turns.subscribe(...new Set(this.subscriptions.map((subscription) => subscription.keys.turnChannel(subscription.group))));
+      await this.ensureGroups();
+    } catch (error) {
+      // Leave no connection retrying behind a failed start: the process must be able to exit.
+      this.command?.disconnect();
+      this.blocking?.disconnect();
+      this.turns?.disconnect();
+      throw error;
+    }
     const { durable } = this.options;
     this.intervals.push(setInterval(() => void this.claimAll(), durable.claimInterval));
     this.intervals.push(setInterval(() => void this.renewAll(), Math.max(10, Math.floor(durable.claimIdle / 3))));
@@ -204,6 +219,7 @@ export class DurableConsumer {
     this.wakeReader?.();
     // Ends a blocked XREAD at once.
     this.blocking?.disconnect();
+    this.turns?.disconnect();
     const deadline = Date.now() + this.options.shutdownTimeout;
     // With Redis away, commands wait in the offline queue: never let them hold shutdown past its bound.
     const bounded = (work: Promise<unknown>, atLeastMs = 0): Promise<unknown> =>
@@ -297,6 +313,7 @@ export class DurableConsumer {
       running: false,
       timer: undefined,
       waits: 0,
+      waitingTurn: false,
       lastError: undefined,
     };
     this.held.set(heldKey, held);
@@ -314,7 +331,7 @@ export class DurableConsumer {
         return await this.deadLetter(held, { code: BufferErrorCode.BadEntry, message: `Entry ${held.id} of "${subscription.pattern}" cannot be read: ${entry}. See docs/protocol.md.` });
       }
       if (entry.group !== undefined && entry.group !== group) {
-        await this.command!.rbDurableAck(keys.stream, '', this.orderKey(held), keys.attempts(group), group, held.id, '');
+        await this.command!.rbDurableAck(keys.stream, '', this.orderKey(held), keys.attempts(group), group, held.id, '', keys.turnChannel(group));
         this.stats.skipped++;
         return this.finish(held);
       }
@@ -331,7 +348,7 @@ export class DurableConsumer {
         held.suspect && this.isolated !== held ? ISOLATE_FROM : 0,
       );
       if (gate === 'done') {
-        await this.command!.rbDurableAck(keys.stream, '', this.orderKey(held), keys.attempts(group), group, held.id, '');
+        await this.command!.rbDurableAck(keys.stream, '', this.orderKey(held), keys.attempts(group), group, held.id, '', keys.turnChannel(group));
         this.stats.duplicates++;
         return this.finish(held);
       }
@@ -351,6 +368,7 @@ export class DurableConsumer {
         return;
       }
       if (gate !== 'run') {
+        held.waitingTurn = gate === 'wait';
         held.timer = setTimeout(() => this.resume(held), Math.min(MAX_WAIT_POLL_MS, 10 * 2 ** held.waits++));
         this.leaveIsolation(held);
         return;
@@ -370,7 +388,7 @@ export class DurableConsumer {
       held.isolate = false;
       this.leaveIsolation(held);
       if (failure === undefined) {
-        await this.command!.rbDurableAck(keys.stream, this.handledKey(held), this.orderKey(held), keys.attempts(group), group, held.id, this.options.durable.idempotencyWindow);
+        await this.command!.rbDurableAck(keys.stream, this.handledKey(held), this.orderKey(held), keys.attempts(group), group, held.id, this.options.durable.idempotencyWindow, keys.turnChannel(group));
         this.stats.handled++;
         return this.finish(held);
       }
@@ -391,6 +409,7 @@ export class DurableConsumer {
   /** Continues an entry after a wait: isolated ones through their queue, others at once. */
   private resume(held: Held): void {
     held.timer = undefined;
+    held.waitingTurn = false;
     if (!held.isolate) {
       void this.process(held);
       return;
@@ -450,7 +469,7 @@ export class DurableConsumer {
       failedAt: Date.now(),
       fields: held.fields,
     });
-    const id = await this.command!.rbDurableDeadLetter(keys.stream, keys.deadLetters(group), this.handledKey(held), this.orderKey(held), keys.attempts(group), group, held.id, held.token, ...fields);
+    const id = await this.command!.rbDurableDeadLetter(keys.stream, keys.deadLetters(group), this.handledKey(held), this.orderKey(held), keys.attempts(group), group, held.id, held.token, keys.turnChannel(group), ...fields);
     if (id !== null) {
       this.stats.deadLettered++;
       this.logger.warn(`Entry ${held.id} of "${held.subscription.pattern}" moved to the dead-letter stream of group "${group}" after ${held.attempt} attempts.`);
@@ -550,19 +569,23 @@ export class DurableConsumer {
     const queued = this.suspects.indexOf(held);
     if (queued >= 0) this.suspects.splice(queued, 1);
     this.leaveIsolation(held);
-    const key = typeof held.entry === 'string' ? undefined : held.entry.key;
-    if (key !== undefined) {
-      // The next entry with this key may be waiting here: let it look now rather than at its next poll.
-      for (const other of this.held.values()) {
-        if (other.subscription === held.subscription && other.timer !== undefined && !other.running && typeof other.entry !== 'string' && other.entry.key === key && other.waits > 0) {
-          clearTimeout(other.timer);
-          other.timer = setTimeout(() => void this.process(other), 0);
-        }
-      }
-    }
+    // The next entry with this key may be waiting here: let it look now rather than at its next poll.
+    const orderKey = this.orderKey(held);
+    if (orderKey !== '') this.onTurn(orderKey);
     const wake = this.wakeReader;
     this.wakeReader = undefined;
     wake?.();
+  }
+
+  /** An entry with this order list's key was acknowledged (here or elsewhere): the next one held here may start. */
+  private onTurn(orderKey: string): void {
+    for (const other of this.held.values()) {
+      if (other.waitingTurn && this.orderKey(other) === orderKey) {
+        other.waitingTurn = false;
+        clearTimeout(other.timer);
+        other.timer = setTimeout(() => this.resume(other), 0);
+      }
+    }
   }
 
   private deliveryOf(held: Held, entry: DurableEntry): DurableDelivery {

@@ -11,6 +11,9 @@
  * | `<ns>:durable:{<pattern>}:handled:<group>:<idem>` | string | `done`, or the lease of the run in progress |
  * | `<ns>:durable:{<pattern>}:order:<group>:<key>` | list | ids of the group's unacknowledged entries with that key, oldest first |
  * | `<ns>:durable:{<pattern>}:attempts:<group>`  | hash   | entry id → handler runs started, for unacknowledged entries |
+ *
+ * and one pub/sub channel, `<ns>:durable:{<pattern>}:turn:<group>`: the name of an order list whose
+ * next entry may start now.
  */
 export class DurableKeys {
   private readonly base: string;
@@ -36,6 +39,11 @@ export class DurableKeys {
 
   handled(group: string, idempotencyKey: string): string {
     return `${this.base}:handled:${group}:${idempotencyKey}`;
+  }
+
+  /** Pub/sub channel on which acknowledgements announce that an entry's key has a next entry waiting. */
+  turnChannel(group: string): string {
+    return `${this.base}:turn:${group}`;
   }
 
   attempts(group: string): string {

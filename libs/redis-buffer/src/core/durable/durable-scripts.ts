@@ -86,20 +86,25 @@ return {'run', started + 1}
 
 /**
  * KEYS: stream, handled-key or '', order-list or '', attempts hash. ARGV: group, entry id, window ms
- * (or '' not to mark). Acknowledges, remembers the idempotency key as done, forgets the attempts,
- * and lets the next entry with the same key go.
+ * (or '' not to mark), turn channel. Acknowledges, remembers the idempotency key as done, forgets
+ * the attempts, and lets the next entry with the same key go: when one waits, the order list's name
+ * is published on the group's turn channel, so the instance holding it starts it now instead of at
+ * its next poll (pub/sub may lose that message; the poll remains).
  */
 const ACK = `
 local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HDEL', KEYS[4], ARGV[2])
 if KEYS[2] ~= '' and ARGV[3] ~= '' then redis.call('SET', KEYS[2], 'done', 'PX', ARGV[3]) end
-if KEYS[3] ~= '' then redis.call('LREM', KEYS[3], 1, ARGV[2]) end
+if KEYS[3] ~= '' then
+  redis.call('LREM', KEYS[3], 1, ARGV[2])
+  if redis.call('LLEN', KEYS[3]) > 0 then redis.call('PUBLISH', ARGV[4], KEYS[3]) end
+end
 return acked
 `;
 
 /**
  * KEYS: stream, dead-letter stream, handled-key or '', order-list or '', attempts hash. ARGV: group, entry id,
- * lease token, then the dead letter's field-value list. Adds the dead letter only if the entry was
+ * lease token, turn channel, then the dead letter's field-value list. Adds the dead letter only if the entry was
  * still pending (so two instances giving up on it at once add one), acknowledges it, frees its
  * idempotency lease and its key's turn. Returns the dead letter's id, or false.
  */
@@ -107,9 +112,12 @@ const DEAD_LETTER = `
 local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HDEL', KEYS[5], ARGV[2])
 if acked == 0 then return false end
-local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
+local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 5))
 if KEYS[3] ~= '' and redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
-if KEYS[4] ~= '' then redis.call('LREM', KEYS[4], 1, ARGV[2]) end
+if KEYS[4] ~= '' then
+  redis.call('LREM', KEYS[4], 1, ARGV[2])
+  if redis.call('LLEN', KEYS[4]) > 0 then redis.call('PUBLISH', ARGV[4], KEYS[4]) end
+end
 return id
 `;
 
@@ -215,8 +223,8 @@ export interface DurableScripts {
   rbDurablePublish(stream: Key, published: Key, windowMs: number, ...fields: string[]): Promise<[string, number]>;
   rbDurableFetch(stream: Key, group: string, consumer: string, count: number, orderPrefix: string): Promise<[Array<[string, string[]]>, string]>;
   rbDurableBegin(stream: Key, handled: Key, order: Key, attempts: Key, group: string, id: string, token: string, leaseMs: number, maxAttempts: number, isolateFrom: number): Promise<['wait' | 'done' | 'busy' | 'exhausted' | 'isolate' | 'run', number]>;
-  rbDurableAck(stream: Key, handled: Key, order: Key, attempts: Key, group: string, id: string, windowMs: number | ''): Promise<number>;
-  rbDurableDeadLetter(stream: Key, dead: Key, handled: Key, order: Key, attempts: Key, group: string, id: string, token: string, ...fields: string[]): Promise<string | null>;
+  rbDurableAck(stream: Key, handled: Key, order: Key, attempts: Key, group: string, id: string, windowMs: number | '', turnChannel: string): Promise<number>;
+  rbDurableDeadLetter(stream: Key, dead: Key, handled: Key, order: Key, attempts: Key, group: string, id: string, token: string, turnChannel: string, ...fields: string[]): Promise<string | null>;
   rbDurableRetry(stream: Key, group: string, consumer: string, id: string): Promise<number | null>;
   rbDurableTouch(stream: Key, group: string, consumer: string, idleMs: number, leaseMs: number, ...triples: string[]): Promise<string[]>;
   rbDurableTrim(stream: Key, threshold: string, maxLength: number, mode: '~' | '=', scanLimit: number): Promise<[number, string, number]>;
