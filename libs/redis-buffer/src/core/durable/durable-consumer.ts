@@ -156,6 +156,8 @@ export class DurableConsumer {
   private wakeReader: (() => void) | undefined;
   private readonly intervals: Array<ReturnType<typeof setInterval>> = [];
   private claiming = false;
+  /** When the command connection last came back after a loss (0: never lost). */
+  private reconnectedAt = 0;
   private readonly suspects: Held[] = [];
   private isolated: Held | undefined;
   private touching = false;
@@ -188,6 +190,7 @@ export class DurableConsumer {
     const connection = { redis: this.options.redis, connectTimeout: this.options.connectTimeout, offlineQueue: true };
     try {
       this.command = await openDurableConnection({ ...connection, connectionName: `rb-durable:${this.consumerName}` });
+      this.command.on('ready', () => this.onReconnected());
       this.blocking = await openDurableConnection({ ...connection, connectionName: `rb-durable-read:${this.consumerName}` });
       this.turns = await openDurableConnection({ ...connection, connectionName: `rb-durable-turns:${this.consumerName}` });
       this.turns.on('message', (_channel: string, orderKey: string) => this.onTurn(orderKey));
@@ -477,9 +480,20 @@ export class DurableConsumer {
     this.finish(held);
   }
 
+  /**
+   * Back from a lost connection (a Redis restart, a network cut): renew what this instance holds at
+   * once, and claim nothing for claimIdle. The other instances were probably cut off too, so their
+   * entries look idle although they are still working on them; they get claimIdle to renew.
+   */
+  private onReconnected(): void {
+    this.reconnectedAt = Date.now();
+    void this.renewAll();
+  }
+
   /** Claims entries that other instances (or this one, before a restart) stopped renewing. */
   private async claimAll(): Promise<void> {
     if (this.claiming || this.stopping || this.command === undefined) return;
+    if (Date.now() - this.reconnectedAt < this.options.durable.claimIdle) return;
     this.claiming = true;
     try {
       for (const subscription of this.subscriptions) {
