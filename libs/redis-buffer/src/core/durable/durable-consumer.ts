@@ -281,7 +281,7 @@ export class DurableConsumer {
           const room = this.options.durable.maxInFlight - this.held.size;
           if (room <= 0) break;
           const { keys, group } = subscription;
-          const [entries, last] = await this.command!.rbDurableFetch(keys.stream, group, this.consumerName, room, keys.orderPrefix(group));
+          const [entries, last] = await this.command!.rbDurableFetch(keys.stream, group, this.consumerName, room, keys.orderPrefix(group), keys.attempts(group));
           this.lastSeen.set(keys.stream, last);
           this.stats.received += entries.length;
           fetched += entries.length;
@@ -338,18 +338,23 @@ export class DurableConsumer {
         this.stats.skipped++;
         return this.finish(held);
       }
-      const [gate, started] = await this.command!.rbDurableBegin(
-        keys.stream,
-        this.handledKey(held),
-        this.orderKey(held),
-        keys.attempts(group),
-        group,
-        held.id,
-        held.token,
-        this.options.durable.claimIdle,
-        subscription.options.maxAttempts,
-        held.suspect && this.isolated !== held ? ISOLATE_FROM : 0,
-      );
+      // A fresh entry without key or idempotency key had its first attempt counted by the read
+      // script (the same rule there): nothing can hold it back, so it starts without a round trip.
+      const counted = held.attempt === 0 && !held.suspect && entry.key === undefined && entry.idempotencyKey === undefined;
+      const [gate, started] = counted
+        ? (['run', 1] as const)
+        : await this.command!.rbDurableBegin(
+            keys.stream,
+            this.handledKey(held),
+            this.orderKey(held),
+            keys.attempts(group),
+            group,
+            held.id,
+            held.token,
+            this.options.durable.claimIdle,
+            subscription.options.maxAttempts,
+            held.suspect && this.isolated !== held ? ISOLATE_FROM : 0,
+          );
       if (gate === 'done') {
         await this.command!.rbDurableAck(keys.stream, '', this.orderKey(held), keys.attempts(group), group, held.id, '', keys.turnChannel(group));
         this.stats.duplicates++;

@@ -19,11 +19,18 @@ return {id, 0}
 `;
 
 /**
- * KEYS: stream. ARGV: group, consumer, count, order-list prefix.
+ * KEYS: stream. ARGV: group, consumer, count, order-list prefix, attempts hash.
  * Reads new entries for the group (never blocks: blocking is not allowed in scripts) and, in the
- * same step, appends each entry with a "key" field to the group's order list for that key, so the
- * lists hold ids in delivery order whatever instance read them. Returns [entries, id of the
- * stream's last entry or '0-0'] (the second one tells the caller where to block from).
+ * same step:
+ * - appends each entry with a "key" field to the group's order list for that key, so the lists
+ *   hold ids in delivery order whatever instance read them;
+ * - counts the first attempt of each entry with neither "key" nor "idem": nothing can hold those
+ *   back, so the reader starts them at once without the BEGIN script (one round trip less per
+ *   entry: median 7,100 handled/s became 10,400, over 9 and 12 three-second samples of a
+ *   publisher and a consumer in one process on the shared 2-core machine). The
+ *   consumer applies the same rule (see DurableConsumer.process); the first of a repeated field counts.
+ * Returns [entries, id of the stream's last entry or '0-0'] (the second one tells the caller where
+ * to block from).
  */
 const FETCH = `
 local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
@@ -32,12 +39,13 @@ if read then
   entries = read[1][2]
   for _, entry in ipairs(entries) do
     local fields = entry[2]
+    local key, idem
     for i = 1, #fields, 2 do
-      if fields[i] == 'key' then
-        redis.call('RPUSH', ARGV[4] .. fields[i + 1], entry[1])
-        break
-      end
+      if fields[i] == 'key' and not key then key = fields[i + 1]
+      elseif fields[i] == 'idem' and not idem then idem = fields[i + 1] end
     end
+    if key then redis.call('RPUSH', ARGV[4] .. key, entry[1]) end
+    if not key and not idem then redis.call('HSET', ARGV[5], entry[1], 1) end
   end
 end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -221,7 +229,7 @@ type Key = string;
 /** Typed calls to the scripts, sent with EVALSHA (ioredis falls back to EVAL after a restart). */
 export interface DurableScripts {
   rbDurablePublish(stream: Key, published: Key, windowMs: number, ...fields: string[]): Promise<[string, number]>;
-  rbDurableFetch(stream: Key, group: string, consumer: string, count: number, orderPrefix: string): Promise<[Array<[string, string[]]>, string]>;
+  rbDurableFetch(stream: Key, group: string, consumer: string, count: number, orderPrefix: string, attempts: Key): Promise<[Array<[string, string[]]>, string]>;
   rbDurableBegin(stream: Key, handled: Key, order: Key, attempts: Key, group: string, id: string, token: string, leaseMs: number, maxAttempts: number, isolateFrom: number): Promise<['wait' | 'done' | 'busy' | 'exhausted' | 'isolate' | 'run', number]>;
   rbDurableAck(stream: Key, handled: Key, order: Key, attempts: Key, group: string, id: string, windowMs: number | '', turnChannel: string): Promise<number>;
   rbDurableDeadLetter(stream: Key, dead: Key, handled: Key, order: Key, attempts: Key, group: string, id: string, token: string, turnChannel: string, ...fields: string[]): Promise<string | null>;
