@@ -21,6 +21,8 @@ const RUNS = Number(process.env.WATERMILL_RUNS ?? 1);
 const count = (full: number, short: number): number => (FULL ? full : short);
 const DURABLE: DurableOptions = { claimIdle: 500, claimInterval: 100, retryDelay: 10, maxRetryDelay: 50, maxAttempts: 1000 };
 const READ_TIMEOUT = FULL ? 120_000 : 30_000;
+// Jest's default per-test timeout (5 s) is too short for the full counts with appendfsync always.
+const CASE_TIMEOUT = READ_TIMEOUT + 30_000;
 
 interface Message {
   uuid: string;
@@ -97,7 +99,8 @@ for (let run = 1; run <= RUNS; run++) {
     const open: Subscriber[] = [];
 
     beforeAll(async () => {
-      redis = await startRedis(['--appendonly', 'yes']);
+      // appendfsync always: the Reconnect case kills Redis, and everysec may lose acknowledged writes.
+      redis = await startRedis(['--appendonly', 'yes', '--appendfsync', 'always']);
     });
 
     afterAll(async () => {
@@ -151,7 +154,7 @@ for (let run = 1; run <= RUNS; run++) {
         expect(delivery.headers.test).toBe(sent.meta);
       }
       await sub.close();
-    });
+    }, CASE_TIMEOUT);
 
     it(`ConcurrentSubscribe: ${count(5000, 100)} messages to ${count(50, 10)} subscribers of one group all arrive`, async () => {
       const name = topic();
@@ -161,7 +164,7 @@ for (let run = 1; run <= RUNS; run++) {
       report('ConcurrentSubscribe', { published: published.length, subscribers: subs.length, ...counts, busySubscribers: subs.filter((s) => s.received.length > 0).length });
       expect(counts.lost).toBe(0);
       expect(counts.duplicates).toBe(0);
-    });
+    }, CASE_TIMEOUT);
 
     it('ResendOnError: the first 2 deliveries are nacked, and every message still arrives', async () => {
       const name = topic();
@@ -173,7 +176,7 @@ for (let run = 1; run <= RUNS; run++) {
       const counts = await bulkRead([sub], published);
       report('ResendOnError', { published: published.length, nacked: 2, ...counts });
       expect(counts.lost).toBe(0);
-    });
+    }, CASE_TIMEOUT);
 
     it('NoAck: with ordering, the next message is not delivered until the first is acknowledged, and neither comes again', async () => {
       const name = topic();
@@ -194,7 +197,7 @@ for (let run = 1; run <= RUNS; run++) {
       report('NoAck', { published: 2, received: seen.length });
       expect(seen).toEqual(published.map((m) => m.uuid));
       await sub.close();
-    });
+    }, CASE_TIMEOUT);
 
     it(`ContinueAfterSubscribeClose: ${count(5000, 50)} messages read by subscribers closed after each batch, none lost`, async () => {
       const name = topic();
@@ -218,7 +221,7 @@ for (let run = 1; run <= RUNS; run++) {
       const counts = await bulkRead(used, published, 5000);
       report('ContinueAfterSubscribeClose', { published: total, subscribers: used.length, ...counts });
       expect(counts.lost).toBe(0);
-    });
+    }, CASE_TIMEOUT);
 
     it('ConcurrentClose: 10 subscribers started and closed at once, then 50 messages all reach a new one', async () => {
       const name = topic();
@@ -228,7 +231,7 @@ for (let run = 1; run <= RUNS; run++) {
       const counts = await bulkRead([sub], published);
       report('ConcurrentClose', { published: 50, ...counts });
       expect(counts.lost).toBe(0);
-    });
+    }, CASE_TIMEOUT);
 
     it(`ContinueAfterErrors: ${count(3, 1)} subscribers nack ${count(100, 5)} deliveries each and close; then all 50 messages arrive`, async () => {
       const name = topic();
@@ -246,7 +249,7 @@ for (let run = 1; run <= RUNS; run++) {
       const counts = await bulkRead([sub], published);
       report('ContinueAfterErrors', { published: 50, ...counts });
       expect(counts.lost).toBe(0);
-    });
+    }, CASE_TIMEOUT);
 
     it(`PublishSubscribeInOrder: ${count(1000, 100)} messages of 16 keys keep their order per key across 10 subscribers`, async () => {
       const name = topic();
@@ -266,7 +269,7 @@ for (let run = 1; run <= RUNS; run++) {
       for (let key = 0; key < 16; key++) {
         expect(order.filter((m) => m.num % 16 === key).map((m) => m.uuid)).toEqual(published.filter((m) => m.num % 16 === key).map((m) => m.uuid));
       }
-    });
+    }, CASE_TIMEOUT);
 
     it(`PublisherClose: ${count(10000, 100)} messages published by 20 publishers at once, then the publisher closes; none lost`, async () => {
       const name = topic();
@@ -276,7 +279,7 @@ for (let run = 1; run <= RUNS; run++) {
       const counts = await bulkRead([sub], published);
       report('PublisherClose', { published: published.length, ...counts });
       expect(counts.lost).toBe(0);
-    });
+    }, CASE_TIMEOUT);
 
     it('Topic: each subscriber gets only its own topic', async () => {
       const [first, second] = [topic(), topic()];
@@ -287,7 +290,7 @@ for (let run = 1; run <= RUNS; run++) {
       await sleep(100);
       report('Topic', { published: 2, received: subs[0]!.received.length + subs[1]!.received.length });
       expect(subs.map((s) => s.received.map((r) => r.message.uuid))).toEqual([[one!.uuid], [two!.uuid]]);
-    });
+    }, CASE_TIMEOUT);
 
     it('ConsumerGroups: two groups each receive all 50 messages', async () => {
       const name = topic();
@@ -297,7 +300,7 @@ for (let run = 1; run <= RUNS; run++) {
       const counts = await Promise.all(['g1', 'g2'].map(async (group) => bulkRead([await subscriber(name, group)], published)));
       report('ConsumerGroups', { published: 50, g1: counts[0], g2: counts[1] });
       expect(counts.map((c) => c.lost)).toEqual([0, 0]);
-    });
+    }, CASE_TIMEOUT);
 
     it('NewSubscriberReceivesOldMessages: each new group receives what was published before it', async () => {
       const name = topic();
@@ -310,7 +313,7 @@ for (let run = 1; run <= RUNS; run++) {
         for (const sub of subs) expect((await bulkRead([sub], published)).lost).toBe(0);
       }
       report('NewSubscriberReceivesOldMessages', { published: published.length, subscribers: subs.length, received: subs.map((s) => tally([s]).distinct.size) });
-    });
+    }, CASE_TIMEOUT);
 
     it(`Reconnect: ${count(10000, 2000)} messages from ${count(100, 20)} publishers while Redis restarts twice; all arrive`, async () => {
       const name = topic();
