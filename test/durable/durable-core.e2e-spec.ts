@@ -7,6 +7,8 @@ import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { startConsumer, waitFor, type ConsumerSpec } from '../support/durable.js';
 
 const FAST = { claimIdle: 300, claimInterval: 100, retryDelay: 20, maxRetryDelay: 80 } as const;
+// Jest's default per-test timeout (5 s) is too short for these on a loaded machine.
+const CASE_TIMEOUT = 30_000;
 
 describe('durable messaging (core)', () => {
   let redis: TestRedis;
@@ -54,7 +56,7 @@ describe('durable messaging (core)', () => {
       expect(seen.map((d) => (d.data as { n: number }).n)).toEqual([...Array(20).keys()]);
       expect(seen[3]).toMatchObject({ pattern: 'order.placed', group: 'billing', attempt: 1, headers: { 'x-n': '3' }, consumer: 'c1', from: client.instanceId });
       await waitFor('all acknowledged', async () => ((await raw.xpending(client.durable.keysFor('order.placed').stream, 'billing')) as [number])[0] === 0);
-    });
+    }, CASE_TIMEOUT);
 
     it('keeps entries published before any consumer ran, for a group that starts at the beginning', async () => {
       for (let n = 0; n < 5; n++) await client.durable.publish('early', n);
@@ -62,7 +64,7 @@ describe('durable messaging (core)', () => {
       await consume('c1', [{ pattern: 'early', group: 'late', run: async (d) => void seen.push(d.data) }]);
       await waitFor('5 deliveries', () => seen.length === 5);
       expect(seen).toEqual([0, 1, 2, 3, 4]);
-    });
+    }, CASE_TIMEOUT);
 
     it('gives every group every entry, and each entry to one consumer of a group', async () => {
       const handled: Record<string, string[]> = { a: [], b: [] };
@@ -91,7 +93,7 @@ describe('durable messaging (core)', () => {
       expect(byConsumer.a1! + byConsumer.a2! + byConsumer.a3!).toBe(200);
       expect([byConsumer.a1, byConsumer.a2, byConsumer.a3].filter((count) => (count ?? 0) > 0).length).toBeGreaterThan(1);
       expect(byConsumer.b1).toBe(200);
-    });
+    }, CASE_TIMEOUT);
   });
 
   describe('retries and dead letters', () => {
@@ -118,7 +120,7 @@ describe('durable messaging (core)', () => {
       expect(gaps[1]).toBeGreaterThanOrEqual(78);
       expect(gaps[2]).toBeGreaterThanOrEqual(158);
       expect(await client.durable.deadLetters('flaky', 'g')).toEqual([]);
-    });
+    }, CASE_TIMEOUT);
 
     it('moves an entry that failed maxAttempts times to the dead-letter stream with its last error, and replays it for its group only', async () => {
       let failing = true;
@@ -151,7 +153,7 @@ describe('durable messaging (core)', () => {
       expect(consumers[0]!.stats.skipped).toBe(1);
       expect(await client.durable.deadLetters('poison', 'a')).toEqual([]);
       await expect(client.durable.replayDeadLetter('poison', 'a', dead!.id)).rejects.toBeInstanceOf(DeadLetterNotFoundError);
-    });
+    }, CASE_TIMEOUT);
 
     it('dead-letters an entry it cannot read without running it (BUFFER_BAD_ENTRY)', async () => {
       let runs = 0;
@@ -165,7 +167,7 @@ describe('durable messaging (core)', () => {
       expect(dead.map((d) => (d.error as { code: string }).code)).toEqual(['BUFFER_BAD_ENTRY', 'BUFFER_BAD_ENTRY']);
       expect((dead[0]!.error as { message: string }).message).toContain('"data" is not JSON');
       await waitFor('the good entry', () => runs === 1);
-    });
+    }, CASE_TIMEOUT);
   });
 
   describe('claiming', () => {
@@ -183,7 +185,7 @@ describe('durable messaging (core)', () => {
       expect(Date.now() - readAt).toBeGreaterThanOrEqual(FAST.claimIdle);
       expect(seen[0]).toMatchObject({ entryId: id, attempt: 2 });
       expect(consumers[0]!.stats.claimed).toBe(1);
-    });
+    }, CASE_TIMEOUT);
 
     it('does not run twice a handler that takes longer than claimIdle: its instance renews the entry', async () => {
       const runs: string[] = [];
@@ -202,7 +204,7 @@ describe('durable messaging (core)', () => {
       await sleep(5 * FAST.claimIdle);
       expect(runs).toHaveLength(1);
       expect(consumers.reduce((sum, consumer) => sum + consumer.stats.handled, 0)).toBe(1);
-    });
+    }, CASE_TIMEOUT);
   });
 
   describe('backpressure and shutdown', () => {
@@ -233,7 +235,7 @@ describe('durable messaging (core)', () => {
       await waitFor('60 handled', () => done === 60);
       expect(maxRunning).toBe(4);
       expect(maxHeld).toBeLessThanOrEqual(4);
-    });
+    }, CASE_TIMEOUT);
 
     it('on close, finishes running handlers and releases entries waiting for a retry, which another instance then takes at once', async () => {
       const handledBy: Record<string, string[]> = { c1: [], c2: [] };
@@ -266,7 +268,7 @@ describe('durable messaging (core)', () => {
       expect(Date.now() - closedAt).toBeLessThan(1500);
       expect(new Set([...handledBy.c1!, ...handledBy.c2!])).toEqual(new Set(ids));
       expect(c1.stats.released).toBe(3);
-    });
+    }, CASE_TIMEOUT);
 
     it('closes within shutdownTimeout when Redis is gone, and the entries it held are claimed elsewhere once Redis is back', async () => {
       const own = await startRedis(['--appendonly', 'yes']);
@@ -300,7 +302,7 @@ describe('durable messaging (core)', () => {
         await ownClient.close();
         await own.stop();
       }
-    });
+    }, CASE_TIMEOUT);
   });
 
   describe('idempotency', () => {
@@ -314,7 +316,7 @@ describe('durable messaging (core)', () => {
       await waitFor('one run', () => runs === 1);
       await sleep(200);
       expect(runs).toBe(1);
-    });
+    }, CASE_TIMEOUT);
 
     it('runs an idempotency key to success at most once per group, even for entries added around the publisher and handled at once by two instances', async () => {
       const runs: Record<string, number> = { a: 0, b: 0 };
@@ -336,7 +338,7 @@ describe('durable messaging (core)', () => {
       await sleep(200);
       expect(runs).toEqual({ a: 2, b: 2 });
       expect(consumers.reduce((sum, consumer) => sum + consumer.stats.duplicates, 0)).toBe(4);
-    });
+    }, CASE_TIMEOUT);
 
     it('a failed attempt does not count as done: the retry runs', async () => {
       const attempts: number[] = [];
@@ -354,7 +356,7 @@ describe('durable messaging (core)', () => {
       await waitFor('two attempts', () => attempts.length === 2);
       await sleep(150);
       expect(attempts).toEqual([1, 2]);
-    });
+    }, CASE_TIMEOUT);
   });
 
   describe('ordering', () => {
@@ -387,7 +389,7 @@ describe('durable messaging (core)', () => {
       // Different keys did run side by side, on more than one instance.
       expect(maxParallel).toBeGreaterThan(1);
       expect(new Set(order.map((o) => o.by)).size).toBeGreaterThan(1);
-    }, 30_000);
+    }, CASE_TIMEOUT);
 
     it('holds the next entry of a key while the earlier one is being retried', async () => {
       const log: string[] = [];
@@ -408,7 +410,7 @@ describe('durable messaging (core)', () => {
       expect(log.filter((line) => line !== 'unkeyed#1')).toEqual(['first#1', 'first#2', 'first#3', 'second#1']);
       // The unkeyed entry did not wait behind the key.
       expect(log.indexOf('unkeyed#1')).toBeLessThan(log.indexOf('first#3'));
-    });
+    }, CASE_TIMEOUT);
   });
 
   describe('retention', () => {
@@ -423,7 +425,7 @@ describe('durable messaging (core)', () => {
       consumers.push(consumer);
       await waitFor('the deleted entries to be noticed', () => consumer.stats.deletedWhilePending === 5);
       expect(logger.lines.some((line) => line.startsWith('error 5 pending entries of "hazard"'))).toBe(true);
-    });
+    }, CASE_TIMEOUT);
 
     it('never trims an entry a group has not acknowledged, nor one it has not received yet', async () => {
       const trimming = new BufferClient({ redis: redis.url, namespace, durable: { maxLength: 5, approximateTrim: false } });
@@ -451,7 +453,7 @@ describe('durable messaging (core)', () => {
       } finally {
         await trimming.close();
       }
-    });
+    }, CASE_TIMEOUT);
 
     it('trims by age, again only what every group acknowledged', async () => {
       const trimming = new BufferClient({ redis: redis.url, namespace, durable: { maxLength: 0, maxAge: 200, approximateTrim: false } });
@@ -466,6 +468,6 @@ describe('durable messaging (core)', () => {
       } finally {
         await trimming.close();
       }
-    });
+    }, CASE_TIMEOUT);
   });
 });

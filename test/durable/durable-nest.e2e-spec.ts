@@ -47,7 +47,7 @@ describe('durable handlers in a Nest app', () => {
     expect(dead).toMatchObject({ attempts: 2, error: { code: 'FORBIDDEN', entryId: refused } });
     await waitFor('the allowed entry', async () => (await nest()).some((r) => r.handler === 'guarded'));
     expect((await nest()).filter((r) => r.handler === 'guarded').map((r) => r.value)).toEqual(['yes']);
-  });
+  }, 30_000);
 
   it('runs pipes: a payload the pipe refuses never reaches the handler and is dead-lettered', async () => {
     await client.durable.publish('piped', '21');
@@ -56,35 +56,35 @@ describe('durable handlers in a Nest app', () => {
     expect(dead.attempts).toBe(1);
     expect(dead.entry).toMatchObject({ data: 'abc' });
     expect((await nest()).filter((r) => r.handler === 'piped').map((r) => r.value)).toEqual([42]);
-  });
+  }, 30_000);
 
   it('runs interceptors around the handler', async () => {
     const id = await client.durable.publish('intercepted', 7);
     await waitFor('both interceptor phases', async () => (await records(raw, namespace, 'intercepted')).filter((r) => r.entryId === id).length === 2);
     expect((await records(raw, namespace, 'intercepted')).map((r) => r.phase)).toEqual(['before', 'after']);
-  });
+  }, 30_000);
 
   it('runs exception filters: the dead letter keeps what the filter made of the error', async () => {
     const id = await client.durable.publish('filtered', null);
     expect((await deadLetterOf('filtered', id)).error).toEqual({ filtered: true, message: 'to be filtered' });
-  });
+  }, 30_000);
 
   it('keeps an RpcException payload intact in the dead letter', async () => {
     const id = await client.durable.publish('rpc.fail', null);
     expect(await deadLetterOf('rpc.fail', id)).toMatchObject({ attempts: 2, error: { code: 'E_CUSTOM', detail: { nested: [1, 2, 3] } } });
-  });
+  }, 30_000);
 
   it('records a plain Error as Nest\'s exception filter renders it (throw RpcException to keep details)', async () => {
     const id = await client.durable.publish('plain.fail', null);
     expect((await deadLetterOf('plain.fail', id)).error).toEqual({ status: 'error', message: 'Internal server error' });
-  });
+  }, 30_000);
 
   it('acknowledges an Observable handler when its stream completes, and retries when it errors', async () => {
     await client.durable.publish('observable', true);
     await waitFor('the second attempt to complete', async () => (await nest()).filter((r) => r.handler === 'observable' && r.attempt === 2).length === 3);
     const runs = (await nest()).filter((r) => r.handler === 'observable').map((r) => `${String(r.attempt)}:${String(r.n)}`);
     expect(runs).toEqual(['1:0', '1:1', '2:0', '2:1', '2:2']);
-  });
+  }, 30_000);
 
   it('gives the handler a DurableContext', async () => {
     const before = Date.now();
@@ -104,7 +104,7 @@ describe('durable handlers in a Nest app', () => {
       instanceId: 'n1',
     });
     expect(ctx.publishedAt).toBeGreaterThanOrEqual(before);
-  });
+  }, 30_000);
 
   it('keeps pub/sub and durable apart on the same pattern name', async () => {
     const result = await client.gather<string>('job', null);
@@ -115,5 +115,5 @@ describe('durable handlers in a Nest app', () => {
     expect(await records(raw, namespace, 'handled')).toHaveLength(1);
     const stats = await client.gather<Record<string, number>>('durable.stats', null);
     expect(stats.replies[0]!.data).toMatchObject({ handled: expect.any(Number), holding: 0 });
-  });
+  }, 30_000);
 });
