@@ -66,6 +66,16 @@ describe('durable messaging (core)', () => {
       expect(seen).toEqual([0, 1, 2, 3, 4]);
     }, CASE_TIMEOUT);
 
+    it('starts a new group at the end of the stream with newGroupStartsAt "end"', async () => {
+      await client.durable.publish('late-start', 'before');
+      const seen: unknown[] = [];
+      await consume('c1', [{ pattern: 'late-start', group: 'fresh', run: async (d) => void seen.push(d.data) }], { newGroupStartsAt: 'end' });
+      await client.durable.publish('late-start', 'after');
+      await waitFor('the entry published after the group', () => seen.length === 1);
+      await sleep(100);
+      expect(seen).toEqual(['after']);
+    }, CASE_TIMEOUT);
+
     it('gives every group every entry, and each entry to one consumer of a group', async () => {
       const handled: Record<string, string[]> = { a: [], b: [] };
       const byConsumer: Record<string, number> = {};
@@ -453,6 +463,14 @@ describe('durable messaging (core)', () => {
       } finally {
         await trimming.close();
       }
+    }, CASE_TIMEOUT);
+
+    it('consuming instances trim their streams every trimInterval', async () => {
+      const consumer = await consume('c1', [{ pattern: 'auto-trim', group: 'g', run: async () => undefined }], { maxLength: 5, approximateTrim: false, trimInterval: 100 });
+      for (let n = 0; n < 50; n++) await client.durable.publish('auto-trim', n);
+      const stream = client.durable.keysFor('auto-trim').stream;
+      await waitFor('the stream trimmed to 5', async () => (await raw.xlen(stream)) === 5);
+      expect(consumer.stats.trimmed).toBe(45);
     }, CASE_TIMEOUT);
 
     it('trims by age, again only what every group acknowledged', async () => {
