@@ -300,6 +300,10 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
   const notes = join(benchDir, 'NOTES.md');
   if (existsSync(notes)) push(readFileSync(notes, 'utf8').trim(), '');
 
+  // The durable section comes from its own run (npm run bench:durable): keep it.
+  const previous = existsSync(join(outDir, 'RESULTS.md')) ? readFileSync(join(outDir, 'RESULTS.md'), 'utf8') : '';
+  const durable = previous.match(/<!-- durable:start -->[\s\S]*<!-- durable:end -->/)?.[0];
+  if (durable !== undefined) push(durable, '');
   writeFileSync(join(outDir, 'RESULTS.md'), `${lines.join('\n')}\n`);
   const ns = config.ns;
   const seriesOf = (pick: (entry: NonNullable<Results['main'][number][SystemName]>) => number): Series[] =>

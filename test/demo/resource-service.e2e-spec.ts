@@ -189,6 +189,25 @@ describe('resource-service: three instances behind one Redis', () => {
     expect(after.body).toMatchObject({ source: 'remote', resource: { value: { colour: 'blue' } } });
   });
 
+  it('records every change in the audit trail once, written by one instance of the audit group and readable from any', async () => {
+    const posted = await getJson<{ auditEntryId: string; resource: { version: number } }>(`${byName('three').url}/resources/f`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ audited: true }),
+    });
+    expect(posted.body.auditEntryId).toMatch(/^\d+-\d+$/);
+    const trail = await eventually(
+      () => getJson<Array<{ entryId: string; id: string; change: string; by: string; version: number; recordedBy: string }>>(`${byName('one').url}/audit`),
+      (result) => result.body.some((record) => record.entryId === posted.body.auditEntryId),
+    );
+    const records = trail.body.filter((record) => record.entryId === posted.body.auditEntryId);
+    expect(records).toHaveLength(1);
+    expect(records[0]).toMatchObject({ id: 'f', change: 'put', by: 'three', version: posted.body.resource.version });
+    expect(NAMES).toContain(records[0]!.recordedBy);
+    // The earlier DELETE and POST of this suite are in the trail too.
+    expect(trail.body.map((record) => `${record.change} ${record.id}`)).toEqual(expect.arrayContaining(['delete b', 'put d', 'put f']));
+  });
+
   it('refuses a malformed resource id with 400', async () => {
     const { status } = await getJson(`${byName('one').url}/resources/${encodeURIComponent('no spaces')}`);
     expect(status).toBe(400);

@@ -84,6 +84,21 @@ describe('observability: traces, metrics and health', () => {
     }
   });
 
+  it('a durable entry carries the trace too: the publisher span is the parent of each group\'s handler span', async () => {
+    const entryId = await client.durable.publish('otel.durable', { n: 1 });
+    const publisher = telemetry.spans().find((span) => span.name === 'send otel.durable' && span.attributes['messaging.message.id'] === entryId);
+    expect(publisher).toMatchObject({ kind: SpanKind.PRODUCER, attributes: expect.objectContaining({ 'messaging.operation.name': 'durable' }) });
+    let handlers: Array<SpanRecord & { on: string }> = [];
+    for (const deadline = Date.now() + 10_000; handlers.length < 3 && Date.now() < deadline; await sleep(100)) {
+      const perInstance = await client.gather<SpanRecord[]>('otel.spans', null);
+      handlers = perInstance.replies.flatMap((reply) => reply.data.filter((span) => span.traceId === publisher!.traceId && span.name === 'process otel.durable').map((span) => ({ ...span, on: reply.instanceId })));
+    }
+    expect(handlers.map((span) => span.on).sort()).toEqual(['t1', 't2', 't3']);
+    for (const span of handlers) {
+      expect(span).toMatchObject({ kind: SpanKind.CONSUMER, parentSpanId: publisher!.spanId, attributes: expect.objectContaining({ 'messaging.message.id': entryId, 'messaging.operation.name': 'durable' }) });
+    }
+  }, 30_000);
+
   it('a handler error marks its span, and a partial result marks the caller span', async () => {
     await client.gather('fail.never.registered', null, { to: 't1' });
     const errorSpan = telemetry.spans().find((span) => span.name === 'send fail.never.registered');

@@ -1,6 +1,8 @@
 import { Module, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import { BufferModule } from 'nestjs-redis-buffer';
+import { AuditController } from './audit/audit.controller.js';
+import { AuditTrail } from './audit/audit-trail.service.js';
 import { SERVICE_CONFIG, type ServiceConfig } from './config/service-config.js';
 import { ServiceConfigModule } from './config/service-config.module.js';
 import { DemoControlController } from './demo/demo-control.controller.js';
@@ -35,8 +37,8 @@ import { PageController } from './web/page.controller.js';
       }),
     }),
   ],
-  controllers: [ResourcesController, ResourceBufferController, StatsController, PageController, LiveController, DemoControlController, ObservabilityController],
-  providers: [ResourceStore, RemoteCache, ResourceLookup, ResourceChanges, StatsService, PresenceService, LiveService],
+  controllers: [ResourcesController, ResourceBufferController, StatsController, PageController, LiveController, DemoControlController, ObservabilityController, AuditController],
+  providers: [ResourceStore, RemoteCache, ResourceLookup, ResourceChanges, StatsService, PresenceService, LiveService, AuditTrail],
 })
 export class AppModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

@@ -10,6 +10,8 @@ export { BufferedPattern } from './nest/buffered-pattern.decorator.js';
 export { BufferedEvent } from './nest/buffered-event.decorator.js';
 export { BufferContext, type BufferMessageInfo } from './nest/buffer.context.js';
 export { BUFFER_TRANSPORT } from './nest/buffer.constants.js';
+export { DurablePattern } from './nest/durable-pattern.decorator.js';
+export { DurableContext } from './nest/durable.context.js';
 
 // Core
 export { BUFFER_DEFAULTS, resolveBufferOptions, type BufferOptions, type BufferCallOptions, type BufferGatherOptions, type ResolvedBufferOptions } from './core/options.js';
@@ -34,6 +36,13 @@ export {
 export type { BusStatus } from './core/redis-bus.js';
 export { MessageSigner } from './core/signing.js';
 export type { RequesterStats } from './core/requester.js';
+export { DURABLE_DEFAULTS, resolveDurableOptions, resolveDurableHandlerOptions, type DurableOptions, type DurableHandlerOptions, type DurablePublishOptions, type ResolvedDurableOptions } from './core/durable/durable-options.js';
+export { DurablePublisher } from './core/durable/durable-publisher.js';
+export { DurableConsumer, type DurableConsumerStats, type DurableDelivery, type DurableRun, type DurableSubscription } from './core/durable/durable-consumer.js';
+export type { DeadLetter } from './core/durable/dead-letter.js';
+export { DURABLE_ENTRY_VERSION } from './core/durable/durable-entry.js';
+export type { TrimResult } from './core/durable/retention.js';
+export { DurableKeys } from './core/durable/durable-keys.js';
 export {
   BufferError,
   BufferErrorCode,
@@ -49,4 +58,5 @@ export {
   CallbackError,
   InstancesMissingError,
   REFUSAL_CODES,
+  DeadLetterNotFoundError,
 } from './core/errors/index.js';

@@ -37,6 +37,8 @@ export interface DeleteReply {
   /** Redis's count of instances the `resource.changed` event reached, when it was deleted. */
   readonly invalidated: number;
   readonly change?: ResourceChange;
+  /** The durable entry that put the deletion in the audit trail, when it was deleted. */
+  readonly auditEntryId?: string;
 }
 
 /** The payload of the `resource.changed` event. */

@@ -2,6 +2,7 @@ import { Body, Controller, Delete, Get, HttpCode, HttpException, HttpStatus, Inj
 import { BufferClient, BufferError } from 'nestjs-redis-buffer';
 import { Observable } from 'rxjs';
 import { SERVICE_CONFIG, type ServiceConfig } from '../config/service-config.js';
+import { AuditTrail } from '../audit/audit-trail.service.js';
 import { BufferErrorFilter } from '../web/buffer-error.filter.js';
 import { DELETE_RESOURCE, type DeleteReply, type DeleteRequest, type Resource, type ResourceChange } from './resource.js';
 import { ResourceChanges } from './resource-changes.service.js';
@@ -23,6 +24,8 @@ export interface ResourceChangeResult {
   readonly resource?: Resource;
   /** Redis's count of instances the `resource.changed` event was delivered to, the owner included. */
   readonly invalidated: number;
+  /** The durable entry that puts the change in the audit trail (`GET /audit`). */
+  readonly auditEntryId: string;
 }
 
 @Controller('resources')
@@ -33,6 +36,7 @@ export class ResourcesController {
     private readonly store: ResourceStore,
     private readonly changes: ResourceChanges,
     private readonly buffer: BufferClient,
+    private readonly audit: AuditTrail,
     @Inject(SERVICE_CONFIG) private readonly config: ServiceConfig,
   ) {}
 
@@ -126,10 +130,10 @@ export class ResourcesController {
       const why = result.errors[0] !== undefined ? `it failed: ${JSON.stringify(result.errors[0].error)}` : `it did not answer (completed by ${result.completedBy})`;
       throw new HttpException({ statusCode: HttpStatus.GATEWAY_TIMEOUT, message: `Asked owner "${holder.owner}" to delete "${id}", but ${why}.`, owner: holder.owner }, HttpStatus.GATEWAY_TIMEOUT);
     }
-    if (!reply.deleted || reply.change === undefined) {
+    if (!reply.deleted || reply.change === undefined || reply.auditEntryId === undefined) {
       throw new HttpException({ statusCode: HttpStatus.CONFLICT, message: `Instance "${holder.owner}" no longer holds "${id}" (deleted meanwhile?).`, owner: holder.owner }, HttpStatus.CONFLICT);
     }
-    return { change: reply.change, invalidated: reply.invalidated };
+    return { change: reply.change, invalidated: reply.invalidated, auditEntryId: reply.auditEntryId };
   }
 }
 

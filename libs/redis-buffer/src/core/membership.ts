@@ -22,8 +22,10 @@ interface Member {
   lastHeard: number;
   /** Something came since the last liveness round (set per reply without reading the clock). */
   heardSinceCheck: boolean;
-  /** When the outstanding ping was sent, if one is. */
+  /** When the first ping still unanswered was sent, if one is. */
   pingSentAt: number | undefined;
+  /** When the latest ping was sent: an unanswered one is repeated, to tell gone from frozen. */
+  lastPingAt: number;
   silent: boolean;
   /** The view's `hellos` count when its last hello arrived. */
   helloNumber: number;
@@ -105,6 +107,7 @@ export class MembershipView {
       lastHeard: this.clock.now(),
       heardSinceCheck: false,
       pingSentAt: undefined,
+      lastPingAt: 0,
       silent: false,
       helloNumber: ++this.hellos,
     });
@@ -190,10 +193,13 @@ export class MembershipView {
         member.lastHeard = now;
       }
       const outstanding = member.pingSentAt !== undefined && member.lastHeard < member.pingSentAt;
-      if (outstanding) {
-        if (now - member.pingSentAt! >= this.livenessTimeout - quarter) this.markSilent(id, member);
-      } else if (now - member.lastHeard >= quarter) {
-        member.pingSentAt = now;
+      if (outstanding && now - member.pingSentAt! >= this.livenessTimeout - quarter) {
+        this.markSilent(id, member);
+      } else if (outstanding ? now - member.lastPingAt >= quarter : now - member.lastHeard >= quarter) {
+        // Repeated while unanswered: a process killed right after the first ping reached it is then
+        // found gone (nobody on its direct channel) rather than taken for frozen.
+        if (!outstanding) member.pingSentAt = now;
+        member.lastPingAt = now;
         this.host.ping(id).then(
           (receivers) => {
             // Nobody subscribed to its direct channel any more: the process is gone.

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { RedisOptions } from 'ioredis';
+import { resolveDurableOptions, type DurableOptions, type ResolvedDurableOptions } from './durable/durable-options.js';
 import type { BufferHeaders } from './envelope.js';
 import { ENVELOPE_LIMITS, validateHeaders } from './envelope.js';
 import { InvalidOptionsError } from './errors/invalid-options.error.js';
@@ -115,6 +116,8 @@ export interface BufferOptions {
    * @default false
    */
   replyToAnyChannel?: boolean;
+  /** Durable messaging on Redis Streams (`@DurablePattern`, `buffer.durable`); see `DurableOptions`. */
+  durable?: DurableOptions;
 }
 
 /** Per-call options of `send`, `scatter` and `gather`; unset fields take the module's defaults. */
@@ -164,6 +167,7 @@ export interface ResolvedBufferOptions {
   readonly livenessTimeout: number;
   readonly eventTtl: number;
   readonly replyToAnyChannel: boolean;
+  readonly durable: ResolvedDurableOptions;
 }
 
 /** The one place where defaults live. */
@@ -184,7 +188,7 @@ export const BUFFER_DEFAULTS = {
   livenessTimeout: 1000,
   eventTtl: 60_000,
   replyToAnyChannel: false,
-} as const satisfies Omit<ResolvedBufferOptions, 'instanceId'>;
+} as const satisfies Omit<ResolvedBufferOptions, 'instanceId' | 'durable'>;
 
 // setTimeout's upper bound; a longer delay would fire at once.
 const MAX_TIMER_MS = 2_147_483_647;
@@ -235,6 +239,7 @@ export function resolveBufferOptions(options: BufferOptions = {}): ResolvedBuffe
     livenessTimeout: minimumMs('livenessTimeout', options.livenessTimeout, BUFFER_DEFAULTS.livenessTimeout, 40),
     eventTtl: timerMs('eventTtl', options.eventTtl, BUFFER_DEFAULTS.eventTtl),
     replyToAnyChannel: flag('replyToAnyChannel', options.replyToAnyChannel, BUFFER_DEFAULTS.replyToAnyChannel),
+    durable: resolveDurableOptions(options.durable),
   };
 }
 
@@ -273,7 +278,7 @@ export function resolveCallOptions<T>(defaults: ResolvedBufferOptions, options: 
   return { timeout, quorum, until: options.until, stall, to, headers };
 }
 
-function positiveInteger(name: string, value: unknown, fallback: number): number {
+export function positiveInteger(name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
     throw new InvalidOptionsError(name, `must be a positive integer, got ${JSON.stringify(value)}`);
@@ -281,7 +286,7 @@ function positiveInteger(name: string, value: unknown, fallback: number): number
   return value;
 }
 
-function nonNegativeInteger(name: string, value: unknown, fallback: number): number {
+export function nonNegativeInteger(name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
     throw new InvalidOptionsError(name, `must be a non-negative integer, got ${JSON.stringify(value)}`);
@@ -314,7 +319,7 @@ function minimumMs(name: string, value: unknown, fallback: number, minimum: numb
   return ms;
 }
 
-function timerMs(name: string, value: unknown, fallback: number): number {
+export function timerMs(name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > MAX_TIMER_MS) {
     throw new InvalidOptionsError(name, `must be a number of milliseconds between 1 and ${MAX_TIMER_MS}, got ${JSON.stringify(value)}`);

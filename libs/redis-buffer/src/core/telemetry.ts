@@ -47,7 +47,7 @@ export interface ProcessTrace {
   readonly context: Otel.Context;
   readonly startedAt: number;
   readonly pattern: string;
-  readonly kind: 'request' | 'event';
+  readonly kind: 'request' | 'event' | 'durable';
 }
 
 /**
@@ -129,7 +129,7 @@ export class BufferTelemetry {
    * Starts the caller's span for a request and returns the headers to send: the caller's headers
    * plus the span's context. `undefined` when tracing is off.
    */
-  startRequest(operation: 'request' | 'event', pattern: string, channel: string, id: string, headers: BufferHeaders): { trace: RequestTrace; headers: BufferHeaders } | undefined {
+  startRequest(operation: 'request' | 'event' | 'durable', pattern: string, channel: string, id: string, headers: BufferHeaders): { trace: RequestTrace; headers: BufferHeaders } | undefined {
     const api = this.api;
     if (api === undefined) return undefined;
     if (!this.tracing(api)) return this.metricsOn ? { trace: { span: api.trace.wrapSpanContext(api.INVALID_SPAN_CONTEXT), startedAt: performance.now(), pattern }, headers } : undefined;
@@ -206,7 +206,7 @@ export class BufferTelemetry {
   }
 
   /** Starts an instance's span for one handler run, a child of the caller's span when its context came along. */
-  startProcess(kind: 'request' | 'event', pattern: string, channel: string, id: string, senderId: string, headers: BufferHeaders): ProcessTrace | undefined {
+  startProcess(kind: 'request' | 'event' | 'durable', pattern: string, channel: string, id: string, senderId: string, headers: BufferHeaders): ProcessTrace | undefined {
     const api = this.api;
     if (api === undefined) return undefined;
     if (!this.tracing(api)) {

@@ -15,6 +15,7 @@ import type { BufferReply, GatherResult } from '../core/reply.js';
 import type { InstanceInfo } from '../core/membership.js';
 import { Requester, type RequesterStats } from '../core/requester.js';
 import { BufferTelemetry, loadOpenTelemetry } from '../core/telemetry.js';
+import { DurablePublisher } from '../core/durable/durable-publisher.js';
 
 type BufferClientEvents = { [K in keyof BusEvents]: (...args: BusEvents[K]) => void };
 
@@ -32,6 +33,12 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
   // ioredis reports every failed reconnect attempt; a Redis outage must not flood the logs.
   private readonly redisErrors = new BoundedLog(this.logger, 3, 30_000);
   private readonly badInbound = new BoundedLog(this.logger);
+  /**
+   * Durable messaging on Redis Streams: `publish` an entry every `@DurablePattern` group handles at
+   * least once, even if it is down now; inspect and replay dead letters. (Not named `publish` on the
+   * client itself: that is `ClientProxy`'s hook for `send`.)
+   */
+  readonly durable: DurablePublisher;
 
   constructor(options: BufferOptions = {}) {
     super();
@@ -42,6 +49,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
     this.bus.on('error', (error) => this.onRedisError(error));
     const telemetry = new BufferTelemetry('client', this.options.namespace, this.options.instanceId);
     this.requester = new Requester(this.bus, this.options, this.logger, undefined, telemetry);
+    this.durable = new DurablePublisher(this.options, telemetry);
     // Traces and metrics when the app has @opentelemetry/api (a no-op without an SDK registered).
     void loadOpenTelemetry().then((api) => {
       if (api === undefined) return;
@@ -105,7 +113,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
   /** Fails open requests with `ConnectionLostError` and disconnects. */
   async close(): Promise<void> {
     await this.requester.close();
-    await this.bus.close();
+    await Promise.all([this.bus.close(), this.durable.close()]);
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Logger } from '@nestjs/common';
-import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
-import { isObservable, type Subscription } from 'rxjs';
+import { Server, type BaseRpcContext, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
+import { isObservable, type Observable, type Subscription } from 'rxjs';
 import { BufferChannels, channelPatternOfRoute } from '../core/channels.js';
 import { Coalescer } from '../core/coalescer.js';
 import { ConcurrencyLimiter } from '../core/concurrency-limiter.js';
@@ -17,6 +17,8 @@ import { ReplyWriter } from '../core/reply-writer.js';
 import { BufferTelemetry, loadOpenTelemetry, type ObservedCounters } from '../core/telemetry.js';
 import { BUFFER_TRANSPORT } from './buffer.constants.js';
 import { BufferContext } from './buffer.context.js';
+import type { DurableConsumer } from '../core/durable/durable-consumer.js';
+import { isDurableHandler, startDurableHandlers } from './durable-handlers.js';
 
 /** Counters for monitoring a transport; they only ever grow. */
 export interface BufferServerStats {
@@ -97,6 +99,8 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
   private everConnected = false;
   private thawTimer: ReturnType<typeof setInterval> | undefined;
   private readonly telemetry: BufferTelemetry;
+  // Durable half (@DurablePattern handlers on Redis Streams): see durable-handlers.ts.
+  private durable: DurableConsumer | undefined;
   // Shared by every request's ReplyWriter: no closure per request.
   private readonly onReplyPublishError = (error: Error, replyTo: string): void => {
     this.stats.replyPublishFailures++;
@@ -150,6 +154,11 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     return this.options.instanceId;
   }
 
+  /** The consumer of this instance's `@DurablePattern` handlers (stats, trimming); `undefined` before `listen` or without any. */
+  get durableConsumer(): DurableConsumer | undefined {
+    return this.durable;
+  }
+
   /** How many requests and events this instance is handling right now. */
   get activeRequests(): number {
     return this.active.size;
@@ -197,6 +206,15 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       this.lifeCycle = 'listening';
       await this.announce();
       this.watchForThaw();
+      // @DurablePattern handlers are event handlers on routes of their own, consumed from streams.
+      this.durable = await startDurableHandlers({
+        options: this.options,
+        handlers: this.eventHandlers,
+        logger: this.logger,
+        runWithProcessingHooks: (context, fn) => this.runHooked(context, fn),
+        transformToObservable: (result) => this.transformToObservable(result) as Observable<unknown>,
+        telemetry: this.telemetry,
+      });
       this.logger.log(`Instance "${this.instanceId}" listening on ${this.workChannels.length + 1} channels in namespace "${this.options.namespace}".`);
       callback();
     } catch (error) {
@@ -224,11 +242,11 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     if (this.thawTimer !== undefined) clearInterval(this.thawTimer);
     this.thawTimer = undefined;
     if (bus === undefined) return;
-    try {
-      await bus.unsubscribe(this.workChannels);
-    } catch {
-      // Not connected: nothing is subscribed any more anyway.
-    }
+    // Finishes or releases the durable entries this instance holds, beside the pub/sub drain.
+    const durableClosed = this.durable?.close();
+    // With Redis away there is nothing to unsubscribe from (the server dropped the connection), and
+    // ioredis would queue the command until it is back: never wait for it.
+    if (bus.status === 'connected') await withinMs(bus.unsubscribe(this.workChannels), this.options.shutdownTimeout);
     const deadline = Date.now() + this.options.shutdownTimeout;
     while (this.active.size + this.limiter.queued > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
     this.stopping = true;
@@ -245,13 +263,14 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     }
     if (bus.status === 'connected') {
       const bye: ByeEnvelope = { v: 1, kind: 'bye', id: this.incarnation, from: this.instanceId, inc: this.incarnation };
-      await this.publishNow(this.channels.members(), encodeEnvelope(bye)).catch(() => undefined);
-      await bus.unsubscribe([this.directChannel]).catch(() => undefined);
+      await withinMs(this.publishNow(this.channels.members(), encodeEnvelope(bye)), 1000);
+      await withinMs(bus.unsubscribe([this.directChannel]), 1000);
     }
     this.coalescer?.flush();
     // Let the last PUBLISH commands reach the socket before QUIT.
     await new Promise((resolve) => setImmediate(resolve));
     this.lifeCycle = 'closed';
+    await durableClosed;
     await bus.close();
   }
 
@@ -272,7 +291,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     this.requestRoutes = new Map();
     for (const [route, handler] of this.messageHandlers) if (!handler.isEventHandler) this.requestRoutes.set(channelPatternOfRoute(route), handler);
     this.eventRoutes = new Map();
-    for (const [route, handler] of this.eventHandlers) this.eventRoutes.set(channelPatternOfRoute(route), handler);
+    for (const [route, handler] of this.eventHandlers) if (!isDurableHandler(handler)) this.eventRoutes.set(channelPatternOfRoute(route), handler);
   }
 
   /** Refuses to run beside another live process with the same id (more than `allowed` subscribers on its direct channel). */
@@ -569,7 +588,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
    * them: `runWithProcessingHooks` exists from @nestjs/microservices 12.0.4; without it, the handler
    * runs as it is.
    */
-  private runHooked(context: BufferContext, fn: (runEndHook: () => void) => Promise<void>): Promise<void> {
+  private runHooked(context: BaseRpcContext, fn: (runEndHook: () => void) => Promise<void>): Promise<void> {
     const self = this as unknown as { runWithProcessingHooks?: (context: unknown, fn: (runEndHook: () => void) => Promise<void>) => unknown };
     try {
       if (typeof self.runWithProcessingHooks === 'function') return Promise.resolve(self.runWithProcessingHooks(context, fn)) as Promise<void>;
@@ -595,4 +614,11 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       deadline,
     });
   }
+}
+
+/** Waits for `promise` at most `ms`, and never rejects: for the steps of a shutdown. */
+function withinMs(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const elapsed = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  return Promise.race([promise.then(() => undefined, () => undefined), elapsed]).finally(() => clearTimeout(timer));
 }

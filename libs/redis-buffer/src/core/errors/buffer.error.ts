@@ -30,6 +30,12 @@ export const BufferErrorCode = {
   InstancesMissing: 'BUFFER_INSTANCES_MISSING',
   /** A callback given to a call (`until`, `onReply`) threw; the request was ended with it. */
   CallbackFailed: 'BUFFER_CALLBACK_FAILED',
+  /** Durable messaging: no dead letter with that id (already replayed, or trimmed). */
+  DeadLetterNotFound: 'BUFFER_DEAD_LETTER_NOT_FOUND',
+  /** Durable messaging, in a dead letter: the entry could not be read, so it was never run. */
+  BadEntry: 'BUFFER_BAD_ENTRY',
+  /** Durable messaging, in a dead letter: deliveries that never finished (the instance crashed or froze) used up its attempts. */
+  AttemptsExhausted: 'BUFFER_ATTEMPTS_EXHAUSTED',
 } as const;
 
 /**

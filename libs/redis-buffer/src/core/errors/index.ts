@@ -10,3 +10,4 @@ export { RedisPermissionError } from './redis-permission.error.js';
 export { DuplicateInstanceError } from './duplicate-instance.error.js';
 export { CallbackError } from './callback.error.js';
 export { InstancesMissingError } from './instances-missing.error.js';
+export { DeadLetterNotFoundError } from './dead-letter-not-found.error.js';

@@ -1,0 +1,61 @@
+/**
+ * Every Redis key of durable messaging comes from here. All keys of one pattern share the hash tag
+ * `{pattern}`, so they live in one Redis Cluster slot and the scripts that touch several of them
+ * stay valid there.
+ *
+ * | key                                          | type   | holds                                           |
+ * | -------------------------------------------- | ------ | ----------------------------------------------- |
+ * | `<ns>:durable:{<pattern>}`                   | stream | the entries; one consumer group per group name  |
+ * | `<ns>:durable:{<pattern>}:dead:<group>`      | stream | the group's dead letters                        |
+ * | `<ns>:durable:{<pattern>}:published:<idem>`  | string | id of the entry published with that idempotency key |
+ * | `<ns>:durable:{<pattern>}:handled:<group>:<idem>` | string | `done`, or the lease of the run in progress |
+ * | `<ns>:durable:{<pattern>}:order:<group>:<key>` | list | ids of the group's unacknowledged entries with that key, oldest first |
+ * | `<ns>:durable:{<pattern>}:attempts:<group>`  | hash   | entry id → handler runs started, for unacknowledged entries |
+ *
+ * and one pub/sub channel, `<ns>:durable:{<pattern>}:turn:<group>`: the name of an order list whose
+ * next entry may start now.
+ */
+export class DurableKeys {
+  private readonly base: string;
+
+  constructor(
+    readonly namespace: string,
+    readonly pattern: string,
+  ) {
+    this.base = `${namespace}:durable:{${pattern}}`;
+  }
+
+  get stream(): string {
+    return this.base;
+  }
+
+  deadLetters(group: string): string {
+    return `${this.base}:dead:${group}`;
+  }
+
+  published(idempotencyKey: string): string {
+    return `${this.base}:published:${idempotencyKey}`;
+  }
+
+  handled(group: string, idempotencyKey: string): string {
+    return `${this.base}:handled:${group}:${idempotencyKey}`;
+  }
+
+  /** Pub/sub channel on which acknowledgements announce that an entry's key has a next entry waiting. */
+  turnChannel(group: string): string {
+    return `${this.base}:turn:${group}`;
+  }
+
+  attempts(group: string): string {
+    return `${this.base}:attempts:${group}`;
+  }
+
+  /** Prefix of the group's per-key order lists; the fetch script appends the key. */
+  orderPrefix(group: string): string {
+    return `${this.base}:order:${group}:`;
+  }
+
+  order(group: string, key: string): string {
+    return this.orderPrefix(group) + key;
+  }
+}

@@ -1,0 +1,208 @@
+import { InvalidOptionsError } from '../errors/invalid-options.error.js';
+import { nonNegativeInteger, positiveInteger, timerMs } from '../options.js';
+
+/**
+ * Options of durable messaging (Redis Streams), under the `durable` key of `BufferOptions`.
+ * The same object configures the publishing side (`BufferClient.durable`) and the consuming side
+ * (`@DurablePattern` handlers on `RedisBufferTransport`).
+ */
+export interface DurableOptions {
+  /**
+   * Consumer group of a `@DurablePattern` handler that names none. Every group receives every entry;
+   * the instances of one group share its entries, each entry going to one of them at a time.
+   * @default 'default'
+   */
+  group?: string;
+  /**
+   * Where a group that does not exist yet starts reading: `'beginning'` handles every entry the
+   * stream still holds, `'end'` only entries published after the group was created.
+   * @default 'beginning'
+   */
+  newGroupStartsAt?: 'beginning' | 'end';
+  /**
+   * How many times an entry is run before it goes to the dead-letter stream. A delivery that never
+   * finished (its instance crashed or froze) counts as an attempt.
+   * @default 5
+   */
+  maxAttempts?: number;
+  /**
+   * Delay, in ms, before the second attempt; it doubles for each further attempt, up to `maxRetryDelay`.
+   * @default 1000
+   */
+  retryDelay?: number;
+  /**
+   * Longest delay, in ms, between two attempts.
+   * @default 30000
+   */
+  maxRetryDelay?: number;
+  /**
+   * An entry delivered to an instance that has shown no sign of life for this long, in ms, is
+   * claimed by another instance of the group (XAUTOCLAIM) and run there. Live instances renew their
+   * entries every third of it, so a handler may run longer than this without being run twice.
+   * @default 30000
+   */
+  claimIdle?: number;
+  /**
+   * How often, in ms, an instance looks for entries to claim.
+   * @default 5000
+   */
+  claimInterval?: number;
+  /**
+   * Most entries one instance holds at once, over all its durable handlers (running, waiting for a
+   * retry, or waiting for their turn behind an earlier entry with the same `key`). Past it the
+   * instance reads nothing more until one finishes: entries wait in Redis, not in memory.
+   * @default 32
+   */
+  maxInFlight?: number;
+  /**
+   * How long, in ms, an idempotency key is remembered: a second entry with the same key published,
+   * or handled by the same group, within this window is not run again.
+   * @default 86400000 (24 hours)
+   */
+  idempotencyWindow?: number;
+  /**
+   * Streams are trimmed to about this many entries. Entries some group has not acknowledged yet are
+   * never trimmed, so a stream may hold more while a group lags. `0` turns length-based trimming off.
+   * @default 100000
+   */
+  maxLength?: number;
+  /**
+   * Entries older than this, in ms, are trimmed (again never before every group acknowledged them).
+   * @default undefined (off)
+   */
+  maxAge?: number;
+  /**
+   * How often, in ms, each consuming instance trims the streams it reads.
+   * @default 60000
+   */
+  trimInterval?: number;
+  /**
+   * Trim with `~` (whole radix-tree nodes only, much cheaper) rather than exactly.
+   * @default true
+   */
+  approximateTrim?: boolean;
+}
+
+/** Per-handler options of `@DurablePattern`; unset fields take the module's `durable` options. */
+export interface DurableHandlerOptions {
+  /** This handler's consumer group. @default the module's `durable.group` */
+  group?: string;
+  /** @default the module's `durable.maxAttempts` */
+  maxAttempts?: number;
+  /** @default the module's `durable.retryDelay` */
+  retryDelay?: number;
+  /** @default the module's `durable.maxRetryDelay` */
+  maxRetryDelay?: number;
+}
+
+/** Options of one `publish` call. */
+export interface DurablePublishOptions {
+  /**
+   * Entries with the same key are handled in publication order within each group, one at a time;
+   * entries with different keys (or none) run in parallel.
+   */
+  key?: string;
+  /**
+   * Within `idempotencyWindow`: a second publish with this key returns the first entry's id and
+   * adds nothing, and each group runs at most one entry carrying this key to success.
+   */
+  idempotencyKey?: string;
+  /** String headers that reach the handler through `DurableContext.getHeaders()`. */
+  headers?: Record<string, string>;
+}
+
+export interface ResolvedDurableOptions {
+  readonly group: string;
+  readonly newGroupStartsAt: 'beginning' | 'end';
+  readonly maxAttempts: number;
+  readonly retryDelay: number;
+  readonly maxRetryDelay: number;
+  readonly claimIdle: number;
+  readonly claimInterval: number;
+  readonly maxInFlight: number;
+  readonly idempotencyWindow: number;
+  readonly maxLength: number;
+  readonly maxAge: number | undefined;
+  readonly trimInterval: number;
+  readonly approximateTrim: boolean;
+}
+
+export interface ResolvedDurableHandlerOptions {
+  readonly group: string;
+  readonly maxAttempts: number;
+  readonly retryDelay: number;
+  readonly maxRetryDelay: number;
+}
+
+/** The one place where durable defaults live. */
+export const DURABLE_DEFAULTS = {
+  group: 'default',
+  newGroupStartsAt: 'beginning',
+  maxAttempts: 5,
+  retryDelay: 1000,
+  maxRetryDelay: 30_000,
+  claimIdle: 30_000,
+  claimInterval: 5000,
+  maxInFlight: 32,
+  idempotencyWindow: 86_400_000,
+  maxLength: 100_000,
+  maxAge: undefined,
+  trimInterval: 60_000,
+  approximateTrim: true,
+} as const satisfies ResolvedDurableOptions;
+
+/** Group names, like namespaces: they end up in key names. */
+const GROUP_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** Applies defaults and validates; throws `InvalidOptionsError` naming the option at fault (`durable.<name>`). */
+export function resolveDurableOptions(options: DurableOptions = {}): ResolvedDurableOptions {
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('durable', 'must be an object');
+  const name = (field: string): string => `durable.${field}`;
+  const newGroupStartsAt = options.newGroupStartsAt ?? DURABLE_DEFAULTS.newGroupStartsAt;
+  if (newGroupStartsAt !== 'beginning' && newGroupStartsAt !== 'end') {
+    throw new InvalidOptionsError(name('newGroupStartsAt'), `must be "beginning" or "end", got ${JSON.stringify(newGroupStartsAt)}`);
+  }
+  const claimIdle = timerMs(name('claimIdle'), options.claimIdle, DURABLE_DEFAULTS.claimIdle);
+  // Instances renew what they hold every claimIdle / 3: shorter would be renewal traffic, not safety.
+  if (claimIdle < 30) throw new InvalidOptionsError(name('claimIdle'), `must be at least 30 ms, got ${claimIdle}`);
+  const approximateTrim = options.approximateTrim ?? DURABLE_DEFAULTS.approximateTrim;
+  if (typeof approximateTrim !== 'boolean') throw new InvalidOptionsError(name('approximateTrim'), 'must be true or false');
+  return {
+    ...resolveHandlerFields(options, DURABLE_DEFAULTS, name),
+    newGroupStartsAt,
+    claimIdle,
+    claimInterval: timerMs(name('claimInterval'), options.claimInterval, Math.min(DURABLE_DEFAULTS.claimInterval, claimIdle)),
+    maxInFlight: positiveInteger(name('maxInFlight'), options.maxInFlight, DURABLE_DEFAULTS.maxInFlight),
+    idempotencyWindow: timerMs(name('idempotencyWindow'), options.idempotencyWindow, DURABLE_DEFAULTS.idempotencyWindow),
+    maxLength: nonNegativeInteger(name('maxLength'), options.maxLength, DURABLE_DEFAULTS.maxLength),
+    maxAge: options.maxAge === undefined ? undefined : timerMs(name('maxAge'), options.maxAge, 0),
+    trimInterval: timerMs(name('trimInterval'), options.trimInterval, DURABLE_DEFAULTS.trimInterval),
+    approximateTrim,
+  };
+}
+
+/** The options of one `@DurablePattern` handler: its own fields over the module's. */
+export function resolveDurableHandlerOptions(defaults: ResolvedDurableOptions, options: DurableHandlerOptions = {}): ResolvedDurableHandlerOptions {
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('options', 'must be an object');
+  return resolveHandlerFields(options, defaults, (field) => field);
+}
+
+function resolveHandlerFields(options: DurableHandlerOptions, defaults: ResolvedDurableHandlerOptions, name: (field: string) => string): ResolvedDurableHandlerOptions {
+  const group = options.group ?? defaults.group;
+  if (typeof group !== 'string' || !GROUP_PATTERN.test(group)) {
+    throw new InvalidOptionsError(name('group'), 'must be 1 to 64 letters, digits, "_", "-" or "."');
+  }
+  const retryDelay = timerMs(name('retryDelay'), options.retryDelay, defaults.retryDelay);
+  const maxRetryDelay = timerMs(name('maxRetryDelay'), options.maxRetryDelay, Math.max(defaults.maxRetryDelay, retryDelay));
+  if (maxRetryDelay < retryDelay) {
+    throw new InvalidOptionsError(name('maxRetryDelay'), `(${maxRetryDelay} ms) must not be shorter than "retryDelay" (${retryDelay} ms)`);
+  }
+  return { group, maxAttempts: positiveInteger(name('maxAttempts'), options.maxAttempts, defaults.maxAttempts), retryDelay, maxRetryDelay };
+}
+
+/** Delay before the attempt after `attempt` (1-based): doubling from `retryDelay`, capped, with up to 20 % jitter below. */
+export function retryDelayAfter(attempt: number, options: Pick<ResolvedDurableHandlerOptions, 'retryDelay' | 'maxRetryDelay'>, random: () => number = Math.random): number {
+  const base = Math.min(options.maxRetryDelay, options.retryDelay * 2 ** Math.min(attempt - 1, 30));
+  // Jitter spreads the retries of entries that failed together (a dependency down) over time.
+  return Math.round(base * (0.8 + 0.2 * random()));
+}

@@ -1,0 +1,173 @@
+import type { Redis } from 'ioredis';
+import { validateHeaders } from '../envelope.js';
+import type { ResolvedBufferOptions } from '../options.js';
+import { ConnectionLostError } from '../errors/connection-lost.error.js';
+import { DeadLetterNotFoundError } from '../errors/dead-letter-not-found.error.js';
+import { InvalidOptionsError } from '../errors/invalid-options.error.js';
+import { PayloadTooLargeError } from '../errors/payload-too-large.error.js';
+import { decodeDeadLetter, replayFields, type DeadLetter } from './dead-letter.js';
+import { closeDurableConnection, openDurableConnection } from './durable-connection.js';
+import { DURABLE_LIMITS, encodeEntry, isPattern } from './durable-entry.js';
+import { DurableKeys } from './durable-keys.js';
+import type { DurablePublishOptions, ResolvedDurableOptions } from './durable-options.js';
+import type { DurableScripts } from './durable-scripts.js';
+import { trimStream, type TrimResult } from './retention.js';
+import { BufferTelemetry } from '../telemetry.js';
+
+/** What the publisher needs of the module options. */
+export type DurablePublisherOptions = Pick<ResolvedBufferOptions, 'redis' | 'namespace' | 'instanceId' | 'connectTimeout' | 'timeout' | 'maxPayloadBytes'> & {
+  readonly durable: ResolvedDurableOptions;
+};
+
+/**
+ * The publishing and operating side of durable messaging: `publish` appends an entry to the
+ * pattern's stream; `deadLetters` / `replayDeadLetter` inspect and replay what a group gave up on.
+ * Reached as `BufferClient.durable`; it opens its own connection on first use.
+ */
+export class DurablePublisher {
+  private connection: Promise<Redis & DurableScripts> | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly options: DurablePublisherOptions,
+    private readonly telemetry: BufferTelemetry = new BufferTelemetry('client', options.namespace, options.instanceId),
+  ) {}
+
+  /**
+   * Appends an entry to `pattern`'s stream and resolves with its id once Redis has accepted it (with
+   * `appendonly yes`, written to the AOF). Every consumer group of the pattern gets it.
+   *
+   * Rejects with `ConnectionLostError` when Redis cannot be reached, and when it has not answered
+   * within the module's `timeout`: the command is never queued for later, so the caller decides.
+   * When the connection drops after the command was sent, the outcome is unknown: publish again
+   * with the same `idempotencyKey` and nothing is added twice.
+   *
+   * @example
+   * ```ts
+   * const id = await buffer.durable.publish('order.placed', order, { key: order.customerId, idempotencyKey: order.id });
+   * ```
+   */
+  async publish(pattern: string, data: unknown, options: DurablePublishOptions = {}): Promise<string> {
+    if (!isPattern(pattern)) throw new InvalidOptionsError('pattern', 'must be a non-empty string of at most 1024 characters without "{" or "}"');
+    if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('options', 'must be an object');
+    const key = boundedKey('key', options.key);
+    const idempotencyKey = boundedKey('idempotencyKey', options.idempotencyKey);
+    const validHeaders = validateHeaders(options.headers);
+    if (typeof validHeaders === 'string') throw new InvalidOptionsError('headers', validHeaders);
+    const keys = new DurableKeys(this.options.namespace, pattern);
+    // The publisher's span; its context travels in the entry's headers to every group's handler.
+    const traced = this.telemetry.startRequest('durable', pattern, keys.stream, idempotencyKey ?? '', validHeaders);
+    const headers = traced?.headers ?? validHeaders;
+    try {
+      const id = await this.append(keys, pattern, data, headers, key, idempotencyKey);
+      this.telemetry.endSend(traced?.trace, { 'messaging.message.id': id });
+      return id;
+    } catch (error) {
+      this.telemetry.endSend(traced?.trace, {}, error as Error);
+      throw error;
+    }
+  }
+
+  private async append(keys: DurableKeys, pattern: string, data: unknown, headers: Readonly<Record<string, string>>, key: string | undefined, idempotencyKey: string | undefined): Promise<string> {
+    const fields = encodeEntry({
+      pattern,
+      dataJson: JSON.stringify(data),
+      headers,
+      key,
+      idempotencyKey,
+      from: this.options.instanceId,
+      publishedAt: Date.now(),
+    });
+    const size = fields.reduce((sum, field) => sum + Buffer.byteLength(field), 0);
+    if (size > this.options.maxPayloadBytes) throw new PayloadTooLargeError(size, this.options.maxPayloadBytes, 'durable entry');
+    const connection = await this.open();
+    try {
+      const [id] = await connection.rbDurablePublish(keys.stream, idempotencyKey === undefined ? '' : keys.published(idempotencyKey), this.options.durable.idempotencyWindow, ...fields);
+      return id;
+    } catch (cause) {
+      throw asConnectionError('publishing', cause);
+    }
+  }
+
+  /**
+   * The group's dead letters, oldest first: each with the last error, the attempts made and the
+   * original entry. Page with `after` (the last `id` seen).
+   */
+  async deadLetters(pattern: string, group: string, options: { count?: number; after?: string } = {}): Promise<DeadLetter[]> {
+    const keys = this.keysFor(pattern);
+    const connection = await this.open();
+    const start = options.after === undefined ? '-' : `(${options.after}`;
+    const entries = (await connection.xrange(keys.deadLetters(group), start, '+', 'COUNT', options.count ?? 100)) as Array<[string, string[]]>;
+    return entries.map(([id, fields]) => decodeDeadLetter(id, fields));
+  }
+
+  /**
+   * Publishes a dead letter's entry again, for its group only (other groups already handled it),
+   * and removes the dead letter; resolves with the new entry's id. Its attempts start again from 1.
+   * Fix the cause first: an entry that fails again comes back to the dead-letter stream.
+   */
+  async replayDeadLetter(pattern: string, group: string, deadLetterId: string): Promise<string> {
+    const keys = this.keysFor(pattern);
+    const connection = await this.open();
+    const dead = keys.deadLetters(group);
+    const found = (await connection.xrange(dead, deadLetterId, deadLetterId)) as Array<[string, string[]]>;
+    if (found.length === 0) throw new DeadLetterNotFoundError(pattern, group, deadLetterId);
+    const deadLetter = decodeDeadLetter(found[0]![0], found[0]![1]);
+    // One MULTI: the entry is back in the stream exactly when the dead letter is gone.
+    const result = await connection
+      .multi()
+      .xadd(keys.stream, '*', ...replayFields(deadLetter))
+      .xdel(dead, deadLetterId)
+      .exec();
+    const [error, id] = result?.[0] ?? [new Error('transaction aborted'), null];
+    if (error) throw asConnectionError('replaying', error);
+    return id as string;
+  }
+
+  /** Trims `pattern`'s stream now by `durable.maxLength` / `durable.maxAge`, never past what a group still needs. */
+  async trim(pattern: string): Promise<TrimResult> {
+    return trimStream(await this.open(), this.keysFor(pattern).stream, this.options.durable);
+  }
+
+  /** The Redis keys of `pattern` (stream, dead letters…), for inspection with other tools. */
+  keysFor(pattern: string): DurableKeys {
+    if (!isPattern(pattern)) throw new InvalidOptionsError('pattern', 'must be a non-empty string of at most 1024 characters without "{" or "}"');
+    return new DurableKeys(this.options.namespace, pattern);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const connection = this.connection;
+    this.connection = undefined;
+    if (connection !== undefined) await closeDurableConnection(await connection.catch(() => undefined));
+  }
+
+  private open(): Promise<Redis & DurableScripts> {
+    if (this.closed) return Promise.reject(new ConnectionLostError('the client was closed'));
+    this.connection ??= openDurableConnection({
+      redis: this.options.redis,
+      connectTimeout: this.options.connectTimeout,
+      connectionName: `rb-durable-pub:${this.options.instanceId}`,
+      offlineQueue: false,
+      // The module's hard bound on a request bounds a publish too, also against a frozen Redis.
+      commandTimeout: this.options.timeout,
+    }).catch((error: unknown) => {
+      this.connection = undefined;
+      throw error;
+    });
+    return this.connection;
+  }
+}
+
+function boundedKey(name: string, value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.length === 0 || value.length > DURABLE_LIMITS.keyLength) {
+    throw new InvalidOptionsError(name, `must be a string of 1 to ${DURABLE_LIMITS.keyLength} characters`);
+  }
+  return value;
+}
+
+function asConnectionError(what: string, cause: unknown): Error {
+  if (cause instanceof Error && /^(ERR|WRONGTYPE|NOSCRIPT|NOPERM|NOAUTH|BUSYGROUP|NOGROUP)\b/.test(cause.message)) return cause;
+  return new ConnectionLostError(`${what} failed`, { cause });
+}

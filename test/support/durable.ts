@@ -1,0 +1,64 @@
+import { DurableConsumer, resolveBufferOptions, resolveDurableHandlerOptions, type DurableHandlerOptions, type DurableOptions, type DurableRun } from 'nestjs-redis-buffer';
+import { sleep } from './raw-redis.js';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const DURABLE_APP = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'dist', 'durable-app.js');
+
+/** A logger that keeps what it is told, for assertions, and prints nothing. */
+export class MemoryLogger {
+  readonly lines: string[] = [];
+  log(message: string): void {
+    this.lines.push(`log ${message}`);
+  }
+  warn(message: string): void {
+    this.lines.push(`warn ${message}`);
+  }
+  error(message: string): void {
+    this.lines.push(`error ${message}`);
+  }
+}
+
+export interface ConsumerSpec extends DurableHandlerOptions {
+  readonly pattern: string;
+  readonly run: DurableRun;
+}
+
+/** A core DurableConsumer (no Nest) in this process, started. */
+export async function startConsumer(
+  redisUrl: string,
+  namespace: string,
+  instanceId: string,
+  specs: readonly ConsumerSpec[],
+  durable: DurableOptions = {},
+  extra: { shutdownTimeout?: number } = {},
+): Promise<{ consumer: DurableConsumer; logger: MemoryLogger }> {
+  const options = resolveBufferOptions({ redis: redisUrl, namespace, instanceId, shutdownTimeout: extra.shutdownTimeout ?? 2000, durable });
+  const logger = new MemoryLogger();
+  const consumer = new DurableConsumer(
+    options,
+    specs.map(({ pattern, run, ...handler }) => ({ pattern, run, options: resolveDurableHandlerOptions(options.durable, handler) })),
+    logger,
+  );
+  await consumer.start();
+  return { consumer, logger };
+}
+
+/** Polls until `check` returns true, or fails with `what` after `timeoutMs`. */
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** Prints one line of counts that docs/reliability.md quotes. */
+export function report(name: string, values: Record<string, unknown>): void {
+  process.stdout.write(`DURABLE ${name} ${JSON.stringify(values)}\n`);
+}
+
+/** The records a durable-app instance wrote to `<namespace>:test:<list>`. */
+export async function records<T = Record<string, unknown>>(redis: import('ioredis').Redis, namespace: string, list: string): Promise<T[]> {
+  return ((await redis.lrange(`${namespace}:test:${list}`, 0, -1)) as string[]).map((line) => JSON.parse(line) as T);
+}
