@@ -13,6 +13,7 @@ import { IoredisBus, type BusEvents, type BusStatus, type RedisBus } from '../co
 import { ReplyWriter } from '../core/reply-writer.js';
 import { BUFFER_TRANSPORT } from './buffer.constants.js';
 import { BufferContext } from './buffer.context.js';
+import { runWithHooks } from './processing-hooks.js';
 
 /** Counters for monitoring a transport; they only ever grow. */
 export interface BufferServerStats {
@@ -228,7 +229,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       this.active.delete(writer);
       this.limiter.pump();
     };
-    const run = this.runWithProcessingHooks(context, async (runEndHook) => {
+    const run = runWithHooks(this, context, async (runEndHook) => {
       const stream$ = this.transformToObservable(await (handler as MessageHandler)(envelope.data, context)) as Observable<unknown>;
       const subscription = stream$.subscribe(writer);
       // Runs on completion, error or unsubscribe; at once if the stream has already ended.
