@@ -84,7 +84,7 @@ describe(`Nest processing hooks around each request (@nestjs/microservices ${mic
     expect(typeof (transport as unknown as { runWithProcessingHooks?: unknown }).runWithProcessingHooks === 'function').toBe(atLeast(12, 0, 4));
   });
 
-  it('answers a request between one start hook and one end hook, both given this transport's id', async () => {
+  it('answers a request between one start hook and one end hook, both given the transport id', async () => {
     const result = await client.gather<number>('hooks.value', 21);
     expect(result.completedBy).toBe('all');
     expect(result.replies.map((reply) => reply.data)).toEqual([42]);
