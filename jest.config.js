@@ -15,5 +15,7 @@ export default {
   projects: [
     { ...common, displayName: 'unit', rootDir: '.', testMatch: ['<rootDir>/libs/*/test/**/*.spec.ts'] },
     { ...common, displayName: 'e2e', rootDir: '.', testMatch: ['<rootDir>/test/**/*.e2e-spec.ts'], testTimeout: 60_000 },
+    // The packed library in fresh Nest 11 and 12 apps (npm install from the registry): npm run test:compat.
+    { ...common, displayName: 'compat', rootDir: '.', testMatch: ['<rootDir>/test/compat/**/*.compat-spec.ts'], testTimeout: 600_000 },
   ],
 };
