@@ -15,9 +15,10 @@ interface Loaded {
   file: string;
   exports: string[];
   transportIsRegistered: boolean;
+  optionsToken: string;
 }
 
-const describeCopy = `({ exports: Object.keys(lib).sort(), transportIsRegistered: lib.BUFFER_TRANSPORT === Symbol.for('nestjs-redis-buffer') })`;
+const describeCopy = `({ exports: Object.keys(lib).sort(), transportIsRegistered: lib.BUFFER_TRANSPORT === Symbol.for('nestjs-redis-buffer'), optionsToken: lib.BUFFER_MODULE_OPTIONS })`;
 
 function loadWith(format: 'require' | 'import'): Loaded {
   const script =
@@ -35,13 +36,15 @@ describe('the package from CommonJS and from ES modules', () => {
     expect(loadWith('import').file).toBe(join(library, 'dist', 'index.js'));
   });
 
-  it('exports the same names from both builds, with one transport id (a registered symbol)', () => {
+  it('exports the same names from both builds, with one transport id (a registered symbol) and one options token (a string)', () => {
     const fromRequire = loadWith('require');
     const fromImport = loadWith('import');
     expect(fromRequire.exports).toEqual(fromImport.exports);
     expect(fromImport.exports).toEqual(expect.arrayContaining(['BufferModule', 'BufferClient', 'RedisBufferTransport', 'BufferedPattern', 'BUFFER_TRANSPORT']));
     expect(fromRequire.transportIsRegistered).toBe(true);
     expect(fromImport.transportIsRegistered).toBe(true);
+    expect(fromRequire.optionsToken).toBe('BUFFER_MODULE_OPTIONS');
+    expect(fromImport.optionsToken).toBe('BUFFER_MODULE_OPTIONS');
   });
 
   it('has every file its exports map names, and marks dist/cjs as CommonJS', () => {
