@@ -45,6 +45,12 @@ if (flag === '--relock') {
   copyFileSync(join(dir, 'package-lock.json'), lockFile);
 } else {
   copyFileSync(lockFile, join(dir, 'package-lock.json'));
-  run('npm', ['ci', '--no-audit', '--no-fund', '--prefer-offline']);
+  try {
+    run('npm', ['ci', '--no-audit', '--no-fund', '--prefer-offline']);
+  } catch (error) {
+    // The usual cause: a root devDependency or the library's package.json changed since the lock.
+    console.error(`npm ci failed for variant ${name}. If package.json files changed, regenerate its lock file:\n  node .ci/variant.mjs ${name} <dir> --relock   (then commit .ci/variants/${name}.lock.json)`);
+    throw error;
+  }
 }
 run('npm', ['run', 'build']);
