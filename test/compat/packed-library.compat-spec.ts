@@ -87,7 +87,7 @@ describe('the packed library in fresh Nest apps', () => {
     await redis?.stop();
     // COMPAT_KEEP_TEMP=1 keeps the apps for a look after a failure.
     if (temp && process.env.COMPAT_KEEP_TEMP !== '1') rmSync(temp, { recursive: true, force: true });
-  });
+  }, 60_000);
 
   async function install(host: Host): Promise<void> {
     const dir = join(temp, host.name);
