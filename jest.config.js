@@ -12,8 +12,13 @@ const common = {
 
 /** @type {import('jest').Config} */
 export default {
+  // Jest reads testTimeout from the top level only (a project's own is ignored): this bounds every
+  // test and hook that sets no timeout of its own, which a loaded machine starting processes needs.
+  testTimeout: 60_000,
   projects: [
     { ...common, displayName: 'unit', rootDir: '.', testMatch: ['<rootDir>/libs/*/test/**/*.spec.ts'] },
-    { ...common, displayName: 'e2e', rootDir: '.', testMatch: ['<rootDir>/test/**/*.e2e-spec.ts'], testTimeout: 60_000 },
+    { ...common, displayName: 'e2e', rootDir: '.', testMatch: ['<rootDir>/test/**/*.e2e-spec.ts'] },
+    // The packed library in fresh Nest 11 and 12 apps (npm install from the registry): npm run test:compat.
+    { ...common, displayName: 'compat', rootDir: '.', testMatch: ['<rootDir>/test/compat/**/*.compat-spec.ts'] },
   ],
 };

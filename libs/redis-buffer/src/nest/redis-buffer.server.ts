@@ -19,6 +19,7 @@ import { BUFFER_TRANSPORT } from './buffer.constants.js';
 import { BufferContext } from './buffer.context.js';
 import type { DurableConsumer } from '../core/durable/durable-consumer.js';
 import { isDurableHandler, startDurableHandlers } from './durable-handlers.js';
+import { runWithHooks } from './processing-hooks.js';
 
 /** Counters for monitoring a transport; they only ever grow. */
 export interface BufferServerStats {
@@ -584,19 +585,18 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
   }
 
   /**
-   * Nest's processing hooks (tracing and the like) around a handler, where the installed Nest has
-   * them: `runWithProcessingHooks` exists from @nestjs/microservices 12.0.4; without it, the handler
-   * runs as it is.
+   * Nest's processing hooks (tracing and the like) around a handler, with whatever the installed
+   * `@nestjs/microservices` offers (see `processing-hooks.ts`).
    */
   private runHooked(context: BaseRpcContext, fn: (runEndHook: () => void) => Promise<void>): Promise<void> {
-    const self = this as unknown as { runWithProcessingHooks?: (context: unknown, fn: (runEndHook: () => void) => Promise<void>) => unknown };
     try {
-      if (typeof self.runWithProcessingHooks === 'function') return Promise.resolve(self.runWithProcessingHooks(context, fn)) as Promise<void>;
-      return fn(() => undefined);
+      return Promise.resolve(runWithHooks(this, context, fn)) as Promise<void>;
     } catch (error) {
+      // A processing hook that throws synchronously: that request's error, not the Redis listener's.
       return Promise.reject(error);
     }
   }
+
 
   private writerFor(envelope: RequestEnvelope): ReplyWriter {
     return new ReplyWriter(this.coalescer!, envelope.replyTo, envelope.id, this.fromJson, this.options.maxPayloadBytes, this.onReplyPublishError);
