@@ -331,8 +331,8 @@ describe('resource-service: three instances behind one Redis', () => {
     const timed = await Promise.all(instances.map(async (instance) => ({ instance, code: await instance.stop(), ms: Date.now() - startedAt })));
     const exitCodes = timed.map(({ code }) => code);
     // Open pages' SSE connections and keep-alive sockets do not hold the shutdown up.
-    for (const { instance, ms } of timed) {
-      if (ms >= 2000) throw new Error(`${instance.name} took ${ms} ms to stop; its output:\n${instance.logs.slice(-4000)}`);
+    for (const { instance, ms, code } of timed) {
+      if (ms >= 2000 || code !== 0) throw new Error(`${instance.name} stopped with ${code} after ${ms} ms; its output:\n${instance.logs.slice(-4000)}`);
     }
     expect(exitCodes).toEqual([0, 0, 0]);
   });

@@ -350,6 +350,11 @@ describe('fault: exact completion', () => {
     const watcher = await collect(redis.url, `${namespace}:req:whoami`);
     const admin = rawRedis(redis.url);
     const local = new BufferClient({ redis: redis.url, namespace, instanceId: 'resend-check', timeout: 2000 });
+    // The cut PUBLISH is failed by the library; ioredis may still reject it later, which must not
+    // surface as an unhandled rejection (it ended a resource-service process during shutdown).
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
     try {
       await local.connect();
       // Hold every write command (PUBLISH included), so the request is in flight when its connection dies.
@@ -365,11 +370,36 @@ describe('fault: exact completion', () => {
       await admin.call('CLIENT', 'UNPAUSE');
       await sleep(1000);
       expect(watcher.messages.filter((m) => m.includes('must-not-repeat'))).toEqual([]);
+      await local.close();
+      await sleep(100);
+      expect(unhandled).toEqual([]);
     } finally {
+      process.off('unhandledRejection', onUnhandled);
       await admin.call('CLIENT', 'UNPAUSE').catch(() => undefined);
       await local.close();
       admin.disconnect();
       await watcher.close();
+      await stopAll(group);
+    }
+  }, 60_000);
+
+  it('closing a client while Redis is frozen ends within a second or so, and its request fails with ConnectionLostError', async () => {
+    if (!redis.owned) return;
+    const group = await Promise.all([spawn('q1')]);
+    const local = new BufferClient({ redis: redis.url, namespace, instanceId: 'close-frozen', timeout: 5000 });
+    try {
+      await local.connect();
+      redis.signal('SIGSTOP');
+      // Its PUBLISH is written and never answered; before the fix, QUIT waited behind it forever.
+      const pending = local.gather('whoami', null).catch((e: unknown) => e);
+      await sleep(100);
+      const closing = Date.now();
+      await local.close();
+      const closeMs = Date.now() - closing;
+      expect(await pending).toBeInstanceOf(ConnectionLostError);
+      expect(closeMs).toBeLessThan(3000);
+    } finally {
+      redis.signal('SIGCONT');
       await stopAll(group);
     }
   }, 60_000);

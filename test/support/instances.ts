@@ -1,13 +1,19 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
+// USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK).
+const CLOCK_TICKS = 100;
 export const FIXTURE_APP = join(here, '..', 'fixtures', 'dist', 'instance-app.js');
 
 export interface InstanceSpec {
   readonly instanceId: string;
-  readonly redisUrl: string;
+  /** A Redis URL; or, for a cluster or Sentinel, `connection` instead. */
+  readonly redisUrl?: string;
+  /** The `redis` / `cluster` options the instance uses (wins over `redisUrl`). */
+  readonly connection?: object;
   readonly namespace: string;
   readonly resources?: readonly string[];
   readonly env?: Record<string, string>;
@@ -28,7 +34,8 @@ export class InstanceProcess {
     const child = spawn(process.execPath, [spec.script ?? FIXTURE_APP], {
       env: {
         ...process.env,
-        REDIS_URL: spec.redisUrl,
+        ...(spec.redisUrl === undefined ? {} : { REDIS_URL: spec.redisUrl }),
+        ...(spec.connection === undefined ? {} : { REDIS_CONNECTION: JSON.stringify(spec.connection) }),
         INSTANCE_ID: spec.instanceId,
         NAMESPACE: spec.namespace,
         RESOURCES: (spec.resources ?? []).join(','),
@@ -66,6 +73,13 @@ export class InstanceProcess {
 
   get exited(): boolean {
     return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
+  /** CPU time (user + system) the process has used so far, in ms (Linux: /proc). */
+  cpuMs(): number {
+    const fields = readFileSync(`/proc/${this.child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // utime and stime are fields 14 and 15 of stat(5), counted here from field 3 (state).
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
   }
 
   /** Sends `signal` without waiting (SIGSTOP / SIGCONT to freeze and thaw it). */

@@ -19,12 +19,18 @@ export interface LoadStats {
   unhandledRejections: number;
   uncaughtExceptions: number;
   outages: Array<{ from: number; to: number; failures: number }>;
+  redisErrors: number;
+  cpuMs: number;
+  failing: boolean;
   at: number;
 }
 
 export interface LoadSpec {
   readonly id: string;
-  readonly redisUrl: string;
+  /** A Redis URL; or, for a cluster or Sentinel, `connection` instead. */
+  readonly redisUrl?: string;
+  /** The `redis` / `cluster` options the caller uses (wins over `redisUrl`). */
+  readonly connection?: object;
   readonly namespace: string;
   readonly pattern?: string;
   readonly payload?: unknown;
@@ -48,7 +54,8 @@ export class LoadProcess {
       env: {
         ...process.env,
         LOAD_ID: spec.id,
-        REDIS_URL: spec.redisUrl,
+        ...(spec.redisUrl === undefined ? {} : { REDIS_URL: spec.redisUrl }),
+        ...(spec.connection === undefined ? {} : { REDIS_CONNECTION: JSON.stringify(spec.connection) }),
         NAMESPACE: spec.namespace,
         PATTERN: spec.pattern ?? 'whoami',
         PAYLOAD: JSON.stringify(spec.payload ?? null),

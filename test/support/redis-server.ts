@@ -12,6 +12,8 @@ export interface TestRedis {
   readonly owned: boolean;
   /** SIGKILLs the server (owned only). */
   kill(): Promise<void>;
+  /** SIGSTOPs (freezes) or SIGCONTs (thaws) the server (owned only): connections stay open, nothing is answered. */
+  signal(signal: 'SIGSTOP' | 'SIGCONT'): void;
   /** Starts it again on the same port (owned only). */
   restart(): Promise<void>;
   stop(): Promise<void>;
@@ -29,12 +31,16 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startRedis(extraArgs: string[] = []): Promise<TestRedis> {
-  const external = process.env.REDIS_URL;
+/**
+ * `REDIS_URL` replaces the server only where one plain server will do: a cluster node or a
+ * Sentinel-managed server (`allowExternal: false`) is always started here.
+ */
+export async function startRedis(extraArgs: string[] = [], { allowExternal = true }: { allowExternal?: boolean } = {}): Promise<TestRedis> {
+  const external = allowExternal ? process.env.REDIS_URL : undefined;
   if (external) {
     const port = Number(new URL(external).port || 6379);
     const noop = async (): Promise<void> => undefined;
-    return { url: external, port, owned: false, kill: noop, restart: noop, stop: noop };
+    return { url: external, port, owned: false, kill: noop, restart: noop, stop: noop, signal: () => undefined };
   }
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'rb-redis-'));
@@ -66,6 +72,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<TestRedis> {
     port,
     owned: true,
     kill: () => stopChild('SIGKILL'),
+    signal: (signal) => void child?.kill(signal),
     restart: launch,
     stop: async () => {
       await stopChild('SIGTERM');

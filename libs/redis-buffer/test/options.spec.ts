@@ -8,6 +8,15 @@ describe('options', () => {
     expect(resolved.instanceId).toMatch(/-\d+-[0-9a-f]{8}$/);
   });
 
+  it('takes a cluster as its nodes and ioredis Cluster options, and a Sentinel setup as ioredis options', () => {
+    const nodes = [{ host: 'redis-1', port: 7000 }, 'redis-2:7000', 7002];
+    expect(resolveBufferOptions({ cluster: { nodes } }).cluster).toEqual({ nodes, options: {} });
+    expect(resolveBufferOptions({ cluster: { nodes, options: { slotsRefreshInterval: 500 } } }).cluster?.options).toEqual({ slotsRefreshInterval: 500 });
+    expect(resolveBufferOptions().cluster).toBeUndefined();
+    const sentinel = { sentinels: [{ host: 's1', port: 26379 }], name: 'mymaster' };
+    expect(resolveBufferOptions({ redis: sentinel }).redis).toEqual(sentinel);
+  });
+
   it('gives every object its own instance id unless one is set', () => {
     expect(resolveBufferOptions().instanceId).not.toBe(resolveBufferOptions().instanceId);
     expect(resolveBufferOptions({ instanceId: 'node-1' }).instanceId).toBe('node-1');
@@ -22,6 +31,13 @@ describe('options', () => {
     [{ timeout: Number.NaN }, 'timeout'],
     [{ maxPayloadBytes: 1.5 }, 'maxPayloadBytes'],
     [{ maxPayloadBytes: 1000, maxBatchBytes: 2000 }, 'maxBatchBytes'],
+    [{ redis: { sentinels: [{ host: 'h', port: 26379 }] } }, 'redis'],
+    [{ redis: { sentinels: [], name: 'mymaster' } }, 'redis'],
+    [{ cluster: { nodes: [] } }, 'cluster'],
+    [{ cluster: { nodes: [null] } }, 'cluster'],
+    [{ cluster: [{ host: 'h', port: 7000 }] }, 'cluster'],
+    [{ cluster: { nodes: [7000], options: 'fast' } }, 'cluster'],
+    [{ cluster: { nodes: [7000] }, redis: 'redis://h:6379' }, 'cluster'],
   ])('rejects %j naming "%s"', (options, option) => {
     expect(() => resolveBufferOptions(options as never)).toThrow(InvalidOptionsError);
     try {

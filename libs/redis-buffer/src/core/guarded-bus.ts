@@ -1,6 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Redis } from 'ioredis';
-import type { BusEvents, BusStatus, RedisBus } from './redis-bus.js';
+import type { BusClients, BusEvents, BusStatus, RedisBus } from './redis-bus.js';
 import { MessageSigner } from './signing.js';
 
 /** Why the guard dropped an inbound message before it was parsed. */
@@ -83,7 +82,7 @@ export class GuardedBus extends EventEmitter<BusEvents> implements RedisBus {
     this.removeAllListeners('message');
   }
 
-  unwrap(): { publisher: Redis; subscriber: Redis } {
+  unwrap(): BusClients {
     return this.inner.unwrap();
   }
 

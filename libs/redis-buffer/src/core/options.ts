@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { RedisOptions } from 'ioredis';
+import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
 import { resolveDurableOptions, type DurableOptions, type ResolvedDurableOptions } from './durable/durable-options.js';
 import type { BufferHeaders } from './envelope.js';
 import { ENVELOPE_LIMITS, validateHeaders } from './envelope.js';
@@ -12,9 +12,21 @@ import { MIN_SIGNING_KEY_BYTES } from './signing.js';
 export interface BufferOptions {
   /**
    * Where Redis is: a URL (`redis://user:pass@host:6379/0`, `rediss://` for TLS) or ioredis options.
+   * For a Sentinel-managed Redis, ioredis's Sentinel options: `{ sentinels: [{ host, port }, …],
+   * name: 'mymaster' }` (the library turns ioredis's `failoverDetector` on unless you set it, so a
+   * graceful failover is followed within about a second). For a Redis Cluster, use `cluster` instead.
    * @default 'redis://127.0.0.1:6379'
    */
   redis?: string | RedisOptions;
+  /**
+   * A Redis Cluster instead of one server: its startup nodes and ioredis `Cluster` options, as
+   * `new Cluster(nodes, options)` takes them (put passwords and TLS in `options.redisOptions`).
+   * Every channel is then sharded (`SPUBLISH`/`SSUBSCRIBE`, Redis 7 or later), so that the receiver
+   * count completion rests on is exact; see docs/protocol.md. Not with `redis`.
+   * @example { nodes: [{ host: 'redis-1', port: 6379 }, { host: 'redis-2', port: 6379 }] }
+   * @default undefined (one server, see `redis`)
+   */
+  cluster?: BufferClusterOptions;
   /**
    * Prefix of every channel name. Apps with different namespaces never see each other's traffic.
    * Letters, digits, `_`, `-` and `.` only.
@@ -120,6 +132,19 @@ export interface BufferOptions {
   durable?: DurableOptions;
 }
 
+/** A Redis Cluster: where to find it, and how ioredis's `Cluster` should talk to it. */
+export interface BufferClusterOptions {
+  /** Some of the cluster's nodes (any will do; the others are discovered): `{ host, port }`, `'host:port'` or a port. */
+  nodes: ClusterNode[];
+  /**
+   * ioredis `Cluster` options. The library sets `lazyConnect`, `enableOfflineQueue: false`,
+   * `retryDelayOnFailover: 0` and `shardedSubscribers: false` (it keeps its own subscriber per
+   * master), and `slotsRefreshInterval` to 1000 unless given.
+   * @default {}
+   */
+  options?: ClusterOptions;
+}
+
 /** Per-call options of `send`, `scatter` and `gather`; unset fields take the module's defaults. */
 export interface BufferCallOptions<T = unknown> {
   /** Hard bound in ms. @default the module's `timeout` */
@@ -150,6 +175,8 @@ export interface BufferGatherOptions<T = unknown> extends BufferCallOptions<T> {
 /** The options after defaults and validation. */
 export interface ResolvedBufferOptions {
   readonly redis: string | RedisOptions;
+  /** Set for a Redis Cluster (then `redis` is unused). */
+  readonly cluster: { readonly nodes: readonly ClusterNode[]; readonly options: ClusterOptions } | undefined;
   readonly namespace: string;
   readonly instanceId: string;
   readonly timeout: number;
@@ -173,6 +200,7 @@ export interface ResolvedBufferOptions {
 /** The one place where defaults live. */
 export const BUFFER_DEFAULTS = {
   redis: 'redis://127.0.0.1:6379',
+  cluster: undefined,
   namespace: 'rb',
   timeout: 5000,
   stall: undefined,
@@ -208,6 +236,13 @@ export function resolveBufferOptions(options: BufferOptions = {}): ResolvedBuffe
   if (typeof redis === 'string' && !/^rediss?:\/\//.test(redis)) {
     throw new InvalidOptionsError('redis', `"${redis}" is not a redis:// or rediss:// URL`);
   }
+  if (typeof redis === 'object' && redis.sentinels !== undefined && (!Array.isArray(redis.sentinels) || redis.sentinels.length === 0 || typeof redis.name !== 'string' || redis.name === '')) {
+    throw new InvalidOptionsError('redis', 'with "sentinels" (a non-empty list of { host, port }) needs "name", the master name the sentinels monitor');
+  }
+  const cluster = resolveCluster(options.cluster);
+  if (cluster !== undefined && options.redis !== undefined) {
+    throw new InvalidOptionsError('cluster', 'cannot be combined with "redis": give the cluster\'s nodes in "cluster.nodes" and connection settings in "cluster.options.redisOptions"');
+  }
   const namespace = options.namespace ?? BUFFER_DEFAULTS.namespace;
   if (typeof namespace !== 'string' || !NAME_PATTERN.test(namespace) || namespace.length > 64) {
     throw new InvalidOptionsError('namespace', 'must be 1 to 64 letters, digits, "_", "-" or "."');
@@ -223,6 +258,7 @@ export function resolveBufferOptions(options: BufferOptions = {}): ResolvedBuffe
   }
   return {
     redis,
+    cluster,
     namespace,
     instanceId,
     timeout: timerMs('timeout', options.timeout, BUFFER_DEFAULTS.timeout),
@@ -276,6 +312,21 @@ export function resolveCallOptions<T>(defaults: ResolvedBufferOptions, options: 
   const headers = validateHeaders(options.headers);
   if (typeof headers === 'string') throw new InvalidOptionsError('headers', headers);
   return { timeout, quorum, until: options.until, stall, to, headers };
+}
+
+function resolveCluster(value: unknown): ResolvedBufferOptions['cluster'] {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidOptionsError('cluster', 'must be an object { nodes, options? }');
+  const { nodes, options } = value as BufferClusterOptions;
+  const valid = (node: unknown): boolean =>
+    typeof node === 'string' || (typeof node === 'number' && Number.isInteger(node)) || (typeof node === 'object' && node !== null && !Array.isArray(node));
+  if (!Array.isArray(nodes) || nodes.length === 0 || !nodes.every(valid)) {
+    throw new InvalidOptionsError('cluster', '"nodes" must be a non-empty list of { host, port }, "host:port" or port numbers');
+  }
+  if (options !== undefined && (typeof options !== 'object' || options === null || Array.isArray(options))) {
+    throw new InvalidOptionsError('cluster', '"options" must be an ioredis ClusterOptions object');
+  }
+  return { nodes: [...nodes], options: options ?? {} };
 }
 
 export function positiveInteger(name: string, value: unknown, fallback: number): number {

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis, type Cluster, type RedisOptions } from 'ioredis';
 import { ConnectionLostError } from './errors/connection-lost.error.js';
 import { RedisPermissionError } from './errors/redis-permission.error.js';
 
@@ -17,10 +17,13 @@ export interface BusEvents {
   error: [error: Error];
 }
 
+/** The ioredis clients under a bus, for diagnostics: one server (or Sentinel), or a cluster. */
+export type BusClients = { publisher: Redis; subscriber: Redis } | { publisher: Cluster; subscribers: ReadonlyMap<string, Redis> };
+
 /**
  * The seam between this library and Redis: publish, subscribe, and a status. Everything above it
- * speaks channels and strings, so another implementation (Redis Cluster with sharded pub/sub)
- * replaces this one class.
+ * speaks channels and strings: `IoredisBus` serves one server or a Sentinel-managed one,
+ * `ClusterBus` a Redis Cluster (sharded pub/sub); `createBus` picks one from the options.
  */
 export interface RedisBus {
   readonly status: BusStatus;
@@ -35,7 +38,7 @@ export interface RedisBus {
   off<K extends keyof BusEvents>(event: K, listener: (...args: BusEvents[K]) => void): this;
   close(): Promise<void>;
   /** The underlying clients, for diagnostics. */
-  unwrap(): { publisher: Redis; subscriber: Redis };
+  unwrap(): BusClients;
 }
 
 export interface IoredisBusOptions {
@@ -90,7 +93,10 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
     const closed = new Promise<never>((_, reject) => (cut = reject));
     this.publishesInFlight.add(cut!);
     try {
-      return await Promise.race([this.publisher.publish(channel, message), closed]);
+      const sent = this.publisher.publish(channel, message);
+      // When the close wins the race, ioredis still rejects this one later: not an unhandled rejection.
+      sent.catch(() => undefined);
+      return await Promise.race([sent, closed]);
     } catch (cause) {
       if (isPermissionError(cause)) throw new RedisPermissionError('PUBLISH', [channel], { cause });
       throw cause instanceof ConnectionLostError ? cause : new ConnectionLostError('PUBLISH failed', { cause });
@@ -135,7 +141,7 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
     this.removeAllListeners('message');
   }
 
-  unwrap(): { publisher: Redis; subscriber: Redis } {
+  unwrap(): BusClients {
     if (this.publisher === undefined || this.subscriber === undefined) {
       throw new Error('Not connected yet: call connect() (or startAllMicroservices()) before unwrap().');
     }
@@ -245,7 +251,12 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
     // already been reported failed to its caller; ioredis would send it again after reconnecting.
     const overrides: RedisOptions = isSubscriber ? { autoResubscribe: true } : { enableOfflineQueue: false, autoResendUnfulfilledCommands: false };
     const { redis } = this.options;
-    return typeof redis === 'string' ? new Redis(redis, { ...base, ...overrides }) : new Redis({ ...redis, ...base, ...overrides });
+    if (typeof redis === 'string') return new Redis(redis, { ...base, ...overrides });
+    // Sentinel: without the failover detector a graceful failover (SENTINEL FAILOVER) leaves the
+    // connections on the demoted master, now a replica, for ~11 s; a replica answers PUBLISH with
+    // its own subscriber count, so completion would rest on a wrong count until then.
+    const sentinel: RedisOptions = redis.sentinels === undefined ? {} : { failoverDetector: redis.failoverDetector ?? true };
+    return new Redis({ ...redis, ...sentinel, ...base, ...overrides });
   }
 
   private requireSubscriber(): Redis {
@@ -274,14 +285,19 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
   }
 }
 
+/** How long a QUIT may take before the connection is simply dropped (Redis frozen, or a command it waits behind). */
+const QUIT_TIMEOUT_MS = 1000;
+
 async function quit(connection: Redis | undefined): Promise<void> {
   if (connection === undefined) return;
-  try {
-    if (connection.status === 'ready') await connection.quit();
-    else connection.disconnect();
-  } catch {
-    connection.disconnect();
+  if (connection.status === 'ready') {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([connection.quit().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, QUIT_TIMEOUT_MS)))]);
+    clearTimeout(timer);
   }
+  // Also after QUIT: only disconnect() closes the connections to the sentinels that ioredis's
+  // failover detector keeps open, which would otherwise hold the process alive after close().
+  connection.disconnect();
 }
 
 /** The Redis address for messages, without credentials. */
@@ -294,9 +310,10 @@ export function describeRedis(redis: string | RedisOptions): string {
       return 'the "redis" address';
     }
   }
+  if (redis.sentinels !== undefined) return `the master "${redis.name}" of the sentinels at ${redis.sentinels.map((s) => `${s.host ?? '127.0.0.1'}:${s.port ?? 26379}`).join(', ')}`;
   return redis.path ?? `${redis.tls ? 'rediss' : 'redis'}://${redis.host ?? '127.0.0.1'}:${redis.port ?? 6379}`;
 }
 
-function isPermissionError(error: unknown): boolean {
+export function isPermissionError(error: unknown): boolean {
   return error instanceof Error && /^(NOPERM|NOAUTH|WRONGPASS)\b/.test(error.message);
 }

@@ -68,9 +68,13 @@ export class Requester {
   private readonly view: MembershipView;
   private nextId = 0;
   private started: Promise<void> | undefined;
+  private firstRound: Promise<void> = Promise.resolve();
   private syncing: Promise<InstanceInfo[]> | undefined;
   private readonly whoRounds = new Map<string, (hello: HelloEnvelope) => void>();
   private livenessTimer: TimerHandle | undefined;
+  // A `who` sent before the inbox is subscribed would have its hellos lost: the first connection
+  // reports "connected" before start() has subscribed the inbox.
+  private inboxSubscribed = false;
   private closed = false;
   private readonly badInput: BoundedLog;
 
@@ -110,13 +114,26 @@ export class Requester {
 
   /** Connects, subscribes the inbox and the members channel, and learns who is there. */
   start(): Promise<void> {
+    // start() (connect()) resolves once the caller knows who is there: one `who` round, at most
+    // half of livenessTimeout.
+    return this.subscribeInbox().then(() => this.firstRound);
+  }
+
+  /**
+   * Connects and subscribes the inbox and the members channel; concurrent calls share one attempt.
+   * Requests wait for this only: until the first `who` round ends they rely on Redis's count.
+   */
+  private subscribeInbox(): Promise<void> {
     if (this.closed) return Promise.reject(new ConnectionLostError('the client was closed'));
     this.started ??= this.bus
       .connect()
       .then(() => this.bus.subscribe([this.inbox, this.channels.members()]))
       .then(() => {
-        // Requests do not wait for the first `who` round: until it ends they rely on Redis's count.
-        void this.sync().catch(() => undefined);
+        this.inboxSubscribed = true;
+        this.firstRound = this.sync().then(
+          () => undefined,
+          () => undefined,
+        );
       })
       .catch((error: unknown) => {
         this.started = undefined;
@@ -131,7 +148,7 @@ export class Requester {
 
   /** The live instances of the namespace, asked afresh (`who`), with the patterns each answers. */
   async instances(): Promise<InstanceInfo[]> {
-    await this.start();
+    await this.subscribeInbox();
     return this.sync();
   }
 
@@ -175,14 +192,14 @@ export class Requester {
       // as the request (cancel, sink) share this scope and must not keep it (memory per request in flight).
       item = undefined;
     };
-    if (this.bus.status === 'connected' && this.started !== undefined) {
+    if (this.bus.status === 'connected' && this.inboxSubscribed) {
       publish();
     } else if (this.bus.status === 'reconnecting' || this.bus.status === 'closed') {
       // Waiting for a reconnect would make the request hang on ioredis's retry timers.
       gatherer.fail(new ConnectionLostError(`Redis connection is ${this.bus.status}`));
     } else {
       // First connection: wait for it, bounded by the request's own timeout.
-      this.start().then(publish, (error: Error) => gatherer.fail(error));
+      this.subscribeInbox().then(publish, (error: Error) => gatherer.fail(error));
     }
     return () => {
       if (!gatherer.isEnded) route.cancelled();
@@ -193,7 +210,7 @@ export class Requester {
 
   /** Broadcasts an event to every instance handling `pattern`; resolves with Redis's receiver count. */
   async emit(pattern: string, data: unknown, headers: BufferHeaders = {}): Promise<number> {
-    await this.start();
+    await this.subscribeInbox();
     const id = `${this.idPrefix}${(this.nextId++).toString(36)}`;
     const channel = this.channels.event(pattern);
     const traced = this.telemetry.startRequest('event', pattern, channel, id, headers);
@@ -429,7 +446,7 @@ export class Requester {
     if (status === 'disconnected') {
       this.view.markUnsynced();
       this.failAll(`Redis connection ${status}`);
-    } else if (status === 'connected' && this.started !== undefined && !this.view.isSynced && !this.closed) {
+    } else if (status === 'connected' && this.inboxSubscribed && !this.view.isSynced && !this.closed) {
       // Back after a loss: hellos and byes may have been missed meanwhile.
       void this.sync().catch(() => undefined);
     }

@@ -10,7 +10,8 @@ import { describeRejection, GuardedBus, type InboundRejection } from '../core/gu
 import { BoundedLog } from '../core/logger.js';
 import { InvalidOptionsError } from '../core/errors/invalid-options.error.js';
 import { resolveBufferOptions, resolveCallOptions, type BufferCallOptions, type BufferGatherOptions, type BufferOptions, type ResolvedBufferOptions } from '../core/options.js';
-import { IoredisBus, type BusEvents, type BusStatus } from '../core/redis-bus.js';
+import { createBus } from '../core/create-bus.js';
+import type { BusEvents, BusStatus } from '../core/redis-bus.js';
 import type { BufferReply, GatherResult } from '../core/reply.js';
 import type { InstanceInfo } from '../core/membership.js';
 import { Requester, type RequesterStats } from '../core/requester.js';
@@ -43,7 +44,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
   constructor(options: BufferOptions = {}) {
     super();
     this.options = resolveBufferOptions(options);
-    const redisBus = new IoredisBus({ redis: this.options.redis, connectTimeout: this.options.connectTimeout, connectionName: `rb-client:${this.options.instanceId}` });
+    const redisBus = createBus(this.options, `rb-client:${this.options.instanceId}`);
     this.bus = new GuardedBus(redisBus, this.options, (reason, channel, length) => this.onInboundRejected(reason, channel, length));
     this.bus.on('status', (status) => this._status$.next(status));
     this.bus.on('error', (error) => this.onRedisError(error));
@@ -105,7 +106,10 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
     return channelPattern(pattern);
   }
 
-  /** Connects to Redis and subscribes the inbox. Called on first use; call it yourself to fail fast at start-up. */
+  /**
+   * Connects to Redis, subscribes the inbox, and learns which instances are there (one `who` round,
+   * at most half of `livenessTimeout`). Called on first use; call it yourself to fail fast at start-up.
+   */
   connect(): Promise<void> {
     return this.requester.start();
   }
@@ -124,7 +128,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
     this.bus.on(event, callback as never);
   }
 
-  /** The underlying ioredis clients `{ publisher, subscriber }`; throws before `connect`. */
+  /** The underlying ioredis clients: `{ publisher, subscriber }`, or on a cluster `{ publisher: Cluster, subscribers }` (one per master, by `host:port`); throws before `connect`. */
   unwrap<T>(): T {
     return this.bus.unwrap() as T;
   }

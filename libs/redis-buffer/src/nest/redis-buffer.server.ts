@@ -12,7 +12,8 @@ import { RedisPermissionError } from '../core/errors/redis-permission.error.js';
 import { describeRejection, GuardedBus, type InboundRejection } from '../core/guarded-bus.js';
 import { BoundedLog } from '../core/logger.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from '../core/options.js';
-import { IoredisBus, type BusEvents, type BusStatus, type RedisBus } from '../core/redis-bus.js';
+import { createBus } from '../core/create-bus.js';
+import type { BusEvents, BusStatus, RedisBus } from '../core/redis-bus.js';
 import { ReplyWriter } from '../core/reply-writer.js';
 import { BufferTelemetry, loadOpenTelemetry, type ObservedCounters } from '../core/telemetry.js';
 import { BUFFER_TRANSPORT } from './buffer.constants.js';
@@ -183,7 +184,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
   async listen(callback: (error?: unknown) => void): Promise<void> {
     let bus: GuardedBus | undefined;
     try {
-      const redisBus = new IoredisBus({ redis: this.options.redis, connectTimeout: this.options.connectTimeout, connectionName: `rb:${this.options.instanceId}` });
+      const redisBus = createBus(this.options, `rb:${this.options.instanceId}`);
       bus = new GuardedBus(redisBus, this.options, (reason, channel, length) => this.onInboundRejected(reason, channel, length));
       this.bus = bus;
       const guarded = bus;
@@ -280,7 +281,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     else this.pendingListeners.push([event, callback as never]);
   }
 
-  /** The underlying ioredis clients `{ publisher, subscriber }`; throws before `listen`. */
+  /** The underlying ioredis clients: `{ publisher, subscriber }`, or on a cluster `{ publisher: Cluster, subscribers }` (one per master, by `host:port`); throws before `listen`. */
   unwrap<T>(): T {
     if (this.bus === undefined) {
       throw new Error('Not initialized: call app.startAllMicroservices() (or listen()) before unwrap().');

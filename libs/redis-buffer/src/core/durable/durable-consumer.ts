@@ -153,6 +153,8 @@ export class DurableConsumer {
   private turns: Redis | undefined;
   private stopping = false;
   private readLoop: Promise<void> | undefined;
+  // What the read loop is waiting for, for the shutdown's report when it does not stop in time.
+  private reading: 'idle' | 'full' | 'fetching' | 'blocking' | 'pausing' = 'idle';
   private wakeReader: (() => void) | undefined;
   private readonly intervals: Array<ReturnType<typeof setInterval>> = [];
   private claiming = false;
@@ -230,7 +232,12 @@ export class DurableConsumer {
     // With Redis away the read loop is waiting to reconnect, and nothing it could still do would
     // reach Redis: do not hold the shutdown for it.
     const reachable = this.command?.status === 'ready';
-    await (reachable ? bounded(this.readLoop ?? Promise.resolve()) : Promise.race([(this.readLoop ?? Promise.resolve()).catch(() => undefined), sleep(200)]));
+    let readStopped = false;
+    const reader = (this.readLoop ?? Promise.resolve()).then(() => (readStopped = true), () => (readStopped = true));
+    // A read loop blocked in XREAD holds nothing (it only waits to be woken); ioredis may not
+    // settle that command once its connection is closed, so it is not waited for either.
+    await (reachable && this.reading !== 'blocking' ? bounded(reader) : Promise.race([reader, sleep(200)]));
+    if (!readStopped && reachable && this.reading !== 'blocking') this.logger.warn(`The durable read loop had not stopped after shutdownTimeout (${this.options.shutdownTimeout} ms); it was ${this.reading}.`);
     const idle = [...this.held.values()].filter((held) => !held.running);
     for (const held of idle) clearTimeout(held.timer);
     await bounded(this.release(idle));
@@ -274,6 +281,7 @@ export class DurableConsumer {
     while (!this.stopping) {
       try {
         if (this.held.size >= this.options.durable.maxInFlight) {
+          this.reading = 'full';
           await new Promise<void>((resolve) => (this.wakeReader = resolve));
           continue;
         }
@@ -284,6 +292,7 @@ export class DurableConsumer {
           const room = this.options.durable.maxInFlight - this.held.size;
           if (room <= 0) break;
           const { keys, group } = subscription;
+          this.reading = 'fetching';
           const [entries, last] = await this.command!.rbDurableFetch(keys.stream, group, this.consumerName, room, keys.orderPrefix(group), keys.attempts(group));
           this.lastSeen.set(keys.stream, last);
           this.stats.received += entries.length;
@@ -293,12 +302,14 @@ export class DurableConsumer {
         first++;
         if (fetched === 0 && !this.stopping) {
           const streams = [...this.lastSeen.keys()];
+          this.reading = 'blocking';
           await this.blocking!.xread('BLOCK', BLOCK_MS, 'STREAMS', ...streams, ...streams.map((stream) => this.lastSeen.get(stream)!));
         }
       } catch (error) {
         if (this.stopping) break;
         this.redisError('reading', error);
         if (error instanceof Error && error.message.startsWith('NOGROUP')) await this.ensureGroups().catch(() => undefined);
+        this.reading = 'pausing';
         await sleep(ERROR_PAUSE_MS);
       }
     }

@@ -1,0 +1,572 @@
+import { EventEmitter } from 'node:events';
+import { Cluster, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { ConnectionLostError } from './errors/connection-lost.error.js';
+import { RedisPermissionError } from './errors/redis-permission.error.js';
+import { keySlot } from './key-slot.js';
+import { isPermissionError, type BusClients, type BusEvents, type BusStatus, type RedisBus } from './redis-bus.js';
+
+export interface ClusterBusOptions {
+  readonly nodes: readonly ClusterNode[];
+  /** The application's ioredis `Cluster` options; `redisOptions` (password, TLS…) also apply to the subscriber connections. */
+  readonly clusterOptions: ClusterOptions;
+  readonly connectTimeout: number;
+  /** Shown in `CLIENT LIST` to tell this library's connections apart. */
+  readonly connectionName: string;
+}
+
+/** Longest pause between two reconnection attempts of a subscriber connection to a node that is down. */
+const MAX_RECONNECT_DELAY_MS = 2000;
+/**
+ * After a node's connection failed, publishes to the slots it owns fail at once for this long
+ * instead of each opening a connection attempt (and an error event) of its own: a dead master costs
+ * one attempt per second, not one per request, until the slot map names its successor.
+ */
+const NODE_DOWN_PAUSE_MS = 1000;
+
+/**
+ * `RedisBus` on a Redis Cluster, with every channel sharded: `SPUBLISH` and `SSUBSCRIBE`, so that a
+ * channel lives on the master that owns its hash slot and the count `SPUBLISH` returns is every
+ * subscriber of that channel in the cluster (a classic `PUBLISH` is broadcast to every node but
+ * counts only the receiving node's subscribers: completion would rest on a wrong number).
+ *
+ * Publishing goes through ioredis's `Cluster` (slot routing, `MOVED`/`ASK` redirects, topology
+ * refresh). Subscribing does not use ioredis's `shardedSubscribers`: this class keeps one
+ * subscriber connection per master that owns one of its channels, because the library needs what
+ * that group does not give:
+ * - to know when subscriptions are confirmed (the group re-subscribes in the background and drops
+ *   the errors), since "connected" must mean that replies can arrive;
+ * - to learn when a confirmed subscription was lost (a node closed, or a slot moved away and Redis
+ *   dropped the channel with an unsolicited `SUNSUBSCRIBE`), to fail the requests whose replies it
+ *   would lose (`subscriberLost`);
+ * - bounded retries: while a dead master waits for its failover the group re-creates its subscriber
+ *   in a tight loop (measured: ~1,430 times and 8.9 s of CPU in 10.6 s), each time with an error
+ *   event. Here a connection to a node that is down retries with exponential backoff capped at 2 s.
+ *
+ * Placement follows the `Cluster`'s slot map: after each refresh (every `slotsRefreshInterval`,
+ * 1 s by default here, and after a subscriber connection closes or a slot moves) each channel is
+ * re-subscribed on the master that now owns it.
+ *
+ * Status: "connected" while the `Cluster` is ready and every subscriber connection holding a
+ * channel whose subscription was once confirmed has re-confirmed all of its channels (SSUBSCRIBE
+ * acknowledged). A master failover is therefore seen as "reconnecting" by every process with a
+ * channel on that master, until the replica that replaced it has their subscriptions.
+ */
+export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
+  private publisher: Cluster | undefined;
+  private connecting: Promise<void> | undefined;
+  private current: BusStatus = 'disconnected';
+  private everConnected = false;
+  private closing = false;
+  /** Subscriber connection per master node (`host:port`). */
+  private readonly shards = new Map<string, ShardSubscriber>();
+  /** Channel → the node whose subscriber connection holds it. */
+  private readonly placement = new Map<string, string>();
+  /** Channels whose subscription Redis has confirmed at least once (and not unsubscribed since). */
+  private readonly established = new Set<string>();
+  /** Slots of the subscribed channels, which are placed again after every slot map refresh. */
+  private readonly slots = new Map<string, number>();
+  /** PUBLISH commands in flight, by the node they were sent to, for failing them when it closes. */
+  private readonly publishesInFlight = new Map<string, Set<(error: Error) => void>>();
+  private readonly watchedNodes = new WeakSet<Redis>();
+  /** Nodes whose connection failed, and until when publishes to them fail without trying. */
+  private readonly downUntil = new Map<string, number>();
+
+  constructor(private readonly options: ClusterBusOptions) {
+    super();
+  }
+
+  get status(): BusStatus {
+    return this.current;
+  }
+
+  connect(): Promise<void> {
+    if (this.current === 'connected') return Promise.resolve();
+    if (this.closing) return Promise.reject(new ConnectionLostError('the client was closed'));
+    this.connecting ??= this.open().finally(() => {
+      this.connecting = undefined;
+    });
+    return this.connecting;
+  }
+
+  async publish(channel: string, message: string): Promise<number> {
+    const publisher = this.publisher;
+    if (this.closing || publisher === undefined || publisher.status !== 'ready' || !this.everConnected) {
+      throw new ConnectionLostError(`cannot publish while the connection is ${this.current}`);
+    }
+    const node = this.ownerOf(channel);
+    if (node !== undefined && (this.downUntil.get(node) ?? 0) > Date.now()) {
+      throw new ConnectionLostError(`the master that owns "${channel}" (${node}) is unreachable; waiting for it, or for a replica to take over`);
+    }
+    // Failed, never resent: with retryDelayOnFailover at 0 the Cluster rejects a command whose node
+    // connection closed, and this cut settles one that was written and then lost with its socket.
+    let cut: ((error: Error) => void) | undefined;
+    const closed = new Promise<never>((_, reject) => (cut = reject));
+    const inFlight = node === undefined ? undefined : this.publishesInFlightOn(node);
+    inFlight?.add(cut!);
+    try {
+      const sent = publisher.spublish(channel, message);
+      // When the close wins the race, ioredis still rejects this one later: not an unhandled rejection.
+      sent.catch(() => undefined);
+      return Number(await Promise.race([sent, closed]));
+    } catch (cause) {
+      if (isPermissionError(cause)) throw new RedisPermissionError('SPUBLISH', [channel], { cause });
+      throw cause instanceof ConnectionLostError ? cause : new ConnectionLostError(`SPUBLISH to ${node ?? 'the cluster'} failed`, { cause });
+    } finally {
+      inFlight?.delete(cut!);
+    }
+  }
+
+  async subscribe(channels: readonly string[]): Promise<void> {
+    if (channels.length === 0) return;
+    this.requireReady('subscribe');
+    const byNode = new Map<string, string[]>();
+    for (const channel of channels) {
+      const node = this.ownerOf(channel);
+      if (node === undefined) throw new ConnectionLostError(`no master owns the slot of "${channel}" (the cluster is not fully covered)`);
+      const list = byNode.get(node) ?? [];
+      list.push(channel);
+      byNode.set(node, list);
+    }
+    try {
+      await Promise.all(
+        [...byNode].map(([node, list]) => {
+          for (const channel of list) {
+            this.placement.set(channel, node);
+            this.slots.set(channel, this.slotOf(channel));
+          }
+          return this.shard(node).add(list, this.options.connectTimeout);
+        }),
+      );
+    } catch (cause) {
+      if (isPermissionError(cause)) throw new RedisPermissionError('SSUBSCRIBE', channels, { cause });
+      throw cause instanceof ConnectionLostError ? cause : new ConnectionLostError('SSUBSCRIBE failed', { cause });
+    }
+    for (const channel of channels) if (this.placement.has(channel)) this.established.add(channel);
+  }
+
+  async unsubscribe(channels: readonly string[]): Promise<void> {
+    const byNode = new Map<string, string[]>();
+    for (const channel of channels) {
+      const node = this.placement.get(channel);
+      this.placement.delete(channel);
+      this.established.delete(channel);
+      this.slots.delete(channel);
+      if (node === undefined) continue;
+      const list = byNode.get(node) ?? [];
+      list.push(channel);
+      byNode.set(node, list);
+    }
+    await Promise.all([...byNode].map(([node, list]) => this.shards.get(node)?.remove(list)));
+    for (const node of byNode.keys()) this.dropIfEmpty(node);
+    this.refreshStatus();
+  }
+
+  async numsub(channel: string): Promise<number> {
+    const node = this.ownerOf(channel);
+    const connection = node === undefined ? undefined : this.publisher?.nodes('master').find((redis) => nodeKey(redis.options) === node);
+    if (this.current !== 'connected' || connection === undefined) {
+      throw new ConnectionLostError(`cannot query subscribers while the connection is ${this.current}`);
+    }
+    try {
+      // Sharded subscribers are counted only by the master that owns the channel's slot.
+      const answer = (await connection.call('PUBSUB', 'SHARDNUMSUB', channel)) as [string, number | string];
+      return Number(answer[1]);
+    } catch (cause) {
+      if (isPermissionError(cause)) throw new RedisPermissionError('PUBSUB SHARDNUMSUB', [channel], { cause });
+      throw new ConnectionLostError('PUBSUB SHARDNUMSUB failed', { cause });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.setStatus('closed');
+    const publisher = this.publisher;
+    await Promise.all([
+      ...[...this.shards.values()].map((shard) => shard.close()),
+      publisher === undefined ? undefined : publisher.status === 'ready' ? publisher.quit().catch(() => publisher.disconnect()) : publisher.disconnect(),
+    ]);
+    this.shards.clear();
+    this.removeAllListeners('message');
+  }
+
+  unwrap(): BusClients {
+    if (this.publisher === undefined) throw new Error('Not connected yet: call connect() (or startAllMicroservices()) before unwrap().');
+    return { publisher: this.publisher, subscribers: new Map([...this.shards].map(([node, shard]) => [node, shard.connection])) };
+  }
+
+  private async open(): Promise<void> {
+    this.setStatus('connecting');
+    const { clusterOptions } = this.options;
+    const publisher = new Cluster([...this.options.nodes], {
+      // Placement follows the slot map; a refresh every second notices a failover (or a master that
+      // hangs while a replica takes over) within about a second.
+      slotsRefreshInterval: 1000,
+      ...clusterOptions,
+      lazyConnect: true,
+      // A request published while the cluster is away would be sent long after its deadline.
+      enableOfflineQueue: false,
+      // A command whose node connection closed would be sent again to the new owner: a request
+      // could reach its receivers twice. It fails instead, and the request with it.
+      retryDelayOnFailover: 0,
+      shardedSubscribers: false,
+      redisOptions: this.nodeOptions('pub'),
+    });
+    this.publisher = publisher;
+    const current = (): boolean => this.publisher === publisher && !this.closing;
+    publisher.on('refresh', () => {
+      if (current()) this.place();
+    });
+    publisher.on('+node', (node: Redis) => this.watchNode(node));
+    for (const event of ['ready', 'close', 'reconnecting', 'end', 'connect']) {
+      publisher.on(event, () => {
+        if (current()) this.refreshStatus();
+      });
+    }
+    const report = (error: Error): void => {
+      if (current() && this.listenerCount('error') > 0) this.emit('error', error);
+    };
+    publisher.on('error', report);
+    publisher.on('node error', (error: Error, node?: string) => report(node === undefined ? error : new Error(`${node}: ${error.message}`, { cause: error })));
+
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        cleanup();
+        publisher.disconnect();
+        setImmediate(() => {
+          if (!this.closing && this.connecting === undefined) this.setStatus('disconnected');
+        });
+        reject(
+          new ConnectionLostError(
+            `could not connect to the Redis Cluster at ${this.options.nodes.map(describeNode).join(', ')} within connectTimeout (${this.options.connectTimeout} ms); start the cluster (or fix "cluster.nodes") first, or raise "connectTimeout" to wait longer`,
+          ),
+        );
+      }, this.options.connectTimeout);
+      const onStatus = (status: BusStatus): void => {
+        if (status === 'connected') {
+          cleanup();
+          resolve();
+        } else if (status === 'closed') {
+          cleanup();
+          reject(new ConnectionLostError('the client was closed while connecting'));
+        }
+      };
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        this.off('status', onStatus);
+      };
+      this.on('status', onStatus);
+      publisher.connect().catch(() => undefined);
+    });
+  }
+
+  /** Options of every connection to a node: the app's `redisOptions`, then what this bus needs. */
+  private nodeOptions(role: 'pub' | 'sub'): RedisOptions {
+    return {
+      ...this.options.clusterOptions.redisOptions,
+      connectTimeout: this.options.connectTimeout,
+      disconnectTimeout: 100,
+      connectionName: `${this.options.connectionName}:${role}`,
+      autoResendUnfulfilledCommands: false,
+    };
+  }
+
+  /** Fails the publishes in flight on a node when its connection closes. */
+  private watchNode(node: Redis): void {
+    if (this.watchedNodes.has(node)) return;
+    this.watchedNodes.add(node);
+    const key = nodeKey(node.options);
+    // Connected at once rather than by the first command: with the offline queue off, a command
+    // sent while a node's first connection is being made is refused ("Connection is closed."), and
+    // two replies bound for one new node in the same instant would lose the second.
+    if (node.status === 'wait') node.connect().catch(() => undefined);
+    node.on('ready', () => this.downUntil.delete(key));
+    node.on('error', () => this.downUntil.set(key, Date.now() + NODE_DOWN_PAUSE_MS));
+    node.on('close', () => {
+      const inFlight = this.publishesInFlight.get(key);
+      if (inFlight === undefined) return;
+      for (const cut of [...inFlight]) cut(new ConnectionLostError('the connection closed while an SPUBLISH was in flight; it is not sent again'));
+    });
+  }
+
+  private publishesInFlightOn(node: string): Set<(error: Error) => void> {
+    let set = this.publishesInFlight.get(node);
+    if (set === undefined) {
+      set = new Set();
+      this.publishesInFlight.set(node, set);
+    }
+    return set;
+  }
+
+  // Channels published to are not cached: a server replies to the inbox of every caller it ever met.
+  private slotOf(channel: string): number {
+    return this.slots.get(channel) ?? keySlot(channel);
+  }
+
+  /** The master that owns `channel`'s slot in the `Cluster`'s current map. */
+  private ownerOf(channel: string): string | undefined {
+    return this.publisher?.slots[this.slotOf(channel)]?.[0];
+  }
+
+  private shard(node: string): ShardSubscriber {
+    let shard = this.shards.get(node);
+    if (shard === undefined) {
+      const [host, port] = splitNodeKey(node);
+      const connection = new Redis({
+        ...this.nodeOptions('sub'),
+        host,
+        port,
+        lazyConnect: true,
+        // This class re-subscribes itself, per slot, and confirms it.
+        autoResubscribe: false,
+        enableOfflineQueue: true,
+        retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, MAX_RECONNECT_DELAY_MS),
+      });
+      shard = new ShardSubscriber(node, connection, (channel) => this.slotOf(channel), {
+        // A channel's messages come from one node at a time (the owner of its slot when published),
+        // so a message still arriving from the node a channel just moved away from is no duplicate.
+        message: (channel, message) => this.emit('message', channel, message),
+        confirmed: () => this.refreshStatus(),
+        lost: (subscribed) => this.onShardLost(node, subscribed),
+        error: (error) => {
+          if (!this.closing && this.listenerCount('error') > 0) this.emit('error', new Error(`${node} (subscriber): ${error.message}`, { cause: error }));
+        },
+      });
+      this.shards.set(node, shard);
+      shard.start();
+    }
+    return shard;
+  }
+
+  /**
+   * A subscriber connection lost what it held (it closed, or Redis moved a slot away): if that held
+   * confirmed subscriptions, what was published to them meanwhile is lost. The slot map is asked
+   * again at once: a failover or a migration is the likely cause.
+   */
+  private onShardLost(node: string, hadConfirmed: boolean): void {
+    if (this.closing) return;
+    const holdsEstablished = [...this.placement].some(([channel, at]) => at === node && this.established.has(channel));
+    if (hadConfirmed && holdsEstablished) this.emit('subscriberLost');
+    this.refreshStatus();
+    this.publisher?.refreshSlotsCache();
+  }
+
+  /**
+   * Moves every channel to the master that owns its slot now, and re-subscribes a connection that
+   * is up but lost its subscriptions (Redis dropped them when a slot moved away).
+   */
+  private place(): void {
+    for (const shard of this.shards.values()) if (!shard.confirmed && !shard.syncing && shard.connection.status === 'ready') shard.resync();
+    const moves = new Map<string, string[]>();
+    for (const [channel, at] of this.placement) {
+      const owner = this.ownerOf(channel);
+      if (owner === undefined || owner === at) continue;
+      this.placement.set(channel, owner);
+      const list = moves.get(at) ?? [];
+      list.push(channel);
+      moves.set(at, list);
+    }
+    if (moves.size === 0) return;
+    let lost = false;
+    const destinations = new Set<string>();
+    for (const [from, channels] of moves) {
+      const old = this.shards.get(from);
+      if (old?.confirmed && channels.some((channel) => this.established.has(channel))) lost = true;
+      void old?.remove(channels);
+      this.dropIfEmpty(from);
+      for (const channel of channels) destinations.add(this.placement.get(channel)!);
+    }
+    for (const node of destinations) {
+      const channels = [...this.placement].filter(([, at]) => at === node).map(([channel]) => channel);
+      this.shard(node).resync(channels);
+    }
+    if (lost && this.current === 'connected') this.emit('subscriberLost');
+    this.refreshStatus();
+  }
+
+  private dropIfEmpty(node: string): void {
+    const shard = this.shards.get(node);
+    if (shard === undefined || shard.channels.size > 0) return;
+    this.shards.delete(node);
+    void shard.close();
+  }
+
+  private requireReady(action: string): void {
+    if (this.closing || this.publisher?.status !== 'ready') throw new ConnectionLostError(`cannot ${action} while the connection is ${this.current}`);
+  }
+
+  private refreshStatus(): void {
+    if (this.closing || this.publisher === undefined) return;
+    const status = this.publisher.status;
+    const subscriptionsHeld = [...this.shards.values()].every((shard) => shard.confirmed || ![...shard.channels].some((channel) => this.established.has(channel)));
+    if (status === 'ready' && subscriptionsHeld) {
+      this.everConnected = true;
+      this.setStatus('connected');
+    } else if (status === 'end') {
+      this.setStatus('disconnected');
+    } else {
+      this.setStatus(this.everConnected ? 'reconnecting' : 'connecting');
+    }
+  }
+
+  private setStatus(status: BusStatus): void {
+    if (status === this.current) return;
+    this.current = status;
+    this.emit('status', status);
+  }
+}
+
+interface ShardEvents {
+  message(channel: string, message: string): void;
+  /** Every channel this connection holds is subscribed (after a (re)connect or a resync). */
+  confirmed(): void;
+  /** It lost its subscriptions; `hadConfirmed`: they had been confirmed. */
+  lost(hadConfirmed: boolean): void;
+  error(error: Error): void;
+}
+
+/** One subscriber connection to one master, holding the channels that master owns. */
+class ShardSubscriber {
+  readonly channels = new Set<string>();
+  /** Connected, and every channel in `channels` was subscribed and acknowledged on this connection. */
+  confirmed = false;
+  /** A re-subscription is on the wire. */
+  syncing = false;
+  private generation = 0;
+  private closed = false;
+
+  constructor(
+    readonly node: string,
+    readonly connection: Redis,
+    private readonly slotOf: (channel: string) => number,
+    private readonly events: ShardEvents,
+  ) {
+    connection.on('smessage', (channel: string, message: string) => events.message(channel, message));
+    connection.on('ready', () => this.resync());
+    connection.on('close', () => this.invalidate());
+    // An unsolicited SUNSUBSCRIBE (Redis moved a slot away) or a MOVED answer to SSUBSCRIBE.
+    connection.on('moved', () => this.invalidate());
+    connection.on('error', (error: Error) => events.error(error));
+  }
+
+  start(): void {
+    this.connection.connect().catch(() => undefined);
+  }
+
+  /**
+   * Subscribes `channels` here and resolves once Redis acknowledged them. Waits for the connection
+   * at most `timeoutMs`; its (re)connection subscribes everything it holds anyway.
+   */
+  async add(channels: readonly string[], timeoutMs: number): Promise<void> {
+    for (const channel of channels) this.channels.add(channel);
+    await this.whenReady(timeoutMs);
+    await this.ssubscribe(channels);
+  }
+
+  async remove(channels: readonly string[]): Promise<void> {
+    for (const channel of channels) this.channels.delete(channel);
+    if (this.connection.status !== 'ready') return;
+    await Promise.all(bySlot(channels, this.slotOf).map((group) => this.connection.sunsubscribe(...group))).catch(() => undefined);
+  }
+
+  /** Subscribes every channel held (plus `extra`) again, then reports this connection confirmed. */
+  resync(extra: readonly string[] = []): void {
+    for (const channel of extra) this.channels.add(channel);
+    const generation = ++this.generation;
+    this.confirmed = false;
+    if (this.connection.status !== 'ready' || this.closed) return;
+    this.syncing = true;
+    this.ssubscribe([...this.channels]).then(
+      () => {
+        if (generation !== this.generation || this.closed) return;
+        this.syncing = false;
+        this.confirmed = true;
+        this.events.confirmed();
+      },
+      (error: Error) => {
+        if (generation !== this.generation || this.closed) return;
+        this.syncing = false;
+        this.events.error(error);
+        this.invalidate();
+      },
+    );
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.confirmed = false;
+    try {
+      if (this.connection.status === 'ready') await this.connection.quit();
+      else this.connection.disconnect();
+    } catch {
+      this.connection.disconnect();
+    }
+  }
+
+  private invalidate(): void {
+    if (this.closed) return;
+    const hadConfirmed = this.confirmed;
+    this.confirmed = false;
+    this.syncing = false;
+    this.generation++;
+    this.events.lost(hadConfirmed);
+  }
+
+  private async ssubscribe(channels: readonly string[]): Promise<void> {
+    if (channels.length === 0) return;
+    // One SSUBSCRIBE per slot: Redis refuses one whose channels hash to different slots.
+    await Promise.all(bySlot(channels, this.slotOf).map((group) => this.connection.ssubscribe(...group)));
+  }
+
+  private whenReady(timeoutMs: number): Promise<void> {
+    if (this.connection.status === 'ready') return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new ConnectionLostError(`the subscriber connection to ${this.node} was not ready within connectTimeout (${timeoutMs} ms)`));
+      }, timeoutMs);
+      const onReady = (): void => {
+        cleanup();
+        resolve();
+      };
+      const onEnd = (): void => {
+        cleanup();
+        reject(new ConnectionLostError(`the subscriber connection to ${this.node} ended`));
+      };
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        this.connection.off('ready', onReady);
+        this.connection.off('end', onEnd);
+      };
+      this.connection.on('ready', onReady);
+      this.connection.on('end', onEnd);
+    });
+  }
+}
+
+function bySlot(channels: readonly string[], slotOf: (channel: string) => number): string[][] {
+  const groups = new Map<number, string[]>();
+  for (const channel of channels) {
+    const slot = slotOf(channel);
+    const group = groups.get(slot) ?? [];
+    group.push(channel);
+    groups.set(slot, group);
+  }
+  return [...groups.values()];
+}
+
+function nodeKey(options: { host?: string; port?: number }): string {
+  return `${options.host ?? '127.0.0.1'}:${options.port ?? 6379}`;
+}
+
+/** `host:port`, with IPv6 hosts (which hold colons) split at the last colon. */
+function splitNodeKey(key: string): [string, number] {
+  const at = key.lastIndexOf(':');
+  return [key.slice(0, at), Number(key.slice(at + 1))];
+}
+
+function describeNode(node: ClusterNode): string {
+  if (typeof node === 'number') return `127.0.0.1:${node}`;
+  if (typeof node === 'string') return node.replace(/\/\/[^@/]*@/, '//');
+  return nodeKey(node);
+}
