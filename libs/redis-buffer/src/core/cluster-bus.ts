@@ -198,7 +198,7 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
   private async open(): Promise<void> {
     this.setStatus('connecting');
     const { clusterOptions } = this.options;
-    const publisher = new Cluster([...this.options.nodes], {
+    const publisherOptions: ClusterOptions = {
       // Placement follows the slot map; a refresh every second notices a failover (or a master that
       // hangs while a replica takes over) within about a second.
       slotsRefreshInterval: 1000,
@@ -209,9 +209,12 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
       // A command whose node connection closed would be sent again to the new owner: a request
       // could reach its receivers twice. It fails instead, and the request with it.
       retryDelayOnFailover: 0,
-      shardedSubscribers: false,
       redisOptions: this.nodeOptions('pub'),
-    });
+    };
+    // ioredis 6's own sharded subscribers stay off (this bus subscribes itself); ioredis 5 has none,
+    // and no such option in its types.
+    (publisherOptions as Record<string, unknown>).shardedSubscribers = false;
+    const publisher = new Cluster([...this.options.nodes], publisherOptions);
     this.publisher = publisher;
     const current = (): boolean => this.publisher === publisher && !this.closing;
     publisher.on('refresh', () => {
