@@ -3,7 +3,7 @@ import { Cluster, Redis, type ClusterNode, type ClusterOptions, type RedisOption
 import { ConnectionLostError } from './errors/connection-lost.error.js';
 import { RedisPermissionError } from './errors/redis-permission.error.js';
 import { keySlot } from './key-slot.js';
-import { isPermissionError, type BusClients, type BusEvents, type BusStatus, type RedisBus } from './redis-bus.js';
+import { isPermissionError, untilConnected, type BusClients, type BusEvents, type BusStatus, type RedisBus } from './redis-bus.js';
 
 export interface ClusterBusOptions {
   readonly nodes: readonly ClusterNode[];
@@ -232,35 +232,20 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
     publisher.on('error', report);
     publisher.on('node error', (error: Error, node?: string) => report(node === undefined ? error : new Error(`${node}: ${error.message}`, { cause: error })));
 
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        cleanup();
+    await untilConnected(
+      this,
+      this.options.connectTimeout,
+      () => {
         publisher.disconnect();
         setImmediate(() => {
           if (!this.closing && this.connecting === undefined) this.setStatus('disconnected');
         });
-        reject(
-          new ConnectionLostError(
-            `could not connect to the Redis Cluster at ${this.options.nodes.map(describeNode).join(', ')} within connectTimeout (${this.options.connectTimeout} ms); start the cluster (or fix "cluster.nodes") first, or raise "connectTimeout" to wait longer`,
-          ),
+        return new ConnectionLostError(
+          `could not connect to the Redis Cluster at ${this.options.nodes.map(describeNode).join(', ')} within connectTimeout (${this.options.connectTimeout} ms); start the cluster (or fix "cluster.nodes") first, or raise "connectTimeout" to wait longer`,
         );
-      }, this.options.connectTimeout);
-      const onStatus = (status: BusStatus): void => {
-        if (status === 'connected') {
-          cleanup();
-          resolve();
-        } else if (status === 'closed') {
-          cleanup();
-          reject(new ConnectionLostError('the client was closed while connecting'));
-        }
-      };
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        this.off('status', onStatus);
-      };
-      this.on('status', onStatus);
-      publisher.connect().catch(() => undefined);
-    });
+      },
+      () => void publisher.connect().catch(() => undefined),
+    );
   }
 
   /** Options of every connection to a node: the app's `redisOptions`, then what this bus needs. */

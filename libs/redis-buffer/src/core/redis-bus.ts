@@ -198,37 +198,19 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
       });
     }
 
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        cleanup();
-        // Stop these connections' retries: the next connect() opens new ones, and retries left
-        // running would leak sockets and timers that keep the process alive after close().
-        publisher.disconnect();
-        subscriber.disconnect();
-        // After the rejection has reached whoever awaits connect(), so they see this message.
-        setImmediate(() => {
-          if (!this.closing && this.connecting === undefined) this.setStatus('disconnected');
-        });
-        reject(
-          new ConnectionLostError(
-            `could not connect to ${describeRedis(this.options.redis)} within connectTimeout (${this.options.connectTimeout} ms); start Redis (or fix the address) first, or raise "connectTimeout" to wait longer`,
-          ),
-        );
-      }, this.options.connectTimeout);
-      const onStatus = (status: BusStatus): void => {
-        if (status === 'connected') {
-          cleanup();
-          resolve();
-        } else if (status === 'closed') {
-          cleanup();
-          reject(new ConnectionLostError('the client was closed while connecting'));
-        }
-      };
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        this.off('status', onStatus);
-      };
-      this.on('status', onStatus);
+    await untilConnected(this, this.options.connectTimeout, () => {
+      // Stop these connections' retries: the next connect() opens new ones, and retries left
+      // running would leak sockets and timers that keep the process alive after close().
+      publisher.disconnect();
+      subscriber.disconnect();
+      // After the rejection has reached whoever awaits connect(), so they see this message.
+      setImmediate(() => {
+        if (!this.closing && this.connecting === undefined) this.setStatus('disconnected');
+      });
+      return new ConnectionLostError(
+        `could not connect to ${describeRedis(this.options.redis)} within connectTimeout (${this.options.connectTimeout} ms); start Redis (or fix the address) first, or raise "connectTimeout" to wait longer`,
+      );
+    }, () => {
       publisher.connect().catch(() => undefined);
       subscriber.connect().catch(() => undefined);
     }).finally(() => {
@@ -298,6 +280,35 @@ async function quit(connection: Redis | undefined): Promise<void> {
   // Also after QUIT: only disconnect() closes the connections to the sentinels that ioredis's
   // failover detector keeps open, which would otherwise hold the process alive after close().
   connection.disconnect();
+}
+
+/**
+ * Resolves once `bus` reports `connected`, after `start` has begun connecting. Rejects when the bus
+ * is closed meanwhile, or after `timeoutMs` with the error `timedOut` returns (having stopped the
+ * connection attempts). Shared by every `RedisBus`.
+ */
+export function untilConnected(bus: EventEmitter<BusEvents>, timeoutMs: number, timedOut: () => Error, start: () => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(timedOut());
+    }, timeoutMs);
+    const onStatus = (status: BusStatus): void => {
+      if (status === 'connected') {
+        cleanup();
+        resolve();
+      } else if (status === 'closed') {
+        cleanup();
+        reject(new ConnectionLostError('the client was closed while connecting'));
+      }
+    };
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      bus.off('status', onStatus);
+    };
+    bus.on('status', onStatus);
+    start();
+  });
 }
 
 /** The Redis address for messages, without credentials. */

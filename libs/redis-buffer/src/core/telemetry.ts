@@ -73,10 +73,6 @@ export class BufferTelemetry {
     private readonly instanceId: string,
   ) {}
 
-  get active(): boolean {
-    return this.api !== undefined;
-  }
-
   /**
    * Whether an SDK's tracer provider is registered (now: one may be registered after the client
    * or transport was made). Without one, nothing about tracing runs per message: extracting a
