@@ -138,13 +138,8 @@ export async function readEventStream(url: string, timeoutMs = 10_000): Promise<
   const events: ServerSentEvent[] = [];
   // An SSE body is blocks separated by a blank line, each with `event:` and `data:` fields.
   for (const block of (await response.text()).split(/\r?\n\r?\n/)) {
-    let event = 'message';
-    const data: string[] = [];
-    for (const line of block.split(/\r?\n/)) {
-      if (line.startsWith('event:')) event = line.slice(6).trim();
-      else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
-    }
-    if (data.length > 0) events.push({ event, data: JSON.parse(data.join('\n')) });
+    const event = parseEventBlock(block);
+    if (event !== undefined) events.push(event);
   }
   return { contentType: response.headers.get('content-type'), events };
 }
@@ -173,13 +168,8 @@ export async function openEventStream(url: string): Promise<LiveEventStream> {
         const blocks = pending.split(/\r?\n\r?\n/);
         pending = blocks.pop()!;
         for (const block of blocks) {
-          let event = 'message';
-          const data: string[] = [];
-          for (const line of block.split(/\r?\n/)) {
-            if (line.startsWith('event:')) event = line.slice(6).trim();
-            else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
-          }
-          if (data.length > 0) events.push({ event, data: JSON.parse(data.join('\n')) });
+          const event = parseEventBlock(block);
+          if (event !== undefined) events.push(event);
         }
         for (const wake of waiters) wake();
       }
@@ -209,4 +199,15 @@ export async function openEventStream(url: string): Promise<LiveEventStream> {
       }),
     close: () => controller.abort(),
   };
+}
+
+/** One SSE block (`event:` and `data:` lines; data parsed as JSON), or undefined when it has no data. */
+function parseEventBlock(block: string): ServerSentEvent | undefined {
+  let event = 'message';
+  const data: string[] = [];
+  for (const line of block.split(/\r?\n/)) {
+    if (line.startsWith('event:')) event = line.slice(6).trim();
+    else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
+  }
+  return data.length > 0 ? { event, data: JSON.parse(data.join('\n')) } : undefined;
 }

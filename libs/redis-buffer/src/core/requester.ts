@@ -290,21 +290,16 @@ export class Requester {
   private encodeChecked(envelope: Envelope, what: string): string {
     const problem = validateEnvelope(envelope);
     if (typeof problem === 'string') throw new BadMessageError(`the ${what} would be refused by every receiver: ${problem}`);
-    return this.checkSize(encodeEnvelope(envelope), what);
-  }
-
-  private checkSize(encoded: string, what: string): string {
+    const encoded = encodeEnvelope(envelope);
     const bytes = utf8Bytes(encoded, this.options.maxPayloadBytes);
     if (bytes > this.options.maxPayloadBytes) throw new PayloadTooLargeError(bytes, this.options.maxPayloadBytes, what);
     return encoded;
   }
 
   private prepareRequest(gatherer: Gatherer<unknown>, envelope: RequestEnvelope): OutgoingRequest {
-    const problem = validateEnvelope(envelope);
-    if (typeof problem === 'string') throw new BadMessageError(`the request would be refused by every receiver: ${problem}`);
     // `ttl` comes first in the envelope, so its text can be rewritten when the batch is flushed and
     // time spent queued is not counted twice: keep what follows it.
-    const encoded = this.checkSize(encodeEnvelope(envelope), 'request');
+    const encoded = this.encodeChecked(envelope, 'request');
     const rest = encoded.slice(encoded.indexOf(','));
     return new OutgoingRequest(gatherer, rest, encoded.length);
   }
