@@ -7,6 +7,11 @@ export interface OutgoingEnvelope {
   encode(): string;
   /** True when the envelope must no longer be sent (its request was cancelled or has failed). */
   readonly cancelled?: boolean;
+  /**
+   * Told the PUBLISH result of the batch that carried it, like a `PublishCallback`: an item that
+   * needs the result implements this rather than passing a closure (one allocation less per message).
+   */
+  published?(error: Error | undefined, receivers: number): void;
 }
 
 /** Told the PUBLISH result of the batch that carried an envelope: Redis's receiver count, or the error. */
@@ -16,7 +21,8 @@ export type PublishFunction = (channel: string, message: string) => Promise<numb
 
 interface PendingBatch {
   items: OutgoingEnvelope[];
-  callbacks: Array<PublishCallback | undefined>;
+  /** The callbacks passed to `enqueue`, only for the items that came with one. */
+  callbacks: PublishCallback[] | undefined;
   bytes: number;
 }
 
@@ -51,11 +57,11 @@ export class Coalescer {
       batch = undefined;
     }
     if (batch === undefined) {
-      batch = { items: [], callbacks: [], bytes: 2 };
+      batch = { items: [], callbacks: undefined, bytes: 2 };
       this.pending.set(channel, batch);
     }
     batch.items.push(item);
-    batch.callbacks.push(callback);
+    if (callback !== undefined) (batch.callbacks ??= []).push(callback);
     batch.bytes += item.bytes + 1;
     if (!this.scheduled) {
       this.scheduled = true;
@@ -88,16 +94,17 @@ export class Coalescer {
       if (encoded.length === 0) return;
       message = encodeBatch(encoded);
     } catch (error) {
-      settle(batch.callbacks, error as Error, 0);
+      settle(batch, error as Error, 0);
       return;
     }
     this.publish(channel, message).then(
-      (receivers) => settle(batch.callbacks, undefined, receivers),
-      (error: Error) => settle(batch.callbacks, error, 0),
+      (receivers) => settle(batch, undefined, receivers),
+      (error: Error) => settle(batch, error, 0),
     );
   }
 }
 
-function settle(callbacks: Array<PublishCallback | undefined>, error: Error | undefined, receivers: number): void {
-  for (const callback of callbacks) callback?.(error, receivers);
+function settle(batch: PendingBatch, error: Error | undefined, receivers: number): void {
+  for (const item of batch.items) item.published?.(error, receivers);
+  if (batch.callbacks !== undefined) for (const callback of batch.callbacks) callback(error, receivers);
 }

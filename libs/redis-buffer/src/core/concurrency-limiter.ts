@@ -24,9 +24,14 @@ export class ConcurrencyLimiter {
     return this.queue.length - this.head;
   }
 
+  /** Whether a task submitted now would run at once: a slot is free and nobody waits. */
+  get hasRoom(): boolean {
+    return this.queued === 0 && this.running() < this.maxRunning;
+  }
+
   /** Runs `task` now if a slot is free (and nobody waits), else queues it; false if the queue is full. */
   submit(task: () => void): boolean {
-    if (this.queued === 0 && this.running() < this.maxRunning) {
+    if (this.hasRoom) {
       task();
       return true;
     }

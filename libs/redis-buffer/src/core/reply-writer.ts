@@ -1,4 +1,4 @@
-import type { Coalescer, OutgoingEnvelope, PublishCallback } from './coalescer.js';
+import type { Coalescer, OutgoingEnvelope } from './coalescer.js';
 import { encodeReplyParts } from './envelope.js';
 import { BufferErrorCode } from './errors/buffer.error.js';
 
@@ -30,6 +30,10 @@ class PendingReply implements OutgoingEnvelope {
     this.flushed = true;
     return encodeReplyParts(this.writer.idJson, this.writer.fromJson, this.seq, this.done, this.bodyKey, this.bodyJson, this.refused);
   }
+
+  published(error: Error | undefined): void {
+    if (error !== undefined) this.writer.publishFailed(error);
+  }
 }
 
 /**
@@ -47,11 +51,6 @@ export class ReplyWriter {
   private ended = false;
   /** Set when this answer ended with an error or a refusal: its code, or `error`. */
   errorType: string | undefined;
-  // One callback for every reply of this request, not a closure per reply.
-  private readonly published: PublishCallback = (error) => {
-    if (error !== undefined) this.onPublishError(error, this.replyTo);
-  };
-
   constructor(
     private readonly coalescer: Coalescer,
     private readonly replyTo: string,
@@ -143,9 +142,14 @@ export class ReplyWriter {
     else this.push(true, undefined, undefined, false);
   }
 
+  /** A PUBLISH carrying one of these replies failed. */
+  publishFailed(error: Error): void {
+    this.onPublishError(error, this.replyTo);
+  }
+
   private push(done: boolean, bodyKey: 'data' | 'error' | undefined, bodyJson: string | undefined, refused: boolean): void {
     const reply = new PendingReply(this, this.seq++, done, bodyKey, bodyJson, refused);
     this.last = reply;
-    this.coalescer.enqueue(this.replyTo, reply, this.published);
+    this.coalescer.enqueue(this.replyTo, reply);
   }
 }

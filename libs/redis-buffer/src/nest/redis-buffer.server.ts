@@ -15,7 +15,7 @@ import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } 
 import { createBus } from '../core/create-bus.js';
 import type { BusEvents, BusStatus, RedisBus } from '../core/redis-bus.js';
 import { ReplyWriter } from '../core/reply-writer.js';
-import { BufferTelemetry, loadOpenTelemetry, type ObservedCounters } from '../core/telemetry.js';
+import { BufferTelemetry, loadOpenTelemetry, type ObservedCounters, type ProcessTrace } from '../core/telemetry.js';
 import { BUFFER_TRANSPORT } from './buffer.constants.js';
 import { BufferContext } from './buffer.context.js';
 import type { DurableConsumer } from '../core/durable/durable-consumer.js';
@@ -103,6 +103,17 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
   private readonly telemetry: BufferTelemetry;
   // Durable half (@DurablePattern handlers on Redis Streams): see durable-handlers.ts.
   private durable: DurableConsumer | undefined;
+  // Nest's own do-nothing start hook, as this server was built with it: while it is still the one
+  // set (and no end hook is), handlers run without the processing-hook wrapper.
+  private readonly defaultStartHook: unknown = (this as unknown as ProcessingHookFields).onProcessingStartHook;
+  // Shared by every request's HandlerRun: no closure per request.
+  private readonly handlerDone = (writer: ReplyWriter): void => {
+    if (this.active.delete(writer)) this.limiter.pump();
+  };
+  // A handler's stream still open once subscribed: what a shutdown that runs out of time stops.
+  private readonly handlerStream = (writer: ReplyWriter, subscription: Subscription): void => {
+    if (this.active.has(writer)) this.active.set(writer, subscription);
+  };
   // Shared by every request's ReplyWriter: no closure per request.
   private readonly onReplyPublishError = (error: Error, replyTo: string): void => {
     this.stats.replyPublishFailures++;
@@ -442,7 +453,9 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       this.stats.requests++;
       return this.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" is shutting down; ask another instance.`);
     }
-    if (!this.limiter.submit(() => this.onRequest(envelope, channel, deadline))) this.refuseOverloaded(envelope);
+    // A free slot runs the request at once, with no task closure (the common case).
+    if (this.limiter.hasRoom) this.onRequest(envelope, channel, deadline);
+    else if (!this.limiter.submit(() => this.onRequest(envelope, channel, deadline))) this.refuseOverloaded(envelope);
   }
 
   private onInboundRejected(reason: InboundRejection, channel: string, length: number): void {
@@ -488,48 +501,30 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     const writer = this.writerFor(envelope);
     const context = this.contextFor(envelope, channel, deadline);
     const trace = this.telemetry.startProcess('request', envelope.pattern, channel, envelope.id, envelope.from, envelope.headers);
-    // Past the deadline nobody listens: stop the handler's stream instead of doing dead work. The
-    // timer is armed only for a stream still open once subscribed (most handlers have answered by
-    // then), which saves a setTimeout/clearTimeout pair per request.
-    let expiry: ReturnType<typeof setTimeout> | undefined;
-    let settled = false;
-    const settle = (): void => {
-      if (settled) return;
-      settled = true;
-      if (expiry !== undefined) clearTimeout(expiry);
-      this.telemetry.endProcess(trace, writer.errorType);
-      if (this.active.delete(writer)) this.limiter.pump();
-    };
+    const run = new HandlerRun(writer, deadline, this.telemetry, trace, this.handlerDone, this.handlerStream);
     this.active.set(writer, undefined);
-    const run = this.telemetry.runInContext(trace, () =>
-      this.runHooked(context, async (runEndHook) => {
-        const result: unknown = await handler(envelope.data, context);
-        if (!isObservable(result)) {
-          // A plain value (Nest's proxy has already awaited a Promise): one reply, no stream to build.
-          writer.value(result);
-          writer.end();
-          runEndHook();
-          return settle();
-        }
-        const subscription = result.subscribe(writer);
-        // Runs on completion, error or unsubscribe; at once if the stream has already ended.
-        subscription.add(() => {
-          runEndHook();
-          settle();
-        });
-        if (writer.isEnded) {
-          subscription.unsubscribe();
-        } else {
-          if (this.active.has(writer)) this.active.set(writer, subscription);
-          const remaining = deadline - Date.now();
-          if (remaining > 0) expiry = setTimeout(() => subscription.unsubscribe(), remaining);
-        }
-      }),
-    );
-    run.catch((error: unknown) => {
-      writer.error(error);
-      settle();
-    });
+    if (trace === undefined && !this.hasProcessingHooks()) {
+      // Nothing to run around the handler (no processing hook, no span): call Nest's handler proxy
+      // (guards, pipes, interceptors and filters all run in it) and take its result, with no
+      // wrapper promise per request.
+      let result: unknown;
+      try {
+        result = handler(envelope.data, context);
+      } catch (error) {
+        return run.failed(error);
+      }
+      if (isPromiseLike(result)) result.then((value) => run.produced(value), (error: unknown) => run.failed(error));
+      else run.produced(result);
+      return;
+    }
+    this.telemetry
+      .runInContext(trace, () =>
+        this.runHooked(context, async (runEndHook) => {
+          run.endHook = runEndHook;
+          run.produced(await handler(envelope.data, context));
+        }),
+      )
+      .catch((error: unknown) => run.failed(error));
   }
 
   private onEventArrived(channel: string, envelope: EventEnvelope): void {
@@ -585,6 +580,12 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     })).catch(fail);
   }
 
+  /** Whether a processing hook was set on this server (`setOnProcessingStartHook` / `setOnProcessingEndHook`). */
+  private hasProcessingHooks(): boolean {
+    const fields = this as unknown as ProcessingHookFields;
+    return fields.onProcessingStartHook !== this.defaultStartHook || fields.onProcessingEndHook !== undefined;
+  }
+
   /**
    * Nest's processing hooks (tracing and the like) around a handler, with whatever the installed
    * `@nestjs/microservices` offers (see `processing-hooks.ts`).
@@ -614,6 +615,74 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       headers: envelope.headers,
       deadline,
     });
+  }
+}
+
+/** The members of Nest's `Server` that hold its processing hooks (absent on older versions). */
+interface ProcessingHookFields {
+  onProcessingStartHook?: unknown;
+  onProcessingEndHook?: unknown;
+}
+
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === 'function';
+}
+
+/**
+ * One handler run for one request: takes what the handler produced (a value or a stream) to the
+ * request's `ReplyWriter`, stops a stream still open at the deadline, and tells the server once
+ * when the run is over. An object per request rather than closures.
+ */
+class HandlerRun {
+  /** Nest's processing end hook, when the run is wrapped in the hooks. */
+  endHook: (() => void) | undefined;
+  private expiry: ReturnType<typeof setTimeout> | undefined;
+  private settled = false;
+
+  constructor(
+    private readonly writer: ReplyWriter,
+    private readonly deadline: number,
+    private readonly telemetry: BufferTelemetry,
+    private readonly trace: ProcessTrace | undefined,
+    private readonly done: (writer: ReplyWriter) => void,
+    private readonly track: (writer: ReplyWriter, subscription: Subscription) => void,
+  ) {}
+
+  /** The handler's result: a plain value (Nest's proxy has already awaited a Promise) or an Observable. */
+  produced(result: unknown): void {
+    const writer = this.writer;
+    if (!isObservable(result)) {
+      // One reply, no stream to build.
+      writer.value(result);
+      writer.end();
+      return this.settle();
+    }
+    const subscription = result.subscribe(writer);
+    // Runs on completion, error or unsubscribe; at once if the stream has already ended.
+    subscription.add(() => this.settle());
+    if (writer.isEnded) {
+      subscription.unsubscribe();
+      return;
+    }
+    this.track(writer, subscription);
+    // Past the deadline nobody listens: stop the stream instead of doing dead work. Armed only for a
+    // stream still open once subscribed (most handlers have answered by then).
+    const remaining = this.deadline - Date.now();
+    if (remaining > 0 && !this.settled) this.expiry = setTimeout(() => subscription.unsubscribe(), remaining);
+  }
+
+  failed(error: unknown): void {
+    this.writer.error(error);
+    this.settle();
+  }
+
+  private settle(): void {
+    if (this.settled) return;
+    this.settled = true;
+    if (this.expiry !== undefined) clearTimeout(this.expiry);
+    this.endHook?.();
+    this.telemetry.endProcess(this.trace, this.writer.errorType);
+    this.done(this.writer);
   }
 }
 
