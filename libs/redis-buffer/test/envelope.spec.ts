@@ -1,4 +1,4 @@
-import { decodeMessage, encodeBatch, encodeEnvelope, encodeReplyParts, validateEnvelope } from '../src/core/envelope.js';
+import { decodeMessage, encodeBatch, encodeEnvelope, encodeReplyParts, encodeRequestRest, validateEnvelope, validateHeaders, type RequestEnvelope } from '../src/core/envelope.js';
 import { BadMessageError } from '../src/core/errors/bad-message.error.js';
 
 const request = { v: 1, kind: 'request', id: 'r1', pattern: 'p', from: 'a', replyTo: 'rb:inbox:a', ttl: 1000, headers: { h: 'v' }, data: { x: 1 } };
@@ -22,6 +22,23 @@ describe('envelope', () => {
     expect(decoded.rejected[0]!.error).toBeInstanceOf(BadMessageError);
     expect(decoded.rejected[0]!.error.message).toContain('batch element 1');
     expect(decoded.rejected[0]!.error.code).toBe('BUFFER_BAD_MESSAGE');
+  });
+
+  it('encodes a request from parts exactly as JSON.stringify does', () => {
+    const cases: unknown[] = [{ x: 1 }, null, 'text "quoted" \u2028 é', [1, 'two', { three: [3] }], 0, false, { nested: { deep: [null, true] } }];
+    const headerCases = [validateHeaders(undefined), { h: 'v' }, { 'x-tenant': 'a"b', traceparent: '00-abc' }];
+    for (const data of cases) {
+      for (const headers of headerCases) {
+        const envelope = { ttl: 1234, v: 1, kind: 'request', id: 'id-"1"', pattern: 'resource.find{"a":1}', from: 'caller é', replyTo: 'rb:inbox:caller.x', headers, data } as RequestEnvelope;
+        const rest = encodeRequestRest(envelope, JSON.stringify(envelope.from), JSON.stringify(envelope.replyTo));
+        expect(`{"ttl":1234${rest}`).toBe(encodeEnvelope(envelope));
+      }
+    }
+    // What JSON cannot represent travels as null, which receivers read as no data.
+    const odd = { ttl: 5, v: 1, kind: 'request', id: 'i', pattern: 'p', from: 'f', replyTo: 'rb:inbox:f', headers: {}, data: () => 1 } as unknown as RequestEnvelope;
+    const decoded = decodeMessage(`{"ttl":5${encodeRequestRest(odd, '"f"', '"rb:inbox:f"')}`);
+    expect(decoded.rejected).toEqual([]);
+    expect((decoded.envelopes[0] as RequestEnvelope).data).toBeNull();
   });
 
   it('a batch of one is the envelope itself', () => {

@@ -305,6 +305,19 @@ export function encodeEnvelope(envelope: Envelope): string {
 }
 
 /**
+ * A request envelope as `encodeEnvelope` writes it when `ttl` is its first field, from the comma
+ * after `ttl` on: the caller writes `{"ttl":<ms>` in front at each flush. Built from parts, with the
+ * constant ones (`from`, `replyTo`) encoded once by the caller: a third of the cost of
+ * `JSON.stringify` on the whole envelope. `data` that JSON cannot represent (a function) travels
+ * as `null`, which is what the receiver reads for a missing `data`.
+ */
+export function encodeRequestRest(envelope: RequestEnvelope, fromJson: string, replyToJson: string): string {
+  const data = JSON.stringify(envelope.data) as string | undefined;
+  const headers = envelope.headers === NO_HEADERS ? '{}' : JSON.stringify(envelope.headers);
+  return `,"v":1,"kind":"request","id":${JSON.stringify(envelope.id)},"pattern":${JSON.stringify(envelope.pattern)},"from":${fromJson},"replyTo":${replyToJson},"headers":${headers},"data":${data ?? 'null'}}`;
+}
+
+/**
  * Encodes a reply from pre-encoded parts: the value is serialized once, when the handler emits it,
  * so its size can be checked at once, while `done` may still be set before the batch is flushed.
  */

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { BufferChannels } from './channels.js';
-import { systemClock, type Clock, type TimerHandle } from './clock.js';
+import { systemClock, TimerPool, type Clock, type TimerHandle } from './clock.js';
 import { Coalescer, type OutgoingEnvelope } from './coalescer.js';
-import { decodeMessage, encodeEnvelope, utf8Bytes, validateEnvelope, type BufferHeaders, type Envelope, type EventEnvelope, type HelloEnvelope, type PingEnvelope, type RequestEnvelope, type WhoEnvelope } from './envelope.js';
+import { decodeMessage, encodeEnvelope, encodeRequestRest, utf8Bytes, validateEnvelope, type BufferHeaders, type Envelope, type EventEnvelope, type HelloEnvelope, type PingEnvelope, type RequestEnvelope, type WhoEnvelope } from './envelope.js';
 import { BadMessageError } from './errors/bad-message.error.js';
 import type { BufferTimeoutError } from './errors/buffer-timeout.error.js';
 import { ConnectionLostError } from './errors/connection-lost.error.js';
@@ -37,6 +37,7 @@ export interface RequesterStats {
 /** A request waiting in the coalescer: encoded once, with its `ttl` written in when it is flushed. */
 class OutgoingRequest implements OutgoingEnvelope {
   constructor(
+    private readonly view: MembershipView,
     private readonly gatherer: Gatherer<unknown>,
     /** The encoded request after its `ttl`, from the comma on. */
     private readonly rest: string,
@@ -50,6 +51,20 @@ class OutgoingRequest implements OutgoingEnvelope {
   encode(): string {
     return `{"ttl":${this.gatherer.remainingMs()}${this.rest}`;
   }
+
+  /** Redis's count of receivers: whom the request waits for. */
+  published(error: Error | undefined, receivers: number): void {
+    const gatherer = this.gatherer;
+    if (error !== undefined) return gatherer.fail(error);
+    const awaited = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
+    gatherer.expect(receivers, awaited, this.view.silentAmong(awaited));
+  }
+}
+
+/** What `Requester.request` returns: cancels the request at once (also as an rxjs teardown). */
+export interface RequestHandle {
+  cancel(): void;
+  unsubscribe(): void;
 }
 
 /**
@@ -65,7 +80,10 @@ export class Requester {
   private readonly coalescer: Coalescer;
   private readonly idPrefix = randomBytes(6).toString('base64url');
   private readonly fromJson: string;
+  private readonly inboxJson: string;
   private readonly view: MembershipView;
+  // Every request's timeout: one underlying timer per distinct duration.
+  private readonly timers: TimerPool;
   private nextId = 0;
   private started: Promise<void> | undefined;
   private firstRound: Promise<void> = Promise.resolve();
@@ -88,6 +106,8 @@ export class Requester {
     this.channels = new BufferChannels(options.namespace);
     this.inbox = this.channels.inbox(`${options.instanceId}.${this.idPrefix}`);
     this.fromJson = JSON.stringify(options.instanceId);
+    this.inboxJson = JSON.stringify(this.inbox);
+    this.timers = new TimerPool(clock);
     this.coalescer = new Coalescer((channel, message) => bus.publish(channel, message), options);
     this.badInput = new BoundedLog(logger);
     this.view = new MembershipView(
@@ -157,16 +177,17 @@ export class Requester {
    * the receivers would refuse) are thrown; everything after reaches `sink`. Returns a function
    * that cancels the request at once.
    */
-  request<T>(pattern: string, data: unknown, call: ResolvedCallOptions<T>, sink: GatherSink<T>): () => void {
+  request<T>(pattern: string, data: unknown, call: ResolvedCallOptions<T>, sink: GatherSink<T>): RequestHandle {
     if (this.closed) throw new ConnectionLostError('the client was closed');
     if (this.pending.size >= this.options.maxInFlight) throw new TooManyRequestsError(this.options.maxInFlight);
     const id = `${this.idPrefix}${(this.nextId++).toString(36)}`;
     const channel = call.to === undefined ? this.channels.request(pattern) : this.channels.direct(call.to);
     const traced = this.telemetry.startRequest('request', pattern, channel, id, call.headers);
-    // One object with prototype methods rather than three closures: it lives as long as the request.
+    // One object with prototype methods rather than closures: it lives as long as the request.
     const route = new RequestRoute<T>(this.pending, id, call.timeout, sink, this.telemetry, traced?.trace);
-    const gatherer: Gatherer<T> = new Gatherer<T>(id, pattern, call, route, this.clock);
-    let item: OutgoingRequest | undefined;
+    const gatherer: Gatherer<T> = new Gatherer<T>(id, pattern, call, route, this.timers);
+    route.gatherer = gatherer;
+    let item: OutgoingRequest;
     try {
       const headers = traced?.headers ?? call.headers;
       item = this.prepareRequest(gatherer as Gatherer<unknown>, { ttl: call.timeout, v: 1, kind: 'request', id, pattern, from: this.options.instanceId, replyTo: this.inbox, headers, data: data === undefined ? null : data });
@@ -178,34 +199,33 @@ export class Requester {
     this.pending.set(id, gatherer as Gatherer<unknown>);
     this.stats.requests++;
     this.armLiveness();
-    const publish = (): void => {
-      if (gatherer.isEnded || item === undefined) return;
-      route.published = true;
-      this.coalescer.enqueue(channel, item, (error, receivers) => {
-        if (error !== undefined) gatherer.fail(error);
-        else {
-          const awaited = this.view.awaitedFor(pattern, call.to);
-          gatherer.expect(receivers, awaited, this.view.silentAmong(awaited));
-        }
-      });
-      // The coalescer holds the encoded request until it is flushed; the closures that live as long
-      // as the request (cancel, sink) share this scope and must not keep it (memory per request in flight).
-      item = undefined;
-    };
     if (this.bus.status === 'connected' && this.inboxSubscribed) {
-      publish();
+      this.enqueueRequest(channel, item, route);
     } else if (this.bus.status === 'reconnecting' || this.bus.status === 'closed') {
       // Waiting for a reconnect would make the request hang on ioredis's retry timers.
       gatherer.fail(new ConnectionLostError(`Redis connection is ${this.bus.status}`));
     } else {
       // First connection: wait for it, bounded by the request's own timeout.
-      this.subscribeInbox().then(publish, (error: Error) => gatherer.fail(error));
+      this.enqueueWhenConnected(channel, item, route);
     }
-    return () => {
-      if (!gatherer.isEnded) route.cancelled();
-      gatherer.cancel();
-      this.pending.delete(id);
-    };
+    return route;
+  }
+
+  /**
+   * Hands a request to the coalescer. The coalescer holds it until the batch's PUBLISH has
+   * answered; nothing that lives as long as the request holds it (memory per request in flight).
+   */
+  private enqueueRequest<T>(channel: string, item: OutgoingRequest, route: RequestRoute<T>): void {
+    if (route.gatherer!.isEnded) return;
+    route.published = true;
+    this.coalescer.enqueue(channel, item);
+  }
+
+  private enqueueWhenConnected<T>(channel: string, item: OutgoingRequest, route: RequestRoute<T>): void {
+    this.subscribeInbox().then(
+      () => this.enqueueRequest(channel, item, route),
+      (error: Error) => route.gatherer!.fail(error),
+    );
   }
 
   /** Broadcasts an event to every instance handling `pattern`; resolves with Redis's receiver count. */
@@ -297,11 +317,18 @@ export class Requester {
   }
 
   private prepareRequest(gatherer: Gatherer<unknown>, envelope: RequestEnvelope): OutgoingRequest {
+    const problem = validateEnvelope(envelope);
+    if (typeof problem === 'string') throw new BadMessageError(`the request would be refused by every receiver: ${problem}`);
     // `ttl` comes first in the envelope, so its text can be rewritten when the batch is flushed and
     // time spent queued is not counted twice: keep what follows it.
-    const encoded = this.encodeChecked(envelope, 'request');
-    const rest = encoded.slice(encoded.indexOf(','));
-    return new OutgoingRequest(gatherer, rest, encoded.length);
+    const head = `{"ttl":${envelope.ttl}`;
+    const rest = encodeRequestRest(envelope, this.fromJson, this.inboxJson);
+    const limit = this.options.maxPayloadBytes;
+    const length = head.length + rest.length;
+    // As `utf8Bytes` on the whole encoded request.
+    const bytes = length * 3 <= limit ? length : Buffer.byteLength(head) + Buffer.byteLength(rest);
+    if (bytes > limit) throw new PayloadTooLargeError(bytes, limit, 'request');
+    return new OutgoingRequest(this.view, gatherer, rest, length);
   }
 
   private onMessage(channel: string, message: string): void {
@@ -449,8 +476,9 @@ export class Requester {
 }
 
 /** Between a request's `Gatherer` and its caller: drops the routing entry when the request ends. */
-class RequestRoute<T> implements GatherSink<T> {
+class RequestRoute<T> implements GatherSink<T>, RequestHandle {
   published = false;
+  gatherer: Gatherer<T> | undefined;
 
   constructor(
     private readonly pending: Map<string, Gatherer<unknown>>,
@@ -481,6 +509,19 @@ class RequestRoute<T> implements GatherSink<T> {
     this.pending.delete(this.id);
     this.telemetry.endRequest(this.trace, result, error);
     this.sink.fail(error, result);
+  }
+
+  /** Cancels the request at once: no more replies reach the sink, and its timers stop. */
+  cancel(): void {
+    const gatherer = this.gatherer!;
+    if (!gatherer.isEnded) this.cancelled();
+    gatherer.cancel();
+    this.pending.delete(this.id);
+  }
+
+  /** `cancel`, under the name rxjs calls on a teardown. */
+  unsubscribe(): void {
+    this.cancel();
   }
 
   /** The caller unsubscribed (or the request could not be sent): its span ends here. */

@@ -1,6 +1,6 @@
 import { Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microservices';
-import { connectable, Observable, ReplaySubject } from 'rxjs';
+import { connectable, Observable, ReplaySubject, type Subscriber } from 'rxjs';
 import { channelPattern } from '../core/channels.js';
 import type { BufferHeaders } from '../core/envelope.js';
 import { CallbackError } from '../core/errors/callback.error.js';
@@ -9,12 +9,12 @@ import type { GatherSink } from '../core/gatherer.js';
 import { describeRejection, GuardedBus, type InboundRejection } from '../core/guarded-bus.js';
 import { BoundedLog } from '../core/logger.js';
 import { InvalidOptionsError } from '../core/errors/invalid-options.error.js';
-import { resolveBufferOptions, resolveCallOptions, type BufferCallOptions, type BufferGatherOptions, type BufferOptions, type ResolvedBufferOptions } from '../core/options.js';
+import { resolveBufferOptions, resolveCallOptions, type BufferCallOptions, type BufferGatherOptions, type BufferOptions, type ResolvedBufferOptions, type ResolvedCallOptions } from '../core/options.js';
 import { createBus } from '../core/create-bus.js';
 import type { BusEvents, BusStatus } from '../core/redis-bus.js';
 import type { BufferReply, GatherResult } from '../core/reply.js';
 import type { InstanceInfo } from '../core/membership.js';
-import { Requester, type RequesterStats } from '../core/requester.js';
+import { Requester, type RequestHandle, type RequesterStats } from '../core/requester.js';
 import { BufferTelemetry, loadOpenTelemetry } from '../core/telemetry.js';
 import { DurablePublisher } from '../core/durable/durable-publisher.js';
 
@@ -31,6 +31,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
   private readonly logger = new Logger(BufferClient.name);
   private readonly bus: GuardedBus;
   private readonly requester: Requester;
+  private defaultCall: ResolvedCallOptions<unknown> | undefined;
   // ioredis reports every failed reconnect attempt; a Redis outage must not flood the logs.
   private readonly redisErrors = new BoundedLog(this.logger, 3, 30_000);
   private readonly badInbound = new BoundedLog(this.logger);
@@ -147,11 +148,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
    * ```
    */
   scatter<T = unknown, TInput = unknown>(pattern: unknown, data: TInput, options?: BufferCallOptions<T>): Observable<BufferReply<T>> {
-    return this.request<T, BufferReply<T>>(pattern, data, options, (subscriber) => ({
-      next: (reply) => subscriber.next(reply),
-      complete: (result, timedOut) => endStream(subscriber, pattern, result, timedOut),
-      fail: (error) => subscriber.error(error),
-    }));
+    return this.request<T, BufferReply<T>>(pattern, data, options, (subscriber) => new StreamSink<T, BufferReply<T>>(subscriber, pattern, false));
   }
 
   /**
@@ -165,18 +162,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
    * ```
    */
   override send<TResult = unknown, TInput = unknown>(pattern: unknown, data: TInput, options?: BufferCallOptions<TResult>): Observable<TResult> {
-    return this.request<TResult, TResult>(pattern, data, options, (subscriber, cancel) => ({
-      next: (reply) => {
-        if (reply.ok) {
-          subscriber.next(reply.data);
-        } else {
-          cancel();
-          subscriber.error(reply.error);
-        }
-      },
-      complete: (result, timedOut) => endStream(subscriber, pattern, result, timedOut),
-      fail: (error) => subscriber.error(error),
-    }));
+    return this.request<TResult, TResult>(pattern, data, options, (subscriber) => new StreamSink<TResult, TResult>(subscriber, pattern, true));
   }
 
   /**
@@ -205,20 +191,24 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
         signal?.removeEventListener('abort', onAbort);
         fn(value);
       };
-      const subscription = this.request<T, never>(pattern, data, callOptions, (_subscriber, cancel) => ({
-        next: (reply) => {
-          if (onReply === undefined) return;
-          try {
-            onReply(reply);
-          } catch (error) {
-            // The caller's callback failed: end this request with it, and nothing else.
-            cancel();
-            settle(reject)(new CallbackError('onReply', String(pattern), error));
-          }
-        },
-        complete: settle(resolve),
-        fail: settle(reject),
-      })).subscribe({ error: settle(reject) });
+      const subscription = this.request<T, never>(pattern, data, callOptions, () => {
+        const sink: ClientSink<T> = {
+          handle: undefined,
+          next: (reply) => {
+            if (onReply === undefined) return;
+            try {
+              onReply(reply);
+            } catch (error) {
+              // The caller's callback failed: end this request with it, and nothing else.
+              sink.handle?.cancel();
+              settle(reject)(new CallbackError('onReply', String(pattern), error));
+            }
+          },
+          complete: settle(resolve),
+          fail: settle(reject),
+        };
+        return sink;
+      }).subscribe({ error: settle(reject) });
       if (!subscription.closed) signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
@@ -254,22 +244,19 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
     return this.requester.emit(this.normalizePattern(packet.pattern), packet.data) as Promise<T>;
   }
 
-  private request<T, R>(
-    pattern: unknown,
-    data: unknown,
-    options: BufferCallOptions<T> | undefined,
-    makeSink: (subscriber: { next(value: R): void; error(error: unknown): void; complete(): void }, cancel: () => void) => GatherSink<T>,
-  ): Observable<R> {
+  private request<T, R>(pattern: unknown, data: unknown, options: BufferCallOptions<T> | undefined, makeSink: (subscriber: Subscriber<R>) => ClientSink<T>): Observable<R> {
     return new Observable<R>((subscriber) => {
-      let cancel: (() => void) | undefined;
       try {
         if (pattern === undefined || pattern === null) throw new TypeError('A pattern is required.');
-        const call = resolveCallOptions(this.options, options);
-        cancel = this.requester.request<T>(this.normalizePattern(pattern), data, call, makeSink(subscriber, () => cancel?.()));
+        // The defaults, resolved once: most calls pass no options.
+        const call = options === undefined ? ((this.defaultCall ??= resolveCallOptions(this.options)) as ResolvedCallOptions<T>) : resolveCallOptions(this.options, options);
+        const sink = makeSink(subscriber);
+        // Unsubscribing cancels the request (the handle is its own teardown).
+        return (sink.handle = this.requester.request<T>(this.normalizePattern(pattern), data, call, sink));
       } catch (error) {
         subscriber.error(error);
+        return undefined;
       }
-      return () => cancel?.();
     });
   }
 
@@ -282,6 +269,41 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
 
   private onRedisError(error: Error): void {
     this.redisErrors.warn(`Redis: ${error.message}`);
+  }
+}
+
+/** A request's sink on the client side, which can cancel the request it listens to. */
+interface ClientSink<T> extends GatherSink<T> {
+  handle: RequestHandle | undefined;
+}
+
+/**
+ * Between a request and the Observable of `send` (reply values; an error reply errors the stream)
+ * or `scatter` (every reply, errors included): one object per request rather than closures.
+ */
+class StreamSink<T, R> implements ClientSink<T> {
+  handle: RequestHandle | undefined;
+
+  constructor(
+    private readonly subscriber: Subscriber<R>,
+    private readonly pattern: unknown,
+    /** `send`: values only. */
+    private readonly valuesOnly: boolean,
+  ) {}
+
+  next(reply: BufferReply<T>): void {
+    if (!this.valuesOnly) return this.subscriber.next(reply as R);
+    if (reply.ok) return this.subscriber.next(reply.data as unknown as R);
+    this.handle?.cancel();
+    this.subscriber.error(reply.error);
+  }
+
+  complete(result: GatherResult<T>, timedOut?: Error): void {
+    endStream(this.subscriber, this.pattern, result, timedOut);
+  }
+
+  fail(error: Error): void {
+    this.subscriber.error(error);
   }
 }
 
