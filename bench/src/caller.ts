@@ -18,6 +18,7 @@ import {
 } from './common.js';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
 import { createCaller } from './systems/index.js';
 import type { CallerSystem } from './systems/types.js';
 
@@ -81,6 +82,26 @@ function cpuMsOf(pids: readonly number[]): number | undefined {
   }
 }
 
+/** PUBLISH (and SPUBLISH) commands Redis has run, and its CPU time in ms, from INFO. */
+interface RedisCounters {
+  readonly publishes: number;
+  readonly cpuMs: number;
+}
+
+let statsConnection: Redis | undefined;
+
+async function redisCounters(): Promise<RedisCounters | undefined> {
+  try {
+    statsConnection ??= new Redis(endpoints.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 1 });
+    const info = await statsConnection.info('everything');
+    const calls = (command: string): number => Number(new RegExp(`^cmdstat_${command}:calls=(\\d+)`, 'm').exec(info)?.[1] ?? 0);
+    const seconds = (field: string): number => Number(new RegExp(`^${field}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN);
+    return { publishes: calls('publish') + calls('spublish'), cpuMs: (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1000 };
+  } catch {
+    return undefined;
+  }
+}
+
 function ownCpuMs(): number {
   const usage = process.cpuUsage();
   return (usage.user + usage.system) / 1000;
@@ -96,12 +117,17 @@ function load(caller: CallerSystem, n: number, concurrency: number, warmupMs: nu
     const windowStart = start + warmupMs;
     const windowEnd = windowStart + durationMs;
     let cpuAtStart: { own: number; responders: number | undefined } | undefined;
-    const cpuTimer = setTimeout(() => (cpuAtStart = { own: ownCpuMs(), responders: cpuMsOf(responderPids) }), warmupMs);
+    let redisAtStart: Promise<RedisCounters | undefined> | undefined;
+    const cpuTimer = setTimeout(() => {
+      cpuAtStart = { own: ownCpuMs(), responders: cpuMsOf(responderPids) };
+      redisAtStart = redisCounters();
+    }, warmupMs);
     let count = 0;
     let errors = 0;
     let inWindow = 0;
     let outstanding = 0;
     let cpuAtEnd: { own: number; responders: number | undefined } | undefined;
+    let redisAtEnd: Promise<RedisCounters | undefined> | undefined;
     const launch = (): void => {
       const started = nowMs();
       outstanding++;
@@ -115,18 +141,26 @@ function load(caller: CallerSystem, n: number, concurrency: number, warmupMs: nu
         }
         if (finished < windowEnd) launch();
         else {
-          if (cpuAtEnd === undefined) cpuAtEnd = { own: ownCpuMs(), responders: cpuMsOf(responderPids) };
+          if (cpuAtEnd === undefined) {
+            cpuAtEnd = { own: ownCpuMs(), responders: cpuMsOf(responderPids) };
+            redisAtEnd = redisCounters();
+          }
           if (outstanding === 0) {
             clearTimeout(cpuTimer);
             const summary = summarize(latencies, count, errors);
-            const perRequest = (before: number | undefined, after: number | undefined): number | undefined =>
-              before === undefined || after === undefined || inWindow === 0 ? undefined : ((after - before) * 1000) / inWindow;
-            resolve({
-              ...summary,
-              rps: inWindow / (durationMs / 1000),
-              callerCpuUsPerRequest: perRequest(cpuAtStart?.own, cpuAtEnd.own),
-              responderCpuUsPerRequest: responderPids.length === 0 ? undefined : perRequest(cpuAtStart?.responders, cpuAtEnd.responders),
-            });
+            const perRequest = (before: number | undefined, after: number | undefined, scale = 1000): number | undefined =>
+              before === undefined || after === undefined || inWindow === 0 ? undefined : ((after - before) * scale) / inWindow;
+            const cpu = cpuAtEnd;
+            void Promise.all([redisAtStart, redisAtEnd]).then(([redisBefore, redisAfter]) =>
+              resolve({
+                ...summary,
+                rps: inWindow / (durationMs / 1000),
+                callerCpuUsPerRequest: perRequest(cpuAtStart?.own, cpu.own),
+                responderCpuUsPerRequest: responderPids.length === 0 ? undefined : perRequest(cpuAtStart?.responders, cpu.responders),
+                redisCpuUsPerRequest: perRequest(redisBefore?.cpuMs, redisAfter?.cpuMs),
+                publishesPerRequest: perRequest(redisBefore?.publishes, redisAfter?.publishes, 1),
+              }),
+            );
           }
         }
       });

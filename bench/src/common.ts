@@ -56,6 +56,10 @@ export interface LoadResult extends LatencyResult {
   readonly callerCpuUsPerRequest?: number;
   /** CPU time of the responder processes per request completed in the window, in µs (all N instances together). */
   readonly responderCpuUsPerRequest?: number;
+  /** CPU time of redis-server per request completed in the window, in µs (INFO cpu). */
+  readonly redisCpuUsPerRequest?: number;
+  /** PUBLISH commands Redis ran per request completed in the window (INFO commandstats): how well messages were coalesced. */
+  readonly publishesPerRequest?: number;
 }
 
 export interface MemorySample {

@@ -185,11 +185,11 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
 
   push('## CPU time per request', '');
   push(
-    `CPU time (user + system) per request completed in the throughput window (${config.concurrency} in flight), read from the caller's own \`process.cpuUsage()\` and from the responder process's \`/proc/<pid>/stat\`, in µs. The N responding instances of a system share one process (one core), so the responder figure is all N together. Median of the repetitions.`,
+    `CPU time (user + system) per request completed in the throughput window (${config.concurrency} in flight), read from the caller's own \`process.cpuUsage()\` and from the responder process's \`/proc/<pid>/stat\`, in µs. The N responding instances of a system share one process (one core), so the responder figure is all N together. redis-server's CPU time and its count of PUBLISH commands come from its \`INFO\` at the window's start and end; fewer PUBLISHes per request means more messages coalesced into one. Median of the repetitions.`,
     '',
   );
-  push('| N | system | caller µs/request | responders µs/request |');
-  push('|---:|---|---:|---:|');
+  push('| N | system | caller µs/request | responders µs/request | redis-server µs/request | PUBLISHes/request |');
+  push('|---:|---|---:|---:|---:|---:|');
   for (const n of config.ns) {
     const main = results.main[n];
     if (main === undefined) continue;
@@ -198,7 +198,10 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
       if (entry === undefined) continue;
       const caller = entry.load.map((r) => r.callerCpuUsPerRequest).filter((v): v is number => v !== undefined);
       const responder = entry.load.map((r) => r.responderCpuUsPerRequest).filter((v): v is number => v !== undefined);
-      push(`| ${n} | ${SYSTEM_LABELS[system]} | ${caller.length > 0 ? median(caller).toFixed(1) : 'n/a'} | ${responder.length > 0 ? median(responder).toFixed(1) : 'n/a'} |`);
+      const redis = entry.load.map((r) => r.redisCpuUsPerRequest).filter((v): v is number => v !== undefined);
+      const publishes = entry.load.map((r) => r.publishesPerRequest).filter((v): v is number => v !== undefined);
+      const cell = (values: number[], digits: number): string => (values.length > 0 ? median(values).toFixed(digits) : 'n/a');
+      push(`| ${n} | ${SYSTEM_LABELS[system]} | ${cell(caller, 1)} | ${cell(responder, 1)} | ${cell(redis, 1)} | ${cell(publishes, 2)} |`);
     }
   }
   push('');

@@ -17,7 +17,9 @@ const repoRoot = join(benchDir, '..');
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
-const profileOn = !argv.includes('--no-profile') && !argv.includes('--main-only');
+// --profile-only: no measurements, only the profile (for iterating on the library's hot paths).
+const profileOnly = argv.includes('--profile-only');
+const profileOn = profileOnly || (!argv.includes('--no-profile') && !argv.includes('--main-only'));
 const repsArg = argv.find((arg) => arg.startsWith('--reps='));
 // For iterating on the library: --systems=lib,coalesced runs only those; --main-only skips memory,
 // scale and profile; --out=DIR writes the report elsewhere (default: bench/).
@@ -27,6 +29,10 @@ const outArg = argv.find((arg) => arg.startsWith('--out='))?.slice(6);
 const baselineArg = argv.find((arg) => arg.startsWith('--baseline='))?.slice(11);
 // --profile-n=K: profile with K responding instances instead of 4.
 const profileNArg = argv.find((arg) => arg.startsWith('--profile-n='))?.slice(12);
+// --ns=1,4: measure only these numbers of responding instances.
+// --profile-system=coalesced: profile another system than the library (to compare where time goes).
+const profileSystem = (argv.find((arg) => arg.startsWith('--profile-system='))?.slice(17) ?? 'lib') as SystemName;
+const nsArg = argv.find((arg) => arg.startsWith('--ns='))?.slice(5).split(',').map(Number);
 
 export interface BenchConfig {
   readonly quick: boolean;
@@ -56,7 +62,7 @@ export interface BenchConfig {
 const full: BenchConfig = {
   quick,
   reps: repsArg ? Number(repsArg.slice(7)) : 5,
-  ns: [1, 4, 16],
+  ns: profileOnly ? [] : (nsArg ?? [1, 4, 16]),
   latencyMs: 2000,
   latencyMaxCount: 50_000,
   loadWarmupMs: 500,
@@ -250,7 +256,7 @@ async function main(): Promise<void> {
   }
 
   // Scale: 64 responding instances on one Redis, as several transports per process.
-  if (!mainOnly && systems.includes('lib')) {
+  if (!mainOnly && !profileOnly && systems.includes('lib')) {
     const n = config.scaleResponders;
     log(`scale: ${n} library responders in ${config.scaleProcesses} processes`);
     const ids = Array.from({ length: n }, (_, index) => `lib-s${index + 1}`);
@@ -272,19 +278,24 @@ async function main(): Promise<void> {
 
   for (const worker of callers.values()) await worker.stop();
 
-  if (profileOn && systems.includes('lib')) {
+  if (profileOn && systems.includes(profileSystem)) {
     const dir = join(benchDir, '.runs', `profile-${Date.now()}`);
     mkdirSync(join(dir, 'caller'), { recursive: true });
     mkdirSync(join(dir, 'responder'), { recursive: true });
-    log(`profile: library at N=${config.profileN}, ${config.concurrency} in flight, ${config.profileMs} ms, --cpu-prof into ${dir}`);
+    log(`profile: ${profileSystem} at N=${config.profileN}, ${config.concurrency} in flight, ${config.profileMs} ms, --cpu-prof into ${dir}`);
     const ids = Array.from({ length: config.profileN }, (_, index) => `lib-p${index + 1}`);
-    const responderWorkers = await startResponderProcesses('lib', endpoints, ids, 1, ['--cpu-prof', `--cpu-prof-dir=${join(dir, 'responder')}`]);
-    const caller = await Worker.start('caller lib (profiled)', 'caller', ['lib'], endpoints, ['--cpu-prof', `--cpu-prof-dir=${join(dir, 'caller')}`]);
+    const responderWorkers = await startResponderProcesses(profileSystem, endpoints, ids, 1, ['--cpu-prof', `--cpu-prof-dir=${join(dir, 'responder')}`]);
+    const caller = await Worker.start(`caller ${profileSystem} (profiled)`, 'caller', [profileSystem], endpoints, ['--cpu-prof', `--cpu-prof-dir=${join(dir, 'caller')}`]);
     const loadResult = await caller.call<LoadResult>({ op: 'load', n: config.profileN, concurrency: config.concurrency, warmupMs: 500, durationMs: config.profileMs });
     await caller.stop(10_000);
     await Promise.all(responderWorkers.map((worker) => worker.stop(10_000)));
     results.profile = { caller: summarizeProfile(join(dir, 'caller'), repoRoot), responder: summarizeProfile(join(dir, 'responder'), repoRoot), load: loadResult };
     log(`profile: ${Math.round(loadResult.rps)} req/s under the profiler`);
+    if (profileOnly) {
+      killAll();
+      process.stdout.write(`${JSON.stringify(results.profile, null, 2)}\n`);
+      return;
+    }
   }
 
   results.durationSec = Math.round((Date.now() - began) / 1000);
