@@ -24,14 +24,18 @@ describe('envelope', () => {
     expect(decoded.rejected[0]!.error.code).toBe('BUFFER_BAD_MESSAGE');
   });
 
-  it('encodes a request from parts exactly as JSON.stringify does', () => {
+  it('encodes a request from parts exactly as JSON.stringify does, leaving empty headers out', () => {
     const cases: unknown[] = [{ x: 1 }, null, 'text "quoted" \u2028 é', [1, 'two', { three: [3] }], 0, false, { nested: { deep: [null, true] } }];
     const headerCases = [validateHeaders(undefined), { h: 'v' }, { 'x-tenant': 'a"b', traceparent: '00-abc' }];
     for (const data of cases) {
       for (const headers of headerCases) {
         const envelope = { ttl: 1234, v: 1, kind: 'request', id: 'id-"1"', pattern: 'resource.find{"a":1}', from: 'caller é', replyTo: 'rb:inbox:caller.x', headers, data } as RequestEnvelope;
         const rest = encodeRequestRest(envelope, JSON.stringify(envelope.from), JSON.stringify(envelope.replyTo));
-        expect(`{"ttl":1234${rest}`).toBe(encodeEnvelope(envelope));
+        const empty = Object.keys(headers as object).length === 0;
+        expect(`{"ttl":1234${rest}`).toBe(encodeEnvelope(empty ? ({ ...envelope, headers: undefined } as unknown as RequestEnvelope) : envelope));
+        const decoded = decodeMessage(`{"ttl":1234${rest}`);
+        expect(decoded.rejected).toEqual([]);
+        expect({ ...decoded.envelopes[0] }).toEqual({ ...envelope, headers: empty ? {} : headers });
       }
     }
     // What JSON cannot represent travels as null, which receivers read as no data.

@@ -56,8 +56,11 @@ export class ConcurrencyLimiter {
       task();
     }
     if (this.head === this.queue.length) {
-      this.queue = [];
-      this.head = 0;
+      // Emptied: start over (without a new array when it was empty all along, the common case).
+      if (this.head > 0) {
+        this.queue = [];
+        this.head = 0;
+      }
     } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head);
       this.head = 0;

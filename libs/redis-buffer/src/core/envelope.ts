@@ -299,22 +299,29 @@ export function validateHeaders(value: unknown): BufferHeaders | string {
   return value as BufferHeaders;
 }
 
+function hasOwnKeys(value: object): boolean {
+  for (const key in value) if (Object.hasOwn(value, key)) return true;
+  return false;
+}
+
 /** Encodes an envelope as one JSON object. */
 export function encodeEnvelope(envelope: Envelope): string {
   return JSON.stringify(envelope);
 }
 
 /**
- * A request envelope as `encodeEnvelope` writes it when `ttl` is its first field, from the comma
- * after `ttl` on: the caller writes `{"ttl":<ms>` in front at each flush. Built from parts, with the
+ * A request envelope as `encodeEnvelope` writes it when `ttl` is its first field (and `headers`,
+ * when empty, is left out), from the comma after `ttl` on: the caller writes `{"ttl":<ms>` in
+ * front at each flush. Built from parts, with the
  * constant ones (`from`, `replyTo`) encoded once by the caller: a third of the cost of
  * `JSON.stringify` on the whole envelope. `data` that JSON cannot represent (a function) travels
  * as `null`, which is what the receiver reads for a missing `data`.
  */
 export function encodeRequestRest(envelope: RequestEnvelope, fromJson: string, replyToJson: string): string {
   const data = JSON.stringify(envelope.data) as string | undefined;
-  const headers = envelope.headers === NO_HEADERS ? '{}' : JSON.stringify(envelope.headers);
-  return `,"v":1,"kind":"request","id":${JSON.stringify(envelope.id)},"pattern":${JSON.stringify(envelope.pattern)},"from":${fromJson},"replyTo":${replyToJson},"headers":${headers},"data":${data ?? 'null'}}`;
+  // No headers travel as no field (optional in the protocol): one object less to parse per receiver.
+  const headers = envelope.headers === NO_HEADERS || !hasOwnKeys(envelope.headers) ? '' : `,"headers":${JSON.stringify(envelope.headers)}`;
+  return `,"v":1,"kind":"request","id":${JSON.stringify(envelope.id)},"pattern":${JSON.stringify(envelope.pattern)},"from":${fromJson},"replyTo":${replyToJson}${headers},"data":${data ?? 'null'}}`;
 }
 
 /**

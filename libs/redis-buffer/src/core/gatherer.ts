@@ -17,10 +17,13 @@ export interface GatherSink<T> {
 /** What `accept` did with a reply envelope; the caller counts these. */
 export type AcceptOutcome = 'accepted' | 'duplicate' | 'late';
 
-interface InstanceProgress {
-  seq: number;
-  done: boolean;
-}
+/**
+ * One instance's progress on a request, as one number: the last sequence number seen, negated
+ * (as `-(seq + 1)`) once the instance is done. A number per instance rather than an object.
+ */
+type Progress = number;
+
+const isDone = (progress: Progress): boolean => progress < 0;
 
 const NO_REASONS: Readonly<Record<string, MissingReason>> = Object.freeze({});
 
@@ -44,17 +47,19 @@ export class Gatherer<T = unknown> {
   private awaited: ReadonlySet<string> | undefined;
   // Per instance: the last sequence number seen (Redis keeps one publisher's messages in order, so
   // anything at or below it is a duplicate) and whether it is done. The first instance to reply is
-  // kept in its own field and the others in a Map made on demand: most requests in flight hold no
+  // kept in its own fields and the others in a Map made on demand: most requests in flight hold no
   // Map (memory and GC per request).
-  private first: (InstanceProgress & { readonly from: string }) | undefined;
-  private others: Map<string, InstanceProgress> | undefined;
+  private firstFrom: string | undefined;
+  private firstProgress: Progress = 0;
+  private others: Map<string, Progress> | undefined;
   private gone: Map<string, MissingReason> | undefined;
   // How many of `awaited` have finished or are gone: kept as replies come, so completion is O(1).
   private settledAwaited = 0;
   private finishedCount = 0;
-  private replies: Array<Extract<BufferReply<T>, { ok: true }>> | undefined;
-  private errors: Array<Extract<BufferReply<T>, { ok: false }>> | undefined;
+  // Every reply in arrival order; values and errors are told apart when a result is made (most
+  // requests have no error reply, and then the values are this array itself).
   private arrived: Array<BufferReply<T>> | undefined;
+  private errorReplies = 0;
   private timeoutTimer: TimerHandle | undefined;
   private stallTimer: TimerHandle | undefined;
   private ended = false;
@@ -116,7 +121,7 @@ export class Gatherer<T = unknown> {
   private setAwaited(awaited: ReadonlySet<string>, silent: Iterable<string> | undefined): void {
     this.awaited = awaited;
     this.settledAwaited = 0;
-    if (this.first !== undefined) for (const id of awaited) if (this.progressOf(id)?.done === true) this.settledAwaited++;
+    if (this.firstFrom !== undefined) for (const id of awaited) if (this.isDone(id)) this.settledAwaited++;
     for (const id of silent ?? []) this.markGone(id, 'silent');
   }
 
@@ -143,19 +148,10 @@ export class Gatherer<T = unknown> {
 
   accept(envelope: ReplyEnvelope): AcceptOutcome {
     if (this.ended || this.decided !== undefined) return 'late';
-    const known = this.progressOf(envelope.from);
-    if (known !== undefined && (envelope.seq <= known.seq || known.done)) return 'duplicate';
-    let state: InstanceProgress;
-    if (known !== undefined) {
-      state = known;
-      state.seq = envelope.seq;
-    } else if (this.first === undefined) {
-      this.first = { from: envelope.from, seq: envelope.seq, done: false };
-      state = this.first;
-    } else {
-      state = { seq: envelope.seq, done: false };
-      (this.others ??= new Map()).set(envelope.from, state);
-    }
+    const from = envelope.from;
+    const known = this.progressOf(from);
+    if (known !== undefined && (isDone(known) || envelope.seq <= known)) return 'duplicate';
+    this.setProgress(from, envelope.done ? -(envelope.seq + 1) : envelope.seq);
 
     const hasError = Object.hasOwn(envelope, 'error');
     const hasData = !hasError && Object.hasOwn(envelope, 'data');
@@ -165,8 +161,7 @@ export class Gatherer<T = unknown> {
           ? { ok: false, instanceId: envelope.from, seq: envelope.seq, error: envelope.error, refused: true }
           : { ok: false, instanceId: envelope.from, seq: envelope.seq, error: envelope.error }
         : { ok: true, instanceId: envelope.from, seq: envelope.seq, data: envelope.data as T };
-      if (reply.ok) (this.replies ??= []).push(reply);
-      else (this.errors ??= []).push(reply);
+      if (!reply.ok) this.errorReplies++;
       (this.arrived ??= []).push(reply);
       this.sink.next(reply);
       // The sink may have cancelled us (an unsubscribe from inside `next`).
@@ -184,7 +179,6 @@ export class Gatherer<T = unknown> {
       this.armStall();
     }
     if (envelope.done) {
-      state.done = true;
       this.finishedCount++;
       // Counted as settled already if it had been taken for gone; otherwise it settles now.
       if (this.gone?.delete(envelope.from) !== true && this.awaited?.has(envelope.from) === true) this.settledAwaited++;
@@ -212,9 +206,12 @@ export class Gatherer<T = unknown> {
     const { missing, missingReasons } = whole ? { missing: [], missingReasons: NO_REASONS } : this.missingFor(completedBy);
     const unfinishedKnown = this.awaited === undefined ? 0 : this.waitingOnCount() + (this.gone?.size ?? 0);
     const observers = this.expected === undefined || this.awaited === undefined ? 0 : Math.max(0, this.expected - this.finishedCount - unfinishedKnown);
+    const arrived = (this.arrived ??= []);
+    type Value = Extract<BufferReply<T>, { ok: true }>;
+    type Failure = Extract<BufferReply<T>, { ok: false }>;
     return {
-      replies: (this.replies ??= []),
-      errors: (this.errors ??= []),
+      replies: this.errorReplies === 0 ? (arrived as Value[]) : arrived.filter((reply): reply is Value => reply.ok),
+      errors: this.errorReplies === 0 ? [] : arrived.filter((reply): reply is Failure => !reply.ok),
       expected: this.expected,
       finished: this.finishedCount,
       completedBy,
@@ -238,19 +235,33 @@ export class Gatherer<T = unknown> {
     if (completedBy !== 'all') {
       for (const id of this.awaited ?? []) if (!this.isSettled(id)) reasons[id] = fallback;
       // Instances that started answering but never finished, whether or not the view knew them.
-      if (this.first !== undefined && !this.first.done && reasons[this.first.from] === undefined) reasons[this.first.from] = fallback;
-      for (const [id, state] of this.others ?? []) if (!state.done && reasons[id] === undefined) reasons[id] = fallback;
+      if (this.firstFrom !== undefined && !isDone(this.firstProgress) && reasons[this.firstFrom] === undefined) reasons[this.firstFrom] = fallback;
+      for (const [id, progress] of this.others ?? []) if (!isDone(progress) && reasons[id] === undefined) reasons[id] = fallback;
     }
     const missing = Object.keys(reasons);
     return missing.length === 0 ? { missing, missingReasons: NO_REASONS } : { missing, missingReasons: reasons };
   }
 
   private isSettled(instanceId: string): boolean {
-    return this.progressOf(instanceId)?.done === true || this.gone?.has(instanceId) === true;
+    return this.isDone(instanceId) || this.gone?.has(instanceId) === true;
   }
 
-  private progressOf(instanceId: string): InstanceProgress | undefined {
-    return this.first?.from === instanceId ? this.first : this.others?.get(instanceId);
+  private isDone(instanceId: string): boolean {
+    const progress = this.progressOf(instanceId);
+    return progress !== undefined && isDone(progress);
+  }
+
+  private progressOf(instanceId: string): Progress | undefined {
+    return this.firstFrom === instanceId ? this.firstProgress : this.others?.get(instanceId);
+  }
+
+  private setProgress(instanceId: string, progress: Progress): void {
+    if (this.firstFrom === undefined || this.firstFrom === instanceId) {
+      this.firstFrom = instanceId;
+      this.firstProgress = progress;
+    } else {
+      (this.others ??= new Map()).set(instanceId, progress);
+    }
   }
 
   private waitingOnCount(): number {

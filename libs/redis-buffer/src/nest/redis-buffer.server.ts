@@ -83,10 +83,12 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
   private readonly fromJson: string;
   private bus: RedisBus | undefined;
   private coalescer: Coalescer | undefined;
+  private runHost: HandlerRunHost | undefined;
   // Event handlers live apart from request handlers, so one pattern can have both.
   private readonly eventHandlers = new Map<string, HandlerWithChain>();
-  // Channel form of a pattern (what travels) → its handler (Nest keys its maps by its own route).
-  private requestRoutes = new Map<string, MessageHandler>();
+  // Channel form of a pattern (what travels) → its handler (Nest keys its maps by its own route)
+  // and the channel its requests arrive on.
+  private requestRoutes = new Map<string, RequestRoute>();
   private eventRoutes = new Map<string, HandlerWithChain>();
   private workChannels: string[] = [];
   // Requests (their ReplyWriter) and events (a token) being handled, with the handler's stream
@@ -107,8 +109,8 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
   // set (and no end hook is), handlers run without the processing-hook wrapper.
   private readonly defaultStartHook: unknown = (this as unknown as ProcessingHookFields).onProcessingStartHook;
   // Shared by every request's HandlerRun: no closure per request.
-  private readonly handlerDone = (writer: ReplyWriter): void => {
-    if (this.active.delete(writer)) this.limiter.pump();
+  private readonly handlerDone = (run: ReplyWriter): void => {
+    if (this.active.delete(run)) this.limiter.pump();
   };
   // A handler's stream still open once subscribed: what a shutdown that runs out of time stops.
   private readonly handlerStream = (writer: ReplyWriter, subscription: Subscription): void => {
@@ -200,6 +202,15 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       this.bus = bus;
       const guarded = bus;
       this.coalescer = new Coalescer((channel, message) => guarded.publish(channel, message), this.options);
+      this.runHost = {
+        coalescer: this.coalescer,
+        fromJson: this.fromJson,
+        maxPayloadBytes: this.options.maxPayloadBytes,
+        onPublishError: this.onReplyPublishError,
+        telemetry: this.telemetry,
+        done: this.handlerDone,
+        track: this.handlerStream,
+      };
       for (const [event, listener] of this.pendingListeners.splice(0)) bus.on(event, listener as never);
       bus.on('status', (status) => this.onStatus(status));
       bus.on('message', (channel, message) => this.onMessage(channel, message));
@@ -209,7 +220,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       await this.ensureUniqueId(bus, 0);
       this.workChannels = [
         this.channels.who(),
-        ...[...this.requestRoutes.keys()].map((pattern) => this.channels.request(pattern)),
+        ...[...this.requestRoutes.values()].map((route) => route.channel),
         ...[...this.eventRoutes.keys()].map((pattern) => this.channels.event(pattern)),
       ];
       // Subscribed before announcing: an instance callers know of can always be reached.
@@ -302,7 +313,11 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
 
   private mapRoutes(): void {
     this.requestRoutes = new Map();
-    for (const [route, handler] of this.messageHandlers) if (!handler.isEventHandler) this.requestRoutes.set(channelPatternOfRoute(route), handler);
+    for (const [route, handler] of this.messageHandlers) {
+      if (handler.isEventHandler) continue;
+      const pattern = channelPatternOfRoute(route);
+      this.requestRoutes.set(pattern, { handler, channel: this.channels.request(pattern) });
+    }
     this.eventRoutes = new Map();
     for (const [route, handler] of this.eventHandlers) if (!isDurableHandler(handler)) this.eventRoutes.set(channelPatternOfRoute(route), handler);
   }
@@ -444,7 +459,9 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     const receivedAt = Date.now();
     // The caller's remaining time, counted on this host's clock from arrival: no clock agreement needed.
     const deadline = envelope.ttl !== undefined ? receivedAt + envelope.ttl : envelope.deadline!;
-    if (channel !== this.directChannel && channel !== this.channels.request(envelope.pattern)) {
+    const route = this.requestRoutes.get(envelope.pattern);
+    // This instance subscribes only the channels of the patterns it handles (and its direct channel).
+    if (channel !== this.directChannel && channel !== route?.channel) {
       this.stats.requests++;
       this.stats.malformedMessages++;
       return this.refuse(envelope, BufferErrorCode.BadRequest, `The request for "${envelope.pattern}" arrived on "${channel}", the channel of another pattern.`);
@@ -453,9 +470,10 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       this.stats.requests++;
       return this.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" is shutting down; ask another instance.`);
     }
-    // A free slot runs the request at once, with no task closure (the common case).
-    if (this.limiter.hasRoom) this.onRequest(envelope, channel, deadline);
-    else if (!this.limiter.submit(() => this.onRequest(envelope, channel, deadline))) this.refuseOverloaded(envelope);
+    // A free slot runs the request at once, with no task closure (the common case), and no second
+    // clock read: no time has passed since arrival.
+    if (this.limiter.hasRoom) this.onRequest(envelope, channel, deadline, receivedAt);
+    else if (!this.limiter.submit(() => this.onRequest(envelope, channel, deadline, Date.now()))) this.refuseOverloaded(envelope);
   }
 
   private onInboundRejected(reason: InboundRejection, channel: string, length: number): void {
@@ -485,24 +503,24 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     this.badInput.warn(message);
   }
 
-  private onRequest(envelope: RequestEnvelope, channel: string, deadline: number): void {
+  private onRequest(envelope: RequestEnvelope, channel: string, deadline: number, now: number): void {
     this.stats.requests++;
     if (this.stopping) return this.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" shut down before it could run the request.`);
-    if (Date.now() > deadline) {
+    if (now > deadline) {
       // The caller is about to stop listening: say so rather than do dead work, or stay silent.
       this.stats.expired++;
       return this.refuse(envelope, BufferErrorCode.Expired, `The request reached instance "${this.instanceId}" (or waited there) past its deadline.`);
     }
-    const handler = this.requestRoutes.get(envelope.pattern);
+    const handler = this.requestRoutes.get(envelope.pattern)?.handler;
     if (handler === undefined) {
       this.stats.unhandled++;
       return this.refuse(envelope, BufferErrorCode.NoHandler, `Instance "${this.instanceId}" has no handler for "${envelope.pattern}".`);
     }
-    const writer = this.writerFor(envelope);
     const context = this.contextFor(envelope, channel, deadline);
     const trace = this.telemetry.startProcess('request', envelope.pattern, channel, envelope.id, envelope.from, envelope.headers);
-    const run = new HandlerRun(writer, deadline, this.telemetry, trace, this.handlerDone, this.handlerStream);
-    this.active.set(writer, undefined);
+    // The run is the request's ReplyWriter too: one object per request.
+    const run = new HandlerRun(this.runHost!, envelope, deadline, trace);
+    this.active.set(run, undefined);
     if (trace === undefined && !this.hasProcessingHooks()) {
       // Nothing to run around the handler (no processing hook, no span): call Nest's handler proxy
       // (guards, pipes, interceptors and filters all run in it) and take its result, with no
@@ -628,43 +646,62 @@ function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as PromiseLike<unknown> | null)?.then === 'function';
 }
 
+/** A request pattern this instance handles. */
+interface RequestRoute {
+  readonly handler: MessageHandler;
+  /** The channel its requests arrive on (besides the direct channel). */
+  readonly channel: string;
+}
+
+/** What every handler run of one server shares. */
+interface HandlerRunHost {
+  readonly coalescer: Coalescer;
+  readonly fromJson: string;
+  readonly maxPayloadBytes: number;
+  readonly onPublishError: (error: Error, replyTo: string) => void;
+  readonly telemetry: BufferTelemetry;
+  /** Told once when the run is over. */
+  readonly done: (run: ReplyWriter) => void;
+  /** Told of a handler's stream still open once subscribed. */
+  readonly track: (run: ReplyWriter, subscription: Subscription) => void;
+}
+
 /**
- * One handler run for one request: takes what the handler produced (a value or a stream) to the
- * request's `ReplyWriter`, stops a stream still open at the deadline, and tells the server once
- * when the run is over. An object per request rather than closures.
+ * One handler run for one request, and its `ReplyWriter`: takes what the handler produced (a value
+ * or a stream) to the reply, stops a stream still open at the deadline, and tells the server once
+ * when the run is over. One object per request rather than a writer and closures.
  */
-class HandlerRun {
+class HandlerRun extends ReplyWriter {
   /** Nest's processing end hook, when the run is wrapped in the hooks. */
   endHook: (() => void) | undefined;
   private expiry: ReturnType<typeof setTimeout> | undefined;
   private settled = false;
 
   constructor(
-    private readonly writer: ReplyWriter,
+    private readonly host: HandlerRunHost,
+    envelope: RequestEnvelope,
     private readonly deadline: number,
-    private readonly telemetry: BufferTelemetry,
     private readonly trace: ProcessTrace | undefined,
-    private readonly done: (writer: ReplyWriter) => void,
-    private readonly track: (writer: ReplyWriter, subscription: Subscription) => void,
-  ) {}
+  ) {
+    super(host.coalescer, envelope.replyTo, envelope.id, host.fromJson, host.maxPayloadBytes, host.onPublishError);
+  }
 
   /** The handler's result: a plain value (Nest's proxy has already awaited a Promise) or an Observable. */
   produced(result: unknown): void {
-    const writer = this.writer;
     if (!isObservable(result)) {
       // One reply, no stream to build.
-      writer.value(result);
-      writer.end();
+      this.value(result);
+      this.end();
       return this.settle();
     }
-    const subscription = result.subscribe(writer);
+    const subscription = result.subscribe(this);
     // Runs on completion, error or unsubscribe; at once if the stream has already ended.
     subscription.add(() => this.settle());
-    if (writer.isEnded) {
+    if (this.isEnded) {
       subscription.unsubscribe();
       return;
     }
-    this.track(writer, subscription);
+    this.host.track(this, subscription);
     // Past the deadline nobody listens: stop the stream instead of doing dead work. Armed only for a
     // stream still open once subscribed (most handlers have answered by then).
     const remaining = this.deadline - Date.now();
@@ -672,7 +709,7 @@ class HandlerRun {
   }
 
   failed(error: unknown): void {
-    this.writer.error(error);
+    this.error(error);
     this.settle();
   }
 
@@ -681,8 +718,8 @@ class HandlerRun {
     this.settled = true;
     if (this.expiry !== undefined) clearTimeout(this.expiry);
     this.endHook?.();
-    this.telemetry.endProcess(this.trace, this.writer.errorType);
-    this.done(this.writer);
+    this.host.telemetry.endProcess(this.trace, this.errorType);
+    this.host.done(this);
   }
 }
 
