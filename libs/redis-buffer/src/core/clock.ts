@@ -18,8 +18,13 @@ export const systemClock: Clock = {
   clearTimer: (handle) => clearTimeout(handle as NodeJS.Timeout),
 };
 
+/** What a pooled timer can call instead of a closure: an object that lives as long as its timer anyway. */
+export interface TimerTarget {
+  onTimer(): void;
+}
+
 interface PooledTimer {
-  callback: (() => void) | undefined;
+  callback: (() => void) | TimerTarget | undefined;
   readonly due: number;
   readonly queue: TimerQueue;
 }
@@ -63,12 +68,22 @@ export class TimerPool implements Clock {
   }
 
   setTimer(callback: () => void, ms: number): TimerHandle {
+    return this.add(callback, ms);
+  }
+
+  /** `setTimer` calling `target.onTimer()`: no closure per timer. */
+  setTimerFor(target: TimerTarget, ms: number): TimerHandle {
+    return this.add(target, ms);
+  }
+
+  private add(callback: (() => void) | TimerTarget, ms: number): TimerHandle {
     let queue = this.queues.get(ms);
     if (queue === undefined) {
       queue = new TimerQueue(ms);
       this.queues.set(ms, queue);
     }
-    const timer: PooledTimer = { callback, due: this.time() + ms, queue };
+    // Whole milliseconds (a small integer, not a heap number): the underlying timers have no finer grain.
+    const timer: PooledTimer = { callback, due: Math.ceil(this.time()) + ms, queue };
     queue.entries.push(timer);
     if (queue.armed === undefined) this.arm(queue);
     return timer;
@@ -119,7 +134,8 @@ export class TimerPool implements Clock {
       }
       timer.callback = undefined;
       try {
-        callback();
+        if (typeof callback === 'function') callback();
+        else callback.onTimer();
       } catch (error) {
         // As from a timer of its own: thrown, but without stopping the timers after it.
         queueMicrotask(() => {

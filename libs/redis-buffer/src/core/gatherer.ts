@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from './clock.js';
+import { TimerPool, type Clock, type TimerHandle, type TimerTarget } from './clock.js';
 import type { ReplyEnvelope } from './envelope.js';
 import { BufferTimeoutError } from './errors/buffer-timeout.error.js';
 import { CallbackError } from './errors/callback.error.js';
@@ -25,6 +25,19 @@ type Progress = number;
 
 const isDone = (progress: Progress): boolean => progress < 0;
 
+interface RareState {
+  gone?: Map<string, MissingReason>;
+  stallTimer?: TimerHandle;
+  /**
+   * A rule decided before Redis said how many received the request: completion waits for the
+   * count (it is one round trip away), so every result says what it is partial against.
+   */
+  decided?: CompletedBy;
+}
+
+// Start times are kept as offsets from this, so that they stay small integers.
+const TIME_BASE = Date.now();
+
 const NO_REASONS: Readonly<Record<string, MissingReason>> = Object.freeze({});
 
 /**
@@ -42,7 +55,7 @@ const NO_REASONS: Readonly<Record<string, MissingReason>> = Object.freeze({});
  * Replies may arrive before Redis has said how many instances received the request (the inbox and
  * the publisher are different connections), so completion is evaluated whenever either side moves.
  */
-export class Gatherer<T = unknown> {
+export class Gatherer<T = unknown> implements TimerTarget {
   private expected: number | undefined;
   private awaited: ReadonlySet<string> | undefined;
   // Per instance: the last sequence number seen (Redis keeps one publisher's messages in order, so
@@ -52,7 +65,9 @@ export class Gatherer<T = unknown> {
   private firstFrom: string | undefined;
   private firstProgress: Progress = 0;
   private others: Map<string, Progress> | undefined;
-  private gone: Map<string, MissingReason> | undefined;
+  // What few requests need (an instance gone, a stall timer, a rule decided early), in one object
+  // made on demand: fewer fields on every request (memory per request in flight).
+  private rare: RareState | undefined;
   // How many of `awaited` have finished or are gone: kept as replies come, so completion is O(1).
   private settledAwaited = 0;
   private finishedCount = 0;
@@ -61,22 +76,29 @@ export class Gatherer<T = unknown> {
   private arrived: Array<BufferReply<T>> | undefined;
   private errorReplies = 0;
   private timeoutTimer: TimerHandle | undefined;
-  private stallTimer: TimerHandle | undefined;
   private ended = false;
-  // A rule decided before Redis said how many received the request: completion waits for the count
-  // (it is one round trip away), so every result says what it is partial against.
-  private decided: CompletedBy | undefined;
-  readonly startedAt: number;
+  // When the request started, as an offset from TIME_BASE: a small integer, not a heap number.
+  private readonly startOffset: number;
 
   constructor(
     readonly requestId: string,
     readonly pattern: string,
     readonly rules: ResolvedCallOptions<T>,
-    private readonly sink: GatherSink<T>,
+    protected readonly sink: GatherSink<T>,
     private readonly clock: Clock,
   ) {
-    this.startedAt = clock.now();
-    this.timeoutTimer = clock.setTimer(() => this.finish(this.decided ?? 'timeout'), rules.timeout);
+    this.startOffset = clock.now() - TIME_BASE;
+    this.timeoutTimer = clock instanceof TimerPool ? clock.setTimerFor(this, rules.timeout) : clock.setTimer(() => this.onTimer(), rules.timeout);
+  }
+
+  /** The request's timeout passed (a `TimerTarget`: no closure per request). */
+  onTimer(): void {
+    this.finish(this.rare?.decided ?? 'timeout');
+  }
+
+  /** When the request started, by the clock's `now()`. */
+  get startedAt(): number {
+    return TIME_BASE + this.startOffset;
   }
 
   get isEnded(): boolean {
@@ -96,12 +118,13 @@ export class Gatherer<T = unknown> {
   expect(receivers: number, awaited?: ReadonlySet<string>, silent?: Iterable<string>): void {
     if (this.ended) return;
     this.expected = receivers;
-    if (this.decided !== undefined) return this.finish(this.decided);
+    const decided = this.rare?.decided;
+    if (decided !== undefined) return this.finish(decided);
     // Nobody subscribed, or (the view knowing the namespace's instances, none of which handles the
     // pattern) only subscribers that are not instances: nobody will answer.
     if (receivers === 0 || (awaited !== undefined && awaited.size === 0)) {
       this.end();
-      this.sink.fail(new NoRespondersError(this.pattern, this.rules.to, receivers), this.result('all'));
+      this.failed(new NoRespondersError(this.pattern, this.rules.to, receivers), this.result('all'));
       return;
     }
     if (awaited !== undefined) this.setAwaited(awaited, silent);
@@ -127,7 +150,7 @@ export class Gatherer<T = unknown> {
 
   private markGone(instanceId: string, reason: MissingReason): boolean {
     if (this.awaited === undefined || !this.awaited.has(instanceId) || this.isSettled(instanceId)) return false;
-    (this.gone ??= new Map()).set(instanceId, reason);
+    ((this.rare ??= {}).gone ??= new Map()).set(instanceId, reason);
     this.settledAwaited++;
     return true;
   }
@@ -147,7 +170,7 @@ export class Gatherer<T = unknown> {
   }
 
   accept(envelope: ReplyEnvelope): AcceptOutcome {
-    if (this.ended || this.decided !== undefined) return 'late';
+    if (this.ended || this.rare?.decided !== undefined) return 'late';
     const from = envelope.from;
     const known = this.progressOf(from);
     if (known !== undefined && (isDone(known) || envelope.seq <= known)) return 'duplicate';
@@ -181,7 +204,7 @@ export class Gatherer<T = unknown> {
     if (envelope.done) {
       this.finishedCount++;
       // Counted as settled already if it had been taken for gone; otherwise it settles now.
-      if (this.gone?.delete(envelope.from) !== true && this.awaited?.has(envelope.from) === true) this.settledAwaited++;
+      if (this.rare?.gone?.delete(envelope.from) !== true && this.awaited?.has(envelope.from) === true) this.settledAwaited++;
       if (this.rules.quorum !== undefined && this.finishedCount >= this.rules.quorum) return this.decide('quorum'), 'accepted';
       this.checkAll();
     }
@@ -192,7 +215,7 @@ export class Gatherer<T = unknown> {
   fail(error: Error): void {
     if (this.ended) return;
     this.end();
-    this.sink.fail(error, this.result('timeout'));
+    this.failed(error, this.result('timeout'));
   }
 
   /** Stops every timer without telling the sink: the caller unsubscribed. */
@@ -204,7 +227,7 @@ export class Gatherer<T = unknown> {
     // Every receiver Redis counted finished: whoever else the view expected was not a receiver.
     const whole = completedBy === 'all' && this.expected !== undefined && this.finishedCount >= this.expected;
     const { missing, missingReasons } = whole ? { missing: [], missingReasons: NO_REASONS } : this.missingFor(completedBy);
-    const unfinishedKnown = this.awaited === undefined ? 0 : this.waitingOnCount() + (this.gone?.size ?? 0);
+    const unfinishedKnown = this.awaited === undefined ? 0 : this.waitingOnCount() + (this.rare?.gone?.size ?? 0);
     const observers = this.expected === undefined || this.awaited === undefined ? 0 : Math.max(0, this.expected - this.finishedCount - unfinishedKnown);
     const arrived = (this.arrived ??= []);
     type Value = Extract<BufferReply<T>, { ok: true }>;
@@ -231,7 +254,7 @@ export class Gatherer<T = unknown> {
     if (completedBy === 'quorum' || completedBy === 'until') return { missing: [], missingReasons: NO_REASONS };
     const reasons: Record<string, MissingReason> = {};
     const fallback: MissingReason = completedBy === 'stall' ? 'stall' : 'timeout';
-    for (const [id, reason] of this.gone ?? []) reasons[id] = reason;
+    for (const [id, reason] of this.rare?.gone ?? []) reasons[id] = reason;
     if (completedBy !== 'all') {
       for (const id of this.awaited ?? []) if (!this.isSettled(id)) reasons[id] = fallback;
       // Instances that started answering but never finished, whether or not the view knew them.
@@ -243,7 +266,7 @@ export class Gatherer<T = unknown> {
   }
 
   private isSettled(instanceId: string): boolean {
-    return this.isDone(instanceId) || this.gone?.has(instanceId) === true;
+    return this.isDone(instanceId) || this.rare?.gone?.has(instanceId) === true;
   }
 
   private isDone(instanceId: string): boolean {
@@ -276,15 +299,17 @@ export class Gatherer<T = unknown> {
 
   private armStall(): void {
     if (this.rules.stall === undefined) return;
-    if (this.stallTimer !== undefined) this.clock.clearTimer(this.stallTimer);
-    this.stallTimer = this.clock.setTimer(() => this.decide('stall'), this.rules.stall);
+    const rare = (this.rare ??= {});
+    if (rare.stallTimer !== undefined) this.clock.clearTimer(rare.stallTimer);
+    rare.stallTimer = this.clock.setTimer(() => this.decide('stall'), this.rules.stall);
   }
 
   private decide(completedBy: CompletedBy): void {
     if (this.expected !== undefined) return this.finish(completedBy);
-    this.decided = completedBy;
-    if (this.stallTimer !== undefined) this.clock.clearTimer(this.stallTimer);
-    this.stallTimer = undefined;
+    const rare = (this.rare ??= {});
+    rare.decided = completedBy;
+    if (rare.stallTimer !== undefined) this.clock.clearTimer(rare.stallTimer);
+    rare.stallTimer = undefined;
   }
 
   private finish(completedBy: CompletedBy): void {
@@ -292,14 +317,27 @@ export class Gatherer<T = unknown> {
     this.end();
     const result = this.result(completedBy);
     const timedOut = completedBy === 'timeout' ? new BufferTimeoutError<T>(this.pattern, this.rules.timeout, this.allReplies(), this.expected, this.finishedCount, result.missing, result.missingReasons) : undefined;
+    this.completed(result, timedOut);
+  }
+
+  /** The request ended with `result` (a subclass may act first, then pass it on). */
+  protected completed(result: GatherResult<T>, timedOut: BufferTimeoutError<T> | undefined): void {
     this.sink.complete(result, timedOut);
+  }
+
+  /** The request failed with `error` (a subclass may act first, then pass it on). */
+  protected failed(error: Error, result: GatherResult<T>): void {
+    this.sink.fail(error, result);
   }
 
   private end(): void {
     this.ended = true;
     if (this.timeoutTimer !== undefined) this.clock.clearTimer(this.timeoutTimer);
-    if (this.stallTimer !== undefined) this.clock.clearTimer(this.stallTimer);
     this.timeoutTimer = undefined;
-    this.stallTimer = undefined;
+    const rare = this.rare;
+    if (rare?.stallTimer !== undefined) {
+      this.clock.clearTimer(rare.stallTimer);
+      rare.stallTimer = undefined;
+    }
   }
 }

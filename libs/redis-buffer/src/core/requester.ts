@@ -84,6 +84,7 @@ export class Requester {
   private readonly view: MembershipView;
   // Every request's timeout: one underlying timer per distinct duration.
   private readonly timers: TimerPool;
+  private readonly owner: RequestOwner;
   private nextId = 0;
   private started: Promise<void> | undefined;
   private firstRound: Promise<void> = Promise.resolve();
@@ -108,6 +109,7 @@ export class Requester {
     this.fromJson = JSON.stringify(options.instanceId);
     this.inboxJson = JSON.stringify(this.inbox);
     this.timers = new TimerPool(clock);
+    this.owner = { pending: this.pending, telemetry };
     this.coalescer = new Coalescer((channel, message) => bus.publish(channel, message), options);
     this.badInput = new BoundedLog(logger);
     this.view = new MembershipView(
@@ -184,47 +186,44 @@ export class Requester {
     const channel = call.to === undefined ? this.channels.request(pattern) : this.channels.direct(call.to);
     const traced = this.telemetry.startRequest('request', pattern, channel, id, call.headers);
     // One object with prototype methods rather than closures: it lives as long as the request.
-    const route = new RequestRoute<T>(this.pending, id, call.timeout, sink, this.telemetry, traced?.trace);
-    const gatherer: Gatherer<T> = new Gatherer<T>(id, pattern, call, route, this.timers);
-    route.gatherer = gatherer;
+    const gatherer = new RequestGatherer<T>(this.owner, id, pattern, call, sink, this.timers, traced?.trace);
     let item: OutgoingRequest;
     try {
       const headers = traced?.headers ?? call.headers;
       item = this.prepareRequest(gatherer as Gatherer<unknown>, { ttl: call.timeout, v: 1, kind: 'request', id, pattern, from: this.options.instanceId, replyTo: this.inbox, headers, data: data === undefined ? null : data });
     } catch (error) {
       gatherer.cancel();
-      route.cancelled();
       throw error;
     }
     this.pending.set(id, gatherer as Gatherer<unknown>);
     this.stats.requests++;
     this.armLiveness();
     if (this.bus.status === 'connected' && this.inboxSubscribed) {
-      this.enqueueRequest(channel, item, route);
+      this.enqueueRequest(channel, item, gatherer);
     } else if (this.bus.status === 'reconnecting' || this.bus.status === 'closed') {
       // Waiting for a reconnect would make the request hang on ioredis's retry timers.
       gatherer.fail(new ConnectionLostError(`Redis connection is ${this.bus.status}`));
     } else {
       // First connection: wait for it, bounded by the request's own timeout.
-      this.enqueueWhenConnected(channel, item, route);
+      this.enqueueWhenConnected(channel, item, gatherer);
     }
-    return route;
+    return gatherer;
   }
 
   /**
    * Hands a request to the coalescer. The coalescer holds it until the batch's PUBLISH has
    * answered; nothing that lives as long as the request holds it (memory per request in flight).
    */
-  private enqueueRequest<T>(channel: string, item: OutgoingRequest, route: RequestRoute<T>): void {
-    if (route.gatherer!.isEnded) return;
-    route.published = true;
+  private enqueueRequest<T>(channel: string, item: OutgoingRequest, gatherer: RequestGatherer<T>): void {
+    if (gatherer.isEnded) return;
+    gatherer.published = true;
     this.coalescer.enqueue(channel, item);
   }
 
-  private enqueueWhenConnected<T>(channel: string, item: OutgoingRequest, route: RequestRoute<T>): void {
+  private enqueueWhenConnected<T>(channel: string, item: OutgoingRequest, gatherer: RequestGatherer<T>): void {
     this.subscribeInbox().then(
-      () => this.enqueueRequest(channel, item, route),
-      (error: Error) => route.gatherer!.fail(error),
+      () => this.enqueueRequest(channel, item, gatherer),
+      (error: Error) => gatherer.fail(error),
     );
   }
 
@@ -475,58 +474,60 @@ export class Requester {
   }
 }
 
-/** Between a request's `Gatherer` and its caller: drops the routing entry when the request ends. */
-class RequestRoute<T> implements GatherSink<T>, RequestHandle {
+/** What every request of one requester shares. */
+interface RequestOwner {
+  readonly pending: Map<string, Gatherer<unknown>>;
+  readonly telemetry: BufferTelemetry;
+}
+
+/**
+ * A request's `Gatherer`, with what the requester adds around it: the routing entry is dropped
+ * and the span ended when the request ends, and it is the caller's handle to cancel it. One
+ * object per request.
+ */
+class RequestGatherer<T> extends Gatherer<T> implements RequestHandle {
   published = false;
-  gatherer: Gatherer<T> | undefined;
 
   constructor(
-    private readonly pending: Map<string, Gatherer<unknown>>,
-    private readonly id: string,
-    private readonly timeout: number,
-    private readonly sink: GatherSink<T>,
-    private readonly telemetry: BufferTelemetry,
+    private readonly owner: RequestOwner,
+    id: string,
+    pattern: string,
+    call: ResolvedCallOptions<T>,
+    sink: GatherSink<T>,
+    clock: Clock,
     private readonly trace: RequestTrace | undefined,
-  ) {}
-
-  next(reply: BufferReply<T>): void {
-    this.sink.next(reply);
+  ) {
+    super(id, pattern, call, sink, clock);
   }
 
-  complete(result: GatherResult<T>, timedOut?: BufferTimeoutError<T>): void {
-    this.pending.delete(this.id);
+  protected override completed(result: GatherResult<T>, timedOut: BufferTimeoutError<T> | undefined): void {
+    this.owner.pending.delete(this.requestId);
     if (!this.published && result.completedBy === 'timeout') {
-      const error = new ConnectionLostError(`not connected to Redis within the request's timeout (${this.timeout} ms)`);
-      this.telemetry.endRequest(this.trace, result, error);
+      const error = new ConnectionLostError(`not connected to Redis within the request's timeout (${this.rules.timeout} ms)`);
+      this.owner.telemetry.endRequest(this.trace, result, error);
       this.sink.fail(error, result);
     } else {
-      this.telemetry.endRequest(this.trace, result);
+      this.owner.telemetry.endRequest(this.trace, result);
       this.sink.complete(result, timedOut);
     }
   }
 
-  fail(error: Error, result: GatherResult<T>): void {
-    this.pending.delete(this.id);
-    this.telemetry.endRequest(this.trace, result, error);
+  protected override failed(error: Error, result: GatherResult<T>): void {
+    this.owner.pending.delete(this.requestId);
+    this.owner.telemetry.endRequest(this.trace, result, error);
     this.sink.fail(error, result);
   }
 
-  /** Cancels the request at once: no more replies reach the sink, and its timers stop. */
-  cancel(): void {
-    const gatherer = this.gatherer!;
-    if (!gatherer.isEnded) this.cancelled();
-    gatherer.cancel();
-    this.pending.delete(this.id);
+  /** Cancels the request at once: no more replies reach the sink, its timers stop, its span ends. */
+  override cancel(): void {
+    if (!this.isEnded) this.owner.telemetry.endSend(this.trace, { 'nestjs_redis_buffer.cancelled': true });
+    super.cancel();
+    this.owner.pending.delete(this.requestId);
   }
 
   /** `cancel`, under the name rxjs calls on a teardown. */
   unsubscribe(): void {
     this.cancel();
-  }
-
-  /** The caller unsubscribed (or the request could not be sent): its span ends here. */
-  cancelled(): void {
-    this.telemetry.endSend(this.trace, { 'nestjs_redis_buffer.cancelled': true });
   }
 }
 
