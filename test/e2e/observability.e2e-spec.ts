@@ -126,6 +126,13 @@ describe('observability: traces, metrics and health', () => {
       expect(total(caller, 'messaging.client.consumed.messages', mine)).toBe(30);
       expect(total(caller, 'nestjs_redis_buffer.requests.in_flight', mine)).toBe(0);
       expect(total(caller, 'nestjs_redis_buffer.instances.live', mine)).toBe(3);
+      // An event's handler runs apart from later requests (nothing orders the two): wait until every
+      // instance has run it before reading what they recorded.
+      for (let waited = 0; waited < 3000; waited += 20) {
+        const seen = await counter.gather<unknown[]>('dual.seen', null);
+        if (seen.replies.length === 3 && seen.replies.every((reply) => reply.data.includes('x'))) break;
+        await sleep(20);
+      }
       const perInstance = await counter.gather<MetricPoint[]>('otel.metrics', null);
       expect(perInstance.replies).toHaveLength(3);
       for (const reply of perInstance.replies) {
