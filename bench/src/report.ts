@@ -2,7 +2,7 @@
 // from `results` as the run produced it.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { median, SYSTEM_LABELS, type SystemName } from './common.js';
+import { median, SYSTEM_LABELS, type LoadResult, type SystemName } from './common.js';
 import type { Results } from './run.js';
 
 const COLORS: Record<SystemName, string> = { base: '#ff9896', lib: '#d62728', otel: '#ff7f0e', naive: '#7f7f7f', coalesced: '#1f77b4', nats: '#2ca02c', nest: '#9467bd' };
@@ -43,10 +43,34 @@ export function computeTargets(results: Results): Target[] {
     targets.push({ level: 'baseline', name: `N=${n}: throughput @${results.config.concurrency} >= 0.8x naive floor`, measured: ratio(naive), met: naive >= 0.8 });
     const latency = ratioMedian(p50('lib'), p50('naive'));
     targets.push({ level: 'stretch (baseline: <= 1.25x)', name: `N=${n}: p50 @1 in flight <= 1.1x naive floor`, measured: ratio(latency), met: latency <= 1.1 });
+    const p99 = (system: SystemName): number[] => main[system]!.load.map((result) => result.p99);
+    const tail = ratioMedian(p99('lib'), p99('naive'));
+    targets.push({ level: 'stretch', name: `N=${n}: p99 @${results.config.concurrency} in flight no worse than the naive floor's`, measured: `${ms(median(p99('lib')))} vs ${ms(median(p99('naive')))} ms (${ratio(tail)})`, met: tail <= 1 });
+    const cpu = (system: SystemName): number[] => main[system]!.load.map((result) => result.callerCpuUsPerRequest ?? NaN);
+    const callerCpu = ratioMedian(cpu('lib'), cpu('coalesced'));
+    if (Number.isFinite(callerCpu)) {
+      targets.push({ level: 'stretch', name: `N=${n}: caller CPU per request <= 1.5x the coalesced floor's`, measured: `${median(cpu('lib')).toFixed(1)} vs ${median(cpu('coalesced')).toFixed(1)} µs (${ratio(callerCpu)})`, met: callerCpu <= 1.5 });
+    }
+    if (main.base) {
+      const before = ratioMedian(tput('lib'), tput('base'));
+      targets.push({ level: 'stretch', name: `N=${n}: throughput @${results.config.concurrency} >= 0.95x ${results.baselineName ?? 'the --baseline build'} (what exact completion may cost)`, measured: ratio(before), met: before >= 0.95 });
+    }
     if (n === 1 && main.nest) {
       const nest = ratioMedian(tput('lib'), tput('nest'));
       targets.push({ level: 'stretch (baseline: >= 1.5x)', name: `N=1: throughput @${results.config.concurrency} >= 10x Nest Transport.REDIS`, measured: ratio(nest), met: nest >= 10 });
     }
+  }
+  const levels = (system: SystemName): LoadResult[] | undefined => results.levels[system]?.[8];
+  const libAt8 = levels('lib');
+  const naiveAt8 = levels('naive');
+  if (libAt8 && naiveAt8) {
+    const tail = ratioMedian(libAt8.map((result) => result.p99), naiveAt8.map((result) => result.p99));
+    targets.push({
+      level: 'stretch',
+      name: `N=${results.config.loadLevelN}: p99 @8 in flight no worse than the naive floor's`,
+      measured: `${ms(median(libAt8.map((result) => result.p99)))} vs ${ms(median(naiveAt8.map((result) => result.p99)))} ms (${ratio(tail)})`,
+      met: tail <= 1,
+    });
   }
   const memory = results.memory.lib;
   if (memory) {
@@ -63,7 +87,7 @@ export function computeTargets(results: Results): Target[] {
   const inflight = results.inflight.lib;
   if (inflight) {
     const bytes = median(inflight.map((result) => result.bytesPerRequest));
-    targets.push({ level: 'baseline', name: '< 2 KB (2048 bytes) per request in flight', measured: `${int(bytes)} bytes`, met: bytes < 2048 });
+    targets.push({ level: 'stretch (baseline: < 2,048)', name: '<= 1,000 bytes per request in flight', measured: `${int(bytes)} bytes`, met: bytes <= 1000 });
   }
   const burst = results.burst.lib;
   if (burst) {
@@ -82,7 +106,7 @@ interface Series {
   readonly points: Array<[number, number]>;
 }
 
-function chart(title: string, yLabel: string, ns: number[], series: Series[], logY: boolean): string {
+function chart(title: string, yLabel: string, ns: number[], series: Series[], logY: boolean, label: (system: SystemName) => string): string {
   const width = 720;
   const height = 420;
   const left = 80;
@@ -124,11 +148,11 @@ function chart(title: string, yLabel: string, ns: number[], series: Series[], lo
     const color = COLORS[line.system];
     const points = line.points.filter(([, value]) => Number.isFinite(value) && value > 0);
     if (points.length > 1) parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2.5" points="${points.map(([n, value]) => `${x(n).toFixed(1)},${y(value).toFixed(1)}`).join(' ')}"/>`);
-    for (const [n, value] of points) parts.push(`<circle cx="${x(n).toFixed(1)}" cy="${y(value).toFixed(1)}" r="4" fill="${color}"><title>${SYSTEM_LABELS[line.system]}, N=${n}: ${value.toPrecision(4)}</title></circle>`);
+    for (const [n, value] of points) parts.push(`<circle cx="${x(n).toFixed(1)}" cy="${y(value).toFixed(1)}" r="4" fill="${color}"><title>${label(line.system)}, N=${n}: ${value.toPrecision(4)}</title></circle>`);
     const ly = top + 10 + index * 22;
     parts.push(`<line x1="${left + plotW + 20}" y1="${ly}" x2="${left + plotW + 44}" y2="${ly}" stroke="${color}" stroke-width="2.5"/>`);
     parts.push(`<circle cx="${left + plotW + 32}" cy="${ly}" r="4" fill="${color}"/>`);
-    parts.push(`<text x="${left + plotW + 50}" y="${ly + 4}">${SYSTEM_LABELS[line.system]}</text>`);
+    parts.push(`<text x="${left + plotW + 50}" y="${ly + 4}">${label(line.system)}</text>`);
   });
   parts.push('</svg>');
   return `${parts.join('\n')}\n`;
@@ -136,6 +160,7 @@ function chart(title: string, yLabel: string, ns: number[], series: Series[], lo
 
 export function writeReport(results: Results, outDir: string, benchDir: string): string {
   const { config, machine } = results;
+  const label = (system: SystemName): string => (system === 'base' && results.baselineName !== undefined ? `library before: ${results.baselineName}` : SYSTEM_LABELS[system]);
   const targets = computeTargets(results);
   const lines: string[] = [];
   const push = (...text: string[]): void => void lines.push(...text);
@@ -146,6 +171,29 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
     `Written by \`npm run bench${config.quick ? ' -- --quick' : ''}\` on ${machine.date} (${config.quick ? 'quick' : 'full'} run, ${config.reps} repetitions, ${results.durationSec} s). ` +
       'Every figure is the median over the repetitions; every ratio is the median of per-repetition ratios, each taken between systems measured back to back in the same repetition ' +
       '(systems alternated round-robin, starting one system later each repetition, so drift on this shared machine hits them alike). Raw figures: [results.json](results.json).',
+    '',
+  );
+  // What a user wants first: how fast, against what, on what machine, and how to reproduce it.
+  push('## At a glance', '');
+  push(
+    `One caller asks N instances of a Nest app over one Redis and waits for every instance's answer (scatter-gather), on ${machine.cpu} (${machine.cores} cores, shared), ` +
+      `Node ${machine.node}, ${machine.redis}. "vs" columns: this library's throughput divided by the other system's, measured in the same repetitions (higher is better).`,
+    '',
+  );
+  const glanceAgainst = (['nats', 'nest', 'naive', 'coalesced'] as SystemName[]).filter((system) => results.systems.includes(system));
+  push(`| N | requests/s, 64 in flight | p50 ms, 1 in flight | ${glanceAgainst.map((system) => `vs ${label(system)}`).join(' | ')} |`);
+  push(`|---:|---:|---:|${glanceAgainst.map(() => '---:|').join('')}`);
+  for (const n of config.ns) {
+    const main = results.main[n];
+    if (main?.lib === undefined) continue;
+    const cells = glanceAgainst.map((system) => (main[system] ? ratio(ratioMedian(main.lib!.load.map((r) => r.rps), main[system]!.load.map((r) => r.rps))) : '—'));
+    push(`| ${n} | ${int(median(main.lib.load.map((r) => r.rps)))} | ${ms(median(main.lib.latency.map((r) => r.p50)))} | ${cells.join(' | ')} |`);
+  }
+  push(
+    '',
+    `**Reproduce**: \`npm ci && npm run bench\` (this ${config.quick ? 'quick ' : ''}run: ${config.reps} repetitions, ${Math.max(1, Math.round(results.durationSec / 60))} minutes; \`npm run bench -- --quick\` takes about 3). ` +
+      'It starts its own redis-server, and nats-server when one is on the PATH (Debian: `apt-get install redis-server nats-server`), on free loopback ports. ' +
+      'The floors are the least any scatter-gather on Redis pub/sub can do: hand-written on plain ioredis, without validation, deadlines, membership or Nest. The targets and what misses them follow the tables.',
     '',
   );
   push('## Machine', '');
@@ -177,7 +225,7 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
       const entry = results.main[n]![system]!;
       const errors = [...entry.latency, ...entry.load].reduce((sum, result) => sum + result.errors, 0);
       push(
-        `| ${n} | ${SYSTEM_LABELS[system]} | ${ms(median(entry.latency.map((r) => r.p50)))} | ${ms(median(entry.latency.map((r) => r.p99)))} | ${int(median(entry.load.map((r) => r.rps)))} | ${ms(median(entry.load.map((r) => r.p50)))} | ${ms(median(entry.load.map((r) => r.p99)))} | ${errors} |`,
+        `| ${n} | ${label(system)} | ${ms(median(entry.latency.map((r) => r.p50)))} | ${ms(median(entry.latency.map((r) => r.p99)))} | ${int(median(entry.load.map((r) => r.rps)))} | ${ms(median(entry.load.map((r) => r.p50)))} | ${ms(median(entry.load.map((r) => r.p99)))} | ${errors} |`,
       );
     }
   }
@@ -201,14 +249,14 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
       const redis = entry.load.map((r) => r.redisCpuUsPerRequest).filter((v): v is number => v !== undefined);
       const publishes = entry.load.map((r) => r.publishesPerRequest).filter((v): v is number => v !== undefined);
       const cell = (values: number[], digits: number): string => (values.length > 0 ? median(values).toFixed(digits) : 'n/a');
-      push(`| ${n} | ${SYSTEM_LABELS[system]} | ${cell(caller, 1)} | ${cell(responder, 1)} | ${cell(redis, 1)} | ${cell(publishes, 2)} |`);
+      push(`| ${n} | ${label(system)} | ${cell(caller, 1)} | ${cell(responder, 1)} | ${cell(redis, 1)} | ${cell(publishes, 2)} |`);
     }
   }
   push('');
   push('## Ratios of this library to each baseline', '');
   push('Median of per-repetition ratios. Throughput: library / baseline (higher is better). Latency: library p50 / baseline p50 at 1 in flight (lower is better).', '');
   const baselines = results.systems.filter((system) => system !== 'lib');
-  push(`| N | ${baselines.map((system) => `throughput vs ${SYSTEM_LABELS[system]}`).join(' | ')} | ${baselines.map((system) => `p50 vs ${SYSTEM_LABELS[system]}`).join(' | ')} |`);
+  push(`| N | ${baselines.map((system) => `throughput vs ${label(system)}`).join(' | ')} | ${baselines.map((system) => `p50 vs ${label(system)}`).join(' | ')} |`);
   push(`|---:|${baselines.map(() => '---:|').join('')}${baselines.map(() => '---:|').join('')}`);
   for (const n of config.ns) {
     const main = results.main[n]!;
@@ -230,7 +278,7 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
     .map((n) => {
       const main = results.main[n]!;
       const floor = main.coalesced!.load.map((r) => r.rps);
-      const against = (system: SystemName): string | undefined => (main[system] ? `${ratio(ratioMedian(floor, main[system]!.load.map((r) => r.rps)))} ${SYSTEM_LABELS[system]}` : undefined);
+      const against = (system: SystemName): string | undefined => (main[system] ? `${ratio(ratioMedian(floor, main[system]!.load.map((r) => r.rps)))} ${label(system)}` : undefined);
       return `N=${n}: ${[against('nats'), against('nest')].filter(Boolean).join(', ')}`;
     });
   if (ceiling.length > 0) push(`For reference, the coalesced floor's own throughput @${config.concurrency} (median per-repetition ratio) — ${ceiling.join('; ')}.`, '');
@@ -243,7 +291,7 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
     const row = results.levels[system];
     if (!row) continue;
     push(
-      `| ${SYSTEM_LABELS[system]} | ${config.loadLevels.map((c) => `${ms(median(row[c]!.map((r) => r.p50)))} / ${ms(median(row[c]!.map((r) => r.p99)))}`).join(' | ')} | ${config.loadLevels.map((c) => int(median(row[c]!.map((r) => r.rps)))).join(' | ')} |`,
+      `| ${label(system)} | ${config.loadLevels.map((c) => `${ms(median(row[c]!.map((r) => r.p50)))} / ${ms(median(row[c]!.map((r) => r.p99)))}`).join(' | ')} | ${config.loadLevels.map((c) => int(median(row[c]!.map((r) => r.rps)))).join(' | ')} |`,
     );
   }
   push('');
@@ -261,7 +309,7 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
   for (const system of results.systems) {
     const runs = results.inflight[system];
     if (!runs) continue;
-    push(`| ${SYSTEM_LABELS[system]} | ${int(median(runs.map((r) => r.bytesPerRequest)))} | ${runs.map((r) => int(r.bytesPerRequest)).join(', ')} | ${runs.every((r) => r.answered === config.inflightCount) ? 'yes' : runs.map((r) => `${r.answered}/${config.inflightCount}`).join(', ')} |`);
+    push(`| ${label(system)} | ${int(median(runs.map((r) => r.bytesPerRequest)))} | ${runs.map((r) => int(r.bytesPerRequest)).join(', ')} | ${runs.every((r) => r.answered === config.inflightCount) ? 'yes' : runs.map((r) => `${r.answered}/${config.inflightCount}`).join(', ')} |`);
   }
   push('');
 
@@ -272,7 +320,7 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
     const runs = results.burst[system];
     if (!runs) continue;
     push(
-      `| ${SYSTEM_LABELS[system]} | ${runs.map((r) => r.complete).join(', ')} | ${runs.map((r) => r.lost).join(', ')} | ${int(median(runs.map((r) => r.wallMs)))} | ${ms(median(runs.map((r) => r.p50)))} | ${ms(median(runs.map((r) => r.p99)))} | ${ms(median(runs.map((r) => r.max)))} |`,
+      `| ${label(system)} | ${runs.map((r) => r.complete).join(', ')} | ${runs.map((r) => r.lost).join(', ')} | ${int(median(runs.map((r) => r.wallMs)))} | ${ms(median(runs.map((r) => r.p50)))} | ${ms(median(runs.map((r) => r.p99)))} | ${ms(median(runs.map((r) => r.max)))} |`,
     );
   }
   push('');
@@ -317,11 +365,11 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
     }));
   writeFileSync(
     join(outDir, 'latency.svg'),
-    chart('p50 latency, 1 request in flight', 'ms', ns, seriesOf((entry) => median(entry.latency.map((r) => r.p50))), false),
+    chart('p50 latency, 1 request in flight', 'ms', ns, seriesOf((entry) => median(entry.latency.map((r) => r.p50))), false, label),
   );
   writeFileSync(
     join(outDir, 'throughput.svg'),
-    chart(`Throughput, ${config.concurrency} requests in flight`, 'requests/s', ns, seriesOf((entry) => median(entry.load.map((r) => r.rps))), true),
+    chart(`Throughput, ${config.concurrency} requests in flight`, 'requests/s', ns, seriesOf((entry) => median(entry.load.map((r) => r.rps))), true, label),
   );
   return targets.map((target) => `${target.met ? 'met   ' : 'MISSED'} ${target.level} ${target.name}: ${target.measured}`).join('\n');
 }

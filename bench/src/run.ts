@@ -27,6 +27,8 @@ const systemsArg = argv.find((arg) => arg.startsWith('--systems='))?.slice(10).s
 const mainOnly = argv.includes('--main-only');
 const outArg = argv.find((arg) => arg.startsWith('--out='))?.slice(6);
 const baselineArg = argv.find((arg) => arg.startsWith('--baseline='))?.slice(11);
+// --baseline-name="…": what the --baseline build is, as the report names it.
+const baselineNameArg = argv.find((arg) => arg.startsWith('--baseline-name='))?.slice(16);
 // --profile-n=K: profile with K responding instances instead of 4.
 const profileNArg = argv.find((arg) => arg.startsWith('--profile-n='))?.slice(12);
 // --ns=1,4: measure only these numbers of responding instances.
@@ -126,6 +128,8 @@ export interface Results {
   burst: Partial<Record<SystemName, BurstResult[]>>;
   scale: { responders: number; processes: number; latency: LatencyResult[]; load: LoadResult[]; burst: BurstResult[] } | undefined;
   profile: { caller: ProfileSummary; responder: ProfileSummary; load: LoadResult } | undefined;
+  /** What the `--baseline` build is (`--baseline-name`), for the report. */
+  baselineName?: string;
   durationSec: number;
 }
 
@@ -183,7 +187,7 @@ async function main(): Promise<void> {
   );
   const callers = new Map<SystemName, Worker>();
   for (const system of systems) callers.set(system, await Worker.start(`caller ${system}`, 'caller', [system], endpoints, ['--expose-gc']));
-  const results: Results = { machine, config, systems, natsSkipped, main: {}, levels: {}, memory: {}, inflight: {}, burst: {}, scale: undefined, profile: undefined, durationSec: 0 };
+  const results: Results = { machine, config, systems, natsSkipped, main: {}, levels: {}, memory: {}, inflight: {}, burst: {}, scale: undefined, profile: undefined, baselineName: baselineNameArg, durationSec: 0 };
 
   const latency = (system: SystemName, n: number): Promise<LatencyResult> =>
     callers.get(system)!.call({ op: 'latency', n, durationMs: config.latencyMs, maxCount: config.latencyMaxCount });
