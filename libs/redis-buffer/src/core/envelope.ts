@@ -299,6 +299,14 @@ export function validateHeaders(value: unknown): BufferHeaders | string {
   return value as BufferHeaders;
 }
 
+// Characters a JSON string may hold as they are (printable ASCII but the quote and the backslash).
+const PLAIN_JSON = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/** `JSON.stringify` of a string, without its scan and copy when nothing needs escaping (ids, most patterns). */
+function jsonString(value: string): string {
+  return PLAIN_JSON.test(value) ? `"${value}"` : JSON.stringify(value);
+}
+
 function hasOwnKeys(value: object): boolean {
   for (const key in value) if (Object.hasOwn(value, key)) return true;
   return false;
@@ -321,7 +329,7 @@ export function encodeRequestRest(envelope: RequestEnvelope, fromJson: string, r
   const data = JSON.stringify(envelope.data) as string | undefined;
   // No headers travel as no field (optional in the protocol): one object less to parse per receiver.
   const headers = envelope.headers === NO_HEADERS || !hasOwnKeys(envelope.headers) ? '' : `,"headers":${JSON.stringify(envelope.headers)}`;
-  return `,"v":1,"kind":"request","id":${JSON.stringify(envelope.id)},"pattern":${JSON.stringify(envelope.pattern)},"from":${fromJson},"replyTo":${replyToJson}${headers},"data":${data ?? 'null'}}`;
+  return `,"v":1,"kind":"request","id":${jsonString(envelope.id)},"pattern":${jsonString(envelope.pattern)},"from":${fromJson},"replyTo":${replyToJson}${headers},"data":${data ?? 'null'}}`;
 }
 
 /**

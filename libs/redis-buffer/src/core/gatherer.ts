@@ -35,6 +35,9 @@ interface RareState {
   decided?: CompletedBy;
 }
 
+/** How many instances besides the first are tracked in an array before a Map. */
+const OTHERS_IN_ARRAY = 8;
+
 // Start times are kept as offsets from this, so that they stay small integers.
 const TIME_BASE = Date.now();
 
@@ -64,7 +67,9 @@ export class Gatherer<T = unknown> implements TimerTarget {
   // Map (memory and GC per request).
   private firstFrom: string | undefined;
   private firstProgress: Progress = 0;
-  private others: Map<string, Progress> | undefined;
+  // Up to OTHERS_IN_ARRAY instances, as [id, progress, id, progress…]: a small array costs less than
+  // a Map and its lookups are as fast at that size; past that, a Map.
+  private others: Array<string | Progress> | Map<string, Progress> | undefined;
   // What few requests need (an instance gone, a stall timer, a rule decided early), in one object
   // made on demand: fewer fields on every request (memory per request in flight).
   private rare: RareState | undefined;
@@ -259,7 +264,7 @@ export class Gatherer<T = unknown> implements TimerTarget {
       for (const id of this.awaited ?? []) if (!this.isSettled(id)) reasons[id] = fallback;
       // Instances that started answering but never finished, whether or not the view knew them.
       if (this.firstFrom !== undefined && !isDone(this.firstProgress) && reasons[this.firstFrom] === undefined) reasons[this.firstFrom] = fallback;
-      for (const [id, progress] of this.others ?? []) if (!isDone(progress) && reasons[id] === undefined) reasons[id] = fallback;
+      for (const [id, progress] of this.otherEntries()) if (!isDone(progress) && reasons[id] === undefined) reasons[id] = fallback;
     }
     const missing = Object.keys(reasons);
     return missing.length === 0 ? { missing, missingReasons: NO_REASONS } : { missing, missingReasons: reasons };
@@ -275,16 +280,49 @@ export class Gatherer<T = unknown> implements TimerTarget {
   }
 
   private progressOf(instanceId: string): Progress | undefined {
-    return this.firstFrom === instanceId ? this.firstProgress : this.others?.get(instanceId);
+    if (this.firstFrom === instanceId) return this.firstProgress;
+    const others = this.others;
+    if (others === undefined) return undefined;
+    if (others instanceof Map) return others.get(instanceId);
+    for (let index = 0; index < others.length; index += 2) if (others[index] === instanceId) return others[index + 1] as Progress;
+    return undefined;
   }
 
   private setProgress(instanceId: string, progress: Progress): void {
     if (this.firstFrom === undefined || this.firstFrom === instanceId) {
       this.firstFrom = instanceId;
       this.firstProgress = progress;
-    } else {
-      (this.others ??= new Map()).set(instanceId, progress);
+      return;
     }
+    const others = (this.others ??= []);
+    if (others instanceof Map) {
+      others.set(instanceId, progress);
+      return;
+    }
+    for (let index = 0; index < others.length; index += 2) {
+      if (others[index] === instanceId) {
+        others[index + 1] = progress;
+        return;
+      }
+    }
+    if (others.length < OTHERS_IN_ARRAY * 2) {
+      others.push(instanceId, progress);
+      return;
+    }
+    const map = new Map<string, Progress>();
+    for (let index = 0; index < others.length; index += 2) map.set(others[index] as string, others[index + 1] as Progress);
+    map.set(instanceId, progress);
+    this.others = map;
+  }
+
+  private *otherEntries(): Iterable<[string, Progress]> {
+    const others = this.others;
+    if (others === undefined) return;
+    if (others instanceof Map) {
+      yield* others;
+      return;
+    }
+    for (let index = 0; index < others.length; index += 2) yield [others[index] as string, others[index + 1] as Progress];
   }
 
   private waitingOnCount(): number {

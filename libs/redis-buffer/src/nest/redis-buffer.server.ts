@@ -531,10 +531,15 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       } catch (error) {
         return run.failed(error);
       }
-      if (isPromiseLike(result)) result.then((value) => run.produced(value), (error: unknown) => run.failed(error));
+      if (isPromiseLike(result)) run.follow(result);
       else run.produced(result);
       return;
     }
+    this.runWrapped(run, handler, envelope, context, trace);
+  }
+
+  /** A handler run inside Nest's processing hooks and the handler's span (kept apart: the common path allocates none of its closures). */
+  private runWrapped(run: HandlerRun, handler: MessageHandler, envelope: RequestEnvelope, context: BufferContext, trace: ProcessTrace | undefined): void {
     this.telemetry
       .runInContext(trace, () =>
         this.runHooked(context, async (runEndHook) => {
@@ -711,6 +716,14 @@ class HandlerRun extends ReplyWriter {
   failed(error: unknown): void {
     this.error(error);
     this.settle();
+  }
+
+  /** Takes the handler's promised result (the closures live in this small frame only). */
+  follow(result: PromiseLike<unknown>): void {
+    result.then(
+      (value) => this.produced(value),
+      (error: unknown) => this.failed(error),
+    );
   }
 
   private settle(): void {
