@@ -47,7 +47,7 @@ async function main(): Promise<void> {
   await app.init();
   const handler = (transport as unknown as { messageHandlers: Map<string, MessageHandler> }).messageHandlers.get(ECHO_PATTERN)!;
   const info = { kind: 'request' as const, requestId: 'r', pattern: ECHO_PATTERN, senderId: 's', instanceId: 'cost', channel: 'c', headers: {}, deadline: Date.now() + 60_000 };
-  const request = JSON.stringify({ ttl: 30_000, v: 1, kind: 'request', id: 'AbCdEfGh1234', pattern: ECHO_PATTERN, from: 'bench-caller-1234', replyTo: 'bench1:inbox:bench-caller-1234.AbCdEfGh', headers: {}, data: REQUEST_DATA });
+  const request = JSON.stringify({ ttl: 30_000, v: 1, kind: 'request', id: 'AbCdEfGh1234', pattern: ECHO_PATTERN, from: 'bench-caller-1234', replyTo: 'bench1:inbox:bench-caller-1234.AbCdEfGh', data: REQUEST_DATA });
   const floorRequest = JSON.stringify({ id: 'AbCdEfGh1234', p: ECHO_PATTERN, replyTo: 'bench1:req:inbox:12345678', data: REQUEST_DATA });
   const results = {
     'JSON.parse, library request envelope': await measure(() => JSON.parse(request)),
