@@ -3,7 +3,7 @@
 // skewed clock, a request the instances cannot run, and a throwing callback. The figures reported
 // with TEST_LOGS=1 ("FAULT ...") are the ones in docs/reliability.md.
 import { BadMessageError, BufferClient, CallbackError, NoRespondersError, ConnectionLostError, InstancesMissingError, InvalidOptionsError, RedisBufferTransport } from 'nestjs-redis-buffer';
-import { lastValueFrom, toArray } from 'rxjs';
+import { lastValueFrom, Observable, of, toArray } from 'rxjs';
 import { InstanceProcess, InstanceSpawner, stopAll } from '../support/instances.js';
 import { FAULT_APP, startLoads, totalErrors, type LoadProcess } from '../support/load.js';
 import { collect, rawRedis, sleep } from '../support/raw-redis.js';
@@ -442,6 +442,42 @@ describe('fault: exact completion', () => {
       await inbox.close();
       await publisher.quit();
       await stopAll(group);
+    }
+  }, 60_000);
+
+  it('without processing hooks, every way a handler can fail or answer reaches the caller as one reply, and nothing escapes', async () => {
+    const transport = new RedisBufferTransport({ redis: redis.url, namespace, instanceId: 'in-process-plain' });
+    // Handlers as Nest's proxy may hand them over, and as a hand-registered handler may be.
+    transport.addHandler('plain.sync.value', (() => 41) as never, false);
+    transport.addHandler('plain.sync.throw', (() => {
+      throw new Error('thrown before any promise');
+    }) as never, false);
+    transport.addHandler('plain.rejects', async () => Promise.reject(new Error('rejected')), false);
+    transport.addHandler('plain.bad.stream', async () => new Observable(() => {
+      throw new Error('stream threw on subscribe');
+    }), false);
+    transport.addHandler('plain.stream', async () => of(1, 2, 3), false);
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown): void => void uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    process.on('unhandledRejection', onUncaught);
+    try {
+      await new Promise<void>((resolve, reject) => void transport.listen((error) => (error ? reject(error) : resolve())));
+      const ask = (pattern: string) => client.gather(pattern, null, { to: 'in-process-plain' });
+      expect((await ask('plain.sync.value')).replies.map((r) => r.data)).toEqual([41]);
+      expect((await ask('plain.sync.throw')).errors[0]!.error).toMatchObject({ message: 'thrown before any promise' });
+      expect((await ask('plain.rejects')).errors[0]!.error).toMatchObject({ message: 'rejected' });
+      const bad = await ask('plain.bad.stream');
+      expect(bad).toMatchObject({ completedBy: 'all', finished: 1 });
+      expect(bad.errors[0]!.error).toMatchObject({ message: 'stream threw on subscribe' });
+      expect((await ask('plain.stream')).replies.map((r) => r.data)).toEqual([1, 2, 3]);
+      await sleep(50);
+      expect(uncaught).toEqual([]);
+      expect(transport.activeRequests).toBe(0);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      process.off('unhandledRejection', onUncaught);
+      await transport.close();
     }
   }, 60_000);
 

@@ -50,6 +50,40 @@ describe('Gatherer', () => {
     expect(seen.map((r) => r.instanceId)).toEqual(['a', 'b', 'c']);
   });
 
+  it('tracks every instance apart with many of them: streams, duplicates and completion past the first few', () => {
+    const { gatherer, outcome, seen } = setup({ timeout: 1000 });
+    const ids = Array.from({ length: 20 }, (_, index) => `i${index}`);
+    gatherer.expect(ids.length);
+    // Each streams two values, then closes; every value is also sent twice (a duplicate delivery).
+    for (const id of ids) {
+      expect(gatherer.accept(reply(id, 0, { data: `${id}-0`, done: false }))).toBe('accepted');
+      expect(gatherer.accept(reply(id, 0, { data: `${id}-0`, done: false }))).toBe('duplicate');
+    }
+    for (const id of ids) {
+      expect(gatherer.accept(reply(id, 1, { data: `${id}-1`, done: false }))).toBe('accepted');
+      expect(gatherer.accept(reply(id, 1, { data: `${id}-1`, done: false }))).toBe('duplicate');
+    }
+    expect(outcome.calls).toBe(0);
+    for (const id of ids.slice(0, -1)) expect(gatherer.accept(reply(id, 2, { done: true }))).toBe('accepted');
+    expect(gatherer.accept(reply('i3', 3, { data: 'after done', done: true }))).toBe('duplicate');
+    expect(outcome.calls).toBe(0);
+    gatherer.accept(reply('i19', 2, { done: true }));
+    expect(outcome.result).toMatchObject({ completedBy: 'all', expected: 20, finished: 20, missing: [] });
+    expect(seen).toHaveLength(40);
+    expect(outcome.result!.replies).toHaveLength(40);
+  });
+
+  it('names every unfinished instance on a timeout, with many of them', () => {
+    const { gatherer, outcome, clock } = setup({ timeout: 1000 });
+    const ids = Array.from({ length: 12 }, (_, index) => `i${index}`);
+    gatherer.expect(ids.length, new Set(ids));
+    for (const id of ids) gatherer.accept(reply(id, 0, { data: id, done: !['i2', 'i10', 'i11'].includes(id) }));
+    clock.advance(1000);
+    expect(outcome.result?.completedBy).toBe('timeout');
+    expect([...outcome.result!.missing].sort()).toEqual(['i10', 'i11', 'i2']);
+    expect(outcome.result!.missingReasons).toEqual({ i2: 'timeout', i10: 'timeout', i11: 'timeout' });
+  });
+
   it('waits for the receiver count when replies arrive before it', () => {
     const { gatherer, outcome } = setup();
     gatherer.accept(reply('a', 0, { data: 1 }));

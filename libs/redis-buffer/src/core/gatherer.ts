@@ -63,8 +63,8 @@ export class Gatherer<T = unknown> implements TimerTarget {
   private awaited: ReadonlySet<string> | undefined;
   // Per instance: the last sequence number seen (Redis keeps one publisher's messages in order, so
   // anything at or below it is a duplicate) and whether it is done. The first instance to reply is
-  // kept in its own fields and the others in a Map made on demand: most requests in flight hold no
-  // Map (memory and GC per request).
+  // kept in its own fields and the others in an array or Map made on demand: most requests in flight
+  // hold neither (memory and GC per request).
   private firstFrom: string | undefined;
   private firstProgress: Progress = 0;
   // Up to OTHERS_IN_ARRAY instances, as [id, progress, id, progress…]: a small array costs less than
@@ -79,7 +79,6 @@ export class Gatherer<T = unknown> implements TimerTarget {
   // Every reply in arrival order; values and errors are told apart when a result is made (most
   // requests have no error reply, and then the values are this array itself).
   private arrived: Array<BufferReply<T>> | undefined;
-  private errorReplies = 0;
   private timeoutTimer: TimerHandle | undefined;
   private ended = false;
   // When the request started, as an offset from TIME_BASE: a small integer, not a heap number.
@@ -189,7 +188,6 @@ export class Gatherer<T = unknown> implements TimerTarget {
           ? { ok: false, instanceId: envelope.from, seq: envelope.seq, error: envelope.error, refused: true }
           : { ok: false, instanceId: envelope.from, seq: envelope.seq, error: envelope.error }
         : { ok: true, instanceId: envelope.from, seq: envelope.seq, data: envelope.data as T };
-      if (!reply.ok) this.errorReplies++;
       (this.arrived ??= []).push(reply);
       this.sink.next(reply);
       // The sink may have cancelled us (an unsubscribe from inside `next`).
@@ -235,11 +233,12 @@ export class Gatherer<T = unknown> implements TimerTarget {
     const unfinishedKnown = this.awaited === undefined ? 0 : this.waitingOnCount() + (this.rare?.gone?.size ?? 0);
     const observers = this.expected === undefined || this.awaited === undefined ? 0 : Math.max(0, this.expected - this.finishedCount - unfinishedKnown);
     const arrived = (this.arrived ??= []);
+    const allValues = arrived.every((reply) => reply.ok);
     type Value = Extract<BufferReply<T>, { ok: true }>;
     type Failure = Extract<BufferReply<T>, { ok: false }>;
     return {
-      replies: this.errorReplies === 0 ? (arrived as Value[]) : arrived.filter((reply): reply is Value => reply.ok),
-      errors: this.errorReplies === 0 ? [] : arrived.filter((reply): reply is Failure => !reply.ok),
+      replies: allValues ? (arrived as Value[]) : arrived.filter((reply): reply is Value => reply.ok),
+      errors: allValues ? [] : arrived.filter((reply): reply is Failure => !reply.ok),
       expected: this.expected,
       finished: this.finishedCount,
       completedBy,

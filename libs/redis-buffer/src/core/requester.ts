@@ -109,7 +109,7 @@ export class Requester {
     this.fromJson = JSON.stringify(options.instanceId);
     this.inboxJson = JSON.stringify(this.inbox);
     this.timers = new TimerPool(clock);
-    this.owner = { pending: this.pending, telemetry };
+    this.owner = { pending: this.pending, telemetry, unpublished: new Set(), traces: new Map() };
     this.coalescer = new Coalescer((channel, message) => bus.publish(channel, message), options);
     this.badInput = new BoundedLog(logger);
     this.view = new MembershipView(
@@ -215,12 +215,13 @@ export class Requester {
    * answered; nothing that lives as long as the request holds it (memory per request in flight).
    */
   private enqueueRequest<T>(channel: string, item: OutgoingRequest, gatherer: RequestGatherer<T>): void {
+    gatherer.markPublished();
     if (gatherer.isEnded) return;
-    gatherer.published = true;
     this.coalescer.enqueue(channel, item);
   }
 
   private enqueueWhenConnected<T>(channel: string, item: OutgoingRequest, gatherer: RequestGatherer<T>): void {
+    gatherer.markUnpublished();
     this.subscribeInbox().then(
       () => this.enqueueRequest(channel, item, gatherer),
       (error: Error) => gatherer.fail(error),
@@ -478,6 +479,10 @@ export class Requester {
 interface RequestOwner {
   readonly pending: Map<string, Gatherer<unknown>>;
   readonly telemetry: BufferTelemetry;
+  /** Requests waiting for the first connection, not published yet (rare: kept here, not on each request). */
+  readonly unpublished: Set<object>;
+  /** Each request's span, with an OpenTelemetry SDK only (kept here, not on each request). */
+  readonly traces: Map<object, RequestTrace>;
 }
 
 /**
@@ -486,8 +491,6 @@ interface RequestOwner {
  * object per request.
  */
 class RequestGatherer<T> extends Gatherer<T> implements RequestHandle {
-  published = false;
-
   constructor(
     private readonly owner: RequestOwner,
     id: string,
@@ -495,34 +498,60 @@ class RequestGatherer<T> extends Gatherer<T> implements RequestHandle {
     call: ResolvedCallOptions<T>,
     sink: GatherSink<T>,
     clock: Clock,
-    private readonly trace: RequestTrace | undefined,
+    trace: RequestTrace | undefined,
   ) {
     super(id, pattern, call, sink, clock);
+    if (trace !== undefined) owner.traces.set(this, trace);
+  }
+
+  /** Handed to the coalescer (or about to be). */
+  markPublished(): void {
+    this.owner.unpublished.delete(this);
+  }
+
+  /** Waits for the first connection before it can be handed to the coalescer. */
+  markUnpublished(): void {
+    this.owner.unpublished.add(this);
   }
 
   protected override completed(result: GatherResult<T>, timedOut: BufferTimeoutError<T> | undefined): void {
-    this.owner.pending.delete(this.requestId);
-    if (!this.published && result.completedBy === 'timeout') {
+    const unpublished = this.release();
+    const trace = this.takeTrace();
+    if (unpublished && result.completedBy === 'timeout') {
       const error = new ConnectionLostError(`not connected to Redis within the request's timeout (${this.rules.timeout} ms)`);
-      this.owner.telemetry.endRequest(this.trace, result, error);
+      this.owner.telemetry.endRequest(trace, result, error);
       this.sink.fail(error, result);
     } else {
-      this.owner.telemetry.endRequest(this.trace, result);
+      this.owner.telemetry.endRequest(trace, result);
       this.sink.complete(result, timedOut);
     }
   }
 
   protected override failed(error: Error, result: GatherResult<T>): void {
-    this.owner.pending.delete(this.requestId);
-    this.owner.telemetry.endRequest(this.trace, result, error);
+    this.release();
+    this.owner.telemetry.endRequest(this.takeTrace(), result, error);
     this.sink.fail(error, result);
   }
 
   /** Cancels the request at once: no more replies reach the sink, its timers stop, its span ends. */
   override cancel(): void {
-    if (!this.isEnded) this.owner.telemetry.endSend(this.trace, { 'nestjs_redis_buffer.cancelled': true });
+    if (!this.isEnded) this.owner.telemetry.endSend(this.takeTrace(), { 'nestjs_redis_buffer.cancelled': true });
     super.cancel();
+    this.release();
+  }
+
+  /** Drops what the requester holds for this request; true if it was never published. */
+  private release(): boolean {
     this.owner.pending.delete(this.requestId);
+    return this.owner.unpublished.size > 0 && this.owner.unpublished.delete(this);
+  }
+
+  private takeTrace(): RequestTrace | undefined {
+    const traces = this.owner.traces;
+    if (traces.size === 0) return undefined;
+    const trace = traces.get(this);
+    traces.delete(this);
+    return trace;
   }
 
   /** `cancel`, under the name rxjs calls on a teardown. */

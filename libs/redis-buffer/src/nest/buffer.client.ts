@@ -14,7 +14,7 @@ import { createBus } from '../core/create-bus.js';
 import type { BusEvents, BusStatus } from '../core/redis-bus.js';
 import type { BufferReply, GatherResult } from '../core/reply.js';
 import type { InstanceInfo } from '../core/membership.js';
-import { Requester, type RequestHandle, type RequesterStats } from '../core/requester.js';
+import { Requester, type RequesterStats } from '../core/requester.js';
 import { BufferTelemetry, loadOpenTelemetry } from '../core/telemetry.js';
 import { DurablePublisher } from '../core/durable/durable-publisher.js';
 
@@ -191,24 +191,20 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
         signal?.removeEventListener('abort', onAbort);
         fn(value);
       };
-      const subscription = this.request<T, never>(pattern, data, callOptions, () => {
-        const sink: ClientSink<T> = {
-          handle: undefined,
-          next: (reply) => {
-            if (onReply === undefined) return;
-            try {
-              onReply(reply);
-            } catch (error) {
-              // The caller's callback failed: end this request with it, and nothing else.
-              sink.handle?.cancel();
-              settle(reject)(new CallbackError('onReply', String(pattern), error));
-            }
-          },
-          complete: settle(resolve),
-          fail: settle(reject),
-        };
-        return sink;
-      }).subscribe({ error: settle(reject) });
+      const subscription = this.request<T, never>(pattern, data, callOptions, () => ({
+        next: (reply) => {
+          if (onReply === undefined) return;
+          try {
+            onReply(reply);
+          } catch (error) {
+            // The caller's callback failed: end this request with it, and nothing else.
+            subscription.unsubscribe();
+            settle(reject)(new CallbackError('onReply', String(pattern), error));
+          }
+        },
+        complete: settle(resolve),
+        fail: settle(reject),
+      })).subscribe({ error: settle(reject) });
       if (!subscription.closed) signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
@@ -244,15 +240,15 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
     return this.requester.emit(this.normalizePattern(packet.pattern), packet.data) as Promise<T>;
   }
 
-  private request<T, R>(pattern: unknown, data: unknown, options: BufferCallOptions<T> | undefined, makeSink: (subscriber: Subscriber<R>) => ClientSink<T>): Observable<R> {
+  private request<T, R>(pattern: unknown, data: unknown, options: BufferCallOptions<T> | undefined, makeSink: (subscriber: Subscriber<R>) => GatherSink<T>): Observable<R> {
     return new Observable<R>((subscriber) => {
       try {
         if (pattern === undefined || pattern === null) throw new TypeError('A pattern is required.');
         // The defaults, resolved once: most calls pass no options.
         const call = options === undefined ? ((this.defaultCall ??= resolveCallOptions(this.options)) as ResolvedCallOptions<T>) : resolveCallOptions(this.options, options);
-        const sink = makeSink(subscriber);
-        // Unsubscribing cancels the request (the handle is its own teardown).
-        return (sink.handle = this.requester.request<T>(this.normalizePattern(pattern), data, call, sink));
+        // Unsubscribing cancels the request (its handle is its own teardown); so does an error,
+        // which rxjs follows with the teardown.
+        return this.requester.request<T>(this.normalizePattern(pattern), data, call, makeSink(subscriber));
       } catch (error) {
         subscriber.error(error);
         return undefined;
@@ -272,18 +268,11 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
   }
 }
 
-/** A request's sink on the client side, which can cancel the request it listens to. */
-interface ClientSink<T> extends GatherSink<T> {
-  handle: RequestHandle | undefined;
-}
-
 /**
  * Between a request and the Observable of `send` (reply values; an error reply errors the stream)
  * or `scatter` (every reply, errors included): one object per request rather than closures.
  */
-class StreamSink<T, R> implements ClientSink<T> {
-  handle: RequestHandle | undefined;
-
+class StreamSink<T, R> implements GatherSink<T> {
   constructor(
     private readonly subscriber: Subscriber<R>,
     private readonly pattern: unknown,
@@ -294,7 +283,7 @@ class StreamSink<T, R> implements ClientSink<T> {
   next(reply: BufferReply<T>): void {
     if (!this.valuesOnly) return this.subscriber.next(reply as R);
     if (reply.ok) return this.subscriber.next(reply.data as unknown as R);
-    this.handle?.cancel();
+    // Ends the stream, and rxjs then runs its teardown: the request is cancelled.
     this.subscriber.error(reply.error);
   }
 

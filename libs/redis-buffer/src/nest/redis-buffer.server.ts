@@ -691,8 +691,20 @@ class HandlerRun extends ReplyWriter {
     super(host.coalescer, envelope.replyTo, envelope.id, host.fromJson, host.maxPayloadBytes, host.onPublishError);
   }
 
-  /** The handler's result: a plain value (Nest's proxy has already awaited a Promise) or an Observable. */
+  /**
+   * The handler's result: a plain value (Nest's proxy has already awaited a Promise) or an
+   * Observable. Whatever throws on the way (a stream that throws on subscribe) ends this answer
+   * with that error, never the caller of this method (a promise callback or the Redis listener).
+   */
   produced(result: unknown): void {
+    try {
+      this.take(result);
+    } catch (error) {
+      this.failed(error);
+    }
+  }
+
+  private take(result: unknown): void {
     if (!isObservable(result)) {
       // One reply, no stream to build.
       this.value(result);
