@@ -90,7 +90,8 @@ export class Worker {
     const child = track(
       fork(join(here, `${script}.js`), args, {
         env: { ...process.env, BENCH_ENDPOINTS: JSON.stringify(endpoints) },
-        execArgv,
+        // BENCH_NODE_ARGS: extra Node/V8 flags for every caller and responder (all systems alike).
+        execArgv: [...execArgv, ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [])],
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       }),
     );

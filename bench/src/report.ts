@@ -160,7 +160,7 @@ function chart(title: string, yLabel: string, ns: number[], series: Series[], lo
 
 export function writeReport(results: Results, outDir: string, benchDir: string): string {
   const { config, machine } = results;
-  const label = (system: SystemName): string => (system === 'base' && results.baselineName !== undefined ? `library before: ${results.baselineName}` : SYSTEM_LABELS[system]);
+  const label = (system: SystemName): string => (system === 'base' && results.baselineName !== undefined ? results.baselineName : SYSTEM_LABELS[system]);
   const targets = computeTargets(results);
   const lines: string[] = [];
   const push = (...text: string[]): void => void lines.push(...text);
@@ -249,7 +249,9 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
       const redis = entry.load.map((r) => r.redisCpuUsPerRequest).filter((v): v is number => v !== undefined);
       const publishes = entry.load.map((r) => r.publishesPerRequest).filter((v): v is number => v !== undefined);
       const cell = (values: number[], digits: number): string => (values.length > 0 ? median(values).toFixed(digits) : 'n/a');
-      push(`| ${n} | ${label(system)} | ${cell(caller, 1)} | ${cell(responder, 1)} | ${cell(redis, 1)} | ${cell(publishes, 2)} |`);
+      // NATS does not go through Redis.
+      const viaRedis = system !== 'nats';
+      push(`| ${n} | ${label(system)} | ${cell(caller, 1)} | ${cell(responder, 1)} | ${viaRedis ? cell(redis, 1) : '—'} | ${viaRedis ? cell(publishes, 2) : '—'} |`);
     }
   }
   push('');
