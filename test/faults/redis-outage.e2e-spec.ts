@@ -3,30 +3,18 @@
 import { execFile } from 'node:child_process';
 import { BufferClient, ConnectionLostError } from 'nestjs-redis-buffer';
 import { InstanceProcess, startInstances, stopAll } from '../support/instances.js';
-import { FAULT_APP, startLoads, totalErrors, type LoadProcess, type LoadStats } from '../support/load.js';
+import { FAULT_APP, startLoads, totalErrors, type LoadProcess } from '../support/load.js';
 import { rawRedis, sleep } from '../support/raw-redis.js';
 import { freePort, startRedis, type TestRedis } from '../support/redis-server.js';
 import { quietLogs, reportFault } from '../support/captured-logs.js';
+import { expectWellBehaved, MARGIN_MS } from '../support/fault-under-load.js';
 
 
 // The library's warnings that these faults provoke on purpose: captured and asserted, not printed.
 const logs = quietLogs([/^Redis: connect ECONNREFUSED/, /similar messages suppressed/]);
 const namespace = 'fault';
 const TIMEOUT = 1000;
-// What "ends by its deadline plus a small margin" means here, on a loaded 2-core machine.
-const MARGIN_MS = 500;
 
-
-/** Every request ended by deadline + margin, typed outcomes only, no process trouble. */
-function expectWellBehaved(finals: readonly LoadStats[]): void {
-  for (const final of finals) {
-    expect(final.maxOverrunMs).toBeLessThan(MARGIN_MS);
-    expect(final.open).toBe(0);
-    expect(final.unhandledRejections).toBe(0);
-    expect(final.uncaughtExceptions).toBe(0);
-    for (const code of Object.keys(final.errors)) expect(code).toMatch(/^(BUFFER_[A-Z_]+|partial:timeout)$/);
-  }
-}
 
 async function instanceStats(client: BufferClient, to: string): Promise<Record<string, number>> {
   const result = await client.gather<Record<string, number>>('stats', null, { to, timeout: 2000 });

@@ -3,7 +3,7 @@ import { Cluster, Redis, type ClusterNode, type ClusterOptions, type RedisOption
 import { ConnectionLostError } from './errors/connection-lost.error.js';
 import { RedisPermissionError } from './errors/redis-permission.error.js';
 import { keySlot } from './key-slot.js';
-import { isPermissionError, untilConnected, type BusClients, type BusEvents, type BusStatus, type RedisBus } from './redis-bus.js';
+import { isPermissionError, settledByClose, untilConnected, type BusClients, type BusEvents, type BusStatus, type RedisBus } from './redis-bus.js';
 
 export interface ClusterBusOptions {
   readonly nodes: readonly ClusterNode[];
@@ -99,20 +99,11 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
     }
     // Failed, never resent: with retryDelayOnFailover at 0 the Cluster rejects a command whose node
     // connection closed, and this cut settles one that was written and then lost with its socket.
-    let cut: ((error: Error) => void) | undefined;
-    const closed = new Promise<never>((_, reject) => (cut = reject));
-    const inFlight = node === undefined ? undefined : this.publishesInFlightOn(node);
-    inFlight?.add(cut!);
     try {
-      const sent = publisher.spublish(channel, message);
-      // When the close wins the race, ioredis still rejects this one later: not an unhandled rejection.
-      sent.catch(() => undefined);
-      return Number(await Promise.race([sent, closed]));
+      return Number(await settledByClose(node === undefined ? undefined : this.publishesInFlightOn(node), publisher.spublish(channel, message)));
     } catch (cause) {
       if (isPermissionError(cause)) throw new RedisPermissionError('SPUBLISH', [channel], { cause });
       throw cause instanceof ConnectionLostError ? cause : new ConnectionLostError(`SPUBLISH to ${node ?? 'the cluster'} failed`, { cause });
-    } finally {
-      inFlight?.delete(cut!);
     }
   }
 

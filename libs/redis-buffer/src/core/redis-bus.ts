@@ -88,20 +88,12 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
       throw new ConnectionLostError(`cannot publish while the connection is ${this.current}`);
     }
     // With autoResendUnfulfilledCommands off, ioredis neither resends nor settles a command that was
-    // in flight when the connection closed: the close settles it here, with a typed error.
-    let cut: ((error: Error) => void) | undefined;
-    const closed = new Promise<never>((_, reject) => (cut = reject));
-    this.publishesInFlight.add(cut!);
+    // in flight when the connection closed: the close settles it (see `settledByClose`).
     try {
-      const sent = this.publisher.publish(channel, message);
-      // When the close wins the race, ioredis still rejects this one later: not an unhandled rejection.
-      sent.catch(() => undefined);
-      return await Promise.race([sent, closed]);
+      return await settledByClose(this.publishesInFlight, this.publisher.publish(channel, message));
     } catch (cause) {
       if (isPermissionError(cause)) throw new RedisPermissionError('PUBLISH', [channel], { cause });
       throw cause instanceof ConnectionLostError ? cause : new ConnectionLostError('PUBLISH failed', { cause });
-    } finally {
-      this.publishesInFlight.delete(cut!);
     }
   }
 
@@ -327,4 +319,22 @@ export function describeRedis(redis: string | RedisOptions): string {
 
 export function isPermissionError(error: unknown): boolean {
   return error instanceof Error && /^(NOPERM|NOAUTH|WRONGPASS)\b/.test(error.message);
+}
+
+/**
+ * Waits for a command, or for a close of its connection, whichever comes first: the close calls
+ * the function registered in `inFlight` (while the command waits) with the error to settle it with.
+ * For commands ioredis neither resends nor settles when their connection closes.
+ */
+export async function settledByClose<T>(inFlight: Set<(error: Error) => void> | undefined, sent: Promise<T>): Promise<T> {
+  let cut!: (error: Error) => void;
+  const closed = new Promise<never>((_, reject) => (cut = reject));
+  inFlight?.add(cut);
+  // When the close wins the race, ioredis still rejects the command later: not an unhandled rejection.
+  sent.catch(() => undefined);
+  try {
+    return await Promise.race([sent, closed]);
+  } finally {
+    inFlight?.delete(cut);
+  }
 }

@@ -308,27 +308,28 @@ export class Requester {
 
   /** Validates with the receivers' own rules, encodes, and checks the size, before anything is sent. */
   private encodeChecked(envelope: Envelope, what: string): string {
+    this.validate(envelope, what);
+    return this.sizeChecked(encodeEnvelope(envelope), what);
+  }
+
+  private validate(envelope: Envelope, what: string): void {
     const problem = validateEnvelope(envelope);
     if (typeof problem === 'string') throw new BadMessageError(`the ${what} would be refused by every receiver: ${problem}`);
-    const encoded = encodeEnvelope(envelope);
+  }
+
+  private sizeChecked(encoded: string, what: string): string {
     const bytes = utf8Bytes(encoded, this.options.maxPayloadBytes);
     if (bytes > this.options.maxPayloadBytes) throw new PayloadTooLargeError(bytes, this.options.maxPayloadBytes, what);
     return encoded;
   }
 
   private prepareRequest(gatherer: Gatherer<unknown>, envelope: RequestEnvelope): OutgoingRequest {
-    const problem = validateEnvelope(envelope);
-    if (typeof problem === 'string') throw new BadMessageError(`the request would be refused by every receiver: ${problem}`);
+    this.validate(envelope, 'request');
     // `ttl` comes first in the envelope, so its text can be rewritten when the batch is flushed and
     // time spent queued is not counted twice: keep what follows it.
-    const head = `{"ttl":${envelope.ttl}`;
     const rest = encodeRequestRest(envelope, this.fromJson, this.inboxJson);
-    const limit = this.options.maxPayloadBytes;
-    const length = head.length + rest.length;
-    // As `utf8Bytes` on the whole encoded request.
-    const bytes = length * 3 <= limit ? length : Buffer.byteLength(head) + Buffer.byteLength(rest);
-    if (bytes > limit) throw new PayloadTooLargeError(bytes, limit, 'request');
-    return new OutgoingRequest(this.view, gatherer, rest, length);
+    const encoded = this.sizeChecked(`{"ttl":${envelope.ttl}${rest}`, 'request');
+    return new OutgoingRequest(this.view, gatherer, rest, encoded.length);
   }
 
   private onMessage(channel: string, message: string): void {

@@ -448,7 +448,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
         ? `Instance "${this.instanceId}" speaks protocol version 1 and cannot run this request: ${reason}.`
         : `Instance "${this.instanceId}" refused a malformed request: ${reason}.`;
     this.stats.refused++;
-    new ReplyWriter(this.coalescer!, request.replyTo, request.id, this.fromJson, this.options.maxPayloadBytes, this.onReplyPublishError).refuse(request.code, message);
+    this.writerFor(request).refuse(request.code, message);
   }
 
   private onRequestArrived(channel: string, envelope: RequestEnvelope): void {
@@ -472,8 +472,8 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     }
     // A free slot runs the request at once, with no task closure (the common case), and no second
     // clock read: no time has passed since arrival.
-    if (this.limiter.hasRoom) this.onRequest(envelope, channel, deadline, receivedAt);
-    else if (!this.limiter.submit(() => this.onRequest(envelope, channel, deadline, Date.now()))) this.refuseOverloaded(envelope);
+    if (this.limiter.hasRoom) this.onRequest(envelope, channel, deadline, receivedAt, route);
+    else if (!this.limiter.submit(() => this.onRequest(envelope, channel, deadline, Date.now(), route))) this.refuseOverloaded(envelope);
   }
 
   private onInboundRejected(reason: InboundRejection, channel: string, length: number): void {
@@ -503,7 +503,8 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     this.badInput.warn(message);
   }
 
-  private onRequest(envelope: RequestEnvelope, channel: string, deadline: number, now: number): void {
+  /** `route` is this instance's route for the request's pattern, looked up on arrival. */
+  private onRequest(envelope: RequestEnvelope, channel: string, deadline: number, now: number, route: RequestRoute | undefined): void {
     this.stats.requests++;
     if (this.stopping) return this.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" shut down before it could run the request.`);
     if (now > deadline) {
@@ -511,7 +512,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
       this.stats.expired++;
       return this.refuse(envelope, BufferErrorCode.Expired, `The request reached instance "${this.instanceId}" (or waited there) past its deadline.`);
     }
-    const handler = this.requestRoutes.get(envelope.pattern)?.handler;
+    const handler = route?.handler;
     if (handler === undefined) {
       this.stats.unhandled++;
       return this.refuse(envelope, BufferErrorCode.NoHandler, `Instance "${this.instanceId}" has no handler for "${envelope.pattern}".`);
@@ -623,7 +624,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
   }
 
 
-  private writerFor(envelope: RequestEnvelope): ReplyWriter {
+  private writerFor(envelope: { readonly replyTo: string; readonly id: string }): ReplyWriter {
     return new ReplyWriter(this.coalescer!, envelope.replyTo, envelope.id, this.fromJson, this.options.maxPayloadBytes, this.onReplyPublishError);
   }
 
