@@ -15,10 +15,10 @@ export { DurableContext } from './nest/durable.context.js';
 
 // Core
 export { BUFFER_DEFAULTS, resolveBufferOptions, type BufferOptions, type BufferCallOptions, type BufferGatherOptions, type ResolvedBufferOptions } from './core/options.js';
-export type { BufferReply, GatherResult, CompletedBy, MissingReason } from './core/reply.js';
-export type { InstanceInfo } from './core/membership.js';
-export { TELEMETRY_SCOPE } from './core/telemetry.js';
-export { BufferChannels, channelPattern } from './core/channels.js';
+export type { BufferReply, GatherResult, CompletedBy, MissingReason } from './core/gather/reply.js';
+export type { InstanceInfo } from './core/membership/membership.js';
+export { TELEMETRY_SCOPE } from './core/telemetry/telemetry.js';
+export { BufferChannels, channelPattern } from './core/wire/channels.js';
 export {
   PROTOCOL_VERSION,
   decodeMessage,
@@ -32,10 +32,10 @@ export {
   type HelloEnvelope,
   type ByeEnvelope,
   type WhoEnvelope,
-} from './core/envelope.js';
-export type { BusStatus } from './core/redis-bus.js';
-export { MessageSigner } from './core/signing.js';
-export type { RequesterStats } from './core/requester.js';
+} from './core/wire/envelope.js';
+export type { BusStatus } from './core/bus/redis-bus.js';
+export { MessageSigner } from './core/wire/signing.js';
+export type { RequesterStats } from './core/gather/requester.js';
 export { DURABLE_DEFAULTS, resolveDurableOptions, resolveDurableHandlerOptions, type DurableOptions, type DurableHandlerOptions, type DurablePublishOptions, type ResolvedDurableOptions } from './core/durable/durable-options.js';
 export { DurablePublisher } from './core/durable/durable-publisher.js';
 export { DurableConsumer, type DurableConsumerStats, type DurableDelivery, type DurableRun, type DurableSubscription } from './core/durable/durable-consumer.js';

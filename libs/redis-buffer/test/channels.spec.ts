@@ -1,4 +1,4 @@
-import { BufferChannels, channelPattern, channelPatternOfRoute, compareCodePoints } from '../src/core/channels.js';
+import { BufferChannels, channelPattern, channelPatternOfRoute, compareCodePoints } from '../src/core/wire/channels.js';
 
 describe('BufferChannels', () => {
   const channels = new BufferChannels('app');

@@ -1,4 +1,4 @@
-import { Coalescer } from '../src/core/coalescer.js';
+import { Coalescer } from '../src/core/bus/coalescer.js';
 
 function item(text: string) {
   return { bytes: text.length, encode: () => text };

@@ -1,4 +1,4 @@
-import { ConcurrencyLimiter } from '../src/core/concurrency-limiter.js';
+import { ConcurrencyLimiter } from '../src/core/respond/concurrency-limiter.js';
 import { InvalidOptionsError } from '../src/core/errors/invalid-options.error.js';
 import { resolveBufferOptions } from '../src/core/options.js';
 

@@ -1,7 +1,7 @@
-import { ClusterBus } from '../src/core/cluster-bus.js';
-import { createBus } from '../src/core/create-bus.js';
+import { ClusterBus } from '../src/core/bus/cluster-bus.js';
+import { createBus } from '../src/core/bus/create-bus.js';
 import { resolveBufferOptions } from '../src/core/options.js';
-import { IoredisBus } from '../src/core/redis-bus.js';
+import { IoredisBus } from '../src/core/bus/redis-bus.js';
 
 describe('createBus', () => {
   it('builds a ClusterBus for "cluster", and an IoredisBus for one server or Sentinel, without connecting', async () => {

@@ -1,4 +1,4 @@
-import { decodeMessage, encodeBatch, encodeEnvelope, encodeReplyParts, encodeRequestRest, validateEnvelope, validateHeaders, type RequestEnvelope } from '../src/core/envelope.js';
+import { decodeMessage, encodeBatch, encodeEnvelope, encodeReplyParts, encodeRequestRest, validateEnvelope, validateHeaders, type RequestEnvelope } from '../src/core/wire/envelope.js';
 import { BadMessageError } from '../src/core/errors/bad-message.error.js';
 
 const request = { v: 1, kind: 'request', id: 'r1', pattern: 'p', from: 'a', replyTo: 'rb:inbox:a', ttl: 1000, headers: { h: 'v' }, data: { x: 1 } };

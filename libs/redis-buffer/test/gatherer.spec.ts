@@ -1,9 +1,9 @@
-import type { ReplyEnvelope } from '../src/core/envelope.js';
+import type { ReplyEnvelope } from '../src/core/wire/envelope.js';
 import { BufferTimeoutError } from '../src/core/errors/buffer-timeout.error.js';
 import { NoRespondersError } from '../src/core/errors/no-responders.error.js';
-import { Gatherer } from '../src/core/gatherer.js';
+import { Gatherer } from '../src/core/gather/gatherer.js';
 import type { ResolvedCallOptions } from '../src/core/options.js';
-import type { BufferReply, GatherResult } from '../src/core/reply.js';
+import type { BufferReply, GatherResult } from '../src/core/gather/reply.js';
 import { FakeClock } from './fake-clock.js';
 
 function reply(from: string, seq: number, fields: { data?: unknown; error?: unknown; done?: boolean }): ReplyEnvelope {

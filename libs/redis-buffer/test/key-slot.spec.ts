@@ -1,4 +1,4 @@
-import { keySlot } from '../src/core/key-slot.js';
+import { keySlot } from '../src/core/bus/key-slot.js';
 
 describe('keySlot', () => {
   // Expected values are what redis-server 7.0.15 answered to CLUSTER KEYSLOT.

@@ -1,5 +1,5 @@
-import { Coalescer } from '../src/core/coalescer.js';
-import { ReplyWriter, toWireError } from '../src/core/reply-writer.js';
+import { Coalescer } from '../src/core/bus/coalescer.js';
+import { ReplyWriter, toWireError } from '../src/core/respond/reply-writer.js';
 
 function setup(maxPayloadBytes = 10_000) {
   const published: string[] = [];

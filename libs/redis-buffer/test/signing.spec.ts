@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
-import { GuardedBus, INBOUND_ALLOWANCE_BYTES, type InboundRejection } from '../src/core/guarded-bus.js';
+import { GuardedBus, INBOUND_ALLOWANCE_BYTES, type InboundRejection } from '../src/core/bus/guarded-bus.js';
 import { InvalidOptionsError } from '../src/core/errors/invalid-options.error.js';
 import { resolveBufferOptions } from '../src/core/options.js';
-import type { BusEvents, BusStatus, RedisBus } from '../src/core/redis-bus.js';
-import { MessageSigner, SIGNED_PREFIX } from '../src/core/signing.js';
+import type { BusEvents, BusStatus, RedisBus } from '../src/core/bus/redis-bus.js';
+import { MessageSigner, SIGNED_PREFIX } from '../src/core/wire/signing.js';
 
 const KEY = 'a-shared-key-of-32-characters!!!';
 

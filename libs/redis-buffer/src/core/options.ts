@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
 import { resolveDurableOptions, type DurableOptions, type ResolvedDurableOptions } from './durable/durable-options.js';
-import type { BufferHeaders } from './envelope.js';
-import { ENVELOPE_LIMITS, validateHeaders } from './envelope.js';
+import type { BufferHeaders } from './wire/envelope.js';
+import { ENVELOPE_LIMITS, validateHeaders } from './wire/envelope.js';
 import { InvalidOptionsError } from './errors/invalid-options.error.js';
-import type { BufferReply } from './reply.js';
-import { MIN_SIGNING_KEY_BYTES } from './signing.js';
+import type { BufferReply } from './gather/reply.js';
+import { MIN_SIGNING_KEY_BYTES } from './wire/signing.js';
 
 /** Options shared by `BufferModule.forRoot`, `RedisBufferTransport` and `BufferClient`. */
 export interface BufferOptions {

@@ -1,5 +1,5 @@
 import { BaseRpcContext } from '@nestjs/microservices';
-import type { BufferHeaders } from '../core/envelope.js';
+import type { BufferHeaders } from '../core/wire/envelope.js';
 
 /** What a handler learns about the message it is handling. */
 export interface BufferMessageInfo {

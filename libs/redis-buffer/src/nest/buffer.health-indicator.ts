@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import type { InstanceInfo } from '../core/membership.js';
-import type { BusStatus } from '../core/redis-bus.js';
+import type { InstanceInfo } from '../core/membership/membership.js';
+import type { BusStatus } from '../core/bus/redis-bus.js';
 import { BufferClient } from './buffer.client.js';
 import type { RedisBufferTransport } from './redis-buffer.server.js';
 

@@ -4,7 +4,7 @@ import { DurableConsumer, type DurableSubscription } from '../core/durable/durab
 import { resolveDurableHandlerOptions } from '../core/durable/durable-options.js';
 import type { BufferLogger } from '../core/logger.js';
 import type { ResolvedBufferOptions } from '../core/options.js';
-import type { BufferTelemetry } from '../core/telemetry.js';
+import type { BufferTelemetry } from '../core/telemetry/telemetry.js';
 import { DURABLE_HANDLER_EXTRAS, type DurableHandlerExtras } from './durable-pattern.decorator.js';
 import { DurableContext } from './durable.context.js';
 

@@ -1,6 +1,6 @@
 import { BaseRpcContext } from '@nestjs/microservices';
 import type { DurableDelivery } from '../core/durable/durable-consumer.js';
-import type { BufferHeaders } from '../core/envelope.js';
+import type { BufferHeaders } from '../core/wire/envelope.js';
 
 /**
  * The context of a `@DurablePattern` handler, injected with `@Ctx()`.

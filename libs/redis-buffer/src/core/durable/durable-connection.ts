@@ -1,6 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
-import { describeRedis } from '../redis-bus.js';
+import { describeRedis } from '../bus/redis-bus.js';
 import { withDurableScripts, type DurableScripts } from './durable-scripts.js';
 
 export interface DurableConnectionOptions {

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { BufferErrorCode } from '../errors/buffer.error.js';
-import type { BufferHeaders } from '../envelope.js';
+import type { BufferHeaders } from '../wire/envelope.js';
 import { BoundedLog, type BufferLogger } from '../logger.js';
 import type { ResolvedBufferOptions } from '../options.js';
 import { encodeDeadLetter } from './dead-letter.js';

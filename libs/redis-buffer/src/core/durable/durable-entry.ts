@@ -1,4 +1,4 @@
-import { ENVELOPE_LIMITS, validateHeaders, type BufferHeaders } from '../envelope.js';
+import { ENVELOPE_LIMITS, validateHeaders, type BufferHeaders } from '../wire/envelope.js';
 
 /**
  * The stream entry format, version 1, documented in docs/protocol.md (keep the two in step).

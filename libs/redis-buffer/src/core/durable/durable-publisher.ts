@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { validateHeaders } from '../envelope.js';
+import { validateHeaders } from '../wire/envelope.js';
 import type { ResolvedBufferOptions } from '../options.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import { DeadLetterNotFoundError } from '../errors/dead-letter-not-found.error.js';
@@ -12,7 +12,7 @@ import { DurableKeys } from './durable-keys.js';
 import type { DurablePublishOptions, ResolvedDurableOptions } from './durable-options.js';
 import type { DurableScripts } from './durable-scripts.js';
 import { trimStream, type TrimResult } from './retention.js';
-import { BufferTelemetry } from '../telemetry.js';
+import { BufferTelemetry } from '../telemetry/telemetry.js';
 
 /** What the publisher needs of the module options. */
 export type DurablePublisherOptions = Pick<ResolvedBufferOptions, 'redis' | 'namespace' | 'instanceId' | 'connectTimeout' | 'timeout' | 'maxPayloadBytes'> & {

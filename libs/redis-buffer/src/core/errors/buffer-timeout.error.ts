@@ -1,5 +1,5 @@
 import { BufferError, BufferErrorCode } from './buffer.error.js';
-import type { BufferReply, MissingReason } from '../reply.js';
+import type { BufferReply, MissingReason } from '../gather/reply.js';
 
 /**
  * The request reached its `timeout` before it was complete. Carries what did arrive, so a caller

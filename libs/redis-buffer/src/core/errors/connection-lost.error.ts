@@ -1,5 +1,5 @@
 import { BufferError, BufferErrorCode } from './buffer.error.js';
-import type { BufferReply } from '../reply.js';
+import type { BufferReply } from '../gather/reply.js';
 
 /**
  * The connection to Redis is not usable (never connected, lost, or closed), so the request could not

@@ -1,5 +1,5 @@
 import { BufferError, BufferErrorCode } from './buffer.error.js';
-import type { BufferReply, MissingReason } from '../reply.js';
+import type { BufferReply, MissingReason } from '../gather/reply.js';
 
 /**
  * `scatter` and `send` only: the request completed without every instance that received it,

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Cluster, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from 'ioredis';
-import { ConnectionLostError } from './errors/connection-lost.error.js';
-import { RedisPermissionError } from './errors/redis-permission.error.js';
+import { ConnectionLostError } from '../errors/connection-lost.error.js';
+import { RedisPermissionError } from '../errors/redis-permission.error.js';
 import { keySlot } from './key-slot.js';
 import { isPermissionError, settledByClose, untilConnected, type BusClients, type BusEvents, type BusStatus, type RedisBus } from './redis-bus.js';
 

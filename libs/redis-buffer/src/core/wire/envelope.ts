@@ -1,4 +1,4 @@
-import { BadMessageError } from './errors/bad-message.error.js';
+import { BadMessageError } from '../errors/bad-message.error.js';
 
 /**
  * The wire format, version 1. Documented in docs/protocol.md; keep the two in step.

@@ -1,20 +1,20 @@
 import { randomBytes } from 'node:crypto';
-import { BufferChannels } from './channels.js';
-import { systemClock, TimerPool, type Clock, type TimerHandle } from './clock.js';
-import { Coalescer, type OutgoingEnvelope } from './coalescer.js';
-import { decodeMessage, encodeEnvelope, encodeRequestRest, utf8Bytes, validateEnvelope, type BufferHeaders, type Envelope, type EventEnvelope, type HelloEnvelope, type PingEnvelope, type RequestEnvelope, type WhoEnvelope } from './envelope.js';
-import { BadMessageError } from './errors/bad-message.error.js';
-import type { BufferTimeoutError } from './errors/buffer-timeout.error.js';
-import { ConnectionLostError } from './errors/connection-lost.error.js';
-import { PayloadTooLargeError } from './errors/payload-too-large.error.js';
-import { TooManyRequestsError } from './errors/too-many-requests.error.js';
+import { BufferChannels } from '../wire/channels.js';
+import { systemClock, TimerPool, type Clock, type TimerHandle } from '../clock.js';
+import { Coalescer, type OutgoingEnvelope } from '../bus/coalescer.js';
+import { decodeMessage, encodeEnvelope, encodeRequestRest, utf8Bytes, validateEnvelope, type BufferHeaders, type Envelope, type EventEnvelope, type HelloEnvelope, type PingEnvelope, type RequestEnvelope, type WhoEnvelope } from '../wire/envelope.js';
+import { BadMessageError } from '../errors/bad-message.error.js';
+import type { BufferTimeoutError } from '../errors/buffer-timeout.error.js';
+import { ConnectionLostError } from '../errors/connection-lost.error.js';
+import { PayloadTooLargeError } from '../errors/payload-too-large.error.js';
+import { TooManyRequestsError } from '../errors/too-many-requests.error.js';
 import { Gatherer, type GatherSink } from './gatherer.js';
-import { BoundedLog, type BufferLogger } from './logger.js';
-import { MembershipView, type InstanceInfo } from './membership.js';
-import type { ResolvedBufferOptions, ResolvedCallOptions } from './options.js';
-import type { BusStatus, RedisBus } from './redis-bus.js';
+import { BoundedLog, type BufferLogger } from '../logger.js';
+import { MembershipView, type InstanceInfo } from '../membership/membership.js';
+import type { ResolvedBufferOptions, ResolvedCallOptions } from '../options.js';
+import type { BusStatus, RedisBus } from '../bus/redis-bus.js';
 import type { BufferReply, GatherResult, MissingReason } from './reply.js';
-import { BufferTelemetry, type ObservedCounters, type RequestTrace } from './telemetry.js';
+import { BufferTelemetry, type ObservedCounters, type RequestTrace } from '../telemetry/telemetry.js';
 
 /** Counters a caller can read for monitoring; they only ever grow. */
 export interface RequesterStats {

@@ -1,7 +1,7 @@
 // Types only: `@opentelemetry/api` is an optional peer dependency, loaded at run time when present.
 import type * as Otel from '@opentelemetry/api';
-import type { BufferHeaders } from './envelope.js';
-import type { GatherResult } from './reply.js';
+import type { BufferHeaders } from '../wire/envelope.js';
+import type { GatherResult } from '../gather/reply.js';
 
 type OtelApi = typeof Otel;
 

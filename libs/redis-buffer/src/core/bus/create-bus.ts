@@ -1,5 +1,5 @@
 import { ClusterBus } from './cluster-bus.js';
-import type { ResolvedBufferOptions } from './options.js';
+import type { ResolvedBufferOptions } from '../options.js';
 import { IoredisBus, type RedisBus } from './redis-bus.js';
 
 /**

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Redis, type Cluster, type RedisOptions } from 'ioredis';
-import { ConnectionLostError } from './errors/connection-lost.error.js';
-import { RedisPermissionError } from './errors/redis-permission.error.js';
+import { ConnectionLostError } from '../errors/connection-lost.error.js';
+import { RedisPermissionError } from '../errors/redis-permission.error.js';
 
 export type BusStatus = 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'closed';
 

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { BusClients, BusEvents, BusStatus, RedisBus } from './redis-bus.js';
-import { MessageSigner } from './signing.js';
+import { MessageSigner } from '../wire/signing.js';
 
 /** Why the guard dropped an inbound message before it was parsed. */
 export type InboundRejection = 'oversized' | 'unsigned' | 'forged';

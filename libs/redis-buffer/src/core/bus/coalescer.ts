@@ -1,4 +1,4 @@
-import { encodeBatch } from './envelope.js';
+import { encodeBatch } from '../wire/envelope.js';
 
 /** One envelope waiting to be published. `encode` runs at flush time, so the item may still change. */
 export interface OutgoingEnvelope {

@@ -1,9 +1,9 @@
-import { TimerPool, type Clock, type TimerHandle, type TimerTarget } from './clock.js';
-import type { ReplyEnvelope } from './envelope.js';
-import { BufferTimeoutError } from './errors/buffer-timeout.error.js';
-import { CallbackError } from './errors/callback.error.js';
-import { NoRespondersError } from './errors/no-responders.error.js';
-import type { ResolvedCallOptions } from './options.js';
+import { TimerPool, type Clock, type TimerHandle, type TimerTarget } from '../clock.js';
+import type { ReplyEnvelope } from '../wire/envelope.js';
+import { BufferTimeoutError } from '../errors/buffer-timeout.error.js';
+import { CallbackError } from '../errors/callback.error.js';
+import { NoRespondersError } from '../errors/no-responders.error.js';
+import type { ResolvedCallOptions } from '../options.js';
 import type { BufferReply, CompletedBy, GatherResult, MissingReason } from './reply.js';
 
 /** Receives what a gatherer decides. Exactly one of `complete` / `fail` is called, once. */

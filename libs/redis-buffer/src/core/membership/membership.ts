@@ -1,6 +1,6 @@
-import type { Clock } from './clock.js';
-import type { HelloEnvelope } from './envelope.js';
-import type { MissingReason } from './reply.js';
+import type { Clock } from '../clock.js';
+import type { HelloEnvelope } from '../wire/envelope.js';
+import type { MissingReason } from '../gather/reply.js';
 
 const NONE: readonly string[] = Object.freeze([]);
 

@@ -1,6 +1,6 @@
-import type { Coalescer, OutgoingEnvelope } from './coalescer.js';
-import { encodeReplyParts } from './envelope.js';
-import { BufferErrorCode } from './errors/buffer.error.js';
+import type { Coalescer, OutgoingEnvelope } from '../bus/coalescer.js';
+import { encodeReplyParts } from '../wire/envelope.js';
+import { BufferErrorCode } from '../errors/buffer.error.js';
 
 /** An error as it travels in a reply: JSON, so an `Error` becomes `{ name, message, code? }`. */
 export function toWireError(error: unknown): unknown {
