@@ -114,7 +114,11 @@ describe('Responder (no Nest)', () => {
     const pub = new Redis(redis.url);
     try {
       const received: Array<Record<string, unknown>> = [];
-      sub.on('message', (_channel: string, message: string) => received.push(JSON.parse(message) as Record<string, unknown>));
+      sub.on('message', (_channel: string, message: string) => {
+        // One message may be a batch (an array) when the two answers leave in one tick.
+        const parsed = JSON.parse(message) as Record<string, unknown> | Array<Record<string, unknown>>;
+        received.push(...(Array.isArray(parsed) ? parsed : [parsed]));
+      });
       await sub.subscribe(inbox);
       await pub.publish(channels.who(), JSON.stringify({ v: 1, kind: 'who', id: 'w1', from: 'raw', replyTo: inbox }));
       await pub.publish(channels.direct('plain-who'), JSON.stringify({ v: 1, kind: 'ping', id: 'p1', from: 'raw', replyTo: inbox }));
