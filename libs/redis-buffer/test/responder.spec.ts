@@ -209,6 +209,24 @@ describe('Responder (no Nest)', () => {
     expect(reads).toBeGreaterThan(readsBefore);
   });
 
+  it('decides expiry on the clock it is given: a queued request whose turn comes past its deadline by that clock is refused BUFFER_EXPIRED', async () => {
+    let offset = 0;
+    const clock: Clock = { ...systemClock, now: () => systemClock.now() + offset };
+    const r = responder('plain-clock', { maxConcurrentHandlers: 1 }, { clock }).handle('slow', () => sleep(200).then(() => 'done'));
+    await r.listen();
+    await caller.connect();
+    const first = caller.gather('slow', null);
+    const second = caller.gather('slow', null, { timeout: 3000 });
+    await sleep(50);
+    // A minute passes on the responder's clock while the second request waits for the slot.
+    offset = 60_000;
+    expect((await first).replies.map((reply) => reply.data)).toEqual(['done']);
+    const refused = await second;
+    expect(refused).toMatchObject({ completedBy: 'all', finished: 1 });
+    expect(refused.errors[0]).toMatchObject({ instanceId: 'plain-clock', refused: true, error: { code: 'BUFFER_EXPIRED' } });
+    expect(r.stats).toMatchObject({ requests: 2, expired: 1 });
+  });
+
   it('refuses to register a handler after listen(), or twice for one pattern', async () => {
     const r = responder('plain-reg').handle('a', () => 1);
     expect(() => r.handle('a', () => 2)).toThrow('already registered');
