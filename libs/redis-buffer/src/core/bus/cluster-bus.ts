@@ -207,7 +207,10 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
     publisher.on('refresh', () => {
       if (current()) this.place();
     });
-    publisher.on('+node', (node: Redis) => this.watchNode(node));
+    publisher.on('+node', (node: Redis) => this.watchNode(node, publisher));
+    publisher.on('ready', () => {
+      for (const node of publisher.nodes('all')) if (node.status === 'wait') node.connect().catch(() => undefined);
+    });
     for (const event of ['ready', 'close', 'reconnecting', 'end', 'connect']) {
       publisher.on(event, () => {
         if (current()) this.refreshStatus();
@@ -236,14 +239,17 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
   }
 
   /** Fails the publishes in flight on a node when its connection closes. */
-  private watchNode(node: Redis): void {
+  private watchNode(node: Redis, publisher: Cluster): void {
     if (this.watchedNodes.has(node)) return;
     this.watchedNodes.add(node);
     const key = nodeKey(node.options);
     // Connected at once rather than by the first command: with the offline queue off, a command
     // sent while a node's first connection is being made is refused ("Connection is closed."), and
-    // two replies bound for one new node in the same instant would lose the second.
-    if (node.status === 'wait') node.connect().catch(() => undefined);
+    // two replies bound for one new node in the same instant would lose the second. Only once the
+    // Cluster is ready (the nodes known before are connected on 'ready'): connecting a seed node
+    // while the Cluster still discovers the topology leaves it closed for good when the seed turns
+    // out to be a replica.
+    if (node.status === 'wait' && publisher.status === 'ready') node.connect().catch(() => undefined);
     node.on('ready', () => this.downUntil.delete(key));
     node.on('error', () => this.downUntil.set(key, Date.now() + NODE_DOWN_PAUSE_MS));
     node.on('close', () => {

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Cluster, Redis } from 'ioredis';
 import { settledByClose, withTimeout } from '../async/bounded-wait.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
+import { InvalidOptionsError } from '../errors/invalid-options.error.js';
 import { RedisPermissionError } from '../errors/redis-permission.error.js';
 import { BusStatusMachine, type BusStatus } from './bus-status.js';
 import type { ConnectionFactory } from './connection-factory.js';
@@ -68,6 +69,8 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
   private connecting: Promise<void> | undefined;
   private readonly state = new BusStatusMachine((status) => this.emit('status', status));
   private subscriberConfirmed = false;
+  /** The server is known not to be a cluster node (asked once, on the first connection). */
+  private modeChecked = false;
   private readonly publishesInFlight = new Set<(error: Error) => void>();
 
   constructor(private readonly options: IoredisBusOptions) {
@@ -176,6 +179,23 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
         () => undefined,
       );
     });
+    // A cluster node accepts PUBLISH and SUBSCRIBE, but a classic PUBLISH there counts only that
+    // node's subscribers: completion would rest on a wrong number. Refused before "connected".
+    let refuse!: (error: Error) => void;
+    const refused = new Promise<never>((_, reject) => (refuse = reject));
+    publisher.once('ready', () => {
+      if (!current()) return;
+      checkNotClusterNode(publisher, connections.describe()).then(
+        () => {
+          if (!current()) return;
+          this.modeChecked = true;
+          this.refreshStatus();
+        },
+        (error: Error) => {
+          if (current()) refuse(error);
+        },
+      );
+    });
     publisher.on('close', () => {
       if (!current()) return;
       for (const cut of [...this.publishesInFlight]) cut(new ConnectionLostError('the connection closed while a PUBLISH was in flight; it is not sent again'));
@@ -209,6 +229,13 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
     }, () => {
       publisher.connect().catch(() => undefined);
       subscriber.connect().catch(() => undefined);
+    }, refused).catch((error: unknown) => {
+      if (error instanceof InvalidOptionsError) {
+        publisher.disconnect();
+        subscriber.disconnect();
+        this.state.abandoned();
+      }
+      throw error;
     }).finally(() => {
       this.connecting = undefined;
     });
@@ -222,16 +249,17 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
   private refreshStatus(): void {
     const publisher = this.publisher?.status;
     const subscriber = this.subscriber?.status;
-    this.state.refresh(publisher === 'ready' && subscriber === 'ready' && this.subscriberConfirmed, publisher === 'end' || subscriber === 'end');
+    this.state.refresh(publisher === 'ready' && subscriber === 'ready' && this.subscriberConfirmed && this.modeChecked, publisher === 'end' || subscriber === 'end');
   }
 }
 
 /**
  * Resolves once `bus` reports `connected`, after `start` has begun connecting. Rejects when the bus
- * is closed meanwhile, or after `timeoutMs` with the error `timedOut` returns (having stopped the
- * connection attempts). Shared by every `RedisBus`.
+ * is closed meanwhile, when `refused` rejects (what it connected to cannot serve), or after
+ * `timeoutMs` with the error `timedOut` returns (having stopped the connection attempts). Shared
+ * by every `RedisBus`.
  */
-export function untilConnected(bus: EventEmitter<BusEvents>, timeoutMs: number, timedOut: () => Error, start: () => void): Promise<void> {
+export function untilConnected(bus: EventEmitter<BusEvents>, timeoutMs: number, timedOut: () => Error, start: () => void, refused?: Promise<never>): Promise<void> {
   let stopWatching = (): void => undefined;
   const connected = new Promise<void>((resolve, reject) => {
     const onStatus = (status: BusStatus): void => {
@@ -242,7 +270,26 @@ export function untilConnected(bus: EventEmitter<BusEvents>, timeoutMs: number, 
     stopWatching = () => bus.off('status', onStatus);
   });
   start();
-  return withTimeout(connected, timeoutMs, timedOut).finally(stopWatching);
+  return withTimeout(refused === undefined ? connected : Promise.race([connected, refused]), timeoutMs, timedOut).finally(stopWatching);
+}
+
+/**
+ * Rejects with an `InvalidOptionsError` when `connection` is a node of a Redis Cluster. A server
+ * that does not let this user run INFO is given the benefit of the doubt.
+ */
+async function checkNotClusterNode(connection: Redis, where: string): Promise<void> {
+  let info: string;
+  try {
+    info = await connection.info('cluster');
+  } catch {
+    return;
+  }
+  if (/^cluster_enabled:1\b/m.test(info)) {
+    throw new InvalidOptionsError(
+      'redis',
+      `${where} is a node of a Redis Cluster (INFO says cluster_enabled:1), where a PUBLISH reaches every node but counts only that node's subscribers; give the cluster's nodes as "cluster" ({ cluster: { nodes: [{ host, port }] } }) instead of "redis"`,
+    );
+  }
 }
 
 export function isPermissionError(error: unknown): boolean {
