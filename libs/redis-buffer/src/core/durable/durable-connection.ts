@@ -75,23 +75,25 @@ export class DurableReader {
       list.push(index);
       bySlot.set(slot, list);
     });
+    // Each wait is wrapped: an async function that returned the promise itself would adopt it,
+    // and this would wait for every slot instead of the first.
     const waits = await Promise.all(
       [...bySlot].map(async ([slot, indexes]) => {
         let wait = this.blocked.get(slot);
         if (wait === undefined) {
           const connection = await this.connection(slot);
-          wait = connection.xread('BLOCK', blockMs, 'STREAMS', ...indexes.map((index) => streams[index]!), ...indexes.map((index) => lastIds[index]!));
-          this.blocked.set(slot, wait);
-          const settled = wait;
-          void settled.then(
-            () => this.blocked.get(slot) === settled && this.blocked.delete(slot),
-            () => this.blocked.get(slot) === settled && this.blocked.delete(slot),
-          );
+          const sent = connection.xread('BLOCK', blockMs, 'STREAMS', ...indexes.map((index) => streams[index]!), ...indexes.map((index) => lastIds[index]!));
+          wait = sent;
+          this.blocked.set(slot, sent);
+          const forget = (): void => {
+            if (this.blocked.get(slot) === sent) this.blocked.delete(slot);
+          };
+          sent.then(forget, forget);
         }
-        return wait;
+        return { wait };
       }),
     );
-    await Promise.race(waits);
+    await Promise.race(waits.map(({ wait }) => wait));
   }
 
   /** Ends every blocked XREAD at once (their promises may never settle) and closes the connections. */
