@@ -22,10 +22,11 @@ export function withTimeout<T>(work: Promise<T>, ms: number, timedOut: () => Err
 export function within(work: Promise<unknown>, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const elapsed = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
-  return Promise.race([work.then(
+  const settled = work.then(
     () => undefined,
     () => undefined,
-  ), elapsed]).finally(() => clearTimeout(timer));
+  );
+  return Promise.race([settled, elapsed]).finally(() => clearTimeout(timer));
 }
 
 /**

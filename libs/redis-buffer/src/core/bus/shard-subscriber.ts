@@ -12,7 +12,12 @@ export interface ShardEvents {
   error(error: Error): void;
 }
 
-/** One subscriber connection to one master, holding the channels that master owns. */
+/**
+ * One subscriber connection to one master of a Redis Cluster, holding the sharded channels
+ * (SSUBSCRIBE) that master owns, for `ClusterBus`: it subscribes them once per slot (Redis refuses
+ * one SSUBSCRIBE across slots), knows when Redis has acknowledged all of them, and reports when it
+ * lost them (its connection closed, or Redis moved a slot away), so the bus can place them again.
+ */
 export class ShardSubscriber {
   readonly channels = new Set<string>();
   /** Connected, and every channel in `channels` was subscribed and acknowledged on this connection. */
