@@ -7,6 +7,7 @@ import { ENVELOPE_LIMITS, validateHeaders } from './wire/envelope.js';
 import { InvalidOptionsError } from './errors/invalid-options.error.js';
 import type { BufferReply } from './gather/reply.js';
 import { MIN_SIGNING_KEY_BYTES } from './wire/signing.js';
+import { nonNegativeInteger, positiveInteger, timerMs } from './option-checks.js';
 
 /** Options shared by `BufferModule.forRoot`, `RedisBufferTransport` and `BufferClient`. */
 export interface BufferOptions {
@@ -219,7 +220,6 @@ export const BUFFER_DEFAULTS = {
 } as const satisfies Omit<ResolvedBufferOptions, 'instanceId' | 'durable'>;
 
 // setTimeout's upper bound; a longer delay would fire at once.
-const MAX_TIMER_MS = 2_147_483_647;
 const NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
 
 export function defaultInstanceId(): string {
@@ -329,22 +329,6 @@ function resolveCluster(value: unknown): ResolvedBufferOptions['cluster'] {
   return { nodes: [...nodes], options: options ?? {} };
 }
 
-export function positiveInteger(name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new InvalidOptionsError(name, `must be a positive integer, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
-export function nonNegativeInteger(name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new InvalidOptionsError(name, `must be a non-negative integer, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
 function signingKeys(value: unknown): ReadonlyArray<string | Buffer> {
   if (value === undefined) return [];
   const keys = Array.isArray(value) ? value : [value];
@@ -368,12 +352,4 @@ function minimumMs(name: string, value: unknown, fallback: number, minimum: numb
   const ms = timerMs(name, value, fallback);
   if (ms < minimum) throw new InvalidOptionsError(name, `must be at least ${minimum} ms, got ${ms}`);
   return ms;
-}
-
-export function timerMs(name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > MAX_TIMER_MS) {
-    throw new InvalidOptionsError(name, `must be a number of milliseconds between 1 and ${MAX_TIMER_MS}, got ${JSON.stringify(value)}`);
-  }
-  return value;
 }

@@ -1,15 +1,21 @@
 import { EventEmitter } from 'node:events';
-import { Cluster, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { Cluster, ClusterOptions, Redis } from 'ioredis';
+import { settledByClose } from '../async/bounded-wait.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import { RedisPermissionError } from '../errors/redis-permission.error.js';
+import { BusStatusMachine } from './bus-status.js';
+import { nodeKey, type ConnectionFactory } from './connection-factory.js';
 import { keySlot } from './key-slot.js';
-import { isPermissionError, settledByClose, untilConnected, type BusClients, type BusEvents, type BusStatus, type RedisBus } from './redis-bus.js';
+import { closePolitely } from './polite-close.js';
+import { isPermissionError, untilConnected, type BusClients, type BusEvents, type BusStatus, type RedisBus } from './redis-bus.js';
+import { ShardSubscriber } from './shard-subscriber.js';
 
 export interface ClusterBusOptions {
-  readonly nodes: readonly ClusterNode[];
-  /** The application's ioredis `Cluster` options; `redisOptions` (password, TLS…) also apply to the subscriber connections. */
-  readonly clusterOptions: ClusterOptions;
-  readonly connectTimeout: number;
+  /**
+   * Builds the `Cluster` and the subscriber connections, with the application's `Cluster` options;
+   * its `redisOptions` (password, TLS…) apply to every node connection.
+   */
+  readonly connections: ConnectionFactory;
   /** Shown in `CLIENT LIST` to tell this library's connections apart. */
   readonly connectionName: string;
 }
@@ -39,8 +45,8 @@ const NODE_DOWN_PAUSE_MS = 1000;
  *   dropped the channel with an unsolicited `SUNSUBSCRIBE`), to fail the requests whose replies it
  *   would lose (`subscriberLost`);
  * - bounded retries: while a dead master waits for its failover the group re-creates its subscriber
- *   in a tight loop (measured: ~1,430 times and 8.9 s of CPU in 10.6 s), each time with an error
- *   event. Here a connection to a node that is down retries with exponential backoff capped at 2 s.
+ *   in a tight loop, each time with an error event, burning CPU until the failover ends. Here a
+ *   connection to a node that is down retries with exponential backoff capped at 2 s.
  *
  * Placement follows the `Cluster`'s slot map: after each refresh (every `slotsRefreshInterval`,
  * 1 s by default here, and after a subscriber connection closes or a slot moves) each channel is
@@ -54,9 +60,7 @@ const NODE_DOWN_PAUSE_MS = 1000;
 export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
   private publisher: Cluster | undefined;
   private connecting: Promise<void> | undefined;
-  private current: BusStatus = 'disconnected';
-  private everConnected = false;
-  private closing = false;
+  private readonly state = new BusStatusMachine((status) => this.emit('status', status));
   /** Subscriber connection per master node (`host:port`). */
   private readonly shards = new Map<string, ShardSubscriber>();
   /** Channel → the node whose subscriber connection holds it. */
@@ -76,12 +80,12 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
   }
 
   get status(): BusStatus {
-    return this.current;
+    return this.state.current;
   }
 
   connect(): Promise<void> {
-    if (this.current === 'connected') return Promise.resolve();
-    if (this.closing) return Promise.reject(new ConnectionLostError('the client was closed'));
+    if (this.state.current === 'connected') return Promise.resolve();
+    if (this.state.closed) return Promise.reject(new ConnectionLostError('the client was closed'));
     this.connecting ??= this.open().finally(() => {
       this.connecting = undefined;
     });
@@ -90,8 +94,8 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
 
   async publish(channel: string, message: string): Promise<number> {
     const publisher = this.publisher;
-    if (this.closing || publisher === undefined || publisher.status !== 'ready' || !this.everConnected) {
-      throw new ConnectionLostError(`cannot publish while the connection is ${this.current}`);
+    if (this.state.closed || publisher === undefined || publisher.status !== 'ready' || !this.state.everConnected) {
+      throw new ConnectionLostError(`cannot publish while the connection is ${this.state.current}`);
     }
     const node = this.ownerOf(channel);
     if (node !== undefined && (this.downUntil.get(node) ?? 0) > Date.now()) {
@@ -125,7 +129,7 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
             this.placement.set(channel, node);
             this.slots.set(channel, this.slotOf(channel));
           }
-          return this.shard(node).add(list, this.options.connectTimeout);
+          return this.shard(node).add(list, this.options.connections.connectTimeout);
         }),
       );
     } catch (cause) {
@@ -155,8 +159,8 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
   async numsub(channel: string): Promise<number> {
     const node = this.ownerOf(channel);
     const connection = node === undefined ? undefined : this.publisher?.nodes('master').find((redis) => nodeKey(redis.options) === node);
-    if (this.current !== 'connected' || connection === undefined) {
-      throw new ConnectionLostError(`cannot query subscribers while the connection is ${this.current}`);
+    if (this.state.current !== 'connected' || connection === undefined) {
+      throw new ConnectionLostError(`cannot query subscribers while the connection is ${this.state.current}`);
     }
     try {
       // Sharded subscribers are counted only by the master that owns the channel's slot.
@@ -169,14 +173,9 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
   }
 
   async close(): Promise<void> {
-    if (this.closing) return;
-    this.closing = true;
-    this.setStatus('closed');
-    const publisher = this.publisher;
-    await Promise.all([
-      ...[...this.shards.values()].map((shard) => shard.close()),
-      publisher === undefined ? undefined : publisher.status === 'ready' ? publisher.quit().catch(() => publisher.disconnect()) : publisher.disconnect(),
-    ]);
+    if (this.state.closed) return;
+    this.state.close();
+    await Promise.all([...[...this.shards.values()].map((shard) => shard.close()), closePolitely(this.publisher)]);
     this.shards.clear();
     this.removeAllListeners('message');
   }
@@ -187,31 +186,31 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
   }
 
   private async open(): Promise<void> {
-    this.setStatus('connecting');
-    const { clusterOptions } = this.options;
+    this.state.connecting();
+    const { connections, connectionName } = this.options;
     const publisherOptions: ClusterOptions = {
       // Placement follows the slot map; a refresh every second notices a failover (or a master that
-      // hangs while a replica takes over) within about a second.
-      slotsRefreshInterval: 1000,
-      ...clusterOptions,
-      lazyConnect: true,
+      // hangs while a replica takes over) within about a second. The application may choose another.
+      slotsRefreshInterval: connections.clusterOptions.slotsRefreshInterval ?? 1000,
       // A request published while the cluster is away would be sent long after its deadline.
       enableOfflineQueue: false,
       // A command whose node connection closed would be sent again to the new owner: a request
       // could reach its receivers twice. It fails instead, and the request with it.
       retryDelayOnFailover: 0,
-      redisOptions: this.nodeOptions('pub'),
     };
     // ioredis 6's own sharded subscribers stay off (this bus subscribes itself); ioredis 5 has none,
     // and no such option in its types.
     (publisherOptions as Record<string, unknown>).shardedSubscribers = false;
-    const publisher = new Cluster([...this.options.nodes], publisherOptions);
+    const publisher = connections.cluster(`${connectionName}:pub`, publisherOptions, { autoResendUnfulfilledCommands: false });
     this.publisher = publisher;
-    const current = (): boolean => this.publisher === publisher && !this.closing;
+    const current = (): boolean => this.publisher === publisher && !this.state.closed;
     publisher.on('refresh', () => {
       if (current()) this.place();
     });
-    publisher.on('+node', (node: Redis) => this.watchNode(node));
+    publisher.on('+node', (node: Redis) => this.watchNode(node, publisher));
+    publisher.on('ready', () => {
+      for (const node of publisher.nodes('all')) if (node.status === 'wait') node.connect().catch(() => undefined);
+    });
     for (const event of ['ready', 'close', 'reconnecting', 'end', 'connect']) {
       publisher.on(event, () => {
         if (current()) this.refreshStatus();
@@ -225,40 +224,32 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
 
     await untilConnected(
       this,
-      this.options.connectTimeout,
+      connections.connectTimeout,
       () => {
         publisher.disconnect();
         setImmediate(() => {
-          if (!this.closing && this.connecting === undefined) this.setStatus('disconnected');
+          if (this.connecting === undefined) this.state.abandoned();
         });
         return new ConnectionLostError(
-          `could not connect to the Redis Cluster at ${this.options.nodes.map(describeNode).join(', ')} within connectTimeout (${this.options.connectTimeout} ms); start the cluster (or fix "cluster.nodes") first, or raise "connectTimeout" to wait longer`,
+          `could not connect to ${connections.describe()} within connectTimeout (${connections.connectTimeout} ms); start the cluster (or fix "cluster.nodes") first, or raise "connectTimeout" to wait longer`,
         );
       },
       () => void publisher.connect().catch(() => undefined),
     );
   }
 
-  /** Options of every connection to a node: the app's `redisOptions`, then what this bus needs. */
-  private nodeOptions(role: 'pub' | 'sub'): RedisOptions {
-    return {
-      ...this.options.clusterOptions.redisOptions,
-      connectTimeout: this.options.connectTimeout,
-      disconnectTimeout: 100,
-      connectionName: `${this.options.connectionName}:${role}`,
-      autoResendUnfulfilledCommands: false,
-    };
-  }
-
   /** Fails the publishes in flight on a node when its connection closes. */
-  private watchNode(node: Redis): void {
+  private watchNode(node: Redis, publisher: Cluster): void {
     if (this.watchedNodes.has(node)) return;
     this.watchedNodes.add(node);
     const key = nodeKey(node.options);
     // Connected at once rather than by the first command: with the offline queue off, a command
     // sent while a node's first connection is being made is refused ("Connection is closed."), and
-    // two replies bound for one new node in the same instant would lose the second.
-    if (node.status === 'wait') node.connect().catch(() => undefined);
+    // two replies bound for one new node in the same instant would lose the second. Only once the
+    // Cluster is ready (the nodes known before are connected on 'ready'): connecting a seed node
+    // while the Cluster still discovers the topology leaves it closed for good when the seed turns
+    // out to be a replica.
+    if (node.status === 'wait' && publisher.status === 'ready') node.connect().catch(() => undefined);
     node.on('ready', () => this.downUntil.delete(key));
     node.on('error', () => this.downUntil.set(key, Date.now() + NODE_DOWN_PAUSE_MS));
     node.on('close', () => {
@@ -290,13 +281,9 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
   private shard(node: string): ShardSubscriber {
     let shard = this.shards.get(node);
     if (shard === undefined) {
-      const [host, port] = splitNodeKey(node);
-      const connection = new Redis({
-        ...this.nodeOptions('sub'),
-        host,
-        port,
-        lazyConnect: true,
-        // This class re-subscribes itself, per slot, and confirms it.
+      const connection = this.options.connections.node(node, `${this.options.connectionName}:sub`, {
+        autoResendUnfulfilledCommands: false,
+        // The ShardSubscriber re-subscribes itself, per slot, and confirms it.
         autoResubscribe: false,
         enableOfflineQueue: true,
         retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, MAX_RECONNECT_DELAY_MS),
@@ -308,7 +295,7 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
         confirmed: () => this.refreshStatus(),
         lost: (subscribed) => this.onShardLost(node, subscribed),
         error: (error) => {
-          if (!this.closing && this.listenerCount('error') > 0) this.emit('error', new Error(`${node} (subscriber): ${error.message}`, { cause: error }));
+          if (!this.state.closed && this.listenerCount('error') > 0) this.emit('error', new Error(`${node} (subscriber): ${error.message}`, { cause: error }));
         },
       });
       this.shards.set(node, shard);
@@ -323,7 +310,7 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
    * again at once: a failover or a migration is the likely cause.
    */
   private onShardLost(node: string, hadConfirmed: boolean): void {
-    if (this.closing) return;
+    if (this.state.closed) return;
     const holdsEstablished = [...this.placement].some(([channel, at]) => at === node && this.established.has(channel));
     if (hadConfirmed && holdsEstablished) this.emit('subscriberLost');
     this.refreshStatus();
@@ -359,7 +346,7 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
       const channels = [...this.placement].filter(([, at]) => at === node).map(([channel]) => channel);
       this.shard(node).resync(channels);
     }
-    if (lost && this.current === 'connected') this.emit('subscriberLost');
+    if (lost && this.state.current === 'connected') this.emit('subscriberLost');
     this.refreshStatus();
   }
 
@@ -371,181 +358,13 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
   }
 
   private requireReady(action: string): void {
-    if (this.closing || this.publisher?.status !== 'ready') throw new ConnectionLostError(`cannot ${action} while the connection is ${this.current}`);
+    if (this.state.closed || this.publisher?.status !== 'ready') throw new ConnectionLostError(`cannot ${action} while the connection is ${this.state.current}`);
   }
 
   private refreshStatus(): void {
-    if (this.closing || this.publisher === undefined) return;
+    if (this.publisher === undefined) return;
     const status = this.publisher.status;
     const subscriptionsHeld = [...this.shards.values()].every((shard) => shard.confirmed || ![...shard.channels].some((channel) => this.established.has(channel)));
-    if (status === 'ready' && subscriptionsHeld) {
-      this.everConnected = true;
-      this.setStatus('connected');
-    } else if (status === 'end') {
-      this.setStatus('disconnected');
-    } else {
-      this.setStatus(this.everConnected ? 'reconnecting' : 'connecting');
-    }
+    this.state.refresh(status === 'ready' && subscriptionsHeld, status === 'end');
   }
-
-  private setStatus(status: BusStatus): void {
-    if (status === this.current) return;
-    this.current = status;
-    this.emit('status', status);
-  }
-}
-
-interface ShardEvents {
-  message(channel: string, message: string): void;
-  /** Every channel this connection holds is subscribed (after a (re)connect or a resync). */
-  confirmed(): void;
-  /** It lost its subscriptions; `hadConfirmed`: they had been confirmed. */
-  lost(hadConfirmed: boolean): void;
-  error(error: Error): void;
-}
-
-/** One subscriber connection to one master, holding the channels that master owns. */
-class ShardSubscriber {
-  readonly channels = new Set<string>();
-  /** Connected, and every channel in `channels` was subscribed and acknowledged on this connection. */
-  confirmed = false;
-  /** A re-subscription is on the wire. */
-  syncing = false;
-  private generation = 0;
-  private closed = false;
-
-  constructor(
-    readonly node: string,
-    readonly connection: Redis,
-    private readonly slotOf: (channel: string) => number,
-    private readonly events: ShardEvents,
-  ) {
-    connection.on('smessage', (channel: string, message: string) => events.message(channel, message));
-    connection.on('ready', () => this.resync());
-    connection.on('close', () => this.invalidate());
-    // An unsolicited SUNSUBSCRIBE (Redis moved a slot away) or a MOVED answer to SSUBSCRIBE.
-    connection.on('moved', () => this.invalidate());
-    connection.on('error', (error: Error) => events.error(error));
-  }
-
-  start(): void {
-    this.connection.connect().catch(() => undefined);
-  }
-
-  /**
-   * Subscribes `channels` here and resolves once Redis acknowledged them. Waits for the connection
-   * at most `timeoutMs`; its (re)connection subscribes everything it holds anyway.
-   */
-  async add(channels: readonly string[], timeoutMs: number): Promise<void> {
-    for (const channel of channels) this.channels.add(channel);
-    await this.whenReady(timeoutMs);
-    await this.ssubscribe(channels);
-  }
-
-  async remove(channels: readonly string[]): Promise<void> {
-    for (const channel of channels) this.channels.delete(channel);
-    if (this.connection.status !== 'ready') return;
-    await Promise.all(bySlot(channels, this.slotOf).map((group) => this.connection.sunsubscribe(...group))).catch(() => undefined);
-  }
-
-  /** Subscribes every channel held (plus `extra`) again, then reports this connection confirmed. */
-  resync(extra: readonly string[] = []): void {
-    for (const channel of extra) this.channels.add(channel);
-    const generation = ++this.generation;
-    this.confirmed = false;
-    if (this.connection.status !== 'ready' || this.closed) return;
-    this.syncing = true;
-    this.ssubscribe([...this.channels]).then(
-      () => {
-        if (generation !== this.generation || this.closed) return;
-        this.syncing = false;
-        this.confirmed = true;
-        this.events.confirmed();
-      },
-      (error: Error) => {
-        if (generation !== this.generation || this.closed) return;
-        this.syncing = false;
-        this.events.error(error);
-        this.invalidate();
-      },
-    );
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    this.confirmed = false;
-    try {
-      if (this.connection.status === 'ready') await this.connection.quit();
-      else this.connection.disconnect();
-    } catch {
-      this.connection.disconnect();
-    }
-  }
-
-  private invalidate(): void {
-    if (this.closed) return;
-    const hadConfirmed = this.confirmed;
-    this.confirmed = false;
-    this.syncing = false;
-    this.generation++;
-    this.events.lost(hadConfirmed);
-  }
-
-  private async ssubscribe(channels: readonly string[]): Promise<void> {
-    if (channels.length === 0) return;
-    // One SSUBSCRIBE per slot: Redis refuses one whose channels hash to different slots.
-    await Promise.all(bySlot(channels, this.slotOf).map((group) => this.connection.ssubscribe(...group)));
-  }
-
-  private whenReady(timeoutMs: number): Promise<void> {
-    if (this.connection.status === 'ready') return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new ConnectionLostError(`the subscriber connection to ${this.node} was not ready within connectTimeout (${timeoutMs} ms)`));
-      }, timeoutMs);
-      const onReady = (): void => {
-        cleanup();
-        resolve();
-      };
-      const onEnd = (): void => {
-        cleanup();
-        reject(new ConnectionLostError(`the subscriber connection to ${this.node} ended`));
-      };
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        this.connection.off('ready', onReady);
-        this.connection.off('end', onEnd);
-      };
-      this.connection.on('ready', onReady);
-      this.connection.on('end', onEnd);
-    });
-  }
-}
-
-function bySlot(channels: readonly string[], slotOf: (channel: string) => number): string[][] {
-  const groups = new Map<number, string[]>();
-  for (const channel of channels) {
-    const slot = slotOf(channel);
-    const group = groups.get(slot) ?? [];
-    group.push(channel);
-    groups.set(slot, group);
-  }
-  return [...groups.values()];
-}
-
-function nodeKey(options: { host?: string; port?: number }): string {
-  return `${options.host ?? '127.0.0.1'}:${options.port ?? 6379}`;
-}
-
-/** `host:port`, with IPv6 hosts (which hold colons) split at the last colon. */
-function splitNodeKey(key: string): [string, number] {
-  const at = key.lastIndexOf(':');
-  return [key.slice(0, at), Number(key.slice(at + 1))];
-}
-
-function describeNode(node: ClusterNode): string {
-  if (typeof node === 'number') return `127.0.0.1:${node}`;
-  if (typeof node === 'string') return node.replace(/\/\/[^@/]*@/, '//');
-  return nodeKey(node);
 }

@@ -43,7 +43,7 @@ export class Coalescer {
   private scheduled = false;
 
   constructor(
-    private readonly publish: PublishFunction,
+    private readonly publishMessage: PublishFunction,
     private readonly limits: CoalescerLimits,
     private readonly schedule: (flush: () => void) => void = (flush) => setImmediate(flush),
   ) {}
@@ -67,6 +67,19 @@ export class Coalescer {
       this.scheduled = true;
       this.schedule(() => this.flush());
     }
+  }
+
+  /**
+   * Queues an already encoded envelope and resolves with the PUBLISH result of the batch that
+   * carries it: Redis's receiver count, or the error.
+   */
+  publish(channel: string, encoded: string): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      this.enqueue(channel, { bytes: encoded.length, encode: () => encoded }, (error, receivers) => {
+        if (error === undefined) resolve(receivers);
+        else reject(error);
+      });
+    });
   }
 
   /** Publishes everything queued now. */
@@ -97,7 +110,7 @@ export class Coalescer {
       settle(batch, error as Error, 0);
       return;
     }
-    this.publish(channel, message).then(
+    this.publishMessage(channel, message).then(
       (receivers) => settle(batch, undefined, receivers),
       (error: Error) => settle(batch, error, 0),
     );

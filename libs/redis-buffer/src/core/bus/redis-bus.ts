@@ -1,9 +1,14 @@
 import { EventEmitter } from 'node:events';
-import { Redis, type Cluster, type RedisOptions } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
+import { settledByClose, withTimeout } from '../async/bounded-wait.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
+import { InvalidOptionsError } from '../errors/invalid-options.error.js';
 import { RedisPermissionError } from '../errors/redis-permission.error.js';
+import { BusStatusMachine, type BusStatus } from './bus-status.js';
+import type { ConnectionFactory } from './connection-factory.js';
+import { closePolitely } from './polite-close.js';
 
-export type BusStatus = 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'closed';
+export type { BusStatus } from './bus-status.js';
 
 export interface BusEvents {
   message: [channel: string, message: string];
@@ -42,8 +47,8 @@ export interface RedisBus {
 }
 
 export interface IoredisBusOptions {
-  readonly redis: string | RedisOptions;
-  readonly connectTimeout: number;
+  /** Builds the connections, to one server or to the master Sentinel names. */
+  readonly connections: ConnectionFactory;
   /** Shown in `CLIENT LIST` to tell this library's connections apart. */
   readonly connectionName: string;
 }
@@ -62,10 +67,10 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
   private publisher: Redis | undefined;
   private subscriber: Redis | undefined;
   private connecting: Promise<void> | undefined;
-  private current: BusStatus = 'disconnected';
-  private everConnected = false;
-  private closing = false;
+  private readonly state = new BusStatusMachine((status) => this.emit('status', status));
   private subscriberConfirmed = false;
+  /** The server is known not to be a cluster node (asked once, on the first connection). */
+  private modeChecked = false;
   private readonly publishesInFlight = new Set<(error: Error) => void>();
 
   constructor(private readonly options: IoredisBusOptions) {
@@ -73,19 +78,19 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
   }
 
   get status(): BusStatus {
-    return this.current;
+    return this.state.current;
   }
 
   connect(): Promise<void> {
-    if (this.current === 'connected') return Promise.resolve();
-    if (this.closing) return Promise.reject(new ConnectionLostError('the client was closed'));
+    if (this.state.current === 'connected') return Promise.resolve();
+    if (this.state.closed) return Promise.reject(new ConnectionLostError('the client was closed'));
     this.connecting ??= this.open();
     return this.connecting;
   }
 
   async publish(channel: string, message: string): Promise<number> {
-    if (this.current !== 'connected' || this.publisher === undefined) {
-      throw new ConnectionLostError(`cannot publish while the connection is ${this.current}`);
+    if (this.state.current !== 'connected' || this.publisher === undefined) {
+      throw new ConnectionLostError(`cannot publish while the connection is ${this.state.current}`);
     }
     // With autoResendUnfulfilledCommands off, ioredis neither resends nor settles a command that was
     // in flight when the connection closed: the close settles it (see `settledByClose`).
@@ -113,8 +118,8 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
   }
 
   async numsub(channel: string): Promise<number> {
-    if (this.current !== 'connected' || this.publisher === undefined) {
-      throw new ConnectionLostError(`cannot query subscribers while the connection is ${this.current}`);
+    if (this.state.current !== 'connected' || this.publisher === undefined) {
+      throw new ConnectionLostError(`cannot query subscribers while the connection is ${this.state.current}`);
     }
     try {
       const answer = (await this.publisher.call('PUBSUB', 'NUMSUB', channel)) as [string, number | string];
@@ -126,10 +131,9 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
   }
 
   async close(): Promise<void> {
-    if (this.closing) return;
-    this.closing = true;
-    this.setStatus('closed');
-    await Promise.all([quit(this.publisher), quit(this.subscriber)]);
+    if (this.state.closed) return;
+    this.state.close();
+    await Promise.all([closePolitely(this.publisher), closePolitely(this.subscriber)]);
     this.removeAllListeners('message');
   }
 
@@ -141,9 +145,12 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
   }
 
   private async open(): Promise<void> {
-    this.setStatus('connecting');
-    const publisher = this.createConnection('pub', false);
-    const subscriber = this.createConnection('sub', true);
+    this.state.connecting();
+    const { connections, connectionName } = this.options;
+    // autoResendUnfulfilledCommands: a PUBLISH in flight when the publisher's connection dropped
+    // has already been reported failed to its caller; ioredis would send it again after reconnecting.
+    const publisher = connections.server(`${connectionName}:pub`, { enableOfflineQueue: false, autoResendUnfulfilledCommands: false });
+    const subscriber = connections.server(`${connectionName}:sub`, { autoResubscribe: true });
     this.publisher = publisher;
     this.subscriber = subscriber;
 
@@ -158,7 +165,7 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
       if (!current()) return;
       const wasConfirmed = this.subscriberConfirmed;
       this.subscriberConfirmed = false;
-      if (wasConfirmed && !this.closing) this.emit('subscriberLost');
+      if (wasConfirmed && !this.state.closed) this.emit('subscriberLost');
     });
     subscriber.on('ready', () => {
       if (!current()) return;
@@ -170,6 +177,23 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
           this.refreshStatus();
         },
         () => undefined,
+      );
+    });
+    // A cluster node accepts PUBLISH and SUBSCRIBE, but a classic PUBLISH there counts only that
+    // node's subscribers: completion would rest on a wrong number. Refused before "connected".
+    let refuse!: (error: Error) => void;
+    const refused = new Promise<never>((_, reject) => (refuse = reject));
+    publisher.once('ready', () => {
+      if (!current()) return;
+      checkNotClusterNode(publisher, connections.describe()).then(
+        () => {
+          if (!current()) return;
+          this.modeChecked = true;
+          this.refreshStatus();
+        },
+        (error: Error) => {
+          if (current()) refuse(error);
+        },
       );
     });
     publisher.on('close', () => {
@@ -190,47 +214,31 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
       });
     }
 
-    await untilConnected(this, this.options.connectTimeout, () => {
+    await untilConnected(this, connections.connectTimeout, () => {
       // Stop these connections' retries: the next connect() opens new ones, and retries left
       // running would leak sockets and timers that keep the process alive after close().
       publisher.disconnect();
       subscriber.disconnect();
       // After the rejection has reached whoever awaits connect(), so they see this message.
       setImmediate(() => {
-        if (!this.closing && this.connecting === undefined) this.setStatus('disconnected');
+        if (this.connecting === undefined) this.state.abandoned();
       });
       return new ConnectionLostError(
-        `could not connect to ${describeRedis(this.options.redis)} within connectTimeout (${this.options.connectTimeout} ms); start Redis (or fix the address) first, or raise "connectTimeout" to wait longer`,
+        `could not connect to ${connections.describe()} within connectTimeout (${connections.connectTimeout} ms); start Redis (or fix the address) first, or raise "connectTimeout" to wait longer`,
       );
     }, () => {
       publisher.connect().catch(() => undefined);
       subscriber.connect().catch(() => undefined);
+    }, refused).catch((error: unknown) => {
+      if (error instanceof InvalidOptionsError) {
+        publisher.disconnect();
+        subscriber.disconnect();
+        this.state.abandoned();
+      }
+      throw error;
     }).finally(() => {
       this.connecting = undefined;
     });
-  }
-
-  private createConnection(role: 'pub' | 'sub', isSubscriber: boolean): Redis {
-    // One knob for "how long may connecting take": ioredis's own per-attempt timer follows ours.
-    // disconnectTimeout: ioredis arms a timer on disconnect() that only a socket 'close' clears; a
-    // socket already destroyed by a refused connect never closes again, and the timer would hold
-    // the process open for 2 s after close().
-    const base: RedisOptions = {
-      lazyConnect: true,
-      connectTimeout: this.options.connectTimeout,
-      disconnectTimeout: 100,
-      connectionName: `${this.options.connectionName}:${role}`,
-    };
-    // autoResendUnfulfilledCommands: a PUBLISH in flight when the publisher's connection dropped has
-    // already been reported failed to its caller; ioredis would send it again after reconnecting.
-    const overrides: RedisOptions = isSubscriber ? { autoResubscribe: true } : { enableOfflineQueue: false, autoResendUnfulfilledCommands: false };
-    const { redis } = this.options;
-    if (typeof redis === 'string') return new Redis(redis, { ...base, ...overrides });
-    // Sentinel: without the failover detector a graceful failover (SENTINEL FAILOVER) leaves the
-    // connections on the demoted master, now a replica, for ~11 s; a replica answers PUBLISH with
-    // its own subscriber count, so completion would rest on a wrong count until then.
-    const sentinel: RedisOptions = redis.sentinels === undefined ? {} : { failoverDetector: redis.failoverDetector ?? true };
-    return new Redis({ ...redis, ...sentinel, ...base, ...overrides });
   }
 
   private requireSubscriber(): Redis {
@@ -239,102 +247,51 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
   }
 
   private refreshStatus(): void {
-    if (this.closing) return;
     const publisher = this.publisher?.status;
     const subscriber = this.subscriber?.status;
-    if (publisher === 'ready' && subscriber === 'ready' && this.subscriberConfirmed) {
-      this.everConnected = true;
-      this.setStatus('connected');
-    } else if (publisher === 'end' || subscriber === 'end') {
-      this.setStatus('disconnected');
-    } else {
-      this.setStatus(this.everConnected ? 'reconnecting' : 'connecting');
-    }
+    this.state.refresh(publisher === 'ready' && subscriber === 'ready' && this.subscriberConfirmed && this.modeChecked, publisher === 'end' || subscriber === 'end');
   }
-
-  private setStatus(status: BusStatus): void {
-    if (status === this.current) return;
-    this.current = status;
-    this.emit('status', status);
-  }
-}
-
-/** How long a QUIT may take before the connection is simply dropped (Redis frozen, or a command it waits behind). */
-const QUIT_TIMEOUT_MS = 1000;
-
-async function quit(connection: Redis | undefined): Promise<void> {
-  if (connection === undefined) return;
-  if (connection.status === 'ready') {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([connection.quit().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, QUIT_TIMEOUT_MS)))]);
-    clearTimeout(timer);
-  }
-  // Also after QUIT: only disconnect() closes the connections to the sentinels that ioredis's
-  // failover detector keeps open, which would otherwise hold the process alive after close().
-  connection.disconnect();
 }
 
 /**
  * Resolves once `bus` reports `connected`, after `start` has begun connecting. Rejects when the bus
- * is closed meanwhile, or after `timeoutMs` with the error `timedOut` returns (having stopped the
- * connection attempts). Shared by every `RedisBus`.
+ * is closed meanwhile, when `refused` rejects (what it connected to cannot serve), or after
+ * `timeoutMs` with the error `timedOut` returns (having stopped the connection attempts). Shared
+ * by every `RedisBus`.
  */
-export function untilConnected(bus: EventEmitter<BusEvents>, timeoutMs: number, timedOut: () => Error, start: () => void): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(timedOut());
-    }, timeoutMs);
+export function untilConnected(bus: EventEmitter<BusEvents>, timeoutMs: number, timedOut: () => Error, start: () => void, refused?: Promise<never>): Promise<void> {
+  let stopWatching = (): void => undefined;
+  const connected = new Promise<void>((resolve, reject) => {
     const onStatus = (status: BusStatus): void => {
-      if (status === 'connected') {
-        cleanup();
-        resolve();
-      } else if (status === 'closed') {
-        cleanup();
-        reject(new ConnectionLostError('the client was closed while connecting'));
-      }
-    };
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      bus.off('status', onStatus);
+      if (status === 'connected') resolve();
+      else if (status === 'closed') reject(new ConnectionLostError('the client was closed while connecting'));
     };
     bus.on('status', onStatus);
-    start();
+    stopWatching = () => bus.off('status', onStatus);
   });
+  start();
+  return withTimeout(refused === undefined ? connected : Promise.race([connected, refused]), timeoutMs, timedOut).finally(stopWatching);
 }
 
-/** The Redis address for messages, without credentials. */
-export function describeRedis(redis: string | RedisOptions): string {
-  if (typeof redis === 'string') {
-    try {
-      const url = new URL(redis);
-      return `${url.protocol}//${url.host}`;
-    } catch {
-      return 'the "redis" address';
-    }
+/**
+ * Rejects with an `InvalidOptionsError` when `connection` is a node of a Redis Cluster. A server
+ * that does not let this user run INFO is given the benefit of the doubt.
+ */
+async function checkNotClusterNode(connection: Redis, where: string): Promise<void> {
+  let info: string;
+  try {
+    info = await connection.info('cluster');
+  } catch {
+    return;
   }
-  if (redis.sentinels !== undefined) return `the master "${redis.name}" of the sentinels at ${redis.sentinels.map((s) => `${s.host ?? '127.0.0.1'}:${s.port ?? 26379}`).join(', ')}`;
-  return redis.path ?? `${redis.tls ? 'rediss' : 'redis'}://${redis.host ?? '127.0.0.1'}:${redis.port ?? 6379}`;
+  if (/^cluster_enabled:1\b/m.test(info)) {
+    throw new InvalidOptionsError(
+      'redis',
+      `${where} is a node of a Redis Cluster (INFO says cluster_enabled:1), where a PUBLISH reaches every node but counts only that node's subscribers; give the cluster's nodes as "cluster" ({ cluster: { nodes: [{ host, port }] } }) instead of "redis"`,
+    );
+  }
 }
 
 export function isPermissionError(error: unknown): boolean {
   return error instanceof Error && /^(NOPERM|NOAUTH|WRONGPASS)\b/.test(error.message);
-}
-
-/**
- * Waits for a command, or for a close of its connection, whichever comes first: the close calls
- * the function registered in `inFlight` (while the command waits) with the error to settle it with.
- * For commands ioredis neither resends nor settles when their connection closes.
- */
-export async function settledByClose<T>(inFlight: Set<(error: Error) => void> | undefined, sent: Promise<T>): Promise<T> {
-  let cut!: (error: Error) => void;
-  const closed = new Promise<never>((_, reject) => (cut = reject));
-  inFlight?.add(cut);
-  // When the close wins the race, ioredis still rejects the command later: not an unhandled rejection.
-  sent.catch(() => undefined);
-  try {
-    return await Promise.race([sent, closed]);
-  } finally {
-    inFlight?.delete(cut);
-  }
 }

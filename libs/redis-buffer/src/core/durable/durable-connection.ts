@@ -1,11 +1,13 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
+import { withTimeout } from '../async/bounded-wait.js';
+import { ConnectionFactory, type RedisTarget } from '../bus/connection-factory.js';
+import { keySlot } from '../bus/key-slot.js';
+import { closePolitely } from '../bus/polite-close.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
-import { describeRedis } from '../bus/redis-bus.js';
 import { withDurableScripts, type DurableScripts } from './durable-scripts.js';
 
-export interface DurableConnectionOptions {
-  readonly redis: string | RedisOptions;
-  readonly connectTimeout: number;
+/** Where Redis is (one server, Sentinel or a cluster, as the module options say), and how this connection behaves. */
+export interface DurableConnectionOptions extends RedisTarget {
   /** Shown in `CLIENT LIST`. */
   readonly connectionName: string;
   /**
@@ -19,15 +21,109 @@ export interface DurableConnectionOptions {
   readonly commandTimeout?: number;
 }
 
-/** Opens an ioredis connection with the durable scripts defined, and waits until it is ready. */
-export async function openDurableConnection(options: DurableConnectionOptions): Promise<Redis & DurableScripts> {
-  // Same base settings as the pub/sub connections (see IoredisBus): one "connectTimeout" knob, and a
-  // short disconnectTimeout so close() does not hold the process open.
-  const settings: RedisOptions = {
-    lazyConnect: true,
-    connectTimeout: options.connectTimeout,
-    disconnectTimeout: 100,
-    connectionName: options.connectionName,
+/**
+ * A connection for durable commands, with the durable scripts defined. On a Redis Cluster it is an
+ * ioredis `Cluster`, which has the same command methods and routes each command by its first key:
+ * every key of one stream shares a hash tag (see `DurableKeys`), so a script's keys are in one slot.
+ * Its users call commands, `status`, `on`, `subscribe`, `quit` and `disconnect` only, which both have.
+ */
+export type DurableConnection = Redis & DurableScripts;
+
+/** Opens a connection for durable commands through the one connection factory, and waits until it is ready. */
+export async function openDurableConnection(options: DurableConnectionOptions): Promise<DurableConnection> {
+  const connection = withDurableScripts(new ConnectionFactory(options).any(options.connectionName, commandSettings(options), options.offlineQueue ? {} : { retryDelayOnFailover: 0 }) as Redis);
+  return ready(connection, options);
+}
+
+/** Closes a connection politely if it is up (waiting at most `boundMs` for Redis), at once otherwise. */
+export async function closeDurableConnection(connection: Redis | Cluster | undefined, boundMs?: number): Promise<void> {
+  await closePolitely(connection, boundMs);
+}
+
+/**
+ * Waits for new entries on several streams (XREAD BLOCK), on connections of its own: a blocked
+ * XREAD holds its connection. On a cluster, streams of different hash slots cannot be read by one
+ * XREAD (CROSSSLOT), so each slot's streams are read on a connection of their own, all at once.
+ */
+export class DurableReader {
+  private readonly connections = new Map<number, Redis>();
+  /** The XREAD still blocked on each connection: a new wait joins it rather than queueing behind it. */
+  private readonly blocked = new Map<number, Promise<unknown>>();
+  private closed = false;
+
+  private constructor(
+    private readonly options: DurableConnectionOptions,
+    private readonly cluster: boolean,
+  ) {}
+
+  static async open(options: DurableConnectionOptions): Promise<DurableReader> {
+    const reader = new DurableReader(options, new ConnectionFactory(options).isCluster);
+    // One server: its only connection is opened now, so a Redis that is away fails the start.
+    if (!reader.cluster) await reader.connection(0);
+    return reader;
+  }
+
+  /**
+   * Resolves when one of `streams` has an entry after its id in `lastIds` (same order), or after
+   * `blockMs`; rejects when Redis does.
+   */
+  async read(streams: readonly string[], lastIds: readonly string[], blockMs: number): Promise<void> {
+    const bySlot = new Map<number, number[]>();
+    streams.forEach((stream, index) => {
+      const slot = this.cluster ? keySlot(stream) : 0;
+      const list = bySlot.get(slot) ?? [];
+      list.push(index);
+      bySlot.set(slot, list);
+    });
+    // Each wait is wrapped: an async function that returned the promise itself would adopt it,
+    // and this would wait for every slot instead of the first.
+    const waits = await Promise.all(
+      [...bySlot].map(async ([slot, indexes]) => {
+        let wait = this.blocked.get(slot);
+        if (wait === undefined) {
+          const connection = await this.connection(slot);
+          const sent = connection.xread('BLOCK', blockMs, 'STREAMS', ...indexes.map((index) => streams[index]!), ...indexes.map((index) => lastIds[index]!));
+          wait = sent;
+          this.blocked.set(slot, sent);
+          const forget = (): void => {
+            if (this.blocked.get(slot) === sent) this.blocked.delete(slot);
+          };
+          sent.then(forget, forget);
+        }
+        return { wait };
+      }),
+    );
+    await Promise.race(waits.map(({ wait }) => wait));
+  }
+
+  /** Ends every blocked XREAD at once (their promises may never settle) and closes the connections. */
+  disconnect(): void {
+    this.closed = true;
+    for (const connection of this.connections.values()) connection.disconnect();
+    this.connections.clear();
+    this.blocked.clear();
+  }
+
+  private async connection(slot: number): Promise<Redis> {
+    if (this.closed) throw new ConnectionLostError('the durable reader was closed');
+    let connection = this.connections.get(slot);
+    if (connection === undefined) {
+      const name = this.cluster ? `${this.options.connectionName}:${slot}` : this.options.connectionName;
+      connection = new ConnectionFactory(this.options).any(name, commandSettings(this.options)) as Redis;
+      this.connections.set(slot, connection);
+      try {
+        await ready(connection, this.options);
+      } catch (error) {
+        this.connections.delete(slot);
+        throw error;
+      }
+    }
+    return connection;
+  }
+}
+
+function commandSettings(options: DurableConnectionOptions): RedisOptions {
+  return {
     enableOfflineQueue: options.offlineQueue,
     autoResendUnfulfilledCommands: options.offlineQueue,
     // Consumers: a blocked XREAD or a queued command waits for the reconnect (close() bounds it).
@@ -37,38 +133,24 @@ export async function openDurableConnection(options: DurableConnectionOptions): 
     maxRetriesPerRequest: options.offlineQueue ? null : 0,
     commandTimeout: options.commandTimeout,
   };
-  const { redis } = options;
-  const connection = withDurableScripts(typeof redis === 'string' ? new Redis(redis, settings) : new Redis({ ...redis, ...settings }));
+}
+
+async function ready<T extends Redis>(connection: T, options: DurableConnectionOptions): Promise<T> {
   // ioredis reports every failed reconnect attempt as an 'error'; the users of this connection see
   // the failures of their own commands instead.
   connection.on('error', () => undefined);
-  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    await Promise.race([
+    await withTimeout(
       connection.connect(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new ConnectionLostError(`could not connect to ${describeRedis(redis)} within connectTimeout (${options.connectTimeout} ms); start Redis (or fix the address) first, or raise "connectTimeout"`)),
-          options.connectTimeout,
-        );
-      }),
-    ]);
+      options.connectTimeout,
+      () =>
+        new ConnectionLostError(
+          `could not connect to ${new ConnectionFactory(options).describe()} within connectTimeout (${options.connectTimeout} ms); start Redis (or fix the address) first, or raise "connectTimeout"`,
+        ),
+    );
   } catch (error) {
     connection.disconnect();
     throw error instanceof ConnectionLostError ? error : new ConnectionLostError('connecting failed', { cause: error });
-  } finally {
-    clearTimeout(timer);
   }
   return connection;
-}
-
-/** Closes a connection politely if it is up, at once otherwise. */
-export async function closeDurableConnection(connection: Redis | undefined): Promise<void> {
-  if (connection === undefined) return;
-  try {
-    if (connection.status === 'ready') await connection.quit();
-    else connection.disconnect();
-  } catch {
-    connection.disconnect();
-  }
 }

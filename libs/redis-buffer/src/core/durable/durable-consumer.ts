@@ -4,7 +4,7 @@ import type { BufferHeaders } from '../wire/envelope.js';
 import { BoundedLog, type BufferLogger } from '../logger.js';
 import type { ResolvedBufferOptions } from '../options.js';
 import { encodeDeadLetter } from './dead-letter.js';
-import { closeDurableConnection, openDurableConnection } from './durable-connection.js';
+import { closeDurableConnection, DurableReader, openDurableConnection } from './durable-connection.js';
 import { decodeEntry, type DurableEntry } from './durable-entry.js';
 import { DurableKeys } from './durable-keys.js';
 import { retryDelayAfter, type ResolvedDurableHandlerOptions, type ResolvedDurableOptions } from './durable-options.js';
@@ -67,7 +67,7 @@ export interface DurableConsumerStats {
   redisErrors: number;
 }
 
-export type DurableConsumerOptions = Pick<ResolvedBufferOptions, 'redis' | 'namespace' | 'instanceId' | 'connectTimeout' | 'shutdownTimeout'> & {
+export type DurableConsumerOptions = Pick<ResolvedBufferOptions, 'redis' | 'cluster' | 'namespace' | 'instanceId' | 'connectTimeout' | 'shutdownTimeout'> & {
   readonly durable: ResolvedDurableOptions;
 };
 
@@ -148,7 +148,7 @@ export class DurableConsumer {
   private readonly lastSeen = new Map<string, string>();
   private readonly errors: BoundedLog;
   private command: (Redis & DurableScripts) | undefined;
-  private blocking: Redis | undefined;
+  private blocking: DurableReader | undefined;
   /** Subscribed to the groups' turn channels (see DurableKeys.turnChannel). */
   private turns: Redis | undefined;
   private stopping = false;
@@ -189,11 +189,11 @@ export class DurableConsumer {
 
   /** Connects, creates missing consumer groups, and starts reading, claiming, renewing and trimming. */
   async start(): Promise<void> {
-    const connection = { redis: this.options.redis, connectTimeout: this.options.connectTimeout, offlineQueue: true };
+    const connection = { redis: this.options.redis, cluster: this.options.cluster, connectTimeout: this.options.connectTimeout, offlineQueue: true };
     try {
       this.command = await openDurableConnection({ ...connection, connectionName: `rb-durable:${this.consumerName}` });
       this.command.on('ready', () => this.onReconnected());
-      this.blocking = await openDurableConnection({ ...connection, connectionName: `rb-durable-read:${this.consumerName}` });
+      this.blocking = await DurableReader.open({ ...connection, connectionName: `rb-durable-read:${this.consumerName}` });
       this.turns = await openDurableConnection({ ...connection, connectionName: `rb-durable-turns:${this.consumerName}` });
       this.turns.on('message', (_channel: string, orderKey: string) => this.onTurn(orderKey));
       await this.turns.subscribe(...new Set(this.subscriptions.map((subscription) => subscription.keys.turnChannel(subscription.group))));
@@ -246,8 +246,7 @@ export class DurableConsumer {
       this.logger.warn(`Released ${this.held.size} durable entries whose handlers were still running after shutdownTimeout (${this.options.shutdownTimeout} ms); another instance will run them again.`);
       await bounded(this.release([...this.held.values()]), RELEASE_GRACE_MS);
     }
-    await bounded(closeDurableConnection(this.command), 200);
-    this.command?.disconnect();
+    await closeDurableConnection(this.command, 200);
   }
 
   /** Trims every stream this instance reads, now (it also runs every `trimInterval`). */
@@ -303,7 +302,7 @@ export class DurableConsumer {
         if (fetched === 0 && !this.stopping) {
           const streams = [...this.lastSeen.keys()];
           this.reading = 'blocking';
-          await this.blocking!.xread('BLOCK', BLOCK_MS, 'STREAMS', ...streams, ...streams.map((stream) => this.lastSeen.get(stream)!));
+          await this.blocking!.read(streams, streams.map((stream) => this.lastSeen.get(stream)!), BLOCK_MS);
         }
       } catch (error) {
         if (this.stopping) break;

@@ -1,5 +1,5 @@
 import { InvalidOptionsError } from '../errors/invalid-options.error.js';
-import { nonNegativeInteger, positiveInteger, timerMs } from '../options.js';
+import { nonNegativeInteger, positiveInteger, timerMs } from '../option-checks.js';
 
 /**
  * Options of durable messaging (Redis Streams), under the `durable` key of `BufferOptions`.

@@ -15,7 +15,7 @@ import { trimStream, type TrimResult } from './retention.js';
 import { BufferTelemetry } from '../telemetry/telemetry.js';
 
 /** What the publisher needs of the module options. */
-export type DurablePublisherOptions = Pick<ResolvedBufferOptions, 'redis' | 'namespace' | 'instanceId' | 'connectTimeout' | 'timeout' | 'maxPayloadBytes'> & {
+export type DurablePublisherOptions = Pick<ResolvedBufferOptions, 'redis' | 'cluster' | 'namespace' | 'instanceId' | 'connectTimeout' | 'timeout' | 'maxPayloadBytes'> & {
   readonly durable: ResolvedDurableOptions;
 };
 
@@ -146,6 +146,7 @@ export class DurablePublisher {
     if (this.closed) return Promise.reject(new ConnectionLostError('the client was closed'));
     this.connection ??= openDurableConnection({
       redis: this.options.redis,
+      cluster: this.options.cluster,
       connectTimeout: this.options.connectTimeout,
       connectionName: `rb-durable-pub:${this.options.instanceId}`,
       offlineQueue: false,

@@ -7,14 +7,14 @@ import type { Redis } from 'ioredis';
  * tag (see DurableKeys); keys built inside a script stay in that slot.
  */
 
-/** KEYS: stream, published-key or ''. ARGV: window ms, then the entry's field-value list. Returns [id, 1 if it already existed]. */
+/** KEYS: stream, published-key or KEYS[1] for none. ARGV: window ms, then the entry's field-value list. Returns [id, 1 if it already existed]. */
 const PUBLISH = `
-if KEYS[2] ~= '' then
+if KEYS[2] ~= KEYS[1] then
   local existing = redis.call('GET', KEYS[2])
   if existing then return {existing, 1} end
 end
 local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
-if KEYS[2] ~= '' then redis.call('SET', KEYS[2], id, 'PX', ARGV[1]) end
+if KEYS[2] ~= KEYS[1] then redis.call('SET', KEYS[2], id, 'PX', ARGV[1]) end
 return {id, 0}
 `;
 
@@ -55,7 +55,7 @@ return {entries, lastId}
 `;
 
 /**
- * KEYS: stream, handled-key or '', order-list or '', attempts hash. ARGV: group, entry id, lease
+ * KEYS: stream, handled-key or KEYS[1] for none, order-list or KEYS[1] for none, attempts hash. ARGV: group, entry id, lease
  * token, lease ms, max attempts, isolation threshold (0: off).
  * Decides whether an entry may run now, and if so counts the attempt:
  * - 'wait': an earlier entry with the same key is still unacknowledged in this group;
@@ -70,7 +70,7 @@ return {entries, lastId}
  * or lost to an unguarded XTRIM) would block its key forever: it is dropped.
  */
 const BEGIN = `
-if KEYS[3] ~= '' then
+if KEYS[3] ~= KEYS[1] then
   while true do
     local head = redis.call('LINDEX', KEYS[3], 0)
     if not head or head == ARGV[2] then break end
@@ -79,7 +79,7 @@ if KEYS[3] ~= '' then
     redis.call('LPOP', KEYS[3])
   end
 end
-if KEYS[2] ~= '' then
+if KEYS[2] ~= KEYS[1] then
   local value = redis.call('GET', KEYS[2])
   if value == 'done' then return {'done', 0} end
   if value and value ~= ARGV[3] then return {'busy', 0} end
@@ -88,12 +88,12 @@ local started = tonumber(redis.call('HGET', KEYS[4], ARGV[2]) or '0')
 if started >= tonumber(ARGV[5]) then return {'exhausted', started} end
 if tonumber(ARGV[6]) > 0 and started >= tonumber(ARGV[6]) then return {'isolate', started} end
 redis.call('HSET', KEYS[4], ARGV[2], started + 1)
-if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4]) end
+if KEYS[2] ~= KEYS[1] then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4]) end
 return {'run', started + 1}
 `;
 
 /**
- * KEYS: stream, handled-key or '', order-list or '', attempts hash. ARGV: group, entry id, window ms
+ * KEYS: stream, handled-key or KEYS[1] for none, order-list or KEYS[1] for none, attempts hash. ARGV: group, entry id, window ms
  * (or '' not to mark), turn channel. Acknowledges, remembers the idempotency key as done, forgets
  * the attempts, and lets the next entry with the same key go: when one waits, the order list's name
  * is published on the group's turn channel, so the instance holding it starts it now instead of at
@@ -102,8 +102,8 @@ return {'run', started + 1}
 const ACK = `
 local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HDEL', KEYS[4], ARGV[2])
-if KEYS[2] ~= '' and ARGV[3] ~= '' then redis.call('SET', KEYS[2], 'done', 'PX', ARGV[3]) end
-if KEYS[3] ~= '' then
+if KEYS[2] ~= KEYS[1] and ARGV[3] ~= '' then redis.call('SET', KEYS[2], 'done', 'PX', ARGV[3]) end
+if KEYS[3] ~= KEYS[1] then
   redis.call('LREM', KEYS[3], 1, ARGV[2])
   if redis.call('LLEN', KEYS[3]) > 0 then redis.call('PUBLISH', ARGV[4], KEYS[3]) end
 end
@@ -111,7 +111,7 @@ return acked
 `;
 
 /**
- * KEYS: stream, dead-letter stream, handled-key or '', order-list or '', attempts hash. ARGV: group, entry id,
+ * KEYS: stream, dead-letter stream, handled-key or KEYS[1] for none, order-list or KEYS[1] for none, attempts hash. ARGV: group, entry id,
  * lease token, turn channel, then the dead letter's field-value list. Adds the dead letter only if the entry was
  * still pending (so two instances giving up on it at once add one), acknowledges it, frees its
  * idempotency lease and its key's turn. Returns the dead letter's id, or false.
@@ -121,8 +121,8 @@ local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HDEL', KEYS[5], ARGV[2])
 if acked == 0 then return false end
 local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 5))
-if KEYS[3] ~= '' and redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
-if KEYS[4] ~= '' then
+if KEYS[3] ~= KEYS[1] and redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
+if KEYS[4] ~= KEYS[1] then
   redis.call('LREM', KEYS[4], 1, ARGV[2])
   if redis.call('LLEN', KEYS[4]) > 0 then redis.call('PUBLISH', ARGV[4], KEYS[4]) end
 end
@@ -169,7 +169,7 @@ return lost
 `;
 
 /**
- * KEYS: stream. ARGV: policy threshold id ('' for none), max length (0 for none), '~' or '=', scan limit.
+ * KEYS: stream. ARGV: policy threshold id ('' for KEYS[1] for none), max length (0 for KEYS[1] for none), '~' or '=', scan limit.
  * Trims to the policy (older than the threshold id, or beyond max length) but never past the first
  * entry some consumer group still needs: its oldest pending entry, or the entry after the last one
  * delivered to it. Redis 7.0's XTRIM alone would delete pending entries without a word.
@@ -249,10 +249,18 @@ const SCRIPTS: Record<keyof DurableScripts, { keys: number; lua: string }> = {
   rbDurableTrim: { keys: 1, lua: TRIM },
 };
 
-/** Registers the scripts on a connection and returns it typed with them. */
+/**
+ * Registers the scripts on a connection and returns it typed with them. An optional key its
+ * caller leaves out ('') reaches the script as the stream's own key, which the scripts read as "none":
+ * every key of a script call must hash to one slot on a Redis Cluster, and '' does not.
+ */
 export function withDurableScripts(redis: Redis): Redis & DurableScripts {
+  const commands = redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
   for (const [name, { keys, lua }] of Object.entries(SCRIPTS)) {
-    if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: keys, lua });
+    if (name in redis) continue;
+    redis.defineCommand(name, { numberOfKeys: keys, lua });
+    const call = commands[name]!.bind(redis);
+    commands[name] = (...args: unknown[]) => call(...args.map((arg, index) => (index > 0 && index < keys && arg === '' ? args[0] : arg)));
   }
   return redis as Redis & DurableScripts;
 }

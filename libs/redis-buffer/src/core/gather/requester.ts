@@ -252,14 +252,12 @@ export class Requester {
       throw error;
     }
     this.stats.events++;
-    const item: OutgoingEnvelope = { bytes: encoded.length, encode: () => encoded };
-    return new Promise<number>((resolve, reject) => {
-      this.coalescer.enqueue(channel, item, (error, receivers) => {
-        this.telemetry.endSend(traced?.trace, { 'nestjs_redis_buffer.receivers': receivers }, error);
-        if (error === undefined) resolve(receivers);
-        else reject(error);
-      });
-    });
+    const sent = this.coalescer.publish(channel, encoded);
+    sent.then(
+      (receivers) => this.telemetry.endSend(traced?.trace, { 'nestjs_redis_buffer.receivers': receivers }, undefined),
+      (error: Error) => this.telemetry.endSend(traced?.trace, { 'nestjs_redis_buffer.receivers': 0 }, error),
+    );
+    return sent;
   }
 
   /** What this side reports as OpenTelemetry metrics, read at each collection. */

@@ -1,0 +1,48 @@
+/**
+ * Waiting with a bound: every "this, or give up after so many ms" of the library goes through
+ * these, so each clears its timer (a timer left armed would hold the process open) and none leaves
+ * a rejection unhandled.
+ */
+
+/**
+ * Settles as `work` does, or rejects after `ms` with the error `timedOut` returns (called when the
+ * time is up, so it may also stop whatever `work` waits for), whichever comes first.
+ */
+export function withTimeout<T>(work: Promise<T>, ms: number, timedOut: () => Error): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(timedOut()), ms);
+  });
+  // When the time wins, `work` may still reject later: not an unhandled rejection.
+  work.catch(() => undefined);
+  return Promise.race([work, expired]).finally(() => clearTimeout(timer));
+}
+
+/** Waits for `work` to settle, at most `ms`; never rejects (its outcome does not matter to the caller). */
+export function within(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const elapsed = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  const settled = work.then(
+    () => undefined,
+    () => undefined,
+  );
+  return Promise.race([settled, elapsed]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Waits for a command, or for a close of its connection, whichever comes first: the close calls
+ * the function registered in `inFlight` (while the command waits) with the error to settle it with.
+ * For commands ioredis neither resends nor settles when their connection closes.
+ */
+export async function settledByClose<T>(inFlight: Set<(error: Error) => void> | undefined, sent: Promise<T>): Promise<T> {
+  let cut!: (error: Error) => void;
+  const closed = new Promise<never>((_, reject) => (cut = reject));
+  inFlight?.add(cut);
+  // When the close wins the race, ioredis still rejects the command later: not an unhandled rejection.
+  sent.catch(() => undefined);
+  try {
+    return await Promise.race([sent, closed]);
+  } finally {
+    inFlight?.delete(cut);
+  }
+}
