@@ -13,6 +13,15 @@ export { BUFFER_TRANSPORT } from './nest/buffer.constants.js';
 export { DurablePattern } from './nest/durable-pattern.decorator.js';
 export { DurableContext } from './nest/durable.context.js';
 
+// Core: a plain Node process as an instance (Responder) or a caller (Caller), without Nest
+export { Responder, type ResponderHandler, type ResponderSeams, type ResponderState, type RunAround } from './core/respond/responder.js';
+export type { ResponderStats } from './core/respond/responder-stats.js';
+export type { MessageContext } from './core/respond/message-context.js';
+export { Caller, type CallerSeams } from './core/gather/caller.js';
+export type { Clock, TimerHandle } from './core/clock.js';
+export type { RedisBus, BusEvents, BusClients } from './core/bus/redis-bus.js';
+export type { BufferLogger } from './core/logger.js';
+
 // Core
 export { BUFFER_DEFAULTS, resolveBufferOptions, type BufferOptions, type BufferCallOptions, type BufferGatherOptions, type ResolvedBufferOptions } from './core/options.js';
 export type { BufferReply, GatherResult, CompletedBy, MissingReason } from './core/gather/reply.js';

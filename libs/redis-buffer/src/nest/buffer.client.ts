@@ -1,22 +1,15 @@
 import { Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microservices';
-import { connectable, Observable, ReplaySubject, type Subscriber } from 'rxjs';
+import { connectable, Observable, ReplaySubject } from 'rxjs';
 import { channelPattern } from '../core/wire/channels.js';
 import type { BufferHeaders } from '../core/wire/envelope.js';
-import { CallbackError } from '../core/errors/callback.error.js';
-import { InstancesMissingError } from '../core/errors/instances-missing.error.js';
-import type { GatherSink } from '../core/gather/gatherer.js';
-import { describeRejection, GuardedBus, type InboundRejection } from '../core/bus/guarded-bus.js';
-import { BoundedLog } from '../core/logger.js';
-import { InvalidOptionsError } from '../core/errors/invalid-options.error.js';
-import { resolveBufferOptions, resolveCallOptions, type BufferCallOptions, type BufferGatherOptions, type BufferOptions, type ResolvedBufferOptions, type ResolvedCallOptions } from '../core/options.js';
-import { createBus } from '../core/bus/create-bus.js';
+import type { BufferCallOptions, BufferGatherOptions, BufferOptions, ResolvedBufferOptions } from '../core/options.js';
 import type { BusEvents, BusStatus } from '../core/bus/redis-bus.js';
 import type { BufferReply, GatherResult } from '../core/gather/reply.js';
 import type { InstanceInfo } from '../core/membership/membership.js';
-import { Requester, type RequesterStats } from '../core/gather/requester.js';
-import { BufferTelemetry, loadOpenTelemetry } from '../core/telemetry/telemetry.js';
-import { DurablePublisher } from '../core/durable/durable-publisher.js';
+import type { RequesterStats } from '../core/gather/requester.js';
+import { Caller } from '../core/gather/caller.js';
+import type { DurablePublisher } from '../core/durable/durable-publisher.js';
 
 type BufferClientEvents = { [K in keyof BusEvents]: (...args: BusEvents[K]) => void };
 
@@ -29,12 +22,8 @@ type BufferClientEvents = { [K in keyof BusEvents]: (...args: BusEvents[K]) => v
 export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> implements OnApplicationShutdown {
   readonly options: ResolvedBufferOptions;
   private readonly logger = new Logger(BufferClient.name);
-  private readonly bus: GuardedBus;
-  private readonly requester: Requester;
-  private defaultCall: ResolvedCallOptions<unknown> | undefined;
-  // ioredis reports every failed reconnect attempt; a Redis outage must not flood the logs.
-  private readonly redisErrors = new BoundedLog(this.logger, 3, 30_000);
-  private readonly badInbound = new BoundedLog(this.logger);
+  // The calls themselves: the same code path as a plain Node caller's.
+  private readonly caller: Caller;
   /**
    * Durable messaging on Redis Streams: `publish` an entry every `@DurablePattern` group handles at
    * least once, even if it is down now; inspect and replay dead letters. (Not named `publish` on the
@@ -44,30 +33,20 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
 
   constructor(options: BufferOptions = {}) {
     super();
-    this.options = resolveBufferOptions(options);
-    const redisBus = createBus(this.options, `rb-client:${this.options.instanceId}`);
-    this.bus = new GuardedBus(redisBus, this.options, (reason, channel, length) => this.onInboundRejected(reason, channel, length));
-    this.bus.on('status', (status) => this._status$.next(status));
-    this.bus.on('error', (error) => this.onRedisError(error));
-    const telemetry = new BufferTelemetry('client', this.options.namespace, this.options.instanceId);
-    this.requester = new Requester(this.bus, this.options, this.logger, undefined, telemetry);
-    this.durable = new DurablePublisher(this.options, telemetry);
-    // Traces and metrics when the app has @opentelemetry/api (a no-op without an SDK registered).
-    void loadOpenTelemetry().then((api) => {
-      if (api === undefined) return;
-      const { counters, gauges } = this.requester.observedCounters();
-      telemetry.attach(api, counters, gauges);
-    });
+    this.caller = new Caller(options, { logger: this.logger });
+    this.options = this.caller.options;
+    this.durable = this.caller.durable;
+    this.caller.on('status', (status) => this._status$.next(status));
   }
 
   /** The connection's state now: `connected` means both connections are up and the inbox subscription is confirmed. */
   get connectionStatus(): BusStatus {
-    return this.bus.status;
+    return this.caller.connectionStatus;
   }
 
   /** The instances this client's view holds now, without asking Redis (`instances()` asks afresh). */
   knownInstances(): InstanceInfo[] {
-    return this.requester.knownInstances();
+    return this.caller.knownInstances();
   }
 
   /** This client's instance id, as handlers see it in `BufferContext.getSenderId()`. */
@@ -77,12 +56,12 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
 
   /** Counters: requests sent, late / duplicate replies dropped, malformed messages dropped. */
   get stats(): Readonly<RequesterStats> {
-    return this.requester.stats;
+    return this.caller.stats;
   }
 
   /** How many requests are open right now. */
   get inFlight(): number {
-    return this.requester.inFlight;
+    return this.caller.inFlight;
   }
 
   /**
@@ -95,7 +74,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
    * ```
    */
   instances(): Promise<InstanceInfo[]> {
-    return this.requester.instances();
+    return this.caller.instances();
   }
 
   /**
@@ -112,13 +91,12 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
    * at most half of `livenessTimeout`). Called on first use; call it yourself to fail fast at start-up.
    */
   connect(): Promise<void> {
-    return this.requester.start();
+    return this.caller.connect();
   }
 
   /** Fails open requests with `ConnectionLostError` and disconnects. */
-  async close(): Promise<void> {
-    await this.requester.close();
-    await Promise.all([this.bus.close(), this.durable.close()]);
+  close(): Promise<void> {
+    return this.caller.close();
   }
 
   async onApplicationShutdown(): Promise<void> {
@@ -126,12 +104,12 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
   }
 
   override on<K extends keyof BufferClientEvents>(event: K, callback: BufferClientEvents[K]): void {
-    this.bus.on(event, callback as never);
+    this.caller.on(event, callback as never);
   }
 
   /** The underlying ioredis clients: `{ publisher, subscriber }`, or on a cluster `{ publisher: Cluster, subscribers }` (one per master, by `host:port`); throws before `connect`. */
   unwrap<T>(): T {
-    return this.bus.unwrap() as T;
+    return this.caller.unwrap<T>();
   }
 
   /**
@@ -148,7 +126,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
    * ```
    */
   scatter<T = unknown, TInput = unknown>(pattern: unknown, data: TInput, options?: BufferCallOptions<T>): Observable<BufferReply<T>> {
-    return this.request<T, BufferReply<T>>(pattern, data, options, (subscriber) => new StreamSink<T, BufferReply<T>>(subscriber, pattern, false));
+    return this.caller.scatter<T, TInput>(pattern, data, options);
   }
 
   /**
@@ -162,7 +140,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
    * ```
    */
   override send<TResult = unknown, TInput = unknown>(pattern: unknown, data: TInput, options?: BufferCallOptions<TResult>): Observable<TResult> {
-    return this.request<TResult, TResult>(pattern, data, options, (subscriber) => new StreamSink<TResult, TResult>(subscriber, pattern, true));
+    return this.caller.send<TResult, TInput>(pattern, data, options);
   }
 
   /**
@@ -178,42 +156,13 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
    * ```
    */
   gather<T = unknown, TInput = unknown>(pattern: unknown, data: TInput, options?: BufferGatherOptions<T>): Promise<GatherResult<T>> {
-    const { onReply, signal, ...callOptions } = options ?? {};
-    if (onReply !== undefined && typeof onReply !== 'function') return Promise.reject(new InvalidOptionsError('onReply', 'must be a function (reply) => void'));
-    if (signal !== undefined && !(signal instanceof AbortSignal)) return Promise.reject(new InvalidOptionsError('signal', 'must be an AbortSignal'));
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise<GatherResult<T>>((resolve, reject) => {
-      const onAbort = (): void => {
-        subscription.unsubscribe();
-        reject(signal!.reason);
-      };
-      const settle = <V>(fn: (value: V) => void) => (value: V): void => {
-        signal?.removeEventListener('abort', onAbort);
-        fn(value);
-      };
-      const subscription = this.request<T, never>(pattern, data, callOptions, () => ({
-        next: (reply) => {
-          if (onReply === undefined) return;
-          try {
-            onReply(reply);
-          } catch (error) {
-            // The caller's callback failed: end this request with it, and nothing else.
-            subscription.unsubscribe();
-            settle(reject)(new CallbackError('onReply', String(pattern), error));
-          }
-        },
-        complete: settle(resolve),
-        fail: settle(reject),
-      })).subscribe({ error: settle(reject) });
-      if (!subscription.closed) signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    return this.caller.gather<T, TInput>(pattern, data, options);
   }
 
   /** Broadcasts an event to every instance's `@BufferedEvent(pattern)` handlers; emits Redis's receiver count. */
   override emit<TResult = number, TInput = unknown>(pattern: unknown, data: TInput, options?: { headers?: Record<string, string> }): Observable<TResult> {
-    const headers = resolveCallOptions(this.options, { headers: options?.headers }).headers;
     const source = new Observable<TResult>((subscriber) => {
-      this.requester.emit(this.normalizePattern(pattern), data, headers).then(
+      this.caller.emit(pattern, data, options).then(
         (receivers) => {
           subscriber.next(receivers as TResult);
           subscriber.complete();
@@ -237,75 +186,8 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
   }
 
   protected dispatchEvent<T = unknown>(packet: ReadPacket): Promise<T> {
-    return this.requester.emit(this.normalizePattern(packet.pattern), packet.data) as Promise<T>;
+    return this.caller.emit(packet.pattern, packet.data) as Promise<T>;
   }
-
-  private request<T, R>(pattern: unknown, data: unknown, options: BufferCallOptions<T> | undefined, makeSink: (subscriber: Subscriber<R>) => GatherSink<T>): Observable<R> {
-    return new Observable<R>((subscriber) => {
-      try {
-        if (pattern === undefined || pattern === null) throw new TypeError('A pattern is required.');
-        // The defaults, resolved once: most calls pass no options.
-        const call = options === undefined ? ((this.defaultCall ??= resolveCallOptions(this.options)) as ResolvedCallOptions<T>) : resolveCallOptions(this.options, options);
-        // Unsubscribing cancels the request (its handle is its own teardown); so does an error,
-        // which rxjs follows with the teardown.
-        return this.requester.request<T>(this.normalizePattern(pattern), data, call, makeSink(subscriber));
-      } catch (error) {
-        subscriber.error(error);
-        return undefined;
-      }
-    });
-  }
-
-  private onInboundRejected(reason: InboundRejection, channel: string, length: number): void {
-    const stats = this.requester.stats;
-    if (reason === 'oversized') stats.malformedMessages++;
-    else stats.forgedMessages++;
-    this.badInbound.warn(describeRejection(reason, channel, length, this.options.maxPayloadBytes));
-  }
-
-  private onRedisError(error: Error): void {
-    this.redisErrors.warn(`Redis: ${error.message}`);
-  }
-}
-
-/**
- * Between a request and the Observable of `send` (reply values; an error reply errors the stream)
- * or `scatter` (every reply, errors included): one object per request rather than closures.
- */
-class StreamSink<T, R> implements GatherSink<T> {
-  constructor(
-    private readonly subscriber: Subscriber<R>,
-    private readonly pattern: unknown,
-    /** `send`: values only. */
-    private readonly valuesOnly: boolean,
-  ) {}
-
-  next(reply: BufferReply<T>): void {
-    if (!this.valuesOnly) return this.subscriber.next(reply as R);
-    if (reply.ok) return this.subscriber.next(reply.data as unknown as R);
-    // Ends the stream, and rxjs then runs its teardown: the request is cancelled.
-    this.subscriber.error(reply.error);
-  }
-
-  complete(result: GatherResult<T>, timedOut?: Error): void {
-    endStream(this.subscriber, this.pattern, result, timedOut);
-  }
-
-  fail(error: Error): void {
-    this.subscriber.error(error);
-  }
-}
-
-/**
- * How a stream-shaped call ends: completes when the answer is whole, errors with the reason when it
- * is not (`BufferTimeoutError`, or `InstancesMissingError` when instances went silent or left).
- */
-function endStream<T>(subscriber: { error(error: unknown): void; complete(): void }, pattern: unknown, result: GatherResult<T>, timedOut: Error | undefined): void {
-  if (timedOut !== undefined) return subscriber.error(timedOut);
-  if (result.completedBy === 'all' && result.missing.length > 0) {
-    return subscriber.error(new InstancesMissingError(String(pattern), [...result.replies, ...result.errors], result.expected, result.finished, result.missing, result.missingReasons));
-  }
-  subscriber.complete();
 }
 
 export type { BufferHeaders };

@@ -1,26 +1,13 @@
 import { BaseRpcContext } from '@nestjs/microservices';
 import type { BufferHeaders } from '../core/wire/envelope.js';
+import type { MessageContext } from '../core/respond/message-context.js';
 
-/** What a handler learns about the message it is handling. */
-export interface BufferMessageInfo {
-  readonly kind: 'request' | 'event';
-  readonly requestId: string;
-  readonly pattern: string;
-  /** The sender's instance id. */
-  readonly senderId: string;
-  /** This instance's id. */
-  readonly instanceId: string;
-  readonly channel: string;
-  readonly headers: BufferHeaders;
-  /**
-   * When the caller stops waiting, in ms since the epoch by this host's clock (arrival + the
-   * request's `ttl`); `undefined` for events.
-   */
-  readonly deadline: number | undefined;
-}
+/** What a handler learns about the message it is handling (the core `MessageContext`). */
+export type BufferMessageInfo = MessageContext;
 
 /**
- * The handler's context, injected with `@Ctx()`.
+ * The handler's context, injected with `@Ctx()`: the core `MessageContext` of the message, as a
+ * Nest `BaseRpcContext`.
  *
  * @example
  * ```ts

@@ -1,0 +1,43 @@
+import type { ObservedCounters } from '../telemetry/telemetry.js';
+
+/** Counters for monitoring an instance; they only ever grow. */
+export interface ResponderStats {
+  /** Requests received that could be answered (a `replyTo` this instance may publish to), refused ones included. */
+  requests: number;
+  events: number;
+  /** Requests refused with `BUFFER_EXPIRED` (they arrived, or waited, past their deadline), and events dropped past theirs. */
+  expired: number;
+  /** Requests for a pattern this instance has no handler for (only possible with `to`). */
+  unhandled: number;
+  /** Every refusal sent (expired, unsupported version, bad request, no handler, overloaded, shutting down). */
+  refused: number;
+  malformedMessages: number;
+  replyPublishFailures: number;
+  /** With `signingKey`: messages dropped because they were unsigned or their signature was wrong. */
+  forgedMessages: number;
+  /** Requests answered with `BUFFER_OVERLOADED`, and events dropped, because `maxConcurrentHandlers` were busy and the queue full. */
+  overloaded: number;
+  /** Times the connection to Redis came back (subscriptions confirmed) after being lost. */
+  reconnects: number;
+  /** Pings from callers checking that this instance is alive. */
+  pings: number;
+}
+
+export function emptyResponderStats(): ResponderStats {
+  return { requests: 0, events: 0, expired: 0, unhandled: 0, refused: 0, malformedMessages: 0, replyPublishFailures: 0, forgedMessages: 0, overloaded: 0, reconnects: 0, pings: 0 };
+}
+
+/** What an instance reports as OpenTelemetry metrics, read at each collection. */
+export function responderCounters(stats: Readonly<ResponderStats>): ObservedCounters {
+  return {
+    consumed: { name: 'messaging.client.consumed.messages', description: 'Requests and events received.', read: () => stats.requests + stats.events },
+    refused: { name: 'nestjs_redis_buffer.refusals', description: 'Requests refused (expired, unsupported, bad, no handler, overloaded, shutting down).', read: () => stats.refused },
+    expired: { name: 'nestjs_redis_buffer.requests.expired', description: 'Requests and events that arrived, or waited, past their deadline.', read: () => stats.expired },
+    overloaded: { name: 'nestjs_redis_buffer.requests.overloaded', description: 'Requests refused and events dropped because every handler slot and the queue were full.', read: () => stats.overloaded },
+    malformed: { name: 'nestjs_redis_buffer.messages.malformed', description: 'Malformed messages dropped.', read: () => stats.malformedMessages },
+    forged: { name: 'nestjs_redis_buffer.messages.forged', description: 'Unsigned or forged messages dropped (with signingKey).', read: () => stats.forgedMessages },
+    publishFailures: { name: 'nestjs_redis_buffer.replies.publish_failures', description: 'Replies that could not be published.', read: () => stats.replyPublishFailures },
+    reconnects: { name: 'nestjs_redis_buffer.reconnects', description: 'Times the connection to Redis came back after a loss.', read: () => stats.reconnects },
+    pings: { name: 'nestjs_redis_buffer.pings', description: 'Liveness pings answered.', read: () => stats.pings },
+  };
+}

@@ -1,0 +1,620 @@
+import { randomBytes } from 'node:crypto';
+import { isObservable, type Subscription } from 'rxjs';
+import { BufferChannels, channelPattern } from '../wire/channels.js';
+import { Coalescer } from '../bus/coalescer.js';
+import { createBus } from '../bus/create-bus.js';
+import { describeRejection, GuardedBus, type InboundRejection } from '../bus/guarded-bus.js';
+import type { BusEvents, BusStatus, RedisBus } from '../bus/redis-bus.js';
+import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import { decodeMessage, encodeEnvelope, type ByeEnvelope, type Envelope, type EventEnvelope, type HelloEnvelope, type PongEnvelope, type RefusableRequest, type RequestEnvelope } from '../wire/envelope.js';
+import { BufferErrorCode } from '../errors/buffer.error.js';
+import { DuplicateInstanceError } from '../errors/duplicate-instance.error.js';
+import { RedisPermissionError } from '../errors/redis-permission.error.js';
+import { BoundedLog, type BufferLogger } from '../logger.js';
+import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from '../options.js';
+import { BufferTelemetry, loadOpenTelemetry, type ProcessTrace } from '../telemetry/telemetry.js';
+import { ConcurrencyLimiter } from './concurrency-limiter.js';
+import { HandlerRun, type HandlerRunHost } from './handler-run.js';
+import type { MessageContext } from './message-context.js';
+import { ReplyWriter } from './reply-writer.js';
+import { emptyResponderStats, responderCounters, type ResponderStats } from './responder-stats.js';
+import { withinMs } from './within-ms.js';
+
+/**
+ * A request or event handler: given the payload and the message's context, it returns a value, a
+ * Promise, or an Observable (every value it emits is a reply; the instance is done when it completes).
+ */
+export type ResponderHandler<C = MessageContext> = (data: unknown, context: C) => unknown;
+
+/**
+ * What runs around each handler (Nest's processing hooks, for one): `run` calls `handler` inside it,
+ * giving it the end hook to call once the handler's stream has ended.
+ */
+export interface RunAround<C> {
+  /** Whether anything runs around handlers now; while false, a request's handler is called bare. */
+  active(): boolean;
+  run(context: C, handler: (runEnd: () => void) => Promise<void>): unknown;
+}
+
+/** The seams of a `Responder`: what a test, a simulation or the Nest layer puts in place of the defaults. */
+export interface ResponderSeams<C = MessageContext> {
+  /** The Redis seam. @default the bus the options ask for (`createBus`) */
+  readonly bus?: RedisBus;
+  /** Time and timers. @default the system clock */
+  readonly clock?: Clock;
+  /** @default `console` */
+  readonly logger?: BufferLogger;
+  /** Makes the context a handler is given from the message's. @default the `MessageContext` itself */
+  readonly context?: (message: MessageContext) => C;
+  /** What runs around each handler. @default nothing */
+  readonly runAround?: RunAround<C>;
+}
+
+/** Where a responder is in its life: `starting` until `listen()` has subscribed and announced it. */
+export type ResponderState = 'starting' | 'listening' | 'draining' | 'closed';
+
+interface RequestRoute<C> {
+  readonly handler: ResponderHandler<C>;
+  /** The channel its requests arrive on (besides the direct channel). */
+  readonly channel: string;
+}
+
+const noEndHook = (): void => {};
+
+/**
+ * The instance's side of the protocol, without Nest: the mirror of the caller's `Requester`.
+ *
+ * It subscribes one channel per request pattern and per event pattern, its own direct channel and
+ * the `who` channel, announces itself, and answers each request on the request's `replyTo`: with the
+ * handler's values, its error, or a refusal (expired, unsupported, bad request, no handler,
+ * overloaded, shutting down). It never stays silent to a request it can address.
+ *
+ * @example
+ * ```ts
+ * const responder = new Responder({ redis: 'redis://127.0.0.1:6379', instanceId: 'worker-1' });
+ * responder.handle('sessions.count', () => sessions.size);
+ * responder.onEvent('cache.invalidate', (key) => cache.delete(key as string));
+ * await responder.listen();
+ * process.once('SIGTERM', () => void responder.close());
+ * ```
+ */
+export class Responder<C = MessageContext> {
+  readonly options: ResolvedBufferOptions;
+  /** Random per responder: tells this process from an earlier one with the same `instanceId`. */
+  readonly incarnation = randomBytes(8).toString('base64url');
+  readonly stats: ResponderStats = emptyResponderStats();
+  readonly telemetry: BufferTelemetry;
+  private readonly channels: BufferChannels;
+  private readonly directChannel: string;
+  private readonly fromJson: string;
+  private readonly clock: Clock;
+  private readonly logger: BufferLogger;
+  private readonly makeContext: ((message: MessageContext) => C) | undefined;
+  private readonly runAround: RunAround<C> | undefined;
+  // The bus given in the seams, until `listen()` guards it.
+  private readonly pendingBus: RedisBus | undefined;
+  private bus: GuardedBus | undefined;
+  private coalescer: Coalescer | undefined;
+  private runHost: HandlerRunHost | undefined;
+  // By channel form of the pattern (what travels). Events apart: one pattern can have both kinds.
+  private readonly requestRoutes = new Map<string, RequestRoute<C>>();
+  private readonly eventRoutes = new Map<string, ResponderHandler<C>>();
+  private workChannels: string[] = [];
+  // Requests (their HandlerRun) and events (a token) being handled, with the handler's stream
+  // subscription once there is one: what a shutdown that runs out of time stops.
+  private readonly active = new Map<object, Subscription | undefined>();
+  private readonly pendingListeners: Array<[keyof BusEvents, (...args: never[]) => void]> = [];
+  private readonly badInput: BoundedLog;
+  private lifeCycle: ResponderState = 'starting';
+  // Set once the shutdown drain has run out: what is still queued or running is refused or stopped.
+  private stopping = false;
+  private readonly limiter: ConcurrencyLimiter;
+  private everConnected = false;
+  private thawTimer: TimerHandle | undefined;
+  // Shared by every HandlerRun: no closure per request.
+  private readonly handlerDone = (run: HandlerRun): void => {
+    if (this.active.delete(run)) this.limiter.pump();
+  };
+  private readonly handlerStream = (run: HandlerRun, subscription: Subscription): void => {
+    if (this.active.has(run)) this.active.set(run, subscription);
+  };
+  private readonly onReplyPublishError = (error: Error, replyTo: string): void => {
+    this.stats.replyPublishFailures++;
+    this.badInput.warn(`Could not publish a reply to "${replyTo}": ${error.message}`);
+  };
+
+  constructor(options: BufferOptions = {}, seams: ResponderSeams<C> = {}) {
+    this.options = resolveBufferOptions(options);
+    this.clock = seams.clock ?? systemClock;
+    this.logger = seams.logger ?? console;
+    this.makeContext = seams.context;
+    this.runAround = seams.runAround;
+    this.pendingBus = seams.bus;
+    this.channels = new BufferChannels(this.options.namespace);
+    this.directChannel = this.channels.direct(this.options.instanceId);
+    this.fromJson = JSON.stringify(this.options.instanceId);
+    this.badInput = new BoundedLog(this.logger, undefined, undefined, () => this.clock.now());
+    this.limiter = new ConcurrencyLimiter(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers, () => this.active.size);
+    const telemetry = (this.telemetry = new BufferTelemetry('server', this.options.namespace, this.options.instanceId));
+    // Traces and metrics when the app has @opentelemetry/api (a no-op without an SDK registered).
+    void loadOpenTelemetry().then((api) => {
+      if (api === undefined) return;
+      telemetry.attach(api, responderCounters(this.stats), {
+        inFlight: { name: 'nestjs_redis_buffer.handlers.in_flight', description: 'Handlers running, and events being handled, on this instance now.', read: () => this.active.size },
+        queued: { name: 'nestjs_redis_buffer.handlers.queued', description: 'Requests waiting for a handler slot.', read: () => this.limiter.queued },
+      });
+    });
+  }
+
+  /** This instance's id, as callers see it in replies and pass it in `to`. */
+  get instanceId(): string {
+    return this.options.instanceId;
+  }
+
+  get state(): ResponderState {
+    return this.lifeCycle;
+  }
+
+  /** Whether `listen()` was called (its connection exists, maybe not connected yet). */
+  get isStarted(): boolean {
+    return this.bus !== undefined;
+  }
+
+  /** The connection's state now: `connected` means both connections are up and every subscription is confirmed. */
+  get connectionStatus(): BusStatus {
+    return this.bus?.status ?? 'disconnected';
+  }
+
+  /** How many requests and events this instance is handling right now. */
+  get activeRequests(): number {
+    return this.active.size;
+  }
+
+  /** Answers requests for `pattern` (a string, or a JSON object pattern) with `handler`; call before `listen()`. */
+  handle(pattern: unknown, handler: ResponderHandler<C>): this {
+    const key = this.routeKey(pattern, handler, this.requestRoutes);
+    this.requestRoutes.set(key, { handler, channel: this.channels.request(key) });
+    return this;
+  }
+
+  /** Runs `handler` for every event broadcast on `pattern`; call before `listen()`. */
+  onEvent(pattern: unknown, handler: ResponderHandler<C>): this {
+    this.eventRoutes.set(this.routeKey(pattern, handler, this.eventRoutes), handler);
+    return this;
+  }
+
+  private routeKey(pattern: unknown, handler: unknown, routes: ReadonlyMap<string, unknown>): string {
+    if (this.lifeCycle !== 'starting' || this.bus !== undefined) throw new Error('Register handlers before listen(): its subscriptions are made once.');
+    if (typeof handler !== 'function') throw new TypeError('A handler must be a function (data, context) => value | Promise | Observable.');
+    const key = channelPattern(pattern);
+    if (routes.has(key)) throw new Error(`A handler for "${key}" is already registered.`);
+    return key;
+  }
+
+  /** Listens to the bus's events (`status`, `error`, `subscriberLost`, `message`); before `listen()` too. */
+  on<K extends keyof BusEvents>(event: K, listener: (...args: BusEvents[K]) => void): this {
+    if (this.bus !== undefined) this.bus.on(event, listener as never);
+    else this.pendingListeners.push([event, listener as never]);
+    return this;
+  }
+
+  /** The underlying ioredis clients (see `RedisBus.unwrap`); throws before `listen()`. */
+  unwrap<T>(): T {
+    if (this.bus === undefined) throw new Error('Not initialized: call listen() before unwrap().');
+    return this.bus.unwrap() as T;
+  }
+
+  /**
+   * Connects, refuses to run beside another live process with the same `instanceId`
+   * (`DuplicateInstanceError`), subscribes, and announces this instance to callers.
+   */
+  async listen(): Promise<void> {
+    if (this.bus !== undefined) throw new Error('listen() was already called.');
+    const bus = new GuardedBus(this.pendingBus ?? createBus(this.options, `rb:${this.options.instanceId}`), this.options, (reason, channel, length) => this.onInboundRejected(reason, channel, length));
+    this.bus = bus;
+    const coalescer = (this.coalescer = new Coalescer((channel, message) => bus.publish(channel, message), this.options));
+    this.runHost = {
+      coalescer,
+      clock: this.clock,
+      fromJson: this.fromJson,
+      maxPayloadBytes: this.options.maxPayloadBytes,
+      onPublishError: this.onReplyPublishError,
+      telemetry: this.telemetry,
+      done: this.handlerDone,
+      track: this.handlerStream,
+    };
+    for (const [event, listener] of this.pendingListeners.splice(0)) bus.on(event, listener as never);
+    bus.on('status', (status) => this.onStatus(status));
+    bus.on('message', (channel, message) => this.onMessage(channel, message));
+    if (bus.listenerCount('error') === 0) bus.on('error', (error) => this.badInput.warn(`Redis: ${error.message}`));
+    try {
+      await bus.connect();
+      await this.ensureUniqueId(bus, 0);
+      this.workChannels = [
+        this.channels.who(),
+        ...[...this.requestRoutes.values()].map((route) => route.channel),
+        ...[...this.eventRoutes.keys()].map((pattern) => this.channels.event(pattern)),
+      ];
+      // Subscribed before announcing: an instance callers know of can always be reached.
+      await bus.subscribe([this.directChannel, ...this.workChannels]);
+      // Two processes that passed the first check at the same moment both see 2 here, and both stop.
+      await this.ensureUniqueId(bus, 1);
+      this.lifeCycle = 'listening';
+      await this.announce();
+      this.watchForThaw();
+      this.logger.log(`Instance "${this.instanceId}" listening on ${this.workChannels.length + 1} channels in namespace "${this.options.namespace}".`);
+    } catch (error) {
+      if (error instanceof DuplicateInstanceError) {
+        this.lifeCycle = 'closed';
+        await bus.close().catch(() => undefined);
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Drains, then disconnects:
+   * 1. unsubscribes every pattern channel (confirmed by Redis): from then on, no caller counts this
+   *    instance as a receiver;
+   * 2. answers every request Redis delivered before that, and lets handlers finish, for at most
+   *    `shutdownTimeout` ms; direct requests arriving meanwhile are refused (`BUFFER_SHUTTING_DOWN`);
+   * 3. refuses what is still queued and ends what still runs with a `BUFFER_SHUTTING_DOWN` error;
+   * 4. announces that it left (`bye`, after its last reply), unsubscribes its direct channel, disconnects.
+   *
+   * `alongside` (work that ends beside the drain, such as a durable consumer's) is awaited before
+   * the connection closes.
+   */
+  async close(alongside?: Promise<unknown>): Promise<void> {
+    if (this.lifeCycle === 'draining' || this.lifeCycle === 'closed') return;
+    const bus = this.bus;
+    this.lifeCycle = bus === undefined ? 'closed' : 'draining';
+    if (this.thawTimer !== undefined) this.clock.clearTimer(this.thawTimer);
+    this.thawTimer = undefined;
+    if (bus === undefined) return void (await alongside);
+    // With Redis away there is nothing to unsubscribe from (the server dropped the connection), and
+    // ioredis would queue the command until it is back: never wait for it.
+    if (bus.status === 'connected') await withinMs(bus.unsubscribe(this.workChannels), this.options.shutdownTimeout);
+    const deadline = this.clock.now() + this.options.shutdownTimeout;
+    while (this.active.size + this.limiter.queued > 0 && this.clock.now() < deadline) await new Promise((resolve) => this.clock.setTimer(() => resolve(undefined), 5));
+    this.stopping = true;
+    for (const task of this.limiter.takeAll()) task();
+    if (this.active.size > 0) {
+      this.logger.warn(`Stopping ${this.active.size} handlers still running after shutdownTimeout (${this.options.shutdownTimeout} ms); their callers get BUFFER_SHUTTING_DOWN.`);
+      for (const [work, subscription] of [...this.active]) {
+        if (work instanceof ReplyWriter) {
+          work.error({ code: BufferErrorCode.ShuttingDown, message: `Instance "${this.instanceId}" shut down before its handler finished (shutdownTimeout ${this.options.shutdownTimeout} ms).` });
+        }
+        subscription?.unsubscribe();
+        this.active.delete(work);
+      }
+    }
+    if (bus.status === 'connected') {
+      const bye: ByeEnvelope = { v: 1, kind: 'bye', id: this.incarnation, from: this.instanceId, inc: this.incarnation };
+      await withinMs(this.publishNow(this.channels.members(), encodeEnvelope(bye)), 1000);
+      await withinMs(bus.unsubscribe([this.directChannel]), 1000);
+    }
+    this.coalescer?.flush();
+    // Let the last PUBLISH commands reach the socket before QUIT.
+    await new Promise((resolve) => setImmediate(resolve));
+    this.lifeCycle = 'closed';
+    await alongside;
+    await bus.close();
+  }
+
+  /** Refuses to run beside another live process with the same id (more than `allowed` subscribers on its direct channel). */
+  private async ensureUniqueId(bus: RedisBus, allowed: number): Promise<void> {
+    let subscribers: number;
+    try {
+      subscribers = await bus.numsub(this.directChannel);
+    } catch (error) {
+      if (!(error instanceof RedisPermissionError)) throw error;
+      this.logger.warn(`Cannot check that instance id "${this.instanceId}" is unique: Redis refused PUBSUB NUMSUB (${error.message}).`);
+      return;
+    }
+    if (subscribers > allowed) {
+      if (allowed > 0) await bus.unsubscribe([this.directChannel, ...this.workChannels]).catch(() => undefined);
+      throw new DuplicateInstanceError(this.instanceId, this.options.namespace);
+    }
+  }
+
+  private helloEnvelope(id: string): HelloEnvelope {
+    return { v: 1, kind: 'hello', id, from: this.instanceId, inc: this.incarnation, patterns: [...this.requestRoutes.keys()], events: [...this.eventRoutes.keys()] };
+  }
+
+  /** Tells every caller this instance is here (after joining, a reconnect, or a freeze). */
+  private announce(): Promise<void> {
+    return this.publishNow(this.channels.members(), encodeEnvelope(this.helloEnvelope(this.incarnation))).then(
+      () => undefined,
+      (error: Error) => this.badInput.warn(`Could not announce instance "${this.instanceId}": ${error.message}`),
+    );
+  }
+
+  private publishNow(channel: string, encoded: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.coalescer!.enqueue(channel, { bytes: encoded.length, encode: () => encoded }, (error, receivers) => (error === undefined ? resolve(receivers) : reject(error)));
+    });
+  }
+
+  /**
+   * A process that was frozen (SIGSTOP, a debugger, a very long pause) may have been taken for
+   * silent by callers meanwhile: when a tick comes much later than scheduled, it says hello again.
+   */
+  private watchForThaw(): void {
+    const every = this.options.livenessTimeout / 4;
+    let last = this.clock.now();
+    const tick = (): void => {
+      const now = this.clock.now();
+      if (now - last > this.options.livenessTimeout && this.bus?.status === 'connected') void this.announce();
+      last = now;
+      this.thawTimer = this.clock.setTimer(tick, every);
+    };
+    this.thawTimer = this.clock.setTimer(tick, every);
+  }
+
+  private onStatus(status: BusStatus): void {
+    if (status === 'connected') {
+      if (this.everConnected) {
+        this.stats.reconnects++;
+        // Callers may have dropped this instance from their view while the connection was away.
+        if (this.lifeCycle === 'listening') void this.announce();
+      }
+      this.everConnected = true;
+    }
+    if (status === 'reconnecting') this.logger.warn('Redis connection lost; reconnecting (subscriptions are restored automatically).');
+    else if (status === 'connected' && this.lifeCycle === 'listening' && this.stats.reconnects > 0) this.logger.log('Connected to Redis; subscriptions confirmed.');
+  }
+
+  private onMessage(channel: string, message: string): void {
+    if (this.lifeCycle === 'closed' || this.lifeCycle === 'starting') return;
+    const { envelopes, rejected } = decodeMessage(message, channel);
+    for (const { error, refusable } of rejected) {
+      if (refusable !== undefined && this.isRequestChannel(channel)) this.refuseUnreadable(refusable, error.message);
+      else this.rejectInput(error.message);
+    }
+    for (const envelope of envelopes) {
+      // Whatever happens below (a handler throwing synchronously included) must not reach the
+      // Redis client's socket handler: it becomes that request's error reply, or a log line.
+      try {
+        this.dispatch(channel, envelope);
+      } catch (error) {
+        this.logger.error(`Could not handle a "${envelope.kind}" on "${channel}": ${(error as Error)?.stack ?? String(error)}`);
+        if (envelope.kind === 'request' && this.replyAllowed(envelope.replyTo)) this.writerFor(envelope).error(error);
+      }
+    }
+  }
+
+  private dispatch(channel: string, envelope: Envelope): void {
+    switch (envelope.kind) {
+      case 'request':
+        return this.onRequestArrived(channel, envelope);
+      case 'event':
+        return this.onEventArrived(channel, envelope);
+      case 'ping':
+        if (channel !== this.directChannel) break;
+        this.stats.pings++;
+        if (this.replyAllowed(envelope.replyTo)) {
+          const pong: PongEnvelope = { v: 1, kind: 'pong', id: envelope.id, from: this.instanceId, inc: this.incarnation };
+          void this.publishNow(envelope.replyTo, encodeEnvelope(pong)).catch(() => undefined);
+        } else this.rejectInput(`Dropped a ping whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
+        return;
+      case 'who':
+        if (channel !== this.channels.who()) break;
+        if (this.lifeCycle !== 'listening') return;
+        if (this.replyAllowed(envelope.replyTo)) void this.publishNow(envelope.replyTo, encodeEnvelope(this.helloEnvelope(envelope.id))).catch(() => undefined);
+        else this.rejectInput(`Dropped a who whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
+        return;
+      default:
+        break;
+    }
+    this.rejectInput(`Dropped a "${envelope.kind}" envelope on "${channel}": it does not belong there.`);
+  }
+
+  private isRequestChannel(channel: string): boolean {
+    return channel === this.directChannel || channel.startsWith(`${this.options.namespace}:req:`);
+  }
+
+  private replyAllowed(replyTo: string): boolean {
+    return this.options.replyToAnyChannel || this.channels.isInbox(replyTo);
+  }
+
+  /**
+   * Whether a request can be answered, counting it if so. One whose `replyTo` is not an inbox is only
+   * dropped: answering would publish onto a channel of the sender's choosing (amplification).
+   */
+  private answerable(replyTo: string, dropReason: string | undefined): boolean {
+    if (this.replyAllowed(replyTo)) {
+      this.stats.requests++;
+      return true;
+    }
+    this.rejectInput(dropReason ?? `Dropped a request whose replyTo "${replyTo}" is not an inbox of namespace "${this.options.namespace}" (see the "replyToAnyChannel" option).`);
+    return false;
+  }
+
+  /** A request that failed validation but says where to answer (a newer version, a bad header…). */
+  private refuseUnreadable(request: RefusableRequest, reason: string): void {
+    if (!this.answerable(request.replyTo, reason)) return;
+    const message =
+      request.code === BufferErrorCode.UnsupportedVersion
+        ? `Instance "${this.instanceId}" speaks protocol version 1 and cannot run this request: ${reason}.`
+        : `Instance "${this.instanceId}" refused a malformed request: ${reason}.`;
+    this.refuseMalformed(request, request.code, message);
+  }
+
+  private onRequestArrived(channel: string, envelope: RequestEnvelope): void {
+    if (!this.answerable(envelope.replyTo, undefined)) return;
+    const receivedAt = this.clock.now();
+    // The caller's remaining time, counted on this host's clock from arrival: no clock agreement needed.
+    const deadline = envelope.ttl !== undefined ? receivedAt + envelope.ttl : envelope.deadline!;
+    const route = this.requestRoutes.get(envelope.pattern);
+    // This instance subscribes only the channels of the patterns it handles (and its direct channel).
+    if (channel !== this.directChannel && channel !== route?.channel) {
+      return this.refuseMalformed(envelope, BufferErrorCode.BadRequest, `The request for "${envelope.pattern}" arrived on "${channel}", the channel of another pattern.`);
+    }
+    if (this.lifeCycle !== 'listening' && channel === this.directChannel) {
+      return this.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" is shutting down; ask another instance.`);
+    }
+    // A free slot runs the request at once, with no task closure (the common case), and no second
+    // clock read: no time has passed since arrival.
+    if (this.limiter.hasRoom) this.onRequest(envelope, channel, deadline, receivedAt, route);
+    else if (!this.limiter.submit(() => this.onRequest(envelope, channel, deadline, this.clock.now(), route))) this.refuseOverloaded(envelope);
+  }
+
+  private onInboundRejected(reason: InboundRejection, channel: string, length: number): void {
+    const message = describeRejection(reason, channel, length, this.options.maxPayloadBytes);
+    if (reason === 'oversized') return this.rejectInput(message);
+    this.stats.forgedMessages++;
+    this.badInput.warn(message);
+  }
+
+  private refuseOverloaded(envelope: RequestEnvelope): void {
+    this.stats.overloaded++;
+    this.refuse(
+      envelope,
+      BufferErrorCode.Overloaded,
+      `Instance "${this.instanceId}" is overloaded: ${this.options.maxConcurrentHandlers} handlers running and ${this.options.maxQueuedHandlers} requests queued; retry later, add instances, or raise "maxConcurrentHandlers" / "maxQueuedHandlers".`,
+    );
+  }
+
+  private refuseMalformed(request: { readonly replyTo: string; readonly id: string }, code: string, message: string): void {
+    this.stats.malformedMessages++;
+    this.refuse(request, code, message);
+  }
+
+  private refuse(request: { readonly replyTo: string; readonly id: string }, code: string, message: string): void {
+    this.stats.refused++;
+    this.writerFor(request).refuse(code, message);
+  }
+
+  private rejectInput(message: string): void {
+    this.stats.malformedMessages++;
+    this.badInput.warn(message);
+  }
+
+  /** `route` is this instance's route for the request's pattern, looked up on arrival. */
+  private onRequest(envelope: RequestEnvelope, channel: string, deadline: number, now: number, route: RequestRoute<C> | undefined): void {
+    if (this.stopping) return this.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" shut down before it could run the request.`);
+    if (now > deadline) {
+      // The caller is about to stop listening: say so rather than do dead work, or stay silent.
+      this.stats.expired++;
+      return this.refuse(envelope, BufferErrorCode.Expired, `The request reached instance "${this.instanceId}" (or waited there) past its deadline.`);
+    }
+    const handler = route?.handler;
+    if (handler === undefined) {
+      this.stats.unhandled++;
+      return this.refuse(envelope, BufferErrorCode.NoHandler, `Instance "${this.instanceId}" has no handler for "${envelope.pattern}".`);
+    }
+    const context = this.contextFor(envelope, channel, deadline);
+    const trace = this.telemetry.startProcess('request', envelope.pattern, channel, envelope.id, envelope.from, envelope.headers);
+    const run = new HandlerRun(this.runHost!, envelope, deadline, trace);
+    this.active.set(run, undefined);
+    if (trace === undefined && this.runAround?.active() !== true) {
+      // Nothing to run around the handler (no hook, no span): call it and take its result, with no
+      // wrapper promise per request.
+      let result: unknown;
+      try {
+        result = handler(envelope.data, context);
+      } catch (error) {
+        return run.failed(error);
+      }
+      return run.returned(result);
+    }
+    this.runWrapped(run, handler, envelope, context, trace);
+  }
+
+  /** A handler run inside what runs around it and its span (kept apart: the common path allocates none of its closures). */
+  private runWrapped(run: HandlerRun, handler: ResponderHandler<C>, envelope: RequestEnvelope, context: C, trace: ProcessTrace | undefined): void {
+    this.telemetry
+      .runInContext(trace, () =>
+        this.around(context, async (runEnd) => {
+          run.endHook = runEnd;
+          run.produced(await handler(envelope.data, context));
+        }),
+      )
+      .catch((error: unknown) => run.failed(error));
+  }
+
+  private onEventArrived(channel: string, envelope: EventEnvelope): void {
+    if (channel !== this.channels.event(envelope.pattern)) {
+      return this.rejectInput(`Dropped an event for "${envelope.pattern}" that arrived on "${channel}".`);
+    }
+    if (!this.limiter.submit(() => this.runEvent(envelope, channel))) {
+      this.stats.overloaded++;
+      this.badInput.warn(`Dropped event "${envelope.pattern}": ${this.options.maxConcurrentHandlers} handlers running and ${this.options.maxQueuedHandlers} queued.`);
+    }
+  }
+
+  private runEvent(envelope: EventEnvelope, channel: string): void {
+    this.stats.events++;
+    if (this.stopping) return;
+    if (envelope.deadline !== undefined && this.clock.now() > envelope.deadline) {
+      // Also what stops a captured signed event from being replayed later.
+      this.stats.expired++;
+      this.badInput.warn(`Dropped event "${envelope.pattern}" received past its deadline (see "eventTtl").`);
+      return;
+    }
+    const handler = this.eventRoutes.get(envelope.pattern);
+    if (handler === undefined) return this.rejectInput(`No event handler for "${envelope.pattern}".`);
+    const context = this.contextFor(envelope, channel, undefined);
+    const trace = this.telemetry.startProcess('event', envelope.pattern, channel, envelope.id, envelope.from, envelope.headers);
+    const token = {};
+    let failed: string | undefined;
+    let settled = false;
+    const settle = (): void => {
+      if (settled) return;
+      settled = true;
+      this.telemetry.endProcess(trace, failed);
+      if (this.active.delete(token)) this.limiter.pump();
+    };
+    this.active.set(token, undefined);
+    const fail = (error: unknown): void => {
+      this.logger.error(`Event handler for "${envelope.pattern}" failed: ${(error as Error)?.message ?? String(error)}`);
+      failed = (error as { code?: string } | null)?.code ?? 'error';
+      settle();
+    };
+    this.telemetry
+      .runInContext(trace, () =>
+        this.around(context, async (runEnd) => {
+          const result: unknown = await handler(envelope.data, context);
+          if (!isObservable(result)) {
+            runEnd();
+            return settle();
+          }
+          const subscription = result.subscribe({ error: fail });
+          subscription.add(() => {
+            runEnd();
+            settle();
+          });
+          if (!subscription.closed && this.active.has(token)) this.active.set(token, subscription);
+        }),
+      )
+      .catch(fail);
+  }
+
+  /** `handler` inside what runs around it; one that throws synchronously is that message's error, not the Redis listener's. */
+  private around(context: C, handler: (runEnd: () => void) => Promise<void>): Promise<void> {
+    if (this.runAround === undefined) return handler(noEndHook);
+    try {
+      return Promise.resolve(this.runAround.run(context, handler)) as Promise<void>;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  private writerFor(request: { readonly replyTo: string; readonly id: string }): ReplyWriter {
+    return new ReplyWriter(this.coalescer!, request.replyTo, request.id, this.fromJson, this.options.maxPayloadBytes, this.onReplyPublishError);
+  }
+
+  private contextFor(envelope: RequestEnvelope | EventEnvelope, channel: string, deadline: number | undefined): C {
+    const message: MessageContext = {
+      kind: envelope.kind,
+      requestId: envelope.id,
+      pattern: envelope.pattern,
+      senderId: envelope.from,
+      instanceId: this.options.instanceId,
+      channel,
+      headers: envelope.headers,
+      deadline,
+    };
+    return this.makeContext === undefined ? (message as C) : this.makeContext(message);
+  }
+}
