@@ -37,8 +37,10 @@ export interface EndState {
  *
  * Checked:
  * - `deadline`: R ended, by `s + timeout + 5 ms` plus the time C spent paused in between;
- * - `named` (never silently partial): completed by `all`, `stall` or `timeout`, every required
- *   instance that did not finish is in `missing`;
+ * - `named` (never silently partial): completed by `all` or `stall`, every required instance that
+ *   did not finish is in `missing`; completed by `timeout`, every one of them that the caller's
+ *   view held when it ended (a caller that never heard of an instance cannot name it, and a
+ *   timeout claims nothing whole);
  * - `noResponders`: a NoRespondersError only when no instance was required;
  * - `blame`: an untroubled required instance is never named `silent` or `left`;
  * - `onTime`: an all-clear, on-time required instance is never in `missing`;
@@ -124,7 +126,7 @@ export function checkRequest(plan: SchedulePlan, record: SimRecord, request: Req
     const missing = new Set(result.missing);
     for (const incarnation of required) {
       const reason = result.missingReasons[incarnation.id];
-      if (!finished(incarnation.id) && !missing.has(incarnation.id)) {
+      if (!finished(incarnation.id) && !missing.has(incarnation.id) && (by !== 'timeout' || request.knownAtEnd.includes(incarnation.id))) {
         add('named', `completedBy=${by} missing=${JSON.stringify(result.missingReasons)}: required ${describe(incarnation)} did not finish and is not named (expected=${result.expected}, finished=${result.finished}, observers=${result.observers})`);
       }
       if ((reason === 'silent' || reason === 'left') && untroubled(incarnation)) {

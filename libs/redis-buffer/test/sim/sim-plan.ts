@@ -5,8 +5,10 @@ import type { Prng } from './prng.js';
  * the stress script runs them all (see `SIM_FAULTS` in the spec).
  */
 export const FAULT_CLASSES = [
-  /** Slow connections (tens of ms per message), so messages on different connections overtake each other. */
+  /** Slower connections (up to 15 ms per message), so messages on different connections overtake each other. */
   'latency',
+  /** Very slow connections (up to 60 ms per message): a round trip to Redis can outlast a short timeout. */
+  'slowLinks',
   /** A caller's or an instance's process stops running (SIGSTOP, a long GC, a busy event loop) and resumes. */
   'pause',
   /** One process is cut off from Redis without a reset; what was sent meanwhile arrives in a burst on heal. */
@@ -128,10 +130,14 @@ export function planSchedule(seed: number, random: Prng, enabled: ReadonlySet<Fa
 
   const processes = [...instances.map((instance) => instanceProcess(instance.id)), ...Array.from({ length: callers }, (_, index) => callerProcess(index))];
   const latency = new Map<string, readonly [number, number]>();
-  for (const name of processes) latency.set(name, enabled.has('latency') && random.chance(0.25) ? [random.int(2, 20), random.int(20, 60)] : [0.1, random.int(1, 3)]);
+  for (const name of processes) {
+    const slow = enabled.has('slowLinks') && random.chance(0.25);
+    const slower = enabled.has('latency') && random.chance(0.3);
+    latency.set(name, slow ? [random.int(2, 20), random.int(20, 60)] : slower ? [random.int(1, 5), random.int(5, 15)] : [0.1, random.int(1, 3)]);
+  }
 
   const faults: FaultPlan[] = [];
-  const kinds = [...enabled].filter((kind) => kind !== 'latency' && kind !== 'lateJoin' && kind !== 'startupRace');
+  const kinds = [...enabled].filter((kind) => kind !== 'latency' && kind !== 'slowLinks' && kind !== 'lateJoin' && kind !== 'startupRace');
   const faultCount = kinds.length === 0 ? 0 : random.int(0, 3);
   for (let count = 0; count < faultCount; count++) {
     const kind = random.pick(kinds);

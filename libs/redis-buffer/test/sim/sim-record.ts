@@ -40,6 +40,8 @@ export interface RequestRecord {
   thrown: Error | undefined;
   /** Replies the sink saw, in order. */
   seen: number;
+  /** The instances the caller's view held (not taken for silent) when the request ended. */
+  knownAtEnd: readonly string[];
 }
 
 /** Everything the checker needs to know about what happened. */

@@ -42,3 +42,13 @@ export function describeFailure(outcome: ScheduleOutcome, faults: ReadonlySet<Fa
   lines.push('  trace:', ...trace.map((line) => `    ${line}`));
   return lines.join('\n');
 }
+
+/** The fault classes a planned schedule actually exercises. */
+export function faultsIn(plan: SchedulePlan): string[] {
+  const kinds = new Set<string>(plan.faults.map((fault) => fault.kind));
+  if (plan.instances.some((instance) => instance.startAt > 30)) kinds.add('lateJoin');
+  if ([...plan.latency.values()].some(([, top]) => top > 15)) kinds.add('slowLinks');
+  else if ([...plan.latency.values()].some(([, top]) => top > 3)) kinds.add('latency');
+  if (!plan.afterStartup) kinds.add('startupRace');
+  return [...kinds].sort();
+}

@@ -34,7 +34,8 @@ class SimProcess {
   readonly clock: Clock;
   readonly bus: SimBus;
 
-  constructor(readonly name: string, world: SimWorld) {
+  /** `connectingIsTrouble`: for a caller, requests sent before its first connection may fail, and that is no fault of theirs. */
+  constructor(readonly name: string, world: SimWorld, connectingIsTrouble = false) {
     this.owner = new SimOwner(name);
     this.clock = world.scheduler.clockFor(this.owner);
     this.bus = new SimBus(world.redis, this.owner, this.clock, world.network);
@@ -44,7 +45,7 @@ class SimProcess {
       if (status === 'connected') {
         if (down !== undefined) down.to = world.scheduler.now;
         down = undefined;
-      } else if (down === undefined && status !== 'connecting') {
+      } else if (down === undefined && (status !== 'connecting' || connectingIsTrouble)) {
         down = world.record.troubleFrom(name, world.scheduler.now, `connection ${status}`);
       }
     });
@@ -111,14 +112,14 @@ export class SimWorld {
       if (plan.afterStartup) this.record.log(origin, 'the first instances listen: the run begins');
       for (const instance of plan.instances) if (!first.includes(instance)) scheduler.at(origin + instance.startAt, () => this.startInstance(instance, options(instance.id)));
       for (let index = 0; index < plan.callers; index++) {
-        const process = new SimProcess(callerProcess(index), this);
+        const process = new SimProcess(callerProcess(index), this, true);
         const requester = new Requester(process.bus, resolveBufferOptions(options(callerProcess(index))), quiet, process.clock);
         this.callers.push({ process, requester });
         this.watchInbox(process, requester);
         scheduler.at(origin + plan.callerStartAt[index]!, () => void requester.start().catch(() => undefined), process.owner);
       }
       for (const request of plan.requests) {
-        const record: RequestRecord = { plan: request, requestId: undefined, startedAt: undefined, endedAt: undefined, result: undefined, error: undefined, thrown: undefined, seen: 0 };
+        const record: RequestRecord = { plan: request, requestId: undefined, startedAt: undefined, endedAt: undefined, result: undefined, error: undefined, thrown: undefined, seen: 0, knownAtEnd: [] };
         this.record.requests.push(record);
         const caller = this.callers[request.caller]!;
         scheduler.at(origin + request.at, () => this.issue(caller.requester, caller.process, record, resolveBufferOptions(options(callerProcess(request.caller)))), caller.process.owner);
@@ -177,10 +178,11 @@ export class SimWorld {
     record.startedAt = this.scheduler.now;
     const end = (): void => {
       record.endedAt = this.scheduler.now;
+      record.knownAtEnd = requester.knownInstances().map((instance) => instance.instanceId);
       const result = record.result;
       this.record.log(
         this.scheduler.now,
-        `${process.name} r${plan.index} ${record.requestId} ended: ${record.error !== undefined ? `${record.error.name} ${(record.error as { code?: string }).code ?? ''} ${record.error.message}` : ''}` +
+        `${process.name} r${plan.index} ended: ${record.error !== undefined ? `${record.error.name} ${(record.error as { code?: string }).code ?? ''} ${record.error.message}` : ''}` +
           (result === undefined ? '' : ` completedBy=${result.completedBy} expected=${result.expected} finished=${result.finished} missing=${JSON.stringify(result.missingReasons)} observers=${result.observers}`),
       );
       this.onRequestEnded(record);
@@ -206,7 +208,7 @@ export class SimWorld {
     }
     this.record.log(
       this.scheduler.now,
-      `${process.name} r${plan.index} ${record.requestId ?? '-'} ${plan.pattern}${plan.to === undefined ? '' : ` to=${plan.to}`} timeout=${plan.timeout}` +
+      `${process.name} r${plan.index} ${plan.pattern}${plan.to === undefined ? '' : ` to=${plan.to}`} timeout=${plan.timeout}` +
         `${plan.stall === undefined ? '' : ` stall=${plan.stall}`}${plan.quorum === undefined ? '' : ` quorum=${plan.quorum}`}${plan.until ? ' until' : ''}${record.thrown ? ` threw ${record.thrown.message}` : ''}` +
         ` (knows ${requester.knownInstances().map((instance) => instance.instanceId).join(',') || 'none'})`,
     );
