@@ -39,7 +39,7 @@ describe('deterministic simulation of gather, membership and drain', () => {
     for (let run = 0; run < schedules; run++) {
       const outcome = await runSchedule(firstSeed + run, faults);
       events += outcome.events;
-      if (replay !== undefined) process.stdout.write(`${describeFailure(outcome, faults, Number.MAX_SAFE_INTEGER)}\n`);
+      if (replay !== undefined) process.stdout.write(`${describeFailure(outcome, faults, Infinity)}\n`);
       if (outcome.violations.length === 0) continue;
       if (failures.length < 3) failures.push(outcome);
       else failures.push({ ...outcome, trace: [] });

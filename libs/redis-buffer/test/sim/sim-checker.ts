@@ -18,6 +18,8 @@ export interface Violation {
 export interface EndState {
   readonly inFlight: readonly number[];
   readonly thrown: ReadonlyArray<{ at: number; owner: string; error: unknown }>;
+  /** Handlers each live instance still runs. */
+  readonly activeHandlers: ReadonlyArray<{ instance: string; active: number }>;
 }
 
 /**
@@ -44,11 +46,14 @@ export interface EndState {
  * - `noResponders`: a NoRespondersError only when no instance was required;
  * - `blame`: an untroubled required instance is never named `silent` or `left`;
  * - `onTime`: an all-clear, on-time required instance is never in `missing`;
+ * - `prompt`: R never ends by `timeout` or `stall` once the `done` reply of every process Redis
+ *   queued R for has reached C (rule 1: it completes as soon as the answer is known);
  * - `failure`: R fails (not `NoRespondersError`) only if C's connection or Redis was in trouble;
  * - `once`: each (instance, seq) once in the result, never more replies than reached C, `finished`
  *   never above the instances whose `done` reached C, every payload the instance's own;
  * - `quorum` / `until`: a result completed by them satisfies them;
- * - at the end: no request open in any caller (`pending` empty), no exception thrown into an event loop.
+ * - at the end: no request open in any caller (`pending` empty), no handler still running on any
+ *   instance (a stream is stopped at its deadline), no exception thrown into an event loop.
  */
 export function checkRequest(plan: SchedulePlan, record: SimRecord, request: RequestRecord): Violation[] {
   const violations: Violation[] = [];
@@ -120,6 +125,11 @@ export function checkRequest(plan: SchedulePlan, record: SimRecord, request: Req
     if (error !== undefined) return violations;
 
     const by = result.completedBy;
+    const receivers = record.receivers.get(request.requestId ?? '');
+    if ((by === 'timeout' || by === 'stall') && receivers !== undefined && receivers.length > 0) {
+      const last = Math.max(...receivers.map((receiver) => delivered?.get(receiver)?.doneAt ?? Infinity));
+      if (last < e - 1) add('prompt', `completedBy=${by} at ${(e - s).toFixed(1)} ms though every receiver (${receivers.join(',')}) had finished by ${(last - s).toFixed(1)} ms`);
+    }
     if (by === 'quorum' && result.finished < (rp.quorum ?? 1)) add('quorum', `completed by quorum ${rp.quorum} with ${result.finished} finished`);
     if (by === 'until' && !all.some(untilPredicate)) add('until', 'completed by until with no reply that matches it');
     if (by !== 'all' && by !== 'stall' && by !== 'timeout') return violations;
@@ -150,6 +160,9 @@ export function checkEnd(plan: SchedulePlan, record: SimRecord, end: EndState): 
   end.inFlight.forEach((count, index) => {
     if (count > 0) violations.push({ invariant: 'leak', request: undefined, message: `${callerProcess(index)} still holds ${count} requests at the end` });
   });
+  for (const { instance, active } of end.activeHandlers) {
+    if (active > 0) violations.push({ invariant: 'leak', request: undefined, message: `${instance} still runs ${active} handlers, seconds after every deadline` });
+  }
   for (const thrown of end.thrown) {
     violations.push({ invariant: 'thrown', request: undefined, message: `${thrown.owner} threw into its event loop at ${thrown.at - 1_000_000}: ${(thrown.error as Error)?.stack ?? String(thrown.error)}` });
   }

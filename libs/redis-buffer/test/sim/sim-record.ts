@@ -56,6 +56,8 @@ export class SimRecord {
   readonly requests: RequestRecord[] = [];
   /** request id → instance id → what reached the caller. */
   readonly delivered = new Map<string, Map<string, DeliveredReplies>>();
+  /** request id → the processes Redis queued the request for. */
+  readonly receivers = new Map<string, readonly string[]>();
   readonly trace: string[] = [];
 
   troubleOf(process: string): Interval[] {

@@ -20,7 +20,7 @@ export async function runSchedule(seed: number, faults: ReadonlySet<FaultClass>)
   const violations: Violation[] = [];
   world.onRequestEnded = (request) => violations.push(...checkRequest(plan, world.record, request));
   await world.run();
-  violations.push(...checkEnd(plan, world.record, { inFlight: world.callers.map((caller) => caller.requester.inFlight), thrown: world.scheduler.thrown }));
+  violations.push(...checkEnd(plan, world.record, { inFlight: world.callers.map((caller) => caller.requester.inFlight), thrown: world.scheduler.thrown, activeHandlers: world.activeHandlers() }));
   return { seed, plan, violations, trace: world.record.trace, events: world.scheduler.events };
 }
 
@@ -30,13 +30,13 @@ export function describeFailure(outcome: ScheduleOutcome, faults: ReadonlySet<Fa
   for (const violation of outcome.violations.slice(0, 8)) lines.push(`  [${violation.invariant}]${violation.request === undefined ? '' : ` r${violation.request}`}: ${violation.message}`);
   const first = outcome.violations.find((violation) => violation.request !== undefined);
   let trace = outcome.trace;
-  if (first !== undefined) {
+  if (first !== undefined && Number.isFinite(traceLines)) {
     // The plan lines, then what led to the first violating request's end.
     const ended = trace.findIndex((line) => line.includes(` r${first.request} `) && line.includes(' ended:'));
     const planLines = trace.filter((line) => line.includes(' plan '));
     const upTo = ended < 0 ? trace.length : ended + 1;
     trace = [...planLines, ...trace.slice(Math.max(planLines.length, upTo - traceLines), upTo)];
-  } else {
+  } else if (Number.isFinite(traceLines)) {
     trace = trace.slice(-traceLines);
   }
   lines.push('  trace:', ...trace.map((line) => `    ${line}`));

@@ -40,7 +40,12 @@ class SimProcess {
     this.clock = world.scheduler.clockFor(this.owner);
     this.bus = new SimBus(world.redis, this.owner, this.clock, world.network);
     let down: Interval | undefined;
-    this.bus.on('status', (status) => {
+    // Ahead of the code under test's listeners: it may end requests on these very events.
+    this.bus.prependListener('subscriberLost', () => {
+      world.record.log(world.scheduler.now, `${name} subscriber lost`);
+      down ??= world.record.troubleFrom(name, world.scheduler.now, 'subscriber lost');
+    });
+    this.bus.prependListener('status', (status) => {
       world.record.log(world.scheduler.now, `${name} bus ${status}`);
       if (status === 'connected') {
         if (down !== undefined) down.to = world.scheduler.now;
@@ -99,6 +104,16 @@ export class SimWorld {
 
   async run(): Promise<void> {
     const { plan, scheduler } = this;
+    const channels = new BufferChannels(NAMESPACE);
+    const requestChannels = [channels.request(''), channels.direct('')];
+    this.redis.observer = {
+      published: (_, channel, message, receivers) => {
+        if (!requestChannels.some((prefix) => channel.startsWith(prefix))) return;
+        for (const envelope of decodeMessage(message, channel).envelopes) {
+          if (envelope.kind === 'request') this.record.receivers.set(envelope.id, receivers.map((receiver) => receiver.process.name));
+        }
+      },
+    };
     const options = (id: string): BufferOptions => ({ namespace: NAMESPACE, instanceId: id, livenessTimeout: plan.livenessTimeout, shutdownTimeout: 500 });
     const first = plan.instances.filter((instance) => instance.startAt <= FIRST_START_MS);
     for (const instance of plan.instances) {
@@ -360,6 +375,11 @@ export class SimWorld {
     run.process.owner.dead = true;
     run.process.owner.parked.length = 0;
     run.process.bus.kill();
+  }
+
+  /** Per live instance: handlers still running (none should be, long after every deadline). */
+  activeHandlers(): Array<{ instance: string; active: number }> {
+    return [...this.instances.values()].filter((run) => !run.process.owner.dead).map((run) => ({ instance: `${run.plan.id}#${run.record.number}`, active: run.responder.activeRequests }));
   }
 
   /** Open connections of the whole world (for the end-of-run checks). */
