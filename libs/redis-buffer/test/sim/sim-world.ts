@@ -131,7 +131,16 @@ export class SimWorld {
         const requester = new Requester(process.bus, resolveBufferOptions(options(callerProcess(index))), quiet, process.clock);
         this.callers.push({ process, requester });
         this.watchInbox(process, requester);
-        scheduler.at(origin + plan.callerStartAt[index]!, () => void requester.start().catch(() => undefined), process.owner);
+        scheduler.at(
+          origin + plan.callerStartAt[index]!,
+          () => {
+            // Until start() resolves (inbox subscribed, first `who` round over) a request may fail for want of a connection.
+            const starting = this.record.troubleFrom(process.name, scheduler.now, 'starting');
+            const started = (): void => void (starting.to = scheduler.now);
+            requester.start().then(started, started);
+          },
+          process.owner,
+        );
       }
       for (const request of plan.requests) {
         const record: RequestRecord = { plan: request, requestId: undefined, startedAt: undefined, endedAt: undefined, result: undefined, error: undefined, thrown: undefined, seen: 0, knownAtEnd: [] };
