@@ -114,7 +114,11 @@ describe('Responder (no Nest)', () => {
     const pub = new Redis(redis.url);
     try {
       const received: Array<Record<string, unknown>> = [];
-      sub.on('message', (_channel: string, message: string) => received.push(JSON.parse(message) as Record<string, unknown>));
+      sub.on('message', (_channel: string, message: string) => {
+        // One message may be a batch (an array) when the two answers leave in one tick.
+        const parsed = JSON.parse(message) as Record<string, unknown> | Array<Record<string, unknown>>;
+        received.push(...(Array.isArray(parsed) ? parsed : [parsed]));
+      });
       await sub.subscribe(inbox);
       await pub.publish(channels.who(), JSON.stringify({ v: 1, kind: 'who', id: 'w1', from: 'raw', replyTo: inbox }));
       await pub.publish(channels.direct('plain-who'), JSON.stringify({ v: 1, kind: 'ping', id: 'p1', from: 'raw', replyTo: inbox }));
@@ -203,6 +207,24 @@ describe('Responder (no Nest)', () => {
     const readsBefore = reads;
     expect((await caller.gather('x', null)).replies.map((reply) => reply.data)).toEqual(['ok']);
     expect(reads).toBeGreaterThan(readsBefore);
+  });
+
+  it('decides expiry on the clock it is given: a queued request whose turn comes past its deadline by that clock is refused BUFFER_EXPIRED', async () => {
+    let offset = 0;
+    const clock: Clock = { ...systemClock, now: () => systemClock.now() + offset };
+    const r = responder('plain-clock', { maxConcurrentHandlers: 1 }, { clock }).handle('slow', () => sleep(200).then(() => 'done'));
+    await r.listen();
+    await caller.connect();
+    const first = caller.gather('slow', null);
+    const second = caller.gather('slow', null, { timeout: 3000 });
+    await sleep(50);
+    // A minute passes on the responder's clock while the second request waits for the slot.
+    offset = 60_000;
+    expect((await first).replies.map((reply) => reply.data)).toEqual(['done']);
+    const refused = await second;
+    expect(refused).toMatchObject({ completedBy: 'all', finished: 1 });
+    expect(refused.errors[0]).toMatchObject({ instanceId: 'plain-clock', refused: true, error: { code: 'BUFFER_EXPIRED' } });
+    expect(r.stats).toMatchObject({ requests: 2, expired: 1 });
   });
 
   it('refuses to register a handler after listen(), or twice for one pattern', async () => {
