@@ -20,7 +20,7 @@ function faultsFromEnvironment(): ReadonlySet<FaultClass> {
 
 const faults = faultsFromEnvironment();
 const replay = process.env.SIM_SEED === undefined ? undefined : Number(process.env.SIM_SEED);
-const schedules = replay !== undefined ? 1 : Number(process.env.SIM_SCHEDULES ?? 2000);
+const schedules = replay !== undefined ? 1 : Number(process.env.SIM_SCHEDULES ?? 1500);
 const firstSeed = replay ?? Number(process.env.SIM_FIRST_SEED ?? 1);
 
 /** Request ids and incarnations are random per process; everything else in a trace follows from the seed. */
