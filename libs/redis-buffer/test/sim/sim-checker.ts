@@ -45,6 +45,8 @@ export interface EndState {
  *   timeout claims nothing whole);
  * - `noResponders`: a NoRespondersError only when no instance was required;
  * - `blame`: an untroubled required instance is never named `silent` or `left`;
+ * - `left`: no instance is named `left` while the process behind its id was there from `s` to `e`
+ *   (listening by `s`; neither killed nor done closing by `e`: a draining instance has not left);
  * - `onTime`: an all-clear, on-time required instance is never in `missing`;
  * - `prompt`: R never ends by `timeout` or `stall` once the `done` reply of every process Redis
  *   queued R for has reached C (rule 1: it completes as soon as the answer is known);
@@ -134,6 +136,11 @@ export function checkRequest(plan: SchedulePlan, record: SimRecord, request: Req
     if (by === 'until' && !all.some(untilPredicate)) add('until', 'completed by until with no reply that matches it');
     if (by !== 'all' && by !== 'stall' && by !== 'timeout') return violations;
     const missing = new Set(result.missing);
+    for (const [id, reason] of Object.entries(result.missingReasons)) {
+      if (reason !== 'left') continue;
+      const there = record.incarnations.find((incarnation) => incarnation.id === id && incarnation.listeningAt !== undefined && incarnation.listeningAt <= s && (incarnation.goneAt === undefined || incarnation.goneAt > e));
+      if (there !== undefined) add('left', `${describe(there)} named "left" though it was there throughout${there.leftAt !== undefined && there.leftAt <= e ? ' (draining)' : ''}`);
+    }
     for (const incarnation of required) {
       const reason = result.missingReasons[incarnation.id];
       if (!finished(incarnation.id) && !missing.has(incarnation.id) && (by !== 'timeout' || request.knownAtEnd.includes(incarnation.id))) {

@@ -18,6 +18,8 @@ export interface IncarnationRecord {
   listeningAt: number | undefined;
   /** When `close()` was called or the process was killed: from then on it is not required to answer. */
   leftAt: number | undefined;
+  /** When it was gone for good: its `bye` reached Redis, `close()` resolved, or the process was killed. */
+  goneAt: number | undefined;
   /** Why `listen()` failed, if it did. */
   startError: string | undefined;
 }

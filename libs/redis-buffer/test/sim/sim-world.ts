@@ -108,6 +108,15 @@ export class SimWorld {
     const requestChannels = [channels.request(''), channels.direct('')];
     this.redis.observer = {
       published: (_, channel, message, receivers) => {
+        if (channel === channels.members()) {
+          // Its `bye` reached Redis: from now on the instance has left.
+          for (const envelope of decodeMessage(message, channel).envelopes) {
+            if (envelope.kind !== 'bye') continue;
+            const leaving = this.instances.get(envelope.from)?.record;
+            if (leaving !== undefined) leaving.goneAt ??= scheduler.now;
+          }
+          return;
+        }
         if (!requestChannels.some((prefix) => channel.startsWith(prefix))) return;
         for (const envelope of decodeMessage(message, channel).envelopes) {
           if (envelope.kind === 'request') this.record.receivers.set(envelope.id, receivers.map((receiver) => receiver.process.name));
@@ -166,7 +175,7 @@ export class SimWorld {
     const number = (this.incarnationCount.get(plan.id) ?? 0) + 1;
     this.incarnationCount.set(plan.id, number);
     const process = new SimProcess(instanceProcess(plan.id), this);
-    const record: IncarnationRecord = { id: plan.id, process: process.name, number, patterns: plan.patterns, listeningAt: undefined, leftAt: undefined, startError: undefined };
+    const record: IncarnationRecord = { id: plan.id, process: process.name, number, patterns: plan.patterns, listeningAt: undefined, leftAt: undefined, goneAt: undefined, startError: undefined };
     this.record.incarnations.push(record);
     const responder = new Responder(options, { bus: process.bus, clock: process.clock, logger: quiet });
     for (const pattern of plan.patterns) responder.handle(pattern, handlerFor(plan.id, plan.behaviour, process.clock));
@@ -181,7 +190,7 @@ export class SimWorld {
         },
         (error: Error) => {
           record.startError = error.message;
-          record.leftAt = this.scheduler.now;
+          record.leftAt = record.goneAt = this.scheduler.now;
           this.record.log(this.scheduler.now, `${plan.id}#${number} failed to start: ${error.message}`);
           // A supervisor starts it again (a duplicate id held by a dead process's half-open connection, say).
           if (this.instances.get(plan.id) === run && !process.owner.dead) this.scheduler.after(300, () => this.startInstance(plan, options));
@@ -334,6 +343,7 @@ export class SimWorld {
         scheduler.after(0, () => {
           run.responder.close().then(
             () => {
+              run.record.goneAt = scheduler.now;
               record.log(scheduler.now, `${fault.instance}#${run.record.number} closed`);
               if (fault.restartAfter !== undefined && this.instances.get(fault.instance) === run) scheduler.after(fault.restartAfter, () => this.startInstance(run.plan, run.options));
             },
@@ -381,6 +391,7 @@ export class SimWorld {
 
   private kill(run: InstanceRun): void {
     run.record.leftAt ??= this.scheduler.now;
+    run.record.goneAt ??= this.scheduler.now;
     run.process.owner.dead = true;
     run.process.owner.parked.length = 0;
     run.process.bus.kill();
