@@ -32,6 +32,8 @@ export const FAULT_CLASSES = [
   'dropSubscriptions',
   /** A cluster slot move: for a while, PUBLISH's count (and maybe delivery) covers only part of a channel's subscribers. */
   'slotMove',
+  /** Callers also ask who is there (`instances()`, an admin page) while requests are in flight. */
+  'whoRounds',
 ] as const;
 
 export type FaultClass = (typeof FAULT_CLASSES)[number];
@@ -71,7 +73,8 @@ export type FaultPlan =
   | { readonly kind: 'restart'; readonly at: number; readonly instance: string; readonly downFor: number }
   | { readonly kind: 'drain'; readonly at: number; readonly instance: string; readonly restartAfter: number | undefined }
   | { readonly kind: 'dropSubscriptions'; readonly at: number; readonly instance: string; readonly share: number }
-  | { readonly kind: 'slotMove'; readonly at: number; readonly pattern: string; readonly duration: number; readonly delivered: boolean; readonly share: number };
+  | { readonly kind: 'slotMove'; readonly at: number; readonly pattern: string; readonly duration: number; readonly delivered: boolean; readonly share: number }
+  | { readonly kind: 'whoRounds'; readonly at: number; readonly caller: number };
 
 export interface SchedulePlan {
   readonly seed: number;
@@ -164,6 +167,9 @@ export function planSchedule(seed: number, random: Prng, enabled: ReadonlySet<Fa
         break;
       case 'dropSubscriptions':
         faults.push({ kind, at, instance, share: random.pick([0.5, 1]) });
+        break;
+      case 'whoRounds':
+        faults.push({ kind, at, caller: random.int(0, callers - 1) });
         break;
       case 'slotMove':
         faults.push({ kind, at, pattern: random.pick(PATTERNS), duration: random.int(20, 600), delivered: random.chance(0.5), share: random.pick([0.5, 1]) });

@@ -369,6 +369,18 @@ export class SimWorld {
         scheduler.after(10, watch);
         return;
       }
+      case 'whoRounds': {
+        const caller = this.callers[fault.caller];
+        if (caller === undefined) return;
+        scheduler.after(0, () => {
+          record.log(scheduler.now, `${caller.process.name} asks who is there`);
+          caller.requester.instances().then(
+            (instances) => record.log(scheduler.now, `${caller.process.name} instances(): ${instances.map((instance) => instance.instanceId).join(',') || 'none'}`),
+            (error: Error) => record.log(scheduler.now, `${caller.process.name} instances() failed: ${error.message}`),
+          );
+        }, caller.process.owner);
+        return;
+      }
       case 'slotMove': {
         const channel = new BufferChannels(NAMESPACE).request(fault.pattern);
         const moved = this.redis.subscribersOf(channel).filter(() => this.random.chance(fault.share));
