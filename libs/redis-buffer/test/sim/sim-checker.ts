@@ -122,6 +122,7 @@ export function checkRequest(plan: SchedulePlan, record: SimRecord, request: Req
         if (data.from !== reply.instanceId || data.request !== rp.index) add('once', `reply ${key} carries ${JSON.stringify(data)}: another instance's or request's`);
       }
     }
+    if (request.seen !== all.length) add('once', `the caller was handed ${request.seen} replies one by one, the result holds ${all.length}`);
     const doneBy = [...(delivered ?? new Map()).values()].filter((replies) => replies.doneAt !== undefined && replies.doneAt <= e).length;
     if (result.finished > doneBy) add('once', `finished=${result.finished} but only ${doneBy} instances' done replies reached the caller`);
     if (error !== undefined) return violations;

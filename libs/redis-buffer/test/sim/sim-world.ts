@@ -10,7 +10,7 @@ import { decodeMessage } from '../../src/core/wire/envelope.js';
 import { Prng } from './prng.js';
 import { Scheduler, SIM_EPOCH, SimOwner } from './scheduler.js';
 import { SimBus, type SimNetwork } from './sim-bus.js';
-import { SimRedis, type SimConnection } from './sim-redis.js';
+import { SimRedis } from './sim-redis.js';
 import { callerProcess, describeBehaviour, instanceProcess, type Behaviour, type FaultPlan, type InstancePlan, type RequestPlan, type SchedulePlan } from './sim-plan.js';
 import { SimRecord, type IncarnationRecord, type Interval, type RequestRecord } from './sim-record.js';
 
@@ -412,11 +412,6 @@ export class SimWorld {
   /** Per live instance: handlers still running (none should be, long after every deadline). */
   activeHandlers(): Array<{ instance: string; active: number }> {
     return [...this.instances.values()].filter((run) => !run.process.owner.dead).map((run) => ({ instance: `${run.plan.id}#${run.record.number}`, active: run.responder.activeRequests }));
-  }
-
-  /** Open connections of the whole world (for the end-of-run checks). */
-  connections(): SimConnection[] {
-    return this.redis.openConnections();
   }
 }
 
