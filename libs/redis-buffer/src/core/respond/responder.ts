@@ -1,21 +1,20 @@
-import { randomBytes } from 'node:crypto';
 import { isObservable, type Subscription } from 'rxjs';
 import { BufferChannels, channelPattern } from '../wire/channels.js';
 import { Coalescer } from '../bus/coalescer.js';
 import { createBus } from '../bus/create-bus.js';
 import { describeRejection, GuardedBus, type InboundRejection } from '../bus/guarded-bus.js';
 import type { BusEvents, BusStatus, RedisBus } from '../bus/redis-bus.js';
-import { laterTurn, systemClock, type Clock, type TimerHandle } from '../clock.js';
-import { decodeMessage, encodeEnvelope, type ByeEnvelope, type Envelope, type EventEnvelope, type HelloEnvelope, type PongEnvelope, type RefusableRequest, type RequestEnvelope } from '../wire/envelope.js';
+import { laterTurn, systemClock, type Clock } from '../clock.js';
+import { decodeMessage, type Envelope, type EventEnvelope, type RefusableRequest, type RequestEnvelope } from '../wire/envelope.js';
 import { BufferErrorCode } from '../errors/buffer.error.js';
 import { DuplicateInstanceError } from '../errors/duplicate-instance.error.js';
-import { RedisPermissionError } from '../errors/redis-permission.error.js';
 import { BoundedLog, type BufferLogger } from '../logger.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from '../options.js';
 import { BufferTelemetry, loadOpenTelemetry, type ProcessTrace } from '../telemetry/telemetry.js';
 import { ConcurrencyLimiter } from './concurrency-limiter.js';
 import { HandlerRun, type HandlerRunHost } from './handler-run.js';
 import type { MessageContext } from './message-context.js';
+import { Presence } from './presence.js';
 import { ReplyWriter } from './reply-writer.js';
 import { emptyResponderStats, responderCounters, type ResponderStats } from './responder-stats.js';
 import { withinMs } from './within-ms.js';
@@ -80,8 +79,6 @@ const noEndHook = (): void => {};
  */
 export class Responder<C = MessageContext> {
   readonly options: ResolvedBufferOptions;
-  /** Random per responder: tells this process from an earlier one with the same `instanceId`. */
-  readonly incarnation = randomBytes(8).toString('base64url');
   readonly stats: ResponderStats = emptyResponderStats();
   readonly telemetry: BufferTelemetry;
   private readonly channels: BufferChannels;
@@ -110,7 +107,8 @@ export class Responder<C = MessageContext> {
   private stopping = false;
   private readonly limiter: ConcurrencyLimiter;
   private everConnected = false;
-  private thawTimer: TimerHandle | undefined;
+  // Hello, pong, bye, the thaw watch and the unique-id check: what callers learn of this instance.
+  private readonly presence: Presence;
   // Shared by every HandlerRun: no closure per request.
   private readonly handlerDone = (run: HandlerRun): void => {
     if (this.active.delete(run)) this.limiter.pump();
@@ -134,6 +132,17 @@ export class Responder<C = MessageContext> {
     this.directChannel = this.channels.direct(this.options.instanceId);
     this.fromJson = JSON.stringify(this.options.instanceId);
     this.badInput = new BoundedLog(this.logger, undefined, undefined, () => this.clock.now());
+    this.presence = new Presence({
+      instanceId: this.options.instanceId,
+      namespace: this.options.namespace,
+      livenessTimeout: this.options.livenessTimeout,
+      channels: this.channels,
+      clock: this.clock,
+      logger: this.logger,
+      badInput: this.badInput,
+      patterns: () => [...this.requestRoutes.keys()],
+      events: () => [...this.eventRoutes.keys()],
+    });
     this.limiter = new ConcurrencyLimiter(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers, () => this.active.size);
     const telemetry = (this.telemetry = new BufferTelemetry('server', this.options.namespace, this.options.instanceId));
     // Traces and metrics when the app has @opentelemetry/api (a no-op without an SDK registered).
@@ -144,6 +153,11 @@ export class Responder<C = MessageContext> {
         queued: { name: 'nestjs_redis_buffer.handlers.queued', description: 'Requests waiting for a handler slot.', read: () => this.limiter.queued },
       });
     });
+  }
+
+  /** Random per responder: tells this process from an earlier one with the same `instanceId`. */
+  get incarnation(): string {
+    return this.presence.incarnation;
   }
 
   /** This instance's id, as callers see it in replies and pass it in `to`. */
@@ -213,6 +227,7 @@ export class Responder<C = MessageContext> {
     const bus = new GuardedBus(this.pendingBus ?? createBus(this.options, `rb:${this.options.instanceId}`), this.options, (reason, channel, length) => this.onInboundRejected(reason, channel, length));
     this.bus = bus;
     const coalescer = (this.coalescer = new Coalescer((channel, message) => bus.publish(channel, message), this.options, laterTurn(this.clock)));
+    this.presence.attach(coalescer);
     this.runHost = {
       coalescer,
       clock: this.clock,
@@ -229,7 +244,7 @@ export class Responder<C = MessageContext> {
     if (bus.listenerCount('error') === 0) bus.on('error', (error) => this.badInput.warn(`Redis: ${error.message}`));
     try {
       await bus.connect();
-      await this.ensureUniqueId(bus, 0);
+      await this.presence.ensureUniqueId(bus, 0, []);
       this.workChannels = [
         this.channels.who(),
         ...[...this.requestRoutes.values()].map((route) => route.channel),
@@ -238,10 +253,10 @@ export class Responder<C = MessageContext> {
       // Subscribed before announcing: an instance callers know of can always be reached.
       await bus.subscribe([this.directChannel, ...this.workChannels]);
       // Two processes that passed the first check at the same moment both see 2 here, and both stop.
-      await this.ensureUniqueId(bus, 1);
+      await this.presence.ensureUniqueId(bus, 1, [this.directChannel, ...this.workChannels]);
       this.lifeCycle = 'listening';
-      await this.announce();
-      this.watchForThaw();
+      await this.presence.announce();
+      this.presence.watchForThaw(() => this.bus?.status === 'connected');
       this.logger.log(`Instance "${this.instanceId}" listening on ${this.workChannels.length + 1} channels in namespace "${this.options.namespace}".`);
     } catch (error) {
       if (error instanceof DuplicateInstanceError) {
@@ -268,8 +283,7 @@ export class Responder<C = MessageContext> {
     if (this.lifeCycle === 'draining' || this.lifeCycle === 'closed') return;
     const bus = this.bus;
     this.lifeCycle = bus === undefined ? 'closed' : 'draining';
-    if (this.thawTimer !== undefined) this.clock.clearTimer(this.thawTimer);
-    this.thawTimer = undefined;
+    this.presence.stopWatching();
     if (bus === undefined) return void (await alongside);
     // With Redis away there is nothing to unsubscribe from (the server dropped the connection), and
     // ioredis would queue the command until it is back: never wait for it.
@@ -289,8 +303,7 @@ export class Responder<C = MessageContext> {
       }
     }
     if (bus.status === 'connected') {
-      const bye: ByeEnvelope = { v: 1, kind: 'bye', id: this.incarnation, from: this.instanceId, inc: this.incarnation };
-      await withinMs(this.publishNow(this.channels.members(), encodeEnvelope(bye)), 1000, this.clock);
+      await withinMs(this.presence.bye(), 1000, this.clock);
       await withinMs(bus.unsubscribe([this.directChannel]), 1000, this.clock);
     }
     this.coalescer?.flush();
@@ -301,62 +314,12 @@ export class Responder<C = MessageContext> {
     await bus.close();
   }
 
-  /** Refuses to run beside another live process with the same id (more than `allowed` subscribers on its direct channel). */
-  private async ensureUniqueId(bus: RedisBus, allowed: number): Promise<void> {
-    let subscribers: number;
-    try {
-      subscribers = await bus.numsub(this.directChannel);
-    } catch (error) {
-      if (!(error instanceof RedisPermissionError)) throw error;
-      this.logger.warn(`Cannot check that instance id "${this.instanceId}" is unique: Redis refused PUBSUB NUMSUB (${error.message}).`);
-      return;
-    }
-    if (subscribers > allowed) {
-      if (allowed > 0) await bus.unsubscribe([this.directChannel, ...this.workChannels]).catch(() => undefined);
-      throw new DuplicateInstanceError(this.instanceId, this.options.namespace);
-    }
-  }
-
-  private helloEnvelope(id: string): HelloEnvelope {
-    return { v: 1, kind: 'hello', id, from: this.instanceId, inc: this.incarnation, patterns: [...this.requestRoutes.keys()], events: [...this.eventRoutes.keys()] };
-  }
-
-  /** Tells every caller this instance is here (after joining, a reconnect, or a freeze). */
-  private announce(): Promise<void> {
-    return this.publishNow(this.channels.members(), encodeEnvelope(this.helloEnvelope(this.incarnation))).then(
-      () => undefined,
-      (error: Error) => this.badInput.warn(`Could not announce instance "${this.instanceId}": ${error.message}`),
-    );
-  }
-
-  private publishNow(channel: string, encoded: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.coalescer!.enqueue(channel, { bytes: encoded.length, encode: () => encoded }, (error, receivers) => (error === undefined ? resolve(receivers) : reject(error)));
-    });
-  }
-
-  /**
-   * A process that was frozen (SIGSTOP, a debugger, a very long pause) may have been taken for
-   * silent by callers meanwhile: when a tick comes much later than scheduled, it says hello again.
-   */
-  private watchForThaw(): void {
-    const every = this.options.livenessTimeout / 4;
-    let last = this.clock.now();
-    const tick = (): void => {
-      const now = this.clock.now();
-      if (now - last > this.options.livenessTimeout && this.bus?.status === 'connected') void this.announce();
-      last = now;
-      this.thawTimer = this.clock.setTimer(tick, every);
-    };
-    this.thawTimer = this.clock.setTimer(tick, every);
-  }
-
   private onStatus(status: BusStatus): void {
     if (status === 'connected') {
       if (this.everConnected) {
         this.stats.reconnects++;
         // Callers may have dropped this instance from their view while the connection was away.
-        if (this.lifeCycle === 'listening') void this.announce();
+        if (this.lifeCycle === 'listening') void this.presence.announce();
       }
       this.everConnected = true;
     }
@@ -392,15 +355,13 @@ export class Responder<C = MessageContext> {
       case 'ping':
         if (channel !== this.directChannel) break;
         this.stats.pings++;
-        if (this.replyAllowed(envelope.replyTo)) {
-          const pong: PongEnvelope = { v: 1, kind: 'pong', id: envelope.id, from: this.instanceId, inc: this.incarnation };
-          void this.publishNow(envelope.replyTo, encodeEnvelope(pong)).catch(() => undefined);
-        } else this.rejectInput(`Dropped a ping whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
+        if (this.replyAllowed(envelope.replyTo)) this.presence.answerPing(envelope.replyTo, envelope.id);
+        else this.rejectInput(`Dropped a ping whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
         return;
       case 'who':
         if (channel !== this.channels.who()) break;
         if (this.lifeCycle !== 'listening') return;
-        if (this.replyAllowed(envelope.replyTo)) void this.publishNow(envelope.replyTo, encodeEnvelope(this.helloEnvelope(envelope.id))).catch(() => undefined);
+        if (this.replyAllowed(envelope.replyTo)) this.presence.answerWho(envelope.replyTo, envelope.id);
         else this.rejectInput(`Dropped a who whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
         return;
       default:
