@@ -18,6 +18,14 @@ export const systemClock: Clock = {
   clearTimer: (handle) => clearTimeout(handle as NodeJS.Timeout),
 };
 
+/**
+ * Runs a callback in a later turn of the event loop, after pending I/O: `setImmediate` on the
+ * system clock, a zero-delay timer on any other, so that a simulated clock orders it too.
+ */
+export function laterTurn(clock: Clock): (callback: () => void) => void {
+  return clock === systemClock ? (callback) => void setImmediate(callback) : (callback) => void clock.setTimer(callback, 0);
+}
+
 /** What a pooled timer can call instead of a closure: an object that lives as long as its timer anyway. */
 export interface TimerTarget {
   onTimer(): void;

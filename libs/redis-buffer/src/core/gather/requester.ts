@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { BufferChannels } from '../wire/channels.js';
-import { systemClock, TimerPool, type Clock, type TimerHandle } from '../clock.js';
+import { laterTurn, systemClock, TimerPool, type Clock, type TimerHandle } from '../clock.js';
 import { Coalescer, type OutgoingEnvelope } from '../bus/coalescer.js';
 import { decodeMessage, encodeEnvelope, encodeRequestRest, utf8Bytes, validateEnvelope, type BufferHeaders, type Envelope, type EventEnvelope, type HelloEnvelope, type PingEnvelope, type RequestEnvelope, type WhoEnvelope } from '../wire/envelope.js';
 import { BadMessageError } from '../errors/bad-message.error.js';
@@ -110,7 +110,7 @@ export class Requester {
     this.inboxJson = JSON.stringify(this.inbox);
     this.timers = new TimerPool(clock);
     this.owner = { pending: this.pending, telemetry, unpublished: new Set(), traces: new Map() };
-    this.coalescer = new Coalescer((channel, message) => bus.publish(channel, message), options);
+    this.coalescer = new Coalescer((channel, message) => bus.publish(channel, message), options, laterTurn(clock));
     this.badInput = new BoundedLog(logger);
     this.view = new MembershipView(
       {

@@ -4,7 +4,7 @@ import { Coalescer } from '../bus/coalescer.js';
 import { createBus } from '../bus/create-bus.js';
 import { describeRejection, GuardedBus, type InboundRejection } from '../bus/guarded-bus.js';
 import type { BusEvents, BusStatus, RedisBus } from '../bus/redis-bus.js';
-import { systemClock, type Clock } from '../clock.js';
+import { laterTurn, systemClock, type Clock } from '../clock.js';
 import { decodeMessage, type Envelope, type EventEnvelope, type RefusableRequest, type RequestEnvelope } from '../wire/envelope.js';
 import { BufferErrorCode } from '../errors/buffer.error.js';
 import { DuplicateInstanceError } from '../errors/duplicate-instance.error.js';
@@ -226,7 +226,7 @@ export class Responder<C = MessageContext> {
     if (this.bus !== undefined) throw new Error('listen() was already called.');
     const bus = new GuardedBus(this.pendingBus ?? createBus(this.options, `rb:${this.options.instanceId}`), this.options, (reason, channel, length) => this.onInboundRejected(reason, channel, length));
     this.bus = bus;
-    const coalescer = (this.coalescer = new Coalescer((channel, message) => bus.publish(channel, message), this.options));
+    const coalescer = (this.coalescer = new Coalescer((channel, message) => bus.publish(channel, message), this.options, laterTurn(this.clock)));
     this.presence.attach(coalescer);
     this.runHost = {
       coalescer,
@@ -287,7 +287,7 @@ export class Responder<C = MessageContext> {
     if (bus === undefined) return void (await alongside);
     // With Redis away there is nothing to unsubscribe from (the server dropped the connection), and
     // ioredis would queue the command until it is back: never wait for it.
-    if (bus.status === 'connected') await withinMs(bus.unsubscribe(this.workChannels), this.options.shutdownTimeout);
+    if (bus.status === 'connected') await withinMs(bus.unsubscribe(this.workChannels), this.options.shutdownTimeout, this.clock);
     const deadline = this.clock.now() + this.options.shutdownTimeout;
     while (this.active.size + this.limiter.queued > 0 && this.clock.now() < deadline) await new Promise((resolve) => this.clock.setTimer(() => resolve(undefined), 5));
     this.stopping = true;
@@ -303,12 +303,12 @@ export class Responder<C = MessageContext> {
       }
     }
     if (bus.status === 'connected') {
-      await withinMs(this.presence.bye(), 1000);
-      await withinMs(bus.unsubscribe([this.directChannel]), 1000);
+      await withinMs(this.presence.bye(), 1000, this.clock);
+      await withinMs(bus.unsubscribe([this.directChannel]), 1000, this.clock);
     }
     this.coalescer?.flush();
     // Let the last PUBLISH commands reach the socket before QUIT.
-    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise<void>((resolve) => laterTurn(this.clock)(resolve));
     this.lifeCycle = 'closed';
     await alongside;
     await bus.close();
