@@ -2,7 +2,8 @@
 // Caller and by hand-written envelopes on a raw connection.
 import { Observable, interval, map, take } from 'rxjs';
 import { Redis } from 'ioredis';
-import { Responder, type MessageContext } from '../src/core/respond/responder.js';
+import { Responder } from '../src/core/respond/responder.js';
+import type { MessageContext } from '../src/core/respond/message-context.js';
 import { Caller } from '../src/core/gather/caller.js';
 import { BufferChannels } from '../src/core/wire/channels.js';
 import { createBus } from '../src/core/bus/create-bus.js';

@@ -1,3 +1,5 @@
+import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+
 /**
  * Waiting with a bound: every "this, or give up after so many ms" of the library goes through
  * these, so each clears its timer (a timer left armed would hold the process open) and none leaves
@@ -18,15 +20,18 @@ export function withTimeout<T>(work: Promise<T>, ms: number, timedOut: () => Err
   return Promise.race([work, expired]).finally(() => clearTimeout(timer));
 }
 
-/** Waits for `work` to settle, at most `ms`; never rejects (its outcome does not matter to the caller). */
-export function within(work: Promise<unknown>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const elapsed = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+/**
+ * Waits for `work` to settle, at most `ms` by `clock`; never rejects (its outcome does not matter to
+ * the caller). The clock is a seam so that a simulated responder's shutdown waits run on virtual time.
+ */
+export function within(work: Promise<unknown>, ms: number, clock: Clock = systemClock): Promise<void> {
+  let timer: TimerHandle | undefined;
+  const elapsed = new Promise<void>((resolve) => (timer = clock.setTimer(resolve, ms)));
   const settled = work.then(
     () => undefined,
     () => undefined,
   );
-  return Promise.race([settled, elapsed]).finally(() => clearTimeout(timer));
+  return Promise.race([settled, elapsed]).finally(() => clock.clearTimer(timer));
 }
 
 /**

@@ -109,8 +109,6 @@ export class Presence {
   }
 
   private publish(channel: string, encoded: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.coalescer!.enqueue(channel, { bytes: encoded.length, encode: () => encoded }, (error, receivers) => (error === undefined ? resolve(receivers) : reject(error)));
-    });
+    return this.coalescer!.publish(channel, encoded);
   }
 }

@@ -17,7 +17,7 @@ import type { MessageContext } from './message-context.js';
 import { Presence } from './presence.js';
 import { ReplyWriter } from './reply-writer.js';
 import { emptyResponderStats, responderCounters, type ResponderStats } from './responder-stats.js';
-import { withinMs } from './within-ms.js';
+import { within } from '../async/bounded-wait.js';
 
 /**
  * A request or event handler: given the payload and the message's context, it returns a value, a
@@ -287,7 +287,7 @@ export class Responder<C = MessageContext> {
     if (bus === undefined) return void (await alongside);
     // With Redis away there is nothing to unsubscribe from (the server dropped the connection), and
     // ioredis would queue the command until it is back: never wait for it.
-    if (bus.status === 'connected') await withinMs(bus.unsubscribe(this.workChannels), this.options.shutdownTimeout, this.clock);
+    if (bus.status === 'connected') await within(bus.unsubscribe(this.workChannels), this.options.shutdownTimeout, this.clock);
     const deadline = this.clock.now() + this.options.shutdownTimeout;
     while (this.active.size + this.limiter.queued > 0 && this.clock.now() < deadline) await new Promise((resolve) => this.clock.setTimer(() => resolve(undefined), 5));
     this.stopping = true;
@@ -303,8 +303,8 @@ export class Responder<C = MessageContext> {
       }
     }
     if (bus.status === 'connected') {
-      await withinMs(this.presence.bye(), 1000, this.clock);
-      await withinMs(bus.unsubscribe([this.directChannel]), 1000, this.clock);
+      await within(this.presence.bye(), 1000, this.clock);
+      await within(bus.unsubscribe([this.directChannel]), 1000, this.clock);
     }
     this.coalescer?.flush();
     // Let the last PUBLISH commands reach the socket before QUIT.
