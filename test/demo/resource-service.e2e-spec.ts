@@ -302,12 +302,12 @@ describe('resource-service: three instances behind one Redis', () => {
     const response = await fetch(`${url}/metrics`);
     expect(response.status).toBe(200);
     const text = await response.text();
-    expect(text).toMatch(/^messaging_client_operation_duration_count\{[^}]*messaging_destination_name="resource\.find"[^}]*\} [1-9]/m);
-    expect(text).toMatch(/^messaging_process_duration_count\{[^}]*messaging_destination_name="resource\.find"[^}]*\} [1-9]/m);
+    expect(text).toMatch(/^messaging_client_operation_duration_seconds_count\{[^}]*messaging_destination_name="resource\.find"[^}]*\} [1-9]/m);
+    expect(text).toMatch(/^messaging_process_duration_seconds_count\{[^}]*messaging_destination_name="resource\.find"[^}]*\} [1-9]/m);
     expect(text).toMatch(/^nestjs_redis_buffer_instances_live\{[^}]*\} 3$/m);
     expect(text).toMatch(/^messaging_client_sent_messages_total\{[^}]*\} [1-9]/m);
     // Sub-millisecond buckets: a lookup on loopback lands well below the 5 ms of the default advice.
-    expect(text).toMatch(/^messaging_client_operation_duration_bucket\{[^}]*le="0\.0005"\}/m);
+    expect(text).toMatch(/^messaging_client_operation_duration_seconds_bucket\{[^}]*le="0\.0005"\}/m);
   });
 
   it('answers /health 200 with Redis, 503 within seconds once it is killed, and 200 again when it is back', async () => {

@@ -16,6 +16,7 @@ import type { BufferReply, GatherResult } from '../core/gather/reply.js';
 import type { InstanceInfo } from '../core/membership/membership.js';
 import { Requester, type RequesterStats } from '../core/gather/requester.js';
 import { BufferTelemetry, loadOpenTelemetry } from '../core/telemetry/telemetry.js';
+import { redisServerAddress } from '../core/telemetry/server-address.js';
 import { DurablePublisher } from '../core/durable/durable-publisher.js';
 
 type BufferClientEvents = { [K in keyof BusEvents]: (...args: BusEvents[K]) => void };
@@ -49,7 +50,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
     this.bus = new GuardedBus(redisBus, this.options, (reason, channel, length) => this.onInboundRejected(reason, channel, length));
     this.bus.on('status', (status) => this._status$.next(status));
     this.bus.on('error', (error) => this.onRedisError(error));
-    const telemetry = new BufferTelemetry('client', this.options.namespace, this.options.instanceId);
+    const telemetry = new BufferTelemetry('client', this.options.namespace, this.options.instanceId, redisServerAddress(this.options));
     this.requester = new Requester(this.bus, this.options, this.logger, undefined, telemetry);
     this.durable = new DurablePublisher(this.options, telemetry);
     // Traces and metrics when the app has @opentelemetry/api (a no-op without an SDK registered).

@@ -16,6 +16,7 @@ import { createBus } from '../core/bus/create-bus.js';
 import type { BusEvents, BusStatus, RedisBus } from '../core/bus/redis-bus.js';
 import { ReplyWriter } from '../core/respond/reply-writer.js';
 import { BufferTelemetry, loadOpenTelemetry, type ObservedCounters, type ProcessTrace } from '../core/telemetry/telemetry.js';
+import { redisServerAddress } from '../core/telemetry/server-address.js';
 import { BUFFER_TRANSPORT } from './buffer.constants.js';
 import { BufferContext } from './buffer.context.js';
 import type { DurableConsumer } from '../core/durable/durable-consumer.js';
@@ -130,7 +131,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     this.fromJson = JSON.stringify(this.options.instanceId);
     this.badInput = new BoundedLog(this.logger as Logger);
     this.limiter = new ConcurrencyLimiter(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers, () => this.active.size);
-    const telemetry = (this.telemetry = new BufferTelemetry('server', this.options.namespace, this.options.instanceId));
+    const telemetry = (this.telemetry = new BufferTelemetry('server', this.options.namespace, this.options.instanceId, redisServerAddress(this.options)));
     // Traces and metrics when the app has @opentelemetry/api (a no-op without an SDK registered).
     void loadOpenTelemetry().then((api) => {
       if (api !== undefined) telemetry.attach(api, this.observedCounters(), this.observedGauges());
@@ -161,6 +162,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     return {
       inFlight: { name: 'nestjs_redis_buffer.handlers.in_flight', description: 'Handlers running, and events being handled, on this instance now.', read: () => this.active.size },
       queued: { name: 'nestjs_redis_buffer.handlers.queued', description: 'Requests waiting for a handler slot.', read: () => this.limiter.queued },
+      connected: { name: 'nestjs_redis_buffer.connection.up', description: 'Whether the connection to Redis is up with every subscription confirmed (1) or not (0).', read: () => (this.connectionStatus === 'connected' ? 1 : 0) },
     };
   }
 
@@ -448,6 +450,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
         ? `Instance "${this.instanceId}" speaks protocol version 1 and cannot run this request: ${reason}.`
         : `Instance "${this.instanceId}" refused a malformed request: ${reason}.`;
     this.stats.refused++;
+    this.telemetry.refused('', '', request.id, '', {}, request.code);
     this.writerFor(request).refuse(request.code, message);
   }
 
@@ -495,6 +498,7 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
 
   private refuse(envelope: RequestEnvelope, code: string, message: string): void {
     this.stats.refused++;
+    this.telemetry.refused(envelope.pattern, '', envelope.id, envelope.from, envelope.headers, code);
     this.writerFor(envelope).refuse(code, message);
   }
 
