@@ -95,6 +95,26 @@ describe('observability: traces, metrics and health', () => {
     }
   });
 
+  it('an event is one trace too: send {pattern} on the caller, process {pattern} on every instance, destination the pattern', async () => {
+    const receivers = await lastValue(client.emit('dual', 'traced'));
+    expect(receivers).toBe(3);
+    const producer = telemetry.spans().find((span) => span.name === 'send dual');
+    expect(producer).toMatchObject({
+      kind: SpanKind.PRODUCER,
+      statusCode: SpanStatusCode.UNSET,
+      attributes: expect.objectContaining({ 'messaging.operation.name': 'send', 'messaging.destination.name': 'dual', 'nestjs_redis_buffer.kind': 'event', 'nestjs_redis_buffer.channel': `${namespace}:evt:dual`, 'nestjs_redis_buffer.receivers': 3 }),
+    });
+    let handlers: Array<SpanRecord & { on: string }> = [];
+    for (const deadline = Date.now() + 5000; handlers.length < 3 && Date.now() < deadline; await sleep(50)) {
+      const perInstance = await client.gather<SpanRecord[]>('otel.spans', null);
+      handlers = perInstance.replies.flatMap((reply) => reply.data.filter((span) => span.traceId === producer!.traceId).map((span) => ({ ...span, on: reply.instanceId })));
+    }
+    expect(handlers.map((span) => span.on).sort()).toEqual(['t1', 't2', 't3']);
+    for (const span of handlers) {
+      expect(span).toMatchObject({ name: 'process dual', kind: SpanKind.CONSUMER, parentSpanId: producer!.spanId, attributes: expect.objectContaining({ 'messaging.operation.name': 'process', 'messaging.destination.name': 'dual', 'nestjs_redis_buffer.kind': 'event' }) });
+    }
+  });
+
   it('a durable entry carries the trace too: the publisher span is the parent of each group\'s handler span', async () => {
     const entryId = await client.durable.publish('otel.durable', { n: 1 });
     const publisher = telemetry.spans().find((span) => span.name === 'send otel.durable' && span.attributes['messaging.message.id'] === entryId);
@@ -203,7 +223,8 @@ describe('observability: traces, metrics and health', () => {
       for (const reply of perInstance.replies) {
         const theirs = { 'nestjs_redis_buffer.instance.id': reply.instanceId, 'nestjs_redis_buffer.namespace': namespace, 'messaging.operation.name': 'process' };
         expect(total(reply.data, 'messaging.process.duration', { ...theirs, 'messaging.destination.name': 'echo', 'nestjs_redis_buffer.kind': 'request' })).toBe(10);
-        expect(total(reply.data, 'messaging.process.duration', { ...theirs, 'messaging.destination.name': 'dual', 'nestjs_redis_buffer.kind': 'event' })).toBe(1);
+        // This test's event and the earlier tracing test's.
+        expect(total(reply.data, 'messaging.process.duration', { ...theirs, 'messaging.destination.name': 'dual', 'nestjs_redis_buffer.kind': 'event' })).toBe(2);
         for (const code of ['BUFFER_EXPIRED', 'BUFFER_NO_HANDLER', 'BUFFER_OVERLOADED', 'BUFFER_SHUTTING_DOWN', 'BUFFER_BAD_REQUEST', 'BUFFER_UNSUPPORTED_VERSION']) {
           expect(points(reply.data, 'nestjs_redis_buffer.refusals', { 'error.type': code })).toHaveLength(1);
         }
