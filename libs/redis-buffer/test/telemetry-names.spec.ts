@@ -1,8 +1,8 @@
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
-import { prometheusViews } from '../src/core/telemetry/metric-names.js';
+import { DURABLE_METRIC, prometheusViews } from '../src/core/telemetry/metric-names.js';
 import { OutcomeTally } from '../src/core/telemetry/outcome-tally.js';
 import { redisServerAddress } from '../src/core/telemetry/server-address.js';
-import { errorTypeOf } from '../src/core/telemetry/telemetry.js';
+import { BufferTelemetry, errorTypeOf } from '../src/core/telemetry/telemetry.js';
 
 describe('telemetry names and attributes', () => {
   it('server.address and server.port come from the redis URL or ioredis options, and are left out for a Cluster or Sentinel', () => {
@@ -54,5 +54,40 @@ describe('telemetry names and attributes', () => {
     const client = collected.find((metric) => metric.descriptor.name === 'messaging.client.operation.duration_seconds')!;
     expect((client.dataPoints[0]!.value as { buckets: { boundaries: number[] } }).buckets.boundaries).toEqual([0.0005, 0.001]);
     await provider.shutdown();
+  });
+});
+
+describe('durable group metrics', () => {
+  it('are reported per pattern and consumer group under the names the dashboard reads, with namespace and instance id', async () => {
+    const api = await import('@opentelemetry/api');
+    const reader = new PeriodicExportingMetricReader({ exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE), exportIntervalMillis: 3_600_000 });
+    const provider = new MeterProvider({ readers: [reader] });
+    api.metrics.setGlobalMeterProvider(provider);
+    try {
+      const telemetry = new BufferTelemetry('server', 'shop', 'api-1');
+      let retries = 0;
+      // Registered before the API is attached, as a transport does when listen() finds durable handlers first.
+      telemetry.observeDurableGroups(() => [{ pattern: 'order.placed', group: 'billing', lag: 12, pending: 3, oldestPendingAgeSeconds: 4.5, retries: ++retries, deadLetters: 1 }]);
+      telemetry.attach(api, {}, {});
+      await reader.collect();
+      const { resourceMetrics } = await reader.collect();
+      const points = new Map(resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics).map((metric) => [metric.descriptor.name, { unit: metric.descriptor.unit, point: metric.dataPoints[0]! }]));
+      expect(Object.fromEntries([...points].filter(([name]) => name.includes('.durable.')).map(([name, { unit, point }]) => [name, [unit, point.value]]))).toEqual({
+        [DURABLE_METRIC.lag]: ['{message}', 12],
+        [DURABLE_METRIC.pending]: ['{message}', 3],
+        [DURABLE_METRIC.oldestPendingAge]: ['s', 4.5],
+        [DURABLE_METRIC.retries]: ['{message}', 2],
+        [DURABLE_METRIC.deadLetters]: ['{message}', 1],
+      });
+      expect(points.get(DURABLE_METRIC.lag)!.point.attributes).toEqual({
+        'messaging.system': 'redis',
+        'nestjs_redis_buffer.namespace': 'shop',
+        'nestjs_redis_buffer.instance.id': 'api-1',
+        'messaging.destination.name': 'order.placed',
+        'messaging.consumer.group.name': 'billing',
+      });
+    } finally {
+      await provider.shutdown();
+    }
   });
 });

@@ -2,7 +2,7 @@
 import type * as Otel from '@opentelemetry/api';
 import type { BufferHeaders } from '../wire/envelope.js';
 import type { CompletedBy, GatherResult } from '../gather/reply.js';
-import { ATTR, COUNTER_UNITS, METRIC, PREFIX } from './metric-names.js';
+import { ATTR, COUNTER_UNITS, DURABLE_METRIC, METRIC, PREFIX } from './metric-names.js';
 import { OutcomeTally } from './outcome-tally.js';
 import type { ServerAddress } from './server-address.js';
 
@@ -87,6 +87,26 @@ export interface ProcessTrace {
   readonly group: string | undefined;
 }
 
+/**
+ * What a durable consumer reports for one consumer group of one pattern, read at each collection.
+ * Lag, pending and age describe the group (every instance of it reports the same); retries and
+ * dead letters count what this instance did, since it started.
+ */
+export interface DurableGroupSnapshot {
+  readonly pattern: string;
+  readonly group: string;
+  /** Entries of the stream not yet handed to the group; unset when Redis did not say. */
+  readonly lag?: number;
+  /** Entries handed to the group and not yet acknowledged. */
+  readonly pending?: number;
+  /** Age in seconds of the group's oldest pending entry; 0 with none pending. */
+  readonly oldestPendingAgeSeconds?: number;
+  /** Deliveries by this instance that were a retry. */
+  readonly retries: number;
+  /** Entries this instance moved to the dead-letter stream. */
+  readonly deadLetters: number;
+}
+
 /** The stable code of an error (`error.type`): its `code`, else its class name, else `error`. */
 export function errorTypeOf(error: unknown): string {
   if (typeof error === 'string') return error;
@@ -119,6 +139,8 @@ export class BufferTelemetry {
   private readonly outcomes = new OutcomeTally(KNOWN_OUTCOMES.map(([completedBy, errorType]) => outcomeAttributes(completedBy, errorType)));
   private readonly refusals = new OutcomeTally(REFUSAL_CODES.map((code) => ({ [ATTR.errorType]: code })));
   private readonly gone = new OutcomeTally([{ [ATTR.reason]: 'silent' }, { [ATTR.reason]: 'left' }]);
+  private durableGroups: (() => Iterable<DurableGroupSnapshot>) | undefined;
+  private meter: Otel.Meter | undefined;
 
   constructor(
     private readonly side: 'client' | 'server',
@@ -152,8 +174,9 @@ export class BufferTelemetry {
     this.api = api;
     this.tracer = api.trace.getTracer(TELEMETRY_SCOPE);
     this.metricsOn = api.metrics.getMeterProvider().constructor.name !== 'NoopMeterProvider';
-    const meter = api.metrics.getMeter(TELEMETRY_SCOPE);
+    const meter = (this.meter = api.metrics.getMeter(TELEMETRY_SCOPE));
     const common = this.common;
+    if (this.durableGroups !== undefined) this.registerDurable(meter, this.durableGroups);
     if (this.side === 'client') {
       this.requestDuration = meter.createHistogram(METRIC.clientOperationDuration, {
         unit: 's',
@@ -188,6 +211,37 @@ export class BufferTelemetry {
     for (const gauge of Object.values(gauges)) {
       meter.createObservableGauge(gauge.name, { description: gauge.description, ...(gauge.unit === undefined ? {} : { unit: gauge.unit }) }).addCallback((result) => result.observe(gauge.read(), common));
     }
+  }
+
+  /**
+   * Reports a durable consumer's groups (lag, pending, oldest pending age, retries, dead letters),
+   * `read` once per collection. Call it once, before or after `attach`.
+   */
+  observeDurableGroups(read: () => Iterable<DurableGroupSnapshot>): void {
+    if (this.durableGroups !== undefined) return;
+    this.durableGroups = read;
+    if (this.meter !== undefined) this.registerDurable(this.meter, read);
+  }
+
+  private registerDurable(meter: Otel.Meter, read: () => Iterable<DurableGroupSnapshot>): void {
+    const lag = meter.createObservableGauge(DURABLE_METRIC.lag, { unit: '{message}', description: "Entries of the pattern's stream not yet handed to the consumer group." });
+    const pending = meter.createObservableGauge(DURABLE_METRIC.pending, { unit: '{message}', description: 'Entries handed to the consumer group and not yet acknowledged.' });
+    const age = meter.createObservableGauge(DURABLE_METRIC.oldestPendingAge, { unit: 's', description: "Age of the consumer group's oldest unacknowledged entry." });
+    const retries = meter.createObservableCounter(DURABLE_METRIC.retries, { unit: '{message}', description: 'Deliveries of an entry that were a retry.' });
+    const deadLetters = meter.createObservableCounter(DURABLE_METRIC.deadLetters, { unit: '{message}', description: "Entries moved to the consumer group's dead-letter stream." });
+    meter.addBatchObservableCallback(
+      (result) => {
+        for (const group of read()) {
+          const attributes = { ...this.common, [ATTR.destination]: group.pattern, [ATTR.consumerGroup]: group.group };
+          if (group.lag !== undefined) result.observe(lag, group.lag, attributes);
+          if (group.pending !== undefined) result.observe(pending, group.pending, attributes);
+          if (group.oldestPendingAgeSeconds !== undefined) result.observe(age, group.oldestPendingAgeSeconds, attributes);
+          result.observe(retries, group.retries, attributes);
+          result.observe(deadLetters, group.deadLetters, attributes);
+        }
+      },
+      [lag, pending, age, retries, deadLetters],
+    );
   }
 
   private observeTally(meter: Otel.Meter, name: string, unit: string, description: string, tally: OutcomeTally): void {
