@@ -142,6 +142,10 @@ describe('ops: the Grafana dashboard and Prometheus alert rules, on a real Prome
     const check = spawnSync('promtool', ['check', 'rules', ALERTS], { encoding: 'utf8' });
     expect(`${check.stdout}${check.stderr}`).toMatch(/SUCCESS: 6 rules found/);
     expect(check.status).toBe(0);
+    // One unit test (at least) per alert, each with a case where it fires.
+    const alerts = [...readFileSync(ALERTS, 'utf8').matchAll(/^\s*- alert: (\S+)$/gm)].map((match) => match[1]);
+    const tested = readFileSync(ALERT_TESTS, 'utf8');
+    expect(alerts.filter((alert) => !new RegExp(`alertname: ${alert}\\n\\s+exp_alerts:\\n\\s+- exp_labels:`).test(tested))).toEqual([]);
     const test = spawnSync('promtool', ['test', 'rules', ALERT_TESTS], { encoding: 'utf8', cwd: dirname(ALERT_TESTS) });
     expect(`${test.stdout}${test.stderr}`).toMatch(/SUCCESS/);
     expect(test.status).toBe(0);
