@@ -263,6 +263,28 @@ describe('observability: traces, metrics and health', () => {
       await transport.close();
     }
   }, 60_000);
+
+  it('a gather that completes without a frozen instance is an error (BUFFER_INSTANCES_MISSING) on its span, its duration and its outcome, and the instance is counted silent', async () => {
+    const [frozen] = await startInstances([{ instanceId: 't4', redisUrl: redis.url, namespace, script: FAULT_APP, env: { OTEL_IN_MEMORY: '1' } }]);
+    const caller = new BufferClient({ redis: redis.url, namespace, instanceId: 'otel-frozen', timeout: 5000 });
+    try {
+      await caller.connect();
+      expect((await caller.instances()).map((instance) => instance.instanceId)).toContain('t4');
+      frozen!.signal('SIGSTOP');
+      const result = await caller.gather<string>('whoami', null);
+      expect(result).toMatchObject({ completedBy: 'all', missing: ['t4'], missingReasons: { t4: 'silent' } });
+      const span = telemetry.spans().filter((record) => record.name === 'send whoami' && record.attributes['messaging.client.id'] === 'otel-frozen').at(-1);
+      expect(span).toMatchObject({ statusCode: SpanStatusCode.ERROR, attributes: expect.objectContaining({ 'error.type': 'BUFFER_INSTANCES_MISSING', 'nestjs_redis_buffer.missing': ['t4'] }) });
+      const mine = { 'nestjs_redis_buffer.instance.id': 'otel-frozen' };
+      const after = await telemetry.metrics();
+      expect(total(after, 'messaging.client.operation.duration', { ...mine, 'messaging.destination.name': 'whoami', 'error.type': 'BUFFER_INSTANCES_MISSING' })).toBe(1);
+      expect(total(after, 'nestjs_redis_buffer.requests.completed', { ...mine, 'nestjs_redis_buffer.completed_by': 'all', 'error.type': 'BUFFER_INSTANCES_MISSING' })).toBe(1);
+      expect(total(after, 'nestjs_redis_buffer.instances.gone', { ...mine, 'nestjs_redis_buffer.reason': 'silent' })).toBeGreaterThanOrEqual(1);
+    } finally {
+      await caller.close();
+      await frozen?.stop('SIGKILL');
+    }
+  }, 30_000);
 });
 
 function lastValue<T>(source: { subscribe(observer: { next(value: T): void; error(error: unknown): void; complete(): void }): unknown }): Promise<T> {

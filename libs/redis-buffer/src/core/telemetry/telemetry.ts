@@ -38,8 +38,6 @@ const KNOWN_OUTCOMES: ReadonlyArray<[RequestOutcome, string | undefined]> = [
   ['failed', 'BUFFER_CONNECTION_LOST'],
   ['failed', 'BUFFER_CALLBACK_FAILED'],
   ['failed', 'BUFFER_NO_RESPONDERS'],
-  ['failed', 'BUFFER_INSTANCES_MISSING'],
-  ['failed', 'BUFFER_TIMEOUT'],
 ];
 
 /**
@@ -425,10 +423,11 @@ function outcomeAttributes(completedBy: RequestOutcome, errorType: string | unde
 /**
  * Why a completed request is not whole, if it is not: it timed out, instances it waited for went
  * silent or left, or every instance that answered answered with an error (the first one's code).
+ * A request the caller's own rule ended (quorum, until, stall) is what the caller asked for.
  */
 function requestErrorType(result: GatherResult<unknown>): string | undefined {
   if (result.completedBy === 'timeout') return 'BUFFER_TIMEOUT';
-  if (result.missing.length > 0) return 'BUFFER_INSTANCES_MISSING';
+  if (result.completedBy === 'all' && result.missing.length > 0) return 'BUFFER_INSTANCES_MISSING';
   if (result.replies.length === 0 && result.errors.length > 0) return errorTypeOf(result.errors[0]!.error);
   return undefined;
 }
