@@ -17,7 +17,7 @@ export default {
   testTimeout: 60_000,
   projects: [
     { ...common, displayName: 'unit', rootDir: '.', testMatch: ['<rootDir>/libs/*/test/**/*.spec.ts'] },
-    { ...common, displayName: 'e2e', rootDir: '.', testMatch: ['<rootDir>/test/**/*.e2e-spec.ts'] },
+    { ...common, displayName: 'e2e', rootDir: '.', testMatch: ['<rootDir>/test/**/*.e2e-spec.ts'], setupFilesAfterEnv: ['<rootDir>/test/support/quiet-by-default.ts'] },
     // The packed library in fresh Nest 11 and 12 apps (npm install from the registry): npm run test:compat.
     { ...common, displayName: 'compat', rootDir: '.', testMatch: ['<rootDir>/test/compat/**/*.compat-spec.ts'] },
   ],

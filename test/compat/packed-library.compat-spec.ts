@@ -35,6 +35,8 @@ const TOOLS = pick(workspace.devDependencies, ['typescript', 'jest', 'ts-jest', 
 
 interface Host {
   name: string;
+  /** The Nest major whose README install line this app runs. */
+  major: 11 | 12;
   dependencies: Record<string, string>;
   /** TypeScript `module` for the CommonJS app: Nest 12 is ES module only, which `node16` cannot import from CommonJS. */
   cjsModule: 'node16' | 'nodenext';
@@ -43,9 +45,17 @@ interface Host {
 // ioredis crosses over: the end-to-end cells run Nest 11 with ioredis 5 and Nest 12 with ioredis 6,
 // so these apps take the other pairs.
 const HOSTS: Host[] = [
-  { name: 'nest11', dependencies: { ...pick(nest11.dependencies, HOST_PACKAGES), ioredis: workspace.devDependencies.ioredis! }, cjsModule: 'node16' },
-  { name: 'nest12', dependencies: { ...pick(workspace.devDependencies, HOST_PACKAGES), ioredis: nest11.dependencies.ioredis! }, cjsModule: 'nodenext' },
+  { name: 'nest11', major: 11, dependencies: { ...pick(nest11.dependencies, HOST_PACKAGES), ioredis: workspace.devDependencies.ioredis! }, cjsModule: 'node16' },
+  { name: 'nest12', major: 12, dependencies: { ...pick(workspace.devDependencies, HOST_PACKAGES), ioredis: nest11.dependencies.ioredis! }, cjsModule: 'nodenext' },
 ];
+
+/** The README's install line for a Nest major, as written there (`npm install nestjs-redis-buffer @nestjs/microservices@^N ioredis`). */
+function readmeInstallLine(major: number): string[] {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const line = readme.split('\n').find((candidate) => candidate.startsWith('npm install nestjs-redis-buffer ') && candidate.includes(`@nestjs/microservices@^${major} `));
+  if (line === undefined) throw new Error(`README.md has no install line for Nest ${major} apps`);
+  return line.trim().split(/\s+/);
+}
 
 /** The `jest` section of a `nest new` app's package.json. */
 const NEST_NEW_JEST = {
@@ -94,10 +104,18 @@ describe('the packed library in fresh Nest apps', () => {
   async function install(host: Host): Promise<void> {
     const dir = join(temp, host.name);
     mkdirSync(dir);
-    const manifest = { name: `compat-${host.name}`, private: true, dependencies: { ...host.dependencies, ...TOOLS, 'nestjs-redis-buffer': `file:${tarball}` } };
+    // The app before it adds this library: Nest (without @nestjs/microservices) and the tools.
+    const { '@nestjs/microservices': _microservices, ioredis, ...app } = host.dependencies;
+    const manifest = { name: `compat-${host.name}`, private: true, dependencies: { ...app, ...TOOLS } };
     writeFileSync(join(dir, 'package.json'), JSON.stringify(manifest, null, 2));
-    // No --legacy-peer-deps: the peer ranges must accept this host as it is.
-    await exec('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], { cwd: dir, timeout: 500_000 });
+    const quiet = ['--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'];
+    await exec('npm', ['install', ...quiet], { cwd: dir, timeout: 500_000 });
+    // Then the README's line for this Nest major, exactly as written (the tarball in place of the
+    // package name until it is published). No --legacy-peer-deps: the peer ranges must accept it.
+    const [command, ...args] = readmeInstallLine(host.major);
+    await exec(command!, [...args.map((arg) => (arg === 'nestjs-redis-buffer' ? tarball : arg)), ...quiet], { cwd: dir, timeout: 500_000 });
+    // The ioredis this cell pairs with the host (see HOSTS).
+    await exec('npm', ['install', `ioredis@${ioredis}`, ...quiet], { cwd: dir, timeout: 500_000 });
     for (const format of ['cjs', 'esm'] as const) {
       const app = join(dir, format);
       cpSync(template, app, { recursive: true, filter: (source) => format === 'cjs' || !source.endsWith('.spec.ts') });

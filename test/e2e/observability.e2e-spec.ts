@@ -51,13 +51,20 @@ describe('observability: traces, metrics and health', () => {
     expect(result).toMatchObject({ completedBy: 'all', expected: 3, finished: 3 });
     const producer = telemetry.spans().find((span) => span.name === 'send whoami');
     expect(producer).toBeDefined();
+    const server = new URL(redis.url);
     expect(producer).toMatchObject({
       kind: SpanKind.PRODUCER,
       statusCode: SpanStatusCode.UNSET,
       attributes: expect.objectContaining({
         'messaging.system': 'redis',
         'messaging.operation.type': 'send',
-        'messaging.destination.name': `${namespace}:req:whoami`,
+        'messaging.operation.name': 'send',
+        'messaging.destination.name': 'whoami',
+        'messaging.client.id': 'otel-caller',
+        'server.address': server.hostname,
+        'server.port': Number(server.port),
+        'nestjs_redis_buffer.kind': 'request',
+        'nestjs_redis_buffer.channel': `${namespace}:req:whoami`,
         'nestjs_redis_buffer.expected': 3,
         'nestjs_redis_buffer.finished': 3,
         'nestjs_redis_buffer.completed_by': 'all',
@@ -75,7 +82,11 @@ describe('observability: traces, metrics and health', () => {
         attributes: expect.objectContaining({
           'messaging.system': 'redis',
           'messaging.operation.type': 'process',
-          'messaging.destination.name': `${namespace}:req:whoami`,
+          'messaging.operation.name': 'process',
+          'messaging.destination.name': 'whoami',
+          'messaging.client.id': span.on,
+          'nestjs_redis_buffer.kind': 'request',
+          'nestjs_redis_buffer.channel': `${namespace}:req:whoami`,
           'messaging.message.id': producer!.attributes['messaging.message.id'],
           'nestjs_redis_buffer.instance.id': span.on,
           'nestjs_redis_buffer.sender.id': 'otel-caller',
@@ -84,10 +95,34 @@ describe('observability: traces, metrics and health', () => {
     }
   });
 
+  it('an event is one trace too: send {pattern} on the caller, process {pattern} on every instance, destination the pattern', async () => {
+    const receivers = await lastValue(client.emit('dual', 'traced'));
+    expect(receivers).toBe(3);
+    const producer = telemetry.spans().find((span) => span.name === 'send dual');
+    expect(producer).toMatchObject({
+      kind: SpanKind.PRODUCER,
+      statusCode: SpanStatusCode.UNSET,
+      attributes: expect.objectContaining({ 'messaging.operation.name': 'send', 'messaging.destination.name': 'dual', 'nestjs_redis_buffer.kind': 'event', 'nestjs_redis_buffer.channel': `${namespace}:evt:dual`, 'nestjs_redis_buffer.receivers': 3 }),
+    });
+    let handlers: Array<SpanRecord & { on: string }> = [];
+    for (const deadline = Date.now() + 5000; handlers.length < 3 && Date.now() < deadline; await sleep(50)) {
+      const perInstance = await client.gather<SpanRecord[]>('otel.spans', null);
+      handlers = perInstance.replies.flatMap((reply) => reply.data.filter((span) => span.traceId === producer!.traceId).map((span) => ({ ...span, on: reply.instanceId })));
+    }
+    expect(handlers.map((span) => span.on).sort()).toEqual(['t1', 't2', 't3']);
+    for (const span of handlers) {
+      expect(span).toMatchObject({ name: 'process dual', kind: SpanKind.CONSUMER, parentSpanId: producer!.spanId, attributes: expect.objectContaining({ 'messaging.operation.name': 'process', 'messaging.destination.name': 'dual', 'nestjs_redis_buffer.kind': 'event' }) });
+    }
+  });
+
   it('a durable entry carries the trace too: the publisher span is the parent of each group\'s handler span', async () => {
     const entryId = await client.durable.publish('otel.durable', { n: 1 });
     const publisher = telemetry.spans().find((span) => span.name === 'send otel.durable' && span.attributes['messaging.message.id'] === entryId);
-    expect(publisher).toMatchObject({ kind: SpanKind.PRODUCER, attributes: expect.objectContaining({ 'messaging.operation.name': 'durable' }) });
+    expect(publisher).toMatchObject({
+      kind: SpanKind.PRODUCER,
+      attributes: expect.objectContaining({ 'messaging.operation.name': 'send', 'messaging.destination.name': 'otel.durable', 'nestjs_redis_buffer.kind': 'durable' }),
+    });
+    expect(publisher!.attributes['messaging.consumer.group.name']).toBeUndefined();
     let handlers: Array<SpanRecord & { on: string }> = [];
     for (const deadline = Date.now() + 10_000; handlers.length < 3 && Date.now() < deadline; await sleep(100)) {
       const perInstance = await client.gather<SpanRecord[]>('otel.spans', null);
@@ -95,14 +130,51 @@ describe('observability: traces, metrics and health', () => {
     }
     expect(handlers.map((span) => span.on).sort()).toEqual(['t1', 't2', 't3']);
     for (const span of handlers) {
-      expect(span).toMatchObject({ kind: SpanKind.CONSUMER, parentSpanId: publisher!.spanId, attributes: expect.objectContaining({ 'messaging.message.id': entryId, 'messaging.operation.name': 'durable' }) });
+      expect(span).toMatchObject({
+        kind: SpanKind.CONSUMER,
+        parentSpanId: publisher!.spanId,
+        attributes: expect.objectContaining({
+          'messaging.message.id': entryId,
+          'messaging.operation.name': 'process',
+          // The same destination as the publisher's; the group in its own attribute.
+          'messaging.destination.name': 'otel.durable',
+          'messaging.consumer.group.name': `otel-${span.on}`,
+          'nestjs_redis_buffer.kind': 'durable',
+        }),
+      });
     }
   }, 30_000);
 
-  it('a handler error marks its span, and a partial result marks the caller span', async () => {
-    await client.gather('fail.never.registered', null, { to: 't1' });
-    const errorSpan = telemetry.spans().find((span) => span.name === 'send fail.never.registered');
-    expect(errorSpan?.attributes['nestjs_redis_buffer.errors']).toBe(1);
+  it('a refusal is an error on both sides: the instance\'s span and the caller\'s, in the same trace, and in the process duration', async () => {
+    const refused = await client.gather('fail.never.registered', null, { to: 't1' });
+    expect(refused.errors).toEqual([expect.objectContaining({ refused: true, error: expect.objectContaining({ code: 'BUFFER_NO_HANDLER' }) })]);
+    const caller = telemetry.spans().find((span) => span.name === 'send fail.never.registered');
+    expect(caller).toMatchObject({ statusCode: SpanStatusCode.ERROR, attributes: expect.objectContaining({ 'error.type': 'BUFFER_NO_HANDLER', 'nestjs_redis_buffer.errors': 1 }) });
+    const onT1 = (await client.gather<SpanRecord[]>('otel.spans', null, { to: 't1' })).replies[0]!.data;
+    const refusal = onT1.find((span) => span.traceId === caller!.traceId);
+    expect(refusal).toMatchObject({
+      name: 'process fail.never.registered',
+      kind: SpanKind.CONSUMER,
+      parentSpanId: caller!.spanId,
+      statusCode: SpanStatusCode.ERROR,
+      attributes: expect.objectContaining({ 'error.type': 'BUFFER_NO_HANDLER', 'messaging.destination.name': 'fail.never.registered' }),
+    });
+    const metricsOnT1 = (await client.gather<MetricPoint[]>('otel.metrics', null, { to: 't1' })).replies[0]!.data;
+    expect(total(metricsOnT1, 'nestjs_redis_buffer.refusals', { 'error.type': 'BUFFER_NO_HANDLER' })).toBe(1);
+    expect(total(metricsOnT1, 'messaging.process.duration', { 'messaging.destination.name': 'fail.never.registered', 'error.type': 'BUFFER_NO_HANDLER' })).toBe(1);
+  });
+
+  it('a gather where every reply is an error ends its span as an error, with the first error\'s code', async () => {
+    const result = await client.gather('big.fail', 10);
+    expect(result).toMatchObject({ completedBy: 'all', finished: 3, replies: [] });
+    const span = telemetry.spans().find((record) => record.name === 'send big.fail');
+    expect(span).toMatchObject({ statusCode: SpanStatusCode.ERROR, attributes: expect.objectContaining({ 'error.type': 'E_BIG', 'nestjs_redis_buffer.errors': 3 }) });
+    const caller = await telemetry.metrics();
+    expect(total(caller, 'messaging.client.operation.duration', { 'messaging.destination.name': 'big.fail', 'error.type': 'E_BIG' })).toBe(1);
+    expect(total(caller, 'nestjs_redis_buffer.requests.completed', { 'nestjs_redis_buffer.completed_by': 'all', 'error.type': 'E_BIG' })).toBe(1);
+  });
+
+  it('a timed-out gather marks the caller span', async () => {
     const timedOut = await client.gather('slow', 600, { timeout: 300 });
     expect(timedOut.completedBy).toBe('timeout');
     const slow = telemetry.spans().find((span) => span.name === 'send slow');
@@ -116,11 +188,24 @@ describe('observability: traces, metrics and health', () => {
     const counter = new BufferClient({ redis: redis.url, namespace, instanceId: 'otel-counter', timeout: 3000 });
     try {
       await counter.connect();
+      // Every error series is there at zero before the first error, so rate() and increase() see the first one.
+      await sleep(100);
+      const before = await telemetry.metrics();
+      for (const [completedBy, errorType] of [['timeout', 'BUFFER_TIMEOUT'], ['all', 'BUFFER_INSTANCES_MISSING'], ['failed', 'BUFFER_CONNECTION_LOST'], ['all', 'BUFFER_NO_HANDLER'], ['all', 'BUFFER_OVERLOADED']]) {
+        const series = points(before, 'nestjs_redis_buffer.requests.completed', { 'nestjs_redis_buffer.instance.id': 'otel-counter', 'nestjs_redis_buffer.completed_by': completedBy, 'error.type': errorType });
+        expect(series).toEqual([expect.objectContaining({ value: 0 })]);
+      }
+      for (const reason of ['silent', 'left']) {
+        expect(points(before, 'nestjs_redis_buffer.instances.gone', { 'nestjs_redis_buffer.instance.id': 'otel-counter', 'nestjs_redis_buffer.reason': reason })).toEqual([expect.objectContaining({ value: 0 })]);
+      }
       for (let i = 0; i < 10; i++) await counter.gather('echo', i);
       await lastValue(counter.emit('dual', 'x'));
-      const caller = await telemetry.metrics();
       const mine = { 'nestjs_redis_buffer.instance.id': 'otel-counter' };
-      expect(total(caller, 'messaging.client.operation.duration', { 'messaging.destination.name': 'echo', 'nestjs_redis_buffer.completed_by': 'all' })).toBe(10);
+      const caller = await telemetry.metrics();
+      // The histograms carry the namespace and instance id too, as every series does.
+      expect(total(caller, 'messaging.client.operation.duration', { ...mine, 'nestjs_redis_buffer.namespace': namespace, 'messaging.destination.name': 'echo', 'nestjs_redis_buffer.completed_by': 'all' })).toBe(10);
+      expect(total(caller, 'nestjs_redis_buffer.requests.completed', { ...mine, 'nestjs_redis_buffer.completed_by': 'all' })).toBe(10);
+      expect(total(caller, 'nestjs_redis_buffer.connection.up', mine)).toBe(1);
       expect(total(caller, 'nestjs_redis_buffer.request.expected', { 'messaging.destination.name': 'echo' })).toBe(10);
       expect(total(caller, 'messaging.client.sent.messages', mine)).toBe(11);
       expect(total(caller, 'messaging.client.consumed.messages', mine)).toBe(30);
@@ -136,8 +221,13 @@ describe('observability: traces, metrics and health', () => {
       const perInstance = await counter.gather<MetricPoint[]>('otel.metrics', null);
       expect(perInstance.replies).toHaveLength(3);
       for (const reply of perInstance.replies) {
-        expect(total(reply.data, 'messaging.process.duration', { 'messaging.destination.name': 'echo', 'messaging.operation.name': 'request' })).toBe(10);
-        expect(total(reply.data, 'messaging.process.duration', { 'messaging.destination.name': 'dual', 'messaging.operation.name': 'event' })).toBe(1);
+        const theirs = { 'nestjs_redis_buffer.instance.id': reply.instanceId, 'nestjs_redis_buffer.namespace': namespace, 'messaging.operation.name': 'process' };
+        expect(total(reply.data, 'messaging.process.duration', { ...theirs, 'messaging.destination.name': 'echo', 'nestjs_redis_buffer.kind': 'request' })).toBe(10);
+        // This test's event and the earlier tracing test's.
+        expect(total(reply.data, 'messaging.process.duration', { ...theirs, 'messaging.destination.name': 'dual', 'nestjs_redis_buffer.kind': 'event' })).toBe(2);
+        for (const code of ['BUFFER_EXPIRED', 'BUFFER_NO_HANDLER', 'BUFFER_OVERLOADED', 'BUFFER_SHUTTING_DOWN', 'BUFFER_BAD_REQUEST', 'BUFFER_UNSUPPORTED_VERSION']) {
+          expect(points(reply.data, 'nestjs_redis_buffer.refusals', { 'error.type': code })).toHaveLength(1);
+        }
         expect(total(reply.data, 'nestjs_redis_buffer.handlers.in_flight')).toBe(1); // the otel.metrics handler itself
       }
     } finally {
@@ -173,6 +263,28 @@ describe('observability: traces, metrics and health', () => {
       await transport.close();
     }
   }, 60_000);
+
+  it('a gather that completes without a frozen instance is an error (BUFFER_INSTANCES_MISSING) on its span, its duration and its outcome, and the instance is counted silent', async () => {
+    const [frozen] = await startInstances([{ instanceId: 't4', redisUrl: redis.url, namespace, script: FAULT_APP, env: { OTEL_IN_MEMORY: '1' } }]);
+    const caller = new BufferClient({ redis: redis.url, namespace, instanceId: 'otel-frozen', timeout: 5000 });
+    try {
+      await caller.connect();
+      expect((await caller.instances()).map((instance) => instance.instanceId)).toContain('t4');
+      frozen!.signal('SIGSTOP');
+      const result = await caller.gather<string>('whoami', null);
+      expect(result).toMatchObject({ completedBy: 'all', missing: ['t4'], missingReasons: { t4: 'silent' } });
+      const span = telemetry.spans().filter((record) => record.name === 'send whoami' && record.attributes['messaging.client.id'] === 'otel-frozen').at(-1);
+      expect(span).toMatchObject({ statusCode: SpanStatusCode.ERROR, attributes: expect.objectContaining({ 'error.type': 'BUFFER_INSTANCES_MISSING', 'nestjs_redis_buffer.missing': ['t4'] }) });
+      const mine = { 'nestjs_redis_buffer.instance.id': 'otel-frozen' };
+      const after = await telemetry.metrics();
+      expect(total(after, 'messaging.client.operation.duration', { ...mine, 'messaging.destination.name': 'whoami', 'error.type': 'BUFFER_INSTANCES_MISSING' })).toBe(1);
+      expect(total(after, 'nestjs_redis_buffer.requests.completed', { ...mine, 'nestjs_redis_buffer.completed_by': 'all', 'error.type': 'BUFFER_INSTANCES_MISSING' })).toBe(1);
+      expect(total(after, 'nestjs_redis_buffer.instances.gone', { ...mine, 'nestjs_redis_buffer.reason': 'silent' })).toBeGreaterThanOrEqual(1);
+    } finally {
+      await caller.close();
+      await frozen?.stop('SIGKILL');
+    }
+  }, 30_000);
 });
 
 function lastValue<T>(source: { subscribe(observer: { next(value: T): void; error(error: unknown): void; complete(): void }): unknown }): Promise<T> {

@@ -1,4 +1,5 @@
 import { Logger, type LoggerService } from '@nestjs/common';
+import { appendFileSync } from 'node:fs';
 
 /**
  * Set TEST_LOGS=1 to see what the fault suites capture: the library's expected warnings and the
@@ -48,9 +49,20 @@ export function captureLogs(): LogCapture {
   };
 }
 
-/** Prints a fault scenario's measured figures (`FAULT <scenario> {...}`), with TEST_LOGS=1 only. */
+/**
+ * One line of measured figures the docs quote (`FAULT <scenario> {...}`, `DURABLE <scenario> {...}`):
+ * printed with TEST_LOGS=1, and appended to the file TEST_FIGURES names when set, so a run can keep
+ * them without printing anything else.
+ */
+export function reportFigures(kind: 'FAULT' | 'DURABLE', scenario: string, values: Record<string, unknown>): void {
+  const line = `${kind} ${scenario} ${JSON.stringify(values)}\n`;
+  if (SHOW_TEST_LOGS) process.stdout.write(line);
+  if (process.env.TEST_FIGURES) appendFileSync(process.env.TEST_FIGURES, line);
+}
+
+/** A fault scenario's measured figures (`FAULT <scenario> {...}`): see `reportFigures`. */
 export function reportFault(scenario: string, values: Record<string, unknown>): void {
-  if (SHOW_TEST_LOGS) process.stdout.write(`FAULT ${scenario} ${JSON.stringify(values)}\n`);
+  reportFigures('FAULT', scenario, values);
 }
 
 /**

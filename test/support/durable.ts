@@ -2,6 +2,7 @@ import { DurableConsumer, resolveBufferOptions, resolveDurableHandlerOptions, ty
 import { sleep } from './raw-redis.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { reportFigures } from './captured-logs.js';
 
 export const DURABLE_APP = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'dist', 'durable-app.js');
 
@@ -53,9 +54,9 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
   }
 }
 
-/** Prints one line of counts that docs/reliability.md quotes. */
+/** One line of counts that docs/reliability.md quotes: `DURABLE <name> <json>` (TEST_LOGS=1 or TEST_FIGURES, see reportFigures). */
 export function report(name: string, values: Record<string, unknown>): void {
-  process.stdout.write(`DURABLE ${name} ${JSON.stringify(values)}\n`);
+  reportFigures('DURABLE', name, values);
 }
 
 /** The records a durable-app instance wrote to `<namespace>:test:<list>`. */

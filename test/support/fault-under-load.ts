@@ -1,4 +1,5 @@
 import type { BufferClient } from 'nestjs-redis-buffer';
+import { reportFigures } from './captured-logs.js';
 import type { InstanceProcess } from './instances.js';
 import { startLoads, totalErrors, type LoadProcess, type LoadStats } from './load.js';
 import { sleep } from './raw-redis.js';
@@ -6,9 +7,9 @@ import { sleep } from './raw-redis.js';
 // What "ends by its deadline plus a small margin" means here, on a loaded 2-core machine.
 export const MARGIN_MS = 500;
 
-/** One line the docs' figures come from: `FAULT <name> <json>`. */
+/** One line the docs' figures come from: `FAULT <name> <json>` (TEST_LOGS=1 or TEST_FIGURES, see reportFigures). */
 export function report(name: string, values: Record<string, unknown>): void {
-  process.stdout.write(`FAULT ${name} ${JSON.stringify(values)}\n`);
+  reportFigures('FAULT', name, values);
 }
 
 /** Every request ended by deadline + margin, typed outcomes only, no process trouble. */

@@ -27,6 +27,7 @@ export { BUFFER_DEFAULTS, resolveBufferOptions, type BufferOptions, type BufferC
 export type { BufferReply, GatherResult, CompletedBy, MissingReason } from './core/gather/reply.js';
 export type { InstanceInfo } from './core/membership/membership.js';
 export { TELEMETRY_SCOPE } from './core/telemetry/telemetry.js';
+export { prometheusViews } from './core/telemetry/metric-names.js';
 export { BufferChannels, channelPattern } from './core/wire/channels.js';
 export {
   PROTOCOL_VERSION,

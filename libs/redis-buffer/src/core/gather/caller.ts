@@ -13,6 +13,7 @@ import { resolveBufferOptions, resolveCallOptions, type BufferCallOptions, type 
 import type { BufferReply, GatherResult } from './reply.js';
 import type { InstanceInfo } from '../membership/membership.js';
 import { Requester, type RequesterStats } from './requester.js';
+import { redisServerAddress } from '../telemetry/server-address.js';
 import { BufferTelemetry, loadOpenTelemetry } from '../telemetry/telemetry.js';
 import { DurablePublisher } from '../durable/durable-publisher.js';
 import type { Clock } from '../clock.js';
@@ -64,7 +65,7 @@ export class Caller {
     const redisBus = seams.bus ?? createBus(this.options, `rb-client:${this.options.instanceId}`);
     this.bus = new GuardedBus(redisBus, this.options, (reason, channel, length) => this.onInboundRejected(reason, channel, length));
     this.bus.on('error', (error) => this.redisErrors.warn(`Redis: ${error.message}`));
-    const telemetry = new BufferTelemetry('client', this.options.namespace, this.options.instanceId);
+    const telemetry = new BufferTelemetry('client', this.options.namespace, this.options.instanceId, redisServerAddress(this.options));
     this.requester = new Requester(this.bus, this.options, logger, seams.clock, telemetry);
     this.durable = new DurablePublisher(this.options, telemetry);
     // Traces and metrics when the app has @opentelemetry/api (a no-op without an SDK registered).

@@ -277,6 +277,7 @@ export class Requester {
       gauges: {
         inFlight: { name: 'nestjs_redis_buffer.requests.in_flight', description: 'Requests open now.', read: () => this.pending.size },
         live: { name: 'nestjs_redis_buffer.instances.live', description: 'Instances this caller knows to be live.', read: () => this.view.list().length },
+        connected: { name: 'nestjs_redis_buffer.connection.up', description: 'Whether the connection to Redis is up with the inbox subscription confirmed (1) or not (0).', read: () => (this.bus.status === 'connected' && this.inboxSubscribed ? 1 : 0) },
       },
     };
   }
@@ -442,6 +443,7 @@ export class Requester {
 
   private instanceGone(instanceId: string, reason: MissingReason): void {
     if (reason === 'silent') this.stats.silentInstances++;
+    this.telemetry.instanceGone(reason);
     for (const gatherer of [...this.pending.values()]) gatherer.instanceGone(instanceId, reason);
   }
 

@@ -31,7 +31,6 @@ export function emptyResponderStats(): ResponderStats {
 export function responderCounters(stats: Readonly<ResponderStats>): ObservedCounters {
   return {
     consumed: { name: 'messaging.client.consumed.messages', description: 'Requests and events received.', read: () => stats.requests + stats.events },
-    refused: { name: 'nestjs_redis_buffer.refusals', description: 'Requests refused (expired, unsupported, bad, no handler, overloaded, shutting down).', read: () => stats.refused },
     expired: { name: 'nestjs_redis_buffer.requests.expired', description: 'Requests and events that arrived, or waited, past their deadline.', read: () => stats.expired },
     overloaded: { name: 'nestjs_redis_buffer.requests.overloaded', description: 'Requests refused and events dropped because every handler slot and the queue were full.', read: () => stats.overloaded },
     malformed: { name: 'nestjs_redis_buffer.messages.malformed', description: 'Malformed messages dropped.', read: () => stats.malformedMessages },

@@ -10,6 +10,7 @@ import { BufferErrorCode } from '../errors/buffer.error.js';
 import { DuplicateInstanceError } from '../errors/duplicate-instance.error.js';
 import { BoundedLog, type BufferLogger } from '../logger.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from '../options.js';
+import { redisServerAddress } from '../telemetry/server-address.js';
 import { BufferTelemetry, loadOpenTelemetry, type ProcessTrace } from '../telemetry/telemetry.js';
 import { ConcurrencyLimiter } from './concurrency-limiter.js';
 import { HandlerRun, type HandlerRunHost } from './handler-run.js';
@@ -144,13 +145,14 @@ export class Responder<C = MessageContext> {
       events: () => [...this.eventRoutes.keys()],
     });
     this.limiter = new ConcurrencyLimiter(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers, () => this.active.size);
-    const telemetry = (this.telemetry = new BufferTelemetry('server', this.options.namespace, this.options.instanceId));
+    const telemetry = (this.telemetry = new BufferTelemetry('server', this.options.namespace, this.options.instanceId, redisServerAddress(this.options)));
     // Traces and metrics when the app has @opentelemetry/api (a no-op without an SDK registered).
     void loadOpenTelemetry().then((api) => {
       if (api === undefined) return;
       telemetry.attach(api, responderCounters(this.stats), {
         inFlight: { name: 'nestjs_redis_buffer.handlers.in_flight', description: 'Handlers running, and events being handled, on this instance now.', read: () => this.active.size },
         queued: { name: 'nestjs_redis_buffer.handlers.queued', description: 'Requests waiting for a handler slot.', read: () => this.limiter.queued },
+        connected: { name: 'nestjs_redis_buffer.connection.up', description: 'Whether the connection to Redis is up with every subscription confirmed (1) or not (0).', read: () => (this.connectionStatus === 'connected' ? 1 : 0) },
       });
     });
   }
@@ -443,6 +445,9 @@ export class Responder<C = MessageContext> {
 
   private refuse(request: { readonly replyTo: string; readonly id: string }, code: string, message: string): void {
     this.stats.refused++;
+    // A refusable request too malformed to be an envelope names no pattern, sender or headers.
+    const known = request as Partial<RequestEnvelope>;
+    this.telemetry.refused(known.pattern ?? '', '', request.id, known.from ?? '', known.headers ?? {}, code);
     this.writerFor(request).refuse(code, message);
   }
 

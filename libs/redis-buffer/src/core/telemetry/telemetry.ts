@@ -1,7 +1,10 @@
 // Types only: `@opentelemetry/api` is an optional peer dependency, loaded at run time when present.
 import type * as Otel from '@opentelemetry/api';
 import type { BufferHeaders } from '../wire/envelope.js';
-import type { GatherResult } from '../gather/reply.js';
+import type { CompletedBy, GatherResult } from '../gather/reply.js';
+import { ATTR, COUNTER_UNITS, DURABLE_METRIC, METRIC, PREFIX } from './metric-names.js';
+import { OutcomeTally } from './outcome-tally.js';
+import type { ServerAddress } from './server-address.js';
 
 type OtelApi = typeof Otel;
 
@@ -13,8 +16,29 @@ export const TELEMETRY_SCOPE = 'nestjs-redis-buffer';
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
 const INSTANCE_BUCKETS = [0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 100, 200];
 
-/** Prefix of this library's own metrics, where OpenTelemetry's messaging conventions have none. */
-const PREFIX = 'nestjs_redis_buffer';
+/** What a message was: a request (replies expected), an event, or a durable entry. */
+export type MessageKind = 'request' | 'event' | 'durable';
+
+/** How a request ended on the caller, beyond `completedBy`: it failed, or its caller cancelled it. */
+export type RequestOutcome = CompletedBy | 'failed' | 'cancelled';
+
+// The codes an instance refuses with (mirrors REFUSAL_CODES; listed here so each is reported from 0).
+const REFUSAL_CODES = ['BUFFER_EXPIRED', 'BUFFER_UNSUPPORTED_VERSION', 'BUFFER_BAD_REQUEST', 'BUFFER_SHUTTING_DOWN', 'BUFFER_NO_HANDLER', 'BUFFER_OVERLOADED'];
+// How a caller's request can end, each reported from 0: complete, partial or failed.
+const KNOWN_OUTCOMES: ReadonlyArray<[RequestOutcome, string | undefined]> = [
+  ['all', undefined],
+  ['quorum', undefined],
+  ['until', undefined],
+  ['stall', undefined],
+  ['cancelled', undefined],
+  ['timeout', 'BUFFER_TIMEOUT'],
+  ['all', 'BUFFER_INSTANCES_MISSING'],
+  ...REFUSAL_CODES.map((code): [RequestOutcome, string] => ['all', code]),
+  ['all', 'error'],
+  ['failed', 'BUFFER_CONNECTION_LOST'],
+  ['failed', 'BUFFER_CALLBACK_FAILED'],
+  ['failed', 'BUFFER_NO_RESPONDERS'],
+];
 
 /**
  * Loads `@opentelemetry/api` if the app has it. Without it, or without an SDK registered, tracing
@@ -31,14 +55,24 @@ export function loadOpenTelemetry(): Promise<OtelApi | undefined> {
   );
 }
 
-/** Counters a side already keeps; exported as observable instruments, so the hot path pays nothing. */
-export type ObservedCounters = Record<string, { readonly name: string; readonly description: string; read(): number }>;
+/** One observable instrument: a counter or gauge the library keeps anyway, read at each collection. */
+export interface ObservedInstrument {
+  readonly name: string;
+  readonly description: string;
+  /** @default '{message}' for counters, none for gauges */
+  readonly unit?: string;
+  read(): number;
+}
 
-/** A caller's request span, ended once when the request ends. */
+/** Counters (or gauges) a side already keeps; exported as observable instruments, so the hot path pays nothing. */
+export type ObservedCounters = Record<string, ObservedInstrument>;
+
+/** A caller's span for one message, ended once when the operation ends. */
 export interface RequestTrace {
   readonly span: Otel.Span;
   readonly startedAt: number;
   readonly pattern: string;
+  readonly kind: MessageKind;
 }
 
 /** A handler's span, ended once when its answer ends. */
@@ -47,15 +81,45 @@ export interface ProcessTrace {
   readonly context: Otel.Context;
   readonly startedAt: number;
   readonly pattern: string;
-  readonly kind: 'request' | 'event' | 'durable';
+  readonly kind: MessageKind;
+  readonly group: string | undefined;
 }
 
 /**
- * Traces and metrics through the OpenTelemetry API, named after OpenTelemetry's messaging semantic
- * conventions: one PRODUCER span per request on the caller, whose context travels in the request's
- * headers (W3C `traceparent`/`tracestate`), and one CONSUMER span per handler run on each instance,
- * a child of it. Inactive (every method a no-op, nothing allocated) until `attach` is called with
- * the API.
+ * What a durable consumer reports for one consumer group of one pattern, read at each collection.
+ * Lag, pending and age describe the group (every instance of it reports the same); retries and
+ * dead letters count what this instance did, since it started.
+ */
+export interface DurableGroupSnapshot {
+  readonly pattern: string;
+  readonly group: string;
+  /** Entries of the stream not yet handed to the group; unset when Redis did not say. */
+  readonly lag?: number;
+  /** Entries handed to the group and not yet acknowledged. */
+  readonly pending?: number;
+  /** Age in seconds of the group's oldest pending entry; 0 with none pending. */
+  readonly oldestPendingAgeSeconds?: number;
+  /** Deliveries by this instance that were a retry. */
+  readonly retries: number;
+  /** Entries this instance moved to the dead-letter stream. */
+  readonly deadLetters: number;
+}
+
+/** The stable code of an error (`error.type`): its `code`, else its class name, else `error`. */
+export function errorTypeOf(error: unknown): string {
+  if (typeof error === 'string') return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && code !== '') return code;
+  const name = (error as { name?: unknown } | null)?.name;
+  return typeof name === 'string' && name !== '' && name !== 'Error' ? name : 'error';
+}
+
+/**
+ * Traces and metrics through the OpenTelemetry API, after OpenTelemetry's messaging semantic
+ * conventions: one PRODUCER span per message on the caller (`send {pattern}`), whose context travels
+ * in the message's headers (W3C `traceparent`/`tracestate`), and one CONSUMER span per handler run
+ * on each instance (`process {pattern}`), a child of it. `messaging.destination.name` is the pattern
+ * everywhere. Inactive (every method a no-op, nothing allocated) until `attach` is called with the API.
  */
 export class BufferTelemetry {
   private api: OtelApi | undefined;
@@ -66,12 +130,32 @@ export class BufferTelemetry {
   private processDuration: Otel.Histogram | undefined;
   private expectedInstances: Otel.Histogram | undefined;
   private unanswered: Otel.Histogram | undefined;
+  // What every metric point carries: the README promises namespace and instance id on every series.
+  private readonly common: Otel.Attributes;
+  // What every span carries besides its own attributes.
+  private readonly spanCommon: Otel.Attributes;
+  private readonly outcomes = new OutcomeTally(KNOWN_OUTCOMES.map(([completedBy, errorType]) => outcomeAttributes(completedBy, errorType)));
+  private readonly refusals = new OutcomeTally(REFUSAL_CODES.map((code) => ({ [ATTR.errorType]: code })));
+  private readonly gone = new OutcomeTally([{ [ATTR.reason]: 'silent' }, { [ATTR.reason]: 'left' }]);
+  private durableGroups: (() => Iterable<DurableGroupSnapshot>) | undefined;
+  private meter: Otel.Meter | undefined;
 
   constructor(
     private readonly side: 'client' | 'server',
-    private readonly namespace: string,
+    namespace: string,
     private readonly instanceId: string,
-  ) {}
+    server: ServerAddress = {},
+  ) {
+    this.common = { [ATTR.system]: 'redis', [ATTR.namespace]: namespace, [ATTR.instanceId]: instanceId };
+    this.spanCommon = {
+      [ATTR.system]: 'redis',
+      [ATTR.clientId]: instanceId,
+      [ATTR.instanceId]: instanceId,
+      [ATTR.namespace]: namespace,
+      ...(server.address === undefined ? {} : { [ATTR.serverAddress]: server.address }),
+      ...(server.port === undefined ? {} : { [ATTR.serverPort]: server.port }),
+    };
+  }
 
   /**
    * Whether an SDK's tracer provider is registered (now: one may be registered after the client
@@ -88,12 +172,13 @@ export class BufferTelemetry {
     this.api = api;
     this.tracer = api.trace.getTracer(TELEMETRY_SCOPE);
     this.metricsOn = api.metrics.getMeterProvider().constructor.name !== 'NoopMeterProvider';
-    const meter = api.metrics.getMeter(TELEMETRY_SCOPE);
-    const common = { 'messaging.system': 'redis', [`${PREFIX}.namespace`]: this.namespace, [`${PREFIX}.instance.id`]: this.instanceId };
+    const meter = (this.meter = api.metrics.getMeter(TELEMETRY_SCOPE));
+    const common = this.common;
+    if (this.durableGroups !== undefined) this.registerDurable(meter, this.durableGroups);
     if (this.side === 'client') {
-      this.requestDuration = meter.createHistogram('messaging.client.operation.duration', {
+      this.requestDuration = meter.createHistogram(METRIC.clientOperationDuration, {
         unit: 's',
-        description: 'Duration of a request, from sending it to its completion (any rule) or failure.',
+        description: 'Duration of a send: a request from sending it to its completion (any rule), failure or cancellation.',
         advice: { explicitBucketBoundaries: DURATION_BUCKETS },
       });
       this.expectedInstances = meter.createHistogram(`${PREFIX}.request.expected`, {
@@ -106,81 +191,113 @@ export class BufferTelemetry {
         description: 'Receivers Redis counted that had not finished when the request completed: how far the count drifted from the replies.',
         advice: { explicitBucketBoundaries: INSTANCE_BUCKETS },
       });
+      this.observeTally(meter, METRIC.requestsCompleted, '{request}', 'Requests ended, by how they completed (completed_by) and, when not whole, why (error.type).', this.outcomes);
+      this.observeTally(meter, METRIC.instancesGone, '{instance}', 'Instances a caller stopped waiting for: silent (no answer to a ping) or left.', this.gone);
     } else {
-      this.processDuration = meter.createHistogram('messaging.process.duration', {
+      this.processDuration = meter.createHistogram(METRIC.processDuration, {
         unit: 's',
-        description: 'Duration of one handler run on an instance, from receipt to its last reply.',
+        description: 'Duration of one handler run on an instance, from receipt to its last reply (a refusal: its handling).',
         advice: { explicitBucketBoundaries: DURATION_BUCKETS },
       });
+      this.observeTally(meter, METRIC.refusals, '{refusal}', 'Requests refused without running a handler, by code (error.type).', this.refusals);
     }
     for (const counter of Object.values(counters)) {
-      meter.createObservableCounter(counter.name, { description: counter.description }).addCallback((result) => result.observe(counter.read(), common));
+      // The library's own tallies replace a side's plain counter of the same name.
+      if (counter.name === METRIC.refusals || counter.name === METRIC.requestsCompleted || counter.name === METRIC.instancesGone) continue;
+      meter.createObservableCounter(counter.name, { description: counter.description, unit: counter.unit ?? COUNTER_UNITS[counter.name] ?? '{message}' }).addCallback((result) => result.observe(counter.read(), common));
     }
     for (const gauge of Object.values(gauges)) {
-      meter.createObservableGauge(gauge.name, { description: gauge.description }).addCallback((result) => result.observe(gauge.read(), common));
+      meter.createObservableGauge(gauge.name, { description: gauge.description, ...(gauge.unit === undefined ? {} : { unit: gauge.unit }) }).addCallback((result) => result.observe(gauge.read(), common));
     }
   }
 
   /**
-   * Starts the caller's span for a request and returns the headers to send: the caller's headers
-   * plus the span's context. `undefined` when tracing is off.
+   * Reports a durable consumer's groups (lag, pending, oldest pending age, retries, dead letters),
+   * `read` once per collection. Call it once, before or after `attach`.
    */
-  startRequest(operation: 'request' | 'event' | 'durable', pattern: string, channel: string, id: string, headers: BufferHeaders): { trace: RequestTrace; headers: BufferHeaders } | undefined {
+  observeDurableGroups(read: () => Iterable<DurableGroupSnapshot>): void {
+    if (this.durableGroups !== undefined) return;
+    this.durableGroups = read;
+    if (this.meter !== undefined) this.registerDurable(this.meter, read);
+  }
+
+  private registerDurable(meter: Otel.Meter, read: () => Iterable<DurableGroupSnapshot>): void {
+    const lag = meter.createObservableGauge(DURABLE_METRIC.lag, { unit: '{message}', description: "Entries of the pattern's stream not yet handed to the consumer group." });
+    const pending = meter.createObservableGauge(DURABLE_METRIC.pending, { unit: '{message}', description: 'Entries handed to the consumer group and not yet acknowledged.' });
+    const age = meter.createObservableGauge(DURABLE_METRIC.oldestPendingAge, { unit: 's', description: "Age of the consumer group's oldest unacknowledged entry." });
+    const retries = meter.createObservableCounter(DURABLE_METRIC.retries, { unit: '{message}', description: 'Deliveries of an entry that were a retry.' });
+    const deadLetters = meter.createObservableCounter(DURABLE_METRIC.deadLetters, { unit: '{message}', description: "Entries moved to the consumer group's dead-letter stream." });
+    meter.addBatchObservableCallback(
+      (result) => {
+        for (const group of read()) {
+          const attributes = { ...this.common, [ATTR.destination]: group.pattern, [ATTR.consumerGroup]: group.group };
+          if (group.lag !== undefined) result.observe(lag, group.lag, attributes);
+          if (group.pending !== undefined) result.observe(pending, group.pending, attributes);
+          if (group.oldestPendingAgeSeconds !== undefined) result.observe(age, group.oldestPendingAgeSeconds, attributes);
+          result.observe(retries, group.retries, attributes);
+          result.observe(deadLetters, group.deadLetters, attributes);
+        }
+      },
+      [lag, pending, age, retries, deadLetters],
+    );
+  }
+
+  private observeTally(meter: Otel.Meter, name: string, unit: string, description: string, tally: OutcomeTally): void {
+    const common = this.common;
+    meter.createObservableCounter(name, { description, unit }).addCallback((result) => tally.forEach((count, attributes) => result.observe(count, { ...common, ...attributes })));
+  }
+
+  /**
+   * Starts the caller's span for a message and returns the headers to send: the caller's headers
+   * plus the span's context. `channel` is the Redis channel (or stream key) it goes through;
+   * `bodySize` the encoded payload's size in bytes, when known. `undefined` when instrumentation is off.
+   */
+  startRequest(kind: MessageKind, pattern: string, channel: string, id: string, headers: BufferHeaders, bodySize?: number): { trace: RequestTrace; headers: BufferHeaders } | undefined {
     const api = this.api;
     if (api === undefined) return undefined;
-    if (!this.tracing(api)) return this.metricsOn ? { trace: { span: api.trace.wrapSpanContext(api.INVALID_SPAN_CONTEXT), startedAt: performance.now(), pattern }, headers } : undefined;
+    if (!this.tracing(api)) return this.metricsOn ? { trace: { span: api.trace.wrapSpanContext(api.INVALID_SPAN_CONTEXT), startedAt: performance.now(), pattern, kind }, headers } : undefined;
     const span = this.tracer!.startSpan(`send ${pattern}`, { kind: api.SpanKind.PRODUCER });
     // No SDK (or not sampled): no attributes, no headers to add; only the duration metric, if any.
-    if (!span.isRecording()) return this.metricsOn ? { trace: { span, startedAt: performance.now(), pattern }, headers } : undefined;
+    if (!span.isRecording()) return this.metricsOn ? { trace: { span, startedAt: performance.now(), pattern, kind }, headers } : undefined;
     span.setAttributes({
-      'messaging.system': 'redis',
-      'messaging.operation.type': 'send',
-      'messaging.operation.name': operation,
-      'messaging.destination.name': channel,
-      'messaging.message.id': id,
+      ...this.spanCommon,
+      [ATTR.operationType]: 'send',
+      [ATTR.operationName]: 'send',
+      [ATTR.destination]: pattern,
+      [ATTR.kind]: kind,
+      [ATTR.channel]: channel,
+      [ATTR.messageId]: id,
       [`${PREFIX}.pattern`]: pattern,
-      [`${PREFIX}.instance.id`]: this.instanceId,
+      ...(bodySize === undefined ? {} : { [ATTR.bodySize]: bodySize }),
     });
     const carrier: Record<string, string> = { ...headers };
     api.propagation.inject(api.trace.setSpan(api.context.active(), span), carrier);
-    return { trace: { span, startedAt: performance.now(), pattern }, headers: carrier };
+    return { trace: { span, startedAt: performance.now(), pattern, kind }, headers: carrier };
   }
 
   /** Ends the caller's span with what the request came to, and records its duration. */
-  endRequest(trace: RequestTrace | undefined, result: GatherResult<unknown>, error?: Error): void {
+  endRequest(trace: RequestTrace | undefined, result: GatherResult<unknown>, error?: unknown): void {
     const api = this.api;
     if (api === undefined || trace === undefined) return;
     const { span } = trace;
-    const errorType = error === undefined ? (result.completedBy === 'timeout' ? 'BUFFER_TIMEOUT' : undefined) : ((error as { code?: string }).code ?? error.name);
-    if (span.isRecording()) this.describeRequest(api, span, result, errorType, error);
-    span.end();
-    if (this.metricsOn) this.recordRequest(trace, result, errorType);
-  }
-
-  private describeRequest(api: OtelApi, span: Otel.Span, result: GatherResult<unknown>, errorType: string | undefined, error: Error | undefined): void {
-    span.setAttributes({
-      [`${PREFIX}.expected`]: result.expected ?? -1,
-      [`${PREFIX}.finished`]: result.finished,
-      [`${PREFIX}.completed_by`]: result.completedBy,
-      [`${PREFIX}.missing`]: [...result.missing],
-      [`${PREFIX}.observers`]: result.observers,
-      [`${PREFIX}.replies`]: result.replies.length,
-      [`${PREFIX}.errors`]: result.errors.length,
-    });
-    if (errorType !== undefined) {
-      span.setAttribute('error.type', errorType);
-      span.setStatus({ code: api.SpanStatusCode.ERROR, message: error?.message ?? `completed by ${result.completedBy}` });
+    const completedBy: RequestOutcome = error === undefined ? result.completedBy : 'failed';
+    const errorType = error !== undefined ? errorTypeOf(error) : requestErrorType(result);
+    if (span.isRecording()) {
+      span.setAttributes({
+        [`${PREFIX}.expected`]: result.expected ?? -1,
+        [`${PREFIX}.finished`]: result.finished,
+        [`${PREFIX}.completed_by`]: completedBy,
+        [`${PREFIX}.missing`]: [...result.missing],
+        [`${PREFIX}.observers`]: result.observers,
+        [`${PREFIX}.replies`]: result.replies.length,
+        [`${PREFIX}.errors`]: result.errors.length,
+      });
+      if (errorType !== undefined) markError(api, span, errorType, describe(error) ?? `completed by ${result.completedBy}: ${errorType}`);
     }
-  }
-
-  private recordRequest(trace: RequestTrace, result: GatherResult<unknown>, errorType: string | undefined): void {
-    const attributes: Otel.Attributes = {
-      'messaging.system': 'redis',
-      'messaging.operation.name': 'request',
-      'messaging.destination.name': trace.pattern,
-      [`${PREFIX}.completed_by`]: result.completedBy,
-      ...(errorType === undefined ? {} : { 'error.type': errorType }),
-    };
+    span.end();
+    this.outcomes.add(outcomeAttributes(completedBy, errorType));
+    if (!this.metricsOn) return;
+    const attributes = this.durationAttributes(trace, completedBy, errorType);
     this.requestDuration!.record((performance.now() - trace.startedAt) / 1000, attributes);
     if (result.expected !== undefined) {
       this.expectedInstances!.record(result.expected, attributes);
@@ -188,25 +305,58 @@ export class BufferTelemetry {
     }
   }
 
-  /** Ends the caller's span of an event (or a request cancelled before it ended). */
-  endSend(trace: RequestTrace | undefined, attributes: Otel.Attributes, error?: Error): void {
+  /**
+   * Ends the caller's span of an operation that has no gather result: an event or durable entry
+   * sent (or not: `error`), or a request ended before its result (cancelled by its caller when
+   * `error` is unset). Records its duration.
+   */
+  endSend(trace: RequestTrace | undefined, attributes: Otel.Attributes, error?: unknown): void {
     const api = this.api;
     if (api === undefined || trace === undefined) return;
-    if (!trace.span.isRecording()) return trace.span.end();
-    trace.span.setAttributes(attributes);
-    if (error !== undefined) {
-      trace.span.setAttribute('error.type', (error as { code?: string }).code ?? error.name);
-      trace.span.setStatus({ code: api.SpanStatusCode.ERROR, message: error.message });
+    const errorType = error === undefined ? undefined : errorTypeOf(error);
+    const outcome: RequestOutcome | undefined = trace.kind !== 'request' ? undefined : error === undefined ? 'cancelled' : 'failed';
+    if (trace.span.isRecording()) {
+      trace.span.setAttributes(attributes);
+      if (outcome === 'cancelled') trace.span.setAttribute(`${PREFIX}.cancelled`, true);
+      if (errorType !== undefined) markError(api, trace.span, errorType, describe(error));
     }
     trace.span.end();
+    if (outcome !== undefined) this.outcomes.add(outcomeAttributes(outcome, errorType));
+    if (this.metricsOn) this.requestDuration!.record((performance.now() - trace.startedAt) / 1000, this.durationAttributes(trace, outcome, errorType));
   }
 
-  /** Starts an instance's span for one handler run, a child of the caller's span when its context came along. */
-  startProcess(kind: 'request' | 'event' | 'durable', pattern: string, channel: string, id: string, senderId: string, headers: BufferHeaders): ProcessTrace | undefined {
+  /** Ends the caller's span of a message as failed with `error` (an error, or just its code), and records it so. */
+  failRequest(trace: RequestTrace | undefined, error: unknown): void {
+    this.endSend(trace, {}, error ?? 'error');
+  }
+
+  /** A caller stopped waiting for an instance: it went silent or left. */
+  instanceGone(reason: 'silent' | 'left' | string): void {
+    if (reason === 'silent' || reason === 'left') this.gone.add({ [ATTR.reason]: reason });
+  }
+
+  private durationAttributes(trace: RequestTrace, completedBy: RequestOutcome | undefined, errorType: string | undefined): Otel.Attributes {
+    return {
+      ...this.common,
+      [ATTR.operationName]: 'send',
+      [ATTR.destination]: trace.pattern,
+      [ATTR.kind]: trace.kind,
+      ...(completedBy === undefined ? {} : { [ATTR.completedBy]: completedBy }),
+      ...(errorType === undefined ? {} : { [ATTR.errorType]: errorType }),
+    };
+  }
+
+  /**
+   * Starts an instance's span for one handler run, a child of the caller's span when its context
+   * came along. `source` is the Redis channel a request or event arrived on, or the consumer group
+   * of a durable entry (`''` when not known).
+   */
+  startProcess(kind: MessageKind, pattern: string, source: string, id: string, senderId: string, headers: BufferHeaders, bodySize?: number): ProcessTrace | undefined {
     const api = this.api;
     if (api === undefined) return undefined;
+    const group = kind === 'durable' ? source : undefined;
     if (!this.tracing(api)) {
-      return this.metricsOn ? { span: api.trace.wrapSpanContext(api.INVALID_SPAN_CONTEXT), context: api.ROOT_CONTEXT, startedAt: performance.now(), pattern, kind } : undefined;
+      return this.metricsOn ? { span: api.trace.wrapSpanContext(api.INVALID_SPAN_CONTEXT), context: api.ROOT_CONTEXT, startedAt: performance.now(), pattern, kind, group } : undefined;
     }
     const parent = api.propagation.extract(api.ROOT_CONTEXT, headers);
     const span = this.tracer!.startSpan(`process ${pattern}`, { kind: api.SpanKind.CONSUMER }, parent);
@@ -214,17 +364,19 @@ export class BufferTelemetry {
       if (!this.metricsOn) return undefined;
     } else {
       span.setAttributes({
-        'messaging.system': 'redis',
-        'messaging.operation.type': 'process',
-        'messaging.operation.name': kind,
-        'messaging.destination.name': channel,
-        'messaging.message.id': id,
+        ...this.spanCommon,
+        [ATTR.operationType]: 'process',
+        [ATTR.operationName]: 'process',
+        [ATTR.destination]: pattern,
+        [ATTR.kind]: kind,
+        ...(group !== undefined ? { [ATTR.consumerGroup]: group } : source === '' ? {} : { [ATTR.channel]: source }),
+        [ATTR.messageId]: id,
         [`${PREFIX}.pattern`]: pattern,
-        [`${PREFIX}.instance.id`]: this.instanceId,
         [`${PREFIX}.sender.id`]: senderId,
+        ...(bodySize === undefined ? {} : { [ATTR.bodySize]: bodySize }),
       });
     }
-    return { span, context: api.trace.setSpan(parent, span), startedAt: performance.now(), pattern, kind };
+    return { span, context: api.trace.setSpan(parent, span), startedAt: performance.now(), pattern, kind, group };
   }
 
   /** Runs `fn` with the handler's span as the active context, so the handler's own spans nest under it. */
@@ -233,21 +385,59 @@ export class BufferTelemetry {
     return this.api.context.with(trace.context, fn);
   }
 
-  /** Ends a handler's span and records its duration; `errorType` when it failed. */
+  /** Ends a handler's span and records its duration; `errorType` (an error code) when it failed. */
   endProcess(trace: ProcessTrace | undefined, errorType?: string): void {
     const api = this.api;
     if (api === undefined || trace === undefined) return;
-    if (errorType !== undefined && trace.span.isRecording()) {
-      trace.span.setAttribute('error.type', errorType);
-      trace.span.setStatus({ code: api.SpanStatusCode.ERROR });
-    }
+    if (errorType !== undefined && trace.span.isRecording()) markError(api, trace.span, errorType, undefined);
     trace.span.end();
     if (!this.metricsOn) return;
     this.processDuration!.record((performance.now() - trace.startedAt) / 1000, {
-      'messaging.system': 'redis',
-      'messaging.operation.name': trace.kind,
-      'messaging.destination.name': trace.pattern,
-      ...(errorType === undefined ? {} : { 'error.type': errorType }),
+      ...this.common,
+      [ATTR.operationName]: 'process',
+      [ATTR.destination]: trace.pattern,
+      [ATTR.kind]: trace.kind,
+      ...(trace.group === undefined ? {} : { [ATTR.consumerGroup]: trace.group }),
+      ...(errorType === undefined ? {} : { [ATTR.errorType]: errorType }),
     });
   }
+
+  /**
+   * A request this instance refused (`code`, one of the refusal codes) without running a handler:
+   * counted by code, and recorded as a failed handler run (its span, a child of the caller's, ends
+   * with status ERROR; the process duration gets `error.type`). `pattern` is `''` for a request
+   * too malformed to name one, `channel` `''` when not known.
+   */
+  refused(pattern: string, channel: string, id: string, senderId: string, headers: BufferHeaders, code: string): void {
+    this.refusals.add({ [ATTR.errorType]: code });
+    // A request too malformed to name its pattern is counted only.
+    if (this.api === undefined || pattern === '') return;
+    this.endProcess(this.startProcess('request', pattern, channel, id, senderId, headers), code);
+  }
+}
+
+function outcomeAttributes(completedBy: RequestOutcome, errorType: string | undefined): Otel.Attributes {
+  return errorType === undefined ? { [ATTR.completedBy]: completedBy } : { [ATTR.completedBy]: completedBy, [ATTR.errorType]: errorType };
+}
+
+/**
+ * Why a completed request is not whole, if it is not: it timed out, instances it waited for went
+ * silent or left, or every instance that answered answered with an error (the first one's code).
+ * A request the caller's own rule ended (quorum, until, stall) is what the caller asked for.
+ */
+function requestErrorType(result: GatherResult<unknown>): string | undefined {
+  if (result.completedBy === 'timeout') return 'BUFFER_TIMEOUT';
+  if (result.completedBy === 'all' && result.missing.length > 0) return 'BUFFER_INSTANCES_MISSING';
+  if (result.replies.length === 0 && result.errors.length > 0) return errorTypeOf(result.errors[0]!.error);
+  return undefined;
+}
+
+function markError(api: OtelApi, span: Otel.Span, errorType: string, message: string | undefined): void {
+  span.setAttribute(ATTR.errorType, errorType);
+  span.setStatus({ code: api.SpanStatusCode.ERROR, ...(message === undefined ? {} : { message }) });
+}
+
+function describe(error: unknown): string | undefined {
+  const message = (error as { message?: unknown } | null | undefined)?.message;
+  return typeof message === 'string' ? message : undefined;
 }
