@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { InstanceInfo } from '../core/membership/membership.js';
 import type { BusClients, BusStatus } from '../core/bus/redis-bus.js';
 import { probeRoundTrip, type RoundTripResult } from '../core/bus/round-trip-probe.js';
+import { BufferChannels } from '../core/wire/channels.js';
 import { BufferClient } from './buffer.client.js';
 import type { RedisBufferTransport } from './redis-buffer.server.js';
 
@@ -17,8 +18,9 @@ export type BufferHealthResult<Key extends string = string> = Record<
     /** Whether every subscription (inbox, and the transport's channels) is confirmed by Redis. */
     subscriptionsConfirmed: boolean;
     /**
-     * Whether Redis answered a PING on every connection (the client's, and the transport's) within
-     * `probeTimeoutMs`: false while Redis is hung, paused or unreachable, although no socket closed.
+     * Whether Redis answered a round trip on every connection (the client's, and the transport's)
+     * within the probe timeout: false while Redis is hung, paused or unreachable, although no
+     * socket closed.
      */
     redisAnswering: boolean;
     /** The slowest PING answer, in ms. */
@@ -78,9 +80,10 @@ export class BufferHealthIndicator {
     const client = this.client.connectionStatus;
     const transport = this.transport?.connectionStatus;
     const subscriptionsConfirmed = client === 'connected' && (transport === undefined || transport === 'connected');
+    const channel = new BufferChannels(this.client.options.namespace).probe();
     const [clientProbe, transportProbe] = await Promise.all([
-      probe(() => this.client.unwrap<BusClients>(), this.probeTimeoutMs),
-      this.transport === undefined ? undefined : probe(() => this.transport!.unwrap<BusClients>(), this.probeTimeoutMs),
+      probe(() => this.client.unwrap<BusClients>(), this.probeTimeoutMs, channel),
+      this.transport === undefined ? undefined : probe(() => this.transport!.unwrap<BusClients>(), this.probeTimeoutMs, channel),
     ]);
     const unanswered = [...clientProbe.unanswered.map((name) => `client ${name}`), ...(transportProbe?.unanswered ?? []).map((name) => `transport ${name}`)];
     const redisAnswering = clientProbe.ok && (transportProbe === undefined || transportProbe.ok);
@@ -100,12 +103,12 @@ export class BufferHealthIndicator {
 }
 
 /** A round trip on a bus's connections; a bus not connected yet answers nothing. */
-async function probe(clients: () => BusClients, timeoutMs: number): Promise<RoundTripResult> {
+async function probe(clients: () => BusClients, timeoutMs: number, channel: string): Promise<RoundTripResult> {
   let connections: BusClients;
   try {
     connections = clients();
   } catch {
     return { ok: false, latencyMs: timeoutMs, unanswered: ['not connected'] };
   }
-  return probeRoundTrip(connections, timeoutMs);
+  return probeRoundTrip(connections, timeoutMs, channel);
 }

@@ -1,4 +1,3 @@
-import type { Cluster, Redis } from 'ioredis';
 import type { BusClients } from './redis-bus.js';
 
 /** What one bounded round trip found, per connection. */
@@ -12,33 +11,42 @@ export interface RoundTripResult {
 }
 
 /**
- * A PING on every connection a bus depends on, each with its own timer: the one check that notices
- * the faults that close no socket (a SIGSTOPped or `CLIENT PAUSE`d server, a network blackhole),
- * where ioredis keeps reporting `ready`. Works on a subscriber connection too (PING is allowed in
- * subscribe mode). Never rejects.
+ * A round trip on every connection a bus depends on, each with its own timer: the one check that
+ * notices the faults that close no socket (a SIGSTOPped or `CLIENT PAUSE`d server, a network
+ * blackhole), where ioredis keeps reporting `ready`. Publishing connections PUBLISH to
+ * `probeChannel` (a write, held by `CLIENT PAUSE WRITE` like the library's own PUBLISHes);
+ * subscriber connections PING (allowed in subscribe mode). Never rejects.
  */
-export async function probeRoundTrip(clients: BusClients, timeoutMs: number): Promise<RoundTripResult> {
-  const targets: Array<[string, Redis | Cluster]> = [];
+export async function probeRoundTrip(clients: BusClients, timeoutMs: number, probeChannel: string): Promise<RoundTripResult> {
+  const targets: Array<[string, () => Promise<unknown>]> = [];
   if ('subscriber' in clients) {
-    targets.push(['publisher', clients.publisher], ['subscriber', clients.subscriber]);
+    const { publisher, subscriber } = clients;
+    targets.push(['publisher', () => publisher.publish(probeChannel, 'probe')], ['subscriber', () => subscriber.ping()]);
   } else {
-    // Each master answers for its own slots: PING them all, not whichever node the cluster client picks.
-    const masters = clients.publisher.nodes('master');
-    for (const node of masters) targets.push([`${node.options.host}:${node.options.port}`, node]);
-    for (const [name, connection] of clients.subscribers) targets.push([`subscriber ${name}`, connection]);
+    // Each master answers for its own slots: probe them all, not whichever node the cluster client picks.
+    for (const node of clients.publisher.nodes('master')) targets.push([`${node.options.host}:${node.options.port}`, () => node.publish(probeChannel, 'probe')]);
+    for (const [name, connection] of clients.subscribers) targets.push([`subscriber ${name}`, () => connection.ping()]);
   }
   const started = performance.now();
-  const answers = await Promise.all(targets.map(([name, connection]) => pingWithin(connection, timeoutMs).then((ok) => [name, ok, performance.now() - started] as const)));
+  const answers = await Promise.all(targets.map(([name, command]) => answeredWithin(command, timeoutMs).then((ok) => [name, ok, performance.now() - started] as const)));
   const unanswered = answers.filter(([, ok]) => !ok).map(([name]) => name);
   const latencyMs = answers.reduce((slowest, [, ok, ms]) => Math.max(slowest, ok ? ms : timeoutMs), 0);
   return { ok: unanswered.length === 0 && targets.length > 0, latencyMs: Math.round(latencyMs * 100) / 100, unanswered };
 }
 
-function pingWithin(connection: Redis | Cluster, timeoutMs: number): Promise<boolean> {
+function answeredWithin(command: () => Promise<unknown>, timeoutMs: number): Promise<boolean> {
   return new Promise<boolean>((resolve) => {
     const timer = setTimeout(() => resolve(false), timeoutMs);
     timer.unref?.();
-    connection.ping().then(
+    let sent: Promise<unknown>;
+    try {
+      sent = command();
+    } catch {
+      clearTimeout(timer);
+      resolve(false);
+      return;
+    }
+    sent.then(
       () => {
         clearTimeout(timer);
         resolve(true);

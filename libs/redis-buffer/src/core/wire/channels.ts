@@ -40,6 +40,14 @@ export class BufferChannels {
     return `${this.namespace}:members`;
   }
 
+  /**
+   * Health probes publish here (nobody subscribes): a PUBLISH is a write, so unlike a PING it is
+   * held by `CLIENT PAUSE WRITE` as requests and replies are.
+   */
+  probe(): string {
+    return `${this.namespace}:probe`;
+  }
+
   /** Callers ask here who is there (`who`); every instance answers with a `hello` to the caller. */
   who(): string {
     return `${this.namespace}:who`;
