@@ -403,7 +403,8 @@ export class Requester {
         return;
       }
       case 'pong':
-        if (channel !== this.inbox) break;
+        // On the members channel: a shared pong, answering some caller's ping; a sign of life to all.
+        if (channel !== this.inbox && channel !== this.channels.members()) break;
         this.view.heard(envelope.from, envelope.inc);
         return;
       case 'hello': {
@@ -498,7 +499,7 @@ export class Requester {
   private ping(instanceId: string): Promise<number> {
     if (this.bus.status !== 'connected') return Promise.resolve(-1);
     this.stats.pings++;
-    const ping: PingEnvelope = { v: 1, kind: 'ping', id: `${this.idPrefix}${(this.nextId++).toString(36)}`, from: this.options.instanceId, replyTo: this.inbox };
+    const ping: PingEnvelope = { v: 1, kind: 'ping', id: `${this.idPrefix}${(this.nextId++).toString(36)}`, from: this.options.instanceId, replyTo: this.inbox, share: true };
     const encoded = encodeEnvelope(ping);
     return new Promise((resolve) => {
       this.coalescer.enqueue(this.channels.direct(instanceId), { bytes: encoded.length, encode: () => encoded }, (error, receivers) => resolve(error === undefined ? receivers : -1));

@@ -68,6 +68,11 @@ export interface PingEnvelope {
   readonly id: string;
   readonly from: string;
   readonly replyTo: string;
+  /**
+   * `true`: the pong may go to `{ns}:members` instead of `replyTo`, where every caller hears it, so
+   * one ping serves every caller waiting on the instance (see docs/protocol.md, "Liveness").
+   */
+  readonly share?: boolean;
 }
 
 export interface PongEnvelope {
@@ -259,9 +264,12 @@ export function validateEnvelope(value: unknown): Envelope | string {
       return input as unknown as EventEnvelope;
     }
     case 'ping':
+      if (input.share !== undefined && typeof input.share !== 'boolean') return '"share" must be a boolean';
+      if (boundedString(input.replyTo, ENVELOPE_LIMITS.channelLength) === undefined) return `"replyTo" must be a string of 1 to ${ENVELOPE_LIMITS.channelLength} characters`;
+      return input as unknown as PingEnvelope;
     case 'who':
       if (boundedString(input.replyTo, ENVELOPE_LIMITS.channelLength) === undefined) return `"replyTo" must be a string of 1 to ${ENVELOPE_LIMITS.channelLength} characters`;
-      return input as unknown as PingEnvelope | WhoEnvelope;
+      return input as unknown as WhoEnvelope;
     case 'pong':
       if (boundedString(input.inc, ENVELOPE_LIMITS.idLength) === undefined) return `"inc" must be a string of 1 to ${ENVELOPE_LIMITS.idLength} characters`;
       return input as unknown as PongEnvelope;
