@@ -15,17 +15,19 @@ function setup() {
   const clock = new FakeClock();
   const pings: Array<{ id: string; resolve: (receivers: number) => void }> = [];
   const gone: Array<[string, MissingReason]> = [];
+  const dismissed: string[] = [];
   const view = new MembershipView(
     {
       ping: (id) => new Promise<number>((resolve) => pings.push({ id, resolve })),
       instanceGone: (id, reason) => gone.push([id, reason]),
+      instanceDismissed: (id) => dismissed.push(id),
     },
     LIVENESS,
     clock,
   );
   view.markSynced(0);
   const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-  return { clock, pings, gone, view, flush };
+  return { clock, pings, gone, dismissed, view, flush };
 }
 
 describe('MembershipView', () => {
@@ -64,8 +66,19 @@ describe('MembershipView', () => {
     expect(pings.map((ping) => ping.id)).toEqual([]);
   });
 
-  it('a complete who round clears members only heard of once they had livenessTimeout to be vouched for', () => {
-    const { view, clock } = setup();
+  it('an unsolicited hello of another incarnation does not displace a vouched member; the who answer it prompts does', () => {
+    const { view, gone } = setup();
+    view.hello(hello('a', 'i1'), true);
+    expect(view.hello(hello('a', 'forged'), false)).toBe('unvouched');
+    expect(view.list().map((member) => member.incarnation)).toEqual(['i1']);
+    expect(gone).toEqual([]);
+    view.hello(hello('a', 'i2'), true);
+    expect(view.list().map((member) => member.incarnation)).toEqual(['i2']);
+    expect(gone).toEqual([['a', 'left']]);
+  });
+
+  it('a complete who round clears members only heard of once they had livenessTimeout to be vouched for, naming them to nobody', () => {
+    const { view, clock, gone, dismissed } = setup();
     view.hello(hello('real', 'r'), true);
     view.hello(hello('ghost', 'g'), false);
     expect(view.markSynced(view.roundStart(), new Set(['real']))).toBe(1);
@@ -73,6 +86,8 @@ describe('MembershipView', () => {
     clock.advance(LIVENESS);
     expect(view.markSynced(view.roundStart(), new Set(['real']))).toBe(0);
     expect(view.size).toBe(1);
+    expect(gone).toEqual([]);
+    expect(dismissed).toEqual(['ghost']);
   });
 
   it('a who round does not remove an instance that did not answer it but replied meanwhile (a draining one still answering)', () => {

@@ -193,6 +193,13 @@ export class Gatherer<T = unknown> implements TimerTarget {
     return waiting;
   }
 
+  /** A member nothing vouched for was dropped from the view: the request stops waiting for it, naming nobody. */
+  instanceDismissed(instanceId: string): void {
+    if (this.ended || this.awaited === undefined || !this.awaited.has(instanceId) || this.isSettled(instanceId)) return;
+    this.dismiss(instanceId);
+    this.checkAll();
+  }
+
   /** An instance stopped showing signs of life, or left: the request stops waiting for it. */
   instanceGone(instanceId: string, reason: MissingReason): void {
     if (this.ended || !this.markGone(instanceId, reason)) return;

@@ -139,6 +139,9 @@ export class Requester {
       {
         ping: (instanceId) => this.ping(instanceId),
         instanceGone: (instanceId, reason) => this.instanceGone(instanceId, reason),
+        instanceDismissed: (instanceId) => {
+          for (const gatherer of [...this.pending.values()]) gatherer.instanceDismissed(instanceId);
+        },
       },
       options.livenessTimeout,
       clock,

@@ -57,6 +57,8 @@ export interface MembershipHost {
   ping(instanceId: string): Promise<number>;
   /** Tells every open request that an instance it may wait for will not answer. */
   instanceGone(instanceId: string, reason: MissingReason): void;
+  /** Tells every open request to stop waiting for a member nothing vouched for, without naming it. */
+  instanceDismissed(instanceId: string): void;
 }
 
 /** How a `hello` was taken. */
@@ -163,6 +165,9 @@ export class MembershipView {
     if (known !== undefined && isReplay(known, envelope.inc, envelope.seq, envelope.at)) return 'replayed';
     if (known === undefined && !solicited && this.unvouchedCount >= MAX_UNVOUCHED_MEMBERS) return 'dropped';
     const sameIncarnation = known !== undefined && known.info.incarnation === envelope.inc;
+    // Another incarnation claiming a vouched member's id, unasked: anyone can publish that. The
+    // member stays until a `who` round (or a pong) shows the new incarnation is real.
+    if (known !== undefined && known.vouched && !sameIncarnation && !solicited) return 'unvouched';
     if (known !== undefined && !sameIncarnation) this.host.instanceGone(envelope.from, 'left');
     if (known?.silent === true) this.silentCount--;
     const vouched = solicited || (sameIncarnation && known.vouched);
@@ -353,9 +358,11 @@ export class MembershipView {
     if (member === undefined) return;
     this.members.delete(instanceId);
     if (member.silent) this.silentCount--;
-    if (!member.vouched) this.unvouchedCount--;
     this.awaitedCache.clear();
-    this.host.instanceGone(instanceId, reason);
+    if (member.vouched) return this.host.instanceGone(instanceId, reason);
+    // Nothing ever vouched for it: a forged hello must not make a request partial on its own.
+    this.unvouchedCount--;
+    this.host.instanceDismissed(instanceId);
   }
 }
 
