@@ -90,6 +90,19 @@ describe('MembershipView', () => {
     expect(dismissed).toEqual(['ghost']);
   });
 
+  it('a who round removes a vouched member that did not answer only once a ping finds nobody on its direct channel', async () => {
+    const { view, pings, gone, flush } = setup();
+    view.hello(hello('draining', 'd'), true);
+    view.hello(hello('dead', 'x'), true);
+    view.markSynced(view.roundStart(), new Set());
+    expect(pings.map((ping) => ping.id)).toEqual(['draining', 'dead']);
+    pings[0]!.resolve(1);
+    pings[1]!.resolve(0);
+    await flush();
+    expect(view.list().map((member) => member.instanceId)).toEqual(['draining']);
+    expect(gone).toEqual([['dead', 'left']]);
+  });
+
   it('a who round does not remove an instance that did not answer it but replied meanwhile (a draining one still answering)', () => {
     const { view } = setup();
     view.hello(hello('a', 'i'), true);

@@ -113,11 +113,12 @@ export class MembershipView {
 
   /**
    * After a `who` round: the view now knows every instance that answered. `complete` is the set of
-   * those that answered when every receiver of the `who` did: a member that did not answer and
-   * gave no sign of life since the round started (`since`) is gone. One that said hello, replied or
-   * answered a ping during the round is not (a draining instance still answering its requests); an
-   * unvouched one gets `livenessTimeout` from its hello to be vouched for (a hand-written responder
-   * that does not answer `who` is vouched for by its first reply). Returns how many unvouched
+   * those that answered when every receiver of the `who` did. A vouched member that did not answer
+   * and gave no sign of life since the round started (`since`) is pinged on its direct channel:
+   * nobody there (a count of 0) means it is gone; otherwise it stays, and the liveness rounds judge
+   * it (a draining instance has left the `who` channel but still answers pings and its requests).
+   * An unvouched one gets `livenessTimeout` from its hello to be vouched for (a hand-written
+   * responder that does not answer `who` is vouched for by its first reply). Returns how many unvouched
    * members a later complete round could clear (none after an incomplete round: another would
    * most likely be incomplete too, and the table is bounded anyway).
    */
@@ -127,7 +128,9 @@ export class MembershipView {
       const now = this.clock.now();
       for (const [id, member] of [...this.members]) {
         if (complete.has(id) || member.lastSign > since) continue;
-        if (member.vouched || now - member.joinedAt >= this.livenessTimeout) this.remove(id, 'left');
+        if (member.vouched) {
+          if (!member.pingInFlight) this.sendPing(id, member, member.pingSentAt === undefined);
+        } else if (now - member.joinedAt >= this.livenessTimeout) this.remove(id, 'left');
       }
     }
     return complete === undefined ? 0 : this.unvouchedCount;
