@@ -77,6 +77,17 @@ describe('MembershipView', () => {
     expect(gone).toEqual([['a', 'left']]);
   });
 
+  it('a pong on the members channel keeps a vouched member alive, and neither vouches for a stranger nor switches incarnation', () => {
+    const { view, gone } = setup();
+    view.hello(hello('a', 'i1'), true);
+    view.hello(hello('ghost', 'g'), false);
+    view.heardShared('ghost', 'g');
+    view.heardShared('a', 'forged');
+    expect(view.isVouched('ghost')).toBe(false);
+    expect(view.list().map((member) => member.incarnation)).toEqual(['i1']);
+    expect(gone).toEqual([]);
+  });
+
   it('a complete who round clears members only heard of once they had livenessTimeout to be vouched for, naming them to nobody', () => {
     const { view, clock, gone, dismissed } = setup();
     view.hello(hello('real', 'r'), true);

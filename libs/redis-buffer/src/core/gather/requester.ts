@@ -406,9 +406,10 @@ export class Requester {
         return;
       }
       case 'pong':
+        if (channel === this.inbox) this.view.heard(envelope.from, envelope.inc);
         // On the members channel: a shared pong, answering some caller's ping; a sign of life to all.
-        if (channel !== this.inbox && channel !== this.channels.members()) break;
-        this.view.heard(envelope.from, envelope.inc);
+        else if (channel === this.channels.members()) this.view.heardShared(envelope.from, envelope.inc);
+        else break;
         return;
       case 'hello': {
         const round = channel === this.inbox ? this.whoRounds.get(envelope.id) : undefined;

@@ -231,6 +231,17 @@ export class MembershipView {
   }
 
   /**
+   * A pong on the members channel (answering some caller's shared ping): a sign of life of the
+   * incarnation the view holds, and nothing more. Anyone can publish there, so it neither vouches
+   * for a member nor tells of a new incarnation.
+   */
+  heardShared(instanceId: string, incarnation: string): void {
+    const member = this.members.get(instanceId);
+    if (member === undefined || !member.vouched || member.info.incarnation !== incarnation) return;
+    this.heard(instanceId);
+  }
+
+  /**
    * The instances known to receive a request for `pattern` (or the one named by `to`): not
    * draining, silent and unvouched ones included (see `silentAmong`); empty when the view knows instances but
    * none for the pattern; `undefined` when the view cannot tell (not synced, knows no vouched
