@@ -198,4 +198,26 @@ describe('MembershipView', () => {
     view.heard('a', 'i');
     expect(view.list().map((member) => member.instanceId)).toEqual(['a']);
   });
+
+  it('stops pinging an instance silent for 30 liveness bounds, and drops it', async () => {
+    const { view, clock, pings, gone, flush } = setup();
+    view.hello(hello('a', 'i'), true);
+    const round = async (waitedOn: string[]): Promise<void> => {
+      clock.advance(LIVENESS / 4);
+      view.check(waitedOn);
+      for (const ping of pings.splice(0)) ping.resolve(1);
+      await flush();
+    };
+    for (let index = 0; index < 5; index++) await round(['a']);
+    expect(gone.at(-1)).toEqual(['a', 'silent']);
+    const before = gone.length;
+    // Found silent one round before the last of those five: 30 bounds later it is dropped.
+    for (let index = 0; index < 30 * 4 - 2; index++) await round([]);
+    expect(gone.length).toBe(before);
+    await round([]);
+    expect(gone.slice(before)).toEqual([['a', 'left']]);
+    expect(view.size).toBe(0);
+    await round([]);
+    expect(pings).toEqual([]);
+  });
 });

@@ -46,6 +46,8 @@ interface Member {
   /** When the latest ping was sent: an unanswered one is repeated, to tell gone from frozen. */
   lastPingAt: number;
   silent: boolean;
+  /** When it was found silent: one silent for `FORGET_SILENT_AFTER` bounds is dropped from the view. */
+  silentSince: number;
   /** Replay protection: the latest `seq` and `at` accepted from this incarnation (see `hello`). */
   seq: number | undefined;
   at: number | undefined;
@@ -69,6 +71,9 @@ export type HelloOutcome = 'known' | 'new' | 'unvouched' | 'replayed' | 'dropped
  * the table past it (hellos from further unknown ids are dropped until a `who` round clears them).
  */
 export const MAX_UNVOUCHED_MEMBERS = 1024;
+
+/** A member silent for this many `livenessTimeout`s is dropped from the view (and pinged no more). */
+const FORGET_SILENT_AFTER = 30;
 
 /**
  * The caller's view of the instances of a namespace: who is there and which patterns each answers,
@@ -189,6 +194,7 @@ export class MembershipView {
       pingInFlight: false,
       lastPingAt: 0,
       silent: false,
+      silentSince: 0,
       seq: envelope.seq,
       at: envelope.at,
     });
@@ -327,7 +333,10 @@ export class MembershipView {
     }
     if (this.silentCount > 0) {
       for (const [id, member] of this.members) {
-        if (member.silent && !member.pingInFlight && now - member.lastPingAt >= quarter) this.sendPing(id, member, false);
+        if (!member.silent || member.pingInFlight || now - member.lastPingAt < quarter) continue;
+        // Silent that long: not coming back (a half-open connection keeps it subscribed); stop pinging it.
+        if (now - member.silentSince >= FORGET_SILENT_AFTER * this.livenessTimeout) this.remove(id, 'left');
+        else this.sendPing(id, member, false);
       }
     }
   }
@@ -362,6 +371,7 @@ export class MembershipView {
 
   private markSilent(id: string, member: Member): void {
     member.silent = true;
+    member.silentSince = this.clock.now();
     this.silentCount++;
     this.awaitedCache.clear();
     this.host.instanceGone(id, 'silent');
