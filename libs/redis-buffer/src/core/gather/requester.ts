@@ -43,6 +43,7 @@ export interface RequesterStats {
 class OutgoingRequest implements OutgoingEnvelope {
   // Whom the view knew serves the pattern when the request went out (see `Gatherer.sent`).
   private known: ReadonlySet<string> | undefined;
+  private removalMark = 0;
 
   constructor(
     private readonly view: MembershipView,
@@ -60,6 +61,7 @@ class OutgoingRequest implements OutgoingEnvelope {
     const gatherer = this.gatherer;
     // An instance the view knows now said hello after subscribing: Redis must count it.
     this.known = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
+    this.removalMark = this.view.removalMark;
     gatherer.sent(this.known);
     return `{"ttl":${gatherer.remainingMs()}${this.rest}`;
   }
@@ -71,7 +73,7 @@ class OutgoingRequest implements OutgoingEnvelope {
     // Known when it was sent and still a member now: one that said hello since may have subscribed
     // after the PUBLISH (not a receiver); one that left since answered first (a bye follows its
     // replies); one that started draining since still answers what it received.
-    const awaited = this.known === undefined ? this.view.awaitedFor(gatherer.pattern, gatherer.rules.to) : this.view.stillMembers(this.known);
+    const awaited = this.known === undefined ? this.view.awaitedFor(gatherer.pattern, gatherer.rules.to) : this.view.stillMembers(this.known, this.removalMark);
     const silent = this.view.silentAmong(awaited);
     // A silent instance is pinged again when a request skips it, so it can come back on its pong.
     if (silent.length > 0) this.view.repingSilent(silent);

@@ -92,6 +92,8 @@ export class MembershipView {
   private synced = false;
   private silentCount = 0;
   private unvouchedCount = 0;
+  // Counts removals, so that a request can tell in O(1) that nobody it knew of has left since.
+  private removals = 0;
   // Counts every sign of life (hello, reply, pong), to tell who spoke during a `who` round.
   private signs = 0;
 
@@ -271,8 +273,17 @@ export class MembershipView {
     return awaited;
   }
 
-  /** `ids` without those no longer in the view (the same set when none left: no copy per request). */
-  stillMembers(ids: ReadonlySet<string>): ReadonlySet<string> {
+  /** A mark for `stillMembers`: taken when a request is sent. */
+  get removalMark(): number {
+    return this.removals;
+  }
+
+  /**
+   * `ids` without those no longer in the view (the same set when none left: no copy per request;
+   * no look-up either when nobody was removed since `mark`).
+   */
+  stillMembers(ids: ReadonlySet<string>, mark: number): ReadonlySet<string> {
+    if (mark === this.removals) return ids;
     let gone = false;
     for (const id of ids) if (!this.members.has(id)) gone = true;
     if (!gone) return ids;
@@ -381,6 +392,7 @@ export class MembershipView {
     const member = this.members.get(instanceId);
     if (member === undefined) return;
     this.members.delete(instanceId);
+    this.removals++;
     if (member.silent) this.silentCount--;
     this.awaitedCache.clear();
     if (member.vouched) return this.host.instanceGone(instanceId, reason);
