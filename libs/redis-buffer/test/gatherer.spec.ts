@@ -347,6 +347,29 @@ describe('Gatherer', () => {
       expect(outcome.result).toMatchObject({ completedBy: 'timeout', redis: 'unanswered', missing: ['b'] });
     });
 
+    it('never names a member nothing vouched for (a forged hello), whether the count is reached or the request times out', () => {
+      class ViewGatherer extends Gatherer<unknown> {
+        protected override isVouched(instanceId: string): boolean {
+          return instanceId !== 'ghost';
+        }
+      }
+      const outcomes: GatherResult[] = [];
+      const sink = { next: () => undefined, complete: (result: GatherResult) => void outcomes.push(result), fail: () => undefined };
+      const rules = { timeout: 100, quorum: undefined, until: undefined, stall: undefined, to: undefined, headers: {} };
+      const clock = new FakeClock();
+      const whole = new ViewGatherer('r1', 'p', rules, sink, clock);
+      whole.expect(1, new Set(['a', 'ghost']));
+      whole.accept(reply('a', 0, { data: 1 }));
+      const partial = new ViewGatherer('r1', 'p', rules, sink, clock);
+      partial.expect(2, new Set(['a', 'b', 'ghost']));
+      partial.accept(reply('a', 0, { data: 1 }));
+      clock.advance(100);
+      expect(outcomes.map(({ completedBy, missing }) => ({ completedBy, missing }))).toEqual([
+        { completedBy: 'all', missing: [] },
+        { completedBy: 'timeout', missing: ['b'] },
+      ]);
+    });
+
     it('keeps the invariant over thousands of seeded schedules', () => {
       const seed = Number(process.env.GATHER_SEED ?? 20261204);
       let state = seed >>> 0;

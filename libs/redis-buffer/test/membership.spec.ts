@@ -83,7 +83,7 @@ describe('MembershipView', () => {
     view.hello(hello('ghost', 'g'), false);
     view.heardShared('ghost', 'g');
     view.heardShared('a', 'forged');
-    expect(view.isVouched('ghost')).toBe(false);
+    expect(view.isUnvouched('ghost')).toBe(true);
     expect(view.list().map((member) => member.incarnation)).toEqual(['i1']);
     expect(gone).toEqual([]);
   });

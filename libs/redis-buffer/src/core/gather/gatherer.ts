@@ -297,8 +297,9 @@ export class Gatherer<T = unknown> implements TimerTarget {
     const reasons: Record<string, MissingReason> = {};
     const fallback: MissingReason = redis === 'unanswered' ? 'redis-unanswered' : completedBy === 'stall' ? 'stall' : completedBy === 'all' ? 'not-counted' : 'timeout';
     for (const [id, reason] of this.rare?.gone ?? []) reasons[id] = reason;
-    // Before Redis answered there is no awaited set: whom the view knew serves the pattern.
-    for (const id of this.awaited ?? this.known ?? []) if (!this.isSettled(id)) reasons[id] = fallback;
+    // Before Redis answered there is no awaited set: whom the view knew serves the pattern. A member
+    // nothing vouched for (an unsolicited hello) is never named: it cannot make a result partial.
+    for (const id of this.awaited ?? this.known ?? []) if (!this.isSettled(id) && this.isVouched(id)) reasons[id] = fallback;
     // Instances that started answering but never finished, whether or not the view knew them.
     if (this.firstFrom !== undefined && !isDone(this.firstProgress) && reasons[this.firstFrom] === undefined) reasons[this.firstFrom] = fallback;
     for (const [id, progress] of this.otherEntries()) if (!isDone(progress) && reasons[id] === undefined) reasons[id] = fallback;
@@ -385,8 +386,13 @@ export class Gatherer<T = unknown> implements TimerTarget {
    * `undefined` when the view only heard of it and nothing vouches for it: a forged hello must not
    * make a request partial on its own.
    */
-  protected uncountedReason(_instanceId: string): MissingReason | undefined {
-    return 'not-counted';
+  protected uncountedReason(instanceId: string): MissingReason | undefined {
+    return this.isVouched(instanceId) ? 'not-counted' : undefined;
+  }
+
+  /** Whether an exchange vouched for this member of the view (a subclass that keeps a view can tell). */
+  protected isVouched(_instanceId: string): boolean {
+    return true;
   }
 
   private dismiss(instanceId: string): void {

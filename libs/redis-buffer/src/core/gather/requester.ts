@@ -157,7 +157,7 @@ export class Requester {
       unpublished: new Set(),
       traces: new Map(),
       isDraining: (instanceId) => view.isDraining(instanceId),
-      isVouched: (instanceId) => view.isVouched(instanceId),
+      isUnvouched: (instanceId) => view.isUnvouched(instanceId),
       redisUnanswering: () => watch.unansweredFor() >= unansweredAfter,
     };
     const members = this.channels.members();
@@ -563,8 +563,8 @@ interface RequestOwner {
   readonly traces: Map<object, RequestTrace>;
   /** Whether the view holds this instance as draining. */
   isDraining(instanceId: string): boolean;
-  /** Whether an exchange vouched for this instance (see `MembershipView`). */
-  isVouched(instanceId: string): boolean;
+  /** Whether the view holds this instance on an unsolicited hello alone (see `MembershipView`). */
+  isUnvouched(instanceId: string): boolean;
   /** Whether this caller's PUBLISHes have been waiting on Redis too long (see `PublishWatch`). */
   redisUnanswering(): boolean;
 }
@@ -600,8 +600,12 @@ class RequestGatherer<T> extends Gatherer<T> implements RequestHandle {
   }
 
   protected override uncountedReason(instanceId: string): MissingReason | undefined {
-    if (!this.owner.isVouched(instanceId)) return undefined;
+    if (this.owner.isUnvouched(instanceId)) return undefined;
     return this.owner.isDraining(instanceId) ? 'draining' : 'not-counted';
+  }
+
+  protected override isVouched(instanceId: string): boolean {
+    return !this.owner.isUnvouched(instanceId);
   }
 
   protected override redisUnanswering(): boolean {

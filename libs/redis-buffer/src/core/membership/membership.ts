@@ -155,9 +155,9 @@ export class MembershipView {
     return live;
   }
 
-  /** Whether an exchange vouched for `instanceId` (see `Member.vouched`). */
-  isVouched(instanceId: string): boolean {
-    return this.members.get(instanceId)?.vouched === true;
+  /** Whether `instanceId` is in the view on an unsolicited hello alone (see `Member.vouched`). */
+  isUnvouched(instanceId: string): boolean {
+    return this.members.get(instanceId)?.vouched === false;
   }
 
   /** Whether `instanceId` announced it is draining. */
