@@ -4,7 +4,8 @@
 export { BufferModule } from './nest/buffer.module.js';
 export { BUFFER_MODULE_OPTIONS } from './nest/buffer.module-definition.js';
 export { BufferClient } from './nest/buffer.client.js';
-export { BufferHealthIndicator, type BufferHealthResult } from './nest/buffer.health-indicator.js';
+export { BufferHealthIndicator, HEALTH_PROBE_TIMEOUT_MS, type BufferHealthResult } from './nest/buffer.health-indicator.js';
+export { probeRoundTrip, type RoundTripResult } from './core/bus/round-trip-probe.js';
 export { RedisBufferTransport, type BufferServerStats } from './nest/redis-buffer.server.js';
 export { BufferedPattern } from './nest/buffered-pattern.decorator.js';
 export { BufferedEvent } from './nest/buffered-event.decorator.js';
@@ -24,7 +25,7 @@ export type { BufferLogger } from './core/logger.js';
 
 // Core
 export { BUFFER_DEFAULTS, resolveBufferOptions, type BufferOptions, type BufferCallOptions, type BufferGatherOptions, type ResolvedBufferOptions } from './core/options.js';
-export type { BufferReply, GatherResult, CompletedBy, MissingReason } from './core/gather/reply.js';
+export type { BufferReply, GatherResult, CompletedBy, MissingReason, RedisAnswer } from './core/gather/reply.js';
 export type { InstanceInfo } from './core/membership/membership.js';
 export { TELEMETRY_SCOPE } from './core/telemetry/telemetry.js';
 export { prometheusViews } from './core/telemetry/metric-names.js';

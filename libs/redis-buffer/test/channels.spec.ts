@@ -1,3 +1,5 @@
+import 'reflect-metadata';
+import { transformPatternToRoute } from '@nestjs/microservices/utils/transform-pattern.utils.js';
 import { BufferChannels, channelPattern, channelPatternOfRoute, compareCodePoints } from '../src/core/wire/channels.js';
 
 describe('BufferChannels', () => {
@@ -38,5 +40,18 @@ describe('channelPattern', () => {
     expect(channels.isInbox('app:inbox:')).toBe(false);
     expect(channels.isInbox('other:inbox:x')).toBe(false);
     expect(channels.isInbox('app:req:x')).toBe(false);
+  });
+});
+
+describe('channelPatternOfRoute', () => {
+  it('maps the route Nest stores for a handler to the channel form callers send, control characters included', () => {
+    const patterns: unknown[] = [
+      { cmd: 'a\tb' },
+      { cmd: 'line\nbreak', Zone: 'eu' },
+      { cmd: '\u0001start', nested: { q: 'say "hi"\\', n: 1.5 } },
+      { n: -0, big: 1e21, small: 5e-7 },
+      'plain.string',
+    ];
+    for (const pattern of patterns) expect(channelPatternOfRoute(transformPatternToRoute(pattern))).toBe(channelPattern(pattern));
   });
 });

@@ -170,6 +170,7 @@ describe('Gatherer', () => {
     clock.advance(500);
     expect(outcome.result?.completedBy).toBe('until');
     expect(outcome.result?.expected).toBeUndefined();
+    expect(outcome.result?.redis).toBe('unanswered');
   });
 
   it('counts a duplicate (same instance, same sequence) once', () => {
@@ -317,5 +318,119 @@ describe('Gatherer', () => {
     gatherer.expect(1);
     gatherer.accept({ v: 1, kind: 'reply', id: 'r1', from: 'a', seq: 0, done: true, refused: true, error: { code: 'BUFFER_EXPIRED' } });
     expect(seen[0]).toMatchObject({ ok: false, refused: true, error: { code: 'BUFFER_EXPIRED' } });
+  });
+
+  describe('never silently partial', () => {
+    it('names, as not counted, a known instance Redis did not count once every counted receiver finished', () => {
+      const { gatherer, outcome } = setup();
+      // Classic PUBLISH on one node of a cluster: Redis counted one receiver, the view knows three.
+      gatherer.expect(1, new Set(['a', 'b', 'c']));
+      gatherer.accept(reply('a', 0, { data: 1 }));
+      expect(outcome.result).toMatchObject({ completedBy: 'all', expected: 1, finished: 1, missing: ['b', 'c'], missingReasons: { b: 'not-counted', c: 'not-counted' }, redis: 'answered' });
+    });
+
+    it('says Redis did not answer, and names every known instance not finished, when the PUBLISH never returned', () => {
+      const { gatherer, outcome, clock } = setup({ timeout: 300 });
+      gatherer.sent(new Set(['a', 'b', 'c']));
+      gatherer.accept(reply('a', 0, { data: 1 }));
+      clock.advance(300);
+      expect(outcome.result).toMatchObject({ completedBy: 'timeout', expected: undefined, redis: 'unanswered', finished: 1, missing: ['b', 'c'], missingReasons: { b: 'redis-unanswered', c: 'redis-unanswered' } });
+      expect(outcome.timedOut?.message).toContain('Redis did not answer');
+      expect(outcome.timedOut?.redis).toBe('unanswered');
+    });
+
+    it('does not end by "stall" before Redis said how many received the request', () => {
+      const { gatherer, outcome, clock } = setup({ stall: 50, timeout: 300 });
+      gatherer.sent(new Set(['a', 'b']));
+      gatherer.accept(reply('a', 0, { data: 1 }));
+      clock.advance(300);
+      expect(outcome.result).toMatchObject({ completedBy: 'timeout', redis: 'unanswered', missing: ['b'] });
+    });
+
+    it('never names a member nothing vouched for (a forged hello), whether the count is reached or the request times out', () => {
+      class ViewGatherer extends Gatherer<unknown> {
+        protected override isVouched(instanceId: string): boolean {
+          return instanceId !== 'ghost';
+        }
+      }
+      const outcomes: GatherResult[] = [];
+      const sink = { next: () => undefined, complete: (result: GatherResult) => void outcomes.push(result), fail: () => undefined };
+      const rules = { timeout: 100, quorum: undefined, until: undefined, stall: undefined, to: undefined, headers: {} };
+      const clock = new FakeClock();
+      const whole = new ViewGatherer('r1', 'p', rules, sink, clock);
+      whole.expect(1, new Set(['a', 'ghost']));
+      whole.accept(reply('a', 0, { data: 1 }));
+      const partial = new ViewGatherer('r1', 'p', rules, sink, clock);
+      partial.expect(2, new Set(['a', 'b', 'ghost']));
+      partial.accept(reply('a', 0, { data: 1 }));
+      clock.advance(100);
+      expect(outcomes.map(({ completedBy, missing }) => ({ completedBy, missing }))).toEqual([
+        { completedBy: 'all', missing: [] },
+        { completedBy: 'timeout', missing: ['b'] },
+      ]);
+    });
+
+    it('keeps the invariant over thousands of seeded schedules', () => {
+      const seed = Number(process.env.GATHER_SEED ?? 20261204);
+      let state = seed >>> 0;
+      const random = (): number => {
+        // mulberry32: small, seedable, good enough to spread schedules.
+        state = (state + 0x6d2b79f5) >>> 0;
+        let t = state;
+        t = Math.imul(t ^ (t >>> 15), t | 1);
+        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+      };
+      const pick = <T,>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+      for (let run = 0; run < 3000; run++) {
+        const { gatherer, outcome, clock } = setup({ timeout: 1000, stall: random() < 0.2 ? 150 : undefined });
+        const known = Array.from({ length: 1 + Math.floor(random() * 5) }, (_, index) => `i${index}`);
+        // Who really received it: the known instances Redis counted (some may not be), plus observers.
+        const received = known.filter(() => random() < 0.8);
+        const observers = random() < 0.2 ? 1 : 0;
+        const redisAnswers = random() < 0.9;
+        const frozen = new Set(received.filter(() => random() < 0.15));
+        const events: Array<{ at: number; run: () => void }> = [];
+        gatherer.sent(new Set(known));
+        if (redisAnswers) events.push({ at: Math.floor(random() * 100), run: () => gatherer.expect(received.length + observers, new Set(known)) });
+        for (const id of received) {
+          if (frozen.has(id)) {
+            if (random() < 0.7) events.push({ at: 200 + Math.floor(random() * 600), run: () => gatherer.instanceGone(id, 'silent') });
+            continue;
+          }
+          const at = Math.floor(random() * 900);
+          events.push({ at, run: () => gatherer.accept(reply(id, 0, { data: id, done: random() < 0.5 })) });
+          events.push({ at: at + Math.floor(random() * 100), run: () => gatherer.accept(reply(id, 1, { done: true })) });
+        }
+        if (random() < 0.1) events.push({ at: Math.floor(random() * 900), run: () => gatherer.instanceGone(pick(known), 'left') });
+        events.sort((a, b) => a.at - b.at);
+        let now = 0;
+        for (const event of events) {
+          clock.advance(event.at - now);
+          now = event.at;
+          event.run();
+        }
+        clock.advance(2000);
+        const result = outcome.result!;
+        const context = `seed ${seed}, run ${run}: ${JSON.stringify({ known, received, observers, redisAnswers, frozen: [...frozen], result: { ...result, replies: result.replies.length } })}`;
+        expect({ context, calls: outcome.calls }).toEqual({ context, calls: 1 });
+        expect({ context, late: result.elapsedMs <= 1000 }).toEqual({ context, late: true });
+        const finishedIds = new Set([...received].filter((id) => !frozen.has(id)));
+        if (outcome.error !== undefined) continue;
+        if (!redisAnswers) expect({ context, redis: result.redis, completedBy: result.completedBy }).toEqual({ context, redis: 'unanswered', completedBy: 'timeout' });
+        const claimsWhole = (result.completedBy === 'all' || result.completedBy === 'stall') && result.missing.length === 0;
+        if (claimsWhole) {
+          // Whole means whole: every known instance and every counted receiver finished (or is an observer).
+          const unfinished = known.filter((id) => !finishedIds.has(id) || result.replies.every((r) => r.instanceId !== id));
+          expect({ context, unfinished }).toEqual({ context, unfinished: [] });
+          expect({ context, accounted: result.finished + result.observers >= result.expected! }).toEqual({ context, accounted: true });
+        }
+        if (result.completedBy !== 'quorum' && result.completedBy !== 'until') {
+          // Every known instance that sent nothing is named.
+          const unnamed = known.filter((id) => !result.replies.some((r) => r.instanceId === id) && !result.missing.includes(id));
+          expect({ context, unnamed }).toEqual({ context, unnamed: [] });
+        }
+      }
+    });
   });
 });

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { BufferClient, type BufferReply, type CompletedBy, type GatherResult, type MissingReason } from 'nestjs-redis-buffer';
+import { BufferClient, type BufferReply, type CompletedBy, type GatherResult, type MissingReason, type RedisAnswer } from 'nestjs-redis-buffer';
 import { SERVICE_CONFIG, type ServiceConfig } from '../config/service-config.js';
 import type { InstancePresence } from '../live/live-events.js';
 import { PresenceService } from '../live/presence.service.js';
@@ -23,8 +23,10 @@ export type { MissingReason };
 
 /**
  * How a lookup ended, in the terms of the HTTP answer:
- * `found` (200), `none` (404: every instance that received it said no), `partial` (504: nobody who
- * answered holds it, but not every instance answered), `error` (502: an instance's handler failed).
+ * `found` (200), `none` (404: every instance that received it said no, and the library says the
+ * result is whole), `partial` (504: nobody who answered holds it, but not every instance answered;
+ * 503 when Redis did not answer, so not everyone could be asked), `error` (502: an instance's
+ * handler failed).
  */
 export type LookupOutcome = 'found' | 'none' | 'partial' | 'error';
 
@@ -38,6 +40,8 @@ export interface Lookup {
   /** How many of them had finished answering when it ended. */
   readonly finished: number;
   readonly completedBy: CompletedBy;
+  /** `'unanswered'` when Redis did not answer: the lookup could not ask every instance. */
+  readonly redis: RedisAnswer;
   readonly outcome: LookupOutcome;
   /** How many instances received the request and did not answer. */
   readonly unanswered: number;
@@ -139,13 +143,16 @@ export class ResourceLookup {
     const missing = stoppedEarly ? [] : result.missing.length > 0 ? [...result.missing] : guessMissing(known, answered, unanswered);
     const missingReasons: Record<string, MissingReason> = {};
     for (const name of missing) missingReasons[name] = result.missingReasons[name] ?? (this.presence.get(name)?.state === 'not answering' ? 'silent' : 'timeout');
-    const outcome: LookupOutcome = holder !== undefined ? 'found' : replies.some((reply) => reply.error !== undefined) ? 'error' : unanswered > 0 || missing.length > 0 ? 'partial' : 'none';
+    // 404 only for a result the library says is whole: never for a timeout or when Redis did not answer.
+    const whole = result.completedBy !== 'timeout' && result.redis === 'answered' && unanswered === 0 && missing.length === 0;
+    const outcome: LookupOutcome = holder !== undefined ? 'found' : replies.some((reply) => reply.error !== undefined) ? 'error' : whole ? 'none' : 'partial';
     return {
       id,
       askedBy: this.config.instanceName,
       expected: result.expected,
       finished: result.finished,
       completedBy: result.completedBy,
+      redis: result.redis,
       outcome,
       unanswered,
       missing,

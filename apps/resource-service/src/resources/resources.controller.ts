@@ -152,6 +152,12 @@ function notFoundOrWhy(id: string, lookup: Omit<Lookup, 'holder'>): HttpExceptio
   if (lookup.outcome === 'none') {
     return new HttpException({ statusCode: HttpStatus.NOT_FOUND, message: `No instance holds resource "${id}": all ${answered} instances that received the request said no.`, ...lookup }, HttpStatus.NOT_FOUND);
   }
+  if (lookup.redis === 'unanswered' && lookup.outcome === 'partial') {
+    return new HttpException(
+      { statusCode: HttpStatus.SERVICE_UNAVAILABLE, message: `Could not ask every instance whether it holds "${id}": Redis did not answer (completed by ${lookup.completedBy}). Try again shortly.`, ...lookup },
+      HttpStatus.SERVICE_UNAVAILABLE,
+    );
+  }
   const status = lookup.outcome === 'error' ? HttpStatus.BAD_GATEWAY : HttpStatus.GATEWAY_TIMEOUT;
   return new HttpException(
     { statusCode: status, message: `Could not tell whether any instance holds "${id}": ${answered - lookup.replies.filter((reply) => reply.error !== undefined).length} said no, ${describeUnanswered(lookup)} (completed by ${lookup.completedBy}).`, ...lookup },

@@ -1,5 +1,5 @@
 import { BufferError, BufferErrorCode } from './buffer.error.js';
-import type { BufferReply, MissingReason } from '../gather/reply.js';
+import type { BufferReply, MissingReason, RedisAnswer } from '../gather/reply.js';
 
 /**
  * The request reached its `timeout` before it was complete. Carries what did arrive, so a caller
@@ -21,9 +21,13 @@ export class BufferTimeoutError<T = unknown> extends BufferError {
     readonly missing: readonly string[] = [],
     /** Why each of `missing` did not finish. */
     readonly missingReasons: Readonly<Record<string, MissingReason>> = {},
+    /** `'unanswered'` when Redis did not answer (hung, paused, partitioned): the fault is Redis's. */
+    readonly redis: RedisAnswer = expected === undefined ? 'unanswered' : 'answered',
   ) {
     super(
-      `Request "${pattern}" timed out after ${timeout} ms with ${finished} of ${expected ?? 'an unknown number of'} instances finished${missing.length > 0 ? ` (not finished: ${missing.join(', ')})` : ''}: raise "timeout", or complete earlier with "quorum", "until" or "stall".`,
+      redis === 'unanswered'
+        ? `Request "${pattern}" timed out after ${timeout} ms because Redis did not answer (hung, paused or unreachable)${expected === undefined ? ', so how many instances received it is unknown' : ''}; ${finished} instances finished${missing.length > 0 ? ` (not heard from: ${missing.join(', ')})` : ''}: check the Redis server.`
+        : `Request "${pattern}" timed out after ${timeout} ms with ${finished} of ${expected} instances finished${missing.length > 0 ? ` (not finished: ${missing.join(', ')})` : ''}: raise "timeout", or complete earlier with "quorum", "until" or "stall".`,
     );
   }
 }

@@ -4,7 +4,7 @@ import { BufferTimeoutError } from '../errors/buffer-timeout.error.js';
 import { CallbackError } from '../errors/callback.error.js';
 import { NoRespondersError } from '../errors/no-responders.error.js';
 import type { ResolvedCallOptions } from '../options.js';
-import type { BufferReply, CompletedBy, GatherResult, MissingReason } from './reply.js';
+import type { BufferReply, CompletedBy, GatherResult, MissingReason, RedisAnswer } from './reply.js';
 
 /** Receives what a gatherer decides. Exactly one of `complete` / `fail` is called, once. */
 export interface GatherSink<T> {
@@ -27,6 +27,8 @@ const isDone = (progress: Progress): boolean => progress < 0;
 
 interface RareState {
   gone?: Map<string, MissingReason>;
+  /** Awaited entries Redis did not count and nothing vouches for (an unsolicited hello): not waited for, not named. */
+  dismissed?: Set<string>;
   stallTimer?: TimerHandle;
   /**
    * A rule decided before Redis said how many received the request: completion waits for the
@@ -57,9 +59,22 @@ const NO_REASONS: Readonly<Record<string, MissingReason>> = Object.freeze({});
  *
  * Replies may arrive before Redis has said how many instances received the request (the inbox and
  * the publisher are different connections), so completion is evaluated whenever either side moves.
+ *
+ * Neither source is trusted alone. Redis's count is only locally true (one node of a cluster, a
+ * master that just took over, a subscription lost); the view is only eventually true. So:
+ * - when the count is reached while instances the view knows serve the pattern have not finished,
+ *   Redis did not count them: the request completes, naming them (`not-counted`, `draining`);
+ * - when Redis never answered the PUBLISH, nothing completes it but the timeout, and every instance
+ *   the view knew serves the pattern is named (`redis-unanswered`);
+ * - a result says it is whole (`'all'` or `'stall'` with `missing` empty) only when every known
+ *   instance finished and every counted receiver finished or is an observer. `missingFor` builds
+ *   `missing` from that rule, so no completion path can skip it.
  */
 export class Gatherer<T = unknown> implements TimerTarget {
   private expected: number | undefined;
+  // The instances the view knew serve the pattern when the request was sent, before Redis answered:
+  // whom a result names when Redis never says how many received it.
+  private known: ReadonlySet<string> | undefined;
   private awaited: ReadonlySet<string> | undefined;
   // Per instance: the last sequence number seen (Redis keeps one publisher's messages in order, so
   // anything at or below it is a duplicate) and whether it is done. The first instance to reply is
@@ -97,7 +112,18 @@ export class Gatherer<T = unknown> implements TimerTarget {
 
   /** The request's timeout passed (a `TimerTarget`: no closure per request). */
   onTimer(): void {
-    this.finish(this.rare?.decided ?? 'timeout');
+    // `quorum` and `until` are the caller's own rules and hold without the count (the result still
+    // says Redis did not answer); `stall` claims every receiver finished, which needs the count.
+    const decided = this.rare?.decided;
+    this.finish(decided === undefined || (decided === 'stall' && this.expected === undefined) ? 'timeout' : decided);
+  }
+
+  /**
+   * The request is being published: `known` is whom the membership view knows serves the pattern
+   * now (`undefined` when it cannot tell). Named in `missing` if Redis never answers the PUBLISH.
+   */
+  sent(known: ReadonlySet<string> | undefined): void {
+    this.known = known;
   }
 
   /** When the request started, by the clock's `now()`. */
@@ -167,6 +193,13 @@ export class Gatherer<T = unknown> implements TimerTarget {
     return waiting;
   }
 
+  /** A member nothing vouched for was dropped from the view: the request stops waiting for it, naming nobody. */
+  instanceDismissed(instanceId: string): void {
+    if (this.ended || this.awaited === undefined || !this.awaited.has(instanceId) || this.isSettled(instanceId)) return;
+    this.dismiss(instanceId);
+    this.checkAll();
+  }
+
   /** An instance stopped showing signs of life, or left: the request stops waiting for it. */
   instanceGone(instanceId: string, reason: MissingReason): void {
     if (this.ended || !this.markGone(instanceId, reason)) return;
@@ -227,11 +260,10 @@ export class Gatherer<T = unknown> implements TimerTarget {
   }
 
   result(completedBy: CompletedBy): GatherResult<T> {
-    // Every receiver Redis counted finished: whoever else the view expected was not a receiver.
-    const whole = completedBy === 'all' && this.expected !== undefined && this.finishedCount >= this.expected;
-    const { missing, missingReasons } = whole ? { missing: [], missingReasons: NO_REASONS } : this.missingFor(completedBy);
-    const unfinishedKnown = this.awaited === undefined ? 0 : this.waitingOnCount() + (this.rare?.gone?.size ?? 0);
-    const observers = this.expected === undefined || this.awaited === undefined ? 0 : Math.max(0, this.expected - this.finishedCount - unfinishedKnown);
+    const redis: RedisAnswer = this.expected === undefined || (completedBy === 'timeout' && this.redisUnanswering()) ? 'unanswered' : 'answered';
+    const { missing, missingReasons } = this.missingFor(completedBy, redis);
+    // Counted receivers that are neither finished nor named: not instances this caller knows.
+    const observers = this.expected === undefined ? 0 : Math.max(0, this.expected - this.finishedCount - missing.length);
     const arrived = (this.arrived ??= []);
     const allValues = arrived.every((reply) => reply.ok);
     type Value = Extract<BufferReply<T>, { ok: true }>;
@@ -240,6 +272,7 @@ export class Gatherer<T = unknown> implements TimerTarget {
       replies: allValues ? (arrived as Value[]) : arrived.filter((reply): reply is Value => reply.ok),
       errors: allValues ? [] : arrived.filter((reply): reply is Failure => !reply.ok),
       expected: this.expected,
+      redis,
       finished: this.finishedCount,
       completedBy,
       missing,
@@ -254,23 +287,28 @@ export class Gatherer<T = unknown> implements TimerTarget {
     return (this.arrived ??= []);
   }
 
-  private missingFor(completedBy: CompletedBy): { missing: string[]; missingReasons: Readonly<Record<string, MissingReason>> } {
+  /**
+   * Who did not finish, and why: where the invariant is kept. `quorum` and `until` end by the
+   * caller's rule and name nobody; every other result names each instance known to serve the
+   * pattern that did not finish, and each instance that started answering and did not finish.
+   */
+  private missingFor(completedBy: CompletedBy, redis: RedisAnswer): { missing: string[]; missingReasons: Readonly<Record<string, MissingReason>> } {
     if (completedBy === 'quorum' || completedBy === 'until') return { missing: [], missingReasons: NO_REASONS };
     const reasons: Record<string, MissingReason> = {};
-    const fallback: MissingReason = completedBy === 'stall' ? 'stall' : 'timeout';
+    const fallback: MissingReason = redis === 'unanswered' ? 'redis-unanswered' : completedBy === 'stall' ? 'stall' : completedBy === 'all' ? 'not-counted' : 'timeout';
     for (const [id, reason] of this.rare?.gone ?? []) reasons[id] = reason;
-    if (completedBy !== 'all') {
-      for (const id of this.awaited ?? []) if (!this.isSettled(id)) reasons[id] = fallback;
-      // Instances that started answering but never finished, whether or not the view knew them.
-      if (this.firstFrom !== undefined && !isDone(this.firstProgress) && reasons[this.firstFrom] === undefined) reasons[this.firstFrom] = fallback;
-      for (const [id, progress] of this.otherEntries()) if (!isDone(progress) && reasons[id] === undefined) reasons[id] = fallback;
-    }
+    // Before Redis answered there is no awaited set: whom the view knew serves the pattern. A member
+    // nothing vouched for (an unsolicited hello) is never named: it cannot make a result partial.
+    for (const id of this.awaited ?? this.known ?? []) if (!this.isSettled(id) && this.isVouched(id)) reasons[id] = fallback;
+    // Instances that started answering but never finished, whether or not the view knew them.
+    if (this.firstFrom !== undefined && !isDone(this.firstProgress) && reasons[this.firstFrom] === undefined) reasons[this.firstFrom] = fallback;
+    for (const [id, progress] of this.otherEntries()) if (!isDone(progress) && reasons[id] === undefined) reasons[id] = fallback;
     const missing = Object.keys(reasons);
     return missing.length === 0 ? { missing, missingReasons: NO_REASONS } : { missing, missingReasons: reasons };
   }
 
   private isSettled(instanceId: string): boolean {
-    return this.isDone(instanceId) || this.rare?.gone?.has(instanceId) === true;
+    return this.isDone(instanceId) || this.rare?.gone?.has(instanceId) === true || this.rare?.dismissed?.has(instanceId) === true;
   }
 
   private isDone(instanceId: string): boolean {
@@ -330,8 +368,44 @@ export class Gatherer<T = unknown> implements TimerTarget {
 
   private checkAll(): void {
     if (this.expected === undefined) return;
-    if (this.finishedCount >= this.expected) return this.finish('all');
-    if (this.awaited !== undefined && this.waitingOnCount() === 0) this.finish('all');
+    // Every known instance finished or is gone; counted receivers beyond them are observers.
+    if (this.awaited !== undefined && this.waitingOnCount() === 0) return this.finish('all');
+    if (this.finishedCount < this.expected) return;
+    // Every receiver Redis counted finished, yet instances the view knows serve the pattern did not:
+    // Redis did not count them (they never got the request). Named, never dropped.
+    for (const id of this.waitingOn()) {
+      const reason = this.uncountedReason(id);
+      if (reason !== undefined) this.markGone(id, reason);
+      else this.dismiss(id);
+    }
+    this.finish('all');
+  }
+
+  /**
+   * Why an instance the view expected was not among Redis's receivers (a subclass may know more);
+   * `undefined` when the view only heard of it and nothing vouches for it: a forged hello must not
+   * make a request partial on its own.
+   */
+  protected uncountedReason(instanceId: string): MissingReason | undefined {
+    return this.isVouched(instanceId) ? 'not-counted' : undefined;
+  }
+
+  /** Whether an exchange vouched for this member of the view (a subclass that keeps a view can tell). */
+  protected isVouched(_instanceId: string): boolean {
+    return true;
+  }
+
+  private dismiss(instanceId: string): void {
+    ((this.rare ??= {}).dismissed ??= new Set()).add(instanceId);
+    this.settledAwaited++;
+  }
+
+  /**
+   * Whether Redis is not answering this caller now (its PUBLISHes have been waiting too long): a
+   * request timing out then blames Redis, not the instances. A subclass that can tell says so.
+   */
+  protected redisUnanswering(): boolean {
+    return false;
   }
 
   private armStall(): void {
@@ -353,7 +427,7 @@ export class Gatherer<T = unknown> implements TimerTarget {
     if (this.ended) return;
     this.end();
     const result = this.result(completedBy);
-    const timedOut = completedBy === 'timeout' ? new BufferTimeoutError<T>(this.pattern, this.rules.timeout, this.allReplies(), this.expected, this.finishedCount, result.missing, result.missingReasons) : undefined;
+    const timedOut = completedBy === 'timeout' ? new BufferTimeoutError<T>(this.pattern, this.rules.timeout, this.allReplies(), this.expected, this.finishedCount, result.missing, result.missingReasons, result.redis) : undefined;
     this.completed(result, timedOut);
   }
 

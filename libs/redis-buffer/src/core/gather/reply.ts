@@ -3,12 +3,29 @@ export type CompletedBy = 'all' | 'quorum' | 'until' | 'stall' | 'timeout';
 
 /**
  * Why an instance the caller waited for did not finish:
- * - `silent`: it stopped showing signs of life (frozen, partitioned, killed without the socket closing);
+ * - `silent`: it stopped showing signs of life (frozen, partitioned, killed without the socket closing):
+ *   a ping Redis delivered to it went unanswered for the liveness bound;
  * - `left`: it is gone (its process ended, or it left the namespace) without finishing;
  * - `timeout`: it was alive but had not finished by the request's `timeout`;
- * - `stall`: it had not finished when the request completed by `stall`.
+ * - `stall`: it had not finished when the request completed by `stall`;
+ * - `not-counted`: the caller knows it serves the pattern, but Redis did not count it among the
+ *   receivers, and every receiver Redis counted has finished (classic PUBLISH on one node of a
+ *   cluster, a master that just took over, a subscription lost): it never got the request;
+ * - `draining`: as `not-counted`, for an instance that announced it is shutting down (it stopped
+ *   taking new requests);
+ * - `redis-unanswered`: Redis did not answer (the request's PUBLISH had not returned, or this caller's
+ *   PUBLISHes had been waiting on Redis for a quarter of `livenessTimeout` or more when the request
+ *   timed out): nothing is known of the instance; the fault is Redis's.
  */
-export type MissingReason = 'silent' | 'left' | 'timeout' | 'stall';
+export type MissingReason = 'silent' | 'left' | 'timeout' | 'stall' | 'not-counted' | 'draining' | 'redis-unanswered';
+
+/**
+ * Whether Redis answered: `'answered'` when the request's PUBLISH returned a receiver count and
+ * Redis was answering this caller when the request ended; `'unanswered'` when it did not (hung,
+ * paused, partitioned): `expected` is then unknown or stale, and every instance still awaited is
+ * named in `missing` with reason `redis-unanswered`.
+ */
+export type RedisAnswer = 'answered' | 'unanswered';
 
 /** One reply from one instance: a value (`ok: true`), or an error its handler raised or a refusal. */
 export type BufferReply<T = unknown> =
@@ -32,16 +49,25 @@ export interface GatherResult<T = unknown> {
   readonly replies: ReadonlyArray<Extract<BufferReply<T>, { ok: true }>>;
   /** Error replies (a handler threw, or the instance refused), in arrival order. The gather goes on past them. */
   readonly errors: ReadonlyArray<Extract<BufferReply<T>, { ok: false }>>;
-  /** How many subscribers received the request (Redis's count), or `undefined` if never known. */
+  /**
+   * How many subscribers received the request (Redis's count), or `undefined` when Redis never
+   * answered the PUBLISH (then `redis` is `'unanswered'` and `completedBy` is not `'all'`).
+   */
   readonly expected: number | undefined;
+  /** Whether Redis answered (see `RedisAnswer`); `'unanswered'` means the result is partial. */
+  readonly redis: RedisAnswer;
   /** How many instances had finished replying. */
   readonly finished: number;
   /** The rule that ended the gather. `'timeout'` means partial. */
   readonly completedBy: CompletedBy;
   /**
    * The instances the caller waited for that did not finish, by instance id; empty when none.
-   * Non-empty means the result is partial. Not set for `quorum` and `until`, which end by design
-   * before everyone has answered.
+   * Non-empty means the result is partial. For `quorum` and `until`, which end by design before
+   * everyone has answered, it is empty unless Redis never answered the request's PUBLISH.
+   *
+   * The invariant (checked where the gatherer decides completion): with `completedBy` `'all'` or
+   * `'stall'` and `missing` empty, every instance the caller knows serves the pattern, and every
+   * receiver Redis counted, has finished (receivers that are not instances are `observers`).
    */
   readonly missing: readonly string[];
   /** Why each instance in `missing` did not finish. */

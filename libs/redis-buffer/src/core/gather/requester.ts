@@ -11,6 +11,7 @@ import { TooManyRequestsError } from '../errors/too-many-requests.error.js';
 import { Gatherer, type GatherSink } from './gatherer.js';
 import { BoundedLog, type BufferLogger } from '../logger.js';
 import { MembershipView, type InstanceInfo } from '../membership/membership.js';
+import { PublishWatch } from './publish-watch.js';
 import type { ResolvedBufferOptions, ResolvedCallOptions } from '../options.js';
 import type { BusStatus, RedisBus } from '../bus/redis-bus.js';
 import type { BufferReply, GatherResult, MissingReason } from './reply.js';
@@ -32,10 +33,18 @@ export interface RequesterStats {
   pings: number;
   /** Times an instance was found silent (no answer to a ping within `livenessTimeout`). */
   silentInstances: number;
+  /** Membership messages (`hello`, `bye`) dropped as replays, or hellos dropped because the table of unvouched members was full. */
+  droppedMembership: number;
+  /** Liveness rounds whose timer fired late because this process's event loop was blocked: that time was not held against instances. */
+  lagForgiven: number;
 }
 
 /** A request waiting in the coalescer: encoded once, with its `ttl` written in when it is flushed. */
 class OutgoingRequest implements OutgoingEnvelope {
+  // Whom the view knew serves the pattern when the request went out (see `Gatherer.sent`).
+  private known: ReadonlySet<string> | undefined;
+  private removalMark = 0;
+
   constructor(
     private readonly view: MembershipView,
     private readonly gatherer: Gatherer<unknown>,
@@ -49,15 +58,26 @@ class OutgoingRequest implements OutgoingEnvelope {
   }
 
   encode(): string {
-    return `{"ttl":${this.gatherer.remainingMs()}${this.rest}`;
+    const gatherer = this.gatherer;
+    // An instance the view knows now said hello after subscribing: Redis must count it.
+    this.known = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
+    this.removalMark = this.view.removalMark;
+    gatherer.sent(this.known);
+    return `{"ttl":${gatherer.remainingMs()}${this.rest}`;
   }
 
   /** Redis's count of receivers: whom the request waits for. */
   published(error: Error | undefined, receivers: number): void {
     const gatherer = this.gatherer;
     if (error !== undefined) return gatherer.fail(error);
-    const awaited = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
-    gatherer.expect(receivers, awaited, this.view.silentAmong(awaited));
+    // Known when it was sent and still a member now: one that said hello since may have subscribed
+    // after the PUBLISH (not a receiver); one that left since answered first (a bye follows its
+    // replies); one that started draining since still answers what it received.
+    const awaited = this.known === undefined ? this.view.awaitedFor(gatherer.pattern, gatherer.rules.to) : this.view.stillMembers(this.known, this.removalMark);
+    const silent = this.view.silentAmong(awaited);
+    // A silent instance is pinged again when a request skips it, so it can come back on its pong.
+    if (silent.length > 0) this.view.repingSilent(silent);
+    gatherer.expect(receivers, awaited, silent);
   }
 }
 
@@ -75,7 +95,7 @@ export interface RequestHandle {
 export class Requester {
   readonly channels: BufferChannels;
   readonly inbox: string;
-  readonly stats: RequesterStats = { requests: 0, events: 0, replies: 0, lateReplies: 0, duplicateReplies: 0, malformedMessages: 0, forgedMessages: 0, pings: 0, silentInstances: 0 };
+  readonly stats: RequesterStats = { requests: 0, events: 0, replies: 0, lateReplies: 0, duplicateReplies: 0, malformedMessages: 0, forgedMessages: 0, pings: 0, silentInstances: 0, droppedMembership: 0, lagForgiven: 0 };
   private readonly pending = new Map<string, Gatherer<unknown>>();
   private readonly coalescer: Coalescer;
   private readonly idPrefix = randomBytes(6).toString('base64url');
@@ -91,6 +111,11 @@ export class Requester {
   private syncing: Promise<InstanceInfo[]> | undefined;
   private readonly whoRounds = new Map<string, (hello: HelloEnvelope) => void>();
   private livenessTimer: TimerHandle | undefined;
+  private livenessDueAt = 0;
+  // A `who` round asked for by unsolicited hellos (to vouch for newcomers), at most one per window.
+  private vouchTimer: TimerHandle | undefined;
+  private lastRoundAt = Number.NEGATIVE_INFINITY;
+  private readonly watch: PublishWatch;
   // A `who` sent before the inbox is subscribed would have its hellos lost: the first connection
   // reports "connected" before start() has subscribed the inbox.
   private inboxSubscribed = false;
@@ -109,17 +134,32 @@ export class Requester {
     this.fromJson = JSON.stringify(options.instanceId);
     this.inboxJson = JSON.stringify(this.inbox);
     this.timers = new TimerPool(clock);
-    this.owner = { pending: this.pending, telemetry, unpublished: new Set(), traces: new Map() };
-    this.coalescer = new Coalescer((channel, message) => bus.publish(channel, message), options, laterTurn(clock));
+    this.watch = new PublishWatch(clock);
+    this.coalescer = new Coalescer((channel, message) => this.watch.track(bus.publish(channel, message)), options, laterTurn(clock));
     this.badInput = new BoundedLog(logger);
     this.view = new MembershipView(
       {
         ping: (instanceId) => this.ping(instanceId),
         instanceGone: (instanceId, reason) => this.instanceGone(instanceId, reason),
+        instanceDismissed: (instanceId) => {
+          for (const gatherer of [...this.pending.values()]) gatherer.instanceDismissed(instanceId);
+        },
       },
       options.livenessTimeout,
       clock,
     );
+    const view = this.view;
+    const watch = this.watch;
+    const unansweredAfter = options.livenessTimeout / 4;
+    this.owner = {
+      pending: this.pending,
+      telemetry,
+      unpublished: new Set(),
+      traces: new Map(),
+      isDraining: (instanceId) => view.isDraining(instanceId),
+      isUnvouched: (instanceId) => view.isUnvouched(instanceId),
+      redisUnanswering: () => watch.unansweredFor() >= unansweredAfter,
+    };
     const members = this.channels.members();
     bus.on('message', (channel, message) => {
       if (channel === this.inbox || channel === members) this.onMessage(channel, message);
@@ -300,6 +340,8 @@ export class Requester {
     this.closed = true;
     if (this.livenessTimer !== undefined) this.clock.clearTimer(this.livenessTimer);
     this.livenessTimer = undefined;
+    if (this.vouchTimer !== undefined) this.clock.clearTimer(this.vouchTimer);
+    this.vouchTimer = undefined;
     // Fail first: requests still waiting in the coalescer are then cancelled, not published.
     this.failAll('the client was closed');
     this.coalescer.flush();
@@ -365,16 +407,26 @@ export class Requester {
         return;
       }
       case 'pong':
-        if (channel !== this.inbox) break;
-        this.view.heard(envelope.from, envelope.inc);
+        if (channel === this.inbox) this.view.heard(envelope.from, envelope.inc);
+        // On the members channel: a shared pong, answering some caller's ping; a sign of life to all.
+        else if (channel === this.channels.members()) this.view.heardShared(envelope.from, envelope.inc);
+        else break;
         return;
-      case 'hello':
-        this.view.hello(envelope);
-        if (channel === this.inbox) this.whoRounds.get(envelope.id)?.(envelope);
+      case 'hello': {
+        const round = channel === this.inbox ? this.whoRounds.get(envelope.id) : undefined;
+        const outcome = this.view.hello(envelope, round !== undefined);
+        if (outcome === 'replayed' || outcome === 'dropped') {
+          this.stats.droppedMembership++;
+          if (outcome === 'dropped') this.vouchSoon();
+          return;
+        }
+        if (outcome === 'unvouched') this.vouchSoon();
+        round?.(envelope);
         return;
+      }
       case 'bye':
         if (channel !== this.channels.members()) break;
-        this.view.bye(envelope.from, envelope.inc);
+        if (!this.view.bye(envelope.from, envelope.inc, envelope.seq, envelope.at) && envelope.seq !== undefined) this.stats.droppedMembership++;
         return;
       default:
         break;
@@ -391,6 +443,7 @@ export class Requester {
    */
   private sync(): Promise<InstanceInfo[]> {
     this.syncing ??= new Promise<InstanceInfo[]>((resolve, reject) => {
+      this.lastRoundAt = this.clock.now();
       const id = `${this.idPrefix}${(this.nextId++).toString(36)}`;
       const answered = new Map<string, InstanceInfo>();
       const since = this.view.roundStart();
@@ -401,7 +454,9 @@ export class Requester {
         this.whoRounds.delete(id);
         this.syncing = undefined;
         // Every receiver answered: whoever the view knew and did not answer is not subscribed any more.
-        this.view.markSynced(since, expected !== undefined && answered.size >= expected ? new Set(answered.keys()) : undefined);
+        const unvouched = this.view.markSynced(since, expected !== undefined && answered.size >= expected ? new Set(answered.keys()) : undefined);
+        // Members only heard of (an unsolicited hello) are vouched for or cleared by a later round.
+        if (unvouched > 0) this.vouchSoon(this.options.livenessTimeout);
         // Requests published before the view was usable: whoever answered this `who` (published
         // first, on the same connection) had subscribed before them.
         for (const gatherer of this.pending.values()) {
@@ -431,10 +486,25 @@ export class Requester {
     return this.syncing;
   }
 
+  /**
+   * A hello from an instance no exchange vouches for: a `who` round will vouch for it (it answers)
+   * or clear it (it does not), at most one round per half `livenessTimeout` however many hellos come.
+   */
+  private vouchSoon(after = 0): void {
+    if (this.vouchTimer !== undefined || this.closed) return;
+    const window = this.options.livenessTimeout / 2;
+    const wait = Math.max(after, this.lastRoundAt + window - this.clock.now());
+    this.vouchTimer = this.clock.setTimer(() => {
+      this.vouchTimer = undefined;
+      if (this.closed || !this.inboxSubscribed || this.bus.status !== 'connected') return;
+      void this.sync().catch(() => undefined);
+    }, wait);
+  }
+
   private ping(instanceId: string): Promise<number> {
     if (this.bus.status !== 'connected') return Promise.resolve(-1);
     this.stats.pings++;
-    const ping: PingEnvelope = { v: 1, kind: 'ping', id: `${this.idPrefix}${(this.nextId++).toString(36)}`, from: this.options.instanceId, replyTo: this.inbox };
+    const ping: PingEnvelope = { v: 1, kind: 'ping', id: `${this.idPrefix}${(this.nextId++).toString(36)}`, from: this.options.instanceId, replyTo: this.inbox, share: true };
     const encoded = encodeEnvelope(ping);
     return new Promise((resolve) => {
       this.coalescer.enqueue(this.channels.direct(instanceId), { bytes: encoded.length, encode: () => encoded }, (error, receivers) => resolve(error === undefined ? receivers : -1));
@@ -447,20 +517,27 @@ export class Requester {
     for (const gatherer of [...this.pending.values()]) gatherer.instanceGone(instanceId, reason);
   }
 
-  /** A liveness round every quarter of `livenessTimeout` while requests are open. */
+  /**
+   * A liveness round every quarter of `livenessTimeout` while requests are open: one ping per
+   * instance per round, shared by every request waiting on it.
+   */
   private armLiveness(): void {
     if (this.livenessTimer !== undefined) return;
     const quarter = this.options.livenessTimeout / 4;
+    this.livenessDueAt = this.clock.now() + quarter;
     this.livenessTimer = this.clock.setTimer(() => {
       this.livenessTimer = undefined;
       if (this.pending.size === 0 || this.closed) return;
       const now = this.clock.now();
+      // A timer that fires late measures how long this process's own event loop was blocked.
+      const lag = Math.max(0, now - this.livenessDueAt);
+      if (lag > quarter / 2) this.stats.lagForgiven++;
       const waitedOn = new Set<string>();
       for (const gatherer of this.pending.values()) {
         if (now - gatherer.startedAt < quarter) continue;
         for (const id of gatherer.waitingOn()) waitedOn.add(id);
       }
-      if (waitedOn.size > 0) this.view.check(waitedOn);
+      this.view.check(waitedOn, lag);
       this.armLiveness();
     }, quarter);
   }
@@ -484,7 +561,14 @@ interface RequestOwner {
   readonly unpublished: Set<object>;
   /** Each request's span, with an OpenTelemetry SDK only (kept here, not on each request). */
   readonly traces: Map<object, RequestTrace>;
+  /** Whether the view holds this instance as draining. */
+  isDraining(instanceId: string): boolean;
+  /** Whether the view holds this instance on an unsolicited hello alone (see `MembershipView`). */
+  isUnvouched(instanceId: string): boolean;
+  /** Whether this caller's PUBLISHes have been waiting on Redis too long (see `PublishWatch`). */
+  redisUnanswering(): boolean;
 }
+
 
 /**
  * A request's `Gatherer`, with what the requester adds around it: the routing entry is dropped
@@ -513,6 +597,19 @@ class RequestGatherer<T> extends Gatherer<T> implements RequestHandle {
   /** Waits for the first connection before it can be handed to the coalescer. */
   markUnpublished(): void {
     this.owner.unpublished.add(this);
+  }
+
+  protected override uncountedReason(instanceId: string): MissingReason | undefined {
+    if (this.owner.isUnvouched(instanceId)) return undefined;
+    return this.owner.isDraining(instanceId) ? 'draining' : 'not-counted';
+  }
+
+  protected override isVouched(instanceId: string): boolean {
+    return !this.owner.isUnvouched(instanceId);
+  }
+
+  protected override redisUnanswering(): boolean {
+    return this.owner.redisUnanswering();
   }
 
   protected override completed(result: GatherResult<T>, timedOut: BufferTimeoutError<T> | undefined): void {

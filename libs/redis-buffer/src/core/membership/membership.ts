@@ -18,44 +18,84 @@ export interface InstanceInfo {
 interface Member {
   info: InstanceInfo;
   patterns: ReadonlySet<string>;
+  /**
+   * Vouched for by an exchange with this caller (it answered a `who` on the caller's inbox, a ping,
+   * or a request). Only vouched members are pinged, and only they are named when Redis did not
+   * count them: an unsolicited `hello` (which anyone can forge without `signingKey`) is waited for
+   * while Redis's count is not reached, and costs nothing else until the next `who` round (asked for
+   * at once) vouches for it or removes it.
+   */
+  vouched: boolean;
+  /** It announced it is draining: no new request reaches it; what it received it still answers. */
+  draining: boolean;
+  /** When this incarnation's first hello arrived, by the caller's clock. */
+  joinedAt: number;
   /** Last time anything came from it (hello, pong, a reply), by the caller's clock, to the liveness round. */
   lastHeard: number;
   /** Something came since the last liveness round (set per reply without reading the clock). */
   heardSinceCheck: boolean;
-  /** When the first ping still unanswered was sent, if one is. */
+  /** The view's `signs` count when anything last came from it: a `who` round does not remove it after. */
+  lastSign: number;
+  /**
+   * When Redis delivered the first ping still unanswered (its PUBLISH returned with a receiver), if
+   * one is: silence is measured from there, never from a PUBLISH that Redis has not answered.
+   */
   pingSentAt: number | undefined;
+  /** A ping's PUBLISH has not returned yet: Redis is slow or hung; that says nothing about the instance. */
+  pingInFlight: boolean;
   /** When the latest ping was sent: an unanswered one is repeated, to tell gone from frozen. */
   lastPingAt: number;
   silent: boolean;
-  /** The view's `hellos` count when its last hello arrived. */
-  helloNumber: number;
+  /** When it was found silent: one silent for `FORGET_SILENT_AFTER` bounds is dropped from the view. */
+  silentSince: number;
+  /** Replay protection: the latest `seq` and `at` accepted from this incarnation (see `hello`). */
+  seq: number | undefined;
+  at: number | undefined;
 }
 
 /** What the view needs from the caller's side of the protocol. */
 export interface MembershipHost {
-  /** Sends a ping to one instance's direct channel; resolves with Redis's receiver count. */
+  /** Sends a ping to one instance's direct channel; resolves with Redis's receiver count (-1: not sent). */
   ping(instanceId: string): Promise<number>;
   /** Tells every open request that an instance it may wait for will not answer. */
   instanceGone(instanceId: string, reason: MissingReason): void;
+  /** Tells every open request to stop waiting for a member nothing vouched for, without naming it. */
+  instanceDismissed(instanceId: string): void;
 }
+
+/** How a `hello` was taken. */
+export type HelloOutcome = 'known' | 'new' | 'unvouched' | 'replayed' | 'dropped';
+
+/**
+ * At most this many members no exchange has vouched for: forged hellos with random ids cannot grow
+ * the table past it (hellos from further unknown ids are dropped until a `who` round clears them).
+ */
+export const MAX_UNVOUCHED_MEMBERS = 1024;
+
+/** A member silent for this many `livenessTimeout`s is dropped from the view (and pinged no more). */
+const FORGET_SILENT_AFTER = 30;
 
 /**
  * The caller's view of the instances of a namespace: who is there and which patterns each answers,
  * so that a request knows whom it waits for, and whether each of them still shows signs of life.
  *
  * It is built from what instances publish (`hello` on joining or when asked by `who`, `bye` on
- * leaving) and kept honest by pings sent only to instances a request has waited on for a while:
- * an instance Redis no longer counts on its direct channel is gone; one that does not answer a ping
- * within the liveness bound is silent (frozen, partitioned). Nothing is sent while requests are
- * answered promptly.
+ * leaving) and kept honest by pings sent only to vouched instances a request has waited on for a
+ * while (one ping per instance per liveness round, whatever the number of requests): an instance
+ * Redis no longer counts on its direct channel is gone; one that does not answer a ping Redis
+ * delivered within the liveness bound is silent (frozen, partitioned). Silent instances are pinged
+ * again at each round while requests are open, so they come back without having to speak first.
  */
 export class MembershipView {
   private readonly members = new Map<string, Member>();
   private awaitedCache = new Map<string, ReadonlySet<string>>();
   private synced = false;
   private silentCount = 0;
-  // Counts hellos, to tell which members a `who` round can vouch for.
-  private hellos = 0;
+  private unvouchedCount = 0;
+  // Counts removals, so that a request can tell in O(1) that nobody it knew of has left since.
+  private removals = 0;
+  // Counts every sign of life (hello, reply, pong), to tell who spoke during a `who` round.
+  private signs = 0;
 
   constructor(
     private readonly host: MembershipHost,
@@ -68,20 +108,39 @@ export class MembershipView {
     return this.synced;
   }
 
+  /** How many entries the table holds (vouched or not). */
+  get size(): number {
+    return this.members.size;
+  }
+
   /** A mark to pass to `markSynced` for a `who` round starting now. */
   roundStart(): number {
-    return this.hellos;
+    return this.signs;
   }
 
   /**
    * After a `who` round: the view now knows every instance that answered. `complete` is the set of
-   * those that answered when every receiver of the `who` did: a member known before the round
-   * started (`since`) that did not answer is gone. One that said hello during the round is not.
+   * those that answered when every receiver of the `who` did. A vouched member that did not answer
+   * and gave no sign of life since the round started (`since`) is pinged on its direct channel:
+   * nobody there (a count of 0) means it is gone; otherwise it stays, and the liveness rounds judge
+   * it (a draining instance has left the `who` channel but still answers pings and its requests).
+   * An unvouched one gets `livenessTimeout` from its hello to be vouched for (a hand-written
+   * responder that does not answer `who` is vouched for by its first reply). Returns how many unvouched
+   * members a later complete round could clear (none after an incomplete round: another would
+   * most likely be incomplete too, and the table is bounded anyway).
    */
-  markSynced(since: number, complete?: ReadonlySet<string>): void {
+  markSynced(since: number, complete?: ReadonlySet<string>): number {
     this.synced = true;
-    if (complete === undefined) return;
-    for (const [id, member] of [...this.members]) if (!complete.has(id) && member.helloNumber <= since) this.remove(id, 'left');
+    if (complete !== undefined) {
+      const now = this.clock.now();
+      for (const [id, member] of [...this.members]) {
+        if (complete.has(id) || member.lastSign > since) continue;
+        if (member.vouched) {
+          if (!member.pingInFlight) this.sendPing(id, member, member.pingSentAt === undefined);
+        } else if (now - member.joinedAt >= this.livenessTimeout) this.remove(id, 'left');
+      }
+    }
+    return complete === undefined ? 0 : this.unvouchedCount;
   }
 
   /** The subscriber was lost: `hello`s and `bye`s may have been missed until the next `who` round. */
@@ -89,39 +148,72 @@ export class MembershipView {
     this.synced = false;
   }
 
-  /** Live instances, in the order they became known. */
+  /** Live instances vouched for, in the order they became known. */
   list(): InstanceInfo[] {
     const live: InstanceInfo[] = [];
-    for (const member of this.members.values()) if (!member.silent) live.push(member.info);
+    for (const member of this.members.values()) if (!member.silent && member.vouched) live.push(member.info);
     return live;
   }
 
-  /** An instance introduced itself. A new incarnation under a known id means the old one is gone. */
-  hello(envelope: HelloEnvelope): void {
+  /** Whether `instanceId` is in the view on an unsolicited hello alone (see `Member.vouched`). */
+  isUnvouched(instanceId: string): boolean {
+    return this.members.get(instanceId)?.vouched === false;
+  }
+
+  /** Whether `instanceId` announced it is draining. */
+  isDraining(instanceId: string): boolean {
+    return this.members.get(instanceId)?.draining === true;
+  }
+
+  /**
+   * An instance introduced itself; `solicited` when it came to this caller's inbox in answer to its
+   * `who`. A new incarnation under a known id means the old one is gone, unless the hello is older
+   * than what the view holds (a replay: see `isReplay`).
+   */
+  hello(envelope: HelloEnvelope, solicited: boolean): HelloOutcome {
     const known = this.members.get(envelope.from);
-    if (known !== undefined && known.info.incarnation !== envelope.inc) this.host.instanceGone(envelope.from, 'left');
+    if (known !== undefined && isReplay(known, envelope.inc, envelope.seq, envelope.at)) return 'replayed';
+    if (known === undefined && !solicited && this.unvouchedCount >= MAX_UNVOUCHED_MEMBERS) return 'dropped';
+    const sameIncarnation = known !== undefined && known.info.incarnation === envelope.inc;
+    // Another incarnation claiming a vouched member's id, unasked: anyone can publish that. The
+    // member stays until a `who` round (or a pong) shows the new incarnation is real.
+    if (known !== undefined && known.vouched && !sameIncarnation && !solicited) return 'unvouched';
+    if (known !== undefined && !sameIncarnation) this.host.instanceGone(envelope.from, 'left');
     if (known?.silent === true) this.silentCount--;
+    const vouched = solicited || (sameIncarnation && known.vouched);
+    if (known !== undefined && !known.vouched) this.unvouchedCount--;
+    if (!vouched) this.unvouchedCount++;
     this.members.set(envelope.from, {
       info: { instanceId: envelope.from, incarnation: envelope.inc, patterns: [...envelope.patterns], events: [...envelope.events] },
       patterns: new Set(envelope.patterns),
+      vouched,
+      draining: envelope.draining === true,
+      joinedAt: sameIncarnation ? known.joinedAt : this.clock.now(),
       lastHeard: this.clock.now(),
       heardSinceCheck: false,
+      lastSign: ++this.signs,
       pingSentAt: undefined,
+      pingInFlight: false,
       lastPingAt: 0,
       silent: false,
-      helloNumber: ++this.hellos,
+      silentSince: 0,
+      seq: envelope.seq,
+      at: envelope.at,
     });
     this.awaitedCache.clear();
+    return known !== undefined ? 'known' : vouched ? 'new' : 'unvouched';
   }
 
-  /** An instance left after answering everything it had received. */
-  bye(instanceId: string, incarnation: string): void {
+  /** An instance left after answering everything it had received. False when ignored (stale or replayed). */
+  bye(instanceId: string, incarnation: string, seq?: number, at?: number): boolean {
     const known = this.members.get(instanceId);
-    if (known !== undefined && known.info.incarnation !== incarnation) return;
+    if (known === undefined) return false;
+    if (known.info.incarnation !== incarnation || isReplay(known, incarnation, seq, at)) return false;
     this.remove(instanceId, 'left');
+    return true;
   }
 
-  /** Something arrived from this instance (a reply or a pong): it is alive. */
+  /** Something arrived from this instance (a reply or a pong): it is alive, and vouched for. */
   heard(instanceId: string, incarnation?: string): void {
     const member = this.members.get(instanceId);
     if (member === undefined) return;
@@ -129,8 +221,16 @@ export class MembershipView {
       // A restarted process under the same id: the one requests were waiting for is gone.
       this.host.instanceGone(instanceId, 'left');
       member.info = { ...member.info, incarnation };
+      member.seq = undefined;
+      member.at = undefined;
     }
     member.heardSinceCheck = true;
+    member.lastSign = ++this.signs;
+    if (!member.vouched) {
+      member.vouched = true;
+      this.unvouchedCount--;
+      this.awaitedCache.clear();
+    }
     if (member.silent) {
       member.silent = false;
       this.silentCount--;
@@ -139,27 +239,57 @@ export class MembershipView {
   }
 
   /**
-   * The instances known to receive a request for `pattern` (or the one named by `to`), silent ones
-   * included (see `silentAmong`); empty when the view knows instances but none for the pattern;
-   * `undefined`
-   * when the view cannot tell (not synced, knows no instance, or `to` names an instance it does not know), in which
-   * case Redis's receiver count alone decides completion.
+   * A pong on the members channel (answering some caller's shared ping): a sign of life of the
+   * incarnation the view holds, and nothing more. Anyone can publish there, so it neither vouches
+   * for a member nor tells of a new incarnation.
+   */
+  heardShared(instanceId: string, incarnation: string): void {
+    const member = this.members.get(instanceId);
+    if (member === undefined || !member.vouched || member.info.incarnation !== incarnation) return;
+    this.heard(instanceId);
+  }
+
+  /**
+   * The instances known to receive a request for `pattern` (or the one named by `to`): not
+   * draining, silent and unvouched ones included (see `silentAmong`); empty when the view knows instances but
+   * none for the pattern; `undefined` when the view cannot tell (not synced, knows no vouched
+   * instance, or `to` names an instance it does not vouch for), in which case Redis's receiver count
+   * alone decides completion.
    */
   awaitedFor(pattern: string, to: string | undefined): ReadonlySet<string> | undefined {
     // Knowing no instance at all is no evidence (under another signing key, none can be heard).
-    if (!this.synced || this.members.size === 0) return undefined;
+    if (!this.synced || this.members.size === this.unvouchedCount) return undefined;
     if (to !== undefined) {
       const member = this.members.get(to);
-      return member === undefined ? undefined : new Set([to]);
+      return member === undefined || !member.vouched ? undefined : new Set([to]);
     }
     let awaited = this.awaitedCache.get(pattern);
     if (awaited === undefined) {
       const ids = new Set<string>();
-      for (const [id, member] of this.members) if (member.patterns.has(pattern)) ids.add(id);
+      for (const [id, member] of this.members) if (!member.draining && member.patterns.has(pattern)) ids.add(id);
       awaited = ids;
       this.awaitedCache.set(pattern, awaited);
     }
     return awaited;
+  }
+
+  /** A mark for `stillMembers`: taken when a request is sent. */
+  get removalMark(): number {
+    return this.removals;
+  }
+
+  /**
+   * `ids` without those no longer in the view (the same set when none left: no copy per request;
+   * no look-up either when nobody was removed since `mark`).
+   */
+  stillMembers(ids: ReadonlySet<string>, mark: number): ReadonlySet<string> {
+    if (mark === this.removals) return ids;
+    let gone = false;
+    for (const id of ids) if (!this.members.has(id)) gone = true;
+    if (!gone) return ids;
+    const present = new Set<string>();
+    for (const id of ids) if (this.members.has(id)) present.add(id);
+    return present;
   }
 
   /** Those of `ids` currently taken for silent: a request does not wait for them, and names them. */
@@ -172,12 +302,19 @@ export class MembershipView {
 
   /**
    * One liveness round over the instances that open requests have waited on for a while: ping those
-   * not heard from recently, and declare silent those whose ping went unanswered for the rest of
-   * the liveness bound.
+   * not heard from recently, and declare silent those whose delivered ping went unanswered for the
+   * rest of the liveness bound. Silent members are pinged again, so they come back on their pong.
+   *
+   * `lagMs` is how late the round's timer fired: the caller's own event loop was blocked that long,
+   * and whatever the instances sent meanwhile has not been read yet (timers run before I/O). That
+   * time is not held against them.
    */
-  check(waitedOn: Iterable<string>): void {
+  check(waitedOn: Iterable<string>, lagMs = 0): void {
     const now = this.clock.now();
     const quarter = this.livenessTimeout / 4;
+    if (lagMs > quarter / 2) {
+      for (const member of this.members.values()) if (member.pingSentAt !== undefined) member.pingSentAt += lagMs;
+    }
     for (const id of waitedOn) {
       const member = this.members.get(id);
       if (member === undefined) {
@@ -188,31 +325,64 @@ export class MembershipView {
         this.host.instanceGone(id, 'silent');
         continue;
       }
+      // Never pinged on a hello alone: it has to answer a `who` first (see `Member.vouched`).
+      if (!member.vouched) continue;
       if (member.heardSinceCheck) {
         member.heardSinceCheck = false;
         member.lastHeard = now;
       }
+      // Redis has not answered this member's last ping yet: no judgement either way.
+      if (member.pingInFlight) continue;
       const outstanding = member.pingSentAt !== undefined && member.lastHeard < member.pingSentAt;
       if (outstanding && now - member.pingSentAt! >= this.livenessTimeout - quarter) {
         this.markSilent(id, member);
       } else if (outstanding ? now - member.lastPingAt >= quarter : now - member.lastHeard >= quarter) {
         // Repeated while unanswered: a process killed right after the first ping reached it is then
         // found gone (nobody on its direct channel) rather than taken for frozen.
-        if (!outstanding) member.pingSentAt = now;
-        member.lastPingAt = now;
-        this.host.ping(id).then(
-          (receivers) => {
-            // Nobody subscribed to its direct channel any more: the process is gone.
-            if (receivers === 0 && this.members.get(id) === member) this.remove(id, 'left');
-          },
-          () => undefined,
-        );
+        this.sendPing(id, member, !outstanding);
+      }
+    }
+    if (this.silentCount > 0) {
+      for (const [id, member] of this.members) {
+        if (!member.silent || member.pingInFlight || now - member.lastPingAt < quarter) continue;
+        // Silent that long: not coming back (a half-open connection keeps it subscribed); stop pinging it.
+        if (now - member.silentSince >= FORGET_SILENT_AFTER * this.livenessTimeout) this.remove(id, 'left');
+        else this.sendPing(id, member, false);
       }
     }
   }
 
+  /** Pings the silent ones among `ids` (a request is about to skip them), at most once a quarter each. */
+  repingSilent(ids: readonly string[]): void {
+    const now = this.clock.now();
+    const quarter = this.livenessTimeout / 4;
+    for (const id of ids) {
+      const member = this.members.get(id);
+      if (member?.silent === true && !member.pingInFlight && now - member.lastPingAt >= quarter) this.sendPing(id, member, false);
+    }
+  }
+
+  private sendPing(id: string, member: Member, first: boolean): void {
+    member.lastPingAt = this.clock.now();
+    member.pingInFlight = true;
+    this.host.ping(id).then(
+      (receivers) => {
+        member.pingInFlight = false;
+        if (this.members.get(id) !== member) return;
+        // Nobody subscribed to its direct channel any more: the process is gone.
+        if (receivers === 0) return this.remove(id, 'left');
+        // Delivered: silence counts from now. (Not sent at all, -1: nothing is learnt.)
+        if (receivers > 0 && (first || member.pingSentAt === undefined)) member.pingSentAt = this.clock.now();
+      },
+      () => {
+        member.pingInFlight = false;
+      },
+    );
+  }
+
   private markSilent(id: string, member: Member): void {
     member.silent = true;
+    member.silentSince = this.clock.now();
     this.silentCount++;
     this.awaitedCache.clear();
     this.host.instanceGone(id, 'silent');
@@ -222,8 +392,26 @@ export class MembershipView {
     const member = this.members.get(instanceId);
     if (member === undefined) return;
     this.members.delete(instanceId);
+    this.removals++;
     if (member.silent) this.silentCount--;
     this.awaitedCache.clear();
-    this.host.instanceGone(instanceId, reason);
+    if (member.vouched) return this.host.instanceGone(instanceId, reason);
+    // Nothing ever vouched for it: a forged hello must not make a request partial on its own.
+    this.unvouchedCount--;
+    this.host.instanceDismissed(instanceId);
   }
+}
+
+/**
+ * Replay protection for `hello` and `bye` (with `signingKey` a forger cannot make new ones, but can
+ * publish captured ones again). Each carries `seq`, the sender incarnation's own counter, and `at`,
+ * its clock when sent. Against the entry the view holds for that instance id:
+ * - the same incarnation: a `seq` not above the last accepted one is a replay;
+ * - another incarnation: an `at` not after the held one's is older than what the view knows (the
+ *   dead incarnation's hello replayed after a restart), and is dropped.
+ * Envelopes without `seq`/`at` (older senders) are taken as they come.
+ */
+function isReplay(member: Member, incarnation: string, seq: number | undefined, at: number | undefined): boolean {
+  if (member.info.incarnation === incarnation) return seq !== undefined && member.seq !== undefined && seq <= member.seq;
+  return at !== undefined && member.at !== undefined && at <= member.at;
 }

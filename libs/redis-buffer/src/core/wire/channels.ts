@@ -40,6 +40,14 @@ export class BufferChannels {
     return `${this.namespace}:members`;
   }
 
+  /**
+   * Health probes publish here (nobody subscribes): a PUBLISH is a write, so unlike a PING it is
+   * held by `CLIENT PAUSE WRITE` as requests and replies are.
+   */
+  probe(): string {
+    return `${this.namespace}:probe`;
+  }
+
   /** Callers ask here who is there (`who`); every instance answers with a `hello` to the caller. */
   who(): string {
     return `${this.namespace}:who`;
@@ -89,13 +97,27 @@ export function compareCodePoints(a: string, b: string): number {
 
 /**
  * The channel form of a route string as Nest stores it for a handler (`transformPatternToRoute`):
- * JSON object routes are re-sorted by code point; anything else is the route itself.
+ * JSON object routes are re-sorted by code point; anything else is the route itself. This is the
+ * one function instances use for what callers compute with `channelPattern`, so both sides name
+ * the same channel.
+ *
+ * Nest writes string values and keys between quotes with `"` and `\` escaped but control
+ * characters (U+0000 to U+001F) raw, which JSON does not allow: they are escaped first, so that a
+ * pattern such as `{ cmd: 'a\tb' }` maps to the channel its callers publish on.
  */
 export function channelPatternOfRoute(route: string): string {
   if (!route.startsWith('{')) return route;
   try {
-    return channelPattern(JSON.parse(route));
+    return channelPattern(JSON.parse(escapeControlCharacters(route)));
   } catch {
     return route;
   }
+}
+
+// Outside string literals a Nest route holds no control character, so escaping all of them only
+// touches the insides of strings.
+const CONTROL_CHARACTER = /[\u0000-\u001f]/g;
+
+function escapeControlCharacters(route: string): string {
+  return route.replace(CONTROL_CHARACTER, (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

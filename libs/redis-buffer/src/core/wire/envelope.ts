@@ -68,6 +68,11 @@ export interface PingEnvelope {
   readonly id: string;
   readonly from: string;
   readonly replyTo: string;
+  /**
+   * `true`: the pong may go to `{ns}:members` instead of `replyTo`, where every caller hears it, so
+   * one ping serves every caller waiting on the instance (see docs/protocol.md, "Liveness").
+   */
+  readonly share?: boolean;
 }
 
 export interface PongEnvelope {
@@ -92,6 +97,12 @@ export interface HelloEnvelope {
   readonly patterns: readonly string[];
   /** Event patterns it handles (channel form). */
   readonly events: readonly string[];
+  /** Replay protection (see `MembershipOrder`): this incarnation's membership sequence number. */
+  readonly seq?: number;
+  /** Replay protection: the sender's clock (ms since the epoch) when it sent this. */
+  readonly at?: number;
+  /** `true` from a draining instance: it takes no new requests but still answers what it received. */
+  readonly draining?: boolean;
 }
 
 /** An instance has left: it answered everything it received and is gone. */
@@ -101,6 +112,10 @@ export interface ByeEnvelope {
   readonly id: string;
   readonly from: string;
   readonly inc: string;
+  /** Replay protection: as on `hello`, from the same counter. */
+  readonly seq?: number;
+  /** Replay protection: as on `hello`. */
+  readonly at?: number;
 }
 
 /** A caller asks every instance to introduce itself (`hello` to `replyTo`). */
@@ -249,15 +264,26 @@ export function validateEnvelope(value: unknown): Envelope | string {
       return input as unknown as EventEnvelope;
     }
     case 'ping':
+      if (input.share !== undefined && typeof input.share !== 'boolean') return '"share" must be a boolean';
+      if (boundedString(input.replyTo, ENVELOPE_LIMITS.channelLength) === undefined) return `"replyTo" must be a string of 1 to ${ENVELOPE_LIMITS.channelLength} characters`;
+      return input as unknown as PingEnvelope;
     case 'who':
       if (boundedString(input.replyTo, ENVELOPE_LIMITS.channelLength) === undefined) return `"replyTo" must be a string of 1 to ${ENVELOPE_LIMITS.channelLength} characters`;
-      return input as unknown as PingEnvelope | WhoEnvelope;
+      return input as unknown as WhoEnvelope;
     case 'pong':
-    case 'bye':
       if (boundedString(input.inc, ENVELOPE_LIMITS.idLength) === undefined) return `"inc" must be a string of 1 to ${ENVELOPE_LIMITS.idLength} characters`;
-      return input as unknown as PongEnvelope | ByeEnvelope;
+      return input as unknown as PongEnvelope;
+    case 'bye': {
+      if (boundedString(input.inc, ENVELOPE_LIMITS.idLength) === undefined) return `"inc" must be a string of 1 to ${ENVELOPE_LIMITS.idLength} characters`;
+      const order = validateMembershipOrder(input);
+      if (order !== undefined) return order;
+      return input as unknown as ByeEnvelope;
+    }
     case 'hello': {
       if (boundedString(input.inc, ENVELOPE_LIMITS.idLength) === undefined) return `"inc" must be a string of 1 to ${ENVELOPE_LIMITS.idLength} characters`;
+      const order = validateMembershipOrder(input);
+      if (order !== undefined) return order;
+      if (input.draining !== undefined && typeof input.draining !== 'boolean') return '"draining" must be a boolean';
       for (const field of ['patterns', 'events'] as const) {
         const list = input[field];
         if (!Array.isArray(list) || list.length > ENVELOPE_LIMITS.helloPatterns || !list.every((item) => boundedString(item, ENVELOPE_LIMITS.patternLength) !== undefined)) {
@@ -269,6 +295,14 @@ export function validateEnvelope(value: unknown): Envelope | string {
     default:
       return `unknown "kind" ${JSON.stringify(input.kind)}`;
   }
+}
+
+/** `seq` and `at` on `hello`/`bye`: optional (older senders), but well-formed when present. */
+function validateMembershipOrder(input: Record<string, unknown>): string | undefined {
+  const { seq, at } = input;
+  if (seq !== undefined && (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0)) return '"seq" must be a non-negative integer';
+  if (at !== undefined && (typeof at !== 'number' || !Number.isFinite(at))) return '"at" must be a number (milliseconds since the epoch)';
+  return undefined;
 }
 
 function boundedString(value: unknown, maxLength: number): string | undefined {

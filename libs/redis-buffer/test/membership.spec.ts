@@ -1,0 +1,223 @@
+import { MAX_UNVOUCHED_MEMBERS, MembershipView } from '../src/core/membership/membership.js';
+import type { HelloEnvelope } from '../src/core/wire/envelope.js';
+import type { MissingReason } from '../src/core/gather/reply.js';
+import { FakeClock } from './fake-clock.js';
+
+const LIVENESS = 1000;
+
+function hello(from: string, inc: string, fields: { seq?: number; at?: number; draining?: boolean; patterns?: string[] } = {}): HelloEnvelope {
+  const { patterns = ['p'], ...rest } = fields;
+  return { v: 1, kind: 'hello', id: `h-${from}`, from, inc, patterns, events: [], ...rest };
+}
+
+/** A view whose pings resolve when the test says (`answer`), as Redis would after a PUBLISH. */
+function setup() {
+  const clock = new FakeClock();
+  const pings: Array<{ id: string; resolve: (receivers: number) => void }> = [];
+  const gone: Array<[string, MissingReason]> = [];
+  const dismissed: string[] = [];
+  const view = new MembershipView(
+    {
+      ping: (id) => new Promise<number>((resolve) => pings.push({ id, resolve })),
+      instanceGone: (id, reason) => gone.push([id, reason]),
+      instanceDismissed: (id) => dismissed.push(id),
+    },
+    LIVENESS,
+    clock,
+  );
+  view.markSynced(0);
+  const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+  return { clock, pings, gone, dismissed, view, flush };
+}
+
+describe('MembershipView', () => {
+  it('a replayed hello of a dead incarnation never rolls the view back, nor does its bye remove the live one', () => {
+    const { view, gone } = setup();
+    view.hello(hello('a', 'old', { seq: 0, at: 1000 }), true);
+    view.hello(hello('a', 'new', { seq: 0, at: 5000 }), true);
+    gone.length = 0;
+    expect(view.hello(hello('a', 'old', { seq: 0, at: 1000 }), false)).toBe('replayed');
+    expect(view.bye('a', 'old', 1, 1100)).toBe(false);
+    expect(view.list().map((member) => member.incarnation)).toEqual(['new']);
+    expect(gone).toEqual([]);
+  });
+
+  it('a replayed hello or bye of the current incarnation (a sequence number already seen) is dropped', () => {
+    const { view } = setup();
+    view.hello(hello('a', 'i1', { seq: 3, at: 1000 }), true);
+    expect(view.hello(hello('a', 'i1', { seq: 2, at: 900 }), false)).toBe('replayed');
+    expect(view.hello(hello('a', 'i1', { seq: 3, at: 1000 }), false)).toBe('replayed');
+    expect(view.bye('a', 'i1', 3, 1000)).toBe(false);
+    expect(view.list()).toHaveLength(1);
+    expect(view.bye('a', 'i1', 4, 1200)).toBe(true);
+    expect(view.list()).toHaveLength(0);
+  });
+
+  it('keeps at most MAX_UNVOUCHED_MEMBERS members only heard of, never pings them, and lists none of them', async () => {
+    const { view, pings, flush } = setup();
+    view.hello(hello('real', 'r'), true);
+    let dropped = 0;
+    for (let index = 0; index < 10_000; index++) if (view.hello(hello(`ghost-${index}`, 'g'), false) === 'dropped') dropped++;
+    expect(view.size).toBe(1 + MAX_UNVOUCHED_MEMBERS);
+    expect(dropped).toBe(10_000 - MAX_UNVOUCHED_MEMBERS);
+    expect(view.list().map((member) => member.instanceId)).toEqual(['real']);
+    view.check([...view.awaitedFor('p', undefined)!]);
+    await flush();
+    expect(pings.map((ping) => ping.id)).toEqual([]);
+  });
+
+  it('an unsolicited hello of another incarnation does not displace a vouched member; the who answer it prompts does', () => {
+    const { view, gone } = setup();
+    view.hello(hello('a', 'i1'), true);
+    expect(view.hello(hello('a', 'forged'), false)).toBe('unvouched');
+    expect(view.list().map((member) => member.incarnation)).toEqual(['i1']);
+    expect(gone).toEqual([]);
+    view.hello(hello('a', 'i2'), true);
+    expect(view.list().map((member) => member.incarnation)).toEqual(['i2']);
+    expect(gone).toEqual([['a', 'left']]);
+  });
+
+  it('a pong on the members channel keeps a vouched member alive, and neither vouches for a stranger nor switches incarnation', () => {
+    const { view, gone } = setup();
+    view.hello(hello('a', 'i1'), true);
+    view.hello(hello('ghost', 'g'), false);
+    view.heardShared('ghost', 'g');
+    view.heardShared('a', 'forged');
+    expect(view.isUnvouched('ghost')).toBe(true);
+    expect(view.list().map((member) => member.incarnation)).toEqual(['i1']);
+    expect(gone).toEqual([]);
+  });
+
+  it('a complete who round clears members only heard of once they had livenessTimeout to be vouched for, naming them to nobody', () => {
+    const { view, clock, gone, dismissed } = setup();
+    view.hello(hello('real', 'r'), true);
+    view.hello(hello('ghost', 'g'), false);
+    expect(view.markSynced(view.roundStart(), new Set(['real']))).toBe(1);
+    expect(view.size).toBe(2);
+    clock.advance(LIVENESS);
+    expect(view.markSynced(view.roundStart(), new Set(['real']))).toBe(0);
+    expect(view.size).toBe(1);
+    expect(gone).toEqual([]);
+    expect(dismissed).toEqual(['ghost']);
+  });
+
+  it('a who round removes a vouched member that did not answer only once a ping finds nobody on its direct channel', async () => {
+    const { view, pings, gone, flush } = setup();
+    view.hello(hello('draining', 'd'), true);
+    view.hello(hello('dead', 'x'), true);
+    view.markSynced(view.roundStart(), new Set());
+    expect(pings.map((ping) => ping.id)).toEqual(['draining', 'dead']);
+    pings[0]!.resolve(1);
+    pings[1]!.resolve(0);
+    await flush();
+    expect(view.list().map((member) => member.instanceId)).toEqual(['draining']);
+    expect(gone).toEqual([['dead', 'left']]);
+  });
+
+  it('a who round does not remove an instance that did not answer it but replied meanwhile (a draining one still answering)', () => {
+    const { view } = setup();
+    view.hello(hello('a', 'i'), true);
+    const since = view.roundStart();
+    view.heard('a');
+    view.markSynced(since, new Set());
+    expect(view.list()).toHaveLength(1);
+  });
+
+  it('does not await a draining instance for new requests, and keeps it in the view', () => {
+    const { view } = setup();
+    view.hello(hello('a', 'i'), true);
+    view.hello(hello('b', 'j', { draining: true }), true);
+    expect([...view.awaitedFor('p', undefined)!]).toEqual(['a']);
+    expect(view.isDraining('b')).toBe(true);
+  });
+
+  it('judges no instance while its ping has not been delivered by Redis', async () => {
+    const { view, clock, pings, gone, flush } = setup();
+    view.hello(hello('a', 'i'), true);
+    clock.advance(LIVENESS / 4);
+    view.check(['a']);
+    expect(pings).toHaveLength(1);
+    // Redis hung: the PUBLISH of the ping does not return for 3 s.
+    for (let index = 0; index < 12; index++) {
+      clock.advance(LIVENESS / 4);
+      view.check(['a']);
+    }
+    expect(gone).toEqual([]);
+    expect(pings).toHaveLength(1);
+    // Redis answers again; the ping (and its repeats) are delivered from now on.
+    const round = async (): Promise<void> => {
+      clock.advance(LIVENESS / 4);
+      view.check(['a']);
+      for (const ping of pings.splice(0)) ping.resolve(1);
+      await flush();
+    };
+    for (const ping of pings.splice(0)) ping.resolve(1);
+    await flush();
+    await round();
+    await round();
+    expect(gone).toEqual([]);
+    // Delivered and still unanswered after three quarters of the bound: silent.
+    await round();
+    expect(gone).toEqual([['a', 'silent']]);
+  });
+
+  it('does not hold the caller\'s own event-loop stall against an instance', async () => {
+    const { view, clock, pings, gone, flush } = setup();
+    view.hello(hello('a', 'i'), true);
+    clock.advance(LIVENESS / 4);
+    view.check(['a']);
+    pings[0]!.resolve(1);
+    await flush();
+    // The caller's loop is blocked 900 ms: the pong sits unread, and the round fires 650 ms late.
+    clock.advance(900);
+    view.check(['a'], 900 - LIVENESS / 4);
+    expect(gone).toEqual([]);
+    view.heard('a', 'i');
+    clock.advance(LIVENESS / 4);
+    view.check(['a']);
+    expect(gone).toEqual([]);
+  });
+
+  it('pings a silent instance again, and its pong brings it back', async () => {
+    const { view, clock, pings, flush } = setup();
+    view.hello(hello('a', 'i'), true);
+    clock.advance(LIVENESS / 4);
+    view.check(['a']);
+    pings.shift()!.resolve(1);
+    await flush();
+    for (let round = 0; round < 4; round++) {
+      clock.advance(LIVENESS / 4);
+      view.check(['a']);
+      for (const ping of pings.splice(0)) ping.resolve(1);
+      await flush();
+    }
+    expect(view.list()).toEqual([]);
+    clock.advance(LIVENESS / 4);
+    view.check([]);
+    expect(pings.map((ping) => ping.id)).toEqual(['a']);
+    view.heard('a', 'i');
+    expect(view.list().map((member) => member.instanceId)).toEqual(['a']);
+  });
+
+  it('stops pinging an instance silent for 30 liveness bounds, and drops it', async () => {
+    const { view, clock, pings, gone, flush } = setup();
+    view.hello(hello('a', 'i'), true);
+    const round = async (waitedOn: string[]): Promise<void> => {
+      clock.advance(LIVENESS / 4);
+      view.check(waitedOn);
+      for (const ping of pings.splice(0)) ping.resolve(1);
+      await flush();
+    };
+    for (let index = 0; index < 5; index++) await round(['a']);
+    expect(gone.at(-1)).toEqual(['a', 'silent']);
+    const before = gone.length;
+    // Found silent one round before the last of those five: 30 bounds later it is dropped.
+    for (let index = 0; index < 30 * 4 - 2; index++) await round([]);
+    expect(gone.length).toBe(before);
+    await round([]);
+    expect(gone.slice(before)).toEqual([['a', 'left']]);
+    expect(view.size).toBe(0);
+    await round([]);
+    expect(pings).toEqual([]);
+  });
+});
