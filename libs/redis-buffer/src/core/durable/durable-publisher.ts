@@ -10,7 +10,7 @@ import { closeDurableConnection, openDurableConnection } from './durable-connect
 import { DURABLE_LIMITS, encodeEntry, isPattern } from './durable-entry.js';
 import { DurableKeys } from './durable-keys.js';
 import type { DurablePublishOptions, ResolvedDurableOptions } from './durable-options.js';
-import type { DurableScripts } from './durable-scripts.js';
+import { keysThenArgs, type DurableScripts } from './durable-scripts.js';
 import { trimStream, type TrimResult } from './retention.js';
 import { BufferTelemetry } from '../telemetry/telemetry.js';
 
@@ -82,7 +82,8 @@ export class DurablePublisher {
     if (size > this.options.maxPayloadBytes) throw new PayloadTooLargeError(size, this.options.maxPayloadBytes, 'durable entry');
     const connection = await this.open();
     try {
-      const [id] = await connection.rbDurablePublish(keys.stream, idempotencyKey === undefined ? '' : keys.published(idempotencyKey), this.options.durable.idempotencyWindow, ...fields);
+      const published = idempotencyKey === undefined ? undefined : keys.published(idempotencyKey);
+      const [id] = await connection.rbDurablePublish(...keysThenArgs([keys.stream], [published], [this.options.durable.idempotencyWindow, ...fields]));
       return id;
     } catch (cause) {
       throw asConnectionError('publishing', cause);

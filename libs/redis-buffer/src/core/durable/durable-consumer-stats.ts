@@ -1,0 +1,42 @@
+/** Counters for monitoring one instance's durable handlers; they only ever grow. */
+export interface DurableConsumerStats {
+  /** New entries read from the streams. */
+  received: number;
+  /** Entries claimed from an instance that stopped renewing them (crashed, frozen, or shut down). */
+  claimed: number;
+  /** Handler runs that succeeded and were acknowledged. */
+  handled: number;
+  /** Handler runs that failed. */
+  failed: number;
+  /** Attempts started after a failure. */
+  retried: number;
+  deadLettered: number;
+  /** Entries acknowledged without running: their idempotency key had already succeeded in this group. */
+  duplicates: number;
+  /** Replayed entries meant for another group, acknowledged without running. */
+  skipped: number;
+  /** Entries handed back to the group at shutdown (or on a Redis error) without finishing. */
+  released: number;
+  /** Pending entries found deleted from the stream (by an XTRIM that ignored consumer groups). */
+  deletedWhilePending: number;
+  /** Entries removed by retention trimming. */
+  trimmed: number;
+  redisErrors: number;
+}
+
+export function emptyDurableConsumerStats(): DurableConsumerStats {
+  return {
+    received: 0,
+    claimed: 0,
+    handled: 0,
+    failed: 0,
+    retried: 0,
+    deadLettered: 0,
+    duplicates: 0,
+    skipped: 0,
+    released: 0,
+    deletedWhilePending: 0,
+    trimmed: 0,
+    redisErrors: 0,
+  };
+}

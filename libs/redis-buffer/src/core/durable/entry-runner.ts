@@ -1,0 +1,220 @@
+import { BufferErrorCode } from '../errors/buffer.error.js';
+import { encodeDeadLetter } from './dead-letter.js';
+import type { DurableDelivery } from './durable-delivery.js';
+import { decodeEntry, type DurableEntry } from './durable-entry.js';
+import { retryDelayAfter } from './durable-options.js';
+import { keysThenArgs } from './durable-scripts.js';
+import { handledKeyOf, keyOf, type ConsumerContext, type Held, type Subscription } from './held-entries.js';
+import type { KeyGate } from './key-gate.js';
+import { ISOLATE_FROM, SuspectQueue } from './suspect-queue.js';
+
+/**
+ * The life of one entry on this instance, from taken to let go: begin (ordering, idempotency and
+ * attempt checks in Redis), run the handler, then acknowledge, retry after a backoff, or
+ * dead-letter past `maxAttempts`.
+ */
+export class EntryRunner {
+  private readonly suspects: SuspectQueue;
+  private gate!: KeyGate;
+
+  constructor(private readonly context: ConsumerContext) {
+    this.suspects = new SuspectQueue(context, (held) => this.process(held));
+  }
+
+  /** The key gate this runner waits on (built after the runner: each calls the other). */
+  useGate(gate: KeyGate): void {
+    this.gate = gate;
+  }
+
+  /** Starts handling an entry read (`claimed` false) or claimed from a stopped instance. */
+  take(subscription: Subscription, id: string, fields: string[], claimed: boolean): void {
+    if (this.context.held.has(subscription, id)) return;
+    const held: Held = {
+      subscription,
+      id,
+      fields,
+      entry: decodeEntry(fields),
+      token: `${this.context.name}/${id}`,
+      attempt: 0,
+      suspect: claimed,
+      isolate: false,
+      running: false,
+      timer: undefined,
+      waits: 0,
+      waitingTurn: false,
+      lastError: undefined,
+    };
+    this.context.held.add(held);
+    this.resume(held);
+  }
+
+  /** Continues an entry after a wait: isolated ones through their queue, others at once. */
+  resume(held: Held): void {
+    held.timer = undefined;
+    held.waitingTurn = false;
+    if (held.isolate) this.suspects.enqueue(held);
+    else void this.process(held);
+  }
+
+  private async process(held: Held): Promise<void> {
+    held.timer = undefined;
+    const { context } = this;
+    if (context.stopping()) return;
+    const { subscription } = held;
+    try {
+      const entry = held.entry;
+      if (typeof entry === 'string') {
+        return await this.deadLetter(held, { code: BufferErrorCode.BadEntry, message: `Entry ${held.id} of "${subscription.pattern}" cannot be read: ${entry}. See docs/protocol.md.` });
+      }
+      if (entry.group !== undefined && entry.group !== subscription.group) {
+        await this.ack(held, false);
+        context.stats.skipped++;
+        return context.held.finish(held);
+      }
+      const [gate, started] = await this.begin(held, entry);
+      if (gate === 'done') {
+        await this.ack(held, false);
+        context.stats.duplicates++;
+        return context.held.finish(held);
+      }
+      if (gate === 'exhausted') {
+        held.attempt = Number(started);
+        return await this.deadLetter(
+          held,
+          held.lastError ?? {
+            code: BufferErrorCode.AttemptsExhausted,
+            message: `Started ${held.attempt} times and never finished: each time, the instance running it crashed, froze or was stopped. Handle it by hand (it may crash its consumer), then replay it.`,
+          },
+        );
+      }
+      if (gate === 'isolate') {
+        held.isolate = true;
+        this.resume(held);
+        return;
+      }
+      if (gate !== 'run') {
+        this.gate.wait(held, gate === 'wait');
+        this.suspects.leave(held);
+        return;
+      }
+      held.attempt = Number(started);
+      await this.run(held, entry);
+    } catch (error) {
+      // A Redis command failed. The entry is still pending in Redis: once this instance stops
+      // renewing it, the group claims it again after claimIdle (here or elsewhere).
+      context.redisError(`handling entry ${held.id} of "${subscription.pattern}"`, error);
+      context.held.finish(held);
+    }
+  }
+
+  /** Asks Redis whether the entry may start now (the BEGIN script), counting the attempt if so. */
+  private begin(held: Held, entry: DurableEntry): Promise<[string, number | string]> {
+    // A fresh entry without key or idempotency key had its first attempt counted by the read
+    // script (the same rule there): nothing can hold it back, so it starts without a round trip.
+    if (held.attempt === 0 && !held.suspect && entry.key === undefined && entry.idempotencyKey === undefined) return Promise.resolve(['run', 1]);
+    const { keys, group, options } = held.subscription;
+    const isolateFrom = held.suspect && !this.suspects.isRunning(held) ? ISOLATE_FROM : 0;
+    return this.context.command().rbDurableBegin(
+      ...keysThenArgs(
+        [keys.stream, keys.attempts(group), keys.order(group)],
+        [handledKeyOf(held)],
+        [group, held.id, entry.key ?? '', held.token, this.context.options.durable.claimIdle, options.maxAttempts, isolateFrom],
+      ),
+    );
+  }
+
+  private async run(held: Held, entry: DurableEntry): Promise<void> {
+    const { context } = this;
+    const { subscription } = held;
+    held.running = true;
+    let failure: { error: unknown } | undefined;
+    try {
+      await subscription.run(this.deliveryOf(held, entry));
+    } catch (error) {
+      failure = { error };
+    } finally {
+      held.running = false;
+    }
+    // It ran to an end without taking the process down: no longer a suspect.
+    held.suspect = false;
+    held.isolate = false;
+    this.suspects.leave(held);
+    if (failure === undefined) {
+      await this.ack(held, true);
+      context.stats.handled++;
+      return context.held.finish(held);
+    }
+    context.stats.failed++;
+    held.lastError = failure.error;
+    if (held.attempt >= subscription.options.maxAttempts) return await this.deadLetter(held, failure.error);
+    // Shutting down: close() releases it, and the attempt already counted.
+    if (context.stopping()) return;
+    held.timer = setTimeout(() => void this.retry(held), retryDelayAfter(held.attempt, subscription.options));
+  }
+
+  /** Acknowledges; `markDone` also remembers the idempotency key as handled in this group. */
+  private ack(held: Held, markDone: boolean): Promise<number> {
+    const { keys, group } = held.subscription;
+    return this.context.command().rbDurableAck(
+      ...keysThenArgs(
+        [keys.stream, keys.attempts(group), keys.order(group)],
+        [markDone ? handledKeyOf(held) : undefined],
+        [group, held.id, keyOf(held) ?? '', this.context.options.durable.idempotencyWindow, keys.turnChannel(group)],
+      ),
+    );
+  }
+
+  private async retry(held: Held): Promise<void> {
+    held.timer = undefined;
+    const { context } = this;
+    if (context.stopping()) return;
+    const { keys, group } = held.subscription;
+    try {
+      if ((await context.command().rbDurableRetry(keys.stream, group, context.name, held.id)) === null) {
+        // Claimed by another instance meanwhile (or gone): it is theirs now.
+        return context.held.finish(held);
+      }
+      held.waits = 0;
+      context.stats.retried++;
+    } catch (error) {
+      context.redisError(`retrying entry ${held.id}`, error);
+      return context.held.finish(held);
+    }
+    await this.process(held);
+  }
+
+  private async deadLetter(held: Held, error: unknown): Promise<void> {
+    const { context } = this;
+    const { keys, group } = held.subscription;
+    const fields = encodeDeadLetter({ entryId: held.id, group, attempts: held.attempt, error, consumer: context.name, failedAt: Date.now(), fields: held.fields });
+    const id = await context.command().rbDurableDeadLetter(
+      ...keysThenArgs(
+        [keys.stream, keys.deadLetters(group), keys.attempts(group), keys.order(group)],
+        [handledKeyOf(held)],
+        [group, held.id, keyOf(held) ?? '', held.token, keys.turnChannel(group), ...fields],
+      ),
+    );
+    if (id !== null) {
+      context.stats.deadLettered++;
+      context.logger.warn(`Entry ${held.id} of "${held.subscription.pattern}" moved to the dead-letter stream of group "${group}" after ${held.attempt} attempts.`);
+    }
+    context.held.finish(held);
+  }
+
+  private deliveryOf(held: Held, entry: DurableEntry): DurableDelivery {
+    return {
+      entryId: held.id,
+      pattern: held.subscription.pattern,
+      group: held.subscription.group,
+      attempt: held.attempt,
+      maxAttempts: held.subscription.options.maxAttempts,
+      data: entry.data,
+      headers: entry.headers,
+      key: entry.key,
+      idempotencyKey: entry.idempotencyKey,
+      from: entry.from,
+      publishedAt: entry.publishedAt,
+      consumer: this.context.name,
+    };
+  }
+}

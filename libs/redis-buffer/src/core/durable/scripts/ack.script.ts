@@ -1,0 +1,28 @@
+import { ORDER_MEMBER_LUA } from './order-member.lua.js';
+
+/**
+ * ACK: an entry's handler succeeded (or the entry needs no run in this group).
+ *
+ * KEYS[1] stream
+ * KEYS[2] the group's attempts hash
+ * KEYS[3] the group's order index
+ * KEYS[4] the entry's handled marker (only when it has an idempotency key and is to be marked done)
+ * ARGV[1] group; ARGV[2] entry id; ARGV[3] the entry's key ('' for none); ARGV[4] window ms;
+ * ARGV[5] the group's turn channel
+ *
+ * Acknowledges, remembers the idempotency key as done, forgets the attempts, and lets the next
+ * entry with the same key go: when one waits, its key is published on the group's turn channel, so
+ * the instance holding it starts it now instead of at its next poll (pub/sub may lose that message;
+ * the poll remains). Returns what XACK returned.
+ */
+export const ACK_SCRIPT = `${ORDER_MEMBER_LUA}
+local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HDEL', KEYS[2], ARGV[2])
+if #KEYS >= 4 then redis.call('SET', KEYS[4], 'done', 'PX', ARGV[4]) end
+local key = ARGV[3]
+if key ~= '' then
+  redis.call('ZREM', KEYS[3], orderMember(key, ARGV[2]))
+  if keyHead(KEYS[3], key) then redis.call('PUBLISH', ARGV[5], key) end
+end
+return acked
+`;
