@@ -4,8 +4,22 @@ export interface DurableConsumerStats {
   received: number;
   /** Entries claimed from an instance that stopped renewing them (crashed, frozen, or shut down). */
   claimed: number;
+  /** Handler runs started (each attempt, each duplicate run). */
+  runs: number;
+  /** Handler runs that succeeded, whether or not their acknowledgement was accepted. */
+  succeeded: number;
   /** Handler runs that succeeded and were acknowledged. */
   handled: number;
+  /**
+   * Acknowledgements Redis refused: the run succeeded, but meanwhile another consumer claimed the
+   * entry (this one froze or was cut off past claimIdle) or it was already acknowledged. The entry
+   * ran (or runs) twice; its key's turn stayed with the owner.
+   */
+  lateAcksRefused: number;
+  /** Runs of an entry that was already acknowledged by the time they ended: a second run of a done entry. */
+  duplicatesRun: number;
+  /** Entries let go because another consumer owns them now (found at renewal, begin or dead-letter). */
+  lost: number;
   /** Handler runs that failed. */
   failed: number;
   /** Attempts started after a failure. */
@@ -28,7 +42,12 @@ export function emptyDurableConsumerStats(): DurableConsumerStats {
   return {
     received: 0,
     claimed: 0,
+    runs: 0,
+    succeeded: 0,
     handled: 0,
+    lateAcksRefused: 0,
+    duplicatesRun: 0,
+    lost: 0,
     failed: 0,
     retried: 0,
     deadLettered: 0,

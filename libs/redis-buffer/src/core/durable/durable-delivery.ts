@@ -20,6 +20,12 @@ export interface DurableDelivery {
   readonly publishedAt: number | undefined;
   /** The instance running it. */
   readonly consumer: string;
+  /**
+   * Aborted when the instance learns, while the handler runs, that another consumer claimed the
+   * entry (this one was frozen or cut off past `claimIdle`): the other consumer runs it again, and
+   * this run's acknowledgement will be refused. Stop work that is not idempotent.
+   */
+  readonly signal: AbortSignal;
 }
 
 /** Runs a handler: resolves when it succeeded, rejects with what it failed with. */

@@ -5,7 +5,7 @@ import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import { DeadLetterNotFoundError } from '../errors/dead-letter-not-found.error.js';
 import { InvalidOptionsError } from '../errors/invalid-options.error.js';
 import { PayloadTooLargeError } from '../errors/payload-too-large.error.js';
-import { decodeDeadLetter, replayFields, type DeadLetter } from './dead-letter.js';
+import { decodeDeadLetter, type DeadLetter } from './dead-letter.js';
 import { closeDurableConnection, openDurableConnection } from './durable-connection.js';
 import { DURABLE_LIMITS, encodeEntry, isPattern } from './durable-entry.js';
 import { DurableKeys } from './durable-keys.js';
@@ -103,26 +103,44 @@ export class DurablePublisher {
   }
 
   /**
+   * Every dead letter of the group, oldest first, fetched a page at a time as the loop goes on;
+   * dead letters added meanwhile are included, those replayed meanwhile are skipped.
+   *
+   * @example
+   * ```ts
+   * for await (const dead of buffer.durable.eachDeadLetter('order.placed', 'billing')) {
+   *   if (isFixed(dead.error)) await buffer.durable.replayDeadLetter('order.placed', 'billing', dead.id);
+   * }
+   * ```
+   */
+  async *eachDeadLetter(pattern: string, group: string, options: { pageSize?: number } = {}): AsyncIterableIterator<DeadLetter> {
+    let after: string | undefined;
+    while (true) {
+      const page = await this.deadLetters(pattern, group, { count: options.pageSize ?? 100, after });
+      if (page.length === 0) return;
+      yield* page;
+      after = page[page.length - 1]!.id;
+    }
+  }
+
+  /**
    * Publishes a dead letter's entry again, for its group only (other groups already handled it),
    * and removes the dead letter; resolves with the new entry's id. Its attempts start again from 1.
-   * Fix the cause first: an entry that fails again comes back to the dead-letter stream.
+   * Fix the cause first: an entry that fails again comes back to the dead-letter stream. One script
+   * does both, only if the dead letter is still there: two replays of it at once add one entry, and
+   * the second rejects with `DeadLetterNotFoundError`.
    */
   async replayDeadLetter(pattern: string, group: string, deadLetterId: string): Promise<string> {
     const keys = this.keysFor(pattern);
     const connection = await this.open();
-    const dead = keys.deadLetters(group);
-    const found = (await connection.xrange(dead, deadLetterId, deadLetterId)) as Array<[string, string[]]>;
-    if (found.length === 0) throw new DeadLetterNotFoundError(pattern, group, deadLetterId);
-    const deadLetter = decodeDeadLetter(found[0]![0], found[0]![1]);
-    // One MULTI: the entry is back in the stream exactly when the dead letter is gone.
-    const result = await connection
-      .multi()
-      .xadd(keys.stream, '*', ...replayFields(deadLetter))
-      .xdel(dead, deadLetterId)
-      .exec();
-    const [error, id] = result?.[0] ?? [new Error('transaction aborted'), null];
-    if (error) throw asConnectionError('replaying', error);
-    return id as string;
+    let id: string | null;
+    try {
+      id = await connection.rbDurableReplay(keys.stream, keys.deadLetters(group), deadLetterId, group);
+    } catch (cause) {
+      throw asConnectionError('replaying', cause);
+    }
+    if (id === null) throw new DeadLetterNotFoundError(pattern, group, deadLetterId);
+    return id;
   }
 
   /** Trims `pattern`'s stream now by `durable.maxLength` / `durable.maxAge`, never past what a group still needs. */

@@ -4,6 +4,7 @@ import { BEGIN_SCRIPT } from './scripts/begin.script.js';
 import { DEAD_LETTER_SCRIPT } from './scripts/dead-letter.script.js';
 import { FETCH_SCRIPT } from './scripts/fetch.script.js';
 import { PUBLISH_SCRIPT } from './scripts/publish.script.js';
+import { REPLAY_SCRIPT } from './scripts/replay.script.js';
 import { RETRY_SCRIPT } from './scripts/retry.script.js';
 import { TOUCH_SCRIPT } from './scripts/touch.script.js';
 import { TRIM_SCRIPT } from './scripts/trim.script.js';
@@ -26,15 +27,16 @@ type Key = string;
 export interface DurableScripts {
   rbDurablePublish(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<[string, number]>;
   rbDurableFetch(stream: Key, attempts: Key, order: Key, group: string, consumer: string, count: number): Promise<[Array<[string, string[]]>, string]>;
-  rbDurableBegin(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<[BeginDecision, number]>;
+  rbDurableBegin(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<[BeginDecision, number, string?, string[]?]>;
   rbDurableAck(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<number>;
   rbDurableDeadLetter(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<string | null>;
   rbDurableRetry(stream: Key, group: string, consumer: string, id: string): Promise<number | null>;
   rbDurableTouch(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<string[]>;
   rbDurableTrim(stream: Key, threshold: string, maxLength: number, mode: '~' | '=', scanLimit: number): Promise<[number, string, number]>;
+  rbDurableReplay(stream: Key, dead: Key, deadLetterId: string, group: string): Promise<string | null>;
 }
 
-export type BeginDecision = 'wait' | 'done' | 'busy' | 'exhausted' | 'isolate' | 'run';
+export type BeginDecision = 'lost' | 'gone' | 'wait' | 'claimed' | 'done' | 'busy' | 'exhausted' | 'isolate' | 'run';
 
 /** `keys`: a fixed count, or `undefined` when the caller passes the count first (optional trailing keys). */
 const SCRIPTS: Record<keyof DurableScripts, { keys: number | undefined; lua: string }> = {
@@ -46,6 +48,7 @@ const SCRIPTS: Record<keyof DurableScripts, { keys: number | undefined; lua: str
   rbDurableRetry: { keys: 1, lua: RETRY_SCRIPT },
   rbDurableTouch: { keys: undefined, lua: TOUCH_SCRIPT },
   rbDurableTrim: { keys: 1, lua: TRIM_SCRIPT },
+  rbDurableReplay: { keys: 2, lua: REPLAY_SCRIPT },
 };
 
 /** Registers the scripts on a connection and returns it typed with them. */

@@ -43,6 +43,7 @@ export class EntryRunner {
       waits: 0,
       waitingTurn: false,
       lastError: undefined,
+      abort: new AbortController(),
     };
     this.context.held.add(held);
     this.resume(held);
@@ -63,15 +64,30 @@ export class EntryRunner {
     const { subscription } = held;
     try {
       const entry = held.entry;
-      if (typeof entry === 'string') {
-        return await this.deadLetter(held, { code: BufferErrorCode.BadEntry, message: `Entry ${held.id} of "${subscription.pattern}" cannot be read: ${entry}. See docs/protocol.md.` });
+      // An entry naming another pattern was written to the wrong stream by hand or by another tool:
+      // this handler was not written for it.
+      if (typeof entry === 'string' || entry.pattern !== subscription.pattern) {
+        const problem = typeof entry === 'string' ? entry : `it names pattern ${JSON.stringify(entry.pattern)}, not its stream's`;
+        return await this.deadLetter(held, { code: BufferErrorCode.BadEntry, message: `Entry ${held.id} of "${subscription.pattern}" cannot be run: ${problem}. See docs/protocol.md.` });
       }
       if (entry.group !== undefined && entry.group !== subscription.group) {
         await this.ack(held, false);
         context.stats.skipped++;
         return context.held.finish(held);
       }
-      const [gate, started] = await this.begin(held, entry);
+      const [gate, started, headId, headFields] = await this.begin(held, entry);
+      if (gate === 'lost' || gate === 'gone') {
+        if (gate === 'lost') context.stats.lost++;
+        return context.held.finish(held);
+      }
+      if (gate === 'claimed') {
+        // The key's head was orphaned: it is now this instance's, and runs before this entry.
+        context.stats.claimed++;
+        this.take(subscription, headId!, headFields!, true);
+        this.gate.wait(held, true);
+        this.suspects.leave(held);
+        return;
+      }
       if (gate === 'done') {
         await this.ack(held, false);
         context.stats.duplicates++;
@@ -108,7 +124,7 @@ export class EntryRunner {
   }
 
   /** Asks Redis whether the entry may start now (the BEGIN script), counting the attempt if so. */
-  private begin(held: Held, entry: DurableEntry): Promise<[string, number | string]> {
+  private begin(held: Held, entry: DurableEntry): Promise<[string, number | string, string?, string[]?]> {
     // A fresh entry without key or idempotency key had its first attempt counted by the read
     // script (the same rule there): nothing can hold it back, so it starts without a round trip.
     if (held.attempt === 0 && !held.suspect && entry.key === undefined && entry.idempotencyKey === undefined) return Promise.resolve(['run', 1]);
@@ -118,7 +134,7 @@ export class EntryRunner {
       ...keysThenArgs(
         [keys.stream, keys.attempts(group), keys.order(group)],
         [handledKeyOf(held)],
-        [group, held.id, entry.key ?? '', held.token, this.context.options.durable.claimIdle, options.maxAttempts, isolateFrom],
+        [group, held.id, entry.key ?? '', held.token, this.context.options.durable.claimIdle, options.maxAttempts, isolateFrom, this.context.name],
       ),
     );
   }
@@ -127,6 +143,7 @@ export class EntryRunner {
     const { context } = this;
     const { subscription } = held;
     held.running = true;
+    context.stats.runs++;
     let failure: { error: unknown } | undefined;
     try {
       await subscription.run(this.deliveryOf(held, entry));
@@ -140,8 +157,16 @@ export class EntryRunner {
     held.isolate = false;
     this.suspects.leave(held);
     if (failure === undefined) {
-      await this.ack(held, true);
-      context.stats.handled++;
+      context.stats.succeeded++;
+      const acked = await this.ack(held, true);
+      if (acked === 1) context.stats.handled++;
+      else {
+        context.stats.lateAcksRefused++;
+        if (acked === 0) context.stats.duplicatesRun++;
+        this.context.logger.warn(
+          `Entry ${held.id} of "${subscription.pattern}" (group "${subscription.group}") ran to success here, but ${acked === 0 ? 'it had already been acknowledged' : 'another consumer had claimed it'} meanwhile (this instance was frozen or cut off past claimIdle): its acknowledgement was refused.`,
+        );
+      }
       return context.held.finish(held);
     }
     context.stats.failed++;
@@ -159,7 +184,7 @@ export class EntryRunner {
       ...keysThenArgs(
         [keys.stream, keys.attempts(group), keys.order(group)],
         [markDone ? handledKeyOf(held) : undefined],
-        [group, held.id, keyOf(held) ?? '', this.context.options.durable.idempotencyWindow, keys.turnChannel(group)],
+        [group, held.id, keyOf(held) ?? '', this.context.options.durable.idempotencyWindow, keys.turnChannel(group), this.context.name],
       ),
     );
   }
@@ -191,12 +216,15 @@ export class EntryRunner {
       ...keysThenArgs(
         [keys.stream, keys.deadLetters(group), keys.attempts(group), keys.order(group)],
         [handledKeyOf(held)],
-        [group, held.id, keyOf(held) ?? '', held.token, keys.turnChannel(group), ...fields],
+        [group, held.id, keyOf(held) ?? '', held.token, keys.turnChannel(group), context.name, ...fields],
       ),
     );
     if (id !== null) {
       context.stats.deadLettered++;
-      context.logger.warn(`Entry ${held.id} of "${held.subscription.pattern}" moved to the dead-letter stream of group "${group}" after ${held.attempt} attempts.`);
+      const reason = (error as { code?: unknown } | null)?.code === BufferErrorCode.BadEntry ? `unrun: ${(error as { message: string }).message}` : `after ${held.attempt} attempts.`;
+      context.logger.warn(`Entry ${held.id} of "${held.subscription.pattern}" moved to the dead-letter stream of group "${group}" ${reason}`);
+    } else {
+      context.stats.lost++;
     }
     context.held.finish(held);
   }
@@ -215,6 +243,7 @@ export class EntryRunner {
       from: entry.from,
       publishedAt: entry.publishedAt,
       consumer: this.context.name,
+      signal: held.abort.signal,
     };
   }
 }

@@ -41,6 +41,8 @@ export interface Held {
   /** Polling for its key's turn: an acknowledgement of that key may wake it early. */
   waitingTurn: boolean;
   lastError: unknown;
+  /** Aborted when this instance learns that another consumer took the entry while it ran. */
+  readonly abort: AbortController;
 }
 
 /** What the parts of a consumer share: its options, counters, and command connection. */

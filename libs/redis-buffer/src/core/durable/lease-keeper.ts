@@ -79,7 +79,11 @@ export class LeaseKeeper {
         const lost = await this.touch(subscription, entries, 0, context.options.durable.claimIdle);
         for (const id of lost) {
           const held = context.held.get(subscription, id);
-          if (held !== undefined && !held.running) context.held.finish(held);
+          if (held === undefined) continue;
+          context.stats.lost++;
+          // A running handler finishes (its acknowledgement will be refused); it is told to stop.
+          if (held.running) held.abort.abort();
+          else context.held.finish(held);
         }
       }
     } catch (error) {
