@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { BoundedLog, type BufferLogger } from '../logger.js';
+import { BacklogSampler, type DurableBacklog } from './backlog-sampler.js';
 import { closeDurableConnection, openDurableConnection } from './durable-connection.js';
 import { emptyDurableConsumerStats, type DurableConsumerStats } from './durable-consumer-stats.js';
 import type { DurableSubscription } from './durable-delivery.js';
@@ -15,7 +16,10 @@ import { trimStream } from './retention.js';
 export type { DurableDelivery, DurableRun, DurableSubscription } from './durable-delivery.js';
 export type { DurableConsumerStats } from './durable-consumer-stats.js';
 export type { DurableConsumerOptions } from './held-entries.js';
+export type { DurableBacklog } from './backlog-sampler.js';
 
+/** Shortest period between two backlog samples (they run every claimInterval otherwise). */
+const MIN_SAMPLE_MS = 1000;
 /** At shutdown, how long releasing the handlers still running may take once shutdownTimeout has passed. */
 const RELEASE_GRACE_MS = 1000;
 
@@ -41,6 +45,7 @@ export class DurableConsumer {
   private readonly runner: EntryRunner;
   private readonly leases: LeaseKeeper;
   private readonly gate: KeyGate;
+  private readonly sampler: BacklogSampler;
   private reader: DurableReader | undefined;
   private command: (Redis & DurableScripts) | undefined;
   private blocking: Redis | undefined;
@@ -75,6 +80,7 @@ export class DurableConsumer {
     this.runner = new EntryRunner(this.context);
     this.gate = new KeyGate(this.context, (held) => this.runner.resume(held));
     this.runner.useGate(this.gate);
+    this.sampler = new BacklogSampler(this.context, this.subscriptions);
     this.leases = new LeaseKeeper(this.context, this.subscriptions, () => this.room(), (subscription, id, fields) => this.runner.take(subscription, id, fields, true));
   }
 
@@ -85,6 +91,16 @@ export class DurableConsumer {
   /** Entries this instance holds now (running, waiting to retry, or waiting for their turn). */
   get holding(): number {
     return this.held.size;
+  }
+
+  /** Each group's backlog (lag, pending, oldest pending age) as last sampled; sampled every claimInterval, at least a second apart. */
+  get backlog(): readonly DurableBacklog[] {
+    return this.sampler.backlog;
+  }
+
+  /** Samples each group's backlog now. */
+  sampleBacklog(): Promise<readonly DurableBacklog[]> {
+    return this.sampler.sample();
   }
 
   /** Connects, creates missing consumer groups, and starts reading, claiming, renewing and trimming. */
@@ -109,6 +125,7 @@ export class DurableConsumer {
     const { durable } = this.options;
     this.intervals.push(setInterval(() => void this.leases.claimAll(), durable.claimInterval));
     this.intervals.push(setInterval(() => void this.leases.renewAll(), Math.max(10, Math.floor(durable.claimIdle / 3))));
+    this.intervals.push(setInterval(() => void this.sampler.sample(), Math.max(MIN_SAMPLE_MS, durable.claimInterval)));
     if (durable.maxLength > 0 || durable.maxAge !== undefined) this.intervals.push(setInterval(() => void this.trimAll(), durable.trimInterval));
     void this.leases.claimAll();
     this.reader.start();

@@ -34,6 +34,15 @@ export function loadOpenTelemetry(): Promise<OtelApi | undefined> {
 /** Counters a side already keeps; exported as observable instruments, so the hot path pays nothing. */
 export type ObservedCounters = Record<string, { readonly name: string; readonly description: string; read(): number }>;
 
+/** An instrument with one value per attribute set (a durable group's backlog, per stream and group), read at each collection. */
+export interface ObservedSeries {
+  readonly name: string;
+  readonly description: string;
+  readonly unit?: string;
+  readonly kind: 'counter' | 'gauge';
+  read(): ReadonlyArray<readonly [value: number, attributes: Readonly<Record<string, string>>]>;
+}
+
 /** A caller's request span, ended once when the request ends. */
 export interface RequestTrace {
   readonly span: Otel.Span;
@@ -66,6 +75,10 @@ export class BufferTelemetry {
   private processDuration: Otel.Histogram | undefined;
   private expectedInstances: Otel.Histogram | undefined;
   private unanswered: Otel.Histogram | undefined;
+  private meter: Otel.Meter | undefined;
+  private common: Record<string, string> = {};
+  /** Series handed to `observe` before `attach`: registered when it comes. */
+  private readonly waitingSeries: ObservedSeries[] = [];
 
   constructor(
     private readonly side: 'client' | 'server',
@@ -118,6 +131,25 @@ export class BufferTelemetry {
     }
     for (const gauge of Object.values(gauges)) {
       meter.createObservableGauge(gauge.name, { description: gauge.description }).addCallback((result) => result.observe(gauge.read(), common));
+    }
+    this.meter = meter;
+    this.common = common;
+    this.observe(this.waitingSeries.splice(0));
+  }
+
+  /** Adds instruments read at each collection (a part that starts later than the transport, such as the durable consumer). */
+  observe(series: readonly ObservedSeries[]): void {
+    const meter = this.meter;
+    if (meter === undefined) {
+      this.waitingSeries.push(...series);
+      return;
+    }
+    for (const one of series) {
+      const options = { description: one.description, ...(one.unit === undefined ? {} : { unit: one.unit }) };
+      const instrument = one.kind === 'counter' ? meter.createObservableCounter(one.name, options) : meter.createObservableGauge(one.name, options);
+      instrument.addCallback((result) => {
+        for (const [value, attributes] of one.read()) result.observe(value, { ...this.common, ...attributes });
+      });
     }
   }
 
