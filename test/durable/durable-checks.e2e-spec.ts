@@ -1,10 +1,10 @@
 // Entries checked against their stream, atomic replay, and dead letters iterated without paging by
 // hand: durable core (no Nest) against a real redis-server.
-import { BufferClient, DeadLetterNotFoundError, type DurableConsumer, type DurableDelivery } from 'nestjs-redis-buffer';
+import { BufferClient, DeadLetterNotFoundError, DurablePublisher, resolveBufferOptions, type DurableConsumer, type DurableDelivery } from 'nestjs-redis-buffer';
 import type { Redis } from 'ioredis';
 import { rawRedis, sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
-import { startConsumer, waitFor, type MemoryLogger } from '../support/durable.js';
+import { MemoryLogger, startConsumer, waitFor } from '../support/durable.js';
 
 const FAST = { claimIdle: 300, claimInterval: 100, retryDelay: 10, maxRetryDelay: 20, maxAttempts: 1 } as const;
 
@@ -94,6 +94,24 @@ describe('durable: entry checks, replay, dead-letter iteration', () => {
     expect(ran).toEqual([{ n: 1 }, { n: 1 }]);
     expect(await raw.xlen(client.durable.keysFor('work').stream)).toBe(2);
     expect(await client.durable.deadLetters('work', 'a')).toEqual([]);
+  }, 30_000);
+
+  it('reports, at start and at first publish, durable options that differ between consumers and publisher', async () => {
+    await consume('c1', 'a', async () => undefined);
+    const second = await startConsumer(redis.url, namespace, 'c2', [{ pattern: 'work', group: 'a', run: async () => undefined }], { ...FAST, claimIdle: 5000 });
+    consumers.push(second.consumer);
+    expect(second.logger.lines.filter((line) => line.startsWith('warn'))).toEqual([
+      expect.stringContaining('durable.claimIdle is 5000 here but 300 in Redis (recorded by instance "c1")'),
+    ]);
+    const logger = new MemoryLogger();
+    const publisher = new DurablePublisher(resolveBufferOptions({ redis: redis.url, namespace, durable: { ...FAST, idempotencyWindow: 1000 } }), undefined, logger);
+    try {
+      await publisher.publish('work', 1);
+      await waitFor('the publisher\'s warning', () => logger.lines.length > 0);
+      expect(logger.lines).toEqual([expect.stringContaining('durable.idempotencyWindow is 1000 here but 86400000 in Redis (recorded by instance "c2")')]);
+    } finally {
+      await publisher.close();
+    }
   }, 30_000);
 
   it('iterates every dead letter of a group, page after page', async () => {

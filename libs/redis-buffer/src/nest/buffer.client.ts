@@ -51,7 +51,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
     this.bus.on('error', (error) => this.onRedisError(error));
     const telemetry = new BufferTelemetry('client', this.options.namespace, this.options.instanceId);
     this.requester = new Requester(this.bus, this.options, this.logger, undefined, telemetry);
-    this.durable = new DurablePublisher(this.options, telemetry);
+    this.durable = new DurablePublisher(this.options, telemetry, this.logger);
     // Traces and metrics when the app has @opentelemetry/api (a no-op without an SDK registered).
     void loadOpenTelemetry().then((api) => {
       if (api === undefined) return;

@@ -36,7 +36,7 @@ export async function startDurableHandlers(host: DurableHost): Promise<DurableCo
     if (extras === undefined) continue;
     subscriptions.push({
       pattern: extras.pattern,
-      options: resolveDurableHandlerOptions(host.options.durable, extras.options),
+      options: resolveDurableHandlerOptions(host.options.durable, extras.options, extras.pattern),
       run: async (delivery) => {
         const context = new DurableContext(delivery);
         const trace = host.telemetry?.startProcess('durable', delivery.pattern, delivery.group, delivery.entryId, delivery.from ?? '', delivery.headers);

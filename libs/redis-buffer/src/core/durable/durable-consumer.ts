@@ -115,6 +115,7 @@ export class DurableConsumer {
       await this.gate.open(turns, this.subscriptions);
       this.reader = new DurableReader(this.context, this.subscriptions, this.blocking, () => this.room(), (subscription, id, fields) => this.runner.take(subscription, id, fields, false));
       await this.reader.ensureGroups();
+      await this.reader.checkSettings();
     } catch (error) {
       // Leave no connection retrying behind a failed start: the process must be able to exit.
       this.command?.disconnect();

@@ -11,6 +11,7 @@
  * | `<ns>:durable:{<pattern>}:handled:<group>:<idem>` | string | `done`, or the lease of the run in progress |
  * | `<ns>:durable:{<pattern>}:order:<group>`      | sorted set | the group's unacknowledged entries that have a key, by key then id (see scripts/order-member.lua.ts) |
  * | `<ns>:durable:{<pattern>}:attempts:<group>`  | hash   | entry id → handler runs started, for unacknowledged entries |
+ * | `<ns>:durable:{<pattern>}:settings`          | hash   | the shared durable options the last consumer started with (see durable-settings.ts) |
  *
  * and one pub/sub channel, `<ns>:durable:{<pattern>}:turn:<group>`: a key whose next entry may start now.
  */
@@ -43,6 +44,11 @@ export class DurableKeys {
   /** Pub/sub channel on which acknowledgements announce that an entry's key has a next entry waiting. */
   turnChannel(group: string): string {
     return `${this.base}:turn:${group}`;
+  }
+
+  /** The shared durable options recorded by the consumers (see durable-settings.ts). */
+  get settings(): string {
+    return `${this.base}:settings`;
   }
 
   attempts(group: string): string {

@@ -11,7 +11,9 @@ import { DURABLE_LIMITS, encodeEntry, isPattern } from './durable-entry.js';
 import { DurableKeys } from './durable-keys.js';
 import type { DurablePublishOptions, ResolvedDurableOptions } from './durable-options.js';
 import { keysThenArgs, type DurableScripts } from './durable-scripts.js';
+import { checkSettings } from './durable-settings.js';
 import { trimStream, type TrimResult } from './retention.js';
+import type { BufferLogger } from '../logger.js';
 import { BufferTelemetry } from '../telemetry/telemetry.js';
 
 /** What the publisher needs of the module options. */
@@ -27,10 +29,14 @@ export type DurablePublisherOptions = Pick<ResolvedBufferOptions, 'redis' | 'nam
 export class DurablePublisher {
   private connection: Promise<Redis & DurableScripts> | undefined;
   private closed = false;
+  /** Patterns whose recorded settings were compared with this publisher's (once each). */
+  private readonly checked = new Set<string>();
 
   constructor(
     private readonly options: DurablePublisherOptions,
     private readonly telemetry: BufferTelemetry = new BufferTelemetry('client', options.namespace, options.instanceId),
+    /** Where a difference between this publisher's durable options and the consumers' is reported. */
+    private readonly logger?: BufferLogger,
   ) {}
 
   /**
@@ -83,6 +89,11 @@ export class DurablePublisher {
     const connection = await this.open();
     try {
       const published = idempotencyKey === undefined ? undefined : keys.published(idempotencyKey);
+      if (!this.checked.has(pattern)) {
+        this.checked.add(pattern);
+        // Reported, never in the way: a publish does not wait for it nor fail with it.
+        void checkSettings(connection, keys.settings, pattern, this.options.durable, this.options.instanceId, this.logger, 'publisher').catch(() => this.checked.delete(pattern));
+      }
       const [id] = await connection.rbDurablePublish(...keysThenArgs([keys.stream], [published], [this.options.durable.idempotencyWindow, ...fields]));
       return id;
     } catch (cause) {

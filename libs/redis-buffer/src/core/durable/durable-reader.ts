@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { checkSettings } from './durable-settings.js';
 import { sleep, type ConsumerContext, type Subscription } from './held-entries.js';
 
 /** How long one XREAD waits for new entries before looking again. */
@@ -30,6 +31,17 @@ export class DurableReader {
   ) {
     // An entry let go frees room: read again if the loop waits for that.
     context.held.onFinish(() => this.wakeUp());
+  }
+
+  /** Compares this instance's shared options with the ones recorded for each stream, warning on a difference, and records its own. */
+  async checkSettings(): Promise<void> {
+    const { context } = this;
+    const seen = new Set<string>();
+    for (const { keys, pattern } of this.subscriptions) {
+      if (seen.has(keys.stream)) continue;
+      seen.add(keys.stream);
+      await checkSettings(context.command(), keys.settings, pattern, context.options.durable, context.name, context.logger, 'consumer');
+    }
   }
 
   /** Creates the consumer groups that do not exist yet. */

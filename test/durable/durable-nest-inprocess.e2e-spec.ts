@@ -1,10 +1,11 @@
-// Durable metrics through OpenTelemetry, from a Nest app's transport (in this process, with the SDK
-// and an in-memory exporter): counters, each group's backlog, and handler durations.
+// A Nest app's durable handlers in this process: metrics through OpenTelemetry (the SDK with an
+// in-memory exporter: counters, each group's backlog, handler durations), and a handler whose
+// group comes from configuration rather than its decorator.
 import 'reflect-metadata';
 import { Controller } from '@nestjs/common';
-import { Payload } from '@nestjs/microservices';
+import { Ctx, Payload } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
-import { BufferClient, DurablePattern, RedisBufferTransport } from 'nestjs-redis-buffer';
+import { BufferClient, DurableContext, DurablePattern, RedisBufferTransport } from 'nestjs-redis-buffer';
 import { installInMemoryOpenTelemetry, type InMemoryTelemetry, type MetricPoint } from '../fixtures/otel-memory.js';
 import { sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
@@ -12,6 +13,7 @@ import { waitFor } from '../support/durable.js';
 
 const DURABLE = { claimIdle: 1000, claimInterval: 100, retryDelay: 10, maxRetryDelay: 20, maxAttempts: 2, maxInFlight: 1 };
 let release: () => void = () => undefined;
+const configured: Array<{ group: string; data: unknown }> = [];
 
 @Controller()
 class MeteredController {
@@ -19,6 +21,11 @@ class MeteredController {
   async handle(@Payload() job: { fail?: boolean; hold?: boolean }): Promise<void> {
     if (job.hold) await new Promise<void>((resolve) => (release = resolve));
     if (job.fail) throw new Error('fails');
+  }
+
+  @DurablePattern('configured')
+  configured(@Payload() data: unknown, @Ctx() context: DurableContext): void {
+    configured.push({ group: context.getGroup(), data });
   }
 }
 
@@ -40,7 +47,8 @@ describe('durable metrics in OpenTelemetry', () => {
     redis = await startRedis();
     const moduleRef = await Test.createTestingModule({ controllers: [MeteredController] }).compile();
     const app = moduleRef.createNestApplication();
-    transport = new RedisBufferTransport({ redis: redis.url, namespace: 'metered', instanceId: 'm1', durable: DURABLE });
+    // The group of "configured" comes from here, as from an environment variable.
+    transport = new RedisBufferTransport({ redis: redis.url, namespace: 'metered', instanceId: 'm1', durable: { ...DURABLE, handlers: { configured: { group: 'from-config' } } } });
     app.connectMicroservice({ strategy: transport });
     await app.startAllMicroservices();
     await app.init();
@@ -81,5 +89,11 @@ describe('durable metrics in OpenTelemetry', () => {
     expect(age).toBeGreaterThan(0.04);
     expect(age).toBeLessThan(5);
     release();
+  }, 30_000);
+
+  it('takes a handler\'s group from configuration when its decorator names none', async () => {
+    await client.durable.publish('configured', { n: 1 });
+    await waitFor('the configured handler ran', () => configured.length === 1);
+    expect(configured).toEqual([{ group: 'from-config', data: { n: 1 } }]);
   }, 30_000);
 });
