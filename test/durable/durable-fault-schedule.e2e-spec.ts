@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BufferClient, type DeadLetter } from 'nestjs-redis-buffer';
 import { InstanceProcess } from '../support/instances.js';
-import { sleep } from '../support/raw-redis.js';
+import { rawRedis, sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { waitFor } from '../support/durable.js';
 import { DURABLE_WORKER, keyViolations, readLogs, runsOf, type LogLine, type Outage, type Run } from './worker-log.js';
@@ -182,7 +182,22 @@ async function runSchedule(seed: number): Promise<void> {
       }
       return true;
     };
-    await waitFor('every acknowledged publish handled or dead-lettered in both groups', settled, 60_000);
+    try {
+      await waitFor('every acknowledged publish handled or dead-lettered in both groups', settled, 60_000);
+    } catch (error) {
+      const runs = runsOf(readLogs(logs));
+      for (const group of GROUPS) {
+        const ok = new Set(runs.filter((run) => run.group === group && run.ok === true).map((run) => run.id));
+        const dead = new Set((await deadLetters(client, group)).map((letter) => letter.entryId));
+        const missing = published.filter((entry) => !ok.has(entry.id) && !dead.has(entry.id));
+        if (missing.length > 0) {
+          const started = missing.map((entry) => `${entry.seq}/${entry.id}/${entry.key ?? '-'}: ${runs.filter((run) => run.group === group && run.id === entry.id).map((run) => `${run.consumer}#${run.attempt}${run.ok === undefined ? '?' : run.ok ? '+' : '-'}`).join(',') || 'never started'}`);
+          process.stdout.write(`DURABLE fault-schedule seed=${seed} group ${group} missing ${missing.length}: ${started.slice(0, 10).join('; ')}\n`);
+          process.stdout.write(`DURABLE fault-schedule seed=${seed} group ${group} pending: ${JSON.stringify(await raw(redis.url, 'XPENDING', `${namespace}:durable:{work}`, group, '-', '+', '10'))}\n`);
+        }
+      }
+      throw error;
+    }
     await sleep(CLAIM_IDLE);
     for (const slot of slots) await slot.process!.stop('SIGTERM');
 
@@ -204,6 +219,7 @@ async function runSchedule(seed: number): Promise<void> {
     problems.push(...counterProblems(lines, runs));
     const counts = { published: published.length, maybe, runs: runs.length, deadLetters: (await deadLetters(client, 'a')).length + (await deadLetters(client, 'b')).length, outages: outages.length };
     process.stdout.write(`DURABLE fault-schedule seed=${seed} ${JSON.stringify(counts)} problems=${problems.length}\n`);
+    if (problems.length > 0) process.stdout.write(`DURABLE fault-schedule seed=${seed} FAILED: ${problems.slice(0, 20).join(' | ')}\n`);
     expect(problems).toEqual([]);
   } finally {
     publishing = false;
@@ -214,6 +230,16 @@ async function runSchedule(seed: number): Promise<void> {
     await client.close();
     await redis.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** One command on a connection of its own, for the diagnosis printed when a schedule fails. */
+async function raw(url: string, ...command: string[]): Promise<unknown> {
+  const connection = rawRedis(url);
+  try {
+    return await connection.call(command[0]!, ...command.slice(1));
+  } finally {
+    connection.disconnect();
   }
 }
 

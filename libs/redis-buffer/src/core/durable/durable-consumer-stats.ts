@@ -20,6 +20,12 @@ export interface DurableConsumerStats {
   duplicatesRun: number;
   /** Entries let go because another consumer owns them now (found at renewal, begin or dead-letter). */
   lost: number;
+  /**
+   * Runs granted but not started, because the grant came back claimIdle / 2 or more after it was
+   * asked for (this process was frozen or starved): by then another consumer may hold the entry.
+   * Asked again (which checks ownership, and counts one more attempt if it is still this one's).
+   */
+  staleGrants: number;
   /** Handler runs that failed. */
   failed: number;
   /** Attempts started after a failure. */
@@ -48,6 +54,7 @@ export function emptyDurableConsumerStats(): DurableConsumerStats {
     lateAcksRefused: 0,
     duplicatesRun: 0,
     lost: 0,
+    staleGrants: 0,
     failed: 0,
     retried: 0,
     deadLettered: 0,

@@ -32,7 +32,9 @@ const RELEASE_GRACE_MS = 1000;
  * - `LeaseKeeper`: renews what this instance holds, claims what stopped instances held, releases at
  *   shutdown;
  * - `KeyGate`: per-key turns (an entry waits while an earlier one of its key is unacknowledged);
- * - `EntryRunner`: one entry's attempts: begin, run, acknowledge, retry or dead-letter.
+ * - `EntryRunner`: one entry's attempts: begin, run, acknowledge, retry or dead-letter (with
+ *   `SuspectQueue` isolating claimed entries that keep killing their instances);
+ * - `BacklogSampler`: each group's lag, pending count and oldest pending age, for monitoring.
  *
  * On close it stops reading, lets running handlers finish for `shutdownTimeout`, and releases the
  * rest (their idle time is set to `claimIdle`, so another instance claims them at its next look).
@@ -113,7 +115,7 @@ export class DurableConsumer {
       this.blocking = await openDurableConnection({ ...connection, connectionName: `rb-durable-read:${this.consumerName}` });
       turns = await openDurableConnection({ ...connection, connectionName: `rb-durable-turns:${this.consumerName}` });
       await this.gate.open(turns, this.subscriptions);
-      this.reader = new DurableReader(this.context, this.subscriptions, this.blocking, () => this.room(), (subscription, id, fields) => this.runner.take(subscription, id, fields, false));
+      this.reader = new DurableReader(this.context, this.subscriptions, this.blocking, () => this.room(), (subscription, id, fields, fetchedAt) => this.runner.take(subscription, id, fields, false, fetchedAt));
       await this.reader.ensureGroups();
       await this.reader.checkSettings();
     } catch (error) {

@@ -50,7 +50,9 @@ export interface DurableOptions {
   /**
    * Most entries one instance holds at once, over all its durable handlers (running, waiting for a
    * retry, or waiting for their turn behind an earlier entry with the same `key`). Past it the
-   * instance reads nothing more until one finishes: entries wait in Redis, not in memory.
+   * instance reads nothing more until one finishes: entries wait in Redis, not in memory. An entry
+   * waiting for its key's turn may still claim that key's orphaned head (idle for `claimIdle`) and
+   * run it first, beyond this bound, so a full instance never stalls a key behind a dead consumer.
    * @default 32
    */
   maxInFlight?: number;

@@ -27,7 +27,8 @@ export class DurableReader {
     private readonly blocking: Redis,
     /** Entries the reader may fetch now (0: full). */
     private readonly room: () => number,
-    private readonly take: (subscription: Subscription, id: string, fields: string[]) => void,
+    /** `fetchedAt`: when the FETCH that read it was sent. */
+    private readonly take: (subscription: Subscription, id: string, fields: string[], fetchedAt: number) => void,
   ) {
     // An entry let go frees room: read again if the loop waits for that.
     context.held.onFinish(() => this.wakeUp());
@@ -90,11 +91,12 @@ export class DurableReader {
           if (room <= 0) break;
           const { keys, group } = subscription;
           this.state = 'fetching';
+          const fetchedAt = Date.now();
           const [entries, last] = await context.command().rbDurableFetch(keys.stream, keys.attempts(group), keys.order(group), group, context.name, room);
           this.lastSeen.set(keys.stream, last);
           context.stats.received += entries.length;
           fetched += entries.length;
-          for (const [id, fields] of entries) this.take(subscription, id, fields);
+          for (const [id, fields] of entries) this.take(subscription, id, fields, fetchedAt);
         }
         first++;
         if (fetched === 0 && !context.stopping()) {

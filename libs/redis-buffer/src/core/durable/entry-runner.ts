@@ -27,7 +27,7 @@ export class EntryRunner {
   }
 
   /** Starts handling an entry read (`claimed` false) or claimed from a stopped instance. */
-  take(subscription: Subscription, id: string, fields: string[], claimed: boolean): void {
+  take(subscription: Subscription, id: string, fields: string[], claimed: boolean, leaseFrom = Date.now()): void {
     if (this.context.held.has(subscription, id)) return;
     const held: Held = {
       subscription,
@@ -44,6 +44,7 @@ export class EntryRunner {
       waitingTurn: false,
       lastError: undefined,
       abort: new AbortController(),
+      leaseFrom,
     };
     this.context.held.add(held);
     this.resume(held);
@@ -75,6 +76,7 @@ export class EntryRunner {
         context.stats.skipped++;
         return context.held.finish(held);
       }
+      const askedAt = this.isFresh(held, entry) ? held.leaseFrom : Date.now();
       const [gate, started, headId, headFields] = await this.begin(held, entry);
       if (gate === 'lost' || gate === 'gone') {
         if (gate === 'lost') context.stats.lost++;
@@ -114,6 +116,15 @@ export class EntryRunner {
         return;
       }
       held.attempt = Number(started);
+      // The grant reset the entry's idle time when Redis ran it, after askedAt: until claimIdle after
+      // askedAt no other consumer can have claimed it. A grant that comes back much later (this
+      // process was frozen or starved meanwhile) may be stale: started now, it could overlap the
+      // claimer's run, or start a key's entry after its successors. Ask again instead.
+      if (Date.now() - askedAt >= this.context.options.durable.claimIdle / 2) {
+        context.stats.staleGrants++;
+        void this.process(held);
+        return;
+      }
       await this.run(held, entry);
     } catch (error) {
       // A Redis command failed. The entry is still pending in Redis: once this instance stops
@@ -123,11 +134,17 @@ export class EntryRunner {
     }
   }
 
+  /**
+   * A fresh entry without key or idempotency key had its first attempt counted by the read script
+   * (the same rule there): nothing can hold it back, so it starts without a round trip.
+   */
+  private isFresh(held: Held, entry: DurableEntry): boolean {
+    return held.attempt === 0 && !held.suspect && entry.key === undefined && entry.idempotencyKey === undefined;
+  }
+
   /** Asks Redis whether the entry may start now (the BEGIN script), counting the attempt if so. */
   private begin(held: Held, entry: DurableEntry): Promise<[string, number | string, string?, string[]?]> {
-    // A fresh entry without key or idempotency key had its first attempt counted by the read
-    // script (the same rule there): nothing can hold it back, so it starts without a round trip.
-    if (held.attempt === 0 && !held.suspect && entry.key === undefined && entry.idempotencyKey === undefined) return Promise.resolve(['run', 1]);
+    if (this.isFresh(held, entry)) return Promise.resolve(['run', 1]);
     const { keys, group, options } = held.subscription;
     const isolateFrom = held.suspect && !this.suspects.isRunning(held) ? ISOLATE_FROM : 0;
     return this.context.command().rbDurableBegin(

@@ -41,6 +41,8 @@ export interface Held {
   /** Polling for its key's turn: an acknowledgement of that key may wake it early. */
   waitingTurn: boolean;
   lastError: unknown;
+  /** When the command that last gave it to this instance (FETCH) was sent: a fresh entry's lease runs from then. */
+  leaseFrom: number;
   /** Aborted when this instance learns that another consumer took the entry while it ran. */
   readonly abort: AbortController;
 }
