@@ -23,7 +23,7 @@ export interface DurableConsumerStats {
   /**
    * Runs granted but not started, because the grant came back claimIdle / 2 or more after it was
    * asked for (this process was frozen or starved): by then another consumer may hold the entry.
-   * Asked again (which checks ownership, and counts one more attempt if it is still this one's).
+   * Asked again: that checks ownership, and reuses the attempt if no one ran the entry meanwhile.
    */
   staleGrants: number;
   /** Handler runs that failed. */

@@ -45,6 +45,7 @@ export class EntryRunner {
       lastError: undefined,
       abort: new AbortController(),
       leaseFrom,
+      staleAttempt: undefined,
     };
     this.context.held.add(held);
     this.resume(held);
@@ -122,9 +123,12 @@ export class EntryRunner {
       // claimer's run, or start a key's entry after its successors. Ask again instead.
       if (Date.now() - askedAt >= this.context.options.durable.claimIdle / 2) {
         context.stats.staleGrants++;
+        // Its attempt was counted and never used: the next grant reuses it, if no one ran it since.
+        held.staleAttempt = held.attempt;
         void this.process(held);
         return;
       }
+      held.staleAttempt = undefined;
       await this.run(held, entry);
     } catch (error) {
       // A Redis command failed. The entry is still pending in Redis: once this instance stops
@@ -151,7 +155,7 @@ export class EntryRunner {
       ...keysThenArgs(
         [keys.stream, keys.attempts(group), keys.order(group)],
         [handledKeyOf(held)],
-        [group, held.id, entry.key ?? '', held.token, this.context.options.durable.claimIdle, options.maxAttempts, isolateFrom, this.context.name],
+        [group, held.id, entry.key ?? '', held.token, this.context.options.durable.claimIdle, options.maxAttempts, isolateFrom, this.context.name, held.staleAttempt ?? ''],
       ),
     );
   }

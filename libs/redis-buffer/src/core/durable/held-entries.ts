@@ -43,6 +43,8 @@ export interface Held {
   lastError: unknown;
   /** When the command that last gave it to this instance (FETCH) was sent: a fresh entry's lease runs from then. */
   leaseFrom: number;
+  /** The attempt of a grant that came back too late to act on (see EntryRunner): the next grant reuses it. */
+  staleAttempt: number | undefined;
   /** Aborted when this instance learns that another consumer took the entry while it ran. */
   readonly abort: AbortController;
 }

@@ -10,7 +10,8 @@ import { OWNER_LUA } from './owner.lua.js';
  * KEYS[4] the entry's handled marker (only when it has an idempotency key)
  * ARGV[1] group; ARGV[2] entry id; ARGV[3] the entry's key ('' for none); ARGV[4] lease token;
  * ARGV[5] lease ms (also the claim idle time); ARGV[6] max attempts; ARGV[7] isolation threshold
- * (0: off); ARGV[8] consumer
+ * (0: off); ARGV[8] consumer; ARGV[9] the attempt of a grant this consumer never acted on
+ * ('' if none: see EntryRunner's stale grants), reused rather than counted again
  *
  * Returns [decision, attempts started including this one, then for 'claimed' the head's id and fields]:
  * - 'lost' / 'gone': the caller no longer owns the entry (claimed by another consumer while this
@@ -54,6 +55,7 @@ if #KEYS >= 4 then
   if value and value ~= ARGV[4] then return {'busy', 0} end
 end
 local started = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+if ARGV[9] ~= '' and started == tonumber(ARGV[9]) then started = started - 1 end
 if started >= tonumber(ARGV[6]) then return {'exhausted', started} end
 if tonumber(ARGV[7]) > 0 and started >= tonumber(ARGV[7]) then return {'isolate', started} end
 redis.call('HSET', KEYS[2], ARGV[2], started + 1)
