@@ -122,6 +122,23 @@ async function runSchedule(seed: number): Promise<void> {
   }
 
   try {
+    await schedule();
+  } catch (error) {
+    // Printed at once: with FAULT_RUNS > 1 jest reports failures only after the last schedule.
+    process.stdout.write(`DURABLE fault-schedule seed=${seed} FAILED: ${(error as Error).message.slice(0, 2000)}\n`);
+    throw error;
+  } finally {
+    publishing = false;
+    for (const slot of slots) {
+      thaw(slot);
+      await slot.process?.stop('SIGKILL');
+    }
+    await client.close();
+    await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  async function schedule(): Promise<void> {
     for (const slot of slots) await spawn(slot);
     began = Date.now();
     const publishing$ = publisher();
@@ -219,17 +236,7 @@ async function runSchedule(seed: number): Promise<void> {
     problems.push(...counterProblems(lines, runs));
     const counts = { published: published.length, maybe, runs: runs.length, deadLetters: (await deadLetters(client, 'a')).length + (await deadLetters(client, 'b')).length, outages: outages.length };
     process.stdout.write(`DURABLE fault-schedule seed=${seed} ${JSON.stringify(counts)} problems=${problems.length}\n`);
-    if (problems.length > 0) process.stdout.write(`DURABLE fault-schedule seed=${seed} FAILED: ${problems.slice(0, 20).join(' | ')}\n`);
     expect(problems).toEqual([]);
-  } finally {
-    publishing = false;
-    for (const slot of slots) {
-      thaw(slot);
-      await slot.process?.stop('SIGKILL');
-    }
-    await client.close();
-    await redis.stop();
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -243,10 +250,18 @@ async function raw(url: string, ...command: string[]): Promise<unknown> {
   }
 }
 
+/** A group's dead letters; the publisher's connection fails fast while Redis restarts, so this waits for it. */
 async function deadLetters(client: BufferClient, group: string): Promise<DeadLetter[]> {
-  const all: DeadLetter[] = [];
-  for await (const letter of client.durable.eachDeadLetter('work', group)) all.push(letter);
-  return all;
+  for (let tries = 0; ; tries++) {
+    try {
+      const all: DeadLetter[] = [];
+      for await (const letter of client.durable.eachDeadLetter('work', group)) all.push(letter);
+      return all;
+    } catch (error) {
+      if (tries >= 100) throw error;
+      await sleep(100);
+    }
+  }
 }
 
 /** A dead letter is right only for an entry that failed maxAttempts times: ran and failed, or started and died with its process. */

@@ -1,6 +1,6 @@
 // A group must keep moving while one of its consumers lives: an orphaned head entry of a key, held
 // by a consumer that was SIGKILLed, must not stall its key behind later entries that fill the next
-// consumer's slots (they wait for their turn; the claimer used to wait for a free slot).
+// consumer's slots (they wait for their turn, and claiming must not wait for a free slot).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
