@@ -20,6 +20,7 @@ import { InstanceProcess } from '../support/instances.js';
 import { rawRedis, sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { waitFor } from '../support/durable.js';
+import { prng } from '../support/prng.js';
 import { DURABLE_WORKER, keyViolations, readLogs, runsOf, type LogLine, type Outage, type Run } from './worker-log.js';
 
 const CLAIM_IDLE = 800;
@@ -32,17 +33,6 @@ const GROUPS = ['a', 'b'] as const;
 /** Consumer slots: which groups each process serves. */
 const SLOTS = ['a', 'a', 'b', 'a,b'];
 
-/** mulberry32: a small seeded PRNG, so a schedule replays from its seed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Published {
   readonly seq: number;

@@ -8,11 +8,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BufferClient } from 'nestjs-redis-buffer';
-import { InstanceProcess } from '../support/instances.js';
+import type { InstanceProcess } from '../support/instances.js';
 import { sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { waitFor } from '../support/durable.js';
-import { DURABLE_WORKER, keyViolations, readLogs, runsOf, type Outage } from './worker-log.js';
+import { startWorker, keyViolations, readLogs, runsOf, type Outage } from './worker-log.js';
 
 const CLAIM_IDLE = 1000;
 
@@ -34,15 +34,12 @@ describe('durable: a consumer frozen past claimIdle', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  function worker(instanceId: string): Promise<InstanceProcess> {
-    return InstanceProcess.start({
-      instanceId,
-      redisUrl: redis.url,
-      namespace: 'freeze',
-      script: DURABLE_WORKER,
-      env: { GROUPS: 'a', LOG: join(dir, `${instanceId}.log`), DURABLE: JSON.stringify({ claimIdle: CLAIM_IDLE, claimInterval: 200 }) },
-    }).then((instance) => (processes.push(instance), instance));
+  async function worker(instanceId: string): Promise<InstanceProcess> {
+    const instance = await startWorker(redis.url, 'freeze', dir, instanceId, { claimIdle: CLAIM_IDLE, claimInterval: 200 });
+    processes.push(instance);
+    return instance;
   }
+
 
   it('never runs two entries of a key side by side, refuses and counts the late acknowledgements', async () => {
     const logs = [join(dir, 'f1.log'), join(dir, 'f2.log')];

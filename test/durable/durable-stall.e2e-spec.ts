@@ -5,11 +5,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BufferClient } from 'nestjs-redis-buffer';
-import { InstanceProcess } from '../support/instances.js';
+import type { InstanceProcess } from '../support/instances.js';
 import { sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { waitFor } from '../support/durable.js';
-import { DURABLE_WORKER, readLogs, runsOf } from './worker-log.js';
+import { startWorker, readLogs, runsOf } from './worker-log.js';
 
 const CLAIM_IDLE = 1000;
 const CLAIM_INTERVAL = 500;
@@ -32,15 +32,12 @@ describe('durable: no stall behind an orphaned head entry', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  function worker(instanceId: string, durable: Record<string, unknown>): Promise<InstanceProcess> {
-    return InstanceProcess.start({
-      instanceId,
-      redisUrl: redis.url,
-      namespace: 'stall',
-      script: DURABLE_WORKER,
-      env: { GROUPS: 'a', LOG: join(dir, `${instanceId}.log`), DURABLE: JSON.stringify({ claimIdle: CLAIM_IDLE, claimInterval: CLAIM_INTERVAL, ...durable }) },
-    }).then((instance) => (processes.push(instance), instance));
+  async function worker(instanceId: string, durable: Record<string, unknown>): Promise<InstanceProcess> {
+    const instance = await startWorker(redis.url, 'stall', dir, instanceId, { claimIdle: CLAIM_IDLE, claimInterval: CLAIM_INTERVAL, ...durable });
+    processes.push(instance);
+    return instance;
   }
+
 
   it('handles all 20 entries of a key, in order, within claimIdle + claimInterval of the kill, with maxInFlight 4', async () => {
     const first = await worker('w1', { maxInFlight: 1 });

@@ -1,6 +1,7 @@
 // Reading the append-only logs of test/fixtures/durable-worker.ts processes, and the checks the
 // process-level durable tests make over them.
 import { existsSync, readFileSync } from 'node:fs';
+import { InstanceProcess } from '../support/instances.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -20,6 +21,11 @@ export interface LogLine {
   readonly ok?: boolean;
   readonly aborted?: boolean;
   readonly stats?: Record<string, number>;
+}
+
+/** Starts a durable-worker process of group `a` on pattern `work`, logging to `<dir>/<instanceId>.log`. */
+export function startWorker(redisUrl: string, namespace: string, dir: string, instanceId: string, durable: Record<string, unknown>): Promise<InstanceProcess> {
+  return InstanceProcess.start({ instanceId, redisUrl, namespace, script: DURABLE_WORKER, env: { GROUPS: 'a', LOG: join(dir, `${instanceId}.log`), DURABLE: JSON.stringify(durable) } });
 }
 
 /** Every line of the given log files, in file order. A line cut by a SIGKILL mid-write is dropped. */

@@ -26,10 +26,6 @@ if owner == 'gone' then return 0 end
 local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[2])
 if #KEYS >= 4 then redis.call('SET', KEYS[4], 'done', 'PX', ARGV[4]) end
-local key = ARGV[3]
-if key ~= '' then
-  redis.call('ZREM', KEYS[3], orderMember(key, ARGV[2]))
-  if keyHead(KEYS[3], key) then redis.call('PUBLISH', ARGV[5], key) end
-end
+releaseTurn(KEYS[3], ARGV[3], ARGV[2], ARGV[5])
 return acked
 `;

@@ -22,10 +22,6 @@ redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
 local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 7))
 if #KEYS >= 5 and redis.call('GET', KEYS[5]) == ARGV[4] then redis.call('DEL', KEYS[5]) end
-local key = ARGV[3]
-if key ~= '' then
-  redis.call('ZREM', KEYS[4], orderMember(key, ARGV[2]))
-  if keyHead(KEYS[4], key) then redis.call('PUBLISH', ARGV[5], key) end
-end
+releaseTurn(KEYS[4], ARGV[3], ARGV[2], ARGV[5])
 return id
 `;

@@ -4,6 +4,8 @@
  * the decimal length followed by `:` makes the prefix of one key never a prefix of another key's
  * members, and the zero-padded id makes lexical order equal to stream order. So the head of a key is
  * the first member in `[prefix, prefix..':')`, and every name the scripts touch is a declared key.
+ * `releaseTurn` removes an entry that is done and, when its key has a next entry, names the key on
+ * the group's turn channel so the instance holding that entry starts it without waiting for a poll.
  */
 export const ORDER_MEMBER_LUA = `
 local function pad(digits)
@@ -26,5 +28,10 @@ local function keyHead(order, key)
   local first = redis.call('ZRANGEBYLEX', order, '[' .. prefix, '(' .. prefix .. ':', 'LIMIT', 0, 1)
   if #first == 0 then return nil end
   return memberId(first[1], key)
+end
+local function releaseTurn(order, key, id, channel)
+  if key == '' then return end
+  redis.call('ZREM', order, orderMember(key, id))
+  if keyHead(order, key) then redis.call('PUBLISH', channel, key) end
 end
 `;
