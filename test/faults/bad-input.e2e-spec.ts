@@ -7,6 +7,7 @@ import { FAULT_APP, startLoads, totalErrors, type LoadProcess } from '../support
 import { collect, rawRedis, sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { quietLogs, reportFault } from '../support/captured-logs.js';
+import { prng } from '../support/prng.js';
 
 
 // The library's warnings that these faults provoke on purpose: captured and asserted, not printed.
@@ -14,19 +15,6 @@ const logs = quietLogs([/^Dropped a /, /similar messages suppressed/]);
 const namespace = 'fault-bad';
 const LIMIT = 65_536;
 const FLOOD = 10_000;
-
-
-/** A small seeded PRNG, so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * `count` bad messages for `channel`, each of which a receiver must reject exactly once: random

@@ -43,7 +43,7 @@ describe('durable entry format', () => {
     expect(isPattern('order.placed')).toBe(true);
     expect(isPattern('a{b')).toBe(false);
     expect(new DurableKeys('rb', 'order.placed').stream).toBe('rb:durable:{order.placed}');
-    expect(new DurableKeys('rb', 'order.placed').order('billing', 'c-1')).toBe('rb:durable:{order.placed}:order:billing:c-1');
+    expect(new DurableKeys('rb', 'order.placed').order('billing')).toBe('rb:durable:{order.placed}:order:billing');
   });
 
   it('dead letters carry the original fields unchanged after their own, and a replay targets the group', () => {

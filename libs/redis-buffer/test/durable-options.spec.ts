@@ -1,6 +1,7 @@
 import { InvalidOptionsError } from '../src/core/errors/invalid-options.error.js';
 import { DURABLE_DEFAULTS, resolveDurableHandlerOptions, resolveDurableOptions, retryDelayAfter } from '../src/core/durable/durable-options.js';
 import { resolveBufferOptions } from '../src/core/options.js';
+import { settingsMismatches } from '../src/core/durable/durable-settings.js';
 
 describe('durable options', () => {
   it('fills every default from one place, also under BufferOptions.durable', () => {
@@ -41,6 +42,28 @@ describe('durable options', () => {
     expect(resolveDurableHandlerOptions(defaults)).toEqual({ group: 'workers', maxAttempts: 7, retryDelay: 1000, maxRetryDelay: 30_000 });
     expect(resolveDurableHandlerOptions(defaults, { group: 'billing', retryDelay: 50 })).toMatchObject({ group: 'billing', retryDelay: 50 });
     expect(() => resolveDurableHandlerOptions(defaults, { group: 'no spaces' })).toThrow(InvalidOptionsError);
+  });
+
+  it('per pattern from configuration: durable.handlers under the decorator\'s own fields, over the module\'s', () => {
+    const defaults = resolveDurableOptions({ group: 'workers', maxAttempts: 7, handlers: { 'order.placed': { group: 'billing', retryDelay: 50 } } });
+    expect(resolveDurableHandlerOptions(defaults, {}, 'order.placed')).toEqual({ group: 'billing', maxAttempts: 7, retryDelay: 50, maxRetryDelay: 30_000 });
+    expect(resolveDurableHandlerOptions(defaults, { group: 'audit' }, 'order.placed')).toMatchObject({ group: 'audit', retryDelay: 50 });
+    expect(resolveDurableHandlerOptions(defaults, {}, 'other')).toMatchObject({ group: 'workers' });
+    try {
+      resolveDurableOptions({ handlers: { 'order.placed': { group: 'no spaces' } } });
+      throw new Error('accepted');
+    } catch (error) {
+      expect((error as InvalidOptionsError).option).toBe('durable.handlers.order.placed.group');
+    }
+  });
+
+  it('names each shared option that differs from the ones recorded for the stream (the publisher does not claim)', () => {
+    const durable = resolveDurableOptions({ claimIdle: 1000, idempotencyWindow: 60_000 });
+    const recorded = { claimIdle: '30000', idempotencyWindow: '60000', maxLength: '100000', maxAge: 'off', approximateTrim: 'true', by: 'c1' };
+    expect(settingsMismatches(durable, recorded, 'consumer')).toEqual(['durable.claimIdle is 1000 here but 30000 in Redis (recorded by instance "c1")']);
+    expect(settingsMismatches(durable, recorded, 'publisher')).toEqual([]);
+    expect(settingsMismatches(resolveDurableOptions({ idempotencyWindow: 60_000, maxAge: 5000 }), recorded, 'publisher')).toEqual(['durable.maxAge is 5000 here but off in Redis (recorded by instance "c1")']);
+    expect(settingsMismatches(durable, {}, 'consumer')).toEqual([]);
   });
 
   it('doubles the retry delay from retryDelay up to maxRetryDelay, with at most 20 % jitter below', () => {

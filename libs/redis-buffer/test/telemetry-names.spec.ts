@@ -3,6 +3,8 @@ import { DURABLE_METRIC, prometheusViews } from '../src/core/telemetry/metric-na
 import { OutcomeTally } from '../src/core/telemetry/outcome-tally.js';
 import { redisServerAddress } from '../src/core/telemetry/server-address.js';
 import { BufferTelemetry, errorTypeOf } from '../src/core/telemetry/telemetry.js';
+import { durableMetrics } from '../src/core/durable/durable-metrics.js';
+import type { DurableConsumer } from '../src/core/durable/durable-consumer.js';
 
 describe('telemetry names and attributes', () => {
   it('server.address and server.port come from the redis URL or ioredis options, and are left out for a Cluster or Sentinel', () => {
@@ -65,14 +67,20 @@ describe('durable group metrics', () => {
     api.metrics.setGlobalMeterProvider(provider);
     try {
       const telemetry = new BufferTelemetry('server', 'shop', 'api-1');
-      let retries = 0;
+      // What a consumer reports, as its backlog sampler and entry runner leave it.
+      const group = { pattern: 'order.placed', group: 'billing', retried: 2, deadLettered: 1 };
+      const consumer = {
+        stats: { received: 0, runs: 0, handled: 0, failed: 0, retried: 2, deadLettered: 1, claimed: 0, lateAcksRefused: 0, duplicatesRun: 0 },
+        backlog: [{ pattern: 'order.placed', stream: 'shop:durable:{order.placed}', group: 'billing', lag: 12, pending: 3, oldestPendingAgeMs: 4500, sampledAt: 0 }],
+        groups: [group],
+      } as unknown as DurableConsumer;
       // Registered before the API is attached, as a transport does when listen() finds durable handlers first.
-      telemetry.observeDurableGroups(() => [{ pattern: 'order.placed', group: 'billing', lag: 12, pending: 3, oldestPendingAgeSeconds: 4.5, retries: ++retries, deadLetters: 1 }]);
+      telemetry.observe(durableMetrics(consumer));
       telemetry.attach(api, {}, {});
       await reader.collect();
       const { resourceMetrics } = await reader.collect();
       const points = new Map(resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics).map((metric) => [metric.descriptor.name, { unit: metric.descriptor.unit, point: metric.dataPoints[0]! }]));
-      expect(Object.fromEntries([...points].filter(([name]) => name.includes('.durable.')).map(([name, { unit, point }]) => [name, [unit, point.value]]))).toEqual({
+      expect(Object.fromEntries([...points].filter(([name]) => (Object.values(DURABLE_METRIC) as string[]).includes(name)).map(([name, { unit, point }]) => [name, [unit, point.value]]))).toEqual({
         [DURABLE_METRIC.lag]: ['{message}', 12],
         [DURABLE_METRIC.pending]: ['{message}', 3],
         [DURABLE_METRIC.oldestPendingAge]: ['s', 4.5],

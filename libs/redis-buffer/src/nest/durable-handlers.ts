@@ -1,6 +1,7 @@
 import type { MessageHandler } from '@nestjs/microservices';
 import { defaultIfEmpty, lastValueFrom, type Observable } from 'rxjs';
 import { DurableConsumer, type DurableSubscription } from '../core/durable/durable-consumer.js';
+import { durableMetrics } from '../core/durable/durable-metrics.js';
 import { resolveDurableHandlerOptions } from '../core/durable/durable-options.js';
 import type { BufferLogger } from '../core/logger.js';
 import type { ResolvedBufferOptions } from '../core/options.js';
@@ -35,7 +36,7 @@ export async function startDurableHandlers(host: DurableHost): Promise<DurableCo
     if (extras === undefined) continue;
     subscriptions.push({
       pattern: extras.pattern,
-      options: resolveDurableHandlerOptions(host.options.durable, extras.options),
+      options: resolveDurableHandlerOptions(host.options.durable, extras.options, extras.pattern),
       run: async (delivery) => {
         const context = new DurableContext(delivery);
         const trace = host.telemetry?.startProcess('durable', delivery.pattern, delivery.group, delivery.entryId, delivery.from ?? '', delivery.headers);
@@ -65,6 +66,7 @@ export async function startDurableHandlers(host: DurableHost): Promise<DurableCo
   if (subscriptions.length === 0) return undefined;
   const consumer = new DurableConsumer(host.options, subscriptions, host.logger);
   await consumer.start();
+  host.telemetry?.observe(durableMetrics(consumer));
   const groups = subscriptions.map((subscription) => `${subscription.pattern} (${subscription.options.group})`).join(', ');
   host.logger.log(`Instance "${host.options.instanceId}" consuming durable streams: ${groups}.`);
   return consumer;

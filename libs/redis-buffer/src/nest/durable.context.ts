@@ -76,4 +76,12 @@ export class DurableContext extends BaseRpcContext<[DurableDelivery]> {
   getInstanceId(): string {
     return this.delivery.consumer;
   }
+
+  /**
+   * Aborted when this instance learns, mid-run, that another consumer of the group claimed the entry
+   * (this one was frozen or cut off past `claimIdle`): the run's acknowledgement will be refused.
+   */
+  getSignal(): AbortSignal {
+    return this.delivery.signal;
+  }
 }

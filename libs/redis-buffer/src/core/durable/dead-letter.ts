@@ -71,7 +71,10 @@ export function decodeDeadLetter(id: string, fields: readonly string[]): DeadLet
   };
 }
 
-/** The original fields, minus routing left by an earlier replay, plus `group` so only this group runs it again. */
+/**
+ * The original fields, minus routing left by an earlier replay, plus `group` so only this group runs
+ * it again. The replay script (scripts/replay.script.ts) builds the same list inside Redis.
+ */
 export function replayFields(deadLetter: DeadLetter): string[] {
   const fields: string[] = [];
   for (let index = 0; index + 1 < deadLetter.fields.length; index += 2) {

@@ -45,7 +45,7 @@ export async function closeDurableConnection(connection: Redis | Cluster | undef
  * XREAD holds its connection. On a cluster, streams of different hash slots cannot be read by one
  * XREAD (CROSSSLOT), so each slot's streams are read on a connection of their own, all at once.
  */
-export class DurableReader {
+export class StreamWaiter {
   private readonly connections = new Map<number, Redis>();
   /** The XREAD still blocked on each connection: a new wait joins it rather than queueing behind it. */
   private readonly blocked = new Map<number, Promise<unknown>>();
@@ -56,8 +56,8 @@ export class DurableReader {
     private readonly cluster: boolean,
   ) {}
 
-  static async open(options: DurableConnectionOptions): Promise<DurableReader> {
-    const reader = new DurableReader(options, new ConnectionFactory(options).isCluster);
+  static async open(options: DurableConnectionOptions): Promise<StreamWaiter> {
+    const reader = new StreamWaiter(options, new ConnectionFactory(options).isCluster);
     // One server: its only connection is opened now, so a Redis that is away fails the start.
     if (!reader.cluster) await reader.connection(0);
     return reader;
@@ -105,7 +105,7 @@ export class DurableReader {
   }
 
   private async connection(slot: number): Promise<Redis> {
-    if (this.closed) throw new ConnectionLostError('the durable reader was closed');
+    if (this.closed) throw new ConnectionLostError('the durable stream waiter was closed');
     let connection = this.connections.get(slot);
     if (connection === undefined) {
       const name = this.cluster ? `${this.options.connectionName}:${slot}` : this.options.connectionName;

@@ -9,11 +9,11 @@
  * | `<ns>:durable:{<pattern>}:dead:<group>`      | stream | the group's dead letters                        |
  * | `<ns>:durable:{<pattern>}:published:<idem>`  | string | id of the entry published with that idempotency key |
  * | `<ns>:durable:{<pattern>}:handled:<group>:<idem>` | string | `done`, or the lease of the run in progress |
- * | `<ns>:durable:{<pattern>}:order:<group>:<key>` | list | ids of the group's unacknowledged entries with that key, oldest first |
+ * | `<ns>:durable:{<pattern>}:order:<group>`      | sorted set | the group's unacknowledged entries that have a key, by key then id (see scripts/order-member.lua.ts) |
  * | `<ns>:durable:{<pattern>}:attempts:<group>`  | hash   | entry id → handler runs started, for unacknowledged entries |
+ * | `<ns>:durable:{<pattern>}:settings`          | hash   | the shared durable options the last consumer started with (see durable-settings.ts) |
  *
- * and one pub/sub channel, `<ns>:durable:{<pattern>}:turn:<group>`: the name of an order list whose
- * next entry may start now.
+ * and one pub/sub channel, `<ns>:durable:{<pattern>}:turn:<group>`: a key whose next entry may start now.
  */
 export class DurableKeys {
   private readonly base: string;
@@ -46,16 +46,17 @@ export class DurableKeys {
     return `${this.base}:turn:${group}`;
   }
 
+  /** The shared durable options recorded by the consumers (see durable-settings.ts). */
+  get settings(): string {
+    return `${this.base}:settings`;
+  }
+
   attempts(group: string): string {
     return `${this.base}:attempts:${group}`;
   }
 
-  /** Prefix of the group's per-key order lists; the fetch script appends the key. */
-  orderPrefix(group: string): string {
-    return `${this.base}:order:${group}:`;
-  }
-
-  order(group: string, key: string): string {
-    return this.orderPrefix(group) + key;
+  /** The group's order index: one sorted set for all its keys, so scripts never build a key name. */
+  order(group: string): string {
+    return `${this.base}:order:${group}`;
   }
 }

@@ -50,7 +50,9 @@ export interface DurableOptions {
   /**
    * Most entries one instance holds at once, over all its durable handlers (running, waiting for a
    * retry, or waiting for their turn behind an earlier entry with the same `key`). Past it the
-   * instance reads nothing more until one finishes: entries wait in Redis, not in memory.
+   * instance reads nothing more until one finishes: entries wait in Redis, not in memory. An entry
+   * waiting for its key's turn may still claim that key's orphaned head (idle for `claimIdle`) and
+   * run it first, beyond this bound, so a full instance never stalls a key behind a dead consumer.
    * @default 32
    */
   maxInFlight?: number;
@@ -81,6 +83,13 @@ export interface DurableOptions {
    * @default true
    */
   approximateTrim?: boolean;
+  /**
+   * Per-pattern handler options from configuration (an environment variable, a config service)
+   * rather than the decorator: `{ 'order.placed': { group: process.env.BILLING_GROUP } }`. A field
+   * the `@DurablePattern` decorator sets itself wins over this one.
+   * @default {}
+   */
+  handlers?: Readonly<Record<string, DurableHandlerOptions>>;
 }
 
 /** Per-handler options of `@DurablePattern`; unset fields take the module's `durable` options. */
@@ -125,6 +134,7 @@ export interface ResolvedDurableOptions {
   readonly maxAge: number | undefined;
   readonly trimInterval: number;
   readonly approximateTrim: boolean;
+  readonly handlers: Readonly<Record<string, ResolvedDurableHandlerOptions>>;
 }
 
 export interface ResolvedDurableHandlerOptions {
@@ -149,6 +159,7 @@ export const DURABLE_DEFAULTS = {
   maxAge: undefined,
   trimInterval: 60_000,
   approximateTrim: true,
+  handlers: {},
 } as const satisfies ResolvedDurableOptions;
 
 /** Group names, like namespaces: they end up in key names. */
@@ -167,8 +178,17 @@ export function resolveDurableOptions(options: DurableOptions = {}): ResolvedDur
   if (claimIdle < 30) throw new InvalidOptionsError(name('claimIdle'), `must be at least 30 ms, got ${claimIdle}`);
   const approximateTrim = options.approximateTrim ?? DURABLE_DEFAULTS.approximateTrim;
   if (typeof approximateTrim !== 'boolean') throw new InvalidOptionsError(name('approximateTrim'), 'must be true or false');
+  const handlers = options.handlers ?? DURABLE_DEFAULTS.handlers;
+  if (typeof handlers !== 'object' || handlers === null) throw new InvalidOptionsError(name('handlers'), 'must be an object of pattern → handler options');
+  const common = resolveHandlerFields(options, DURABLE_DEFAULTS, name);
+  const resolvedHandlers: Record<string, ResolvedDurableHandlerOptions> = {};
+  for (const [pattern, handler] of Object.entries(handlers)) {
+    if (typeof handler !== 'object' || handler === null) throw new InvalidOptionsError(name(`handlers.${pattern}`), 'must be an object');
+    resolvedHandlers[pattern] = resolveHandlerFields(handler, common, (field) => name(`handlers.${pattern}.${field}`));
+  }
   return {
-    ...resolveHandlerFields(options, DURABLE_DEFAULTS, name),
+    ...common,
+    handlers: resolvedHandlers,
     newGroupStartsAt,
     claimIdle,
     claimInterval: timerMs(name('claimInterval'), options.claimInterval, Math.min(DURABLE_DEFAULTS.claimInterval, claimIdle)),
@@ -181,10 +201,14 @@ export function resolveDurableOptions(options: DurableOptions = {}): ResolvedDur
   };
 }
 
-/** The options of one `@DurablePattern` handler: its own fields over the module's. */
-export function resolveDurableHandlerOptions(defaults: ResolvedDurableOptions, options: DurableHandlerOptions = {}): ResolvedDurableHandlerOptions {
+/**
+ * The options of one `@DurablePattern` handler: its own fields, over the configuration's for its
+ * pattern (`durable.handlers`), over the module's.
+ */
+export function resolveDurableHandlerOptions(defaults: ResolvedDurableOptions, options: DurableHandlerOptions = {}, pattern?: string): ResolvedDurableHandlerOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('options', 'must be an object');
-  return resolveHandlerFields(options, defaults, (field) => field);
+  const configured = pattern === undefined ? undefined : defaults.handlers?.[pattern];
+  return resolveHandlerFields(options, configured ?? defaults, (field) => field);
 }
 
 function resolveHandlerFields(options: DurableHandlerOptions, defaults: ResolvedDurableHandlerOptions, name: (field: string) => string): ResolvedDurableHandlerOptions {

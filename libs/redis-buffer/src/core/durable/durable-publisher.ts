@@ -5,13 +5,15 @@ import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import { DeadLetterNotFoundError } from '../errors/dead-letter-not-found.error.js';
 import { InvalidOptionsError } from '../errors/invalid-options.error.js';
 import { PayloadTooLargeError } from '../errors/payload-too-large.error.js';
-import { decodeDeadLetter, replayFields, type DeadLetter } from './dead-letter.js';
+import { decodeDeadLetter, type DeadLetter } from './dead-letter.js';
 import { closeDurableConnection, openDurableConnection } from './durable-connection.js';
 import { DURABLE_LIMITS, encodeEntry, isPattern } from './durable-entry.js';
 import { DurableKeys } from './durable-keys.js';
 import type { DurablePublishOptions, ResolvedDurableOptions } from './durable-options.js';
-import type { DurableScripts } from './durable-scripts.js';
+import { keysThenArgs, type DurableScripts } from './durable-scripts.js';
+import { checkSettings } from './durable-settings.js';
 import { trimStream, type TrimResult } from './retention.js';
+import type { BufferLogger } from '../logger.js';
 import { BufferTelemetry } from '../telemetry/telemetry.js';
 
 /** What the publisher needs of the module options. */
@@ -27,10 +29,14 @@ export type DurablePublisherOptions = Pick<ResolvedBufferOptions, 'redis' | 'clu
 export class DurablePublisher {
   private connection: Promise<Redis & DurableScripts> | undefined;
   private closed = false;
+  /** Patterns whose recorded settings were compared with this publisher's (once each). */
+  private readonly checked = new Set<string>();
 
   constructor(
     private readonly options: DurablePublisherOptions,
     private readonly telemetry: BufferTelemetry = new BufferTelemetry('client', options.namespace, options.instanceId),
+    /** Where a difference between this publisher's durable options and the consumers' is reported. */
+    private readonly logger?: BufferLogger,
   ) {}
 
   /**
@@ -82,7 +88,13 @@ export class DurablePublisher {
     if (size > this.options.maxPayloadBytes) throw new PayloadTooLargeError(size, this.options.maxPayloadBytes, 'durable entry');
     const connection = await this.open();
     try {
-      const [id] = await connection.rbDurablePublish(keys.stream, idempotencyKey === undefined ? '' : keys.published(idempotencyKey), this.options.durable.idempotencyWindow, ...fields);
+      const published = idempotencyKey === undefined ? undefined : keys.published(idempotencyKey);
+      if (!this.checked.has(pattern)) {
+        this.checked.add(pattern);
+        // Reported, never in the way: a publish does not wait for it nor fail with it.
+        void checkSettings(connection, keys.settings, pattern, this.options.durable, this.options.instanceId, this.logger, 'publisher').catch(() => this.checked.delete(pattern));
+      }
+      const [id] = await connection.rbDurablePublish(...keysThenArgs([keys.stream], [published], [this.options.durable.idempotencyWindow, ...fields]));
       return id;
     } catch (cause) {
       throw asConnectionError('publishing', cause);
@@ -102,26 +114,44 @@ export class DurablePublisher {
   }
 
   /**
+   * Every dead letter of the group, oldest first, fetched a page at a time as the loop goes on;
+   * dead letters added meanwhile are included, those replayed meanwhile are skipped.
+   *
+   * @example
+   * ```ts
+   * for await (const dead of buffer.durable.eachDeadLetter('order.placed', 'billing')) {
+   *   if (isFixed(dead.error)) await buffer.durable.replayDeadLetter('order.placed', 'billing', dead.id);
+   * }
+   * ```
+   */
+  async *eachDeadLetter(pattern: string, group: string, options: { pageSize?: number } = {}): AsyncIterableIterator<DeadLetter> {
+    let after: string | undefined;
+    while (true) {
+      const page = await this.deadLetters(pattern, group, { count: options.pageSize ?? 100, after });
+      if (page.length === 0) return;
+      yield* page;
+      after = page[page.length - 1]!.id;
+    }
+  }
+
+  /**
    * Publishes a dead letter's entry again, for its group only (other groups already handled it),
    * and removes the dead letter; resolves with the new entry's id. Its attempts start again from 1.
-   * Fix the cause first: an entry that fails again comes back to the dead-letter stream.
+   * Fix the cause first: an entry that fails again comes back to the dead-letter stream. One script
+   * does both, only if the dead letter is still there: two replays of it at once add one entry, and
+   * the second rejects with `DeadLetterNotFoundError`.
    */
   async replayDeadLetter(pattern: string, group: string, deadLetterId: string): Promise<string> {
     const keys = this.keysFor(pattern);
     const connection = await this.open();
-    const dead = keys.deadLetters(group);
-    const found = (await connection.xrange(dead, deadLetterId, deadLetterId)) as Array<[string, string[]]>;
-    if (found.length === 0) throw new DeadLetterNotFoundError(pattern, group, deadLetterId);
-    const deadLetter = decodeDeadLetter(found[0]![0], found[0]![1]);
-    // One MULTI: the entry is back in the stream exactly when the dead letter is gone.
-    const result = await connection
-      .multi()
-      .xadd(keys.stream, '*', ...replayFields(deadLetter))
-      .xdel(dead, deadLetterId)
-      .exec();
-    const [error, id] = result?.[0] ?? [new Error('transaction aborted'), null];
-    if (error) throw asConnectionError('replaying', error);
-    return id as string;
+    let id: string | null;
+    try {
+      id = await connection.rbDurableReplay(keys.stream, keys.deadLetters(group), deadLetterId, group);
+    } catch (cause) {
+      throw asConnectionError('replaying', cause);
+    }
+    if (id === null) throw new DeadLetterNotFoundError(pattern, group, deadLetterId);
+    return id;
   }
 
   /** Trims `pattern`'s stream now by `durable.maxLength` / `durable.maxAge`, never past what a group still needs. */

@@ -67,7 +67,7 @@ export class Caller {
     this.bus.on('error', (error) => this.redisErrors.warn(`Redis: ${error.message}`));
     const telemetry = new BufferTelemetry('client', this.options.namespace, this.options.instanceId, redisServerAddress(this.options));
     this.requester = new Requester(this.bus, this.options, logger, seams.clock, telemetry);
-    this.durable = new DurablePublisher(this.options, telemetry);
+    this.durable = new DurablePublisher(this.options, telemetry, logger);
     // Traces and metrics when the app has @opentelemetry/api (a no-op without an SDK registered).
     void loadOpenTelemetry().then((api) => {
       if (api === undefined) return;

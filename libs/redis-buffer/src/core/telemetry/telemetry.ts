@@ -67,6 +67,15 @@ export interface ObservedInstrument {
 /** Counters (or gauges) a side already keeps; exported as observable instruments, so the hot path pays nothing. */
 export type ObservedCounters = Record<string, ObservedInstrument>;
 
+/** An instrument with one value per attribute set (a durable group's backlog, per stream and group), read at each collection. */
+export interface ObservedSeries {
+  readonly name: string;
+  readonly description: string;
+  readonly unit?: string;
+  readonly kind: 'counter' | 'gauge';
+  read(): ReadonlyArray<readonly [value: number, attributes: Readonly<Record<string, string>>]>;
+}
+
 /** A caller's span for one message, ended once when the operation ends. */
 export interface RequestTrace {
   readonly span: Otel.Span;
@@ -85,25 +94,6 @@ export interface ProcessTrace {
   readonly group: string | undefined;
 }
 
-/**
- * What a durable consumer reports for one consumer group of one pattern, read at each collection.
- * Lag, pending and age describe the group (every instance of it reports the same); retries and
- * dead letters count what this instance did, since it started.
- */
-export interface DurableGroupSnapshot {
-  readonly pattern: string;
-  readonly group: string;
-  /** Entries of the stream not yet handed to the group; unset when Redis did not say. */
-  readonly lag?: number;
-  /** Entries handed to the group and not yet acknowledged. */
-  readonly pending?: number;
-  /** Age in seconds of the group's oldest pending entry; 0 with none pending. */
-  readonly oldestPendingAgeSeconds?: number;
-  /** Deliveries by this instance that were a retry. */
-  readonly retries: number;
-  /** Entries this instance moved to the dead-letter stream. */
-  readonly deadLetters: number;
-}
 
 /** The stable code of an error (`error.type`): its `code`, else its class name, else `error`. */
 export function errorTypeOf(error: unknown): string {
@@ -137,8 +127,9 @@ export class BufferTelemetry {
   private readonly outcomes = new OutcomeTally(KNOWN_OUTCOMES.map(([completedBy, errorType]) => outcomeAttributes(completedBy, errorType)));
   private readonly refusals = new OutcomeTally(REFUSAL_CODES.map((code) => ({ [ATTR.errorType]: code })));
   private readonly gone = new OutcomeTally([{ [ATTR.reason]: 'silent' }, { [ATTR.reason]: 'left' }]);
-  private durableGroups: (() => Iterable<DurableGroupSnapshot>) | undefined;
   private meter: Otel.Meter | undefined;
+  /** Series handed to `observe` before `attach`: registered when it comes. */
+  private readonly waitingSeries: ObservedSeries[] = [];
 
   constructor(
     private readonly side: 'client' | 'server',
@@ -174,7 +165,6 @@ export class BufferTelemetry {
     this.metricsOn = api.metrics.getMeterProvider().constructor.name !== 'NoopMeterProvider';
     const meter = (this.meter = api.metrics.getMeter(TELEMETRY_SCOPE));
     const common = this.common;
-    if (this.durableGroups !== undefined) this.registerDurable(meter, this.durableGroups);
     if (this.side === 'client') {
       this.requestDuration = meter.createHistogram(METRIC.clientOperationDuration, {
         unit: 's',
@@ -209,37 +199,23 @@ export class BufferTelemetry {
     for (const gauge of Object.values(gauges)) {
       meter.createObservableGauge(gauge.name, { description: gauge.description, ...(gauge.unit === undefined ? {} : { unit: gauge.unit }) }).addCallback((result) => result.observe(gauge.read(), common));
     }
+    this.observe(this.waitingSeries.splice(0));
   }
 
-  /**
-   * Reports a durable consumer's groups (lag, pending, oldest pending age, retries, dead letters),
-   * `read` once per collection. Call it once, before or after `attach`.
-   */
-  observeDurableGroups(read: () => Iterable<DurableGroupSnapshot>): void {
-    if (this.durableGroups !== undefined) return;
-    this.durableGroups = read;
-    if (this.meter !== undefined) this.registerDurable(this.meter, read);
-  }
-
-  private registerDurable(meter: Otel.Meter, read: () => Iterable<DurableGroupSnapshot>): void {
-    const lag = meter.createObservableGauge(DURABLE_METRIC.lag, { unit: '{message}', description: "Entries of the pattern's stream not yet handed to the consumer group." });
-    const pending = meter.createObservableGauge(DURABLE_METRIC.pending, { unit: '{message}', description: 'Entries handed to the consumer group and not yet acknowledged.' });
-    const age = meter.createObservableGauge(DURABLE_METRIC.oldestPendingAge, { unit: 's', description: "Age of the consumer group's oldest unacknowledged entry." });
-    const retries = meter.createObservableCounter(DURABLE_METRIC.retries, { unit: '{message}', description: 'Deliveries of an entry that were a retry.' });
-    const deadLetters = meter.createObservableCounter(DURABLE_METRIC.deadLetters, { unit: '{message}', description: "Entries moved to the consumer group's dead-letter stream." });
-    meter.addBatchObservableCallback(
-      (result) => {
-        for (const group of read()) {
-          const attributes = { ...this.common, [ATTR.destination]: group.pattern, [ATTR.consumerGroup]: group.group };
-          if (group.lag !== undefined) result.observe(lag, group.lag, attributes);
-          if (group.pending !== undefined) result.observe(pending, group.pending, attributes);
-          if (group.oldestPendingAgeSeconds !== undefined) result.observe(age, group.oldestPendingAgeSeconds, attributes);
-          result.observe(retries, group.retries, attributes);
-          result.observe(deadLetters, group.deadLetters, attributes);
-        }
-      },
-      [lag, pending, age, retries, deadLetters],
-    );
+  /** Adds instruments read at each collection (a part that starts later than the transport, such as the durable consumer). */
+  observe(series: readonly ObservedSeries[]): void {
+    const meter = this.meter;
+    if (meter === undefined) {
+      this.waitingSeries.push(...series);
+      return;
+    }
+    for (const one of series) {
+      const options = { description: one.description, ...(one.unit === undefined ? {} : { unit: one.unit }) };
+      const instrument = one.kind === 'counter' ? meter.createObservableCounter(one.name, options) : meter.createObservableGauge(one.name, options);
+      instrument.addCallback((result) => {
+        for (const [value, attributes] of one.read()) result.observe(value, { ...this.common, ...attributes });
+      });
+    }
   }
 
   private observeTally(meter: Otel.Meter, name: string, unit: string, description: string, tally: OutcomeTally): void {

@@ -1,0 +1,38 @@
+import type { BufferHeaders } from '../wire/envelope.js';
+import type { ResolvedDurableHandlerOptions } from './durable-options.js';
+
+/** One entry handed to a handler. */
+export interface DurableDelivery {
+  /** The entry's id in the stream (`<ms>-<seq>`): stable across retries and instances. */
+  readonly entryId: string;
+  readonly pattern: string;
+  readonly group: string;
+  /** 1 for the first delivery; a delivery that never finished (crash) counts. */
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  readonly data: unknown;
+  readonly headers: BufferHeaders;
+  readonly key: string | undefined;
+  readonly idempotencyKey: string | undefined;
+  /** Publisher's instance id, when it said. */
+  readonly from: string | undefined;
+  /** Publication time, ms since the epoch, when the publisher said. */
+  readonly publishedAt: number | undefined;
+  /** The instance running it. */
+  readonly consumer: string;
+  /**
+   * Aborted when the instance learns, while the handler runs, that another consumer claimed the
+   * entry (this one was frozen or cut off past `claimIdle`): the other consumer runs it again, and
+   * this run's acknowledgement will be refused. Stop work that is not idempotent.
+   */
+  readonly signal: AbortSignal;
+}
+
+/** Runs a handler: resolves when it succeeded, rejects with what it failed with. */
+export type DurableRun = (delivery: DurableDelivery) => Promise<void>;
+
+export interface DurableSubscription {
+  readonly pattern: string;
+  readonly options: ResolvedDurableHandlerOptions;
+  readonly run: DurableRun;
+}

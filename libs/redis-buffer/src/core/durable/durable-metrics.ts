@@ -1,0 +1,49 @@
+import { DURABLE_METRIC } from '../telemetry/metric-names.js';
+import type { ObservedSeries } from '../telemetry/telemetry.js';
+import type { DurableConsumer } from './durable-consumer.js';
+
+/** Prefix of this library's own metrics, where OpenTelemetry's messaging conventions have none. */
+const PREFIX = 'nestjs_redis_buffer.durable';
+
+/**
+ * The durable consumer's metrics for OpenTelemetry: its counters, and each group's backlog with the
+ * messaging conventions' attributes (`messaging.destination.name` the pattern,
+ * `messaging.consumer.group.name` the group). Handler durations are `messaging.process.duration`
+ * with `messaging.operation.name` = `durable`, recorded by the transport's telemetry per run.
+ */
+export function durableMetrics(consumer: DurableConsumer): ObservedSeries[] {
+  const { stats } = consumer;
+  const counter = (name: string, description: string, read: () => number): ObservedSeries => ({ name, description, kind: 'counter', unit: '{message}', read: () => [[read(), {}]] });
+  const perGroup = (name: string, description: string, unit: string, read: (sample: (typeof consumer.backlog)[number]) => number | undefined): ObservedSeries => ({
+    name,
+    description,
+    unit,
+    kind: 'gauge',
+    read: () =>
+      consumer.backlog.flatMap((sample) => {
+        const value = read(sample);
+        return value === undefined ? [] : [[value, { 'messaging.destination.name': sample.pattern, 'messaging.consumer.group.name': sample.group }] as const];
+      }),
+  });
+  const perGroupCounter = (name: string, description: string, read: (group: (typeof consumer.groups)[number]) => number): ObservedSeries => ({
+    name,
+    description,
+    unit: '{message}',
+    kind: 'counter',
+    read: () => consumer.groups.map((group) => [read(group), { 'messaging.destination.name': group.pattern, 'messaging.consumer.group.name': group.group }] as const),
+  });
+  return [
+    counter('messaging.client.consumed.messages', 'Durable entries read from the streams (new ones; claims counted apart).', () => stats.received),
+    counter(`${PREFIX}.runs`, 'Durable handler runs started (retries and duplicate runs included).', () => stats.runs),
+    counter(`${PREFIX}.handled`, 'Durable handler runs that succeeded and were acknowledged.', () => stats.handled),
+    counter(`${PREFIX}.failed`, 'Durable handler runs that failed.', () => stats.failed),
+    perGroupCounter(DURABLE_METRIC.retries, 'Durable attempts started after a failure, per group.', (group) => group.retried),
+    perGroupCounter(DURABLE_METRIC.deadLetters, 'Durable entries moved to a dead-letter stream by this instance, per group.', (group) => group.deadLettered),
+    counter(`${PREFIX}.claims`, 'Durable entries claimed from a consumer that stopped renewing them.', () => stats.claimed),
+    counter(`${PREFIX}.late_acks_refused`, 'Durable runs that succeeded after their entry was claimed elsewhere or acknowledged: run twice.', () => stats.lateAcksRefused),
+    counter(`${PREFIX}.duplicate_runs`, 'Durable runs of an entry that was already acknowledged when they ended.', () => stats.duplicatesRun),
+    perGroup(DURABLE_METRIC.lag, "Entries of the stream not yet delivered to the group (XINFO GROUPS lag).", '{message}', (sample) => sample.lag),
+    perGroup(DURABLE_METRIC.pending, 'Entries delivered to the group and not acknowledged yet.', '{message}', (sample) => sample.pending),
+    perGroup(DURABLE_METRIC.oldestPendingAge, "Age of the group's oldest unacknowledged entry, since its publication.", 's', (sample) => sample.oldestPendingAgeMs / 1000),
+  ];
+}

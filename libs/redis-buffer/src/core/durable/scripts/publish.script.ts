@@ -1,0 +1,20 @@
+/**
+ * PUBLISH: appends an entry, once per idempotency key within the window.
+ *
+ * KEYS[1] stream
+ * KEYS[2] published marker of the idempotency key (only when the entry has one)
+ * ARGV[1] window ms; ARGV[2..] the entry's field-value list
+ *
+ * Returns [id, 1 if an entry with that idempotency key already existed (its id), else 0].
+ * The marker is checked and set in the same step as the XADD, so two publishers racing with one
+ * key add one entry.
+ */
+export const PUBLISH_SCRIPT = `
+if #KEYS >= 2 then
+  local existing = redis.call('GET', KEYS[2])
+  if existing then return {existing, 1} end
+end
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+if #KEYS >= 2 then redis.call('SET', KEYS[2], id, 'PX', ARGV[1]) end
+return {id, 0}
+`;

@@ -1,0 +1,89 @@
+// A consumer frozen (SIGSTOP) past claimIdle while it runs keyed entries, thawed while the claimer
+// still runs them: ownership is checked in Redis, so the thawed consumer's late acknowledgements are
+// refused (and counted), never release a key's turn, and it starts nothing the claimer holds. The
+// handlers' own logs must show no two runs of a key side by side, except the runs frozen mid-handler
+// themselves (a frozen handler cannot be stopped; it finishes when thawed, and is told so through
+// its abort signal and the refused acknowledgement).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BufferClient } from 'nestjs-redis-buffer';
+import type { InstanceProcess } from '../support/instances.js';
+import { sleep } from '../support/raw-redis.js';
+import { startRedis, type TestRedis } from '../support/redis-server.js';
+import { waitFor } from '../support/durable.js';
+import { startWorker, keyViolations, readLogs, runsOf, type Outage } from './worker-log.js';
+
+const CLAIM_IDLE = 1000;
+
+describe('durable: a consumer frozen past claimIdle', () => {
+  let redis: TestRedis;
+  let dir: string;
+  let client: BufferClient;
+  const processes: InstanceProcess[] = [];
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    dir = mkdtempSync(join(tmpdir(), 'rb-freeze-'));
+  });
+
+  afterAll(async () => {
+    await Promise.all(processes.map((instance) => instance.stop('SIGKILL')));
+    await client?.close();
+    await redis?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function worker(instanceId: string): Promise<InstanceProcess> {
+    const instance = await startWorker(redis.url, 'freeze', dir, instanceId, { claimIdle: CLAIM_IDLE, claimInterval: 200 });
+    processes.push(instance);
+    return instance;
+  }
+
+
+  it('never runs two entries of a key side by side, refuses and counts the late acknowledgements', async () => {
+    const logs = [join(dir, 'f1.log'), join(dir, 'f2.log')];
+    const frozen = await worker('f1');
+    client = new BufferClient({ redis: redis.url, namespace: 'freeze' });
+    const keys = ['K0', 'K1', 'K2', 'K3'];
+    let seq = 0;
+    for (let round = 0; round < 10; round++) {
+      for (const key of keys) await client.durable.publish('work', { seq: seq++, sleepMs: 250 }, { key });
+    }
+    // f1 holds all 40 (maxInFlight 32 default: it read them before f2 existed) and runs one per key.
+    await waitFor('f1 running keyed entries', () => runsOf(readLogs(logs)).filter((run) => run.end === undefined).length === keys.length);
+    await worker('f2');
+    frozen.signal('SIGSTOP');
+    const stoppedAt = Date.now();
+    // Past claimIdle, f2 claims what f1 held and runs it; f1 is thawed while f2 is still at work.
+    await waitFor('f2 running claimed entries', () => runsOf(readLogs([logs[1]!])).length >= keys.length * 2, 15_000);
+    frozen.signal('SIGCONT');
+    const thawedAt = Date.now();
+    await waitFor('every entry handled', () => new Set(runsOf(readLogs(logs)).filter((run) => run.ok).map((run) => run.seq)).size === seq, 30_000);
+    await sleep(300);
+    await Promise.all(processes.map((instance) => instance.stop('SIGTERM')));
+    const lines = readLogs(logs);
+    const runs = runsOf(lines);
+    const outages: Outage[] = [{ consumer: 'f1', from: stoppedAt, to: thawedAt }];
+    expect(keyViolations(runs, outages)).toEqual([]);
+    const stats = Object.fromEntries(lines.filter((line) => line.e === 'closed').map((line) => [line.c, line.stats!]));
+    const f1 = stats.f1!;
+    const mine = runs.filter((run) => run.consumer === 'f1');
+    process.stdout.write(`DURABLE freeze ${JSON.stringify({ f1, f2: stats.f2, f1Runs: mine.length })}\n`);
+    // The runs frozen mid-handler finished after the thaw; the claimer had taken their entries.
+    expect(f1.lateAcksRefused).toBeGreaterThanOrEqual(1);
+    // The counters say what the logs say.
+    for (const [consumer, counters] of Object.entries(stats)) {
+      const own = runs.filter((run) => run.consumer === consumer);
+      expect({ consumer, runs: counters.runs, succeeded: counters.succeeded, failed: counters.failed }).toEqual({
+        consumer,
+        runs: own.length,
+        succeeded: own.filter((run) => run.ok === true).length,
+        failed: own.filter((run) => run.ok === false).length,
+      });
+      expect(counters.handled! + counters.lateAcksRefused!).toBe(counters.succeeded);
+    }
+    // Each entry acknowledged once: the accepted acknowledgements add up to the entries.
+    expect(Object.values(stats).reduce((sum, counters) => sum + counters.handled!, 0)).toBe(seq);
+  }, 90_000);
+});

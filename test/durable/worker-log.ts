@@ -1,0 +1,114 @@
+// Reading the append-only logs of test/fixtures/durable-worker.ts processes, and the checks the
+// process-level durable tests make over them.
+import { existsSync, readFileSync } from 'node:fs';
+import { InstanceProcess } from '../support/instances.js';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const DURABLE_WORKER = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'dist', 'durable-worker.js');
+
+export interface LogLine {
+  readonly e: 'ready' | 'start' | 'end' | 'closed';
+  /** The consumer (instance id). */
+  readonly c: string;
+  readonly t: number;
+  readonly g: string;
+  readonly id: string;
+  readonly seq: number;
+  readonly key: string | undefined;
+  readonly attempt: number;
+  readonly run: string;
+  readonly ok?: boolean;
+  readonly aborted?: boolean;
+  readonly stats?: Record<string, number>;
+}
+
+/** Starts a durable-worker process of group `a` on pattern `work`, logging to `<dir>/<instanceId>.log`. */
+export function startWorker(redisUrl: string, namespace: string, dir: string, instanceId: string, durable: Record<string, unknown>): Promise<InstanceProcess> {
+  return InstanceProcess.start({ instanceId, redisUrl, namespace, script: DURABLE_WORKER, env: { GROUPS: 'a', LOG: join(dir, `${instanceId}.log`), DURABLE: JSON.stringify(durable) } });
+}
+
+/** Every line of the given log files, in file order. A line cut by a SIGKILL mid-write is dropped. */
+export function readLogs(files: readonly string[]): LogLine[] {
+  const lines: LogLine[] = [];
+  for (const file of files) {
+    if (!existsSync(file)) continue;
+    for (const text of readFileSync(file, 'utf8').split('\n')) {
+      if (text.length === 0) continue;
+      try {
+        lines.push(JSON.parse(text) as LogLine);
+      } catch {
+        // The last line of a process killed in the middle of an append.
+      }
+    }
+  }
+  return lines;
+}
+
+/** One handler run: its start, and its end if it had one (a run cut by SIGKILL has none). */
+export interface Run {
+  readonly consumer: string;
+  readonly group: string;
+  readonly id: string;
+  readonly seq: number;
+  readonly key: string | undefined;
+  readonly attempt: number;
+  readonly start: number;
+  readonly end: number | undefined;
+  readonly ok: boolean | undefined;
+}
+
+export function runsOf(lines: readonly LogLine[]): Run[] {
+  const ends = new Map(lines.filter((line) => line.e === 'end').map((line) => [line.run, line]));
+  return lines
+    .filter((line) => line.e === 'start')
+    .map((line) => {
+      const end = ends.get(line.run);
+      return { consumer: line.c, group: line.g, id: line.id, seq: line.seq, key: line.key, attempt: line.attempt, start: line.t, end: end?.t, ok: end?.ok };
+    });
+}
+
+/** A span of time in which a consumer process could not run (SIGSTOP to SIGCONT, or SIGKILL onward). */
+export interface Outage {
+  readonly consumer: string;
+  readonly from: number;
+  readonly to: number;
+}
+
+/**
+ * Per group and key: runs that overlap in time, and starts out of publication (seq) order. A run
+ * whose process was frozen or killed while it ran is excused from the overlap check (not from the
+ * order check): no library can stop a handler that is frozen mid-run, it continues when thawed;
+ * what must hold is that nothing else of the key starts beside a run whose process is alive.
+ */
+export function keyViolations(runs: readonly Run[], outages: readonly Outage[]): string[] {
+  const problems: string[] = [];
+  const byKey = new Map<string, Run[]>();
+  for (const run of runs) {
+    if (run.key === undefined) continue;
+    const id = `${run.group}/${run.key}`;
+    byKey.set(id, [...(byKey.get(id) ?? []), run]);
+  }
+  const interrupted = (run: Run): boolean => outages.some((outage) => outage.consumer === run.consumer && outage.from <= (run.end ?? Infinity) && outage.to >= run.start);
+  for (const [id, list] of byKey) {
+    const sorted = [...list].sort((a, b) => a.start - b.start);
+    for (let index = 1; index < sorted.length; index++) {
+      if (sorted[index]!.seq < sorted[index - 1]!.seq) problems.push(`${id}: seq ${sorted[index]!.seq} started after seq ${sorted[index - 1]!.seq} (${describe(sorted[index]!)})`);
+    }
+    for (let i = 0; i < sorted.length; i++) {
+      const a = sorted[i]!;
+      if (interrupted(a)) continue;
+      for (let j = i + 1; j < sorted.length; j++) {
+        const b = sorted[j]!;
+        // Same-millisecond end and start are sequential (the end was logged first).
+        if (a.end !== undefined && b.start >= a.end) break;
+        problems.push(`${id}: ${describe(b)} started while ${describe(a)} ran`);
+      }
+    }
+  }
+  return problems;
+}
+
+function describe(run: Run): string {
+  return `seq ${run.seq} attempt ${run.attempt} on ${run.consumer} [${run.start}..${run.end ?? 'killed'}]`;
+}
