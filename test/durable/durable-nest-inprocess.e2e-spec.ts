@@ -74,18 +74,18 @@ describe('durable metrics in OpenTelemetry', () => {
     await sleep(50);
     await transport.durableConsumer!.sampleBacklog();
     const points = await telemetry.metrics();
-    const group = { 'messaging.destination.name': 'metered:durable:{metered}', 'messaging.consumer.group.name': 'm' };
+    const group = { 'messaging.destination.name': 'metered', 'messaging.consumer.group.name': 'm' };
     expect({
       runs: value(points, 'nestjs_redis_buffer.durable.runs'),
       handled: value(points, 'nestjs_redis_buffer.durable.handled'),
-      retries: value(points, 'nestjs_redis_buffer.durable.retries'),
-      deadLetters: value(points, 'nestjs_redis_buffer.durable.dead_letters'),
-      lag: value(points, 'nestjs_redis_buffer.durable.consumer.lag', group),
+      retries: value(points, 'nestjs_redis_buffer.durable.retries', group),
+      deadLetters: value(points, 'nestjs_redis_buffer.durable.dead_letters', group),
+      lag: value(points, 'nestjs_redis_buffer.durable.lag', group),
       pending: value(points, 'nestjs_redis_buffer.durable.pending', group),
       // Two failed runs and one success ended; the held one is still running.
-      processed: value(points, 'messaging.process.duration', { 'messaging.operation.name': 'durable', 'messaging.destination.name': 'metered' }),
+      processed: value(points, 'messaging.process.duration', { 'nestjs_redis_buffer.kind': 'durable', 'messaging.destination.name': 'metered', 'messaging.consumer.group.name': 'm' }),
     }).toEqual({ runs: 4, handled: 1, retries: 1, deadLetters: 1, lag: 3, pending: 1, processed: 3 });
-    const age = value(points, 'nestjs_redis_buffer.durable.pending.oldest_age', group)!;
+    const age = value(points, 'nestjs_redis_buffer.durable.oldest_pending.age', group)!;
     expect(age).toBeGreaterThan(0.04);
     expect(age).toBeLessThan(5);
     release();

@@ -31,7 +31,7 @@ export type DurableConnection = Redis & DurableScripts;
 
 /** Opens a connection for durable commands through the one connection factory, and waits until it is ready. */
 export async function openDurableConnection(options: DurableConnectionOptions): Promise<DurableConnection> {
-  const connection = withDurableScripts(new ConnectionFactory(options).any(options.connectionName, commandSettings(options), options.offlineQueue ? {} : { retryDelayOnFailover: 0 }) as Redis);
+  const connection = withDurableScripts(new ConnectionFactory(options).any(options.connectionName, commandSettings(options), options.offlineQueue ? {} : CLUSTER_WITHOUT_OFFLINE_QUEUE) as Redis);
   return ready(connection, options);
 }
 
@@ -121,6 +121,14 @@ export class StreamWaiter {
     return connection;
   }
 }
+
+/**
+ * A publisher's Cluster: commands are not replayed after a failover (`retryDelayOnFailover: 0`),
+ * but the Cluster's own queue stays on, because ioredis rejects a command routed to a node whose
+ * connection is still being made when it is off ("Connection is closed" on the first publish to
+ * each master); each node connection's `commandTimeout` and `maxRetriesPerRequest: 0` still bound it.
+ */
+const CLUSTER_WITHOUT_OFFLINE_QUEUE = { retryDelayOnFailover: 0, enableOfflineQueue: true } as const;
 
 function commandSettings(options: DurableConnectionOptions): RedisOptions {
   return {

@@ -9,7 +9,7 @@ const PREFIX = 'nestjs_redis_buffer.durable';
  * The durable consumer's metrics for OpenTelemetry: its counters, and each group's backlog with the
  * messaging conventions' attributes (`messaging.destination.name` the pattern,
  * `messaging.consumer.group.name` the group). Handler durations are `messaging.process.duration`
- * with `messaging.operation.name` = `durable`, recorded by the transport's telemetry per run.
+ * with `nestjs_redis_buffer.kind` = `durable`, recorded by the transport's telemetry per run.
  */
 export function durableMetrics(consumer: DurableConsumer): ObservedSeries[] {
   const { stats } = consumer;
