@@ -261,6 +261,23 @@ describe('Gatherer', () => {
       expect(outcome.result).toMatchObject({ completedBy: 'all', missing: [] });
     });
 
+    it('is not told a restarted instance left when it was sent after the new incarnation announced itself', () => {
+      const before = setup();
+      const after = setup();
+      before.gatherer.sent(new Set(['a', 'b']), 4);
+      after.gatherer.sent(new Set(['a', 'b']), 7);
+      for (const { gatherer } of [before, after]) {
+        gatherer.expect(2, new Set(['a', 'b']));
+        gatherer.accept(reply('b', 0, { data: 2 }));
+        // The new incarnation of "a" said hello when the view's mark was 7.
+        gatherer.instanceGone('a', 'left', 7);
+      }
+      expect(before.outcome.result).toMatchObject({ completedBy: 'all', missing: ['a'], missingReasons: { a: 'left' } });
+      expect(after.outcome.calls).toBe(0);
+      after.gatherer.accept(reply('a', 0, { data: 1 }));
+      expect(after.outcome.result).toMatchObject({ completedBy: 'all', finished: 2, missing: [] });
+    });
+
     it('names the instances that had not finished at the timeout', () => {
       const { gatherer, outcome, clock } = setup({ timeout: 100 });
       gatherer.expect(2, new Set(['a', 'b']));

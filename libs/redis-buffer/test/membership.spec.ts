@@ -15,11 +15,15 @@ function setup() {
   const clock = new FakeClock();
   const pings: Array<{ id: string; resolve: (receivers: number) => void }> = [];
   const gone: Array<[string, MissingReason]> = [];
+  const sentBefore: Array<number | undefined> = [];
   const dismissed: string[] = [];
   const view = new MembershipView(
     {
       ping: (id) => new Promise<number>((resolve) => pings.push({ id, resolve })),
-      instanceGone: (id, reason) => gone.push([id, reason]),
+      instanceGone: (id, reason, before) => {
+        gone.push([id, reason]);
+        sentBefore.push(before);
+      },
       instanceDismissed: (id) => dismissed.push(id),
     },
     LIVENESS,
@@ -27,7 +31,7 @@ function setup() {
   );
   view.markSynced(0);
   const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-  return { clock, pings, gone, dismissed, view, flush };
+  return { clock, pings, gone, sentBefore, dismissed, view, flush };
 }
 
 describe('MembershipView', () => {
@@ -75,6 +79,25 @@ describe('MembershipView', () => {
     view.hello(hello('a', 'i2'), true);
     expect(view.list().map((member) => member.incarnation)).toEqual(['i2']);
     expect(gone).toEqual([['a', 'left']]);
+  });
+
+  it('when a restart is confirmed, tells only the requests sent before the new incarnation\'s first hello arrived that the id left', () => {
+    const { view, gone, sentBefore } = setup();
+    view.hello(hello('a', 'i1'), true);
+    const sentEarlier = view.sendMark;
+    // The restarted process announces itself unasked; the view keeps i1 until it is confirmed.
+    view.hello(hello('a', 'i2'), false);
+    const sentBetween = view.sendMark;
+    view.hello(hello('a', 'i2'), true);
+    expect(gone).toEqual([['a', 'left']]);
+    // A request sent between that hello and the who answer reached i2: it is not among those told.
+    expect(sentEarlier).toBeLessThan(sentBefore[0]!);
+    expect(sentBetween).toBeGreaterThanOrEqual(sentBefore[0]!);
+    // Confirmed by its pong alone (no hello seen first): requests sent before that pong are told.
+    const sentThen = view.sendMark;
+    view.heard('a', 'i3');
+    expect(sentThen).toBeLessThan(sentBefore[1]!);
+    expect(view.sendMark).toBeGreaterThanOrEqual(sentBefore[1]!);
   });
 
   it('a pong on the members channel keeps a vouched member alive, and neither vouches for a stranger nor switches incarnation', () => {
@@ -176,6 +199,26 @@ describe('MembershipView', () => {
     clock.advance(LIVENESS / 4);
     view.check(['a']);
     expect(gone).toEqual([]);
+  });
+
+  it('a stall of the caller\'s own after a ping was answered does not make that ping look unanswered', async () => {
+    const { view, clock, pings, gone, flush } = setup();
+    view.hello(hello('a', 'i'), true);
+    clock.advance(LIVENESS / 4);
+    view.check(['a']);
+    pings.shift()!.resolve(1);
+    await flush();
+    view.heard('a', 'i');
+    // Requests end; a later one waits on it again: its pong is folded in, no ping needed yet.
+    clock.advance(600);
+    view.check(['a']);
+    expect(pings).toEqual([]);
+    // Then the caller's loop is blocked a whole second: the next round fires that late.
+    clock.advance(LIVENESS / 4 + 1000);
+    view.check(['a'], 1000);
+    expect(gone).toEqual([]);
+    // It is pinged afresh instead, and judged on that ping only.
+    expect(pings.map((ping) => ping.id)).toEqual(['a']);
   });
 
   it('pings a silent instance again, and its pong brings it back', async () => {

@@ -62,6 +62,8 @@ describe('deterministic simulation of gather, membership and drain', () => {
             .map(([kind, count]) => `${kind} ${count}`)
             .join(', ')}`,
       ),
+      // Every failing seed with its invariants (the first 60), to replay or rerun one by one.
+      ...(failures.length === 0 ? [] : [`  seeds: ${failures.slice(0, 60).map((failure) => `${failure.seed}[${[...new Set(failure.violations.map((violation) => violation.invariant))].join(',')}]`).join(' ')}`]),
     ].join('\n');
     process.stdout.write(`${summary}\n`);
     if (failures.length > 0 && replay === undefined) process.stdout.write(`${describeFailure(failures[0]!, faults)}\n`);

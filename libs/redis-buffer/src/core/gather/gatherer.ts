@@ -75,6 +75,8 @@ export class Gatherer<T = unknown> implements TimerTarget {
   // The instances the view knew serve the pattern when the request was sent, before Redis answered:
   // whom a result names when Redis never says how many received it.
   private known: ReadonlySet<string> | undefined;
+  // The membership view's `sendMark` when the request was sent (see `instanceGone`).
+  private sentMark = Number.POSITIVE_INFINITY;
   private awaited: ReadonlySet<string> | undefined;
   // Per instance: the last sequence number seen (Redis keeps one publisher's messages in order, so
   // anything at or below it is a duplicate) and whether it is done. The first instance to reply is
@@ -121,9 +123,11 @@ export class Gatherer<T = unknown> implements TimerTarget {
   /**
    * The request is being published: `known` is whom the membership view knows serves the pattern
    * now (`undefined` when it cannot tell). Named in `missing` if Redis never answers the PUBLISH.
+   * `mark` is the view's `sendMark` now.
    */
-  sent(known: ReadonlySet<string> | undefined): void {
+  sent(known: ReadonlySet<string> | undefined, mark = Number.NEGATIVE_INFINITY): void {
     this.known = known;
+    this.sentMark = mark;
   }
 
   /** When the request started, by the clock's `now()`. */
@@ -200,8 +204,13 @@ export class Gatherer<T = unknown> implements TimerTarget {
     this.checkAll();
   }
 
-  /** An instance stopped showing signs of life, or left: the request stops waiting for it. */
-  instanceGone(instanceId: string, reason: MissingReason): void {
+  /**
+   * An instance stopped showing signs of life, or left: the request stops waiting for it. With
+   * `sentBefore` (a view's `sendMark`), only if this request was sent before that mark: a new
+   * incarnation under the id received the requests sent after it, and answers them.
+   */
+  instanceGone(instanceId: string, reason: MissingReason, sentBefore?: number): void {
+    if (sentBefore !== undefined && this.sentMark >= sentBefore) return;
     if (this.ended || !this.markGone(instanceId, reason)) return;
     this.checkAll();
   }

@@ -62,7 +62,7 @@ class OutgoingRequest implements OutgoingEnvelope {
     // An instance the view knows now said hello after subscribing: Redis must count it.
     this.known = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
     this.removalMark = this.view.removalMark;
-    gatherer.sent(this.known);
+    gatherer.sent(this.known, this.view.sendMark);
     return `{"ttl":${gatherer.remainingMs()}${this.rest}`;
   }
 
@@ -140,7 +140,7 @@ export class Requester {
     this.view = new MembershipView(
       {
         ping: (instanceId) => this.ping(instanceId),
-        instanceGone: (instanceId, reason) => this.instanceGone(instanceId, reason),
+        instanceGone: (instanceId, reason, sentBefore) => this.instanceGone(instanceId, reason, sentBefore),
         instanceDismissed: (instanceId) => {
           for (const gatherer of [...this.pending.values()]) gatherer.instanceDismissed(instanceId);
         },
@@ -511,10 +511,10 @@ export class Requester {
     });
   }
 
-  private instanceGone(instanceId: string, reason: MissingReason): void {
+  private instanceGone(instanceId: string, reason: MissingReason, sentBefore?: number): void {
     if (reason === 'silent') this.stats.silentInstances++;
     this.telemetry.instanceGone(reason);
-    for (const gatherer of [...this.pending.values()]) gatherer.instanceGone(instanceId, reason);
+    for (const gatherer of [...this.pending.values()]) gatherer.instanceGone(instanceId, reason, sentBefore);
   }
 
   /**
