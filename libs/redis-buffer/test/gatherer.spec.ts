@@ -294,6 +294,40 @@ describe('Gatherer', () => {
       expect((outcome.error as NoRespondersError).observers).toBe(2);
     });
 
+    it('with a view to ask, waits for a who round before calling counted receivers of a pattern it knows no instance for observers', () => {
+      class AskingGatherer extends Gatherer<unknown> {
+        asked = 0;
+        protected override confirmMembers(): boolean {
+          this.asked++;
+          return true;
+        }
+      }
+      const outcomes: Array<{ result: GatherResult; error?: Error }> = [];
+      const sink = { next: () => undefined, complete: (result: GatherResult) => void outcomes.push({ result }), fail: (error: Error, result: GatherResult) => void outcomes.push({ result, error }) };
+      const rules = { timeout: 1000, quorum: undefined, until: undefined, stall: undefined, to: undefined, headers: {} };
+      const clock = new FakeClock();
+      // Only observers: the round finds no instance for the pattern either.
+      const observed = new AskingGatherer('r1', 'p', rules, sink, clock);
+      observed.expect(2, new Set());
+      expect([observed.asked, outcomes.length]).toEqual([1, 0]);
+      observed.adoptAwaited(new Set(), []);
+      expect(outcomes[0]!.error).toBeInstanceOf(NoRespondersError);
+      expect((outcomes[0]!.error as NoRespondersError).observers).toBe(2);
+      // An instance whose hello had not arrived: the round finds it, and the request waits for it.
+      const raced = new AskingGatherer('r2', 'p', rules, sink, clock);
+      raced.expect(1, new Set());
+      raced.adoptAwaited(new Set(['n']), []);
+      expect(outcomes).toHaveLength(1);
+      raced.accept({ ...reply('n', 0, { data: 1 }), id: 'r2' });
+      expect(outcomes[1]).toMatchObject({ result: { completedBy: 'all', expected: 1, finished: 1, missing: [] } });
+      // Its reply before the round ends: Redis's count completes it meanwhile.
+      const early = new AskingGatherer('r3', 'p', rules, sink, clock);
+      early.expect(1, new Set());
+      early.accept({ ...reply('n', 0, { data: 1 }), id: 'r3' });
+      expect(outcomes[2]).toMatchObject({ result: { completedBy: 'all', expected: 1, finished: 1, missing: [] } });
+      expect(outcomes[2]!.error).toBeUndefined();
+    });
+
     it('without a view, Redis\'s count alone decides', () => {
       const { gatherer, outcome, clock } = setup({ timeout: 100 });
       gatherer.expect(2, undefined);

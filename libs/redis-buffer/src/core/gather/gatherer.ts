@@ -35,6 +35,12 @@ interface RareState {
    * count (it is one round trip away), so every result says what it is partial against.
    */
   decided?: CompletedBy;
+  /**
+   * Redis counted receivers while the view knew no instance serving the pattern: an instance whose
+   * hello had not reached this caller yet, or only subscribers that are not instances. Redis's
+   * count decides until a `who` round (sent after the request) tells which.
+   */
+  confirming?: boolean;
 }
 
 /** How many instances besides the first are tracked in an array before a Map. */
@@ -154,11 +160,14 @@ export class Gatherer<T = unknown> implements TimerTarget {
     this.expected = receivers;
     const decided = this.rare?.decided;
     if (decided !== undefined) return this.finish(decided);
-    // Nobody subscribed, or (the view knowing the namespace's instances, none of which handles the
-    // pattern) only subscribers that are not instances: nobody will answer.
-    if (receivers === 0 || (awaited !== undefined && awaited.size === 0)) {
-      this.end();
-      this.failed(new NoRespondersError(this.pattern, this.rules.to, receivers), this.result('all'));
+    // Nobody subscribed: nobody will answer.
+    if (receivers === 0) return this.noResponders();
+    // The view knows the namespace's instances, none of which handles the pattern: either only
+    // subscribers that are not instances, or an instance whose hello is still on its way (it
+    // announces itself after subscribing, on another connection than the PUBLISH's answer).
+    if (awaited !== undefined && awaited.size === 0) {
+      if (!this.confirmMembers()) return this.noResponders();
+      (this.rare ??= {}).confirming = true;
       return;
     }
     if (awaited !== undefined) this.setAwaited(awaited, silent);
@@ -170,9 +179,28 @@ export class Gatherer<T = unknown> implements TimerTarget {
    * round ended): take the instances it knows received the request, if none were given yet.
    */
   adoptAwaited(awaited: ReadonlySet<string> | undefined, silent: Iterable<string>): void {
-    if (this.ended || this.expected === undefined || this.awaited !== undefined || awaited === undefined || awaited.size === 0) return;
+    if (this.ended || this.expected === undefined || this.awaited !== undefined || awaited === undefined) return;
+    if (awaited.size === 0) {
+      // A `who` round sent after the request found no instance for the pattern, and no receiver
+      // answered: those Redis counted are not instances.
+      if (this.rare?.confirming === true && this.finishedCount === 0 && this.firstFrom === undefined) this.noResponders();
+      return;
+    }
     this.setAwaited(awaited, silent);
     this.checkAll();
+  }
+
+  private noResponders(): void {
+    this.end();
+    this.failed(new NoRespondersError(this.pattern, this.rules.to, this.expected ?? 0), this.result('all'));
+  }
+
+  /**
+   * Asks for a `who` round, whose end calls `adoptAwaited` (a subclass that keeps a view can);
+   * false when there is none to ask.
+   */
+  protected confirmMembers(): boolean {
+    return false;
   }
 
   private setAwaited(awaited: ReadonlySet<string>, silent: Iterable<string> | undefined): void {

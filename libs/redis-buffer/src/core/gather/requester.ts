@@ -159,6 +159,11 @@ export class Requester {
       isDraining: (instanceId) => view.isDraining(instanceId),
       isUnvouched: (instanceId) => view.isUnvouched(instanceId),
       redisUnanswering: () => watch.unansweredFor() >= unansweredAfter,
+      confirmMembers: () => {
+        if (this.closed || !this.inboxSubscribed || this.bus.status !== 'connected') return false;
+        void this.sync().catch(() => undefined);
+        return true;
+      },
     };
     const members = this.channels.members();
     bus.on('message', (channel, message) => {
@@ -567,6 +572,8 @@ interface RequestOwner {
   isUnvouched(instanceId: string): boolean;
   /** Whether this caller's PUBLISHes have been waiting on Redis too long (see `PublishWatch`). */
   redisUnanswering(): boolean;
+  /** Starts a `who` round (or joins the one under way); false if none can be sent. */
+  confirmMembers(): boolean;
 }
 
 
@@ -610,6 +617,10 @@ class RequestGatherer<T> extends Gatherer<T> implements RequestHandle {
 
   protected override redisUnanswering(): boolean {
     return this.owner.redisUnanswering();
+  }
+
+  protected override confirmMembers(): boolean {
+    return this.owner.confirmMembers();
   }
 
   protected override completed(result: GatherResult<T>, timedOut: BufferTimeoutError<T> | undefined): void {
