@@ -261,21 +261,40 @@ describe('Gatherer', () => {
       expect(outcome.result).toMatchObject({ completedBy: 'all', missing: [] });
     });
 
-    it('is not told a restarted instance left when it was sent after the new incarnation announced itself', () => {
+    it('is not told a restarted instance left when it was sent, or counted, after the new incarnation announced itself', () => {
       const before = setup();
       const after = setup();
+      const countedAfter = setup();
       before.gatherer.sent(new Set(['a', 'b']), 4);
+      before.gatherer.countedAt(6);
       after.gatherer.sent(new Set(['a', 'b']), 7);
-      for (const { gatherer } of [before, after]) {
+      after.gatherer.countedAt(7);
+      countedAfter.gatherer.sent(new Set(['a', 'b']), 4);
+      countedAfter.gatherer.countedAt(8);
+      for (const { gatherer } of [before, after, countedAfter]) {
         gatherer.expect(2, new Set(['a', 'b']));
         gatherer.accept(reply('b', 0, { data: 2 }));
         // The new incarnation of "a" said hello when the view's mark was 7.
         gatherer.instanceGone('a', 'left', 7);
       }
       expect(before.outcome.result).toMatchObject({ completedBy: 'all', missing: ['a'], missingReasons: { a: 'left' } });
-      expect(after.outcome.calls).toBe(0);
-      after.gatherer.accept(reply('a', 0, { data: 1 }));
-      expect(after.outcome.result).toMatchObject({ completedBy: 'all', finished: 2, missing: [] });
+      for (const { gatherer, outcome } of [after, countedAfter]) {
+        expect(outcome.calls).toBe(0);
+        gatherer.accept(reply('a', 0, { data: 1 }));
+        expect(outcome.result).toMatchObject({ completedBy: 'all', finished: 2, missing: [] });
+      }
+    });
+
+    it('an instance dismissed (nothing vouched for it) that answers after all is not counted twice', () => {
+      const { gatherer, outcome } = setup();
+      gatherer.expect(3, new Set(['a', 'b', 'c']));
+      gatherer.instanceDismissed('c');
+      gatherer.accept(reply('c', 0, { data: 3 }));
+      gatherer.accept(reply('a', 0, { data: 1 }));
+      // "b" has not answered: the request still waits for it.
+      expect(outcome.calls).toBe(0);
+      gatherer.accept(reply('b', 0, { data: 2 }));
+      expect(outcome.result).toMatchObject({ completedBy: 'all', finished: 3, missing: [] });
     });
 
     it('names the instances that had not finished at the timeout', () => {
@@ -419,6 +438,43 @@ describe('Gatherer', () => {
         { completedBy: 'all', missing: [] },
         { completedBy: 'timeout', missing: ['b'] },
       ]);
+    });
+
+    it('names a member only heard of when Redis counted a receiver that neither finished nor is named otherwise', () => {
+      class ViewGatherer extends Gatherer<unknown> {
+        protected override isVouched(instanceId: string): boolean {
+          return instanceId !== 'heard-of';
+        }
+      }
+      const outcomes: GatherResult[] = [];
+      const sink = { next: () => undefined, complete: (result: GatherResult) => void outcomes.push(result), fail: () => undefined };
+      const clock = new FakeClock();
+      // A frozen instance whose hello came unasked: it never answered a who round, but Redis counted it.
+      const stalled = new ViewGatherer('r1', 'p', { timeout: 100, quorum: undefined, until: undefined, stall: 20, to: undefined, headers: {} }, sink, clock);
+      stalled.expect(2, new Set(['a', 'heard-of']));
+      stalled.accept(reply('a', 0, { data: 1 }));
+      clock.advance(20);
+      expect(outcomes[0]).toMatchObject({ completedBy: 'stall', expected: 2, finished: 1, missing: ['heard-of'], missingReasons: { 'heard-of': 'stall' }, observers: 0 });
+    });
+
+    it('waits for an instance that said hello while the request was on its way, unless Redis\'s count shows it was not a receiver', () => {
+      const counted = setup();
+      counted.gatherer.expect(2, new Set(['a', 'n']), [], new Set(['n']));
+      counted.gatherer.accept(reply('a', 0, { data: 1 }));
+      expect(counted.outcome.calls).toBe(0);
+      counted.gatherer.accept(reply('n', 0, { data: 2 }));
+      expect(counted.outcome.result).toMatchObject({ completedBy: 'all', finished: 2, missing: [] });
+      // Redis counted one receiver: the newcomer subscribed after the PUBLISH; not named.
+      const after = setup();
+      after.gatherer.expect(1, new Set(['a', 'n']), [], new Set(['n']));
+      after.gatherer.accept(reply('a', 0, { data: 1 }));
+      expect(after.outcome.result).toMatchObject({ completedBy: 'all', finished: 1, missing: [], observers: 0 });
+      // Counted, and silent at the timeout: named, as far as the count leaves room.
+      const silent = setup({ timeout: 100 });
+      silent.gatherer.expect(2, new Set(['a', 'n']), [], new Set(['n']));
+      silent.gatherer.accept(reply('a', 0, { data: 1 }));
+      silent.clock.advance(100);
+      expect(silent.outcome.result).toMatchObject({ completedBy: 'timeout', missing: ['n'], missingReasons: { n: 'timeout' } });
     });
 
     it('keeps the invariant over thousands of seeded schedules', () => {

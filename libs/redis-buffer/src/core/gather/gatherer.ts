@@ -41,6 +41,13 @@ interface RareState {
    * count decides until a `who` round (sent after the request) tells which.
    */
   confirming?: boolean;
+  /**
+   * Awaited members the view learnt of between sending the request and Redis's count: they may
+   * have subscribed before the PUBLISH or after it. Waited for while the count is not reached;
+   * once it is, those that did not answer were not receivers, and are named only as far as the
+   * count leaves room (see `missingFor`).
+   */
+  newcomers?: ReadonlySet<string>;
 }
 
 /** How many instances besides the first are tracked in an array before a Map. */
@@ -81,7 +88,8 @@ export class Gatherer<T = unknown> implements TimerTarget {
   // The instances the view knew serve the pattern when the request was sent, before Redis answered:
   // whom a result names when Redis never says how many received it.
   private known: ReadonlySet<string> | undefined;
-  // The membership view's `sendMark` when the request was sent (see `instanceGone`).
+  // The membership view's `sendMark` when the request was sent, then when Redis's count arrived
+  // (see `instanceGone`).
   private sentMark = Number.POSITIVE_INFINITY;
   private awaited: ReadonlySet<string> | undefined;
   // Per instance: the last sequence number seen (Redis keeps one publisher's messages in order, so
@@ -152,12 +160,13 @@ export class Gatherer<T = unknown> implements TimerTarget {
 
   /**
    * Redis's count of receivers, and the instances known to have received the request (`undefined`
-   * when the membership view is not usable: then only the count decides). `0` fails at once with
-   * `NoRespondersError`.
+   * when the membership view is not usable: then only the count decides), among which `newcomers`
+   * may have (see `RareState.newcomers`). `0` fails at once with `NoRespondersError`.
    */
-  expect(receivers: number, awaited?: ReadonlySet<string>, silent?: Iterable<string>): void {
+  expect(receivers: number, awaited?: ReadonlySet<string>, silent?: Iterable<string>, newcomers?: ReadonlySet<string>): void {
     if (this.ended) return;
     this.expected = receivers;
+    if (newcomers !== undefined && newcomers.size > 0) (this.rare ??= {}).newcomers = newcomers;
     const decided = this.rare?.decided;
     if (decided !== undefined) return this.finish(decided);
     // Nobody subscribed: nobody will answer.
@@ -232,10 +241,19 @@ export class Gatherer<T = unknown> implements TimerTarget {
     this.checkAll();
   }
 
+  /** Redis's count is about to be given (`expect`): `mark` is the view's `sendMark` now. */
+  countedAt(mark: number): void {
+    this.sentMark = mark;
+  }
+
   /**
    * An instance stopped showing signs of life, or left: the request stops waiting for it. With
-   * `sentBefore` (a view's `sendMark`), only if this request was sent before that mark: a new
-   * incarnation under the id received the requests sent after it, and answers them.
+   * `sentBefore` (a view's `sendMark`: when a restarted instance's first hello arrived), only if
+   * Redis's count for this request arrived before that mark. Sent after the hello arrived, the
+   * request was published after the new incarnation subscribed. Counted after, it most likely was
+   * too (Redis handled the hello's PUBLISH first), and if it was not, the id was not among Redis's
+   * receivers or the old process received it: the count settles the first, the timeout the second;
+   * neither is ever a live instance named `left`.
    */
   instanceGone(instanceId: string, reason: MissingReason, sentBefore?: number): void {
     if (sentBefore !== undefined && this.sentMark >= sentBefore) return;
@@ -276,8 +294,9 @@ export class Gatherer<T = unknown> implements TimerTarget {
     }
     if (envelope.done) {
       this.finishedCount++;
-      // Counted as settled already if it had been taken for gone; otherwise it settles now.
-      if (this.rare?.gone?.delete(envelope.from) !== true && this.awaited?.has(envelope.from) === true) this.settledAwaited++;
+      // Counted as settled already if it had been taken for gone or dismissed; otherwise it settles now.
+      const rare = this.rare;
+      if (rare?.gone?.delete(envelope.from) !== true && rare?.dismissed?.has(envelope.from) !== true && this.awaited?.has(envelope.from) === true) this.settledAwaited++;
       if (this.rules.quorum !== undefined && this.finishedCount >= this.rules.quorum) return this.decide('quorum'), 'accepted';
       this.checkAll();
     }
@@ -336,10 +355,25 @@ export class Gatherer<T = unknown> implements TimerTarget {
     for (const [id, reason] of this.rare?.gone ?? []) reasons[id] = reason;
     // Before Redis answered there is no awaited set: whom the view knew serves the pattern. A member
     // nothing vouched for (an unsolicited hello) is never named: it cannot make a result partial.
-    for (const id of this.awaited ?? this.known ?? []) if (!this.isSettled(id) && this.isVouched(id)) reasons[id] = fallback;
+    const newcomers = this.rare?.newcomers;
+    for (const id of this.awaited ?? this.known ?? []) if (!this.isSettled(id) && this.isVouched(id) && newcomers?.has(id) !== true) reasons[id] = fallback;
     // Instances that started answering but never finished, whether or not the view knew them.
     if (this.firstFrom !== undefined && !isDone(this.firstProgress) && reasons[this.firstFrom] === undefined) reasons[this.firstFrom] = fallback;
     for (const [id, progress] of this.otherEntries()) if (!isDone(progress) && reasons[id] === undefined) reasons[id] = fallback;
+    // Redis counted more receivers than finished or are named: a member only heard of (its hello
+    // came unasked, and a `who` round it did not answer could not vouch for it: frozen, say) or one
+    // that said hello while the request was on its way is the likeliest of them, and is named, as
+    // many as the count leaves room for. A forged hello alone never is: it takes a counted receiver
+    // that did not answer.
+    if (this.expected !== undefined && this.awaited !== undefined) {
+      let uncounted = this.expected - this.finishedCount - Object.keys(reasons).length;
+      for (const id of this.awaited) {
+        if (uncounted <= 0) break;
+        if (this.isSettled(id) || reasons[id] !== undefined) continue;
+        reasons[id] = fallback;
+        uncounted--;
+      }
+    }
     const missing = Object.keys(reasons);
     return missing.length === 0 ? { missing, missingReasons: NO_REASONS } : { missing, missingReasons: reasons };
   }
@@ -411,6 +445,11 @@ export class Gatherer<T = unknown> implements TimerTarget {
     // Every receiver Redis counted finished, yet instances the view knows serve the pattern did not:
     // Redis did not count them (they never got the request). Named, never dropped.
     for (const id of this.waitingOn()) {
+      // Said hello while the request was on its way, and not among the receivers: it subscribed after.
+      if (this.rare?.newcomers?.has(id) === true) {
+        this.dismiss(id);
+        continue;
+      }
       const reason = this.uncountedReason(id);
       if (reason !== undefined) this.markGone(id, reason);
       else this.dismiss(id);

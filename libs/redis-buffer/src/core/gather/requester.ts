@@ -73,11 +73,22 @@ class OutgoingRequest implements OutgoingEnvelope {
     // Known when it was sent and still a member now: one that said hello since may have subscribed
     // after the PUBLISH (not a receiver); one that left since answered first (a bye follows its
     // replies); one that started draining since still answers what it received.
-    const awaited = this.known === undefined ? this.view.awaitedFor(gatherer.pattern, gatherer.rules.to) : this.view.stillMembers(this.known, this.removalMark);
+    let awaited = this.known === undefined ? this.view.awaitedFor(gatherer.pattern, gatherer.rules.to) : this.view.stillMembers(this.known, this.removalMark);
+    // Those that said hello meanwhile may be receivers too: an instance announces itself after
+    // subscribing, and its hello and this PUBLISH race on two connections.
+    let newcomers: Set<string> | undefined;
+    if (this.known !== undefined && awaited !== undefined) {
+      const now = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
+      if (now !== undefined && now !== this.known) {
+        for (const id of now) if (!awaited.has(id)) (newcomers ??= new Set()).add(id);
+        if (newcomers !== undefined) awaited = new Set([...awaited, ...newcomers]);
+      }
+    }
     const silent = this.view.silentAmong(awaited);
     // A silent instance is pinged again when a request skips it, so it can come back on its pong.
     if (silent.length > 0) this.view.repingSilent(silent);
-    gatherer.expect(receivers, awaited, silent);
+    gatherer.countedAt(this.view.sendMark);
+    gatherer.expect(receivers, awaited, silent, newcomers);
   }
 }
 
