@@ -33,7 +33,8 @@ export interface EndState {
  * - I *finished* R: its `done` reply reached C's process by `e`;
  * - I is *untroubled* for R: nothing happened to I's process (pause, partition, connection down,
  *   subscriptions lost or moved) from `s - 2 × livenessTimeout` (how long a caller's view may
- *   still hold the past against it) to `e`; *all clear*: neither to I, nor to C, nor to Redis;
+ *   still hold the past against it) to `e`; *all clear*: neither to I, nor to C, nor to Redis,
+ *   nor to the count of R's channel (a slot move whose count leaves out receivers it delivers to);
  * - I is *on time* for R: its handler's duration plus four network hops (at the slowest latency of
  *   I's and C's connections) plus 10 ms fits in R's timeout, and in R's `stall` if it has one.
  *
@@ -89,8 +90,13 @@ export function checkRequest(plan: SchedulePlan, record: SimRecord, request: Req
       (incarnation) => serves(incarnation) && incarnation.listeningAt !== undefined && incarnation.listeningAt <= s && (incarnation.leftAt === undefined || incarnation.leftAt > e),
     );
     const untroubled = (incarnation: IncarnationRecord): boolean => overlaps(record.trouble.get(incarnation.process), s - lookback, e) === undefined;
+    // A count that leaves out receivers it delivers to (a slot moving) makes the request's count
+    // wrong: whoever finished first may be the uncounted one, and a caller that waits for every
+    // instance it knows is as wrong in the twin case where the one not finished was never a
+    // receiver (then `prompt` fails). Neither is all clear.
+    const countClear = rp.to !== undefined || overlaps(record.countTrouble.get(rp.pattern), s - lookback, e) === undefined;
     const allClear = (incarnation: IncarnationRecord): boolean =>
-      untroubled(incarnation) && overlaps(record.trouble.get(caller), s - lookback, e) === undefined && overlaps(record.redisTrouble, s - lookback, e) === undefined;
+      untroubled(incarnation) && countClear && overlaps(record.trouble.get(caller), s - lookback, e) === undefined && overlaps(record.redisTrouble, s - lookback, e) === undefined;
     const onTime = (incarnation: IncarnationRecord): boolean => {
       const behaviour = plan.instances.find((instance) => instance.id === incarnation.id)!.behaviour;
       const slack = 2 * latencyTop(caller) + 2 * latencyTop(incarnation.process) + 10;

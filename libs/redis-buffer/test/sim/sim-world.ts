@@ -404,6 +404,11 @@ export class SimWorld {
         const names = moved.map((connection) => connection.name);
         record.log(now, `FAULT slot of ${channel} moving for ${fault.duration} ms: ${fault.delivered ? 'count leaves out' : 'not counted nor delivered to'} ${names.join(',')}`);
         const troubles = moved.map((connection) => record.troubleFrom(connection.process.name, now, `slot move (${fault.delivered ? 'uncounted' : 'unsubscribed'})`));
+        if (fault.delivered) {
+          const miscounted: Interval = { from: now, to: Infinity, what: 'count leaves out receivers' };
+          pushTo(record.countTrouble, fault.pattern, miscounted);
+          troubles.push(miscounted);
+        }
         if (fault.delivered) this.redis.leaveOutOfCount(channel, moved);
         else for (const connection of moved) this.redis.loseSubscription(connection, channel);
         scheduler.after(fault.duration, () => {

@@ -169,8 +169,14 @@ export class Gatherer<T = unknown> implements TimerTarget {
     if (newcomers !== undefined && newcomers.size > 0) (this.rare ??= {}).newcomers = newcomers;
     const decided = this.rare?.decided;
     if (decided !== undefined) return this.finish(decided);
-    // Nobody subscribed: nobody will answer.
-    if (receivers === 0) return this.noResponders();
+    // Nobody subscribed: nobody will answer. Unless the view vouches for instances serving the
+    // pattern: Redis did not count them (a subscription lost on the server, a slot moving), and
+    // the result names them rather than saying no instance handles it.
+    if (receivers === 0) {
+      if (awaited === undefined || !this.anyVouched(awaited)) return this.noResponders();
+      this.setAwaited(awaited, silent);
+      return this.checkAll();
+    }
     // The view knows the namespace's instances, none of which handles the pattern: either only
     // subscribers that are not instances, or an instance whose hello is still on its way (it
     // announces itself after subscribing, on another connection than the PUBLISH's answer).
@@ -197,6 +203,11 @@ export class Gatherer<T = unknown> implements TimerTarget {
     }
     this.setAwaited(awaited, silent);
     this.checkAll();
+  }
+
+  private anyVouched(ids: ReadonlySet<string>): boolean {
+    for (const id of ids) if (this.isVouched(id)) return true;
+    return false;
   }
 
   private noResponders(): void {
