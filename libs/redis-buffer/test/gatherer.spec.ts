@@ -409,6 +409,21 @@ describe('Gatherer', () => {
       expect(outcome.timedOut?.redis).toBe('unanswered');
     });
 
+    it('sent before the view was usable and never answered by Redis, names at the timeout whom the view vouches for by then', () => {
+      class ViewGatherer extends Gatherer<unknown> {
+        protected override knownServing(): ReadonlySet<string> {
+          return new Set(['a', 'b']);
+        }
+      }
+      const outcomes: GatherResult[] = [];
+      const sink = { next: () => undefined, complete: (result: GatherResult) => void outcomes.push(result), fail: () => undefined };
+      const clock = new FakeClock();
+      const gatherer = new ViewGatherer('r1', 'p', { timeout: 150, quorum: undefined, until: undefined, stall: undefined, to: undefined, headers: {} }, sink, clock);
+      gatherer.sent(undefined);
+      clock.advance(150);
+      expect(outcomes[0]).toMatchObject({ completedBy: 'timeout', expected: undefined, redis: 'unanswered', missing: ['a', 'b'], missingReasons: { a: 'redis-unanswered', b: 'redis-unanswered' } });
+    });
+
     it('does not end by "stall" before Redis said how many received the request', () => {
       const { gatherer, outcome, clock } = setup({ stall: 50, timeout: 300 });
       gatherer.sent(new Set(['a', 'b']));

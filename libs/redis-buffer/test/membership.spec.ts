@@ -146,6 +146,19 @@ describe('MembershipView', () => {
     expect(view.list()).toHaveLength(1);
   });
 
+  it('tells whom it vouches for serving a pattern even before it is synced, never a member only heard of', () => {
+    const { view } = setup();
+    view.markUnsynced();
+    view.hello(hello('a', 'i', { patterns: ['p'] }), true);
+    view.hello(hello('b', 'i', { patterns: ['q'] }), true);
+    view.hello(hello('c', 'i', { patterns: ['p'] }), false);
+    view.hello(hello('d', 'i', { patterns: ['p'], draining: true }), true);
+    expect(view.awaitedFor('p', undefined)).toBeUndefined();
+    expect([...view.vouchedFor('p', undefined)]).toEqual(['a']);
+    expect([...view.vouchedFor('x', 'b')]).toEqual(['b']);
+    expect([...view.vouchedFor('p', 'c')]).toEqual([]);
+  });
+
   it('does not await a draining instance for new requests, and keeps it in the view', () => {
     const { view } = setup();
     view.hello(hello('a', 'i'), true);

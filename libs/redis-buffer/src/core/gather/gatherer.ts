@@ -367,7 +367,9 @@ export class Gatherer<T = unknown> implements TimerTarget {
     // Before Redis answered there is no awaited set: whom the view knew serves the pattern. A member
     // nothing vouched for (an unsolicited hello) is never named: it cannot make a result partial.
     const newcomers = this.rare?.newcomers;
-    for (const id of this.awaited ?? this.known ?? []) if (!this.isSettled(id) && this.isVouched(id) && newcomers?.has(id) !== true) reasons[id] = fallback;
+    // Sent before the view was usable (the first `who` round not over): whom it knows of now.
+    const known = this.awaited ?? this.known ?? (this.expected === undefined ? this.knownServing() : undefined);
+    for (const id of known ?? []) if (!this.isSettled(id) && this.isVouched(id) && newcomers?.has(id) !== true) reasons[id] = fallback;
     // Instances that started answering but never finished, whether or not the view knew them.
     if (this.firstFrom !== undefined && !isDone(this.firstProgress) && reasons[this.firstFrom] === undefined) reasons[this.firstFrom] = fallback;
     for (const [id, progress] of this.otherEntries()) if (!isDone(progress) && reasons[id] === undefined) reasons[id] = fallback;
@@ -475,6 +477,15 @@ export class Gatherer<T = unknown> implements TimerTarget {
    */
   protected uncountedReason(instanceId: string): MissingReason | undefined {
     return this.isVouched(instanceId) ? 'not-counted' : undefined;
+  }
+
+  /**
+   * The instances a membership view vouches for now that serve this request, synced or not (a
+   * subclass that keeps a view can tell): whom a request Redis never answered names when it was
+   * sent before the view was usable.
+   */
+  protected knownServing(): ReadonlySet<string> | undefined {
+    return undefined;
   }
 
   /** Whether an exchange vouched for this member of the view (a subclass that keeps a view can tell). */

@@ -170,6 +170,7 @@ export class Requester {
       isDraining: (instanceId) => view.isDraining(instanceId),
       isUnvouched: (instanceId) => view.isUnvouched(instanceId),
       redisUnanswering: () => watch.unansweredFor() >= unansweredAfter,
+      vouchedFor: (pattern, to) => view.vouchedFor(pattern, to),
       confirmMembers: () => {
         if (this.closed || !this.inboxSubscribed || this.bus.status !== 'connected') return false;
         void this.sync().catch(() => undefined);
@@ -585,6 +586,8 @@ interface RequestOwner {
   redisUnanswering(): boolean;
   /** Starts a `who` round (or joins the one under way); false if none can be sent. */
   confirmMembers(): boolean;
+  /** See `MembershipView.vouchedFor`. */
+  vouchedFor(pattern: string, to: string | undefined): ReadonlySet<string>;
 }
 
 
@@ -632,6 +635,10 @@ class RequestGatherer<T> extends Gatherer<T> implements RequestHandle {
 
   protected override confirmMembers(): boolean {
     return this.owner.confirmMembers();
+  }
+
+  protected override knownServing(): ReadonlySet<string> | undefined {
+    return this.owner.vouchedFor(this.pattern, this.rules.to);
   }
 
   protected override completed(result: GatherResult<T>, timedOut: BufferTimeoutError<T> | undefined): void {

@@ -287,6 +287,19 @@ export class MembershipView {
     return awaited;
   }
 
+  /**
+   * The vouched, live, not draining members serving `pattern` (or the one `to` names), whether or
+   * not the view is synced: whom a timeout names when nothing better is known.
+   */
+  vouchedFor(pattern: string, to: string | undefined): ReadonlySet<string> {
+    const ids = new Set<string>();
+    for (const [id, member] of this.members) {
+      if (!member.vouched || member.silent || member.draining) continue;
+      if (to !== undefined ? id === to : member.patterns.has(pattern)) ids.add(id);
+    }
+    return ids;
+  }
+
   /** A mark for `instanceGone`'s `sentBefore`: taken when a request is sent. */
   get sendMark(): number {
     return this.signs;
