@@ -422,6 +422,18 @@ describe('Gatherer', () => {
       gatherer.sent(undefined);
       clock.advance(150);
       expect(outcomes[0]).toMatchObject({ completedBy: 'timeout', expected: undefined, redis: 'unanswered', missing: ['a', 'b'], missingReasons: { a: 'redis-unanswered', b: 'redis-unanswered' } });
+      // Counted by Redis, with no awaited set either: the timeout names them too; a count reached does not.
+      const counted = new ViewGatherer('r2', 'p', { timeout: 150, quorum: undefined, until: undefined, stall: undefined, to: undefined, headers: {} }, sink, clock);
+      counted.sent(undefined);
+      counted.expect(3, undefined);
+      counted.accept({ ...reply('a', 0, { data: 1 }), id: 'r2' });
+      clock.advance(150);
+      expect(outcomes[1]).toMatchObject({ completedBy: 'timeout', expected: 3, finished: 1, missing: ['b'], observers: 1 });
+      const whole = new ViewGatherer('r3', 'p', { timeout: 150, quorum: undefined, until: undefined, stall: undefined, to: undefined, headers: {} }, sink, clock);
+      whole.sent(undefined);
+      whole.expect(1, undefined);
+      whole.accept({ ...reply('a', 0, { data: 1 }), id: 'r3' });
+      expect(outcomes[2]).toMatchObject({ completedBy: 'all', expected: 1, finished: 1, missing: [] });
     });
 
     it('does not end by "stall" before Redis said how many received the request', () => {

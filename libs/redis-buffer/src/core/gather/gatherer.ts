@@ -368,7 +368,8 @@ export class Gatherer<T = unknown> implements TimerTarget {
     // nothing vouched for (an unsolicited hello) is never named: it cannot make a result partial.
     const newcomers = this.rare?.newcomers;
     // Sent before the view was usable (the first `who` round not over): whom it knows of now.
-    const known = this.awaited ?? this.known ?? (this.expected === undefined ? this.knownServing() : undefined);
+    // (A count reached names nobody it did not wait for: those may have joined after the PUBLISH.)
+    const known = this.awaited ?? this.known ?? (completedBy === 'all' ? undefined : this.knownServing());
     for (const id of known ?? []) if (!this.isSettled(id) && this.isVouched(id) && newcomers?.has(id) !== true) reasons[id] = fallback;
     // Instances that started answering but never finished, whether or not the view knew them.
     if (this.firstFrom !== undefined && !isDone(this.firstProgress) && reasons[this.firstFrom] === undefined) reasons[this.firstFrom] = fallback;
@@ -481,8 +482,8 @@ export class Gatherer<T = unknown> implements TimerTarget {
 
   /**
    * The instances a membership view vouches for now that serve this request, synced or not (a
-   * subclass that keeps a view can tell): whom a request Redis never answered names when it was
-   * sent before the view was usable.
+   * subclass that keeps a view can tell): whom a result names when the request was sent before
+   * the view was usable and has not adopted an awaited set since.
    */
   protected knownServing(): ReadonlySet<string> | undefined {
     return undefined;
