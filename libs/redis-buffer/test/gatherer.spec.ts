@@ -436,6 +436,16 @@ describe('Gatherer', () => {
       expect(outcomes[2]).toMatchObject({ completedBy: 'all', expected: 1, finished: 1, missing: [] });
     });
 
+    it('a stall decided while the count was on its way ends "all" when the count shows every receiver had finished', () => {
+      const { gatherer, outcome, clock } = setup({ stall: 20, timeout: 300 });
+      gatherer.sent(new Set(['a']));
+      gatherer.accept(reply('a', 0, { data: 1 }));
+      clock.advance(20);
+      expect(outcome.calls).toBe(0);
+      gatherer.expect(1, new Set(['a']));
+      expect(outcome.result).toMatchObject({ completedBy: 'all', expected: 1, finished: 1, missing: [] });
+    });
+
     it('does not end by "stall" before Redis said how many received the request', () => {
       const { gatherer, outcome, clock } = setup({ stall: 50, timeout: 300 });
       gatherer.sent(new Set(['a', 'b']));

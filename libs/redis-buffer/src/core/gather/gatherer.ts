@@ -168,7 +168,9 @@ export class Gatherer<T = unknown> implements TimerTarget {
     this.expected = receivers;
     if (newcomers !== undefined && newcomers.size > 0) (this.rare ??= {}).newcomers = newcomers;
     const decided = this.rare?.decided;
-    if (decided !== undefined) return this.finish(decided);
+    // A stall decided while the count was on its way, when every counted receiver had in fact
+    // finished: the result is whole, and says so.
+    if (decided !== undefined) return this.finish(decided === 'stall' && this.finishedCount >= receivers ? 'all' : decided);
     // Nobody subscribed: nobody will answer. Unless the view vouches for instances serving the
     // pattern: Redis did not count them (a subscription lost on the server, a slot moving), and
     // the result names them rather than saying no instance handles it.
