@@ -234,6 +234,25 @@ describe('MembershipView', () => {
     expect(pings.map((ping) => ping.id)).toEqual(['a']);
   });
 
+  it('a pong that arrives before Redis\'s answer to the ping\'s PUBLISH answers that ping', async () => {
+    const { view, clock, pings, gone, flush } = setup();
+    view.hello(hello('a', 'i'), true);
+    clock.advance(LIVENESS / 4);
+    view.check(['a']);
+    // The pong comes in on the subscriber connection; a round folds it in; then the PUBLISH's answer.
+    view.heard('a', 'i');
+    clock.advance(10);
+    view.check(['a']);
+    clock.advance(5);
+    pings.shift()!.resolve(1);
+    await flush();
+    // No request for a while; the next one waits on it: it is pinged afresh, not found silent.
+    clock.advance(LIVENESS);
+    view.check(['a']);
+    expect(gone).toEqual([]);
+    expect(pings.map((ping) => ping.id)).toEqual(['a']);
+  });
+
   it('pings a silent instance again, and its pong brings it back', async () => {
     const { view, clock, pings, flush } = setup();
     view.hello(hello('a', 'i'), true);

@@ -412,12 +412,16 @@ export class MembershipView {
   private sendPing(id: string, member: Member, first: boolean): void {
     member.lastPingAt = this.clock.now();
     member.pingInFlight = true;
+    const signsAtSend = this.signs;
     this.host.ping(id).then(
       (receivers) => {
         member.pingInFlight = false;
         if (this.members.get(id) !== member) return;
         // Nobody subscribed to its direct channel any more: the process is gone.
         if (receivers === 0) return this.remove(id, 'left');
+        // Its pong (or anything else from it) came before Redis's answer to the PUBLISH did (they
+        // travel on different connections): the ping is answered, nothing is outstanding.
+        if (member.lastSign > signsAtSend) return;
         // Delivered: silence counts from now. (Not sent at all, -1: nothing is learnt.)
         if (receivers > 0 && (first || member.pingSentAt === undefined)) member.pingSentAt = this.clock.now();
       },
