@@ -436,6 +436,27 @@ describe('Gatherer', () => {
       expect(outcomes[2]).toMatchObject({ completedBy: 'all', expected: 1, finished: 1, missing: [] });
     });
 
+    it('sent before the view was usable, names a member only heard of at a stall when Redis counted a receiver that did not answer', () => {
+      class ViewGatherer extends Gatherer<unknown> {
+        protected override knownServing(): ReadonlySet<string> {
+          return new Set(['heard-of', 'ghost']);
+        }
+        protected override isVouched(): boolean {
+          return false;
+        }
+      }
+      const outcomes: GatherResult[] = [];
+      const sink = { next: () => undefined, complete: (result: GatherResult) => void outcomes.push(result), fail: () => undefined };
+      const clock = new FakeClock();
+      const gatherer = new ViewGatherer('r1', 'p', { timeout: 150, quorum: undefined, until: undefined, stall: 30, to: undefined, headers: {} }, sink, clock);
+      gatherer.sent(undefined);
+      gatherer.expect(2, undefined);
+      gatherer.accept(reply('a', 0, { data: 1, done: false }));
+      clock.advance(30);
+      // "a" started and did not finish; one more counted receiver: one of those only heard of, not both.
+      expect(outcomes[0]).toMatchObject({ completedBy: 'stall', expected: 2, missing: ['a', 'heard-of'], observers: 0 });
+    });
+
     it('a stall decided while the count was on its way ends "all" when the count shows every receiver had finished', () => {
       const { gatherer, outcome, clock } = setup({ stall: 20, timeout: 300 });
       gatherer.sent(new Set(['a']));

@@ -146,7 +146,7 @@ describe('MembershipView', () => {
     expect(view.list()).toHaveLength(1);
   });
 
-  it('tells whom it vouches for serving a pattern even before it is synced, never a member only heard of', () => {
+  it('tells who serves a pattern even before it is synced, members only heard of included, draining ones not', () => {
     const { view } = setup();
     view.markUnsynced();
     view.hello(hello('a', 'i', { patterns: ['p'] }), true);
@@ -154,9 +154,9 @@ describe('MembershipView', () => {
     view.hello(hello('c', 'i', { patterns: ['p'] }), false);
     view.hello(hello('d', 'i', { patterns: ['p'], draining: true }), true);
     expect(view.awaitedFor('p', undefined)).toBeUndefined();
-    expect([...view.vouchedFor('p', undefined)]).toEqual(['a']);
-    expect([...view.vouchedFor('x', 'b')]).toEqual(['b']);
-    expect([...view.vouchedFor('p', 'c')]).toEqual([]);
+    expect([...view.servingNow('p', undefined)]).toEqual(['a', 'c']);
+    expect([...view.servingNow('x', 'b')]).toEqual(['b']);
+    expect([...view.servingNow('p', 'd')]).toEqual([]);
   });
 
   it('does not await a draining instance for new requests, and keeps it in the view', () => {

@@ -381,9 +381,9 @@ export class Gatherer<T = unknown> implements TimerTarget {
     // that said hello while the request was on its way is the likeliest of them, and is named, as
     // many as the count leaves room for. A forged hello alone never is: it takes a counted receiver
     // that did not answer.
-    if (this.expected !== undefined && this.awaited !== undefined) {
+    if (this.expected !== undefined && known !== undefined) {
       let uncounted = this.expected - this.finishedCount - Object.keys(reasons).length;
-      for (const id of this.awaited) {
+      for (const id of known) {
         if (uncounted <= 0) break;
         if (this.isSettled(id) || reasons[id] !== undefined) continue;
         reasons[id] = fallback;
@@ -483,9 +483,10 @@ export class Gatherer<T = unknown> implements TimerTarget {
   }
 
   /**
-   * The instances a membership view vouches for now that serve this request, synced or not (a
-   * subclass that keeps a view can tell): whom a result names when the request was sent before
-   * the view was usable and has not adopted an awaited set since.
+   * The instances a membership view holds now that serve this request, synced or not (a subclass
+   * that keeps a view can tell): whom a result names when the request was sent before the view was
+   * usable and has not adopted an awaited set since (those nothing vouched for, only as far as
+   * Redis's count leaves room).
    */
   protected knownServing(): ReadonlySet<string> | undefined {
     return undefined;

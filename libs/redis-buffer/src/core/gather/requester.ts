@@ -170,7 +170,7 @@ export class Requester {
       isDraining: (instanceId) => view.isDraining(instanceId),
       isUnvouched: (instanceId) => view.isUnvouched(instanceId),
       redisUnanswering: () => watch.unansweredFor() >= unansweredAfter,
-      vouchedFor: (pattern, to) => view.vouchedFor(pattern, to),
+      servingNow: (pattern, to) => view.servingNow(pattern, to),
       confirmMembers: () => {
         if (this.closed || !this.inboxSubscribed || this.bus.status !== 'connected') return false;
         void this.sync().catch(() => undefined);
@@ -586,8 +586,8 @@ interface RequestOwner {
   redisUnanswering(): boolean;
   /** Starts a `who` round (or joins the one under way); false if none can be sent. */
   confirmMembers(): boolean;
-  /** See `MembershipView.vouchedFor`. */
-  vouchedFor(pattern: string, to: string | undefined): ReadonlySet<string>;
+  /** See `MembershipView.servingNow`. */
+  servingNow(pattern: string, to: string | undefined): ReadonlySet<string>;
 }
 
 
@@ -638,7 +638,7 @@ class RequestGatherer<T> extends Gatherer<T> implements RequestHandle {
   }
 
   protected override knownServing(): ReadonlySet<string> | undefined {
-    return this.owner.vouchedFor(this.pattern, this.rules.to);
+    return this.owner.servingNow(this.pattern, this.rules.to);
   }
 
   protected override completed(result: GatherResult<T>, timedOut: BufferTimeoutError<T> | undefined): void {

@@ -288,13 +288,13 @@ export class MembershipView {
   }
 
   /**
-   * The vouched, live, not draining members serving `pattern` (or the one `to` names), whether or
-   * not the view is synced: whom a timeout names when nothing better is known.
+   * The live, not draining members serving `pattern` (or the one `to` names), whether or not the
+   * view is synced, unvouched ones included: whom a timeout names when nothing better is known.
    */
-  vouchedFor(pattern: string, to: string | undefined): ReadonlySet<string> {
+  servingNow(pattern: string, to: string | undefined): ReadonlySet<string> {
     const ids = new Set<string>();
     for (const [id, member] of this.members) {
-      if (!member.vouched || member.silent || member.draining) continue;
+      if (member.silent || member.draining) continue;
       if (to !== undefined ? id === to : member.patterns.has(pattern)) ids.add(id);
     }
     return ids;
