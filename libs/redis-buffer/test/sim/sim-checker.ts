@@ -50,7 +50,9 @@ export interface EndState {
  *   (listening by `s`; neither killed nor done closing by `e`: a draining instance has not left);
  * - `onTime`: an all-clear, on-time required instance is never in `missing`;
  * - `prompt`: R never ends by `timeout` or `stall` once the `done` reply of every process Redis
- *   queued R for has reached C (rule 1: it completes as soon as the answer is known);
+ *   queued R for has reached C, and so has Redis's count (rule 1: it completes as soon as the
+ *   answer is known; without the count, a subscriber that is not an instance the view knows, or
+ *   one whose hello has not arrived, cannot be ruled out, so the answer is not known);
  * - `failure`: R fails (not `NoRespondersError`) only if C's connection or Redis was in trouble;
  * - `once`: each (instance, seq) once in the result, never more replies than reached C, `finished`
  *   never above the instances whose `done` reached C, every payload the instance's own;
@@ -135,7 +137,7 @@ export function checkRequest(plan: SchedulePlan, record: SimRecord, request: Req
 
     const by = result.completedBy;
     const receivers = record.receivers.get(request.requestId ?? '');
-    if ((by === 'timeout' || by === 'stall') && receivers !== undefined && receivers.length > 0) {
+    if ((by === 'timeout' || by === 'stall') && receivers !== undefined && receivers.length > 0 && result.expected !== undefined) {
       const last = Math.max(...receivers.map((receiver) => delivered?.get(receiver)?.doneAt ?? Infinity));
       if (last < e - 1) add('prompt', `completedBy=${by} at ${(e - s).toFixed(1)} ms though every receiver (${receivers.join(',')}) had finished by ${(last - s).toFixed(1)} ms`);
     }
