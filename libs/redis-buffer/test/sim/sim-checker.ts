@@ -41,9 +41,11 @@ export interface EndState {
  * Checked:
  * - `deadline`: R ended, by `s + timeout + 5 ms` plus the time C spent paused in between;
  * - `named` (never silently partial): completed by `all` or `stall`, every required instance that
- *   did not finish is in `missing`; completed by `timeout`, every one of them that the caller's
- *   view held when it ended (a caller that never heard of an instance cannot name it, and a
- *   timeout claims nothing whole);
+ *   did not finish is in `missing`, or, if the caller's view never held it, is among the counted
+ *   receivers the result reports as `observers` (an id never heard of cannot be named, and a
+ *   counted receiver that never spoke looks the same whether it is an observer or such an
+ *   instance: the result says one was there); completed by `timeout`, every one of them that the
+ *   caller's view held when it ended (a timeout claims nothing whole);
  * - `noResponders`: a NoRespondersError only when no instance was required;
  * - `blame`: an untroubled required instance is never named `silent` or `left`;
  * - `left`: no instance is named `left` while the process behind its id was there from `s` to `e`
@@ -152,7 +154,8 @@ export function checkRequest(plan: SchedulePlan, record: SimRecord, request: Req
     }
     for (const incarnation of required) {
       const reason = result.missingReasons[incarnation.id];
-      if (!finished(incarnation.id) && !missing.has(incarnation.id) && (by !== 'timeout' || request.knownAtEnd.includes(incarnation.id))) {
+      const couldName = request.knownAtEnd.includes(incarnation.id) || (by !== 'timeout' && result.observers === 0);
+      if (!finished(incarnation.id) && !missing.has(incarnation.id) && couldName) {
         add('named', `completedBy=${by} missing=${JSON.stringify(result.missingReasons)}: required ${describe(incarnation)} did not finish and is not named (expected=${result.expected}, finished=${result.finished}, observers=${result.observers})`);
       }
       if ((reason === 'silent' || reason === 'left') && untroubled(incarnation)) {
