@@ -261,6 +261,42 @@ describe('Gatherer', () => {
       expect(outcome.result).toMatchObject({ completedBy: 'all', missing: [] });
     });
 
+    it('is not told a restarted instance left when it was sent, or counted, after the new incarnation announced itself', () => {
+      const before = setup();
+      const after = setup();
+      const countedAfter = setup();
+      before.gatherer.sent(new Set(['a', 'b']), 4);
+      before.gatherer.countedAt(6);
+      after.gatherer.sent(new Set(['a', 'b']), 7);
+      after.gatherer.countedAt(7);
+      countedAfter.gatherer.sent(new Set(['a', 'b']), 4);
+      countedAfter.gatherer.countedAt(8);
+      for (const { gatherer } of [before, after, countedAfter]) {
+        gatherer.expect(2, new Set(['a', 'b']));
+        gatherer.accept(reply('b', 0, { data: 2 }));
+        // The new incarnation of "a" said hello when the view's mark was 7.
+        gatherer.instanceGone('a', 'left', 7);
+      }
+      expect(before.outcome.result).toMatchObject({ completedBy: 'all', missing: ['a'], missingReasons: { a: 'left' } });
+      for (const { gatherer, outcome } of [after, countedAfter]) {
+        expect(outcome.calls).toBe(0);
+        gatherer.accept(reply('a', 0, { data: 1 }));
+        expect(outcome.result).toMatchObject({ completedBy: 'all', finished: 2, missing: [] });
+      }
+    });
+
+    it('an instance dismissed (nothing vouched for it) that answers after all is not counted twice', () => {
+      const { gatherer, outcome } = setup();
+      gatherer.expect(3, new Set(['a', 'b', 'c']));
+      gatherer.instanceDismissed('c');
+      gatherer.accept(reply('c', 0, { data: 3 }));
+      gatherer.accept(reply('a', 0, { data: 1 }));
+      // "b" has not answered: the request still waits for it.
+      expect(outcome.calls).toBe(0);
+      gatherer.accept(reply('b', 0, { data: 2 }));
+      expect(outcome.result).toMatchObject({ completedBy: 'all', finished: 3, missing: [] });
+    });
+
     it('names the instances that had not finished at the timeout', () => {
       const { gatherer, outcome, clock } = setup({ timeout: 100 });
       gatherer.expect(2, new Set(['a', 'b']));
@@ -275,6 +311,40 @@ describe('Gatherer', () => {
       gatherer.expect(2, new Set());
       expect(outcome.error).toBeInstanceOf(NoRespondersError);
       expect((outcome.error as NoRespondersError).observers).toBe(2);
+    });
+
+    it('with a view to ask, waits for a who round before calling counted receivers of a pattern it knows no instance for observers', () => {
+      class AskingGatherer extends Gatherer<unknown> {
+        asked = 0;
+        protected override confirmMembers(): boolean {
+          this.asked++;
+          return true;
+        }
+      }
+      const outcomes: Array<{ result: GatherResult; error?: Error }> = [];
+      const sink = { next: () => undefined, complete: (result: GatherResult) => void outcomes.push({ result }), fail: (error: Error, result: GatherResult) => void outcomes.push({ result, error }) };
+      const rules = { timeout: 1000, quorum: undefined, until: undefined, stall: undefined, to: undefined, headers: {} };
+      const clock = new FakeClock();
+      // Only observers: the round finds no instance for the pattern either.
+      const observed = new AskingGatherer('r1', 'p', rules, sink, clock);
+      observed.expect(2, new Set());
+      expect([observed.asked, outcomes.length]).toEqual([1, 0]);
+      observed.adoptAwaited(new Set(), []);
+      expect(outcomes[0]!.error).toBeInstanceOf(NoRespondersError);
+      expect((outcomes[0]!.error as NoRespondersError).observers).toBe(2);
+      // An instance whose hello had not arrived: the round finds it, and the request waits for it.
+      const raced = new AskingGatherer('r2', 'p', rules, sink, clock);
+      raced.expect(1, new Set());
+      raced.adoptAwaited(new Set(['n']), []);
+      expect(outcomes).toHaveLength(1);
+      raced.accept({ ...reply('n', 0, { data: 1 }), id: 'r2' });
+      expect(outcomes[1]).toMatchObject({ result: { completedBy: 'all', expected: 1, finished: 1, missing: [] } });
+      // Its reply before the round ends: Redis's count completes it meanwhile.
+      const early = new AskingGatherer('r3', 'p', rules, sink, clock);
+      early.expect(1, new Set());
+      early.accept({ ...reply('n', 0, { data: 1 }), id: 'r3' });
+      expect(outcomes[2]).toMatchObject({ result: { completedBy: 'all', expected: 1, finished: 1, missing: [] } });
+      expect(outcomes[2]!.error).toBeUndefined();
     });
 
     it('without a view, Redis\'s count alone decides', () => {
@@ -339,6 +409,64 @@ describe('Gatherer', () => {
       expect(outcome.timedOut?.redis).toBe('unanswered');
     });
 
+    it('sent before the view was usable and never answered by Redis, names at the timeout whom the view vouches for by then', () => {
+      class ViewGatherer extends Gatherer<unknown> {
+        protected override knownServing(): ReadonlySet<string> {
+          return new Set(['a', 'b']);
+        }
+      }
+      const outcomes: GatherResult[] = [];
+      const sink = { next: () => undefined, complete: (result: GatherResult) => void outcomes.push(result), fail: () => undefined };
+      const clock = new FakeClock();
+      const gatherer = new ViewGatherer('r1', 'p', { timeout: 150, quorum: undefined, until: undefined, stall: undefined, to: undefined, headers: {} }, sink, clock);
+      gatherer.sent(undefined);
+      clock.advance(150);
+      expect(outcomes[0]).toMatchObject({ completedBy: 'timeout', expected: undefined, redis: 'unanswered', missing: ['a', 'b'], missingReasons: { a: 'redis-unanswered', b: 'redis-unanswered' } });
+      // Counted by Redis, with no awaited set either: the timeout names them too; a count reached does not.
+      const counted = new ViewGatherer('r2', 'p', { timeout: 150, quorum: undefined, until: undefined, stall: undefined, to: undefined, headers: {} }, sink, clock);
+      counted.sent(undefined);
+      counted.expect(3, undefined);
+      counted.accept({ ...reply('a', 0, { data: 1 }), id: 'r2' });
+      clock.advance(150);
+      expect(outcomes[1]).toMatchObject({ completedBy: 'timeout', expected: 3, finished: 1, missing: ['b'], observers: 1 });
+      const whole = new ViewGatherer('r3', 'p', { timeout: 150, quorum: undefined, until: undefined, stall: undefined, to: undefined, headers: {} }, sink, clock);
+      whole.sent(undefined);
+      whole.expect(1, undefined);
+      whole.accept({ ...reply('a', 0, { data: 1 }), id: 'r3' });
+      expect(outcomes[2]).toMatchObject({ completedBy: 'all', expected: 1, finished: 1, missing: [] });
+    });
+
+    it('sent before the view was usable, names a member only heard of at a stall when Redis counted a receiver that did not answer', () => {
+      class ViewGatherer extends Gatherer<unknown> {
+        protected override knownServing(): ReadonlySet<string> {
+          return new Set(['heard-of', 'ghost']);
+        }
+        protected override isVouched(): boolean {
+          return false;
+        }
+      }
+      const outcomes: GatherResult[] = [];
+      const sink = { next: () => undefined, complete: (result: GatherResult) => void outcomes.push(result), fail: () => undefined };
+      const clock = new FakeClock();
+      const gatherer = new ViewGatherer('r1', 'p', { timeout: 150, quorum: undefined, until: undefined, stall: 30, to: undefined, headers: {} }, sink, clock);
+      gatherer.sent(undefined);
+      gatherer.expect(2, undefined);
+      gatherer.accept(reply('a', 0, { data: 1, done: false }));
+      clock.advance(30);
+      // "a" started and did not finish; one more counted receiver: one of those only heard of, not both.
+      expect(outcomes[0]).toMatchObject({ completedBy: 'stall', expected: 2, missing: ['a', 'heard-of'], observers: 0 });
+    });
+
+    it('a stall decided while the count was on its way ends "all" when the count shows every receiver had finished', () => {
+      const { gatherer, outcome, clock } = setup({ stall: 20, timeout: 300 });
+      gatherer.sent(new Set(['a']));
+      gatherer.accept(reply('a', 0, { data: 1 }));
+      clock.advance(20);
+      expect(outcome.calls).toBe(0);
+      gatherer.expect(1, new Set(['a']));
+      expect(outcome.result).toMatchObject({ completedBy: 'all', expected: 1, finished: 1, missing: [] });
+    });
+
     it('does not end by "stall" before Redis said how many received the request', () => {
       const { gatherer, outcome, clock } = setup({ stall: 50, timeout: 300 });
       gatherer.sent(new Set(['a', 'b']));
@@ -368,6 +496,43 @@ describe('Gatherer', () => {
         { completedBy: 'all', missing: [] },
         { completedBy: 'timeout', missing: ['b'] },
       ]);
+    });
+
+    it('names a member only heard of when Redis counted a receiver that neither finished nor is named otherwise', () => {
+      class ViewGatherer extends Gatherer<unknown> {
+        protected override isVouched(instanceId: string): boolean {
+          return instanceId !== 'heard-of';
+        }
+      }
+      const outcomes: GatherResult[] = [];
+      const sink = { next: () => undefined, complete: (result: GatherResult) => void outcomes.push(result), fail: () => undefined };
+      const clock = new FakeClock();
+      // A frozen instance whose hello came unasked: it never answered a who round, but Redis counted it.
+      const stalled = new ViewGatherer('r1', 'p', { timeout: 100, quorum: undefined, until: undefined, stall: 20, to: undefined, headers: {} }, sink, clock);
+      stalled.expect(2, new Set(['a', 'heard-of']));
+      stalled.accept(reply('a', 0, { data: 1 }));
+      clock.advance(20);
+      expect(outcomes[0]).toMatchObject({ completedBy: 'stall', expected: 2, finished: 1, missing: ['heard-of'], missingReasons: { 'heard-of': 'stall' }, observers: 0 });
+    });
+
+    it('waits for an instance that said hello while the request was on its way, unless Redis\'s count shows it was not a receiver', () => {
+      const counted = setup();
+      counted.gatherer.expect(2, new Set(['a', 'n']), [], new Set(['n']));
+      counted.gatherer.accept(reply('a', 0, { data: 1 }));
+      expect(counted.outcome.calls).toBe(0);
+      counted.gatherer.accept(reply('n', 0, { data: 2 }));
+      expect(counted.outcome.result).toMatchObject({ completedBy: 'all', finished: 2, missing: [] });
+      // Redis counted one receiver: the newcomer subscribed after the PUBLISH; not named.
+      const after = setup();
+      after.gatherer.expect(1, new Set(['a', 'n']), [], new Set(['n']));
+      after.gatherer.accept(reply('a', 0, { data: 1 }));
+      expect(after.outcome.result).toMatchObject({ completedBy: 'all', finished: 1, missing: [], observers: 0 });
+      // Counted, and silent at the timeout: named, as far as the count leaves room.
+      const silent = setup({ timeout: 100 });
+      silent.gatherer.expect(2, new Set(['a', 'n']), [], new Set(['n']));
+      silent.gatherer.accept(reply('a', 0, { data: 1 }));
+      silent.clock.advance(100);
+      expect(silent.outcome.result).toMatchObject({ completedBy: 'timeout', missing: ['n'], missingReasons: { n: 'timeout' } });
     });
 
     it('keeps the invariant over thousands of seeded schedules', () => {

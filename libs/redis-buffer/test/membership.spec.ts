@@ -15,11 +15,15 @@ function setup() {
   const clock = new FakeClock();
   const pings: Array<{ id: string; resolve: (receivers: number) => void }> = [];
   const gone: Array<[string, MissingReason]> = [];
+  const sentBefore: Array<number | undefined> = [];
   const dismissed: string[] = [];
   const view = new MembershipView(
     {
       ping: (id) => new Promise<number>((resolve) => pings.push({ id, resolve })),
-      instanceGone: (id, reason) => gone.push([id, reason]),
+      instanceGone: (id, reason, before) => {
+        gone.push([id, reason]);
+        sentBefore.push(before);
+      },
       instanceDismissed: (id) => dismissed.push(id),
     },
     LIVENESS,
@@ -27,7 +31,7 @@ function setup() {
   );
   view.markSynced(0);
   const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-  return { clock, pings, gone, dismissed, view, flush };
+  return { clock, pings, gone, sentBefore, dismissed, view, flush };
 }
 
 describe('MembershipView', () => {
@@ -77,6 +81,25 @@ describe('MembershipView', () => {
     expect(gone).toEqual([['a', 'left']]);
   });
 
+  it('when a restart is confirmed, tells only the requests sent before the new incarnation\'s first hello arrived that the id left', () => {
+    const { view, gone, sentBefore } = setup();
+    view.hello(hello('a', 'i1'), true);
+    const sentEarlier = view.sendMark;
+    // The restarted process announces itself unasked; the view keeps i1 until it is confirmed.
+    view.hello(hello('a', 'i2'), false);
+    const sentBetween = view.sendMark;
+    view.hello(hello('a', 'i2'), true);
+    expect(gone).toEqual([['a', 'left']]);
+    // A request sent between that hello and the who answer reached i2: it is not among those told.
+    expect(sentEarlier).toBeLessThan(sentBefore[0]!);
+    expect(sentBetween).toBeGreaterThanOrEqual(sentBefore[0]!);
+    // Confirmed by its pong alone (no hello seen first): requests sent before that pong are told.
+    const sentThen = view.sendMark;
+    view.heard('a', 'i3');
+    expect(sentThen).toBeLessThan(sentBefore[1]!);
+    expect(view.sendMark).toBeGreaterThanOrEqual(sentBefore[1]!);
+  });
+
   it('a pong on the members channel keeps a vouched member alive, and neither vouches for a stranger nor switches incarnation', () => {
     const { view, gone } = setup();
     view.hello(hello('a', 'i1'), true);
@@ -121,6 +144,19 @@ describe('MembershipView', () => {
     view.heard('a');
     view.markSynced(since, new Set());
     expect(view.list()).toHaveLength(1);
+  });
+
+  it('tells who serves a pattern even before it is synced, members only heard of included, draining ones not', () => {
+    const { view } = setup();
+    view.markUnsynced();
+    view.hello(hello('a', 'i', { patterns: ['p'] }), true);
+    view.hello(hello('b', 'i', { patterns: ['q'] }), true);
+    view.hello(hello('c', 'i', { patterns: ['p'] }), false);
+    view.hello(hello('d', 'i', { patterns: ['p'], draining: true }), true);
+    expect(view.awaitedFor('p', undefined)).toBeUndefined();
+    expect([...view.servingNow('p', undefined)]).toEqual(['a', 'c']);
+    expect([...view.servingNow('x', 'b')]).toEqual(['b']);
+    expect([...view.servingNow('p', 'd')]).toEqual([]);
   });
 
   it('does not await a draining instance for new requests, and keeps it in the view', () => {
@@ -176,6 +212,45 @@ describe('MembershipView', () => {
     clock.advance(LIVENESS / 4);
     view.check(['a']);
     expect(gone).toEqual([]);
+  });
+
+  it('a stall of the caller\'s own after a ping was answered does not make that ping look unanswered', async () => {
+    const { view, clock, pings, gone, flush } = setup();
+    view.hello(hello('a', 'i'), true);
+    clock.advance(LIVENESS / 4);
+    view.check(['a']);
+    pings.shift()!.resolve(1);
+    await flush();
+    view.heard('a', 'i');
+    // Requests end; a later one waits on it again: its pong is folded in, no ping needed yet.
+    clock.advance(600);
+    view.check(['a']);
+    expect(pings).toEqual([]);
+    // Then the caller's loop is blocked a whole second: the next round fires that late.
+    clock.advance(LIVENESS / 4 + 1000);
+    view.check(['a'], 1000);
+    expect(gone).toEqual([]);
+    // It is pinged afresh instead, and judged on that ping only.
+    expect(pings.map((ping) => ping.id)).toEqual(['a']);
+  });
+
+  it('a pong that arrives before Redis\'s answer to the ping\'s PUBLISH answers that ping', async () => {
+    const { view, clock, pings, gone, flush } = setup();
+    view.hello(hello('a', 'i'), true);
+    clock.advance(LIVENESS / 4);
+    view.check(['a']);
+    // The pong comes in on the subscriber connection; a round folds it in; then the PUBLISH's answer.
+    view.heard('a', 'i');
+    clock.advance(10);
+    view.check(['a']);
+    clock.advance(5);
+    pings.shift()!.resolve(1);
+    await flush();
+    // No request for a while; the next one waits on it: it is pinged afresh, not found silent.
+    clock.advance(LIVENESS);
+    view.check(['a']);
+    expect(gone).toEqual([]);
+    expect(pings.map((ping) => ping.id)).toEqual(['a']);
   });
 
   it('pings a silent instance again, and its pong brings it back', async () => {

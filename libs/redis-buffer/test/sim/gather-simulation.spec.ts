@@ -5,7 +5,7 @@ import { FAULT_CLASSES, type FaultClass } from './sim-plan.js';
  * Fault classes every CI run holds the current code to. `npm run test:sim:stress` runs them all
  * (SIM_FAULTS=all) and reports what each breaks, by invariant.
  */
-const CI_FAULTS: readonly FaultClass[] = ['latency', 'pause', 'restart', 'drain', 'lateJoin'];
+const CI_FAULTS: readonly FaultClass[] = ['latency', 'slowLinks', 'pause', 'partition', 'redisHang', 'restart', 'drain', 'lateJoin', 'startupRace', 'whoRounds'];
 
 function faultsFromEnvironment(): ReadonlySet<FaultClass> {
   const value = process.env.SIM_FAULTS;
@@ -62,6 +62,8 @@ describe('deterministic simulation of gather, membership and drain', () => {
             .map(([kind, count]) => `${kind} ${count}`)
             .join(', ')}`,
       ),
+      // Every failing seed with its invariants (the first 60), to replay or rerun one by one.
+      ...(failures.length === 0 ? [] : [`  seeds: ${failures.slice(0, 60).map((failure) => `${failure.seed}[${[...new Set(failure.violations.map((violation) => violation.invariant))].join(',')}]`).join(' ')}`]),
     ].join('\n');
     process.stdout.write(`${summary}\n`);
     if (failures.length > 0 && replay === undefined) process.stdout.write(`${describeFailure(failures[0]!, faults)}\n`);

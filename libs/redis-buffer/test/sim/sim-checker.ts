@@ -33,23 +33,28 @@ export interface EndState {
  * - I *finished* R: its `done` reply reached C's process by `e`;
  * - I is *untroubled* for R: nothing happened to I's process (pause, partition, connection down,
  *   subscriptions lost or moved) from `s - 2 × livenessTimeout` (how long a caller's view may
- *   still hold the past against it) to `e`; *all clear*: neither to I, nor to C, nor to Redis;
+ *   still hold the past against it) to `e`; *all clear*: neither to I, nor to C, nor to Redis,
+ *   nor to the count of R's channel (a slot move whose count leaves out receivers it delivers to);
  * - I is *on time* for R: its handler's duration plus four network hops (at the slowest latency of
  *   I's and C's connections) plus 10 ms fits in R's timeout, and in R's `stall` if it has one.
  *
  * Checked:
  * - `deadline`: R ended, by `s + timeout + 5 ms` plus the time C spent paused in between;
  * - `named` (never silently partial): completed by `all` or `stall`, every required instance that
- *   did not finish is in `missing`; completed by `timeout`, every one of them that the caller's
- *   view held when it ended (a caller that never heard of an instance cannot name it, and a
- *   timeout claims nothing whole);
+ *   did not finish is in `missing`, or, if the caller's view never held it, is among the counted
+ *   receivers the result reports as `observers` (an id never heard of cannot be named, and a
+ *   counted receiver that never spoke looks the same whether it is an observer or such an
+ *   instance: the result says one was there); completed by `timeout`, every one of them that the
+ *   caller's view held when it ended (a timeout claims nothing whole);
  * - `noResponders`: a NoRespondersError only when no instance was required;
  * - `blame`: an untroubled required instance is never named `silent` or `left`;
  * - `left`: no instance is named `left` while the process behind its id was there from `s` to `e`
  *   (listening by `s`; neither killed nor done closing by `e`: a draining instance has not left);
  * - `onTime`: an all-clear, on-time required instance is never in `missing`;
  * - `prompt`: R never ends by `timeout` or `stall` once the `done` reply of every process Redis
- *   queued R for has reached C (rule 1: it completes as soon as the answer is known);
+ *   queued R for has reached C, and so has Redis's count (rule 1: it completes as soon as the
+ *   answer is known; without the count, a subscriber that is not an instance the view knows, or
+ *   one whose hello has not arrived, cannot be ruled out, so the answer is not known);
  * - `failure`: R fails (not `NoRespondersError`) only if C's connection or Redis was in trouble;
  * - `once`: each (instance, seq) once in the result, never more replies than reached C, `finished`
  *   never above the instances whose `done` reached C, every payload the instance's own;
@@ -89,8 +94,13 @@ export function checkRequest(plan: SchedulePlan, record: SimRecord, request: Req
       (incarnation) => serves(incarnation) && incarnation.listeningAt !== undefined && incarnation.listeningAt <= s && (incarnation.leftAt === undefined || incarnation.leftAt > e),
     );
     const untroubled = (incarnation: IncarnationRecord): boolean => overlaps(record.trouble.get(incarnation.process), s - lookback, e) === undefined;
+    // A count that leaves out receivers it delivers to (a slot moving) makes the request's count
+    // wrong: whoever finished first may be the uncounted one, and a caller that waits for every
+    // instance it knows is as wrong in the twin case where the one not finished was never a
+    // receiver (then `prompt` fails). Neither is all clear.
+    const countClear = rp.to !== undefined || overlaps(record.countTrouble.get(rp.pattern), s - lookback, e) === undefined;
     const allClear = (incarnation: IncarnationRecord): boolean =>
-      untroubled(incarnation) && overlaps(record.trouble.get(caller), s - lookback, e) === undefined && overlaps(record.redisTrouble, s - lookback, e) === undefined;
+      untroubled(incarnation) && countClear && overlaps(record.trouble.get(caller), s - lookback, e) === undefined && overlaps(record.redisTrouble, s - lookback, e) === undefined;
     const onTime = (incarnation: IncarnationRecord): boolean => {
       const behaviour = plan.instances.find((instance) => instance.id === incarnation.id)!.behaviour;
       const slack = 2 * latencyTop(caller) + 2 * latencyTop(incarnation.process) + 10;
@@ -129,7 +139,7 @@ export function checkRequest(plan: SchedulePlan, record: SimRecord, request: Req
 
     const by = result.completedBy;
     const receivers = record.receivers.get(request.requestId ?? '');
-    if ((by === 'timeout' || by === 'stall') && receivers !== undefined && receivers.length > 0) {
+    if ((by === 'timeout' || by === 'stall') && receivers !== undefined && receivers.length > 0 && result.expected !== undefined) {
       const last = Math.max(...receivers.map((receiver) => delivered?.get(receiver)?.doneAt ?? Infinity));
       if (last < e - 1) add('prompt', `completedBy=${by} at ${(e - s).toFixed(1)} ms though every receiver (${receivers.join(',')}) had finished by ${(last - s).toFixed(1)} ms`);
     }
@@ -144,7 +154,8 @@ export function checkRequest(plan: SchedulePlan, record: SimRecord, request: Req
     }
     for (const incarnation of required) {
       const reason = result.missingReasons[incarnation.id];
-      if (!finished(incarnation.id) && !missing.has(incarnation.id) && (by !== 'timeout' || request.knownAtEnd.includes(incarnation.id))) {
+      const couldName = request.knownAtEnd.includes(incarnation.id) || (by !== 'timeout' && result.observers === 0);
+      if (!finished(incarnation.id) && !missing.has(incarnation.id) && couldName) {
         add('named', `completedBy=${by} missing=${JSON.stringify(result.missingReasons)}: required ${describe(incarnation)} did not finish and is not named (expected=${result.expected}, finished=${result.finished}, observers=${result.observers})`);
       }
       if ((reason === 'silent' || reason === 'left') && untroubled(incarnation)) {

@@ -53,6 +53,12 @@ export class SimRecord {
   readonly trouble = new Map<string, Interval[]>();
   /** When Redis itself answered nothing. */
   readonly redisTrouble: Interval[] = [];
+  /**
+   * Per request pattern: while its channel's slot moves with the count leaving out receivers it
+   * still delivers to. Redis's count for a request there is wrong, and a caller cannot tell which
+   * receivers it left out: one that answered first may be the uncounted one.
+   */
+  readonly countTrouble = new Map<string, Interval[]>();
   /** Per process: when it was paused (its timers late by that much). */
   readonly pauses = new Map<string, Interval[]>();
   readonly requests: RequestRecord[] = [];

@@ -26,6 +26,9 @@ export interface SimPayload {
   readonly k: number;
 }
 
+/** `SIM_VERBOSE=1`: the trace also shows membership messages reaching callers and each request's receivers. */
+const VERBOSE = process.env.SIM_VERBOSE === '1';
+
 const quiet: BufferLogger = { log: () => undefined, warn: () => undefined, error: () => undefined };
 
 /** One simulated OS process: its own event-loop owner, clock and Redis connections. */
@@ -119,12 +122,16 @@ export class SimWorld {
         }
         if (!requestChannels.some((prefix) => channel.startsWith(prefix))) return;
         for (const envelope of decodeMessage(message, channel).envelopes) {
-          if (envelope.kind === 'request') this.record.receivers.set(envelope.id, receivers.map((receiver) => receiver.process.name));
+          if (VERBOSE && envelope.kind === 'ping') this.record.log(scheduler.now, `redis: ping from ${envelope.from} on ${channel} to ${receivers.length}`);
+          if (envelope.kind !== 'request') continue;
+          this.record.receivers.set(envelope.id, receivers.map((receiver) => receiver.process.name));
+          if (VERBOSE) this.record.log(scheduler.now, `redis: ${envelope.id} on ${channel} to ${receivers.map((receiver) => receiver.process.name).join(',') || 'nobody'}`);
         }
       },
     };
     const options = (id: string): BufferOptions => ({ namespace: NAMESPACE, instanceId: id, livenessTimeout: plan.livenessTimeout, shutdownTimeout: 500 });
     const first = plan.instances.filter((instance) => instance.startAt <= FIRST_START_MS);
+    this.record.log(scheduler.now, `plan livenessTimeout=${plan.livenessTimeout}, ${plan.callers} callers`);
     for (const instance of plan.instances) {
       this.record.log(scheduler.now, `plan ${instance.id} serves ${instance.patterns.join(',')}: ${describeBehaviour(instance.behaviour)}, starts at ${instance.startAt}`);
     }
@@ -249,8 +256,17 @@ export class SimWorld {
 
   /** Records every reply that reaches a caller's process, to compare with what the caller reports. */
   private watchInbox(process: SimProcess, requester: Requester): void {
+    const members = new BufferChannels(NAMESPACE).members();
     // Ahead of the requester's own listener: a request may end on the reply being recorded.
     process.bus.prependListener('message', (channel, message) => {
+      if (VERBOSE && (channel === requester.inbox || channel === members)) {
+        for (const envelope of decodeMessage(message, channel).envelopes) {
+          if (envelope.kind === 'hello' || envelope.kind === 'bye' || envelope.kind === 'pong') {
+            const number = this.record.incarnations.find((incarnation) => this.instances.get(incarnation.id)?.record === incarnation && incarnation.id === envelope.from)?.number;
+            this.record.log(this.scheduler.now, `${process.name} got ${envelope.kind} from ${envelope.from} (latest #${number}) on ${channel === members ? 'members' : 'inbox'}`);
+          }
+        }
+      }
       if (channel !== requester.inbox) return;
       for (const envelope of decodeMessage(message, channel).envelopes) {
         if (envelope.kind !== 'reply') continue;
@@ -388,6 +404,11 @@ export class SimWorld {
         const names = moved.map((connection) => connection.name);
         record.log(now, `FAULT slot of ${channel} moving for ${fault.duration} ms: ${fault.delivered ? 'count leaves out' : 'not counted nor delivered to'} ${names.join(',')}`);
         const troubles = moved.map((connection) => record.troubleFrom(connection.process.name, now, `slot move (${fault.delivered ? 'uncounted' : 'unsubscribed'})`));
+        if (fault.delivered) {
+          const miscounted: Interval = { from: now, to: Infinity, what: 'count leaves out receivers' };
+          pushTo(record.countTrouble, fault.pattern, miscounted);
+          troubles.push(miscounted);
+        }
         if (fault.delivered) this.redis.leaveOutOfCount(channel, moved);
         else for (const connection of moved) this.redis.loseSubscription(connection, channel);
         scheduler.after(fault.duration, () => {

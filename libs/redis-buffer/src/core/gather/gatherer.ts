@@ -35,6 +35,19 @@ interface RareState {
    * count (it is one round trip away), so every result says what it is partial against.
    */
   decided?: CompletedBy;
+  /**
+   * Redis counted receivers while the view knew no instance serving the pattern: an instance whose
+   * hello had not reached this caller yet, or only subscribers that are not instances. Redis's
+   * count decides until a `who` round (sent after the request) tells which.
+   */
+  confirming?: boolean;
+  /**
+   * Awaited members the view learnt of between sending the request and Redis's count: they may
+   * have subscribed before the PUBLISH or after it. Waited for while the count is not reached;
+   * once it is, those that did not answer were not receivers, and are named only as far as the
+   * count leaves room (see `missingFor`).
+   */
+  newcomers?: ReadonlySet<string>;
 }
 
 /** How many instances besides the first are tracked in an array before a Map. */
@@ -75,6 +88,9 @@ export class Gatherer<T = unknown> implements TimerTarget {
   // The instances the view knew serve the pattern when the request was sent, before Redis answered:
   // whom a result names when Redis never says how many received it.
   private known: ReadonlySet<string> | undefined;
+  // The membership view's `sendMark` when the request was sent, then when Redis's count arrived
+  // (see `instanceGone`).
+  private sentMark = Number.POSITIVE_INFINITY;
   private awaited: ReadonlySet<string> | undefined;
   // Per instance: the last sequence number seen (Redis keeps one publisher's messages in order, so
   // anything at or below it is a duplicate) and whether it is done. The first instance to reply is
@@ -121,9 +137,11 @@ export class Gatherer<T = unknown> implements TimerTarget {
   /**
    * The request is being published: `known` is whom the membership view knows serves the pattern
    * now (`undefined` when it cannot tell). Named in `missing` if Redis never answers the PUBLISH.
+   * `mark` is the view's `sendMark` now.
    */
-  sent(known: ReadonlySet<string> | undefined): void {
+  sent(known: ReadonlySet<string> | undefined, mark = Number.NEGATIVE_INFINITY): void {
     this.known = known;
+    this.sentMark = mark;
   }
 
   /** When the request started, by the clock's `now()`. */
@@ -142,19 +160,31 @@ export class Gatherer<T = unknown> implements TimerTarget {
 
   /**
    * Redis's count of receivers, and the instances known to have received the request (`undefined`
-   * when the membership view is not usable: then only the count decides). `0` fails at once with
-   * `NoRespondersError`.
+   * when the membership view is not usable: then only the count decides), among which `newcomers`
+   * may have (see `RareState.newcomers`). `0` fails at once with `NoRespondersError`.
    */
-  expect(receivers: number, awaited?: ReadonlySet<string>, silent?: Iterable<string>): void {
+  expect(receivers: number, awaited?: ReadonlySet<string>, silent?: Iterable<string>, newcomers?: ReadonlySet<string>): void {
     if (this.ended) return;
     this.expected = receivers;
+    if (newcomers !== undefined && newcomers.size > 0) (this.rare ??= {}).newcomers = newcomers;
     const decided = this.rare?.decided;
-    if (decided !== undefined) return this.finish(decided);
-    // Nobody subscribed, or (the view knowing the namespace's instances, none of which handles the
-    // pattern) only subscribers that are not instances: nobody will answer.
-    if (receivers === 0 || (awaited !== undefined && awaited.size === 0)) {
-      this.end();
-      this.failed(new NoRespondersError(this.pattern, this.rules.to, receivers), this.result('all'));
+    // A stall decided while the count was on its way, when every counted receiver had in fact
+    // finished: the result is whole, and says so.
+    if (decided !== undefined) return this.finish(decided === 'stall' && this.finishedCount >= receivers ? 'all' : decided);
+    // Nobody subscribed: nobody will answer. Unless the view vouches for instances serving the
+    // pattern: Redis did not count them (a subscription lost on the server, a slot moving), and
+    // the result names them rather than saying no instance handles it.
+    if (receivers === 0) {
+      if (awaited === undefined || !this.anyVouched(awaited)) return this.noResponders();
+      this.setAwaited(awaited, silent);
+      return this.checkAll();
+    }
+    // The view knows the namespace's instances, none of which handles the pattern: either only
+    // subscribers that are not instances, or an instance whose hello is still on its way (it
+    // announces itself after subscribing, on another connection than the PUBLISH's answer).
+    if (awaited !== undefined && awaited.size === 0) {
+      if (!this.confirmMembers()) return this.noResponders();
+      (this.rare ??= {}).confirming = true;
       return;
     }
     if (awaited !== undefined) this.setAwaited(awaited, silent);
@@ -166,9 +196,33 @@ export class Gatherer<T = unknown> implements TimerTarget {
    * round ended): take the instances it knows received the request, if none were given yet.
    */
   adoptAwaited(awaited: ReadonlySet<string> | undefined, silent: Iterable<string>): void {
-    if (this.ended || this.expected === undefined || this.awaited !== undefined || awaited === undefined || awaited.size === 0) return;
+    if (this.ended || this.expected === undefined || this.awaited !== undefined || awaited === undefined) return;
+    if (awaited.size === 0) {
+      // A `who` round sent after the request found no instance for the pattern, and no receiver
+      // answered: those Redis counted are not instances.
+      if (this.rare?.confirming === true && this.finishedCount === 0 && this.firstFrom === undefined) this.noResponders();
+      return;
+    }
     this.setAwaited(awaited, silent);
     this.checkAll();
+  }
+
+  private anyVouched(ids: ReadonlySet<string>): boolean {
+    for (const id of ids) if (this.isVouched(id)) return true;
+    return false;
+  }
+
+  private noResponders(): void {
+    this.end();
+    this.failed(new NoRespondersError(this.pattern, this.rules.to, this.expected ?? 0), this.result('all'));
+  }
+
+  /**
+   * Asks for a `who` round, whose end calls `adoptAwaited` (a subclass that keeps a view can);
+   * false when there is none to ask.
+   */
+  protected confirmMembers(): boolean {
+    return false;
   }
 
   private setAwaited(awaited: ReadonlySet<string>, silent: Iterable<string> | undefined): void {
@@ -200,8 +254,22 @@ export class Gatherer<T = unknown> implements TimerTarget {
     this.checkAll();
   }
 
-  /** An instance stopped showing signs of life, or left: the request stops waiting for it. */
-  instanceGone(instanceId: string, reason: MissingReason): void {
+  /** Redis's count is about to be given (`expect`): `mark` is the view's `sendMark` now. */
+  countedAt(mark: number): void {
+    this.sentMark = mark;
+  }
+
+  /**
+   * An instance stopped showing signs of life, or left: the request stops waiting for it. With
+   * `sentBefore` (a view's `sendMark`: when a restarted instance's first hello arrived), only if
+   * Redis's count for this request arrived before that mark. Sent after the hello arrived, the
+   * request was published after the new incarnation subscribed. Counted after, it most likely was
+   * too (Redis handled the hello's PUBLISH first), and if it was not, the id was not among Redis's
+   * receivers or the old process received it: the count settles the first, the timeout the second;
+   * neither is ever a live instance named `left`.
+   */
+  instanceGone(instanceId: string, reason: MissingReason, sentBefore?: number): void {
+    if (sentBefore !== undefined && this.sentMark >= sentBefore) return;
     if (this.ended || !this.markGone(instanceId, reason)) return;
     this.checkAll();
   }
@@ -239,8 +307,9 @@ export class Gatherer<T = unknown> implements TimerTarget {
     }
     if (envelope.done) {
       this.finishedCount++;
-      // Counted as settled already if it had been taken for gone; otherwise it settles now.
-      if (this.rare?.gone?.delete(envelope.from) !== true && this.awaited?.has(envelope.from) === true) this.settledAwaited++;
+      // Counted as settled already if it had been taken for gone or dismissed; otherwise it settles now.
+      const rare = this.rare;
+      if (rare?.gone?.delete(envelope.from) !== true && rare?.dismissed?.has(envelope.from) !== true && this.awaited?.has(envelope.from) === true) this.settledAwaited++;
       if (this.rules.quorum !== undefined && this.finishedCount >= this.rules.quorum) return this.decide('quorum'), 'accepted';
       this.checkAll();
     }
@@ -299,10 +368,28 @@ export class Gatherer<T = unknown> implements TimerTarget {
     for (const [id, reason] of this.rare?.gone ?? []) reasons[id] = reason;
     // Before Redis answered there is no awaited set: whom the view knew serves the pattern. A member
     // nothing vouched for (an unsolicited hello) is never named: it cannot make a result partial.
-    for (const id of this.awaited ?? this.known ?? []) if (!this.isSettled(id) && this.isVouched(id)) reasons[id] = fallback;
+    const newcomers = this.rare?.newcomers;
+    // Sent before the view was usable (the first `who` round not over): whom it knows of now.
+    // (A count reached names nobody it did not wait for: those may have joined after the PUBLISH.)
+    const known = this.awaited ?? this.known ?? (completedBy === 'all' ? undefined : this.knownServing());
+    for (const id of known ?? []) if (!this.isSettled(id) && this.isVouched(id) && newcomers?.has(id) !== true) reasons[id] = fallback;
     // Instances that started answering but never finished, whether or not the view knew them.
     if (this.firstFrom !== undefined && !isDone(this.firstProgress) && reasons[this.firstFrom] === undefined) reasons[this.firstFrom] = fallback;
     for (const [id, progress] of this.otherEntries()) if (!isDone(progress) && reasons[id] === undefined) reasons[id] = fallback;
+    // Redis counted more receivers than finished or are named: a member only heard of (its hello
+    // came unasked, and a `who` round it did not answer could not vouch for it: frozen, say) or one
+    // that said hello while the request was on its way is the likeliest of them, and is named, as
+    // many as the count leaves room for. A forged hello alone never is: it takes a counted receiver
+    // that did not answer.
+    if (this.expected !== undefined && known !== undefined) {
+      let uncounted = this.expected - this.finishedCount - Object.keys(reasons).length;
+      for (const id of known) {
+        if (uncounted <= 0) break;
+        if (this.isSettled(id) || reasons[id] !== undefined) continue;
+        reasons[id] = fallback;
+        uncounted--;
+      }
+    }
     const missing = Object.keys(reasons);
     return missing.length === 0 ? { missing, missingReasons: NO_REASONS } : { missing, missingReasons: reasons };
   }
@@ -374,6 +461,11 @@ export class Gatherer<T = unknown> implements TimerTarget {
     // Every receiver Redis counted finished, yet instances the view knows serve the pattern did not:
     // Redis did not count them (they never got the request). Named, never dropped.
     for (const id of this.waitingOn()) {
+      // Said hello while the request was on its way, and not among the receivers: it subscribed after.
+      if (this.rare?.newcomers?.has(id) === true) {
+        this.dismiss(id);
+        continue;
+      }
       const reason = this.uncountedReason(id);
       if (reason !== undefined) this.markGone(id, reason);
       else this.dismiss(id);
@@ -388,6 +480,16 @@ export class Gatherer<T = unknown> implements TimerTarget {
    */
   protected uncountedReason(instanceId: string): MissingReason | undefined {
     return this.isVouched(instanceId) ? 'not-counted' : undefined;
+  }
+
+  /**
+   * The instances a membership view holds now that serve this request, synced or not (a subclass
+   * that keeps a view can tell): whom a result names when the request was sent before the view was
+   * usable and has not adopted an awaited set since (those nothing vouched for, only as far as
+   * Redis's count leaves room).
+   */
+  protected knownServing(): ReadonlySet<string> | undefined {
+    return undefined;
   }
 
   /** Whether an exchange vouched for this member of the view (a subclass that keeps a view can tell). */

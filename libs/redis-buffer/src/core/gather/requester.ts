@@ -62,7 +62,7 @@ class OutgoingRequest implements OutgoingEnvelope {
     // An instance the view knows now said hello after subscribing: Redis must count it.
     this.known = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
     this.removalMark = this.view.removalMark;
-    gatherer.sent(this.known);
+    gatherer.sent(this.known, this.view.sendMark);
     return `{"ttl":${gatherer.remainingMs()}${this.rest}`;
   }
 
@@ -73,11 +73,22 @@ class OutgoingRequest implements OutgoingEnvelope {
     // Known when it was sent and still a member now: one that said hello since may have subscribed
     // after the PUBLISH (not a receiver); one that left since answered first (a bye follows its
     // replies); one that started draining since still answers what it received.
-    const awaited = this.known === undefined ? this.view.awaitedFor(gatherer.pattern, gatherer.rules.to) : this.view.stillMembers(this.known, this.removalMark);
+    let awaited = this.known === undefined ? this.view.awaitedFor(gatherer.pattern, gatherer.rules.to) : this.view.stillMembers(this.known, this.removalMark);
+    // Those that said hello meanwhile may be receivers too: an instance announces itself after
+    // subscribing, and its hello and this PUBLISH race on two connections.
+    let newcomers: Set<string> | undefined;
+    if (this.known !== undefined && awaited !== undefined) {
+      const now = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
+      if (now !== undefined && now !== this.known) {
+        for (const id of now) if (!awaited.has(id)) (newcomers ??= new Set()).add(id);
+        if (newcomers !== undefined) awaited = new Set([...awaited, ...newcomers]);
+      }
+    }
     const silent = this.view.silentAmong(awaited);
     // A silent instance is pinged again when a request skips it, so it can come back on its pong.
     if (silent.length > 0) this.view.repingSilent(silent);
-    gatherer.expect(receivers, awaited, silent);
+    gatherer.countedAt(this.view.sendMark);
+    gatherer.expect(receivers, awaited, silent, newcomers);
   }
 }
 
@@ -140,7 +151,7 @@ export class Requester {
     this.view = new MembershipView(
       {
         ping: (instanceId) => this.ping(instanceId),
-        instanceGone: (instanceId, reason) => this.instanceGone(instanceId, reason),
+        instanceGone: (instanceId, reason, sentBefore) => this.instanceGone(instanceId, reason, sentBefore),
         instanceDismissed: (instanceId) => {
           for (const gatherer of [...this.pending.values()]) gatherer.instanceDismissed(instanceId);
         },
@@ -159,6 +170,12 @@ export class Requester {
       isDraining: (instanceId) => view.isDraining(instanceId),
       isUnvouched: (instanceId) => view.isUnvouched(instanceId),
       redisUnanswering: () => watch.unansweredFor() >= unansweredAfter,
+      servingNow: (pattern, to) => view.servingNow(pattern, to),
+      confirmMembers: () => {
+        if (this.closed || !this.inboxSubscribed || this.bus.status !== 'connected') return false;
+        void this.sync().catch(() => undefined);
+        return true;
+      },
     };
     const members = this.channels.members();
     bus.on('message', (channel, message) => {
@@ -511,10 +528,10 @@ export class Requester {
     });
   }
 
-  private instanceGone(instanceId: string, reason: MissingReason): void {
+  private instanceGone(instanceId: string, reason: MissingReason, sentBefore?: number): void {
     if (reason === 'silent') this.stats.silentInstances++;
     this.telemetry.instanceGone(reason);
-    for (const gatherer of [...this.pending.values()]) gatherer.instanceGone(instanceId, reason);
+    for (const gatherer of [...this.pending.values()]) gatherer.instanceGone(instanceId, reason, sentBefore);
   }
 
   /**
@@ -567,6 +584,10 @@ interface RequestOwner {
   isUnvouched(instanceId: string): boolean;
   /** Whether this caller's PUBLISHes have been waiting on Redis too long (see `PublishWatch`). */
   redisUnanswering(): boolean;
+  /** Starts a `who` round (or joins the one under way); false if none can be sent. */
+  confirmMembers(): boolean;
+  /** See `MembershipView.servingNow`. */
+  servingNow(pattern: string, to: string | undefined): ReadonlySet<string>;
 }
 
 
@@ -610,6 +631,14 @@ class RequestGatherer<T> extends Gatherer<T> implements RequestHandle {
 
   protected override redisUnanswering(): boolean {
     return this.owner.redisUnanswering();
+  }
+
+  protected override confirmMembers(): boolean {
+    return this.owner.confirmMembers();
+  }
+
+  protected override knownServing(): ReadonlySet<string> | undefined {
+    return this.owner.servingNow(this.pattern, this.rules.to);
   }
 
   protected override completed(result: GatherResult<T>, timedOut: BufferTimeoutError<T> | undefined): void {

@@ -51,14 +51,24 @@ interface Member {
   /** Replay protection: the latest `seq` and `at` accepted from this incarnation (see `hello`). */
   seq: number | undefined;
   at: number | undefined;
+  /**
+   * Another incarnation under this id said hello unasked (and is not taken on that alone), and the
+   * view's `signs` count then: a request sent after that hello reached this caller was published
+   * after the new incarnation subscribed, so it is not told the id left if that incarnation is
+   * confirmed (see `switchIncarnation`).
+   */
+  next: { readonly incarnation: string; readonly seenAt: number } | undefined;
 }
 
 /** What the view needs from the caller's side of the protocol. */
 export interface MembershipHost {
   /** Sends a ping to one instance's direct channel; resolves with Redis's receiver count (-1: not sent). */
   ping(instanceId: string): Promise<number>;
-  /** Tells every open request that an instance it may wait for will not answer. */
-  instanceGone(instanceId: string, reason: MissingReason): void;
+  /**
+   * Tells every open request that an instance it may wait for will not answer; with `sentBefore`,
+   * only requests sent before that `sendMark` (a restarted instance: later ones reached the new process).
+   */
+  instanceGone(instanceId: string, reason: MissingReason, sentBefore?: number): void;
   /** Tells every open request to stop waiting for a member nothing vouched for, without naming it. */
   instanceDismissed(instanceId: string): void;
 }
@@ -177,8 +187,11 @@ export class MembershipView {
     const sameIncarnation = known !== undefined && known.info.incarnation === envelope.inc;
     // Another incarnation claiming a vouched member's id, unasked: anyone can publish that. The
     // member stays until a `who` round (or a pong) shows the new incarnation is real.
-    if (known !== undefined && known.vouched && !sameIncarnation && !solicited) return 'unvouched';
-    if (known !== undefined && !sameIncarnation) this.host.instanceGone(envelope.from, 'left');
+    if (known !== undefined && known.vouched && !sameIncarnation && !solicited) {
+      if (known.next?.incarnation !== envelope.inc) known.next = { incarnation: envelope.inc, seenAt: ++this.signs };
+      return 'unvouched';
+    }
+    if (known !== undefined && !sameIncarnation) this.switchIncarnation(known, envelope.inc);
     if (known?.silent === true) this.silentCount--;
     const vouched = solicited || (sameIncarnation && known.vouched);
     if (known !== undefined && !known.vouched) this.unvouchedCount--;
@@ -199,6 +212,7 @@ export class MembershipView {
       silentSince: 0,
       seq: envelope.seq,
       at: envelope.at,
+      next: undefined,
     });
     this.awaitedCache.clear();
     return known !== undefined ? 'known' : vouched ? 'new' : 'unvouched';
@@ -218,11 +232,11 @@ export class MembershipView {
     const member = this.members.get(instanceId);
     if (member === undefined) return;
     if (incarnation !== undefined && incarnation !== member.info.incarnation) {
-      // A restarted process under the same id: the one requests were waiting for is gone.
-      this.host.instanceGone(instanceId, 'left');
+      this.switchIncarnation(member, incarnation);
       member.info = { ...member.info, incarnation };
       member.seq = undefined;
       member.at = undefined;
+      member.next = undefined;
     }
     member.heardSinceCheck = true;
     member.lastSign = ++this.signs;
@@ -273,6 +287,35 @@ export class MembershipView {
     return awaited;
   }
 
+  /**
+   * The live, not draining members serving `pattern` (or the one `to` names), whether or not the
+   * view is synced, unvouched ones included: whom a timeout names when nothing better is known.
+   */
+  servingNow(pattern: string, to: string | undefined): ReadonlySet<string> {
+    const ids = new Set<string>();
+    for (const [id, member] of this.members) {
+      if (member.silent || member.draining) continue;
+      if (to !== undefined ? id === to : member.patterns.has(pattern)) ids.add(id);
+    }
+    return ids;
+  }
+
+  /** A mark for `instanceGone`'s `sentBefore`: taken when a request is sent. */
+  get sendMark(): number {
+    return this.signs;
+  }
+
+  /**
+   * A restarted process under a member's id is confirmed: the incarnation requests waited for is
+   * gone. Requests sent after the new one's first hello reached this caller were published after it
+   * subscribed (it announces itself only then), so they reached it, and it answers them: only those
+   * sent before are told the id left.
+   */
+  private switchIncarnation(member: Member, incarnation: string): void {
+    const seenAt = member.next?.incarnation === incarnation ? member.next.seenAt : ++this.signs;
+    this.host.instanceGone(member.info.instanceId, 'left', seenAt);
+  }
+
   /** A mark for `stillMembers`: taken when a request is sent. */
   get removalMark(): number {
     return this.removals;
@@ -313,7 +356,11 @@ export class MembershipView {
     const now = this.clock.now();
     const quarter = this.livenessTimeout / 4;
     if (lagMs > quarter / 2) {
-      for (const member of this.members.values()) if (member.pingSentAt !== undefined) member.pingSentAt += lagMs;
+      // Only a ping still unanswered gets the time back: moving an answered one forward would make
+      // it look unanswered, and blame the instance for the caller's own stall.
+      for (const member of this.members.values()) {
+        if (member.pingSentAt !== undefined && !member.heardSinceCheck && member.lastHeard < member.pingSentAt) member.pingSentAt += lagMs;
+      }
     }
     for (const id of waitedOn) {
       const member = this.members.get(id);
@@ -365,12 +412,16 @@ export class MembershipView {
   private sendPing(id: string, member: Member, first: boolean): void {
     member.lastPingAt = this.clock.now();
     member.pingInFlight = true;
+    const signsAtSend = this.signs;
     this.host.ping(id).then(
       (receivers) => {
         member.pingInFlight = false;
         if (this.members.get(id) !== member) return;
         // Nobody subscribed to its direct channel any more: the process is gone.
         if (receivers === 0) return this.remove(id, 'left');
+        // Its pong (or anything else from it) came before Redis's answer to the PUBLISH did (they
+        // travel on different connections): the ping is answered, nothing is outstanding.
+        if (member.lastSign > signsAtSend) return;
         // Delivered: silence counts from now. (Not sent at all, -1: nothing is learnt.)
         if (receivers > 0 && (first || member.pingSentAt === undefined)) member.pingSentAt = this.clock.now();
       },
