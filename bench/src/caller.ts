@@ -21,10 +21,13 @@ import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { createCaller } from './systems/index.js';
 import type { CallerSystem } from './systems/types.js';
+import { emptyKindCounts, subtractKindCounts, type KindCounts } from './publish-tally.js';
 
 const system = process.argv[2] as SystemName;
 const endpoints = JSON.parse(process.env.BENCH_ENDPOINTS!) as Endpoints;
 const latencies = new Float64Array(4_000_000);
+// PUBLISHes by kind on this caller's connections (see publish-tally.ts), when counted.
+let publishCounts: KindCounts | undefined;
 
 function gc(): void {
   const collect = (globalThis as { gc?: () => void }).gc;
@@ -117,9 +120,12 @@ function load(caller: CallerSystem, n: number, concurrency: number, warmupMs: nu
     const windowStart = start + warmupMs;
     const windowEnd = windowStart + durationMs;
     let cpuAtStart: { own: number; responders: number | undefined } | undefined;
+    let kindsAtStart: KindCounts | undefined;
+    let kindsAtEnd: KindCounts | undefined;
     let redisAtStart: Promise<RedisCounters | undefined> | undefined;
     const cpuTimer = setTimeout(() => {
       cpuAtStart = { own: ownCpuMs(), responders: cpuMsOf(responderPids) };
+      if (publishCounts !== undefined) kindsAtStart = subtractKindCounts(publishCounts, emptyKindCounts());
       redisAtStart = redisCounters();
     }, warmupMs);
     let count = 0;
@@ -143,6 +149,7 @@ function load(caller: CallerSystem, n: number, concurrency: number, warmupMs: nu
         else {
           if (cpuAtEnd === undefined) {
             cpuAtEnd = { own: ownCpuMs(), responders: cpuMsOf(responderPids) };
+            if (publishCounts !== undefined) kindsAtEnd = subtractKindCounts(publishCounts, emptyKindCounts());
             redisAtEnd = redisCounters();
           }
           if (outstanding === 0) {
@@ -159,6 +166,7 @@ function load(caller: CallerSystem, n: number, concurrency: number, warmupMs: nu
                 responderCpuUsPerRequest: responderPids.length === 0 ? undefined : perRequest(cpuAtStart?.responders, cpu.responders),
                 redisCpuUsPerRequest: perRequest(redisBefore?.cpuMs, redisAfter?.cpuMs),
                 publishesPerRequest: perRequest(redisBefore?.publishes, redisAfter?.publishes, 1),
+                ...(kindsAtStart !== undefined && kindsAtEnd !== undefined ? { publishesByKind: subtractKindCounts(kindsAtEnd, kindsAtStart) } : {}),
               }),
             );
           }
@@ -262,6 +270,7 @@ async function burst(caller: CallerSystem, n: number, count: number, timeoutMs: 
 async function main(): Promise<void> {
   const caller = await createCaller(system, endpoints);
   await caller.start();
+  if (endpoints.tally !== false) publishCounts = caller.countPublishes?.();
   let exiting = false;
   const exit = async (): Promise<void> => {
     if (exiting) return;

@@ -1,14 +1,16 @@
 // Shared by the orchestrator, the caller processes and the responder processes.
 import type { Observable } from 'rxjs';
+import type { KindCounts } from './publish-tally.js';
 import type { Done } from './systems/types.js';
 
-/** The five systems under comparison. */
-export type SystemName = 'lib' | 'naive' | 'coalesced' | 'nats' | 'nest' | 'base' | 'otel';
+/** The systems under comparison. */
+export type SystemName = 'lib' | 'naive' | 'coalesced' | 'floornest' | 'nats' | 'nest' | 'base' | 'otel';
 
 export const SYSTEM_LABELS: Record<SystemName, string> = {
   lib: 'nestjs-redis-buffer (send)',
   naive: 'naive floor (ioredis)',
   coalesced: 'coalesced floor (ioredis)',
+  floornest: 'coalesced floor + Nest handler',
   nats: 'NATS requestMany',
   nest: 'Nest Transport.REDIS',
   base: 'library baseline (--baseline build)',
@@ -29,6 +31,8 @@ export interface Endpoints {
   readonly natsUrl: string | undefined;
   /** Channel / subject prefix, so that systems never see each other's traffic. */
   readonly namespace: string;
+  /** Whether callers count PUBLISHes by kind (`--no-tally` turns it off). */
+  readonly tally?: boolean;
   /** `--baseline=PATH`: another build of the library (its dist/index.js), run as system "base" for before/after. */
   readonly baseline?: string;
 }
@@ -60,6 +64,8 @@ export interface LoadResult extends LatencyResult {
   readonly redisCpuUsPerRequest?: number;
   /** PUBLISH commands Redis ran per request completed in the window (INFO commandstats): how well messages were coalesced. */
   readonly publishesPerRequest?: number;
+  /** Messages published in the system's namespace by kind over the window, as the caller counts them (`countPublishes`). */
+  readonly publishesByKind?: KindCounts;
 }
 
 export interface MemorySample {

@@ -86,7 +86,7 @@ export class Worker {
     private readonly child: ChildProcess,
   ) {}
 
-  static async start(name: string, script: 'caller' | 'responder', args: string[], endpoints: Endpoints, execArgv: string[] = [], timeoutMs = 60_000): Promise<Worker> {
+  static async start(name: string, script: 'caller' | 'responder' | 'sim-instances', args: string[], endpoints: Endpoints, execArgv: string[] = [], timeoutMs = 60_000): Promise<Worker> {
     const child = track(
       fork(join(here, `${script}.js`), args, {
         env: { ...process.env, BENCH_ENDPOINTS: JSON.stringify(endpoints) },

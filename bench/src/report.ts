@@ -4,8 +4,33 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { median, SYSTEM_LABELS, type LoadResult, type SystemName } from './common.js';
 import type { Results } from './run.js';
+import { emptyKindCounts, PUBLISH_KINDS, type KindCounts } from './publish-tally.js';
 
-const COLORS: Record<SystemName, string> = { base: '#ff9896', lib: '#d62728', otel: '#ff7f0e', naive: '#7f7f7f', coalesced: '#1f77b4', nats: '#2ca02c', nest: '#9467bd' };
+const MEMBERSHIP_KINDS = ['ping', 'pong', 'who', 'hello', 'bye'] as const;
+
+/** The PUBLISHes by kind of every repetition added up, or undefined where none were counted. */
+function kindsOf(runs: readonly LoadResult[]): KindCounts | undefined {
+  const counted = runs.map((run) => run.publishesByKind).filter((counts): counts is KindCounts => counts !== undefined);
+  if (counted.length === 0) return undefined;
+  const total = emptyKindCounts();
+  for (const counts of counted) {
+    for (const kind of PUBLISH_KINDS) {
+      total[kind].messages += counts[kind].messages;
+      total[kind].envelopes += counts[kind].envelopes;
+    }
+  }
+  return total;
+}
+
+/** Membership PUBLISHes (ping, pong, who, hello, bye) as a share of all PUBLISHes. */
+function membershipShare(counts: KindCounts | undefined): string {
+  if (counts === undefined) return '—';
+  const all = PUBLISH_KINDS.reduce((sum, kind) => sum + counts[kind].messages, 0);
+  const membership = MEMBERSHIP_KINDS.reduce((sum, kind) => sum + counts[kind].messages, 0);
+  return all === 0 ? 'n/a' : `${((100 * membership) / all).toFixed(membership === 0 ? 0 : 3)}%`;
+}
+
+const COLORS: Record<SystemName, string> = { base: '#ff9896', lib: '#d62728', otel: '#ff7f0e', naive: '#7f7f7f', coalesced: '#1f77b4', floornest: '#17becf', nats: '#2ca02c', nest: '#9467bd' };
 
 const ms = (value: number): string => (Number.isFinite(value) ? (value >= 10 ? value.toFixed(1) : value.toFixed(3)) : 'n/a');
 const int = (value: number): string => (Number.isFinite(value) ? Math.round(value).toLocaleString('en-US') : 'n/a');
@@ -32,7 +57,17 @@ export function computeTargets(results: Results): Target[] {
     const main = results.main[n]!;
     const tput = (system: SystemName): number[] => main[system]!.load.map((result) => result.rps);
     const p50 = (system: SystemName): number[] => main[system]!.latency.map((result) => result.p50);
-    if (!main.lib || !main.naive || !main.coalesced) continue;
+    if (!main.lib) continue;
+    if (main.base) {
+      const before = ratioMedian(tput('lib'), tput('base'));
+      targets.push({ level: 'stretch', name: `N=${n}: throughput @${results.config.concurrency} >= 0.97x ${results.baselineName ?? 'the --baseline build'}`, measured: ratio(before), met: before >= 0.97 });
+    }
+    if (main.floornest) {
+      // The coalesced floor's wire with Nest's handler pipeline: what is left is the transport's own overhead.
+      const own = ratioMedian(tput('lib'), tput('floornest'));
+      targets.push({ level: 'stretch', name: `N=${n}: throughput @${results.config.concurrency} >= 0.9x the coalesced floor + Nest handler`, measured: ratio(own), met: own >= 0.9 });
+    }
+    if (!main.naive || !main.coalesced) continue;
     if (has('nats')) {
       const value = ratioMedian(tput('lib'), tput('nats'));
       targets.push({ level: 'stretch', name: `N=${n}: throughput @${results.config.concurrency} >= 4x NATS requestMany`, measured: ratio(value), met: value >= 4 });
@@ -50,10 +85,6 @@ export function computeTargets(results: Results): Target[] {
     const callerCpu = ratioMedian(cpu('lib'), cpu('coalesced'));
     if (Number.isFinite(callerCpu)) {
       targets.push({ level: 'stretch', name: `N=${n}: caller CPU per request <= 1.5x the coalesced floor's`, measured: `${median(cpu('lib')).toFixed(1)} vs ${median(cpu('coalesced')).toFixed(1)} µs (${ratio(callerCpu)})`, met: callerCpu <= 1.5 });
-    }
-    if (main.base) {
-      const before = ratioMedian(tput('lib'), tput('base'));
-      targets.push({ level: 'stretch', name: `N=${n}: throughput @${results.config.concurrency} >= 0.95x ${results.baselineName ?? 'the --baseline build'} (what exact completion may cost)`, measured: ratio(before), met: before >= 0.95 });
     }
     if (n === 1 && main.nest) {
       const nest = ratioMedian(tput('lib'), tput('nest'));
@@ -180,7 +211,7 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
       `Node ${machine.node}, ${machine.redis}. "vs" columns: this library's throughput divided by the other system's, measured in the same repetitions (higher is better).`,
     '',
   );
-  const glanceAgainst = (['nats', 'nest', 'naive', 'coalesced'] as SystemName[]).filter((system) => results.systems.includes(system));
+  const glanceAgainst = (['nats', 'nest', 'naive', 'coalesced', 'floornest'] as SystemName[]).filter((system) => results.systems.includes(system));
   push(`| N | requests/s, 64 in flight | p50 ms, 1 in flight | ${glanceAgainst.map((system) => `vs ${label(system)}`).join(' | ')} |`);
   push(`|---:|---:|---:|${glanceAgainst.map(() => '---:|').join('')}`);
   for (const n of config.ns) {
@@ -214,18 +245,19 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
     `- **Throughput**: ${config.concurrency} requests in flight (closed loop), completions counted over ${config.loadMs} ms after ${config.loadWarmupMs} ms warm-up.`,
     '- Systems: (1) this library, `BufferClient.send` with default completion (every receiver answered), responders are Nest apps with `@BufferedPattern`; ' +
       '(2) naive floor: plain ioredis, one PUBLISH per request, N replies to one inbox channel routed by id, one PUBLISH per reply; (3) coalesced floor: the same with per-tick batching of requests per channel and replies per inbox; ' +
-      '(4) NATS `requestMany` (strategy `count`, maxMessages N) with @nats-io/transport-node; (5) Nest `ClientRedis` / `Transport.REDIS` (N = 1 only: it keeps the first reply).',
+      '(4) coalesced floor + Nest handler: the coalesced floor\'s wire exactly, each responder a Nest microservice whose handler is the library\'s own controller method (`@Payload()`), called through the proxy Nest builds: the library against it is the transport\'s own overhead; ' +
+      '(5) NATS `requestMany` (strategy `count`, maxMessages N) with @nats-io/transport-node; (6) Nest `ClientRedis` / `Transport.REDIS` (N = 1 only: it keeps the first reply).',
     '',
   );
 
   push('## Latency (1 in flight) and throughput (64 in flight) against N', '');
-  push('| N | system | p50 ms | p99 ms | req/s @64 | p50 ms @64 | p99 ms @64 | errors |', '|---:|---|---:|---:|---:|---:|---:|---:|');
+  push('| N | system | p50 ms | p99 ms | req/s @64 | p50 ms @64 | p99 ms @64 | errors | membership share of PUBLISHes @64 |', '|---:|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const n of config.ns) {
     for (const system of systemsAt(n)) {
       const entry = results.main[n]![system]!;
       const errors = [...entry.latency, ...entry.load].reduce((sum, result) => sum + result.errors, 0);
       push(
-        `| ${n} | ${label(system)} | ${ms(median(entry.latency.map((r) => r.p50)))} | ${ms(median(entry.latency.map((r) => r.p99)))} | ${int(median(entry.load.map((r) => r.rps)))} | ${ms(median(entry.load.map((r) => r.p50)))} | ${ms(median(entry.load.map((r) => r.p99)))} | ${errors} |`,
+        `| ${n} | ${label(system)} | ${ms(median(entry.latency.map((r) => r.p50)))} | ${ms(median(entry.latency.map((r) => r.p99)))} | ${int(median(entry.load.map((r) => r.rps)))} | ${ms(median(entry.load.map((r) => r.p50)))} | ${ms(median(entry.load.map((r) => r.p99)))} | ${errors} | ${membershipShare(kindsOf(entry.load))} |`,
       );
     }
   }
@@ -252,6 +284,26 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
       // NATS does not go through Redis.
       const viaRedis = system !== 'nats';
       push(`| ${n} | ${label(system)} | ${cell(caller, 1)} | ${cell(responder, 1)} | ${viaRedis ? cell(redis, 1) : '—'} | ${viaRedis ? cell(publishes, 2) : '—'} |`);
+    }
+  }
+  push('');
+  push('## PUBLISHes by kind', '');
+  push(
+    `Every message published in a system's namespace during its throughput windows (${config.concurrency} in flight, all repetitions added up), counted in the caller process: each PUBLISH its connection sends (requests, who, ping) and each message its subscriber receives (replies, pongs, hellos, byes); with one caller that is every message of the namespace. ` +
+      'Per 1,000 requests (request envelopes seen); a batch counts once as a PUBLISH, under the kind of its first envelope, and each envelope under its own kind. Nest Transport.REDIS and NATS are not in a namespace: —.',
+    '',
+  );
+  push(`| N | system | ${PUBLISH_KINDS.filter((kind) => kind !== 'other').join(' | ')} | replies per reply PUBLISH | requests per request PUBLISH | membership share |`);
+  push(`|---:|---|${PUBLISH_KINDS.filter((kind) => kind !== 'other').map(() => '---:|').join('')}---:|---:|---:|`);
+  for (const n of config.ns) {
+    for (const system of systemsAt(n)) {
+      const counts = kindsOf(results.main[n]![system]!.load);
+      if (counts === undefined || counts.request.envelopes === 0) continue;
+      const per = (value: number): string => ((1000 * value) / counts.request.envelopes).toFixed(value === 0 ? 0 : 2);
+      const each = (envelopes: number, messages: number): string => (messages === 0 ? 'n/a' : (envelopes / messages).toFixed(2));
+      push(
+        `| ${n} | ${label(system)} | ${PUBLISH_KINDS.filter((kind) => kind !== 'other').map((kind) => per(counts[kind].messages)).join(' | ')} | ${each(counts.reply.envelopes, counts.reply.messages)} | ${each(counts.request.envelopes, counts.request.messages)} | ${membershipShare(counts)} |`,
+      );
     }
   }
   push('');

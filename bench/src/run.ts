@@ -34,6 +34,8 @@ const profileNArg = argv.find((arg) => arg.startsWith('--profile-n='))?.slice(12
 // --ns=1,4: measure only these numbers of responding instances.
 // --profile-system=coalesced: profile another system than the library (to compare where time goes).
 const profileSystem = (argv.find((arg) => arg.startsWith('--profile-system='))?.slice(17) ?? 'lib') as SystemName;
+// --no-tally: the callers do not count PUBLISHes by kind (a listener and a scan of each message in the caller).
+const tallyOn = !argv.includes('--no-tally');
 const nsArg = argv.find((arg) => arg.startsWith('--ns='))?.slice(5).split(',').map(Number);
 
 export interface BenchConfig {
@@ -180,9 +182,9 @@ async function main(): Promise<void> {
   const natsSkipped = nats === undefined ? 'nats-server not found on PATH (apt-get install nats-server): NATS requestMany skipped' : undefined;
   if (nats === undefined) log(`SKIP: ${natsSkipped}`);
   else log(`nats-server on ${nats.url}`);
-  const endpoints: Endpoints = { redisUrl: redis.url, redisPort: redis.port, natsUrl: nats?.url, namespace: `bench${process.pid}`, baseline: baselineArg === undefined ? undefined : resolve(baselineArg) };
+  const endpoints: Endpoints = { redisUrl: redis.url, redisPort: redis.port, natsUrl: nats?.url, namespace: `bench${process.pid}`, tally: tallyOn, baseline: baselineArg === undefined ? undefined : resolve(baselineArg) };
 
-  const systems: SystemName[] = (['lib', ...(baselineArg ? (['base'] as const) : []), 'otel', 'naive', 'coalesced', ...(nats ? (['nats'] as const) : []), 'nest'] as SystemName[]).filter(
+  const systems: SystemName[] = (['lib', ...(baselineArg ? (['base'] as const) : []), 'otel', 'naive', 'coalesced', 'floornest', ...(nats ? (['nats'] as const) : []), 'nest'] as SystemName[]).filter(
     (system) => systemsArg === undefined || systemsArg.includes(system),
   );
   const callers = new Map<SystemName, Worker>();
@@ -220,7 +222,9 @@ async function main(): Promise<void> {
         const tput = await load(system, n, config.concurrency, config.loadWarmupMs, config.loadMs);
         entry.latency.push(lat);
         entry.load.push(tput);
-        log(`N=${n} rep ${rep + 1}/${config.reps} ${system.padEnd(9)} p50 ${fmt(lat.p50)} ms p99 ${fmt(lat.p99)} ms | ${Math.round(tput.rps)} req/s @${config.concurrency}${lat.errors + tput.errors > 0 ? ` ERRORS ${lat.errors + tput.errors}` : ''}`);
+        const kinds = tput.publishesByKind;
+        const membership = kinds === undefined ? '' : ` | PUBLISHes req ${kinds.request.messages} reply ${kinds.reply.messages} ping ${kinds.ping.messages} pong ${kinds.pong.messages} who ${kinds.who.messages} hello ${kinds.hello.messages} bye ${kinds.bye.messages}`;
+        log(`N=${n} rep ${rep + 1}/${config.reps} ${system.padEnd(9)} p50 ${fmt(lat.p50)} ms p99 ${fmt(lat.p99)} ms | ${Math.round(tput.rps)} req/s @${config.concurrency}${membership}${lat.errors + tput.errors > 0 ? ` ERRORS ${lat.errors + tput.errors}` : ''}`);
       }
       if (n === config.loadLevelN) {
         const levelSystems = (['lib', 'base', 'naive', 'coalesced'] as SystemName[]).filter((system) => systems.includes(system));

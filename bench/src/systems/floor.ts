@@ -8,8 +8,9 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { HOLD_PATTERN, REPLY_DATA } from '../common.js';
 import type { CallerSystem, Done, ResponderGroup } from './types.js';
+import { countPublishes, type KindCounts } from '../publish-tally.js';
 
-interface WireRequest {
+export interface WireRequest {
   id: string;
   p: string;
   replyTo: string;
@@ -104,6 +105,10 @@ export class FloorCaller implements CallerSystem {
     await this.sub.subscribe(this.inbox);
   }
 
+  countPublishes(): KindCounts {
+    return countPublishes(this.pub, this.sub);
+  }
+
   request(_n: number, pattern: string, data: unknown, done: Done): void {
     const id = `${this.prefix}${(this.nextId++).toString(36)}`;
     const entry: Pending = { expected: -1, got: 0, done };
@@ -142,7 +147,8 @@ export class FloorCaller implements CallerSystem {
   }
 }
 
-class FloorResponder {
+/** One responding instance of the floor; `onRequest` is what answers (the floor's own reply, or a handler). */
+export class FloorResponder {
   private readonly pub: Redis;
   private readonly sub: Redis;
   private readonly batcher: TickBatcher | undefined;
@@ -170,7 +176,7 @@ class FloorResponder {
     await this.sub.subscribe(`${this.namespace}:req`);
   }
 
-  private onRequest(request: WireRequest): void {
+  protected onRequest(request: WireRequest): void {
     if (request.p === HOLD_PATTERN) {
       setTimeout(() => this.reply(request, null), Number(request.data));
       return;
@@ -178,7 +184,7 @@ class FloorResponder {
     this.reply(request, REPLY_DATA);
   }
 
-  private reply(request: WireRequest, data: unknown): void {
+  protected reply(request: WireRequest, data: unknown): void {
     const encoded = `{"id":${JSON.stringify(request.id)},"from":${this.fromJson},"data":${JSON.stringify(data)}}`;
     if (this.batcher !== undefined) this.batcher.enqueue(request.replyTo, encoded);
     else void this.pub.publish(request.replyTo, encoded);

@@ -16,6 +16,7 @@ export async function createCaller(system: SystemName, endpoints: Endpoints): Pr
     case 'naive':
       return new (await import('./floor.js')).FloorCaller(endpoints.redisUrl, namespace, false);
     case 'coalesced':
+    case 'floornest':
       return new (await import('./floor.js')).FloorCaller(endpoints.redisUrl, namespace, true);
     case 'nats':
       return new (await import('./nats.js')).NatsCaller(endpoints.natsUrl!, namespace);
@@ -39,6 +40,8 @@ export async function startResponders(system: SystemName, endpoints: Endpoints, 
       return (await import('./floor.js')).startFloorResponders(endpoints.redisUrl, namespace, ids, false);
     case 'coalesced':
       return (await import('./floor.js')).startFloorResponders(endpoints.redisUrl, namespace, ids, true);
+    case 'floornest':
+      return (await import('./floor-nest.js')).startFloorNestResponders(endpoints.redisUrl, namespace, ids);
     case 'nats':
       return (await import('./nats.js')).startNatsResponders(endpoints.natsUrl!, namespace, ids);
     case 'nest':

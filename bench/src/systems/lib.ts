@@ -7,6 +7,8 @@ import { Payload } from '@nestjs/microservices';
 import { pathToFileURL } from 'node:url';
 import { countReplies, ECHO_PATTERN, HOLD_PATTERN, REPLY_DATA } from '../common.js';
 import type { CallerSystem, Done, ResponderGroup } from './types.js';
+import { countPublishes, type KindCounts } from '../publish-tally.js';
+import type { Redis } from 'ioredis';
 
 type Library = typeof import('nestjs-redis-buffer');
 type Client = InstanceType<Library['BufferClient']>;
@@ -26,6 +28,11 @@ export class LibCaller implements CallerSystem {
     await this.client.connect();
   }
 
+  countPublishes(): KindCounts {
+    const { publisher, subscriber } = this.client.unwrap<{ publisher: Redis; subscriber: Redis }>();
+    return countPublishes(publisher, subscriber);
+  }
+
   request(_n: number, pattern: string, data: unknown, done: Done): void {
     countReplies(this.client.send(pattern, data), done);
   }
@@ -42,7 +49,8 @@ export class LibCaller implements CallerSystem {
   }
 }
 
-function benchModule(library: Library): Type<unknown> {
+/** The responders' controller: the same one serves the library's instances and the "coalesced floor + Nest handler" system. */
+export function benchModule(library: Library): Type<unknown> {
   @Controller()
   class BenchController {
     @library.BufferedPattern(ECHO_PATTERN)

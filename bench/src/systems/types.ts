@@ -1,3 +1,5 @@
+import type { KindCounts } from '../publish-tally.js';
+
 export type Done = (error: unknown, replies: number) => void;
 
 /** The caller's side of one system, driven by the caller process. */
@@ -10,6 +12,8 @@ export interface CallerSystem {
   request(n: number, pattern: string, data: unknown, done: Done): void;
   /** Optional: the same through the system's "gather" form (used by the 10,000-gathers test). */
   gather?(n: number, pattern: string, data: unknown, timeoutMs: number, done: (error: unknown, replies: number, complete: boolean) => void): void;
+  /** Starts counting PUBLISHes by kind on this caller's connections (systems on Redis pub/sub); the counts only grow. */
+  countPublishes?(): KindCounts;
   close(): Promise<void>;
 }
 

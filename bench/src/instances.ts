@@ -1,0 +1,148 @@
+// `npm run bench:instances`: the library as the caller of up to 1,000 responding instances. The
+// instances are simulated (sim-instances.ts: the wire protocol on plain ioredis, a few processes
+// hosting them all), so the figures are the caller's and Redis's, not those of a thousand Nest apps.
+// For each number of instances: the caller's CPU time per reply and gathers/s with 32 gathers in
+// flight, p50/p99 of one gather at a time, and whether every gather was exact (every instance's
+// reply, completed by 'all'). This process is the caller; it starts its own redis-server.
+// Flags: --counts=64,250,500,1000  --reps=K (default 3)  --processes=P (default 4)  --seconds=S (default 3)
+import { cpus, loadavg } from 'node:os';
+import { BufferClient } from 'nestjs-redis-buffer';
+import type { Redis } from 'ioredis';
+import { ECHO_PATTERN, median, nowMs, percentile, REQUEST_DATA } from './common.js';
+import { killAll, startRedis, Worker } from './infra.js';
+import { countPublishes, emptyKindCounts, subtractKindCounts, type KindCounts } from './publish-tally.js';
+
+const argv = process.argv.slice(2);
+const flag = (name: string): string | undefined => argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
+const counts = (flag('counts') ?? '64,250,500,1000').split(',').map(Number);
+const reps = Number(flag('reps') ?? 3);
+const processes = Number(flag('processes') ?? 4);
+const seconds = Number(flag('seconds') ?? 3);
+const IN_FLIGHT = 32;
+
+function log(message: string): void {
+  process.stderr.write(`[instances ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Rep {
+  sequentialP50: number;
+  sequentialP99: number;
+  sequentialCount: number;
+  gathersPerSecond: number;
+  callerUsPerReply: number;
+  inexact: number;
+  kinds: KindCounts;
+}
+
+/** One gather; resolves whether it was exact (all `expected` replies, completed by 'all'). */
+async function gatherOnce(client: BufferClient, expected: number): Promise<boolean> {
+  try {
+    const result = await client.gather(ECHO_PATTERN, REQUEST_DATA, { timeout: 30_000 });
+    return result.completedBy === 'all' && result.replies.length === expected;
+  } catch {
+    return false;
+  }
+}
+
+async function measure(client: BufferClient, expected: number, tally: KindCounts): Promise<Rep> {
+  // One at a time.
+  const times: number[] = [];
+  let inexact = 0;
+  const sequentialEnd = nowMs() + seconds * 1000;
+  while (nowMs() < sequentialEnd && times.length < 5000) {
+    const started = nowMs();
+    if (!(await gatherOnce(client, expected))) inexact++;
+    times.push(nowMs() - started);
+  }
+  times.sort((a, b) => a - b);
+  // 32 in flight, closed loop, over the window.
+  const kindsBefore = subtractKindCounts(tally, emptyKindCounts());
+  const cpuBefore = process.cpuUsage();
+  const started = nowMs();
+  const end = started + seconds * 1000;
+  let gathers = 0;
+  await Promise.all(
+    Array.from({ length: IN_FLIGHT }, async () => {
+      while (nowMs() < end) {
+        if (!(await gatherOnce(client, expected))) inexact++;
+        gathers++;
+      }
+    }),
+  );
+  const elapsedMs = nowMs() - started;
+  const cpu = process.cpuUsage(cpuBefore);
+  return {
+    sequentialP50: percentile(times, 50),
+    sequentialP99: percentile(times, 99),
+    sequentialCount: times.length,
+    gathersPerSecond: (gathers * 1000) / elapsedMs,
+    callerUsPerReply: (cpu.user + cpu.system) / (gathers * expected),
+    inexact,
+    kinds: subtractKindCounts(tally, kindsBefore),
+  };
+}
+
+async function main(): Promise<void> {
+  log(`${cpus().length} cores (${cpus()[0]?.model}), load average ${loadavg().map((value) => value.toFixed(2)).join(' ')}; counts ${counts.join(', ')}, ${reps} repetitions, ${processes} instance processes, ${seconds} s windows`);
+  const redis = await startRedis();
+  const endpoints = { redisUrl: redis.url, redisPort: redis.port, natsUrl: undefined, namespace: `bench${process.pid}` };
+  const namespace = `${endpoints.namespace}-instances`;
+  const rows: string[] = [];
+  for (const count of counts) {
+    const per = Math.ceil(count / processes);
+    const workers: Worker[] = [];
+    for (let first = 1; first <= count; first += per) {
+      const lastId = Math.min(count, first + per - 1);
+      workers.push(await Worker.start(`instances ${first}-${lastId}`, 'sim-instances', [String(first), String(lastId)], endpoints, [], 120_000));
+    }
+    const client = new BufferClient({ redis: redis.url, namespace, instanceId: `bench-caller-${process.pid}`, timeout: 30_000 });
+    await client.connect();
+    for (let waited = 0; client.knownInstances().length < count && waited < 20_000; waited += 100) await sleep(100);
+    const known = client.knownInstances().length;
+    const { publisher, subscriber } = client.unwrap<{ publisher: Redis; subscriber: Redis }>();
+    const tally = countPublishes(publisher, subscriber);
+    // Warm-up (JIT, connections), not recorded.
+    const warmEnd = nowMs() + 1000;
+    await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
+      while (nowMs() < warmEnd) await gatherOnce(client, count);
+    }));
+    const results: Rep[] = [];
+    for (let rep = 0; rep < reps; rep++) {
+      const result = await measure(client, count, tally);
+      results.push(result);
+      const k = result.kinds;
+      log(
+        `${count} instances (caller knows ${known}) rep ${rep + 1}/${reps}: sequential p50 ${result.sequentialP50.toFixed(2)} ms p99 ${result.sequentialP99.toFixed(2)} ms (${result.sequentialCount}) | ` +
+          `${result.gathersPerSecond.toFixed(0)} gathers/s @${IN_FLIGHT}, caller ${result.callerUsPerReply.toFixed(3)} µs/reply | inexact ${result.inexact} | ` +
+          `PUBLISHes req ${k.request.messages} reply ${k.reply.messages} (${k.reply.envelopes} replies) ping ${k.ping.messages} pong ${k.pong.messages} who ${k.who.messages} hello ${k.hello.messages} bye ${k.bye.messages}`,
+      );
+    }
+    const med = (pick: (rep: Rep) => number): number => median(results.map(pick));
+    const membership = results.reduce((sum, rep) => sum + rep.kinds.ping.messages + rep.kinds.pong.messages + rep.kinds.who.messages + rep.kinds.hello.messages + rep.kinds.bye.messages, 0);
+    const all = results.reduce((sum, rep) => sum + Object.values(rep.kinds).reduce((total, kind) => total + kind.messages, 0), 0);
+    rows.push(
+      `| ${count} | ${med((rep) => rep.callerUsPerReply).toFixed(3)} | ${med((rep) => rep.sequentialP50).toFixed(2)} | ${med((rep) => rep.sequentialP99).toFixed(2)} | ${med((rep) => rep.gathersPerSecond).toFixed(0)} | ${results.reduce((sum, rep) => sum + rep.inexact, 0)} | ${all === 0 ? 'n/a' : `${((100 * membership) / all).toFixed(2)}%`} |`,
+    );
+    await client.close();
+    await Promise.all(workers.map((worker) => worker.stop()));
+  }
+  killAll();
+  process.stdout.write(
+    [
+      `Simulated instances in ${processes} processes, the library's BufferClient.gather as the caller, ${IN_FLIGHT} in flight for gathers/s and µs/reply (caller CPU time / replies), medians of ${reps} repetitions of ${seconds} s; load average at the end ${loadavg().map((value) => value.toFixed(2)).join(' ')}.`,
+      '',
+      `| instances | caller µs per reply @${IN_FLIGHT} | sequential p50 ms | sequential p99 ms | gathers/s @${IN_FLIGHT} | inexact gathers | membership share of PUBLISHes @${IN_FLIGHT} |`,
+      '|---:|---:|---:|---:|---:|---:|---:|',
+      ...rows,
+      '',
+    ].join('\n'),
+  );
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench:instances failed: ${String((error as Error)?.stack ?? error)}\n`);
+  killAll();
+  process.exit(1);
+});

@@ -1,0 +1,68 @@
+// Counts the messages published in a system's namespace by kind (no MONITOR): requests, replies
+// and each membership kind, so that the share of membership traffic stands beside every
+// throughput figure. A batch counts once as a PUBLISH (under the kind of its first envelope) and
+// once per envelope under each envelope's kind.
+import { Redis } from 'ioredis';
+
+export const PUBLISH_KINDS = ['request', 'reply', 'ping', 'pong', 'who', 'hello', 'bye', 'other'] as const;
+export type PublishKind = (typeof PUBLISH_KINDS)[number];
+
+/** Per kind: PUBLISHes (messages) and envelopes. */
+export type KindCounts = Record<PublishKind, { messages: number; envelopes: number }>;
+
+export function emptyKindCounts(): KindCounts {
+  return Object.fromEntries(PUBLISH_KINDS.map((kind) => [kind, { messages: 0, envelopes: 0 }])) as KindCounts;
+}
+
+export function subtractKindCounts(after: KindCounts, before: KindCounts): KindCounts {
+  return Object.fromEntries(PUBLISH_KINDS.map((kind) => [kind, { messages: after[kind].messages - before[kind].messages, envelopes: after[kind].envelopes - before[kind].envelopes }])) as KindCounts;
+}
+
+const KIND_MARK = '"kind":"';
+
+/**
+ * Classifies one message. The library's envelopes name their kind; the floors' messages do not,
+ * so their channel says it (`:req` requests, `:inbox:` replies) and each envelope is one object
+ * of a JSON array (counted by its `"id":` field, which every floor envelope has once).
+ */
+export function tallyMessage(counts: KindCounts, channel: string, message: string): void {
+  let first: PublishKind | undefined;
+  let at = message.indexOf(KIND_MARK);
+  if (at >= 0) {
+    while (at >= 0) {
+      const start = at + KIND_MARK.length;
+      const end = message.indexOf('"', start);
+      const name = message.slice(start, end);
+      const kind: PublishKind = (PUBLISH_KINDS as readonly string[]).includes(name) ? (name as PublishKind) : 'other';
+      first ??= kind;
+      counts[kind].envelopes++;
+      at = message.indexOf(KIND_MARK, end);
+    }
+    counts[first!].messages++;
+    return;
+  }
+  const kind: PublishKind = channel.includes(':inbox:') ? 'reply' : channel.endsWith(':req') ? 'request' : 'other';
+  let envelopes = 0;
+  for (let index = message.indexOf('"id":'); index >= 0; index = message.indexOf('"id":', index + 5)) envelopes++;
+  counts[kind].messages++;
+  counts[kind].envelopes += Math.max(1, envelopes);
+}
+
+/**
+ * Counts, in the caller's process, every PUBLISH its publisher connection sends and every message
+ * its subscriber connection receives. With one caller, that is every message of the namespace:
+ * the caller publishes the requests, `who`s and pings, and every reply, pong, `hello` and `bye`
+ * an instance publishes goes to the caller's inbox or to the members channel it subscribes.
+ * (A PSUBSCRIBEd counting connection would not do: Redis counts it in every PUBLISH's result,
+ * which the floors and the library take as the number of receivers to wait for.)
+ */
+export function countPublishes(publisher: Redis, subscriber: Redis): KindCounts {
+  const counts = emptyKindCounts();
+  const publish = publisher.publish.bind(publisher) as (channel: string, message: string) => Promise<number>;
+  (publisher as unknown as { publish: (channel: string, message: string) => Promise<number> }).publish = (channel: string, message: string) => {
+    tallyMessage(counts, channel, message);
+    return publish(channel, message);
+  };
+  subscriber.on('message', (channel: string, message: string) => tallyMessage(counts, channel, message));
+  return counts;
+}
