@@ -1,102 +1,28 @@
 import { randomBytes } from 'node:crypto';
 import { BufferChannels } from '../wire/channels.js';
 import { laterTurn, systemClock, TimerPool, type Clock, type TimerHandle } from '../clock.js';
-import { Coalescer, type OutgoingEnvelope } from '../bus/coalescer.js';
-import { decodeMessage, encodeEnvelope, encodeRequestRest, utf8Bytes, validateEnvelope, type BufferHeaders, type Envelope, type EventEnvelope, type HelloEnvelope, type PingEnvelope, type RequestEnvelope, type WhoEnvelope } from '../wire/envelope.js';
+import { Coalescer } from '../bus/coalescer.js';
+import { decodeMessage, encodeEnvelope, encodeRequestRest, utf8Bytes, validateEnvelope, type BufferHeaders, type Envelope, type EventEnvelope, type PingEnvelope, type RequestEnvelope } from '../wire/envelope.js';
 import { BadMessageError } from '../errors/bad-message.error.js';
-import type { BufferTimeoutError } from '../errors/buffer-timeout.error.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import { PayloadTooLargeError } from '../errors/payload-too-large.error.js';
 import { TooManyRequestsError } from '../errors/too-many-requests.error.js';
-import { Gatherer, type GatherSink } from './gatherer.js';
+import type { Gatherer, GatherSink } from './gatherer.js';
+import { OutgoingRequest, RequestGatherer, type RequestHandle, type RequestOwner } from './request-gatherer.js';
+
+export type { RequestHandle } from './request-gatherer.js';
 import { BoundedLog, type BufferLogger } from '../logger.js';
 import { MembershipView, type InstanceInfo } from '../membership/membership.js';
+import { WhoRounds } from '../membership/who-rounds.js';
+import { emptyRequesterStats, requesterCounters, type RequesterStats } from './requester-stats.js';
+
+export type { RequesterStats } from './requester-stats.js';
 import { PublishWatch } from './publish-watch.js';
 import type { ResolvedBufferOptions, ResolvedCallOptions } from '../options.js';
 import type { BusStatus, RedisBus } from '../bus/redis-bus.js';
-import type { BufferReply, GatherResult, MissingReason } from './reply.js';
-import { BufferTelemetry, type ObservedCounters, type RequestTrace } from '../telemetry/telemetry.js';
+import type { GatherResult, MissingReason } from './reply.js';
+import { BufferTelemetry, type ObservedCounters } from '../telemetry/telemetry.js';
 
-/** Counters a caller can read for monitoring; they only ever grow. */
-export interface RequesterStats {
-  requests: number;
-  events: number;
-  /** Replies accepted (values, errors, refusals, and the closing envelopes of streams). */
-  replies: number;
-  /** Replies for a request that had already completed, been cancelled, or was never ours. */
-  lateReplies: number;
-  duplicateReplies: number;
-  malformedMessages: number;
-  /** With `signingKey`: replies dropped because they were unsigned or their signature was wrong. */
-  forgedMessages: number;
-  /** Pings sent to instances a request had waited on (see `livenessTimeout`). */
-  pings: number;
-  /** Times an instance was found silent (no answer to a ping within `livenessTimeout`). */
-  silentInstances: number;
-  /** Membership messages (`hello`, `bye`) dropped as replays, or hellos dropped because the table of unvouched members was full. */
-  droppedMembership: number;
-  /** Liveness rounds whose timer fired late because this process's event loop was blocked: that time was not held against instances. */
-  lagForgiven: number;
-}
-
-/** A request waiting in the coalescer: encoded once, with its `ttl` written in when it is flushed. */
-class OutgoingRequest implements OutgoingEnvelope {
-  // Whom the view knew serves the pattern when the request went out (see `Gatherer.sent`).
-  private known: ReadonlySet<string> | undefined;
-  private removalMark = 0;
-
-  constructor(
-    private readonly view: MembershipView,
-    private readonly gatherer: Gatherer<unknown>,
-    /** The encoded request after its `ttl`, from the comma on. */
-    private readonly rest: string,
-    readonly bytes: number,
-  ) {}
-
-  get cancelled(): boolean {
-    return this.gatherer.isEnded;
-  }
-
-  encode(): string {
-    const gatherer = this.gatherer;
-    // An instance the view knows now said hello after subscribing: Redis must count it.
-    this.known = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
-    this.removalMark = this.view.removalMark;
-    gatherer.sent(this.known, this.view.sendMark);
-    return `{"ttl":${gatherer.remainingMs()}${this.rest}`;
-  }
-
-  /** Redis's count of receivers: whom the request waits for. */
-  published(error: Error | undefined, receivers: number): void {
-    const gatherer = this.gatherer;
-    if (error !== undefined) return gatherer.fail(error);
-    // Known when it was sent and still a member now: one that said hello since may have subscribed
-    // after the PUBLISH (not a receiver); one that left since answered first (a bye follows its
-    // replies); one that started draining since still answers what it received.
-    let awaited = this.known === undefined ? this.view.awaitedFor(gatherer.pattern, gatherer.rules.to) : this.view.stillMembers(this.known, this.removalMark);
-    // Those that said hello meanwhile may be receivers too: an instance announces itself after
-    // subscribing, and its hello and this PUBLISH race on two connections.
-    let newcomers: Set<string> | undefined;
-    if (this.known !== undefined && awaited !== undefined) {
-      const now = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
-      if (now !== undefined && now !== this.known) {
-        for (const id of now) if (!awaited.has(id)) (newcomers ??= new Set()).add(id);
-        if (newcomers !== undefined) awaited = new Set([...awaited, ...newcomers]);
-      }
-    }
-    const silent = this.view.silentAmong(awaited);
-    // A silent instance is pinged again when a request skips it, so it can come back on its pong.
-    if (silent.length > 0) this.view.repingSilent(silent);
-    gatherer.countedAt(this.view.sendMark);
-    gatherer.expect(receivers, awaited, silent, newcomers);
-  }
-}
-
-/** What `Requester.request` returns: cancels the request at once (also as an rxjs teardown). */
-export interface RequestHandle {
-  cancel(): void;
-  unsubscribe(): void;
-}
 
 /**
  * The caller's side of the protocol, without Nest: one inbox subscription for all replies (routed
@@ -106,7 +32,7 @@ export interface RequestHandle {
 export class Requester {
   readonly channels: BufferChannels;
   readonly inbox: string;
-  readonly stats: RequesterStats = { requests: 0, events: 0, replies: 0, lateReplies: 0, duplicateReplies: 0, malformedMessages: 0, forgedMessages: 0, pings: 0, silentInstances: 0, droppedMembership: 0, lagForgiven: 0 };
+  readonly stats: RequesterStats = emptyRequesterStats();
   private readonly pending = new Map<string, Gatherer<unknown>>();
   private readonly coalescer: Coalescer;
   private readonly idPrefix = randomBytes(6).toString('base64url');
@@ -119,13 +45,9 @@ export class Requester {
   private nextId = 0;
   private started: Promise<void> | undefined;
   private firstRound: Promise<void> = Promise.resolve();
-  private syncing: Promise<InstanceInfo[]> | undefined;
-  private readonly whoRounds = new Map<string, (hello: HelloEnvelope) => void>();
+  private readonly rounds: WhoRounds;
   private livenessTimer: TimerHandle | undefined;
   private livenessDueAt = 0;
-  // A `who` round asked for by unsolicited hellos (to vouch for newcomers), at most one per window.
-  private vouchTimer: TimerHandle | undefined;
-  private lastRoundAt = Number.NEGATIVE_INFINITY;
   private readonly watch: PublishWatch;
   // A `who` sent before the inbox is subscribed would have its hellos lost: the first connection
   // reports "connected" before start() has subscribed the inbox.
@@ -159,6 +81,25 @@ export class Requester {
       options.livenessTimeout,
       clock,
     );
+    this.rounds = new WhoRounds({
+      view: this.view,
+      clock,
+      livenessTimeout: options.livenessTimeout,
+      from: options.instanceId,
+      inbox: this.inbox,
+      whoChannel: this.channels.who(),
+      nextId: () => this.newId(),
+      publish: (channel, encoded) => this.coalescer.publish(channel, encoded),
+      canAsk: () => this.canAsk(),
+      // Requests published before the view was usable: whoever answered this `who` (published
+      // first, on the same connection) had subscribed before them.
+      roundEnded: () => {
+        for (const gatherer of this.pending.values()) {
+          const awaited = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
+          gatherer.adoptAwaited(awaited, this.view.silentAmong(awaited));
+        }
+      },
+    });
     const view = this.view;
     const watch = this.watch;
     const unansweredAfter = options.livenessTimeout / 4;
@@ -172,8 +113,8 @@ export class Requester {
       redisUnanswering: () => watch.unansweredFor() >= unansweredAfter,
       servingNow: (pattern, to) => view.servingNow(pattern, to),
       confirmMembers: () => {
-        if (this.closed || !this.inboxSubscribed || this.bus.status !== 'connected') return false;
-        void this.sync().catch(() => undefined);
+        if (!this.canAsk()) return false;
+        void this.rounds.ask().catch(() => undefined);
         return true;
       },
     };
@@ -209,7 +150,7 @@ export class Requester {
       .then(() => this.bus.subscribe([this.inbox, this.channels.members()]))
       .then(() => {
         this.inboxSubscribed = true;
-        this.firstRound = this.sync().then(
+        this.firstRound = this.rounds.ask().then(
           () => undefined,
           () => undefined,
         );
@@ -228,7 +169,7 @@ export class Requester {
   /** The live instances of the namespace, asked afresh (`who`), with the patterns each answers. */
   async instances(): Promise<InstanceInfo[]> {
     await this.subscribeInbox();
-    return this.sync();
+    return this.rounds.ask();
   }
 
   /**
@@ -239,7 +180,7 @@ export class Requester {
   request<T>(pattern: string, data: unknown, call: ResolvedCallOptions<T>, sink: GatherSink<T>): RequestHandle {
     if (this.closed) throw new ConnectionLostError('the client was closed');
     if (this.pending.size >= this.options.maxInFlight) throw new TooManyRequestsError(this.options.maxInFlight);
-    const id = `${this.idPrefix}${(this.nextId++).toString(36)}`;
+    const id = this.newId();
     const channel = call.to === undefined ? this.channels.request(pattern) : this.channels.direct(call.to);
     const traced = this.telemetry.startRequest('request', pattern, channel, id, call.headers);
     // One object with prototype methods rather than closures: it lives as long as the request.
@@ -288,7 +229,7 @@ export class Requester {
   /** Broadcasts an event to every instance handling `pattern`; resolves with Redis's receiver count. */
   async emit(pattern: string, data: unknown, headers: BufferHeaders = {}): Promise<number> {
     await this.subscribeInbox();
-    const id = `${this.idPrefix}${(this.nextId++).toString(36)}`;
+    const id = this.newId();
     const channel = this.channels.event(pattern);
     const traced = this.telemetry.startRequest('event', pattern, channel, id, headers);
     const envelope: EventEnvelope = {
@@ -319,18 +260,8 @@ export class Requester {
 
   /** What this side reports as OpenTelemetry metrics, read at each collection. */
   observedCounters(): { counters: ObservedCounters; gauges: ObservedCounters } {
-    const stats = this.stats;
     return {
-      counters: {
-        sent: { name: 'messaging.client.sent.messages', description: 'Requests and events sent.', read: () => stats.requests + stats.events },
-        consumed: { name: 'messaging.client.consumed.messages', description: 'Replies received and accepted.', read: () => stats.replies },
-        duplicate: { name: 'nestjs_redis_buffer.replies.duplicate', description: 'Replies dropped as duplicates (same instance and sequence number).', read: () => stats.duplicateReplies },
-        late: { name: 'nestjs_redis_buffer.replies.late', description: 'Replies that arrived after their request had ended.', read: () => stats.lateReplies },
-        malformed: { name: 'nestjs_redis_buffer.messages.malformed', description: 'Malformed messages dropped.', read: () => stats.malformedMessages },
-        forged: { name: 'nestjs_redis_buffer.messages.forged', description: 'Unsigned or forged messages dropped (with signingKey).', read: () => stats.forgedMessages },
-        pings: { name: 'nestjs_redis_buffer.pings', description: 'Liveness pings sent to instances a request waited on.', read: () => stats.pings },
-        silent: { name: 'nestjs_redis_buffer.instances.silent', description: 'Times an instance was found silent (no answer to a ping).', read: () => stats.silentInstances },
-      },
+      counters: requesterCounters(this.stats),
       gauges: {
         inFlight: { name: 'nestjs_redis_buffer.requests.in_flight', description: 'Requests open now.', read: () => this.pending.size },
         live: { name: 'nestjs_redis_buffer.instances.live', description: 'Instances this caller knows to be live.', read: () => this.view.list().length },
@@ -357,8 +288,7 @@ export class Requester {
     this.closed = true;
     if (this.livenessTimer !== undefined) this.clock.clearTimer(this.livenessTimer);
     this.livenessTimer = undefined;
-    if (this.vouchTimer !== undefined) this.clock.clearTimer(this.vouchTimer);
-    this.vouchTimer = undefined;
+    this.rounds.close();
     // Fail first: requests still waiting in the coalescer are then cancelled, not published.
     this.failAll('the client was closed');
     this.coalescer.flush();
@@ -430,14 +360,14 @@ export class Requester {
         else break;
         return;
       case 'hello': {
-        const round = channel === this.inbox ? this.whoRounds.get(envelope.id) : undefined;
+        const round = channel === this.inbox ? this.rounds.round(envelope.id) : undefined;
         const outcome = this.view.hello(envelope, round !== undefined);
         if (outcome === 'replayed' || outcome === 'dropped') {
           this.stats.droppedMembership++;
-          if (outcome === 'dropped') this.vouchSoon();
+          if (outcome === 'dropped') this.rounds.vouchSoon();
           return;
         }
-        if (outcome === 'unvouched') this.vouchSoon();
+        if (outcome === 'unvouched') this.rounds.vouchSoon();
         round?.(envelope);
         return;
       }
@@ -452,80 +382,20 @@ export class Requester {
     this.badInput.warn(`Dropped a "${envelope.kind}" envelope on "${channel}": it does not belong there.`);
   }
 
-  /**
-   * One `who` round: every instance answers with a `hello`; the round ends when as many have
-   * answered as Redis counted on the `who` channel, or after half the liveness bound (a receiver of
-   * the `who` channel that is not an instance never answers, nor does a frozen instance). Resolves
-   * with the instances that answered.
-   */
-  private sync(): Promise<InstanceInfo[]> {
-    this.syncing ??= new Promise<InstanceInfo[]>((resolve, reject) => {
-      this.lastRoundAt = this.clock.now();
-      const id = `${this.idPrefix}${(this.nextId++).toString(36)}`;
-      const answered = new Map<string, InstanceInfo>();
-      const since = this.view.roundStart();
-      let expected: number | undefined;
-      let timer: TimerHandle | undefined;
-      const done = (): void => {
-        if (timer !== undefined) this.clock.clearTimer(timer);
-        this.whoRounds.delete(id);
-        this.syncing = undefined;
-        // Every receiver answered: whoever the view knew and did not answer is not subscribed any more.
-        const unvouched = this.view.markSynced(since, expected !== undefined && answered.size >= expected ? new Set(answered.keys()) : undefined);
-        // Members only heard of (an unsolicited hello) are vouched for or cleared by a later round.
-        if (unvouched > 0) this.vouchSoon(this.options.livenessTimeout);
-        // Requests published before the view was usable: whoever answered this `who` (published
-        // first, on the same connection) had subscribed before them.
-        for (const gatherer of this.pending.values()) {
-          const awaited = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
-          gatherer.adoptAwaited(awaited, this.view.silentAmong(awaited));
-        }
-        resolve([...answered.values()].sort((a, b) => (a.instanceId < b.instanceId ? -1 : a.instanceId > b.instanceId ? 1 : 0)));
-      };
-      this.whoRounds.set(id, (hello) => {
-        answered.set(hello.from, { instanceId: hello.from, incarnation: hello.inc, patterns: [...hello.patterns], events: [...hello.events] });
-        if (expected !== undefined && answered.size >= expected) done();
-      });
-      const who: WhoEnvelope = { v: 1, kind: 'who', id, from: this.options.instanceId, replyTo: this.inbox };
-      const encoded = encodeEnvelope(who);
-      this.coalescer.enqueue(this.channels.who(), { bytes: encoded.length, encode: () => encoded }, (error, receivers) => {
-        if (error !== undefined) {
-          this.whoRounds.delete(id);
-          this.syncing = undefined;
-          reject(error);
-          return;
-        }
-        expected = receivers;
-        if (answered.size >= receivers) done();
-        else timer = this.clock.setTimer(done, this.options.livenessTimeout / 2);
-      });
-    });
-    return this.syncing;
-  }
-
-  /**
-   * A hello from an instance no exchange vouches for: a `who` round will vouch for it (it answers)
-   * or clear it (it does not), at most one round per half `livenessTimeout` however many hellos come.
-   */
-  private vouchSoon(after = 0): void {
-    if (this.vouchTimer !== undefined || this.closed) return;
-    const window = this.options.livenessTimeout / 2;
-    const wait = Math.max(after, this.lastRoundAt + window - this.clock.now());
-    this.vouchTimer = this.clock.setTimer(() => {
-      this.vouchTimer = undefined;
-      if (this.closed || !this.inboxSubscribed || this.bus.status !== 'connected') return;
-      void this.sync().catch(() => undefined);
-    }, wait);
-  }
-
   private ping(instanceId: string): Promise<number> {
     if (this.bus.status !== 'connected') return Promise.resolve(-1);
     this.stats.pings++;
-    const ping: PingEnvelope = { v: 1, kind: 'ping', id: `${this.idPrefix}${(this.nextId++).toString(36)}`, from: this.options.instanceId, replyTo: this.inbox, share: true };
-    const encoded = encodeEnvelope(ping);
-    return new Promise((resolve) => {
-      this.coalescer.enqueue(this.channels.direct(instanceId), { bytes: encoded.length, encode: () => encoded }, (error, receivers) => resolve(error === undefined ? receivers : -1));
-    });
+    const ping: PingEnvelope = { v: 1, kind: 'ping', id: this.newId(), from: this.options.instanceId, replyTo: this.inbox, share: true };
+    return this.coalescer.publish(this.channels.direct(instanceId), encodeEnvelope(ping)).catch(() => -1);
+  }
+
+  /** Whether a `who` round can be sent now. */
+  private canAsk(): boolean {
+    return !this.closed && this.inboxSubscribed && this.bus.status === 'connected';
+  }
+
+  private newId(): string {
+    return `${this.idPrefix}${(this.nextId++).toString(36)}`;
   }
 
   private instanceGone(instanceId: string, reason: MissingReason, sentBefore?: number): void {
@@ -565,125 +435,8 @@ export class Requester {
       this.failAll(`Redis connection ${status}`);
     } else if (status === 'connected' && this.inboxSubscribed && !this.view.isSynced && !this.closed) {
       // Back after a loss: hellos and byes may have been missed meanwhile.
-      void this.sync().catch(() => undefined);
+      void this.rounds.ask().catch(() => undefined);
     }
-  }
-}
-
-/** What every request of one requester shares. */
-interface RequestOwner {
-  readonly pending: Map<string, Gatherer<unknown>>;
-  readonly telemetry: BufferTelemetry;
-  /** Requests waiting for the first connection, not published yet (rare: kept here, not on each request). */
-  readonly unpublished: Set<object>;
-  /** Each request's span, with an OpenTelemetry SDK only (kept here, not on each request). */
-  readonly traces: Map<object, RequestTrace>;
-  /** Whether the view holds this instance as draining. */
-  isDraining(instanceId: string): boolean;
-  /** Whether the view holds this instance on an unsolicited hello alone (see `MembershipView`). */
-  isUnvouched(instanceId: string): boolean;
-  /** Whether this caller's PUBLISHes have been waiting on Redis too long (see `PublishWatch`). */
-  redisUnanswering(): boolean;
-  /** Starts a `who` round (or joins the one under way); false if none can be sent. */
-  confirmMembers(): boolean;
-  /** See `MembershipView.servingNow`. */
-  servingNow(pattern: string, to: string | undefined): ReadonlySet<string>;
-}
-
-
-/**
- * A request's `Gatherer`, with what the requester adds around it: the routing entry is dropped
- * and the span ended when the request ends, and it is the caller's handle to cancel it. One
- * object per request.
- */
-class RequestGatherer<T> extends Gatherer<T> implements RequestHandle {
-  constructor(
-    private readonly owner: RequestOwner,
-    id: string,
-    pattern: string,
-    call: ResolvedCallOptions<T>,
-    sink: GatherSink<T>,
-    clock: Clock,
-    trace: RequestTrace | undefined,
-  ) {
-    super(id, pattern, call, sink, clock);
-    if (trace !== undefined) owner.traces.set(this, trace);
-  }
-
-  /** Handed to the coalescer (or about to be). */
-  markPublished(): void {
-    this.owner.unpublished.delete(this);
-  }
-
-  /** Waits for the first connection before it can be handed to the coalescer. */
-  markUnpublished(): void {
-    this.owner.unpublished.add(this);
-  }
-
-  protected override uncountedReason(instanceId: string): MissingReason | undefined {
-    if (this.owner.isUnvouched(instanceId)) return undefined;
-    return this.owner.isDraining(instanceId) ? 'draining' : 'not-counted';
-  }
-
-  protected override isVouched(instanceId: string): boolean {
-    return !this.owner.isUnvouched(instanceId);
-  }
-
-  protected override redisUnanswering(): boolean {
-    return this.owner.redisUnanswering();
-  }
-
-  protected override confirmMembers(): boolean {
-    return this.owner.confirmMembers();
-  }
-
-  protected override knownServing(): ReadonlySet<string> | undefined {
-    return this.owner.servingNow(this.pattern, this.rules.to);
-  }
-
-  protected override completed(result: GatherResult<T>, timedOut: BufferTimeoutError<T> | undefined): void {
-    const unpublished = this.release();
-    const trace = this.takeTrace();
-    if (unpublished && result.completedBy === 'timeout') {
-      const error = new ConnectionLostError(`not connected to Redis within the request's timeout (${this.rules.timeout} ms)`);
-      this.owner.telemetry.endRequest(trace, result, error);
-      this.sink.fail(error, result);
-    } else {
-      this.owner.telemetry.endRequest(trace, result);
-      this.sink.complete(result, timedOut);
-    }
-  }
-
-  protected override failed(error: Error, result: GatherResult<T>): void {
-    this.release();
-    this.owner.telemetry.endRequest(this.takeTrace(), result, error);
-    this.sink.fail(error, result);
-  }
-
-  /** Cancels the request at once: no more replies reach the sink, its timers stop, its span ends. */
-  override cancel(): void {
-    if (!this.isEnded) this.owner.telemetry.endSend(this.takeTrace(), { 'nestjs_redis_buffer.cancelled': true });
-    super.cancel();
-    this.release();
-  }
-
-  /** Drops what the requester holds for this request; true if it was never published. */
-  private release(): boolean {
-    this.owner.pending.delete(this.requestId);
-    return this.owner.unpublished.size > 0 && this.owner.unpublished.delete(this);
-  }
-
-  private takeTrace(): RequestTrace | undefined {
-    const traces = this.owner.traces;
-    if (traces.size === 0) return undefined;
-    const trace = traces.get(this);
-    traces.delete(this);
-    return trace;
-  }
-
-  /** `cancel`, under the name rxjs calls on a teardown. */
-  unsubscribe(): void {
-    this.cancel();
   }
 }
 

@@ -2,7 +2,7 @@
 import type * as Otel from '@opentelemetry/api';
 import type { BufferHeaders } from '../wire/envelope.js';
 import type { CompletedBy, GatherResult } from '../gather/reply.js';
-import { ATTR, COUNTER_UNITS, DURABLE_METRIC, METRIC, PREFIX } from './metric-names.js';
+import { ATTR, COUNTER_UNITS, METRIC, PREFIX } from './metric-names.js';
 import { OutcomeTally } from './outcome-tally.js';
 import type { ServerAddress } from './server-address.js';
 
@@ -134,7 +134,7 @@ export class BufferTelemetry {
   constructor(
     private readonly side: 'client' | 'server',
     namespace: string,
-    private readonly instanceId: string,
+    instanceId: string,
     server: ServerAddress = {},
   ) {
     this.common = { [ATTR.system]: 'redis', [ATTR.namespace]: namespace, [ATTR.instanceId]: instanceId };

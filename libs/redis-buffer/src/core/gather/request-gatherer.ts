@@ -1,0 +1,188 @@
+import type { Clock } from '../clock.js';
+import type { OutgoingEnvelope } from '../bus/coalescer.js';
+import { ConnectionLostError } from '../errors/connection-lost.error.js';
+import type { BufferTimeoutError } from '../errors/buffer-timeout.error.js';
+import type { MembershipView } from '../membership/membership.js';
+import type { ResolvedCallOptions } from '../options.js';
+import type { BufferTelemetry, RequestTrace } from '../telemetry/telemetry.js';
+import { Gatherer, type GatherSink } from './gatherer.js';
+import type { GatherResult, MissingReason } from './reply.js';
+
+// One request of a `Requester`, as it travels: the envelope waiting in the coalescer
+// (`OutgoingRequest`) and the request's `Gatherer` with what the requester adds around it.
+
+/** A request waiting in the coalescer: encoded once, with its `ttl` written in when it is flushed. */
+export class OutgoingRequest implements OutgoingEnvelope {
+  // Whom the view knew serves the pattern when the request went out (see `Gatherer.sent`).
+  private known: ReadonlySet<string> | undefined;
+  private removalMark = 0;
+
+  constructor(
+    private readonly view: MembershipView,
+    private readonly gatherer: Gatherer<unknown>,
+    /** The encoded request after its `ttl`, from the comma on. */
+    private readonly rest: string,
+    readonly bytes: number,
+  ) {}
+
+  get cancelled(): boolean {
+    return this.gatherer.isEnded;
+  }
+
+  encode(): string {
+    const gatherer = this.gatherer;
+    // An instance the view knows now said hello after subscribing: Redis must count it.
+    this.known = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
+    this.removalMark = this.view.removalMark;
+    gatherer.sent(this.known, this.view.sendMark);
+    return `{"ttl":${gatherer.remainingMs()}${this.rest}`;
+  }
+
+  /** Redis's count of receivers: whom the request waits for. */
+  published(error: Error | undefined, receivers: number): void {
+    const gatherer = this.gatherer;
+    if (error !== undefined) return gatherer.fail(error);
+    // Known when it was sent and still a member now: one that said hello since may have subscribed
+    // after the PUBLISH (not a receiver); one that left since answered first (a bye follows its
+    // replies); one that started draining since still answers what it received.
+    let awaited = this.known === undefined ? this.view.awaitedFor(gatherer.pattern, gatherer.rules.to) : this.view.stillMembers(this.known, this.removalMark);
+    // Those that said hello meanwhile may be receivers too: an instance announces itself after
+    // subscribing, and its hello and this PUBLISH race on two connections.
+    let newcomers: Set<string> | undefined;
+    if (this.known !== undefined && awaited !== undefined) {
+      const now = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
+      if (now !== undefined && now !== this.known) {
+        for (const id of now) if (!awaited.has(id)) (newcomers ??= new Set()).add(id);
+        if (newcomers !== undefined) awaited = new Set([...awaited, ...newcomers]);
+      }
+    }
+    const silent = this.view.silentAmong(awaited);
+    // A silent instance is pinged again when a request skips it, so it can come back on its pong.
+    if (silent.length > 0) this.view.repingSilent(silent);
+    gatherer.countedAt(this.view.sendMark);
+    gatherer.expect(receivers, awaited, silent, newcomers);
+  }
+}
+
+/** What `Requester.request` returns: cancels the request at once (also as an rxjs teardown). */
+export interface RequestHandle {
+  cancel(): void;
+  unsubscribe(): void;
+}
+
+/** What every request of one requester shares. */
+export interface RequestOwner {
+  readonly pending: Map<string, Gatherer<unknown>>;
+  readonly telemetry: BufferTelemetry;
+  /** Requests waiting for the first connection, not published yet (rare: kept here, not on each request). */
+  readonly unpublished: Set<object>;
+  /** Each request's span, with an OpenTelemetry SDK only (kept here, not on each request). */
+  readonly traces: Map<object, RequestTrace>;
+  /** Whether the view holds this instance as draining. */
+  isDraining(instanceId: string): boolean;
+  /** Whether the view holds this instance on an unsolicited hello alone (see `MembershipView`). */
+  isUnvouched(instanceId: string): boolean;
+  /** Whether this caller's PUBLISHes have been waiting on Redis too long (see `PublishWatch`). */
+  redisUnanswering(): boolean;
+  /** Starts a `who` round (or joins the one under way); false if none can be sent. */
+  confirmMembers(): boolean;
+  /** See `MembershipView.servingNow`. */
+  servingNow(pattern: string, to: string | undefined): ReadonlySet<string>;
+}
+
+
+/**
+ * A request's `Gatherer`, with what the requester adds around it: the routing entry is dropped
+ * and the span ended when the request ends, and it is the caller's handle to cancel it. One
+ * object per request.
+ */
+export class RequestGatherer<T> extends Gatherer<T> implements RequestHandle {
+  constructor(
+    private readonly owner: RequestOwner,
+    id: string,
+    pattern: string,
+    call: ResolvedCallOptions<T>,
+    sink: GatherSink<T>,
+    clock: Clock,
+    trace: RequestTrace | undefined,
+  ) {
+    super(id, pattern, call, sink, clock);
+    if (trace !== undefined) owner.traces.set(this, trace);
+  }
+
+  /** Handed to the coalescer (or about to be). */
+  markPublished(): void {
+    this.owner.unpublished.delete(this);
+  }
+
+  /** Waits for the first connection before it can be handed to the coalescer. */
+  markUnpublished(): void {
+    this.owner.unpublished.add(this);
+  }
+
+  protected override uncountedReason(instanceId: string): MissingReason | undefined {
+    if (this.owner.isUnvouched(instanceId)) return undefined;
+    return this.owner.isDraining(instanceId) ? 'draining' : 'not-counted';
+  }
+
+  protected override isVouched(instanceId: string): boolean {
+    return !this.owner.isUnvouched(instanceId);
+  }
+
+  protected override redisUnanswering(): boolean {
+    return this.owner.redisUnanswering();
+  }
+
+  protected override confirmMembers(): boolean {
+    return this.owner.confirmMembers();
+  }
+
+  protected override knownServing(): ReadonlySet<string> | undefined {
+    return this.owner.servingNow(this.pattern, this.rules.to);
+  }
+
+  protected override completed(result: GatherResult<T>, timedOut: BufferTimeoutError<T> | undefined): void {
+    const unpublished = this.release();
+    const trace = this.takeTrace();
+    if (unpublished && result.completedBy === 'timeout') {
+      const error = new ConnectionLostError(`not connected to Redis within the request's timeout (${this.rules.timeout} ms)`);
+      this.owner.telemetry.endRequest(trace, result, error);
+      this.sink.fail(error, result);
+    } else {
+      this.owner.telemetry.endRequest(trace, result);
+      this.sink.complete(result, timedOut);
+    }
+  }
+
+  protected override failed(error: Error, result: GatherResult<T>): void {
+    this.release();
+    this.owner.telemetry.endRequest(this.takeTrace(), result, error);
+    this.sink.fail(error, result);
+  }
+
+  /** Cancels the request at once: no more replies reach the sink, its timers stop, its span ends. */
+  override cancel(): void {
+    if (!this.isEnded) this.owner.telemetry.endSend(this.takeTrace(), { 'nestjs_redis_buffer.cancelled': true });
+    super.cancel();
+    this.release();
+  }
+
+  /** Drops what the requester holds for this request; true if it was never published. */
+  private release(): boolean {
+    this.owner.pending.delete(this.requestId);
+    return this.owner.unpublished.size > 0 && this.owner.unpublished.delete(this);
+  }
+
+  private takeTrace(): RequestTrace | undefined {
+    const traces = this.owner.traces;
+    if (traces.size === 0) return undefined;
+    const trace = traces.get(this);
+    traces.delete(this);
+    return trace;
+  }
+
+  /** `cancel`, under the name rxjs calls on a teardown. */
+  unsubscribe(): void {
+    this.cancel();
+  }
+}
