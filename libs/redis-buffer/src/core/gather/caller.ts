@@ -4,7 +4,7 @@ import type { BufferHeaders } from '../wire/envelope.js';
 import { CallbackError } from '../errors/callback.error.js';
 import { InstancesMissingError } from '../errors/instances-missing.error.js';
 import { InvalidOptionsError } from '../errors/invalid-options.error.js';
-import type { GatherSink } from './gatherer.js';
+import type { GatherSink } from './gather-sink.js';
 import { describeRejection, GuardedBus, type InboundRejection } from '../bus/guarded-bus.js';
 import { createBus } from '../bus/create-bus.js';
 import type { BusClients, BusEvents, BusStatus, RedisBus } from '../bus/redis-bus.js';

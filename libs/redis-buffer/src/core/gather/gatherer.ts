@@ -5,25 +5,9 @@ import { CallbackError } from '../errors/callback.error.js';
 import { NoRespondersError } from '../errors/no-responders.error.js';
 import type { ResolvedCallOptions } from '../options.js';
 import type { BufferReply, CompletedBy, GatherResult, MissingReason, RedisAnswer } from './reply.js';
-
-/** Receives what a gatherer decides. Exactly one of `complete` / `fail` is called, once. */
-export interface GatherSink<T> {
-  next(reply: BufferReply<T>): void;
-  /** `timedOut` is set when `completedBy` is `'timeout'`: the error a stream-shaped caller raises. */
-  complete(result: GatherResult<T>, timedOut?: BufferTimeoutError<T>): void;
-  fail(error: Error, result: GatherResult<T>): void;
-}
-
-/** What `accept` did with a reply envelope; the caller counts these. */
-export type AcceptOutcome = 'accepted' | 'duplicate' | 'late';
-
-/**
- * One instance's progress on a request, as one number: the last sequence number seen, negated
- * (as `-(seq + 1)`) once the instance is done. A number per instance rather than an object.
- */
-type Progress = number;
-
-const isDone = (progress: Progress): boolean => progress < 0;
+import type { AcceptOutcome, GatherSink } from './gather-sink.js';
+import { InstanceProgress, isDone } from './instance-progress.js';
+import { nameMissing } from './whole-or-named.js';
 
 interface RareState {
   gone?: Map<string, MissingReason>;
@@ -45,18 +29,13 @@ interface RareState {
    * Awaited members the view learnt of between sending the request and Redis's count: they may
    * have subscribed before the PUBLISH or after it. Waited for while the count is not reached;
    * once it is, those that did not answer were not receivers, and are named only as far as the
-   * count leaves room (see `missingFor`).
+   * count leaves room (see `nameMissing`).
    */
   newcomers?: ReadonlySet<string>;
 }
 
-/** How many instances besides the first are tracked in an array before a Map. */
-const OTHERS_IN_ARRAY = 8;
-
 // Start times are kept as offsets from this, so that they stay small integers.
 const TIME_BASE = Date.now();
-
-const NO_REASONS: Readonly<Record<string, MissingReason>> = Object.freeze({});
 
 /**
  * The completion rules of one request, as a state machine with no I/O: every receiver done,
@@ -80,10 +59,10 @@ const NO_REASONS: Readonly<Record<string, MissingReason>> = Object.freeze({});
  * - when Redis never answered the PUBLISH, nothing completes it but the timeout, and every instance
  *   the view knew serves the pattern is named (`redis-unanswered`);
  * - a result says it is whole (`'all'` or `'stall'` with `missing` empty) only when every known
- *   instance finished and every counted receiver finished or is an observer. `missingFor` builds
+ *   instance finished and every counted receiver finished or is an observer. `nameMissing` builds
  *   `missing` from that rule, so no completion path can skip it.
  */
-export class Gatherer<T = unknown> implements TimerTarget {
+export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarget {
   private expected: number | undefined;
   // The instances the view knew serve the pattern when the request was sent, before Redis answered:
   // whom a result names when Redis never says how many received it.
@@ -92,15 +71,6 @@ export class Gatherer<T = unknown> implements TimerTarget {
   // (see `instanceGone`).
   private sentMark = Number.POSITIVE_INFINITY;
   private awaited: ReadonlySet<string> | undefined;
-  // Per instance: the last sequence number seen (Redis keeps one publisher's messages in order, so
-  // anything at or below it is a duplicate) and whether it is done. The first instance to reply is
-  // kept in its own fields and the others in an array or Map made on demand: most requests in flight
-  // hold neither (memory and GC per request).
-  private firstFrom: string | undefined;
-  private firstProgress: Progress = 0;
-  // Up to OTHERS_IN_ARRAY instances, as [id, progress, id, progress…]: a small array costs less than
-  // a Map and its lookups are as fast at that size; past that, a Map.
-  private others: Array<string | Progress> | Map<string, Progress> | undefined;
   // What few requests need (an instance gone, a stall timer, a rule decided early), in one object
   // made on demand: fewer fields on every request (memory per request in flight).
   private rare: RareState | undefined;
@@ -122,6 +92,7 @@ export class Gatherer<T = unknown> implements TimerTarget {
     protected readonly sink: GatherSink<T>,
     private readonly clock: Clock,
   ) {
+    super();
     this.startOffset = clock.now() - TIME_BASE;
     this.timeoutTimer = clock instanceof TimerPool ? clock.setTimerFor(this, rules.timeout) : clock.setTimer(() => this.onTimer(), rules.timeout);
   }
@@ -200,7 +171,7 @@ export class Gatherer<T = unknown> implements TimerTarget {
     if (awaited.size === 0) {
       // A `who` round sent after the request found no instance for the pattern, and no receiver
       // answered: those Redis counted are not instances.
-      if (this.rare?.confirming === true && this.finishedCount === 0 && this.firstFrom === undefined) this.noResponders();
+      if (this.rare?.confirming === true && this.finishedCount === 0 && !this.anyReplied) this.noResponders();
       return;
     }
     this.setAwaited(awaited, silent);
@@ -228,7 +199,7 @@ export class Gatherer<T = unknown> implements TimerTarget {
   private setAwaited(awaited: ReadonlySet<string>, silent: Iterable<string> | undefined): void {
     this.awaited = awaited;
     this.settledAwaited = 0;
-    if (this.firstFrom !== undefined) for (const id of awaited) if (this.isDone(id)) this.settledAwaited++;
+    if (this.anyReplied) for (const id of awaited) if (this.isDone(id)) this.settledAwaited++;
     for (const id of silent ?? []) this.markGone(id, 'silent');
   }
 
@@ -330,7 +301,19 @@ export class Gatherer<T = unknown> implements TimerTarget {
 
   result(completedBy: CompletedBy): GatherResult<T> {
     const redis: RedisAnswer = this.expected === undefined || (completedBy === 'timeout' && this.redisUnanswering()) ? 'unanswered' : 'answered';
-    const { missing, missingReasons } = this.missingFor(completedBy, redis);
+    const { missing, missingReasons } = nameMissing({
+      completedBy,
+      redis,
+      expected: this.expected,
+      finished: this.finishedCount,
+      gone: this.rare?.gone,
+      newcomers: this.rare?.newcomers,
+      // Sent before the view was usable: whom it knows of now (not for 'all': they may have joined after the PUBLISH).
+      known: this.awaited ?? this.known ?? (completedBy === 'all' || completedBy === 'quorum' || completedBy === 'until' ? undefined : this.knownServing()),
+      startedUnfinished: this.startedUnfinished(),
+      isSettled: (id) => this.isSettled(id),
+      isVouched: (id) => this.isVouched(id),
+    });
     // Counted receivers that are neither finished nor named: not instances this caller knows.
     const observers = this.expected === undefined ? 0 : Math.max(0, this.expected - this.finishedCount - missing.length);
     const arrived = (this.arrived ??= []);
@@ -356,97 +339,8 @@ export class Gatherer<T = unknown> implements TimerTarget {
     return (this.arrived ??= []);
   }
 
-  /**
-   * Who did not finish, and why: where the invariant is kept. `quorum` and `until` end by the
-   * caller's rule and name nobody; every other result names each instance known to serve the
-   * pattern that did not finish, and each instance that started answering and did not finish.
-   */
-  private missingFor(completedBy: CompletedBy, redis: RedisAnswer): { missing: string[]; missingReasons: Readonly<Record<string, MissingReason>> } {
-    if (completedBy === 'quorum' || completedBy === 'until') return { missing: [], missingReasons: NO_REASONS };
-    const reasons: Record<string, MissingReason> = {};
-    const fallback: MissingReason = redis === 'unanswered' ? 'redis-unanswered' : completedBy === 'stall' ? 'stall' : completedBy === 'all' ? 'not-counted' : 'timeout';
-    for (const [id, reason] of this.rare?.gone ?? []) reasons[id] = reason;
-    // Before Redis answered there is no awaited set: whom the view knew serves the pattern. A member
-    // nothing vouched for (an unsolicited hello) is never named: it cannot make a result partial.
-    const newcomers = this.rare?.newcomers;
-    // Sent before the view was usable (the first `who` round not over): whom it knows of now.
-    // (A count reached names nobody it did not wait for: those may have joined after the PUBLISH.)
-    const known = this.awaited ?? this.known ?? (completedBy === 'all' ? undefined : this.knownServing());
-    for (const id of known ?? []) if (!this.isSettled(id) && this.isVouched(id) && newcomers?.has(id) !== true) reasons[id] = fallback;
-    // Instances that started answering but never finished, whether or not the view knew them.
-    if (this.firstFrom !== undefined && !isDone(this.firstProgress) && reasons[this.firstFrom] === undefined) reasons[this.firstFrom] = fallback;
-    for (const [id, progress] of this.otherEntries()) if (!isDone(progress) && reasons[id] === undefined) reasons[id] = fallback;
-    // Redis counted more receivers than finished or are named: a member only heard of (its hello
-    // came unasked, and a `who` round it did not answer could not vouch for it: frozen, say) or one
-    // that said hello while the request was on its way is the likeliest of them, and is named, as
-    // many as the count leaves room for. A forged hello alone never is: it takes a counted receiver
-    // that did not answer.
-    if (this.expected !== undefined && known !== undefined) {
-      let uncounted = this.expected - this.finishedCount - Object.keys(reasons).length;
-      for (const id of known) {
-        if (uncounted <= 0) break;
-        if (this.isSettled(id) || reasons[id] !== undefined) continue;
-        reasons[id] = fallback;
-        uncounted--;
-      }
-    }
-    const missing = Object.keys(reasons);
-    return missing.length === 0 ? { missing, missingReasons: NO_REASONS } : { missing, missingReasons: reasons };
-  }
-
   private isSettled(instanceId: string): boolean {
     return this.isDone(instanceId) || this.rare?.gone?.has(instanceId) === true || this.rare?.dismissed?.has(instanceId) === true;
-  }
-
-  private isDone(instanceId: string): boolean {
-    const progress = this.progressOf(instanceId);
-    return progress !== undefined && isDone(progress);
-  }
-
-  private progressOf(instanceId: string): Progress | undefined {
-    if (this.firstFrom === instanceId) return this.firstProgress;
-    const others = this.others;
-    if (others === undefined) return undefined;
-    if (others instanceof Map) return others.get(instanceId);
-    for (let index = 0; index < others.length; index += 2) if (others[index] === instanceId) return others[index + 1] as Progress;
-    return undefined;
-  }
-
-  private setProgress(instanceId: string, progress: Progress): void {
-    if (this.firstFrom === undefined || this.firstFrom === instanceId) {
-      this.firstFrom = instanceId;
-      this.firstProgress = progress;
-      return;
-    }
-    const others = (this.others ??= []);
-    if (others instanceof Map) {
-      others.set(instanceId, progress);
-      return;
-    }
-    for (let index = 0; index < others.length; index += 2) {
-      if (others[index] === instanceId) {
-        others[index + 1] = progress;
-        return;
-      }
-    }
-    if (others.length < OTHERS_IN_ARRAY * 2) {
-      others.push(instanceId, progress);
-      return;
-    }
-    const map = new Map<string, Progress>();
-    for (let index = 0; index < others.length; index += 2) map.set(others[index] as string, others[index + 1] as Progress);
-    map.set(instanceId, progress);
-    this.others = map;
-  }
-
-  private *otherEntries(): Iterable<[string, Progress]> {
-    const others = this.others;
-    if (others === undefined) return;
-    if (others instanceof Map) {
-      yield* others;
-      return;
-    }
-    for (let index = 0; index < others.length; index += 2) yield [others[index] as string, others[index + 1] as Progress];
   }
 
   private waitingOnCount(): number {

@@ -5,7 +5,8 @@ import type { BufferTimeoutError } from '../errors/buffer-timeout.error.js';
 import type { MembershipView } from '../membership/membership.js';
 import type { ResolvedCallOptions } from '../options.js';
 import type { BufferTelemetry, RequestTrace } from '../telemetry/telemetry.js';
-import { Gatherer, type GatherSink } from './gatherer.js';
+import { Gatherer } from './gatherer.js';
+import type { GatherSink } from './gather-sink.js';
 import type { GatherResult, MissingReason } from './reply.js';
 
 // One request of a `Requester`, as it travels: the envelope waiting in the coalescer

@@ -7,7 +7,8 @@ import { BadMessageError } from '../errors/bad-message.error.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import { PayloadTooLargeError } from '../errors/payload-too-large.error.js';
 import { TooManyRequestsError } from '../errors/too-many-requests.error.js';
-import type { Gatherer, GatherSink } from './gatherer.js';
+import type { Gatherer } from './gatherer.js';
+import type { GatherSink } from './gather-sink.js';
 import { OutgoingRequest, RequestGatherer, type RequestHandle, type RequestOwner } from './request-gatherer.js';
 
 export type { RequestHandle } from './request-gatherer.js';

@@ -1,0 +1,56 @@
+import type { CompletedBy, MissingReason, RedisAnswer } from './reply.js';
+
+/** What a request knows, at completion, about who did not finish. */
+export interface Unfinished {
+  readonly completedBy: CompletedBy;
+  readonly redis: RedisAnswer;
+  /** Redis's count of receivers; `undefined` when it never answered the PUBLISH. */
+  readonly expected: number | undefined;
+  /** How many instances finished. */
+  readonly finished: number;
+  /** Instances found gone (silent, left…) while the request was open, with the reason. */
+  readonly gone: ReadonlyMap<string, MissingReason> | undefined;
+  /** Members the view learnt of between sending and Redis's count (see `Gatherer.expect`). */
+  readonly newcomers: ReadonlySet<string> | undefined;
+  /** Whom the caller knew serves the pattern: the awaited set, or the view's best knowledge. */
+  readonly known: ReadonlySet<string> | undefined;
+  /** Instances that started answering and are not done. */
+  readonly startedUnfinished: Iterable<string>;
+  isSettled(instanceId: string): boolean;
+  isVouched(instanceId: string): boolean;
+}
+
+const NO_REASONS: Readonly<Record<string, MissingReason>> = Object.freeze({});
+
+/**
+ * Who did not finish, and why: where the whole-or-named invariant is kept. `quorum` and `until`
+ * end by the caller's rule and name nobody; every other result names each instance known to serve
+ * the pattern that did not finish, and each instance that started answering and did not finish.
+ */
+export function nameMissing(request: Unfinished): { missing: string[]; missingReasons: Readonly<Record<string, MissingReason>> } {
+  const { completedBy, redis, expected, known, newcomers } = request;
+  if (completedBy === 'quorum' || completedBy === 'until') return { missing: [], missingReasons: NO_REASONS };
+  const reasons: Record<string, MissingReason> = {};
+  const fallback: MissingReason = redis === 'unanswered' ? 'redis-unanswered' : completedBy === 'stall' ? 'stall' : completedBy === 'all' ? 'not-counted' : 'timeout';
+  for (const [id, reason] of request.gone ?? []) reasons[id] = reason;
+  // A member nothing vouched for (an unsolicited hello) is never named: it cannot make a result partial.
+  for (const id of known ?? []) if (!request.isSettled(id) && request.isVouched(id) && newcomers?.has(id) !== true) reasons[id] = fallback;
+  // Instances that started answering but never finished, whether or not the view knew them.
+  for (const id of request.startedUnfinished) if (reasons[id] === undefined) reasons[id] = fallback;
+  // Redis counted more receivers than finished or are named: a member only heard of (its hello
+  // came unasked, and a `who` round it did not answer could not vouch for it: frozen, say) or one
+  // that said hello while the request was on its way is the likeliest of them, and is named, as
+  // many as the count leaves room for. A forged hello alone never is: it takes a counted receiver
+  // that did not answer.
+  if (expected !== undefined && known !== undefined) {
+    let uncounted = expected - request.finished - Object.keys(reasons).length;
+    for (const id of known) {
+      if (uncounted <= 0) break;
+      if (request.isSettled(id) || reasons[id] !== undefined) continue;
+      reasons[id] = fallback;
+      uncounted--;
+    }
+  }
+  const missing = Object.keys(reasons);
+  return missing.length === 0 ? { missing, missingReasons: NO_REASONS } : { missing, missingReasons: reasons };
+}
