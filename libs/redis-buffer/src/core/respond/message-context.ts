@@ -1,4 +1,4 @@
-import type { BufferHeaders } from '../wire/envelope.js';
+import type { BufferHeaders, EventEnvelope, RequestEnvelope } from '../wire/envelope.js';
 
 /**
  * What a handler learns about the message it is handling: the context a `Responder` hands to a
@@ -19,4 +19,9 @@ export interface MessageContext {
    * request's `ttl`); `undefined` for events.
    */
   readonly deadline: number | undefined;
+}
+
+/** The context of a request or event that arrived on `channel` at `instanceId`. */
+export function messageContext(envelope: RequestEnvelope | EventEnvelope, channel: string, instanceId: string, deadline: number | undefined): MessageContext {
+  return { kind: envelope.kind, requestId: envelope.id, pattern: envelope.pattern, senderId: envelope.from, instanceId, channel, headers: envelope.headers, deadline };
 }

@@ -1,3 +1,4 @@
+import type { ActiveWork } from './active-work.js';
 import type { ObservedCounters } from '../telemetry/telemetry.js';
 
 /** Counters for monitoring an instance; they only ever grow. */
@@ -38,5 +39,14 @@ export function responderCounters(stats: Readonly<ResponderStats>): ObservedCoun
     publishFailures: { name: 'nestjs_redis_buffer.replies.publish_failures', description: 'Replies that could not be published.', read: () => stats.replyPublishFailures },
     reconnects: { name: 'nestjs_redis_buffer.reconnects', description: 'Times the connection to Redis came back after a loss.', read: () => stats.reconnects },
     pings: { name: 'nestjs_redis_buffer.pings', description: 'Liveness pings answered.', read: () => stats.pings },
+  };
+}
+
+/** What an instance reports as OpenTelemetry gauges: its handlers now, and its connection. */
+export function responderGauges(work: ActiveWork, connected: () => boolean): ObservedCounters {
+  return {
+    inFlight: { name: 'nestjs_redis_buffer.handlers.in_flight', description: 'Handlers running, and events being handled, on this instance now.', read: () => work.size },
+    queued: { name: 'nestjs_redis_buffer.handlers.queued', description: 'Requests waiting for a handler slot.', read: () => work.limiter.queued },
+    connected: { name: 'nestjs_redis_buffer.connection.up', description: 'Whether the connection to Redis is up with every subscription confirmed (1) or not (0).', read: () => (connected() ? 1 : 0) },
   };
 }

@@ -1,57 +1,28 @@
-import { isObservable, type Subscription } from 'rxjs';
 import { BufferChannels, channelPattern } from '../wire/channels.js';
 import { Coalescer } from '../bus/coalescer.js';
 import { createBus } from '../bus/create-bus.js';
-import { describeRejection, GuardedBus, type InboundRejection } from '../bus/guarded-bus.js';
+import { GuardedBus } from '../bus/guarded-bus.js';
 import type { BusEvents, BusStatus, RedisBus } from '../bus/redis-bus.js';
 import { laterTurn, systemClock, type Clock } from '../clock.js';
-import { decodeMessage, type Envelope, type EventEnvelope, type RefusableRequest, type RequestEnvelope } from '../wire/envelope.js';
+import { decodeMessage, type Envelope, type EventEnvelope, type RequestEnvelope } from '../wire/envelope.js';
 import { BufferErrorCode } from '../errors/buffer.error.js';
 import { DuplicateInstanceError } from '../errors/duplicate-instance.error.js';
 import { BoundedLog, type BufferLogger } from '../logger.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from '../options.js';
 import { redisServerAddress } from '../telemetry/server-address.js';
 import { BufferTelemetry, loadOpenTelemetry, type ProcessTrace } from '../telemetry/telemetry.js';
-import { ConcurrencyLimiter } from './concurrency-limiter.js';
+import { ActiveWork } from './active-work.js';
 import { HandlerRun, type HandlerRunHost } from './handler-run.js';
-import type { MessageContext } from './message-context.js';
+import { messageContext, type MessageContext } from './message-context.js';
 import { Presence } from './presence.js';
+import { Refusals } from './refusals.js';
 import { ReplyWriter } from './reply-writer.js';
-import { emptyResponderStats, responderCounters, type ResponderStats } from './responder-stats.js';
+import { emptyResponderStats, responderCounters, responderGauges, type ResponderStats } from './responder-stats.js';
 import { within } from '../async/bounded-wait.js';
+import { runEvent, type EventRunHost } from './event-run.js';
+import type { ResponderHandler, ResponderSeams, ResponderState, RunAround } from './responder-seams.js';
 
-/**
- * A request or event handler: given the payload and the message's context, it returns a value, a
- * Promise, or an Observable (every value it emits is a reply; the instance is done when it completes).
- */
-export type ResponderHandler<C = MessageContext> = (data: unknown, context: C) => unknown;
-
-/**
- * What runs around each handler (Nest's processing hooks, for one): `run` calls `handler` inside it,
- * giving it the end hook to call once the handler's stream has ended.
- */
-export interface RunAround<C> {
-  /** Whether anything runs around handlers now; while false, a request's handler is called bare. */
-  active(): boolean;
-  run(context: C, handler: (runEnd: () => void) => Promise<void>): unknown;
-}
-
-/** The seams of a `Responder`: what a test, a simulation or the Nest layer puts in place of the defaults. */
-export interface ResponderSeams<C = MessageContext> {
-  /** The Redis seam. @default the bus the options ask for (`createBus`) */
-  readonly bus?: RedisBus;
-  /** Time and timers. @default the system clock */
-  readonly clock?: Clock;
-  /** @default `console` */
-  readonly logger?: BufferLogger;
-  /** Makes the context a handler is given from the message's. @default the `MessageContext` itself */
-  readonly context?: (message: MessageContext) => C;
-  /** What runs around each handler. @default nothing */
-  readonly runAround?: RunAround<C>;
-}
-
-/** Where a responder is in its life: `starting` until `listen()` has subscribed and announced it. */
-export type ResponderState = 'starting' | 'listening' | 'draining' | 'closed';
+export type { ResponderHandler, ResponderSeams, ResponderState, RunAround } from './responder-seams.js';
 
 interface RequestRoute<C> {
   readonly handler: ResponderHandler<C>;
@@ -98,25 +69,21 @@ export class Responder<C = MessageContext> {
   private readonly requestRoutes = new Map<string, RequestRoute<C>>();
   private readonly eventRoutes = new Map<string, ResponderHandler<C>>();
   private workChannels: string[] = [];
-  // Requests (their HandlerRun) and events (a token) being handled, with the handler's stream
-  // subscription once there is one: what a shutdown that runs out of time stops.
-  private readonly active = new Map<object, Subscription | undefined>();
+  // What is being handled, and the limiter that queues what has no slot.
+  private readonly work: ActiveWork;
   private readonly pendingListeners: Array<[keyof BusEvents, (...args: never[]) => void]> = [];
   private readonly badInput: BoundedLog;
   private lifeCycle: ResponderState = 'starting';
   // Set once the shutdown drain has run out: what is still queued or running is refused or stopped.
   private stopping = false;
-  private readonly limiter: ConcurrencyLimiter;
   private everConnected = false;
   // Hello, pong, bye, the thaw watch and the unique-id check: what callers learn of this instance.
   private readonly presence: Presence;
-  // Shared by every HandlerRun: no closure per request.
-  private readonly handlerDone = (run: HandlerRun): void => {
-    if (this.active.delete(run)) this.limiter.pump();
-  };
-  private readonly handlerStream = (run: HandlerRun, subscription: Subscription): void => {
-    if (this.active.has(run)) this.active.set(run, subscription);
-  };
+  // Admission's other side: refusals, and input dropped unanswered.
+  private readonly refusals: Refusals;
+  // Shared by every event run.
+  private readonly eventHost: EventRunHost<C>;
+  // Shared by every reply writer: no closure per request.
   private readonly onReplyPublishError = (error: Error, replyTo: string): void => {
     this.stats.replyPublishFailures++;
     this.badInput.warn(`Could not publish a reply to "${replyTo}": ${error.message}`);
@@ -144,16 +111,21 @@ export class Responder<C = MessageContext> {
       patterns: () => [...this.requestRoutes.keys()],
       events: () => [...this.eventRoutes.keys()],
     });
-    this.limiter = new ConcurrencyLimiter(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers, () => this.active.size);
+    this.work = new ActiveWork(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers);
     const telemetry = (this.telemetry = new BufferTelemetry('server', this.options.namespace, this.options.instanceId, redisServerAddress(this.options)));
+    this.refusals = new Refusals(this.options, this.channels, this.stats, telemetry, this.badInput, this.fromJson, this.onReplyPublishError);
+    this.eventHost = {
+      telemetry,
+      logger: this.logger,
+      around: (context, handler) => this.around(context, handler),
+      start: (token) => this.work.start(token),
+      track: this.work.track,
+      done: this.work.done,
+    };
     // Traces and metrics when the app has @opentelemetry/api (a no-op without an SDK registered).
     void loadOpenTelemetry().then((api) => {
       if (api === undefined) return;
-      telemetry.attach(api, responderCounters(this.stats), {
-        inFlight: { name: 'nestjs_redis_buffer.handlers.in_flight', description: 'Handlers running, and events being handled, on this instance now.', read: () => this.active.size },
-        queued: { name: 'nestjs_redis_buffer.handlers.queued', description: 'Requests waiting for a handler slot.', read: () => this.limiter.queued },
-        connected: { name: 'nestjs_redis_buffer.connection.up', description: 'Whether the connection to Redis is up with every subscription confirmed (1) or not (0).', read: () => (this.connectionStatus === 'connected' ? 1 : 0) },
-      });
+      telemetry.attach(api, responderCounters(this.stats), responderGauges(this.work, () => this.connectionStatus === 'connected'));
     });
   }
 
@@ -183,7 +155,7 @@ export class Responder<C = MessageContext> {
 
   /** How many requests and events this instance is handling right now. */
   get activeRequests(): number {
-    return this.active.size;
+    return this.work.size;
   }
 
   /** Answers requests for `pattern` (a string, or a JSON object pattern) with `handler`; call before `listen()`. */
@@ -226,10 +198,11 @@ export class Responder<C = MessageContext> {
    */
   async listen(): Promise<void> {
     if (this.bus !== undefined) throw new Error('listen() was already called.');
-    const bus = new GuardedBus(this.pendingBus ?? createBus(this.options, `rb:${this.options.instanceId}`), this.options, (reason, channel, length) => this.onInboundRejected(reason, channel, length));
+    const bus = new GuardedBus(this.pendingBus ?? createBus(this.options, `rb:${this.options.instanceId}`), this.options, (reason, channel, length) => this.refusals.inboundRejected(reason, channel, length));
     this.bus = bus;
     const coalescer = (this.coalescer = new Coalescer((channel, message) => bus.publish(channel, message), this.options, laterTurn(this.clock)));
     this.presence.attach(coalescer);
+    this.refusals.attach(coalescer);
     this.runHost = {
       coalescer,
       clock: this.clock,
@@ -237,8 +210,8 @@ export class Responder<C = MessageContext> {
       maxPayloadBytes: this.options.maxPayloadBytes,
       onPublishError: this.onReplyPublishError,
       telemetry: this.telemetry,
-      done: this.handlerDone,
-      track: this.handlerStream,
+      done: this.work.done,
+      track: this.work.track,
     };
     for (const [event, listener] of this.pendingListeners.splice(0)) bus.on(event, listener as never);
     bus.on('status', (status) => this.onStatus(status));
@@ -290,19 +263,16 @@ export class Responder<C = MessageContext> {
     // With Redis away there is nothing to unsubscribe from (the server dropped the connection), and
     // ioredis would queue the command until it is back: never wait for it.
     if (bus.status === 'connected') await within(bus.unsubscribe(this.workChannels), this.options.shutdownTimeout, this.clock);
-    const deadline = this.clock.now() + this.options.shutdownTimeout;
-    while (this.active.size + this.limiter.queued > 0 && this.clock.now() < deadline) await new Promise((resolve) => this.clock.setTimer(() => resolve(undefined), 5));
+    await this.work.idle(this.clock.now() + this.options.shutdownTimeout, this.clock);
     this.stopping = true;
-    for (const task of this.limiter.takeAll()) task();
-    if (this.active.size > 0) {
-      this.logger.warn(`Stopping ${this.active.size} handlers still running after shutdownTimeout (${this.options.shutdownTimeout} ms); their callers get BUFFER_SHUTTING_DOWN.`);
-      for (const [work, subscription] of [...this.active]) {
+    this.work.runQueued();
+    if (this.work.size > 0) {
+      this.logger.warn(`Stopping ${this.work.size} handlers still running after shutdownTimeout (${this.options.shutdownTimeout} ms); their callers get BUFFER_SHUTTING_DOWN.`);
+      this.work.stopRunning((work) => {
         if (work instanceof ReplyWriter) {
           work.error({ code: BufferErrorCode.ShuttingDown, message: `Instance "${this.instanceId}" shut down before its handler finished (shutdownTimeout ${this.options.shutdownTimeout} ms).` });
         }
-        subscription?.unsubscribe();
-        this.active.delete(work);
-      }
+      });
     }
     if (bus.status === 'connected') {
       await within(this.presence.bye(), 1000, this.clock);
@@ -333,8 +303,8 @@ export class Responder<C = MessageContext> {
     if (this.lifeCycle === 'closed' || this.lifeCycle === 'starting') return;
     const { envelopes, rejected } = decodeMessage(message, channel);
     for (const { error, refusable } of rejected) {
-      if (refusable !== undefined && this.isRequestChannel(channel)) this.refuseUnreadable(refusable, error.message);
-      else this.rejectInput(error.message);
+      if (refusable !== undefined && this.isRequestChannel(channel)) this.refusals.unreadable(refusable, error.message);
+      else this.refusals.rejectInput(error.message);
     }
     for (const envelope of envelopes) {
       // Whatever happens below (a handler throwing synchronously included) must not reach the
@@ -343,7 +313,7 @@ export class Responder<C = MessageContext> {
         this.dispatch(channel, envelope);
       } catch (error) {
         this.logger.error(`Could not handle a "${envelope.kind}" on "${channel}": ${(error as Error)?.stack ?? String(error)}`);
-        if (envelope.kind === 'request' && this.replyAllowed(envelope.replyTo)) this.writerFor(envelope).error(error);
+        if (envelope.kind === 'request' && this.refusals.replyAllowed(envelope.replyTo)) this.refusals.writerFor(envelope).error(error);
       }
     }
   }
@@ -357,122 +327,61 @@ export class Responder<C = MessageContext> {
       case 'ping':
         if (channel !== this.directChannel) break;
         this.stats.pings++;
-        if (this.replyAllowed(envelope.replyTo)) this.presence.answerPing(envelope.replyTo, envelope.id);
-        else this.rejectInput(`Dropped a ping whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
+        if (this.refusals.replyAllowed(envelope.replyTo)) this.presence.answerPing(envelope.replyTo, envelope.id);
+        else this.refusals.rejectInput(`Dropped a ping whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
         return;
       case 'who':
         if (channel !== this.channels.who()) break;
         if (this.lifeCycle !== 'listening') return;
-        if (this.replyAllowed(envelope.replyTo)) this.presence.answerWho(envelope.replyTo, envelope.id);
-        else this.rejectInput(`Dropped a who whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
+        if (this.refusals.replyAllowed(envelope.replyTo)) this.presence.answerWho(envelope.replyTo, envelope.id);
+        else this.refusals.rejectInput(`Dropped a who whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
         return;
       default:
         break;
     }
-    this.rejectInput(`Dropped a "${envelope.kind}" envelope on "${channel}": it does not belong there.`);
+    this.refusals.rejectInput(`Dropped a "${envelope.kind}" envelope on "${channel}": it does not belong there.`);
   }
 
   private isRequestChannel(channel: string): boolean {
     return channel === this.directChannel || channel.startsWith(`${this.options.namespace}:req:`);
   }
 
-  private replyAllowed(replyTo: string): boolean {
-    return this.options.replyToAnyChannel || this.channels.isInbox(replyTo);
-  }
-
-  /**
-   * Whether a request can be answered, counting it if so. One whose `replyTo` is not an inbox is only
-   * dropped: answering would publish onto a channel of the sender's choosing (amplification).
-   */
-  private answerable(replyTo: string, dropReason: string | undefined): boolean {
-    if (this.replyAllowed(replyTo)) {
-      this.stats.requests++;
-      return true;
-    }
-    this.rejectInput(dropReason ?? `Dropped a request whose replyTo "${replyTo}" is not an inbox of namespace "${this.options.namespace}" (see the "replyToAnyChannel" option).`);
-    return false;
-  }
-
-  /** A request that failed validation but says where to answer (a newer version, a bad header…). */
-  private refuseUnreadable(request: RefusableRequest, reason: string): void {
-    if (!this.answerable(request.replyTo, reason)) return;
-    const message =
-      request.code === BufferErrorCode.UnsupportedVersion
-        ? `Instance "${this.instanceId}" speaks protocol version 1 and cannot run this request: ${reason}.`
-        : `Instance "${this.instanceId}" refused a malformed request: ${reason}.`;
-    this.refuseMalformed(request, request.code, message);
-  }
-
   private onRequestArrived(channel: string, envelope: RequestEnvelope): void {
-    if (!this.answerable(envelope.replyTo, undefined)) return;
+    if (!this.refusals.answerable(envelope.replyTo, undefined)) return;
     const receivedAt = this.clock.now();
     // The caller's remaining time, counted on this host's clock from arrival: no clock agreement needed.
     const deadline = envelope.ttl !== undefined ? receivedAt + envelope.ttl : envelope.deadline!;
     const route = this.requestRoutes.get(envelope.pattern);
     // This instance subscribes only the channels of the patterns it handles (and its direct channel).
     if (channel !== this.directChannel && channel !== route?.channel) {
-      return this.refuseMalformed(envelope, BufferErrorCode.BadRequest, `The request for "${envelope.pattern}" arrived on "${channel}", the channel of another pattern.`);
+      return this.refusals.malformed(envelope, BufferErrorCode.BadRequest, `The request for "${envelope.pattern}" arrived on "${channel}", the channel of another pattern.`);
     }
     if (this.lifeCycle !== 'listening' && channel === this.directChannel) {
-      return this.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" is shutting down; ask another instance.`);
+      return this.refusals.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" is shutting down; ask another instance.`);
     }
     // A free slot runs the request at once, with no task closure (the common case), and no second
     // clock read: no time has passed since arrival.
-    if (this.limiter.hasRoom) this.onRequest(envelope, channel, deadline, receivedAt, route);
-    else if (!this.limiter.submit(() => this.onRequest(envelope, channel, deadline, this.clock.now(), route))) this.refuseOverloaded(envelope);
-  }
-
-  private onInboundRejected(reason: InboundRejection, channel: string, length: number): void {
-    const message = describeRejection(reason, channel, length, this.options.maxPayloadBytes);
-    if (reason === 'oversized') return this.rejectInput(message);
-    this.stats.forgedMessages++;
-    this.badInput.warn(message);
-  }
-
-  private refuseOverloaded(envelope: RequestEnvelope): void {
-    this.stats.overloaded++;
-    this.refuse(
-      envelope,
-      BufferErrorCode.Overloaded,
-      `Instance "${this.instanceId}" is overloaded: ${this.options.maxConcurrentHandlers} handlers running and ${this.options.maxQueuedHandlers} requests queued; retry later, add instances, or raise "maxConcurrentHandlers" / "maxQueuedHandlers".`,
-    );
-  }
-
-  private refuseMalformed(request: { readonly replyTo: string; readonly id: string }, code: string, message: string): void {
-    this.stats.malformedMessages++;
-    this.refuse(request, code, message);
-  }
-
-  private refuse(request: { readonly replyTo: string; readonly id: string }, code: string, message: string): void {
-    this.stats.refused++;
-    // A refusable request too malformed to be an envelope names no pattern, sender or headers.
-    const known = request as Partial<RequestEnvelope>;
-    this.telemetry.refused(known.pattern ?? '', '', request.id, known.from ?? '', known.headers ?? {}, code);
-    this.writerFor(request).refuse(code, message);
-  }
-
-  private rejectInput(message: string): void {
-    this.stats.malformedMessages++;
-    this.badInput.warn(message);
+    if (this.work.limiter.hasRoom) this.onRequest(envelope, channel, deadline, receivedAt, route);
+    else if (!this.work.limiter.submit(() => this.onRequest(envelope, channel, deadline, this.clock.now(), route))) this.refusals.overloaded(envelope);
   }
 
   /** `route` is this instance's route for the request's pattern, looked up on arrival. */
   private onRequest(envelope: RequestEnvelope, channel: string, deadline: number, now: number, route: RequestRoute<C> | undefined): void {
-    if (this.stopping) return this.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" shut down before it could run the request.`);
+    if (this.stopping) return this.refusals.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" shut down before it could run the request.`);
     if (now > deadline) {
       // The caller is about to stop listening: say so rather than do dead work, or stay silent.
       this.stats.expired++;
-      return this.refuse(envelope, BufferErrorCode.Expired, `The request reached instance "${this.instanceId}" (or waited there) past its deadline.`);
+      return this.refusals.refuse(envelope, BufferErrorCode.Expired, `The request reached instance "${this.instanceId}" (or waited there) past its deadline.`);
     }
     const handler = route?.handler;
     if (handler === undefined) {
       this.stats.unhandled++;
-      return this.refuse(envelope, BufferErrorCode.NoHandler, `Instance "${this.instanceId}" has no handler for "${envelope.pattern}".`);
+      return this.refusals.refuse(envelope, BufferErrorCode.NoHandler, `Instance "${this.instanceId}" has no handler for "${envelope.pattern}".`);
     }
     const context = this.contextFor(envelope, channel, deadline);
     const trace = this.telemetry.startProcess('request', envelope.pattern, channel, envelope.id, envelope.from, envelope.headers);
     const run = new HandlerRun(this.runHost!, envelope, deadline, trace);
-    this.active.set(run, undefined);
+    this.work.start(run);
     if (trace === undefined && this.runAround?.active() !== true) {
       // Nothing to run around the handler (no hook, no span): call it and take its result, with no
       // wrapper promise per request.
@@ -501,15 +410,15 @@ export class Responder<C = MessageContext> {
 
   private onEventArrived(channel: string, envelope: EventEnvelope): void {
     if (channel !== this.channels.event(envelope.pattern)) {
-      return this.rejectInput(`Dropped an event for "${envelope.pattern}" that arrived on "${channel}".`);
+      return this.refusals.rejectInput(`Dropped an event for "${envelope.pattern}" that arrived on "${channel}".`);
     }
-    if (!this.limiter.submit(() => this.runEvent(envelope, channel))) {
+    if (!this.work.limiter.submit(() => this.startEvent(envelope, channel))) {
       this.stats.overloaded++;
       this.badInput.warn(`Dropped event "${envelope.pattern}": ${this.options.maxConcurrentHandlers} handlers running and ${this.options.maxQueuedHandlers} queued.`);
     }
   }
 
-  private runEvent(envelope: EventEnvelope, channel: string): void {
+  private startEvent(envelope: EventEnvelope, channel: string): void {
     this.stats.events++;
     if (this.stopping) return;
     if (envelope.deadline !== undefined && this.clock.now() > envelope.deadline) {
@@ -519,41 +428,8 @@ export class Responder<C = MessageContext> {
       return;
     }
     const handler = this.eventRoutes.get(envelope.pattern);
-    if (handler === undefined) return this.rejectInput(`No event handler for "${envelope.pattern}".`);
-    const context = this.contextFor(envelope, channel, undefined);
-    const trace = this.telemetry.startProcess('event', envelope.pattern, channel, envelope.id, envelope.from, envelope.headers);
-    const token = {};
-    let failed: string | undefined;
-    let settled = false;
-    const settle = (): void => {
-      if (settled) return;
-      settled = true;
-      this.telemetry.endProcess(trace, failed);
-      if (this.active.delete(token)) this.limiter.pump();
-    };
-    this.active.set(token, undefined);
-    const fail = (error: unknown): void => {
-      this.logger.error(`Event handler for "${envelope.pattern}" failed: ${(error as Error)?.message ?? String(error)}`);
-      failed = (error as { code?: string } | null)?.code ?? 'error';
-      settle();
-    };
-    this.telemetry
-      .runInContext(trace, () =>
-        this.around(context, async (runEnd) => {
-          const result: unknown = await handler(envelope.data, context);
-          if (!isObservable(result)) {
-            runEnd();
-            return settle();
-          }
-          const subscription = result.subscribe({ error: fail });
-          subscription.add(() => {
-            runEnd();
-            settle();
-          });
-          if (!subscription.closed && this.active.has(token)) this.active.set(token, subscription);
-        }),
-      )
-      .catch(fail);
+    if (handler === undefined) return this.refusals.rejectInput(`No event handler for "${envelope.pattern}".`);
+    runEvent(this.eventHost, handler, envelope, channel, this.contextFor(envelope, channel, undefined));
   }
 
   /** `handler` inside what runs around it; one that throws synchronously is that message's error, not the Redis listener's. */
@@ -566,21 +442,9 @@ export class Responder<C = MessageContext> {
     }
   }
 
-  private writerFor(request: { readonly replyTo: string; readonly id: string }): ReplyWriter {
-    return new ReplyWriter(this.coalescer!, request.replyTo, request.id, this.fromJson, this.options.maxPayloadBytes, this.onReplyPublishError);
-  }
-
   private contextFor(envelope: RequestEnvelope | EventEnvelope, channel: string, deadline: number | undefined): C {
-    const message: MessageContext = {
-      kind: envelope.kind,
-      requestId: envelope.id,
-      pattern: envelope.pattern,
-      senderId: envelope.from,
-      instanceId: this.options.instanceId,
-      channel,
-      headers: envelope.headers,
-      deadline,
-    };
+    const message = messageContext(envelope, channel, this.options.instanceId, deadline);
     return this.makeContext === undefined ? (message as C) : this.makeContext(message);
   }
+
 }
