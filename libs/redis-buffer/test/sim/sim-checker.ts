@@ -2,7 +2,7 @@ import { NoRespondersError } from '../../src/core/errors/no-responders.error.js'
 import type { BufferReply } from '../../src/core/gather/reply.js';
 import { callerProcess, handlerDuration, type SchedulePlan } from './sim-plan.js';
 import { coverage, overlaps, type IncarnationRecord, type RequestRecord, type SimRecord } from './sim-record.js';
-import { untilPredicate, type SimPayload } from './sim-world.js';
+import { untilPredicate, type SimPayload } from './sim-handlers.js';
 
 /** Virtual milliseconds a request may end past its timeout (timers have a 1 ms grain). */
 export const DEADLINE_MARGIN_MS = 5;

@@ -1,17 +1,16 @@
-import { Observable } from 'rxjs';
-import type { Clock } from '../../src/core/clock.js';
 import type { BufferLogger } from '../../src/core/logger.js';
 import { resolveBufferOptions, resolveCallOptions, type BufferOptions, type ResolvedBufferOptions } from '../../src/core/options.js';
 import { Requester } from '../../src/core/gather/requester.js';
-import type { BufferReply } from '../../src/core/gather/reply.js';
 import { Responder } from '../../src/core/respond/responder.js';
 import { BufferChannels } from '../../src/core/wire/channels.js';
 import { decodeMessage } from '../../src/core/wire/envelope.js';
 import { Prng } from './prng.js';
-import { Scheduler, SIM_EPOCH, SimOwner } from './scheduler.js';
-import { SimBus, type SimNetwork } from './sim-bus.js';
+import { Scheduler, SIM_EPOCH } from './scheduler.js';
+import { handlerFor, untilPredicate } from './sim-handlers.js';
+import { SimProcess } from './sim-process.js';
+import type { SimNetwork } from './sim-bus.js';
 import { SimRedis } from './sim-redis.js';
-import { callerProcess, describeBehaviour, instanceProcess, type Behaviour, type FaultPlan, type InstancePlan, type RequestPlan, type SchedulePlan } from './sim-plan.js';
+import { callerProcess, describeBehaviour, instanceProcess, type FaultPlan, type InstancePlan, type SchedulePlan } from './sim-plan.js';
 import { SimRecord, type IncarnationRecord, type Interval, type RequestRecord } from './sim-record.js';
 
 export const NAMESPACE = 'sim';
@@ -19,46 +18,10 @@ export const NAMESPACE = 'sim';
 /** Instances planned to start by then are the first ones; the others join later. */
 const FIRST_START_MS = 30;
 
-/** What a handler sends: enough for the checker to tell whose reply it is and which one. */
-export interface SimPayload {
-  readonly from: string;
-  readonly request: number;
-  readonly k: number;
-}
-
 /** `SIM_VERBOSE=1`: the trace also shows membership messages reaching callers and each request's receivers. */
 const VERBOSE = process.env.SIM_VERBOSE === '1';
 
 const quiet: BufferLogger = { log: () => undefined, warn: () => undefined, error: () => undefined };
-
-/** One simulated OS process: its own event-loop owner, clock and Redis connections. */
-class SimProcess {
-  readonly owner: SimOwner;
-  readonly clock: Clock;
-  readonly bus: SimBus;
-
-  /** `connectingIsTrouble`: for a caller, requests sent before its first connection may fail, and that is no fault of theirs. */
-  constructor(readonly name: string, world: SimWorld, connectingIsTrouble = false) {
-    this.owner = new SimOwner(name);
-    this.clock = world.scheduler.clockFor(this.owner);
-    this.bus = new SimBus(world.redis, this.owner, this.clock, world.network);
-    let down: Interval | undefined;
-    // Ahead of the code under test's listeners: it may end requests on these very events.
-    this.bus.prependListener('subscriberLost', () => {
-      world.record.log(world.scheduler.now, `${name} subscriber lost`);
-      down ??= world.record.troubleFrom(name, world.scheduler.now, 'subscriber lost');
-    });
-    this.bus.prependListener('status', (status) => {
-      world.record.log(world.scheduler.now, `${name} bus ${status}`);
-      if (status === 'connected') {
-        if (down !== undefined) down.to = world.scheduler.now;
-        down = undefined;
-      } else if (down === undefined && (status !== 'connecting' || connectingIsTrouble)) {
-        down = world.record.troubleFrom(name, world.scheduler.now, `connection ${status}`);
-      }
-    });
-  }
-}
 
 interface InstanceRun {
   readonly plan: InstancePlan;
@@ -440,36 +403,4 @@ function pushTo(map: Map<string, Interval[]>, key: string, interval: Interval): 
   const list = map.get(key);
   if (list === undefined) map.set(key, [interval]);
   else list.push(interval);
-}
-
-/** `until`: a request ends on the first error, or on a stream's second value. */
-export function untilPredicate(reply: BufferReply<unknown>): boolean {
-  return !reply.ok || (reply.data as SimPayload).k >= 1;
-}
-
-/** A plain handler acting out `behaviour`, on its process's clock. */
-function handlerFor(instanceId: string, behaviour: Behaviour, clock: Clock): (data: unknown) => unknown {
-  return (data) => {
-    const request = (data as { request: number }).request;
-    const payload = (k: number): SimPayload => ({ from: instanceId, request, k });
-    switch (behaviour.kind) {
-      case 'value':
-        if (behaviour.delay === 0) return payload(0);
-        return new Promise((resolve) => clock.setTimer(() => resolve(payload(0)), behaviour.delay));
-      case 'throw':
-        if (behaviour.delay === 0) throw new Error(`${instanceId} failed`);
-        return new Promise((_, reject) => clock.setTimer(() => reject(new Error(`${instanceId} failed`)), behaviour.delay));
-      case 'stream':
-        return new Observable<SimPayload>((subscriber) => {
-          let k = 0;
-          const emit = (): void => {
-            subscriber.next(payload(k++));
-            if (k >= behaviour.count) subscriber.complete();
-            else timer = clock.setTimer(emit, behaviour.gap);
-          };
-          let timer = clock.setTimer(emit, behaviour.delay);
-          return () => clock.clearTimer(timer);
-        });
-    }
-  };
 }
