@@ -1,3 +1,5 @@
+import { ConnectionLostError } from '../errors/connection-lost.error.js';
+
 export type BusStatus = 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'closed';
 
 /**
@@ -10,6 +12,7 @@ export class BusStatusMachine {
   private currentStatus: BusStatus = 'disconnected';
   private connectedOnce = false;
   private closedForGood = false;
+  private attemptUnderWay: Promise<void> | undefined;
 
   constructor(private readonly onChange: (status: BusStatus) => void) {}
 
@@ -24,6 +27,24 @@ export class BusStatusMachine {
 
   get closed(): boolean {
     return this.closedForGood;
+  }
+
+  /**
+   * `connect()` of a bus: resolves at once when connected, rejects once closed, and otherwise runs
+   * `open` once however many callers wait (they share the attempt under way).
+   */
+  attempt(open: () => Promise<void>): Promise<void> {
+    if (this.currentStatus === 'connected') return Promise.resolve();
+    if (this.closedForGood) return Promise.reject(new ConnectionLostError('the client was closed'));
+    this.attemptUnderWay ??= open().finally(() => {
+      this.attemptUnderWay = undefined;
+    });
+    return this.attemptUnderWay;
+  }
+
+  /** A `connect()` attempt is under way. */
+  get attempting(): boolean {
+    return this.attemptUnderWay !== undefined;
   }
 
   /** A connection attempt begins. */

@@ -59,7 +59,6 @@ const NODE_DOWN_PAUSE_MS = 1000;
  */
 export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
   private publisher: Cluster | undefined;
-  private connecting: Promise<void> | undefined;
   private readonly state = new BusStatusMachine((status) => this.emit('status', status));
   /** Subscriber connection per master node (`host:port`). */
   private readonly shards = new Map<string, ShardSubscriber>();
@@ -84,12 +83,7 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
   }
 
   connect(): Promise<void> {
-    if (this.state.current === 'connected') return Promise.resolve();
-    if (this.state.closed) return Promise.reject(new ConnectionLostError('the client was closed'));
-    this.connecting ??= this.open().finally(() => {
-      this.connecting = undefined;
-    });
-    return this.connecting;
+    return this.state.attempt(() => this.open());
   }
 
   async publish(channel: string, message: string): Promise<number> {
@@ -228,7 +222,7 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
       () => {
         publisher.disconnect();
         setImmediate(() => {
-          if (this.connecting === undefined) this.state.abandoned();
+          if (!this.state.attempting) this.state.abandoned();
         });
         return new ConnectionLostError(
           `could not connect to ${connections.describe()} within connectTimeout (${connections.connectTimeout} ms); start the cluster (or fix "cluster.nodes") first, or raise "connectTimeout" to wait longer`,

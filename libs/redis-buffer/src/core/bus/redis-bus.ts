@@ -66,7 +66,6 @@ export interface IoredisBusOptions {
 export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
   private publisher: Redis | undefined;
   private subscriber: Redis | undefined;
-  private connecting: Promise<void> | undefined;
   private readonly state = new BusStatusMachine((status) => this.emit('status', status));
   private subscriberConfirmed = false;
   /** The server is known not to be a cluster node (asked once, on the first connection). */
@@ -82,10 +81,7 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
   }
 
   connect(): Promise<void> {
-    if (this.state.current === 'connected') return Promise.resolve();
-    if (this.state.closed) return Promise.reject(new ConnectionLostError('the client was closed'));
-    this.connecting ??= this.open();
-    return this.connecting;
+    return this.state.attempt(() => this.open());
   }
 
   async publish(channel: string, message: string): Promise<number> {
@@ -221,7 +217,7 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
       subscriber.disconnect();
       // After the rejection has reached whoever awaits connect(), so they see this message.
       setImmediate(() => {
-        if (this.connecting === undefined) this.state.abandoned();
+        if (!this.state.attempting) this.state.abandoned();
       });
       return new ConnectionLostError(
         `could not connect to ${connections.describe()} within connectTimeout (${connections.connectTimeout} ms); start Redis (or fix the address) first, or raise "connectTimeout" to wait longer`,
@@ -236,8 +232,6 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
         this.state.abandoned();
       }
       throw error;
-    }).finally(() => {
-      this.connecting = undefined;
     });
   }
 

@@ -1,23 +1,15 @@
-import type { BufferHeaders } from '../wire/envelope.js';
+import type { DurableEntry } from './durable-entry.js';
 import type { ResolvedDurableHandlerOptions } from './durable-options.js';
 
-/** One entry handed to a handler. */
-export interface DurableDelivery {
+/** One entry handed to a handler: what was published (see `DurableEntry`), and where it stands. */
+export interface DurableDelivery extends Omit<DurableEntry, 'group'> {
   /** The entry's id in the stream (`<ms>-<seq>`): stable across retries and instances. */
   readonly entryId: string;
-  readonly pattern: string;
+  /** The consumer group running it. */
   readonly group: string;
   /** 1 for the first delivery; a delivery that never finished (crash) counts. */
   readonly attempt: number;
   readonly maxAttempts: number;
-  readonly data: unknown;
-  readonly headers: BufferHeaders;
-  readonly key: string | undefined;
-  readonly idempotencyKey: string | undefined;
-  /** Publisher's instance id, when it said. */
-  readonly from: string | undefined;
-  /** Publication time, ms since the epoch, when the publisher said. */
-  readonly publishedAt: number | undefined;
   /** The instance running it. */
   readonly consumer: string;
   /**

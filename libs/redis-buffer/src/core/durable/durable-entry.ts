@@ -29,8 +29,11 @@ export interface DurableEntry {
   readonly headers: BufferHeaders;
   readonly key: string | undefined;
   readonly idempotencyKey: string | undefined;
+  /** Publisher's instance id, when it said. */
   readonly from: string | undefined;
+  /** Publication time, ms since the epoch, when the publisher said. */
   readonly publishedAt: number | undefined;
+  /** Only this group handles it (a replayed dead letter). */
   readonly group: string | undefined;
 }
 

@@ -7,7 +7,7 @@ import type { ResolvedCallOptions } from '../options.js';
 import type { BufferReply, CompletedBy, GatherResult, MissingReason, RedisAnswer } from './reply.js';
 import type { AcceptOutcome, GatherSink } from './gather-sink.js';
 import { InstanceProgress, isDone } from './instance-progress.js';
-import { nameMissing } from './whole-or-named.js';
+import { nameMissing, type InstanceJudge } from './whole-or-named.js';
 
 interface RareState {
   gone?: Map<string, MissingReason>;
@@ -62,7 +62,7 @@ const TIME_BASE = Date.now();
  *   instance finished and every counted receiver finished or is an observer. `nameMissing` builds
  *   `missing` from that rule, so no completion path can skip it.
  */
-export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarget {
+export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarget, InstanceJudge {
   private expected: number | undefined;
   // The instances the view knew serve the pattern when the request was sent, before Redis answered:
   // whom a result names when Redis never says how many received it.
@@ -311,8 +311,7 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
       // Sent before the view was usable: whom it knows of now (not for 'all': they may have joined after the PUBLISH).
       known: this.awaited ?? this.known ?? (completedBy === 'all' || completedBy === 'quorum' || completedBy === 'until' ? undefined : this.knownServing()),
       startedUnfinished: this.startedUnfinished(),
-      isSettled: (id) => this.isSettled(id),
-      isVouched: (id) => this.isVouched(id),
+      judge: this,
     });
     // Counted receivers that are neither finished nor named: not instances this caller knows.
     const observers = this.expected === undefined ? 0 : Math.max(0, this.expected - this.finishedCount - missing.length);
@@ -339,7 +338,7 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
     return (this.arrived ??= []);
   }
 
-  private isSettled(instanceId: string): boolean {
+  isSettled(instanceId: string): boolean {
     return this.isDone(instanceId) || this.rare?.gone?.has(instanceId) === true || this.rare?.dismissed?.has(instanceId) === true;
   }
 
@@ -387,7 +386,8 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
   }
 
   /** Whether an exchange vouched for this member of the view (a subclass that keeps a view can tell). */
-  protected isVouched(_instanceId: string): boolean {
+  /** Whether an exchange vouches for this member (the requester knows; alone, every member is). */
+  isVouched(_instanceId: string): boolean {
     return true;
   }
 

@@ -126,7 +126,7 @@ export class RequestGatherer<T> extends Gatherer<T> implements RequestHandle {
     return this.owner.isDraining(instanceId) ? 'draining' : 'not-counted';
   }
 
-  protected override isVouched(instanceId: string): boolean {
+  override isVouched(instanceId: string): boolean {
     return !this.owner.isUnvouched(instanceId);
   }
 

@@ -16,6 +16,11 @@ export interface Unfinished {
   readonly known: ReadonlySet<string> | undefined;
   /** Instances that started answering and are not done. */
   readonly startedUnfinished: Iterable<string>;
+  /** Tells, per instance, whether it finished or was accounted for, and whether an exchange vouches for it. */
+  readonly judge: InstanceJudge;
+}
+
+export interface InstanceJudge {
   isSettled(instanceId: string): boolean;
   isVouched(instanceId: string): boolean;
 }
@@ -34,7 +39,7 @@ export function nameMissing(request: Unfinished): { missing: string[]; missingRe
   const fallback: MissingReason = redis === 'unanswered' ? 'redis-unanswered' : completedBy === 'stall' ? 'stall' : completedBy === 'all' ? 'not-counted' : 'timeout';
   for (const [id, reason] of request.gone ?? []) reasons[id] = reason;
   // A member nothing vouched for (an unsolicited hello) is never named: it cannot make a result partial.
-  for (const id of known ?? []) if (!request.isSettled(id) && request.isVouched(id) && newcomers?.has(id) !== true) reasons[id] = fallback;
+  for (const id of known ?? []) if (!request.judge.isSettled(id) && request.judge.isVouched(id) && newcomers?.has(id) !== true) reasons[id] = fallback;
   // Instances that started answering but never finished, whether or not the view knew them.
   for (const id of request.startedUnfinished) if (reasons[id] === undefined) reasons[id] = fallback;
   // Redis counted more receivers than finished or are named: a member only heard of (its hello
@@ -46,7 +51,7 @@ export function nameMissing(request: Unfinished): { missing: string[]; missingRe
     let uncounted = expected - request.finished - Object.keys(reasons).length;
     for (const id of known) {
       if (uncounted <= 0) break;
-      if (request.isSettled(id) || reasons[id] !== undefined) continue;
+      if (request.judge.isSettled(id) || reasons[id] !== undefined) continue;
       reasons[id] = fallback;
       uncounted--;
     }

@@ -235,17 +235,7 @@ export class BufferTelemetry {
     const span = this.tracer!.startSpan(`send ${pattern}`, { kind: api.SpanKind.PRODUCER });
     // No SDK (or not sampled): no attributes, no headers to add; only the duration metric, if any.
     if (!span.isRecording()) return this.metricsOn ? { trace: { span, startedAt: performance.now(), pattern, kind }, headers } : undefined;
-    span.setAttributes({
-      ...this.spanCommon,
-      [ATTR.operationType]: 'send',
-      [ATTR.operationName]: 'send',
-      [ATTR.destination]: pattern,
-      [ATTR.kind]: kind,
-      [ATTR.channel]: channel,
-      [ATTR.messageId]: id,
-      [`${PREFIX}.pattern`]: pattern,
-      ...(bodySize === undefined ? {} : { [ATTR.bodySize]: bodySize }),
-    });
+    span.setAttributes({ ...this.messageAttributes('send', pattern, kind, id, bodySize), [ATTR.channel]: channel });
     const carrier: Record<string, string> = { ...headers };
     api.propagation.inject(api.trace.setSpan(api.context.active(), span), carrier);
     return { trace: { span, startedAt: performance.now(), pattern, kind }, headers: carrier };
@@ -340,16 +330,9 @@ export class BufferTelemetry {
       if (!this.metricsOn) return undefined;
     } else {
       span.setAttributes({
-        ...this.spanCommon,
-        [ATTR.operationType]: 'process',
-        [ATTR.operationName]: 'process',
-        [ATTR.destination]: pattern,
-        [ATTR.kind]: kind,
+        ...this.messageAttributes('process', pattern, kind, id, bodySize),
         ...(group !== undefined ? { [ATTR.consumerGroup]: group } : source === '' ? {} : { [ATTR.channel]: source }),
-        [ATTR.messageId]: id,
-        [`${PREFIX}.pattern`]: pattern,
         [`${PREFIX}.sender.id`]: senderId,
-        ...(bodySize === undefined ? {} : { [ATTR.bodySize]: bodySize }),
       });
     }
     return { span, context: api.trace.setSpan(parent, span), startedAt: performance.now(), pattern, kind, group };
@@ -376,6 +359,20 @@ export class BufferTelemetry {
       ...(trace.group === undefined ? {} : { [ATTR.consumerGroup]: trace.group }),
       ...(errorType === undefined ? {} : { [ATTR.errorType]: errorType }),
     });
+  }
+
+  /** What every message span carries, on either side. */
+  private messageAttributes(operation: 'send' | 'process', pattern: string, kind: MessageKind, id: string, bodySize: number | undefined): Otel.Attributes {
+    return {
+      ...this.spanCommon,
+      [ATTR.operationType]: operation,
+      [ATTR.operationName]: operation,
+      [ATTR.destination]: pattern,
+      [ATTR.kind]: kind,
+      [ATTR.messageId]: id,
+      [`${PREFIX}.pattern`]: pattern,
+      ...(bodySize === undefined ? {} : { [ATTR.bodySize]: bodySize }),
+    };
   }
 
   /**
