@@ -1,3 +1,4 @@
+import { within } from '../async/bounded-wait.js';
 import type { BusClients } from './redis-bus.js';
 
 /** What one bounded round trip found, per connection. */
@@ -34,27 +35,20 @@ export async function probeRoundTrip(clients: BusClients, timeoutMs: number, pro
   return { ok: unanswered.length === 0 && targets.length > 0, latencyMs: Math.round(latencyMs * 100) / 100, unanswered };
 }
 
-function answeredWithin(command: () => Promise<unknown>, timeoutMs: number): Promise<boolean> {
-  return new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), timeoutMs);
-    timer.unref?.();
-    let sent: Promise<unknown>;
-    try {
-      sent = command();
-    } catch {
-      clearTimeout(timer);
-      resolve(false);
-      return;
-    }
-    sent.then(
-      () => {
-        clearTimeout(timer);
-        resolve(true);
-      },
-      () => {
-        clearTimeout(timer);
-        resolve(false);
-      },
-    );
-  });
+/** Whether `command` answered (without an error) within `timeoutMs`. */
+async function answeredWithin(command: () => Promise<unknown>, timeoutMs: number): Promise<boolean> {
+  let answered = false;
+  let sent: Promise<unknown>;
+  try {
+    sent = command();
+  } catch {
+    return false;
+  }
+  await within(
+    sent.then(() => {
+      answered = true;
+    }),
+    timeoutMs,
+  );
+  return answered;
 }

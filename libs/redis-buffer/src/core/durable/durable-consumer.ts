@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { BoundedLog, type BufferLogger } from '../logger.js';
 import { BacklogSampler, type DurableBacklog } from './backlog-sampler.js';
+import { within } from '../async/bounded-wait.js';
 import { closeDurableConnection, openDurableConnection, StreamWaiter } from './durable-connection.js';
 import { emptyDurableConsumerStats, type DurableConsumerStats } from './durable-consumer-stats.js';
 import type { DurableSubscription } from './durable-delivery.js';
@@ -155,8 +156,7 @@ export class DurableConsumer {
     this.gate.close();
     const deadline = Date.now() + this.options.shutdownTimeout;
     // With Redis away, commands wait in the offline queue: never let them hold shutdown past its bound.
-    const bounded = (work: Promise<unknown>, atLeastMs = 0): Promise<unknown> =>
-      Promise.race([work.catch(() => undefined), sleep(Math.max(atLeastMs, deadline - Date.now()))]);
+    const bounded = (work: Promise<unknown>, atLeastMs = 0): Promise<void> => within(work, Math.max(atLeastMs, deadline - Date.now()));
     // With Redis away the read loop is waiting to reconnect, and nothing it could still do would
     // reach Redis: do not hold the shutdown for it.
     const reachable = this.command?.status === 'ready';
@@ -165,7 +165,7 @@ export class DurableConsumer {
     const state = this.reader?.state;
     // A read loop blocked in XREAD holds nothing (it only waits to be woken); ioredis may not
     // settle that command once its connection is closed, so it is not waited for either.
-    await (reachable && state !== 'blocking' ? bounded(reader) : Promise.race([reader, sleep(200)]));
+    await (reachable && state !== 'blocking' ? bounded(reader) : within(reader, 200));
     if (!readStopped && reachable && state !== 'blocking') this.logger.warn(`The durable read loop had not stopped after shutdownTimeout (${this.options.shutdownTimeout} ms); it was ${this.reader?.state}.`);
     const idle = [...this.held.values()].filter((held) => !held.running);
     for (const held of idle) clearTimeout(held.timer);
