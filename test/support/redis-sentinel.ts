@@ -20,6 +20,8 @@ export interface TestSentinelGroup {
   waitStable(timeoutMs?: number): Promise<void>;
   server(port: number): TestRedis;
   sentinelCommand(...args: string[]): Promise<unknown>;
+  /** SIGSTOPs (`paused: true`) or SIGCONTs the sentinel at `index`: it accepts connections and answers nothing meanwhile. */
+  pauseSentinel(index: number, paused: boolean): void;
   stop(): Promise<void>;
 }
 
@@ -59,7 +61,8 @@ export async function startSentinelGroup({ downAfterMs = 1000 }: { downAfterMs?:
   const sentinelCommand = async (...args: string[]): Promise<unknown> => {
     let last: unknown;
     for (const { port } of sentinels) {
-      const redis = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 500 });
+      const redis = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 500, commandTimeout: 1000 });
+      redis.on('error', () => undefined);
       try {
         await redis.connect();
         return await redis.call('SENTINEL', ...args);
@@ -85,6 +88,9 @@ export async function startSentinelGroup({ downAfterMs = 1000 }: { downAfterMs?:
       return found;
     },
     sentinelCommand,
+    pauseSentinel(index, paused) {
+      children[index]!.kill(paused ? 'SIGSTOP' : 'SIGCONT');
+    },
     async waitStable(timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;
       let last = '';
@@ -120,6 +126,7 @@ export async function startSentinelGroup({ downAfterMs = 1000 }: { downAfterMs?:
       }
     },
     async stop() {
+      for (const child of children) child.kill('SIGCONT');
       await Promise.all(children.map((child) => stopChild(child, 'SIGTERM', 5000)));
       await Promise.all(servers.map((s) => s.stop()));
       rmSync(dir, { recursive: true, force: true });

@@ -1,4 +1,5 @@
 import { Cluster, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { ConnectionLostError } from '../errors/connection-lost.error.js';
 
 /** Where Redis is, as the resolved module options say: one server (or a Sentinel-managed one), or a cluster. */
 export interface RedisTarget {
@@ -22,6 +23,9 @@ export interface RedisTarget {
  *   graceful failover (SENTINEL FAILOVER) leaves connections on the demoted master, now a
  *   replica, for ~11 s, and a replica answers PUBLISH with its own subscriber count.
  * The caller's `overrides` (offline queue, resending, resubscribing…) come last.
+ *
+ * Every connection to one server is also started again when ioredis ends it without asking
+ * `retryStrategy` (see `restartWhenConnectorFails`).
  */
 export class ConnectionFactory {
   constructor(private readonly target: RedisTarget) {}
@@ -55,9 +59,9 @@ export class ConnectionFactory {
   server(connectionName: string, overrides: RedisOptions = {}): Redis {
     const { redis } = this.target;
     const options = this.settings(connectionName, overrides);
-    if (typeof redis === 'string') return new Redis(redis, options);
+    if (typeof redis === 'string') return restartWhenConnectorFails(new Redis(redis, options), this.describe());
     const sentinel: RedisOptions = redis.sentinels === undefined ? {} : { failoverDetector: redis.failoverDetector ?? true };
-    return new Redis({ ...redis, ...sentinel, ...options });
+    return restartWhenConnectorFails(new Redis({ ...redis, ...sentinel, ...options }), this.describe());
   }
 
   /**
@@ -72,7 +76,7 @@ export class ConnectionFactory {
   /** A connection to one node of the cluster (`host:port`, as the slot map names it). */
   node(node: string, connectionName: string, overrides: RedisOptions = {}): Redis {
     const [host, port] = splitNodeKey(node);
-    return new Redis({ ...this.nodeOptions(connectionName, overrides), host, port });
+    return restartWhenConnectorFails(new Redis({ ...this.nodeOptions(connectionName, overrides), host, port }), node);
   }
 
   /**
@@ -108,6 +112,50 @@ export class ConnectionFactory {
       ...overrides,
     };
   }
+}
+
+/**
+ * Starts `connection` again when ioredis ends it after it had been ready, without its socket closing
+ * first and without anyone calling `disconnect()` or `quit()`: then its connector failed, and ioredis
+ * does not ask `retryStrategy` but stays in `end` for good. With Sentinel this happens when a
+ * failover is announced (`+switch-master`, which the failover detector acts on) while a
+ * reconnection attempt is asking a sentinel for the master: the attempt throws "Connection is
+ * closed". Left so, an instance stays subscribed (counted by every request) with a publisher that
+ * never comes back, or a caller stays `disconnected`. The application's `retryStrategy` gives the
+ * delay, and when it gives up, so does this.
+ */
+function restartWhenConnectorFails(connection: Redis, where: string): Redis {
+  const internals = connection as unknown as { manuallyClosing?: boolean; retryAttempts?: number };
+  let wasReady = false;
+  let restart: ReturnType<typeof setTimeout> | undefined;
+  // Closing the connection cancels a restart still to come.
+  const disconnect = connection.disconnect.bind(connection);
+  connection.disconnect = (reconnect?: boolean): void => {
+    if (restart !== undefined && reconnect !== true) clearTimeout(restart);
+    restart = undefined;
+    disconnect(reconnect);
+  };
+  // ioredis reports 'close' before 'end' whenever the socket closed (then retryStrategy was asked).
+  let socketClosed = false;
+  connection.on('ready', () => (wasReady = true));
+  connection.on('connecting', () => (socketClosed = false));
+  connection.on('close', () => (socketClosed = true));
+  connection.on('end', () => {
+    if (!wasReady || socketClosed || internals.manuallyClosing === true) return;
+    const strategy = connection.options.retryStrategy;
+    const delay: unknown = typeof strategy === 'function' ? strategy(Math.max(1, internals.retryAttempts ?? 1)) : undefined;
+    if (typeof delay !== 'number') return;
+    if (connection.listenerCount('error') > 0) {
+      const name = connection.options.connectionName === undefined ? '' : ` "${connection.options.connectionName}"`;
+      connection.emit('error', new ConnectionLostError(`ioredis ended the connection${name} to ${where} while reconnecting, without retrying; it is opened again in ${delay} ms`));
+    }
+    // Not unref'd: with every connection ended, this timer may be all that keeps the process alive.
+    restart = setTimeout(() => {
+      restart = undefined;
+      if (connection.status === 'end' && internals.manuallyClosing !== true) connection.connect().catch(() => undefined);
+    }, delay);
+  });
+  return connection;
 }
 
 /** The Redis address for messages, without credentials. */
