@@ -4,6 +4,7 @@
 import { BufferClient, type GatherResult } from 'nestjs-redis-buffer';
 import { InstanceSpawner } from '../support/instances.js';
 import { FAULT_APP } from '../support/load.js';
+import { Redis } from 'ioredis';
 import { sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { quietLogs, reportFault } from '../support/captured-logs.js';
@@ -25,10 +26,9 @@ describe('fault: requests right after a Redis restart', () => {
     await redis?.stop();
   });
 
-  // Known open defect: an instance whose subscriber is back before its publisher loses the reply it
-  // could not publish (the request counted it as a receiver). Skipped until the responder retries a
-  // reply batch once its bus is connected again; remove the skip with that fix.
-  it.skip('a request published as soon as the caller reports connected again gets every reply', async () => {
+  // Each instance's subscriber may be back before its publisher: a reply it could not publish then
+  // is sent again once its publisher is back (ReplyResend), within the request's deadline.
+  it('a request published as soon as the caller reports connected again gets every reply', async () => {
     const client = new BufferClient({ redis: redis.url, namespace, timeout: 1000 });
     await client.connect();
     try {
@@ -58,6 +58,37 @@ describe('fault: requests right after a Redis restart', () => {
       expect(lost.map(({ at, result }) => ({ at, expected: result!.expected, finished: result!.finished, missing: result!.missingReasons }))).toEqual([]);
       expect(firstWhole).toBeDefined();
     } finally {
+      await client.close();
+    }
+  }, 30_000);
+
+  it("a reply whose PUBLISH failed while the instance's publisher reconnected is sent again: a stream arrives whole and in order", async () => {
+    const client = new BufferClient({ redis: redis.url, namespace, timeout: 5000 });
+    const raw = new Redis(redis.url);
+    await client.connect();
+    try {
+      const stats = async (id: string): Promise<{ repliesResent: number; replyPublishFailures: number }> =>
+        (await client.gather<{ repliesResent: number; replyPublishFailures: number }>('stats', null, { to: id })).replies[0]!.data;
+      const before = await stats('r1');
+      // 60 values 10 ms apart from each instance; 150 ms in, r1's publisher connection is killed
+      // (its subscriber stays): the values it writes while reconnecting cannot be published then.
+      const gathering = client.gather<{ instance: string; n: number }>('stream', { count: 60, every: 10 }, { timeout: 4000 });
+      await sleep(150);
+      const list = (await raw.client('LIST')) as string;
+      const line = list.split('\n').find((entry) => / name=rb:r1:pub /.test(`${entry} `));
+      expect(line).toBeDefined();
+      await raw.client('KILL', 'ID', /id=(\d+)/.exec(line!)![1]!);
+      const result = await gathering;
+      expect(result.completedBy).toBe('all');
+      for (const id of ['r1', 'r2']) {
+        expect(result.replies.filter((reply) => reply.instanceId === id).map((reply) => reply.data.n)).toEqual([...Array(60).keys()]);
+      }
+      const after = await stats('r1');
+      reportFault('reply-resent-after-publisher-reconnect', { resent: after.repliesResent - before.repliesResent, lost: after.replyPublishFailures - before.replyPublishFailures });
+      expect(after.repliesResent - before.repliesResent).toBeGreaterThan(0);
+      expect(after.replyPublishFailures).toBe(before.replyPublishFailures);
+    } finally {
+      raw.disconnect();
       await client.close();
     }
   }, 30_000);

@@ -3,6 +3,7 @@ import type { Coalescer } from '../bus/coalescer.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { RequestEnvelope } from '../wire/envelope.js';
 import type { BufferTelemetry, ProcessTrace } from '../telemetry/telemetry.js';
+import type { ReplyDelivery } from './reply-resend.js';
 import { ReplyWriter } from './reply-writer.js';
 
 /** What every handler run of one responder shares. */
@@ -11,7 +12,7 @@ export interface HandlerRunHost {
   readonly clock: Clock;
   readonly fromJson: string;
   readonly maxPayloadBytes: number;
-  readonly onPublishError: (error: Error, replyTo: string) => void;
+  readonly delivery: ReplyDelivery;
   readonly telemetry: BufferTelemetry;
   /** Told once when the run is over. */
   readonly done: (run: HandlerRun) => void;
@@ -36,10 +37,10 @@ export class HandlerRun extends ReplyWriter {
   constructor(
     private readonly host: HandlerRunHost,
     envelope: RequestEnvelope,
-    private readonly deadline: number,
+    deadline: number,
     private readonly trace: ProcessTrace | undefined,
   ) {
-    super(host.coalescer, envelope.replyTo, envelope.id, host.fromJson, host.maxPayloadBytes, host.onPublishError);
+    super(host.coalescer, envelope.replyTo, envelope.id, host.fromJson, host.maxPayloadBytes, host.delivery, deadline);
   }
 
   /**
@@ -83,7 +84,7 @@ export class HandlerRun extends ReplyWriter {
     this.host.track(this, subscription);
     // Past the deadline nobody listens: stop the stream instead of doing dead work. Armed only for a
     // stream still open once subscribed (most handlers have answered by then).
-    const remaining = this.deadline - this.host.clock.now();
+    const remaining = this.deadline! - this.host.clock.now();
     if (remaining > 0 && !this.settled) this.expiry = this.host.clock.setTimer(() => subscription.unsubscribe(), remaining);
   }
 

@@ -6,6 +6,7 @@ import type { ResolvedBufferOptions } from '../options.js';
 import type { BufferTelemetry } from '../telemetry/telemetry.js';
 import type { BufferChannels } from '../wire/channels.js';
 import type { RefusableRequest, RequestEnvelope } from '../wire/envelope.js';
+import type { ReplyDelivery } from './reply-resend.js';
 import { ReplyWriter } from './reply-writer.js';
 import type { ResponderStats } from './responder-stats.js';
 
@@ -27,7 +28,8 @@ export class Refusals {
     /** Bounded: for failures that a flood of input could repeat. */
     private readonly badInput: Pick<BufferLogger, 'warn'>,
     private readonly fromJson: string,
-    private readonly onPublishError: (error: Error, replyTo: string) => void,
+    private readonly delivery: ReplyDelivery,
+    private readonly now: () => number,
   ) {}
 
   private coalescer: Coalescer | undefined;
@@ -103,6 +105,9 @@ export class Refusals {
   }
 
   writerFor(request: Addressed): ReplyWriter {
-    return new ReplyWriter(this.coalescer!, request.replyTo, request.id, this.fromJson, this.options.maxPayloadBytes, this.onPublishError);
+    // The request's deadline when it carries one (a malformed request may not).
+    const { ttl, deadline } = request as Partial<RequestEnvelope>;
+    const until = typeof ttl === 'number' ? this.now() + ttl : typeof deadline === 'number' ? deadline : undefined;
+    return new ReplyWriter(this.coalescer!, request.replyTo, request.id, this.fromJson, this.options.maxPayloadBytes, this.delivery, until);
   }
 }

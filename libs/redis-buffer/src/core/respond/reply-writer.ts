@@ -1,6 +1,7 @@
 import type { Coalescer, OutgoingEnvelope } from '../bus/coalescer.js';
 import { encodeReplyParts } from '../wire/envelope.js';
 import { BufferErrorCode } from '../errors/buffer.error.js';
+import type { ReplyDelivery } from './reply-resend.js';
 
 /** An error as it travels in a reply: JSON, so an `Error` becomes `{ name, message, code? }`. */
 export function toWireError(error: unknown): unknown {
@@ -32,7 +33,7 @@ class PendingReply implements OutgoingEnvelope {
   }
 
   published(error: Error | undefined): void {
-    if (error !== undefined) this.writer.publishFailed(error);
+    if (error !== undefined) this.writer.publishFailed(this, error);
   }
 }
 
@@ -49,6 +50,9 @@ export class ReplyWriter {
   private seq = 0;
   private last: PendingReply | undefined;
   private ended = false;
+  // Replies whose PUBLISH failed, and those written after them, in order, while they wait for the
+  // connection (see ReplyResend); undefined when nothing waits.
+  private held: PendingReply[] | undefined;
   /** Set when this answer ended with an error or a refusal: its code, or `error`. */
   errorType: string | undefined;
   constructor(
@@ -57,7 +61,9 @@ export class ReplyWriter {
     requestId: string,
     readonly fromJson: string,
     private readonly maxPayloadBytes: number,
-    private readonly onPublishError: (error: Error, replyTo: string) => void,
+    private readonly delivery: ReplyDelivery,
+    /** When the caller stops waiting (epoch ms), when known: a failed reply is sent again until then. */
+    readonly deadline: number | undefined,
   ) {
     this.idJson = JSON.stringify(requestId);
     // The envelope around the body, in UTF-8 bytes, bounded from above: fixed fields (with room for
@@ -142,14 +148,38 @@ export class ReplyWriter {
     else this.push(true, undefined, undefined, false);
   }
 
-  /** A PUBLISH carrying one of these replies failed. */
-  publishFailed(error: Error): void {
-    this.onPublishError(error, this.replyTo);
+  /** A PUBLISH carrying `reply` failed: it waits for the connection, or is lost. */
+  publishFailed(reply: PendingReply, error: Error): void {
+    if (this.held === undefined && !this.delivery.holdForResend(this, error)) {
+      this.delivery.lost(error, this.replyTo);
+      return;
+    }
+    const held = (this.held ??= []);
+    reply.flushed = false;
+    let index = held.length;
+    while (index > 0 && held[index - 1]!.seq > reply.seq) index--;
+    held.splice(index, 0, reply);
+  }
+
+  /** The connection is back: what waited is published again, in order. */
+  resendHeld(): void {
+    const held = this.held;
+    this.held = undefined;
+    if (held !== undefined) for (const reply of held) this.coalescer.enqueue(this.replyTo, reply);
+  }
+
+  /** What waited for the connection is lost. */
+  dropHeld(error: Error): void {
+    if (this.held === undefined) return;
+    this.held = undefined;
+    this.delivery.lost(error, this.replyTo);
   }
 
   private push(done: boolean, bodyKey: 'data' | 'error' | undefined, bodyJson: string | undefined, refused: boolean): void {
     const reply = new PendingReply(this, this.seq++, done, bodyKey, bodyJson, refused);
     this.last = reply;
-    this.coalescer.enqueue(this.replyTo, reply);
+    // Behind replies waiting for the connection, so the caller gets them in order.
+    if (this.held !== undefined) this.held.push(reply);
+    else this.coalescer.enqueue(this.replyTo, reply);
   }
 }

@@ -13,7 +13,10 @@ export interface ResponderStats {
   /** Every refusal sent (expired, unsupported version, bad request, no handler, overloaded, shutting down). */
   refused: number;
   malformedMessages: number;
+  /** Replies lost: their PUBLISH failed and they could not be sent again before their request's deadline. */
   replyPublishFailures: number;
+  /** Requests whose replies were published again once the connection came back, after their PUBLISH failed. */
+  repliesResent: number;
   /** With `signingKey`: messages dropped because they were unsigned or their signature was wrong. */
   forgedMessages: number;
   /** Requests answered with `BUFFER_OVERLOADED`, and events dropped, because `maxConcurrentHandlers` were busy and the queue full. */
@@ -25,7 +28,7 @@ export interface ResponderStats {
 }
 
 export function emptyResponderStats(): ResponderStats {
-  return { requests: 0, events: 0, expired: 0, unhandled: 0, refused: 0, malformedMessages: 0, replyPublishFailures: 0, forgedMessages: 0, overloaded: 0, reconnects: 0, pings: 0 };
+  return { requests: 0, events: 0, expired: 0, unhandled: 0, refused: 0, malformedMessages: 0, replyPublishFailures: 0, repliesResent: 0, forgedMessages: 0, overloaded: 0, reconnects: 0, pings: 0 };
 }
 
 /** What an instance reports as OpenTelemetry metrics, read at each collection. */
@@ -36,7 +39,8 @@ export function responderCounters(stats: Readonly<ResponderStats>): ObservedCoun
     overloaded: { name: 'nestjs_redis_buffer.requests.overloaded', description: 'Requests refused and events dropped because every handler slot and the queue were full.', read: () => stats.overloaded },
     malformed: { name: 'nestjs_redis_buffer.messages.malformed', description: 'Malformed messages dropped.', read: () => stats.malformedMessages },
     forged: { name: 'nestjs_redis_buffer.messages.forged', description: 'Unsigned or forged messages dropped (with signingKey).', read: () => stats.forgedMessages },
-    publishFailures: { name: 'nestjs_redis_buffer.replies.publish_failures', description: 'Replies that could not be published.', read: () => stats.replyPublishFailures },
+    publishFailures: { name: 'nestjs_redis_buffer.replies.publish_failures', description: "Replies lost: their PUBLISH failed and they could not be sent again before the request's deadline.", read: () => stats.replyPublishFailures },
+    resent: { name: 'nestjs_redis_buffer.replies.resent', description: 'Requests whose replies were published again once the connection came back.', read: () => stats.repliesResent },
     reconnects: { name: 'nestjs_redis_buffer.reconnects', description: 'Times the connection to Redis came back after a loss.', read: () => stats.reconnects },
     pings: { name: 'nestjs_redis_buffer.pings', description: 'Liveness pings answered.', read: () => stats.pings },
   };

@@ -16,6 +16,7 @@ import { HandlerRun, type HandlerRunHost } from './handler-run.js';
 import { messageContext, type MessageContext } from './message-context.js';
 import { Presence } from './presence.js';
 import { Refusals } from './refusals.js';
+import { ReplyResend } from './reply-resend.js';
 import { ReplyWriter } from './reply-writer.js';
 import { emptyResponderStats, responderCounters, responderGauges, type ResponderStats } from './responder-stats.js';
 import { within } from '../async/bounded-wait.js';
@@ -83,11 +84,8 @@ export class Responder<C = MessageContext> {
   private readonly refusals: Refusals;
   // Shared by every event run.
   private readonly eventHost: EventRunHost<C>;
-  // Shared by every reply writer: no closure per request.
-  private readonly onReplyPublishError = (error: Error, replyTo: string): void => {
-    this.stats.replyPublishFailures++;
-    this.badInput.warn(`Could not publish a reply to "${replyTo}": ${error.message}`);
-  };
+  // Replies whose PUBLISH failed while the connection was away, sent again once it is back.
+  private readonly resend: ReplyResend;
 
   constructor(options: BufferOptions = {}, seams: ResponderSeams<C> = {}) {
     this.options = resolveBufferOptions(options);
@@ -113,7 +111,17 @@ export class Responder<C = MessageContext> {
     });
     this.work = new ActiveWork(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers);
     const telemetry = (this.telemetry = new BufferTelemetry('server', this.options.namespace, this.options.instanceId, redisServerAddress(this.options)));
-    this.refusals = new Refusals(this.options, this.channels, this.stats, telemetry, this.badInput, this.fromJson, this.onReplyPublishError);
+    this.resend = new ReplyResend(
+      this.clock,
+      () => this.bus?.status === 'connected',
+      laterTurn(this.clock),
+      (error, replyTo) => {
+        this.stats.replyPublishFailures++;
+        this.badInput.warn(`Could not publish a reply to "${replyTo}": ${error.message}`);
+      },
+      () => this.stats.repliesResent++,
+    );
+    this.refusals = new Refusals(this.options, this.channels, this.stats, telemetry, this.badInput, this.fromJson, this.resend, () => this.clock.now());
     this.eventHost = {
       telemetry,
       logger: this.logger,
@@ -208,7 +216,7 @@ export class Responder<C = MessageContext> {
       clock: this.clock,
       fromJson: this.fromJson,
       maxPayloadBytes: this.options.maxPayloadBytes,
-      onPublishError: this.onReplyPublishError,
+      delivery: this.resend,
       telemetry: this.telemetry,
       done: this.work.done,
       track: this.work.track,
@@ -278,6 +286,8 @@ export class Responder<C = MessageContext> {
       await within(this.presence.bye(), 1000, this.clock);
       await within(bus.unsubscribe([this.directChannel]), 1000, this.clock);
     }
+    // Replies still waiting for a connection that is not back are lost now.
+    this.resend.close();
     this.coalescer?.flush();
     // Let the last PUBLISH commands reach the socket before QUIT.
     await new Promise<void>((resolve) => laterTurn(this.clock)(resolve));
@@ -288,6 +298,7 @@ export class Responder<C = MessageContext> {
 
   private onStatus(status: BusStatus): void {
     if (status === 'connected') {
+      this.resend.reconnected();
       if (this.everConnected) {
         this.stats.reconnects++;
         // Callers may have dropped this instance from their view while the connection was away.
