@@ -174,6 +174,17 @@ describe('observability: traces, metrics and health', () => {
     expect(total(caller, 'nestjs_redis_buffer.requests.completed', { 'nestjs_redis_buffer.completed_by': 'all', 'error.type': 'E_BIG' })).toBe(1);
   });
 
+  it('a send() whose reply is an error ends as that error: its span, its duration and its outcome (not cancelled)', async () => {
+    const before = await telemetry.metrics();
+    const durations = (all: MetricPoint[]): number => total(all, 'messaging.client.operation.duration', { 'messaging.destination.name': 'big.fail', 'error.type': 'E_BIG' });
+    const error = await lastValue(client.send('big.fail', 5, { to: 't2' })).catch((thrown: unknown) => thrown);
+    expect(error).toMatchObject({ code: 'E_BIG' });
+    const spans = telemetry.spans().filter((record) => record.name === 'send big.fail' && record.attributes['nestjs_redis_buffer.cancelled'] === undefined && record.attributes['nestjs_redis_buffer.completed_by'] === 'failed');
+    expect(spans).toEqual([expect.objectContaining({ statusCode: SpanStatusCode.ERROR, attributes: expect.objectContaining({ 'error.type': 'E_BIG' }) })]);
+    expect(telemetry.spans().filter((record) => record.name === 'send big.fail' && record.attributes['nestjs_redis_buffer.cancelled'] === true)).toEqual([]);
+    expect(durations(await telemetry.metrics()) - durations(before)).toBe(1);
+  });
+
   it('a timed-out gather marks the caller span', async () => {
     const timedOut = await client.gather('slow', 600, { timeout: 300 });
     expect(timedOut.completedBy).toBe('timeout');

@@ -13,10 +13,15 @@ import { resolveBufferOptions, resolveCallOptions, type BufferCallOptions, type 
 import type { BufferReply, GatherResult } from './reply.js';
 import type { InstanceInfo } from '../membership/membership.js';
 import { Requester, type RequesterStats } from './requester.js';
+import type { RequestHandle } from './request-gatherer.js';
 import { redisServerAddress } from '../telemetry/server-address.js';
 import { BufferTelemetry, loadOpenTelemetry } from '../telemetry/telemetry.js';
 import { DurablePublisher } from '../durable/durable-publisher.js';
 import type { Clock } from '../clock.js';
+import { rejectUnknownKeys } from '../option-checks.js';
+
+/** An event's options: headers only. */
+const EMIT_OPTION_KEYS = { headers: true } as const;
 
 /** The seams of a `Caller`: what a test, a simulation or the Nest layer puts in place of the defaults. */
 export interface CallerSeams {
@@ -194,6 +199,7 @@ export class Caller {
   /** Broadcasts an event to every instance's event handlers for `pattern`; resolves with Redis's receiver count. */
   emit(pattern: unknown, data: unknown, options?: { headers?: BufferHeaders }): Promise<number> {
     try {
+      if (options !== undefined && options !== null && typeof options === 'object') rejectUnknownKeys(options, EMIT_OPTION_KEYS);
       const headers = resolveCallOptions(this.options, { headers: options?.headers }).headers;
       return this.requester.emit(channelPattern(pattern), data, headers);
     } catch (error) {
@@ -209,7 +215,10 @@ export class Caller {
         const call = options === undefined ? ((this.defaultCall ??= resolveCallOptions(this.options)) as ResolvedCallOptions<T>) : resolveCallOptions(this.options, options);
         // Unsubscribing cancels the request (its handle is its own teardown); so does an error,
         // which rxjs follows with the teardown.
-        return this.requester.request<T>(channelPattern(pattern), data, call, makeSink(subscriber));
+        const sink = makeSink(subscriber);
+        const handle = this.requester.request<T>(channelPattern(pattern), data, call, sink);
+        if (sink instanceof StreamSink) sink.handle = handle;
+        return handle;
       } catch (error) {
         subscriber.error(error);
         return undefined;
@@ -230,6 +239,9 @@ export class Caller {
  * or `scatter` (every reply, errors included): one object per request rather than closures.
  */
 class StreamSink<T, R> implements GatherSink<T> {
+  /** The request, once made (no reply can arrive before): `send` ends it on an error reply. */
+  handle: RequestHandle | undefined;
+
   constructor(
     private readonly subscriber: Subscriber<R>,
     private readonly pattern: unknown,
@@ -240,7 +252,9 @@ class StreamSink<T, R> implements GatherSink<T> {
   next(reply: BufferReply<T>): void {
     if (!this.valuesOnly) return this.subscriber.next(reply as R);
     if (reply.ok) return this.subscriber.next(reply.data as unknown as R);
-    // Ends the stream, and rxjs then runs its teardown: the request is cancelled.
+    // The request fails with the reply's error (its span and duration say so, not "cancelled"),
+    // which errors the stream with it; rxjs's teardown then finds the request ended.
+    if (this.handle !== undefined) return this.handle.fail(reply.error as Error);
     this.subscriber.error(reply.error);
   }
 

@@ -69,6 +69,8 @@ export class OutgoingRequest implements OutgoingEnvelope {
 export interface RequestHandle {
   cancel(): void;
   unsubscribe(): void;
+  /** Ends the request now as failed with `error` (its span and duration say so), then tells its sink. */
+  fail(error: Error): void;
 }
 
 /** What every request of one requester shares. */
