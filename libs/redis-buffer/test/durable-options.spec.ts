@@ -1,5 +1,5 @@
 import { InvalidOptionsError } from '../src/core/errors/invalid-options.error.js';
-import { DURABLE_DEFAULTS, resolveDurableHandlerOptions, resolveDurableOptions, retryDelayAfter } from '../src/core/durable/durable-options.js';
+import { checkDurablePublishOptions, DURABLE_DEFAULTS, resolveDurableHandlerOptions, resolveDurableOptions, retryDelayAfter } from '../src/core/durable/durable-options.js';
 import { resolveBufferOptions } from '../src/core/options.js';
 import { settingsMismatches } from '../src/core/durable/durable-settings.js';
 
@@ -70,5 +70,11 @@ describe('durable options', () => {
     const options = { retryDelay: 100, maxRetryDelay: 1000 };
     expect([1, 2, 3, 4, 5, 40].map((attempt) => retryDelayAfter(attempt, options, () => 1))).toEqual([100, 200, 400, 800, 1000, 1000]);
     expect(retryDelayAfter(1, options, () => 0)).toBe(80);
+  });
+
+  it('rejects a misspelt key of a handler or of a publish call, naming the nearest one', () => {
+    expect(() => resolveDurableHandlerOptions(resolveDurableOptions(), { retryDelai: 10 } as never)).toThrow(/Invalid option "retryDelai": is not an option; did you mean "retryDelay"\?/);
+    expect(() => checkDurablePublishOptions({ idempotencykey: 'x' } as never)).toThrow(/did you mean "idempotencyKey"\?/);
+    expect(() => checkDurablePublishOptions({ key: 'k', idempotencyKey: 'i', headers: {} })).not.toThrow();
   });
 });

@@ -73,4 +73,37 @@ describe('options', () => {
       }
     });
   });
+
+  describe('unknown keys', () => {
+    const rejects = (run: () => unknown, option: string, hint: RegExp): void => {
+      let thrown: unknown;
+      try {
+        run();
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(InvalidOptionsError);
+      expect((thrown as InvalidOptionsError).option).toBe(option);
+      expect((thrown as Error).message).toMatch(hint);
+    };
+
+    it('throws for a misspelt module option, naming the nearest one', () => {
+      rejects(() => resolveBufferOptions({ redsi: 'redis://127.0.0.1:6379' } as never), 'redsi', /did you mean "redis"\?/);
+      rejects(() => resolveBufferOptions({ livenesTimeout: 500 } as never), 'livenesTimeout', /did you mean "livenessTimeout"\?/);
+      rejects(() => resolveBufferOptions({ wholeNewThing: 1 } as never), 'wholeNewThing', /is not an option \(known: redis, cluster/);
+    });
+
+    it('throws for a misspelt call option, cluster, durable or durable handler option', () => {
+      const defaults = resolveBufferOptions();
+      rejects(() => resolveCallOptions(defaults, { timout: 100 } as never), 'timout', /did you mean "timeout"\?/);
+      rejects(() => resolveBufferOptions({ cluster: { nodes: [7000], option: {} } as never }), 'cluster.option', /did you mean "cluster.options"\?/);
+      rejects(() => resolveBufferOptions({ durable: { grup: 'g' } as never }), 'durable.grup', /did you mean "durable.group"\?/);
+      rejects(() => resolveBufferOptions({ durable: { handlers: { job: { maxAttempt: 2 } as never } } }), 'durable.handlers.job.maxAttempt', /did you mean "durable.handlers.job.maxAttempts"\?/);
+    });
+
+    it('accepts every documented key', () => {
+      const defaults = resolveBufferOptions();
+      expect(() => resolveCallOptions(defaults, { timeout: 100, quorum: 1, until: () => true, stall: 50, headers: {}, onReply: () => undefined, signal: new AbortController().signal } as never)).not.toThrow();
+    });
+  });
 });

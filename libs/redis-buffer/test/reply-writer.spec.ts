@@ -1,5 +1,8 @@
 import { Coalescer } from '../src/core/bus/coalescer.js';
+import { ConnectionLostError } from '../src/core/errors/connection-lost.error.js';
+import { ReplyResend } from '../src/core/respond/reply-resend.js';
 import { ReplyWriter, toWireError } from '../src/core/respond/reply-writer.js';
+import { FakeClock } from './fake-clock.js';
 
 function setup(maxPayloadBytes = 10_000) {
   const published: string[] = [];
@@ -12,7 +15,7 @@ function setup(maxPayloadBytes = 10_000) {
     { maxBatchBytes: maxPayloadBytes, maxBatchCount: 100 },
     (callback) => (flush = callback),
   );
-  const writer = new ReplyWriter(coalescer, 'inbox', 'r1', '"me"', maxPayloadBytes, () => undefined);
+  const writer = new ReplyWriter(coalescer, 'inbox', 'r1', '"me"', maxPayloadBytes, { holdForResend: () => false, lost: () => undefined }, undefined);
   const envelopes = () => published.flatMap((message) => [JSON.parse(message)].flat());
   return { writer, flush: () => flush?.(), envelopes };
 }
@@ -71,5 +74,84 @@ describe('ReplyWriter', () => {
   it('sends an Error as name and message, and other errors as they are', () => {
     expect(toWireError(Object.assign(new TypeError('bad'), { code: 'E1' }))).toEqual({ name: 'TypeError', message: 'bad', code: 'E1' });
     expect(toWireError({ status: 'error', message: 'x' })).toEqual({ status: 'error', message: 'x' });
+  });
+
+  describe('sent again after a reconnect (ReplyResend)', () => {
+    /** A writer whose PUBLISH fails while `down`, with its resend queue on a fake clock. */
+    function failing() {
+      const clock = new FakeClock();
+      const published: string[] = [];
+      const lost: string[] = [];
+      let down = false;
+      const turns: Array<() => void> = [];
+      const runTurns = async (): Promise<void> => {
+        for (let i = 0; i < 10; i++) {
+          await Promise.resolve();
+          await new Promise((resolve) => setImmediate(resolve));
+          turns.splice(0).forEach((turn) => turn());
+        }
+      };
+      const coalescer = new Coalescer(
+        async (_channel, message) => {
+          if (down) throw new ConnectionLostError('the connection closed while a PUBLISH was in flight');
+          published.push(message);
+          return 1;
+        },
+        { maxBatchBytes: 10_000, maxBatchCount: 100 },
+        (callback) => turns.push(callback),
+      );
+      let resent = 0;
+      const resend = new ReplyResend(clock, () => !down, (callback) => turns.push(callback), (error) => lost.push(error.message), () => resent++);
+      const writer = new ReplyWriter(coalescer, 'inbox', 'r1', '"me"', 10_000, resend, clock.now() + 1000);
+      const envelopes = () => published.flatMap((message) => [JSON.parse(message)].flat()).map((e: { seq: number; done: boolean; data?: unknown }) => [e.seq, e.done, e.data]);
+      return { clock, writer, resend, runTurns, envelopes, lost, setDown: (value: boolean) => (down = value), resent: () => resent };
+    }
+
+    it('keeps failed replies and what follows them, and publishes them in order once connected', async () => {
+      const { writer, resend, runTurns, envelopes, lost, setDown, resent } = failing();
+      writer.value(1);
+      await runTurns();
+      setDown(true);
+      writer.value(2);
+      await runTurns();
+      // Written while the failed one waits: behind it, not before it.
+      writer.value(3);
+      writer.end();
+      setDown(false);
+      resend.reconnected();
+      await runTurns();
+      expect(envelopes()).toEqual([
+        [0, false, 1],
+        [1, false, 2],
+        [2, true, 3],
+      ]);
+      expect(lost).toEqual([]);
+      expect(resent()).toBe(1);
+    });
+
+    it('drops what waited once the deadline has passed, and counts it lost', async () => {
+      const { clock, writer, resend, runTurns, envelopes, lost, setDown } = failing();
+      setDown(true);
+      writer.value(1);
+      writer.end();
+      await runTurns();
+      clock.advance(1000);
+      setDown(false);
+      resend.reconnected();
+      await runTurns();
+      expect(envelopes()).toEqual([]);
+      expect(lost).toEqual([expect.stringContaining("after the request's deadline")]);
+    });
+
+    it('loses what waits when the instance closes before the connection is back', async () => {
+      const { writer, resend, runTurns, envelopes, lost, setDown } = failing();
+      setDown(true);
+      writer.value(1);
+      writer.end();
+      await runTurns();
+      resend.close();
+      expect(envelopes()).toEqual([]);
+      expect(lost).toEqual([expect.stringContaining('closed before the connection came back')]);
+    });
   });
 });

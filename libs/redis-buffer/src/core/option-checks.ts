@@ -32,3 +32,52 @@ export function timerMs(name: string, value: unknown, fallback: number): number 
   }
   return value;
 }
+
+/**
+ * Throws an `InvalidOptionsError` for the first key of `options` that is not in `known`, naming
+ * the nearest known key when one is close ("did you mean"). A misspelt option (`redsi`, `timout`)
+ * must not be silently ignored: the app would run on defaults it never chose. `prefix` is the
+ * path of the object within the options (`durable.`).
+ */
+export function rejectUnknownKeys(options: object, known: Readonly<Record<string, true>>, prefix = ''): void {
+  for (const key of Object.keys(options)) {
+    if (Object.prototype.hasOwnProperty.call(known, key)) continue;
+    const nearest = nearestKey(key, Object.keys(known));
+    throw new InvalidOptionsError(`${prefix}${key}`, `is not an option${nearest === undefined ? '' : `; did you mean "${prefix}${nearest}"?`} (known: ${Object.keys(known).join(', ')})`);
+  }
+}
+
+/** The known key closest to `key` by edit distance (case-insensitive), when close enough to be a typo. */
+function nearestKey(key: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  const lower = key.toLowerCase();
+  for (const candidate of known) {
+    const distance = editDistance(lower, candidate.toLowerCase());
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  // A typo changes a few characters, not most of the word.
+  return bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+/** Optimal string alignment distance: insertions, deletions, substitutions and swaps of neighbours. */
+function editDistance(a: string, b: string): number {
+  const rows: number[][] = [];
+  for (let i = 0; i <= a.length; i++) {
+    rows.push([i]);
+    for (let j = 1; j <= b.length; j++) {
+      if (i === 0) {
+        rows[0]!.push(j);
+        continue;
+      }
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let value = Math.min(rows[i - 1]![j]! + 1, rows[i]![j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) value = Math.min(value, rows[i - 2]![j - 2]! + 1);
+      rows[i]!.push(value);
+    }
+  }
+  return rows[a.length]![b.length]!;
+}

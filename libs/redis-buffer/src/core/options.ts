@@ -7,7 +7,7 @@ import { ENVELOPE_LIMITS, validateHeaders } from './wire/envelope.js';
 import { InvalidOptionsError } from './errors/invalid-options.error.js';
 import type { BufferReply } from './gather/reply.js';
 import { MIN_SIGNING_KEY_BYTES } from './wire/signing.js';
-import { nonNegativeInteger, positiveInteger, timerMs } from './option-checks.js';
+import { nonNegativeInteger, positiveInteger, rejectUnknownKeys, timerMs } from './option-checks.js';
 
 /** Options shared by `BufferModule.forRoot`, `RedisBufferTransport` and `BufferClient`. */
 export interface BufferOptions {
@@ -219,7 +219,43 @@ export const BUFFER_DEFAULTS = {
   replyToAnyChannel: false,
 } as const satisfies Omit<ResolvedBufferOptions, 'instanceId' | 'durable'>;
 
-// setTimeout's upper bound; a longer delay would fire at once.
+/** Every key of `BufferOptions`: anything else is a typo (checked at compile time to stay complete). */
+const BUFFER_OPTION_KEYS = {
+  redis: true,
+  cluster: true,
+  namespace: true,
+  instanceId: true,
+  timeout: true,
+  stall: true,
+  maxPayloadBytes: true,
+  maxBatchBytes: true,
+  maxBatchCount: true,
+  connectTimeout: true,
+  maxInFlight: true,
+  shutdownTimeout: true,
+  maxConcurrentHandlers: true,
+  maxQueuedHandlers: true,
+  signingKey: true,
+  livenessTimeout: true,
+  eventTtl: true,
+  replyToAnyChannel: true,
+  durable: true,
+} as const satisfies Record<keyof BufferOptions, true>;
+
+/** Every key of the per-call options, `gather`'s included. */
+const CALL_OPTION_KEYS = {
+  timeout: true,
+  quorum: true,
+  until: true,
+  stall: true,
+  to: true,
+  headers: true,
+  onReply: true,
+  signal: true,
+} as const satisfies Record<keyof BufferGatherOptions, true>;
+
+const CLUSTER_OPTION_KEYS = { nodes: true, options: true } as const satisfies Record<keyof BufferClusterOptions, true>;
+
 const NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
 
 export function defaultInstanceId(): string {
@@ -229,6 +265,7 @@ export function defaultInstanceId(): string {
 /** Applies defaults and validates; throws `InvalidOptionsError` naming the option at fault. */
 export function resolveBufferOptions(options: BufferOptions = {}): ResolvedBufferOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('options', 'must be an object');
+  rejectUnknownKeys(options, BUFFER_OPTION_KEYS);
   const redis = options.redis ?? BUFFER_DEFAULTS.redis;
   if (typeof redis !== 'string' && (typeof redis !== 'object' || redis === null)) {
     throw new InvalidOptionsError('redis', 'must be a redis:// or rediss:// URL or an ioredis options object');
@@ -291,6 +328,7 @@ export interface ResolvedCallOptions<T> {
 
 export function resolveCallOptions<T>(defaults: ResolvedBufferOptions, options: BufferCallOptions<T> = {}): ResolvedCallOptions<T> {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('options', 'must be an object');
+  rejectUnknownKeys(options, CALL_OPTION_KEYS);
   const timeout = timerMs('timeout', options.timeout, defaults.timeout);
   const quorum = options.quorum === undefined ? undefined : positiveInteger('quorum', options.quorum, 1);
   if (options.until !== undefined && typeof options.until !== 'function') throw new InvalidOptionsError('until', 'must be a function (reply) => boolean');
@@ -317,6 +355,7 @@ export function resolveCallOptions<T>(defaults: ResolvedBufferOptions, options: 
 function resolveCluster(value: unknown): ResolvedBufferOptions['cluster'] {
   if (value === undefined) return undefined;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidOptionsError('cluster', 'must be an object { nodes, options? }');
+  rejectUnknownKeys(value, CLUSTER_OPTION_KEYS, 'cluster.');
   const { nodes, options } = value as BufferClusterOptions;
   const valid = (node: unknown): boolean =>
     typeof node === 'string' || (typeof node === 'number' && Number.isInteger(node)) || (typeof node === 'object' && node !== null && !Array.isArray(node));

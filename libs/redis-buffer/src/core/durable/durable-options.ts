@@ -1,5 +1,5 @@
 import { InvalidOptionsError } from '../errors/invalid-options.error.js';
-import { nonNegativeInteger, positiveInteger, timerMs } from '../option-checks.js';
+import { nonNegativeInteger, positiveInteger, timerMs, rejectUnknownKeys } from '../option-checks.js';
 
 /**
  * Options of durable messaging (Redis Streams), under the `durable` key of `BufferOptions`.
@@ -162,12 +162,41 @@ export const DURABLE_DEFAULTS = {
   handlers: {},
 } as const satisfies ResolvedDurableOptions;
 
+/** Every key of `DurableOptions` (checked at compile time to stay complete). */
+const DURABLE_OPTION_KEYS = {
+  group: true,
+  newGroupStartsAt: true,
+  maxAttempts: true,
+  retryDelay: true,
+  maxRetryDelay: true,
+  claimIdle: true,
+  claimInterval: true,
+  maxInFlight: true,
+  idempotencyWindow: true,
+  maxLength: true,
+  maxAge: true,
+  trimInterval: true,
+  approximateTrim: true,
+  handlers: true,
+} as const satisfies Record<keyof DurableOptions, true>;
+
+const HANDLER_OPTION_KEYS = { group: true, maxAttempts: true, retryDelay: true, maxRetryDelay: true } as const satisfies Record<keyof DurableHandlerOptions, true>;
+
+const PUBLISH_OPTION_KEYS = { key: true, idempotencyKey: true, headers: true } as const satisfies Record<keyof DurablePublishOptions, true>;
+
+/** Throws an `InvalidOptionsError` for a key of a `publish` call's options that does not exist. */
+export function checkDurablePublishOptions(options: DurablePublishOptions): void {
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('options', 'must be an object');
+  rejectUnknownKeys(options, PUBLISH_OPTION_KEYS);
+}
+
 /** Group names, like namespaces: they end up in key names. */
 const GROUP_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** Applies defaults and validates; throws `InvalidOptionsError` naming the option at fault (`durable.<name>`). */
 export function resolveDurableOptions(options: DurableOptions = {}): ResolvedDurableOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('durable', 'must be an object');
+  rejectUnknownKeys(options, DURABLE_OPTION_KEYS, 'durable.');
   const name = (field: string): string => `durable.${field}`;
   const newGroupStartsAt = options.newGroupStartsAt ?? DURABLE_DEFAULTS.newGroupStartsAt;
   if (newGroupStartsAt !== 'beginning' && newGroupStartsAt !== 'end') {
@@ -184,6 +213,7 @@ export function resolveDurableOptions(options: DurableOptions = {}): ResolvedDur
   const resolvedHandlers: Record<string, ResolvedDurableHandlerOptions> = {};
   for (const [pattern, handler] of Object.entries(handlers)) {
     if (typeof handler !== 'object' || handler === null) throw new InvalidOptionsError(name(`handlers.${pattern}`), 'must be an object');
+    rejectUnknownKeys(handler, HANDLER_OPTION_KEYS, `durable.handlers.${pattern}.`);
     resolvedHandlers[pattern] = resolveHandlerFields(handler, common, (field) => name(`handlers.${pattern}.${field}`));
   }
   return {
@@ -207,6 +237,7 @@ export function resolveDurableOptions(options: DurableOptions = {}): ResolvedDur
  */
 export function resolveDurableHandlerOptions(defaults: ResolvedDurableOptions, options: DurableHandlerOptions = {}, pattern?: string): ResolvedDurableHandlerOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('options', 'must be an object');
+  rejectUnknownKeys(options, HANDLER_OPTION_KEYS);
   const configured = pattern === undefined ? undefined : defaults.handlers?.[pattern];
   return resolveHandlerFields(options, configured ?? defaults, (field) => field);
 }

@@ -9,7 +9,7 @@ import { decodeDeadLetter, type DeadLetter } from './dead-letter.js';
 import { closeDurableConnection, openDurableConnection } from './durable-connection.js';
 import { DURABLE_LIMITS, encodeEntry, isPattern } from './durable-entry.js';
 import { DurableKeys } from './durable-keys.js';
-import type { DurablePublishOptions, ResolvedDurableOptions } from './durable-options.js';
+import { checkDurablePublishOptions, type DurablePublishOptions, type ResolvedDurableOptions } from './durable-options.js';
 import { keysThenArgs, type DurableScripts } from './durable-scripts.js';
 import { checkSettings } from './durable-settings.js';
 import { trimStream, type TrimResult } from './retention.js';
@@ -55,7 +55,7 @@ export class DurablePublisher {
    */
   async publish(pattern: string, data: unknown, options: DurablePublishOptions = {}): Promise<string> {
     if (!isPattern(pattern)) throw new InvalidOptionsError('pattern', 'must be a non-empty string of at most 1024 characters without "{" or "}"');
-    if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('options', 'must be an object');
+    checkDurablePublishOptions(options);
     const key = boundedKey('key', options.key);
     const idempotencyKey = boundedKey('idempotencyKey', options.idempotencyKey);
     const validHeaders = validateHeaders(options.headers);
