@@ -206,7 +206,7 @@ describe('observability: traces, metrics and health', () => {
         const series = points(before, 'nestjs_redis_buffer.requests.completed', { 'nestjs_redis_buffer.instance.id': 'otel-counter', 'nestjs_redis_buffer.completed_by': completedBy, 'error.type': errorType });
         expect(series).toEqual([expect.objectContaining({ value: 0 })]);
       }
-      for (const reason of ['silent', 'left']) {
+      for (const reason of ['silent', 'unreachable', 'left']) {
         expect(points(before, 'nestjs_redis_buffer.instances.gone', { 'nestjs_redis_buffer.instance.id': 'otel-counter', 'nestjs_redis_buffer.reason': reason })).toEqual([expect.objectContaining({ value: 0 })]);
       }
       for (let i = 0; i < 10; i++) await counter.gather('echo', i);

@@ -409,7 +409,7 @@ export function describeScatterGather(deployment: string, startTarget: () => Pro
           expect(result.expected).toBe(3);
           expect(result.finished).toBe(2);
           expect(result.missing).toEqual(['k3']);
-          expect(result.missingReasons).toEqual({ k3: 'left' });
+          expect(result.missingReasons).toEqual({ k3: 'unreachable' });
           expect(result.replies.map((r) => r.data).sort()).toEqual(['k1', 'k2']);
         } finally {
           await killClient.close();

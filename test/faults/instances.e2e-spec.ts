@@ -54,7 +54,7 @@ describe('fault: instances', () => {
       expect(result.expected).toBe(3);
       expect(result.finished).toBe(2);
       expect(result.missing).toEqual(['s3']);
-      expect(result.missingReasons).toEqual({ s3: 'left' });
+      expect(result.missingReasons).toEqual({ s3: 'unreachable' });
       const fromKilled = result.replies.filter((r) => r.instanceId === 's3').length;
       expect(fromKilled).toBeGreaterThan(0);
       expect(fromKilled).toBeLessThan(20);

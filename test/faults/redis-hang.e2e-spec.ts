@@ -95,7 +95,7 @@ describe('fault: Redis hung or paused (no socket closes)', () => {
     const falselyWhole = results.filter(({ result }) => result.completedBy === 'all' && result.missing.length === 0 && result.replies.length < 3);
     expect(falselyWhole.map(({ result }) => ({ ...result, replies: result.replies.map((r) => r.instanceId) }))).toEqual([]);
     // Redis's fault is never blamed on an instance.
-    const blamed = results.filter(({ result }) => Object.values(result.missingReasons).some((reason) => reason === 'silent' || reason === 'left'));
+    const blamed = results.filter(({ result }) => Object.values(result.missingReasons).some((reason) => reason === 'silent' || reason === 'unreachable' || reason === 'left'));
     expect(blamed.map(({ result }) => result.missingReasons)).toEqual([]);
     // Every request ended by its deadline plus a margin, with a result or a typed error.
     for (const entry of ended) expect(entry.endedAt - entry.startedAt).toBeLessThan(TIMEOUT + MARGIN_MS);

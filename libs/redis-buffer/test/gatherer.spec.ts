@@ -357,7 +357,7 @@ describe('Gatherer', () => {
 
     it('names an instance known to be silent at once, without waiting for it', () => {
       const { gatherer, outcome } = setup();
-      gatherer.expect(2, new Set(['a', 'b']), ['b']);
+      gatherer.expect(2, new Set(['a', 'b']), new Map([['b', 'silent']]));
       gatherer.accept(reply('a', 0, { data: 1 }));
       expect(outcome.result).toMatchObject({ completedBy: 'all', finished: 1, missing: ['b'], missingReasons: { b: 'silent' } });
     });

@@ -124,7 +124,7 @@ describe('MembershipView', () => {
     expect(dismissed).toEqual(['ghost']);
   });
 
-  it('a who round removes a vouched member that did not answer only once a ping finds nobody on its direct channel', async () => {
+  it('a who round takes a vouched member that did not answer for unreachable only once a ping finds nobody on its direct channel', async () => {
     const { view, pings, gone, flush } = setup();
     view.hello(hello('draining', 'd'), true);
     view.hello(hello('dead', 'x'), true);
@@ -134,7 +134,32 @@ describe('MembershipView', () => {
     pings[1]!.resolve(0);
     await flush();
     expect(view.list().map((member) => member.instanceId)).toEqual(['draining']);
-    expect(gone).toEqual([['dead', 'left']]);
+    expect(gone).toEqual([['dead', 'unreachable']]);
+  });
+
+  it('an unreachable member stays in the view and is named; a later ping that Redis delivers brings it back', async () => {
+    const { view, pings, gone, flush, clock } = setup();
+    view.hello(hello('cut', 'c'), true);
+    view.markSynced(view.roundStart(), new Set());
+    pings[0]!.resolve(0);
+    await flush();
+    expect(gone).toEqual([['cut', 'unreachable']]);
+    expect(view.list()).toEqual([]);
+    expect([...view.silentAmong(new Set(['cut']))]).toEqual([['cut', 'unreachable']]);
+    // Pinged again a quarter later while requests are open; still nobody: named again, still kept.
+    clock.advance(LIVENESS / 4);
+    view.check(['cut']);
+    expect(pings).toHaveLength(2);
+    pings[1]!.resolve(0);
+    await flush();
+    expect(gone).toEqual([['cut', 'unreachable'], ['cut', 'unreachable']]);
+    // Reconnected: the next ping counts a receiver, and it is a member under judgement again.
+    clock.advance(LIVENESS / 4);
+    view.check(['cut']);
+    pings[2]!.resolve(1);
+    await flush();
+    expect(view.list().map((member) => member.instanceId)).toEqual(['cut']);
+    expect([...view.silentAmong(new Set(['cut']))]).toEqual([]);
   });
 
   it('a who round does not remove an instance that did not answer it but replied meanwhile (a draining one still answering)', () => {

@@ -158,7 +158,7 @@ export function checkRequest(plan: SchedulePlan, record: SimRecord, request: Req
       if (!finished(incarnation.id) && !missing.has(incarnation.id) && couldName) {
         add('named', `completedBy=${by} missing=${JSON.stringify(result.missingReasons)}: required ${describe(incarnation)} did not finish and is not named (expected=${result.expected}, finished=${result.finished}, observers=${result.observers})`);
       }
-      if ((reason === 'silent' || reason === 'left') && untroubled(incarnation)) {
+      if ((reason === 'silent' || reason === 'unreachable' || reason === 'left') && untroubled(incarnation)) {
         add('blame', `${describe(incarnation)} named "${reason}" though nothing happened to it`);
       } else if (missing.has(incarnation.id) && allClear(incarnation) && onTime(incarnation)) {
         add('onTime', `${describe(incarnation)} named "${reason}" though it, the caller and Redis were all clear and its handler fits in the timeout`);

@@ -134,7 +134,7 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
    * when the membership view is not usable: then only the count decides), among which `newcomers`
    * may have (see `RareState.newcomers`). `0` fails at once with `NoRespondersError`.
    */
-  expect(receivers: number, awaited?: ReadonlySet<string>, silent?: Iterable<string>, newcomers?: ReadonlySet<string>): void {
+  expect(receivers: number, awaited?: ReadonlySet<string>, silent?: ReadonlyMap<string, MissingReason>, newcomers?: ReadonlySet<string>): void {
     if (this.ended) return;
     this.expected = receivers;
     if (newcomers !== undefined && newcomers.size > 0) (this.rare ??= {}).newcomers = newcomers;
@@ -166,7 +166,7 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
    * The membership view became usable after the receiver count arrived (the caller's first `who`
    * round ended): take the instances it knows received the request, if none were given yet.
    */
-  adoptAwaited(awaited: ReadonlySet<string> | undefined, silent: Iterable<string>): void {
+  adoptAwaited(awaited: ReadonlySet<string> | undefined, silent: ReadonlyMap<string, MissingReason>): void {
     if (this.ended || this.expected === undefined || this.awaited !== undefined || awaited === undefined) return;
     if (awaited.size === 0) {
       // A `who` round sent after the request found no instance for the pattern, and no receiver
@@ -196,11 +196,16 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
     return false;
   }
 
-  private setAwaited(awaited: ReadonlySet<string>, silent: Iterable<string> | undefined): void {
+  private setAwaited(awaited: ReadonlySet<string>, silent: ReadonlyMap<string, MissingReason> | undefined): void {
     this.awaited = awaited;
     this.settledAwaited = 0;
     if (this.anyReplied) for (const id of awaited) if (this.isDone(id)) this.settledAwaited++;
-    for (const id of silent ?? []) this.markGone(id, 'silent');
+    if (silent === undefined || silent.size === 0) return;
+    // Redis counted more receivers than the awaited instances that are not absent: an unreachable
+    // one may be subscribed again (reconnected, its hello on its way). It is waited for, and its
+    // next ping tells (a count of 0 names it). Otherwise absent ones are named at once.
+    const roomForAbsent = (this.expected ?? 0) > awaited.size - silent.size;
+    for (const [id, reason] of silent) if (reason !== 'unreachable' || !roomForAbsent) this.markGone(id, reason);
   }
 
   private markGone(instanceId: string, reason: MissingReason): boolean {
@@ -313,8 +318,11 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
       startedUnfinished: this.startedUnfinished(),
       judge: this,
     });
-    // Counted receivers that are neither finished nor named: not instances this caller knows.
-    const observers = this.expected === undefined ? 0 : Math.max(0, this.expected - this.finishedCount - missing.length);
+    // Counted receivers that are neither finished nor named: not instances this caller knows. One
+    // named unreachable had nobody on its direct channel: it was not among them.
+    let namedReceivers = 0;
+    for (const id of missing) if (missingReasons[id] !== 'unreachable') namedReceivers++;
+    const observers = this.expected === undefined ? 0 : Math.max(0, this.expected - this.finishedCount - namedReceivers);
     const arrived = (this.arrived ??= []);
     const allValues = arrived.every((reply) => reply.ok);
     type Value = Extract<BufferReply<T>, { ok: true }>;

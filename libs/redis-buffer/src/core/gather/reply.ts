@@ -5,7 +5,12 @@ export type CompletedBy = 'all' | 'quorum' | 'until' | 'stall' | 'timeout';
  * Why an instance the caller waited for did not finish:
  * - `silent`: it stopped showing signs of life (frozen, partitioned, killed without the socket closing):
  *   a ping Redis delivered to it went unanswered for the liveness bound;
- * - `left`: it is gone (its process ended, or it left the namespace) without finishing;
+ * - `left`: it is gone without finishing: it said so (`bye`), a new process took its id, or it was
+ *   unreachable or silent for 30 liveness bounds and the caller forgot it;
+ * - `unreachable`: nobody is subscribed to its direct channel: a ping counted no receiver. Its
+ *   process ended without saying so, or it lost its connection to Redis (a failover, a network cut)
+ *   and is reconnecting; the caller cannot tell which. Later requests do not wait for it and name
+ *   it, until it shows a sign of life again (its `hello` after reconnecting) or is forgotten;
  * - `timeout`: it was alive but had not finished by the request's `timeout`;
  * - `stall`: it had not finished when the request completed by `stall`;
  * - `not-counted`: the caller knows it serves the pattern, but Redis did not count it among the
@@ -17,7 +22,7 @@ export type CompletedBy = 'all' | 'quorum' | 'until' | 'stall' | 'timeout';
  *   PUBLISHes had been waiting on Redis for a quarter of `livenessTimeout` or more when the request
  *   timed out): nothing is known of the instance; the fault is Redis's.
  */
-export type MissingReason = 'silent' | 'left' | 'timeout' | 'stall' | 'not-counted' | 'draining' | 'redis-unanswered';
+export type MissingReason = 'silent' | 'unreachable' | 'left' | 'timeout' | 'stall' | 'not-counted' | 'draining' | 'redis-unanswered';
 
 /**
  * Whether Redis answered: `'answered'` when the request's PUBLISH returned a receiver count and

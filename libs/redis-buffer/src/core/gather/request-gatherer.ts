@@ -59,7 +59,7 @@ export class OutgoingRequest implements OutgoingEnvelope {
     }
     const silent = this.view.silentAmong(awaited);
     // A silent instance is pinged again when a request skips it, so it can come back on its pong.
-    if (silent.length > 0) this.view.repingSilent(silent);
+    if (silent.size > 0) this.view.repingSilent(silent.keys());
     gatherer.countedAt(this.view.sendMark);
     gatherer.expect(receivers, awaited, silent, newcomers);
   }

@@ -41,7 +41,10 @@ export interface Member {
   pingInFlight: boolean;
   /** When the latest ping was sent: an unanswered one is repeated, to tell gone from frozen. */
   lastPingAt: number;
+  /** Taken for absent: silent, or unreachable (see `absentAs`); requests do not wait for it and name it. */
   silent: boolean;
+  /** Why it is absent, as requests name it: `silent` (pings delivered, unanswered) or `unreachable` (a ping counted nobody). */
+  absentAs: 'silent' | 'unreachable';
   /** When it was found silent: one silent for `FORGET_SILENT_AFTER` bounds is dropped from the view. */
   silentSince: number;
   /** Replay protection: the latest `seq` and `at` accepted from this incarnation (see `hello`). */

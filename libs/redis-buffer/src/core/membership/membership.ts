@@ -6,6 +6,7 @@ import { isReplay, type InstanceInfo, type Member } from './member.js';
 export type { InstanceInfo } from './member.js';
 
 const NONE: readonly string[] = Object.freeze([]);
+const NO_ABSENT: ReadonlyMap<string, MissingReason> = new Map();
 
 /** What the view needs from the caller's side of the protocol. */
 export interface MembershipHost {
@@ -156,6 +157,7 @@ export class MembershipView {
       pingInFlight: false,
       lastPingAt: 0,
       silent: false,
+      absentAs: 'silent',
       silentSince: 0,
       seq: envelope.seq,
       at: envelope.at,
@@ -282,12 +284,18 @@ export class MembershipView {
     return present;
   }
 
-  /** Those of `ids` currently taken for silent: a request does not wait for them, and names them. */
-  silentAmong(ids: ReadonlySet<string> | undefined): readonly string[] {
-    if (ids === undefined || this.silentCount === 0) return NONE;
-    const silent: string[] = [];
-    for (const id of ids) if (this.members.get(id)?.silent === true) silent.push(id);
-    return silent;
+  /**
+   * Those of `ids` currently taken for absent (silent or unreachable), with the reason: a request
+   * does not wait for them, and names them.
+   */
+  silentAmong(ids: ReadonlySet<string> | undefined): ReadonlyMap<string, MissingReason> {
+    if (ids === undefined || this.silentCount === 0) return NO_ABSENT;
+    const absent = new Map<string, MissingReason>();
+    for (const id of ids) {
+      const member = this.members.get(id);
+      if (member?.silent === true) absent.set(id, member.absentAs);
+    }
+    return absent;
   }
 
   /**
@@ -316,7 +324,9 @@ export class MembershipView {
         continue;
       }
       if (member.silent) {
-        this.host.instanceGone(id, 'silent');
+        // An unreachable one is pinged again below; a request waits on it only when Redis counted
+        // room for it, and the ping's count settles it.
+        if (member.absentAs !== 'unreachable') this.host.instanceGone(id, member.absentAs);
         continue;
       }
       // Never pinged on a hello alone: it has to answer a `who` first (see `Member.vouched`).
@@ -347,7 +357,7 @@ export class MembershipView {
   }
 
   /** Pings the silent ones among `ids` (a request is about to skip them), at most once a quarter each. */
-  repingSilent(ids: readonly string[]): void {
+  repingSilent(ids: Iterable<string>): void {
     const now = this.clock.now();
     const quarter = this.livenessTimeout / 4;
     for (const id of ids) {
@@ -364,8 +374,23 @@ export class MembershipView {
       (receivers) => {
         member.pingInFlight = false;
         if (this.members.get(id) !== member) return;
-        // Nobody subscribed to its direct channel any more: the process is gone.
-        if (receivers === 0) return this.remove(id, 'left');
+        // Nobody subscribed to its direct channel: its process ended, or it lost its connection and
+        // is reconnecting (a failover, a cut). Kept in the view and named, not dropped: a result
+        // without it is partial. It comes back with its hello, or is forgotten as a silent one is.
+        if (receivers === 0) {
+          if (!member.silent) return this.markSilent(id, member, 'unreachable');
+          member.absentAs = 'unreachable';
+          return this.host.instanceGone(id, 'unreachable');
+        }
+        // Subscribed again: no longer unreachable; whether it answers is judged from this ping on.
+        if (receivers > 0 && member.silent && member.absentAs === 'unreachable') {
+          member.silent = false;
+          member.absentAs = 'silent';
+          this.silentCount--;
+          this.awaitedCache.clear();
+          member.pingSentAt = this.clock.now();
+          return;
+        }
         // Its pong (or anything else from it) came before Redis's answer to the PUBLISH did (they
         // travel on different connections): the ping is answered, nothing is outstanding.
         if (member.lastSign > signsAtSend) return;
@@ -378,12 +403,13 @@ export class MembershipView {
     );
   }
 
-  private markSilent(id: string, member: Member): void {
+  private markSilent(id: string, member: Member, reason: 'silent' | 'unreachable' = 'silent'): void {
     member.silent = true;
+    member.absentAs = reason;
     member.silentSince = this.clock.now();
     this.silentCount++;
     this.awaitedCache.clear();
-    this.host.instanceGone(id, 'silent');
+    this.host.instanceGone(id, reason);
   }
 
   private remove(instanceId: string, reason: MissingReason): void {

@@ -126,7 +126,7 @@ export class BufferTelemetry {
   private readonly spanCommon: Otel.Attributes;
   private readonly outcomes = new OutcomeTally(KNOWN_OUTCOMES.map(([completedBy, errorType]) => outcomeAttributes(completedBy, errorType)));
   private readonly refusals = new OutcomeTally(REFUSAL_CODES.map((code) => ({ [ATTR.errorType]: code })));
-  private readonly gone = new OutcomeTally([{ [ATTR.reason]: 'silent' }, { [ATTR.reason]: 'left' }]);
+  private readonly gone = new OutcomeTally([{ [ATTR.reason]: 'silent' }, { [ATTR.reason]: 'unreachable' }, { [ATTR.reason]: 'left' }]);
   private meter: Otel.Meter | undefined;
   /** Series handed to `observe` before `attach`: registered when it comes. */
   private readonly waitingSeries: ObservedSeries[] = [];
@@ -297,8 +297,8 @@ export class BufferTelemetry {
   }
 
   /** A caller stopped waiting for an instance: it went silent or left. */
-  instanceGone(reason: 'silent' | 'left' | string): void {
-    if (reason === 'silent' || reason === 'left') this.gone.add({ [ATTR.reason]: reason });
+  instanceGone(reason: 'silent' | 'unreachable' | 'left' | string): void {
+    if (reason === 'silent' || reason === 'unreachable' || reason === 'left') this.gone.add({ [ATTR.reason]: reason });
   }
 
   private durationAttributes(trace: RequestTrace, completedBy: RequestOutcome | undefined, errorType: string | undefined): Otel.Attributes {
