@@ -100,11 +100,11 @@ describe('ReplyWriter', () => {
         { maxBatchBytes: 10_000, maxBatchCount: 100 },
         (callback) => turns.push(callback),
       );
-      let resent = 0;
-      const resend = new ReplyResend(clock, () => !down, (callback) => turns.push(callback), (error) => lost.push(error.message), () => resent++);
+      const stats = { replyPublishFailures: 0, repliesResent: 0 };
+      const resend = new ReplyResend(clock, () => !down, (callback) => turns.push(callback), stats, { warn: (message: string) => lost.push(message) });
       const writer = new ReplyWriter(coalescer, 'inbox', 'r1', '"me"', 10_000, resend, clock.now() + 1000);
       const envelopes = () => published.flatMap((message) => [JSON.parse(message)].flat()).map((e: { seq: number; done: boolean; data?: unknown }) => [e.seq, e.done, e.data]);
-      return { clock, writer, resend, runTurns, envelopes, lost, setDown: (value: boolean) => (down = value), resent: () => resent };
+      return { clock, writer, resend, runTurns, envelopes, lost, setDown: (value: boolean) => (down = value), resent: () => stats.repliesResent };
     }
 
     it('keeps failed replies and what follows them, and publishes them in order once connected', async () => {

@@ -7,7 +7,7 @@ import type { ResolvedCallOptions } from '../options.js';
 import type { BufferReply, CompletedBy, GatherResult, MissingReason, RedisAnswer } from './reply.js';
 import type { AcceptOutcome, GatherSink } from './gather-sink.js';
 import { InstanceProgress, isDone } from './instance-progress.js';
-import { nameMissing, type InstanceJudge } from './whole-or-named.js';
+import { countObservers, nameMissing, namedAtOnce, type InstanceJudge } from './whole-or-named.js';
 
 interface RareState {
   gone?: Map<string, MissingReason>;
@@ -200,12 +200,7 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
     this.awaited = awaited;
     this.settledAwaited = 0;
     if (this.anyReplied) for (const id of awaited) if (this.isDone(id)) this.settledAwaited++;
-    if (silent === undefined || silent.size === 0) return;
-    // Redis counted more receivers than the awaited instances that are not absent: an unreachable
-    // one may be subscribed again (reconnected, its hello on its way). It is waited for, and its
-    // next ping tells (a count of 0 names it). Otherwise absent ones are named at once.
-    const roomForAbsent = (this.expected ?? 0) > awaited.size - silent.size;
-    for (const [id, reason] of silent) if (reason !== 'unreachable' || !roomForAbsent) this.markGone(id, reason);
+    if (silent !== undefined && silent.size > 0) for (const [id, reason] of namedAtOnce(this.expected, awaited, silent)) this.markGone(id, reason);
   }
 
   private markGone(instanceId: string, reason: MissingReason): boolean {
@@ -318,11 +313,7 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
       startedUnfinished: this.startedUnfinished(),
       judge: this,
     });
-    // Counted receivers that are neither finished nor named: not instances this caller knows. One
-    // named unreachable had nobody on its direct channel: it was not among them.
-    let namedReceivers = 0;
-    for (const id of missing) if (missingReasons[id] !== 'unreachable') namedReceivers++;
-    const observers = this.expected === undefined ? 0 : Math.max(0, this.expected - this.finishedCount - namedReceivers);
+    const observers = countObservers(this.expected, this.finishedCount, missingReasons);
     const arrived = (this.arrived ??= []);
     const allValues = arrived.every((reply) => reply.ok);
     type Value = Extract<BufferReply<T>, { ok: true }>;

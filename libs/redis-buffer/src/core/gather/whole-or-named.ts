@@ -59,3 +59,25 @@ export function nameMissing(request: Unfinished): { missing: string[]; missingRe
   const missing = Object.keys(reasons);
   return missing.length === 0 ? { missing, missingReasons: NO_REASONS } : { missing, missingReasons: reasons };
 }
+
+/**
+ * The absent instances (silent, unreachable) a request names at once when it learns whom it
+ * awaits. When Redis counted more receivers than the awaited instances that are not absent, an
+ * unreachable one may be subscribed again (reconnected, its hello on its way): it is waited for,
+ * and its next ping tells (a count of 0 names it).
+ */
+export function* namedAtOnce(expected: number | undefined, awaited: ReadonlySet<string>, absent: ReadonlyMap<string, MissingReason>): Iterable<[string, MissingReason]> {
+  const roomForAbsent = (expected ?? 0) > awaited.size - absent.size;
+  for (const entry of absent) if (entry[1] !== 'unreachable' || !roomForAbsent) yield entry;
+}
+
+/**
+ * Counted receivers that are neither finished nor named: not instances this caller knows. One named
+ * unreachable had nobody on its direct channel: it was not among them.
+ */
+export function countObservers(expected: number | undefined, finished: number, missingReasons: Readonly<Record<string, MissingReason>>): number {
+  if (expected === undefined) return 0;
+  let namedReceivers = 0;
+  for (const reason of Object.values(missingReasons)) if (reason !== 'unreachable') namedReceivers++;
+  return Math.max(0, expected - finished - namedReceivers);
+}

@@ -1,6 +1,8 @@
 import type { Clock } from '../clock.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
+import type { BufferLogger } from '../logger.js';
 import type { ReplyWriter } from './reply-writer.js';
+import type { ResponderStats } from './responder-stats.js';
 
 /** Where a reply writer's failed PUBLISH goes. */
 export interface ReplyDelivery {
@@ -35,9 +37,10 @@ export class ReplyResend implements ReplyDelivery {
     private readonly connected: () => boolean,
     /** Runs `callback` on a later turn of the event loop. */
     private readonly later: (callback: () => void) => void,
-    private readonly onLost: (error: Error, replyTo: string) => void,
-    /** Told of each writer whose replies are sent again. */
-    private readonly onResent: () => void,
+    /** Counts what is resent and what is lost. */
+    private readonly stats: Pick<ResponderStats, 'replyPublishFailures' | 'repliesResent'>,
+    /** Bounded: a Redis outage can make many replies fail at once. */
+    private readonly log: Pick<BufferLogger, 'warn'>,
   ) {}
 
   /** How many writers hold replies waiting for the connection. */
@@ -54,7 +57,8 @@ export class ReplyResend implements ReplyDelivery {
   }
 
   lost(error: Error, replyTo: string): void {
-    this.onLost(error, replyTo);
+    this.stats.replyPublishFailures++;
+    this.log.warn(`Could not publish a reply to "${replyTo}": ${error.message}`);
   }
 
   /** The bus reports `connected` again: everything held and still wanted is sent. */
@@ -86,7 +90,7 @@ export class ReplyResend implements ReplyDelivery {
     for (const writer of writers) {
       if (connected && now < writer.deadline!) {
         writer.resendHeld();
-        this.onResent();
+        this.stats.repliesResent++;
       } else {
         writer.dropHeld(new ConnectionLostError(connected ? "the connection came back after the request's deadline" : 'the instance closed before the connection came back'));
       }

@@ -1,4 +1,4 @@
-import { BufferChannels, channelPattern } from '../wire/channels.js';
+import { BufferChannels } from '../wire/channels.js';
 import { Coalescer } from '../bus/coalescer.js';
 import { createBus } from '../bus/create-bus.js';
 import { GuardedBus } from '../bus/guarded-bus.js';
@@ -21,7 +21,7 @@ import { ReplyWriter } from './reply-writer.js';
 import { emptyResponderStats, responderCounters, responderGauges, type ResponderStats } from './responder-stats.js';
 import { within } from '../async/bounded-wait.js';
 import { runEvent, type EventRunHost } from './event-run.js';
-import type { ResponderHandler, ResponderSeams, ResponderState, RunAround } from './responder-seams.js';
+import { newRouteKey, type ResponderHandler, type ResponderSeams, type ResponderState, type RunAround } from './responder-seams.js';
 
 export type { ResponderHandler, ResponderSeams, ResponderState, RunAround } from './responder-seams.js';
 
@@ -111,16 +111,7 @@ export class Responder<C = MessageContext> {
     });
     this.work = new ActiveWork(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers);
     const telemetry = (this.telemetry = new BufferTelemetry('server', this.options.namespace, this.options.instanceId, redisServerAddress(this.options)));
-    this.resend = new ReplyResend(
-      this.clock,
-      () => this.bus?.status === 'connected',
-      laterTurn(this.clock),
-      (error, replyTo) => {
-        this.stats.replyPublishFailures++;
-        this.badInput.warn(`Could not publish a reply to "${replyTo}": ${error.message}`);
-      },
-      () => this.stats.repliesResent++,
-    );
+    this.resend = new ReplyResend(this.clock, () => this.bus?.status === 'connected', laterTurn(this.clock), this.stats, this.badInput);
     this.refusals = new Refusals(this.options, this.channels, this.stats, telemetry, this.badInput, this.fromJson, this.resend, () => this.clock.now());
     this.eventHost = {
       telemetry,
@@ -180,11 +171,7 @@ export class Responder<C = MessageContext> {
   }
 
   private routeKey(pattern: unknown, handler: unknown, routes: ReadonlyMap<string, unknown>): string {
-    if (this.lifeCycle !== 'starting' || this.bus !== undefined) throw new Error('Register handlers before listen(): its subscriptions are made once.');
-    if (typeof handler !== 'function') throw new TypeError('A handler must be a function (data, context) => value | Promise | Observable.');
-    const key = channelPattern(pattern);
-    if (routes.has(key)) throw new Error(`A handler for "${key}" is already registered.`);
-    return key;
+    return newRouteKey(pattern, handler, routes, this.lifeCycle === 'starting' && this.bus === undefined);
   }
 
   /** Listens to the bus's events (`status`, `error`, `subscriberLost`, `message`); before `listen()` too. */
