@@ -30,6 +30,7 @@ export type { InstanceInfo } from './core/membership/membership.js';
 export { TELEMETRY_SCOPE } from './core/telemetry/telemetry.js';
 export { prometheusViews } from './core/telemetry/metric-names.js';
 export { BufferChannels, channelPattern } from './core/wire/channels.js';
+export { isWildcardPattern, MAX_TOPIC_TOKENS, topicMatches } from './core/wire/topic.js';
 export {
   PROTOCOL_VERSION,
   decodeMessage,
@@ -64,6 +65,7 @@ export {
   PayloadTooLargeError,
   BadMessageError,
   InvalidOptionsError,
+  TopicPatternError,
   TooManyRequestsError,
   RedisPermissionError,
   DuplicateInstanceError,

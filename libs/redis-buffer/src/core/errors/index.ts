@@ -11,3 +11,4 @@ export { DuplicateInstanceError } from './duplicate-instance.error.js';
 export { CallbackError } from './callback.error.js';
 export { InstancesMissingError } from './instances-missing.error.js';
 export { DeadLetterNotFoundError } from './dead-letter-not-found.error.js';
+export { TopicPatternError } from './topic-pattern.error.js';
