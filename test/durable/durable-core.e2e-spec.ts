@@ -5,6 +5,10 @@ import type { Redis } from 'ioredis';
 import { rawRedis, sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { startConsumer, waitFor, type ConsumerSpec } from '../support/durable.js';
+// The trim's fallback path is internal: reached through the library's own modules.
+import { openDurableConnection } from '../../libs/redis-buffer/src/core/durable/durable-connection.js';
+import { trimStream } from '../../libs/redis-buffer/src/core/durable/retention.js';
+import { assumeStreamFeatures, streamFeatures } from '../../libs/redis-buffer/src/core/durable/server-features.js';
 
 const FAST = { claimIdle: 300, claimInterval: 100, retryDelay: 20, maxRetryDelay: 80 } as const;
 // Jest's default per-test timeout (5 s) is too short for these on a loaded machine.
@@ -474,6 +478,45 @@ describe('durable messaging (core)', () => {
       await waitFor('45 trimmed counted', async () => consumer.stats.trimmed >= 45);
       expect(consumer.stats.trimmed).toBe(45);
     }, CASE_TIMEOUT);
+
+    it('reads the server version once and uses the Redis 7.0 trim script on a server without XTRIM ACKED', async () => {
+      const version = /redis_version:([^\r\n]+)/.exec(await raw.info('server'))![1];
+      const features = await client.durable.serverFeatures();
+      expect(features.version).toBe(version);
+      // This suite runs Redis 7.x: none of the Redis 8 stream commands.
+      expect(features).toMatchObject({ trimAcked: false, idempotentAdd: false, nack: false });
+    }, CASE_TIMEOUT);
+
+    it('falls back to the 7.0 script when a server taken for 8.2 refuses XTRIM ACKED, without losing the trim', async () => {
+      const connection = await openDurableConnection({ redis: redis.url, connectTimeout: 5_000, connectionName: 'trim-fallback', offlineQueue: false });
+      try {
+        // The server says 7.x; the connection is told it has 8.2's XTRIM ACKED, as after a failover
+        // to an older node: the ACKED script fails on the real server and the trim must still happen.
+        assumeStreamFeatures(connection, { version: '8.2.0', trimAcked: true, idempotentAdd: false, nack: false });
+        await consume('c1', [{ pattern: 'fallback', group: 'g', run: async () => undefined }]);
+        for (let n = 0; n < 20; n++) await client.durable.publish('fallback', n);
+        const stream = client.durable.keysFor('fallback').stream;
+        await waitFor('all acknowledged', async () => ((await raw.xinfo('GROUPS', stream)) as unknown[][]).every((g) => g[5] === 0 && g[7] !== '0-0'));
+        const before = await scriptCalls();
+        const result = await trimStream(connection, stream, { maxLength: 5, maxAge: undefined, approximateTrim: false });
+        expect(result).toMatchObject({ trimmed: 15, heldBackByUnacknowledged: false });
+        expect(await raw.xlen(stream)).toBe(5);
+        expect(await streamFeatures(connection)).toMatchObject({ trimAcked: false });
+        // Two scripts ran the first time (the refused one, then the 7.0 one), one from then on.
+        expect((await scriptCalls()) - before).toBe(2);
+        await trimStream(connection, stream, { maxLength: 5, maxAge: undefined, approximateTrim: false });
+        expect((await scriptCalls()) - before).toBe(3);
+      } finally {
+        connection.disconnect();
+      }
+    }, CASE_TIMEOUT);
+
+    async function scriptCalls(): Promise<number> {
+      const stats = await raw.info('commandstats');
+      let calls = 0;
+      for (const match of stats.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)) calls += Number(match[1]);
+      return calls;
+    }
 
     it('trims by age, again only what every group acknowledged', async () => {
       const trimming = new BufferClient({ redis: redis.url, namespace, durable: { maxLength: 0, maxAge: 200, approximateTrim: false } });

@@ -55,6 +55,7 @@ export { durableMetrics } from './core/durable/durable-metrics.js';
 export type { DeadLetter } from './core/durable/dead-letter.js';
 export { DURABLE_ENTRY_VERSION } from './core/durable/durable-entry.js';
 export type { TrimResult } from './core/durable/retention.js';
+export type { StreamFeatures } from './core/durable/server-features.js';
 export { DurableKeys } from './core/durable/durable-keys.js';
 export {
   BufferError,

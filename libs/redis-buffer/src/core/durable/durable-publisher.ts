@@ -13,6 +13,7 @@ import { checkDurablePublishOptions, type DurablePublishOptions, type ResolvedDu
 import { keysThenArgs, type DurableScripts } from './durable-scripts.js';
 import { checkSettings } from './durable-settings.js';
 import { trimStream, type TrimResult } from './retention.js';
+import { streamFeatures, type StreamFeatures } from './server-features.js';
 import type { BufferLogger } from '../logger.js';
 import { BufferTelemetry } from '../telemetry/telemetry.js';
 
@@ -157,6 +158,14 @@ export class DurablePublisher {
   /** Trims `pattern`'s stream now by `durable.maxLength` / `durable.maxAge`, never past what a group still needs. */
   async trim(pattern: string): Promise<TrimResult> {
     return trimStream(await this.open(), this.keysFor(pattern).stream, this.options.durable);
+  }
+
+  /**
+   * The Redis version behind durable messaging and which of its newer stream commands this client
+   * uses (`XTRIM … ACKED` from Redis 8.2); Redis 7.0's path is used for everything else.
+   */
+  async serverFeatures(): Promise<StreamFeatures> {
+    return streamFeatures(await this.open());
   }
 
   /** The Redis keys of `pattern` (stream, dead letters…), for inspection with other tools. */

@@ -7,7 +7,7 @@ import { PUBLISH_SCRIPT } from './scripts/publish.script.js';
 import { REPLAY_SCRIPT } from './scripts/replay.script.js';
 import { RETRY_SCRIPT } from './scripts/retry.script.js';
 import { TOUCH_SCRIPT } from './scripts/touch.script.js';
-import { TRIM_SCRIPT } from './scripts/trim.script.js';
+import { TRIM_ACKED_SCRIPT, TRIM_SCRIPT } from './scripts/trim.script.js';
 
 /**
  * The Lua scripts of durable messaging, one module per script under `scripts/` (each lists its KEYS
@@ -33,6 +33,8 @@ export interface DurableScripts {
   rbDurableRetry(stream: Key, group: string, consumer: string, id: string): Promise<number | null>;
   rbDurableTouch(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<string[]>;
   rbDurableTrim(stream: Key, threshold: string, maxLength: number, mode: '~' | '=', scanLimit: number): Promise<[number, string, number]>;
+  /** The same, with `XTRIM … ACKED` (Redis 8.2 and later; see server-features.ts). */
+  rbDurableTrimAcked(stream: Key, threshold: string, maxLength: number, mode: '~' | '=', scanLimit: number): Promise<[number, string, number]>;
   rbDurableReplay(stream: Key, dead: Key, deadLetterId: string, group: string): Promise<string | null>;
 }
 
@@ -48,6 +50,7 @@ const SCRIPTS: Record<keyof DurableScripts, { keys: number | undefined; lua: str
   rbDurableRetry: { keys: 1, lua: RETRY_SCRIPT },
   rbDurableTouch: { keys: undefined, lua: TOUCH_SCRIPT },
   rbDurableTrim: { keys: 1, lua: TRIM_SCRIPT },
+  rbDurableTrimAcked: { keys: 1, lua: TRIM_ACKED_SCRIPT },
   rbDurableReplay: { keys: 2, lua: REPLAY_SCRIPT },
 };
 
