@@ -9,6 +9,7 @@ import { DurableKeys } from './durable-keys.js';
 import { DurableReader } from './durable-reader.js';
 import type { DurableScripts } from './durable-scripts.js';
 import { EntryRunner } from './entry-runner.js';
+import { EntrySigner } from './entry-signing.js';
 import { HeldEntries, sleep, type ConsumerContext, type DurableConsumerOptions, type Subscription } from './held-entries.js';
 import { KeyGate } from './key-gate.js';
 import { LeaseKeeper } from './lease-keeper.js';
@@ -75,6 +76,7 @@ export class DurableConsumer {
       stats: this.stats,
       logger,
       held: this.held,
+      signer: options.signingKeys.length === 0 ? undefined : new EntrySigner(options.signingKeys),
       command: () => this.command!,
       stopping: () => this.stopping,
       redisError: (what, error) => {
@@ -123,7 +125,7 @@ export class DurableConsumer {
       this.blocking = await StreamWaiter.open({ ...connection, connectionName: `rb-durable-read:${this.consumerName}` });
       turns = await openDurableConnection({ ...connection, connectionName: `rb-durable-turns:${this.consumerName}` });
       await this.gate.open(turns, this.subscriptions);
-      this.reader = new DurableReader(this.context, this.subscriptions, this.blocking, () => this.room(), (subscription, id, fields, fetchedAt) => this.runner.take(subscription, id, fields, false, fetchedAt));
+      this.reader = new DurableReader(this.context, this.subscriptions, this.blocking, () => this.room(), (subscription, id, fields, fetchedAt, sizeInRedis) => this.runner.take(subscription, id, fields, false, fetchedAt, sizeInRedis));
       await this.reader.ensureGroups();
       await this.reader.checkSettings();
     } catch (error) {

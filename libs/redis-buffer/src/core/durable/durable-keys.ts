@@ -9,6 +9,8 @@
  * | `<ns>:durable:{<pattern>}:dead:<group>`      | stream | the group's dead letters                        |
  * | `<ns>:durable:{<pattern>}:published:<idem>`  | string | id of the entry published with that idempotency key |
  * | `<ns>:durable:{<pattern>}:handled:<group>:<idem>` | string | `done`, or the lease of the run in progress |
+ * | `<ns>:durable:{<pattern>}:published-mac:<tag>` | string | with `signingKey`: `published:` named after a MAC of the idempotency key (see entry-signing.ts) |
+ * | `<ns>:durable:{<pattern>}:handled-mac:<group>:<tag>` | string | with `signingKey`: `handled:` named the same way |
  * | `<ns>:durable:{<pattern>}:order:<group>`      | sorted set | the group's unacknowledged entries that have a key, by key then id (see scripts/order-member.lua.ts) |
  * | `<ns>:durable:{<pattern>}:attempts:<group>`  | hash   | entry id → handler runs started, for unacknowledged entries |
  * | `<ns>:durable:{<pattern>}:settings`          | hash   | the shared durable options the last consumer started with (see durable-settings.ts) |
@@ -39,6 +41,16 @@ export class DurableKeys {
 
   handled(group: string, idempotencyKey: string): string {
     return `${this.base}:handled:${group}:${idempotencyKey}`;
+  }
+
+  /** With `signingKey`: the published marker of the idempotency key whose MAC is `tag` (see entry-signing.ts). */
+  signedPublished(tag: string): string {
+    return `${this.base}:published-mac:${tag}`;
+  }
+
+  /** With `signingKey`: the group's handled marker of the idempotency key whose MAC is `tag`. */
+  signedHandled(group: string, tag: string): string {
+    return `${this.base}:handled-mac:${group}:${tag}`;
   }
 
   /** Pub/sub channel on which acknowledgements announce that an entry's key has a next entry waiting. */

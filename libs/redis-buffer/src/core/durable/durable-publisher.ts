@@ -7,7 +7,8 @@ import { InvalidOptionsError } from '../errors/invalid-options.error.js';
 import { PayloadTooLargeError } from '../errors/payload-too-large.error.js';
 import { decodeDeadLetter, type DeadLetter } from './dead-letter.js';
 import { closeDurableConnection, openDurableConnection } from './durable-connection.js';
-import { DURABLE_LIMITS, encodeEntry, isPattern } from './durable-entry.js';
+import { DURABLE_LIMITS, encodeEntry, entrySize, isPattern } from './durable-entry.js';
+import { EntrySigner, publishedMarkers } from './entry-signing.js';
 import { DurableKeys } from './durable-keys.js';
 import { checkDurablePublishOptions, type DurablePublishOptions, type ResolvedDurableOptions } from './durable-options.js';
 import { keysThenArgs, type DurableScripts } from './durable-scripts.js';
@@ -17,7 +18,7 @@ import type { BufferLogger } from '../logger.js';
 import { BufferTelemetry } from '../telemetry/telemetry.js';
 
 /** What the publisher needs of the module options. */
-export type DurablePublisherOptions = Pick<ResolvedBufferOptions, 'redis' | 'cluster' | 'namespace' | 'instanceId' | 'connectTimeout' | 'timeout' | 'maxPayloadBytes'> & {
+export type DurablePublisherOptions = Pick<ResolvedBufferOptions, 'redis' | 'cluster' | 'namespace' | 'instanceId' | 'connectTimeout' | 'timeout' | 'maxPayloadBytes' | 'signingKeys'> & {
   readonly durable: ResolvedDurableOptions;
 };
 
@@ -31,13 +32,17 @@ export class DurablePublisher {
   private closed = false;
   /** Patterns whose recorded settings were compared with this publisher's (once each). */
   private readonly checked = new Set<string>();
+  /** Signs entries and names idempotency markers; undefined when signing is off. */
+  private readonly signer: EntrySigner | undefined;
 
   constructor(
     private readonly options: DurablePublisherOptions,
     private readonly telemetry: BufferTelemetry = new BufferTelemetry('client', options.namespace, options.instanceId),
     /** Where a difference between this publisher's durable options and the consumers' is reported. */
     private readonly logger?: BufferLogger,
-  ) {}
+  ) {
+    this.signer = options.signingKeys.length === 0 ? undefined : new EntrySigner(options.signingKeys);
+  }
 
   /**
    * Appends an entry to `pattern`'s stream and resolves with its id once Redis has accepted it (with
@@ -75,7 +80,7 @@ export class DurablePublisher {
   }
 
   private async append(keys: DurableKeys, pattern: string, data: unknown, headers: Readonly<Record<string, string>>, key: string | undefined, idempotencyKey: string | undefined): Promise<string> {
-    const fields = encodeEntry({
+    const unsigned = encodeEntry({
       pattern,
       dataJson: JSON.stringify(data),
       headers,
@@ -84,17 +89,19 @@ export class DurablePublisher {
       from: this.options.instanceId,
       publishedAt: Date.now(),
     });
-    const size = fields.reduce((sum, field) => sum + Buffer.byteLength(field), 0);
+    const fields = this.signer === undefined ? unsigned : this.signer.sign(keys.stream, unsigned);
+    // The consumers refuse, unread, an entry over their maxPayloadBytes counted the same way.
+    const size = entrySize(fields);
     if (size > this.options.maxPayloadBytes) throw new PayloadTooLargeError(size, this.options.maxPayloadBytes, 'durable entry');
     const connection = await this.open();
     try {
-      const published = idempotencyKey === undefined ? undefined : keys.published(idempotencyKey);
+      const published = idempotencyKey === undefined ? [] : publishedMarkers(keys, idempotencyKey, this.signer);
       if (!this.checked.has(pattern)) {
         this.checked.add(pattern);
         // Reported, never in the way: a publish does not wait for it nor fail with it.
         void checkSettings(connection, keys.settings, pattern, this.options.durable, this.options.instanceId, this.logger, 'publisher').catch(() => this.checked.delete(pattern));
       }
-      const [id] = await connection.rbDurablePublish(...keysThenArgs([keys.stream], [published], [this.options.durable.idempotencyWindow, ...fields]));
+      const [id] = await connection.rbDurablePublish(...keysThenArgs([keys.stream], published, [this.options.durable.idempotencyWindow, ...fields]));
       return id;
     } catch (cause) {
       throw asConnectionError('publishing', cause);

@@ -26,7 +26,8 @@ type Key = string;
 /** The raw script commands ioredis defines on a connection (EVALSHA, falling back to EVAL after a restart). */
 export interface DurableScripts {
   rbDurablePublish(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<[string, number]>;
-  rbDurableFetch(stream: Key, attempts: Key, order: Key, group: string, consumer: string, count: number): Promise<[Array<[string, string[]]>, string]>;
+  /** Each entry is [id, fields], or [id, kept fields, size] when it is over the max bytes. */
+  rbDurableFetch(stream: Key, attempts: Key, order: Key, group: string, consumer: string, count: number, maxBytes: number): Promise<[Array<[string, string[], number?]>, string]>;
   rbDurableBegin(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<[BeginDecision, number, string?, string[]?]>;
   rbDurableAck(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<number>;
   rbDurableDeadLetter(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<string | null>;
