@@ -55,6 +55,7 @@ export type { DeadLetter } from './core/durable/dead-letter.js';
 export { DURABLE_ENTRY_VERSION } from './core/durable/durable-entry.js';
 export type { TrimResult } from './core/durable/retention.js';
 export { DurableKeys } from './core/durable/durable-keys.js';
+export { durableAclRule, type DurableSide } from './core/durable/durable-permissions.js';
 export {
   BufferError,
   BufferErrorCode,

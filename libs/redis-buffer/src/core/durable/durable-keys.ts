@@ -13,6 +13,7 @@
  * | `<ns>:durable:{<pattern>}:handled-mac:<group>:<tag>` | string | with `signingKey`: `handled:` named the same way |
  * | `<ns>:durable:{<pattern>}:order:<group>`      | sorted set | the group's unacknowledged entries that have a key, by key then id (see scripts/order-member.lua.ts) |
  * | `<ns>:durable:{<pattern>}:attempts:<group>`  | hash   | entry id → handler runs started, for unacknowledged entries |
+ * | `<ns>:durable:{<pattern>}:permission-probe`  | string | never written: the start-up permission check sends its string commands for it (see durable-permissions.ts) |
  * | `<ns>:durable:{<pattern>}:settings`          | hash   | the shared durable options the last consumer started with (see durable-settings.ts) |
  *
  * and one pub/sub channel, `<ns>:durable:{<pattern>}:turn:<group>`: a key whose next entry may start now.
@@ -61,6 +62,11 @@ export class DurableKeys {
   /** The shared durable options recorded by the consumers (see durable-settings.ts). */
   get settings(): string {
     return `${this.base}:settings`;
+  }
+
+  /** Never written: the key the start-up permission check tries its string commands on. */
+  get permissionProbe(): string {
+    return `${this.base}:permission-probe`;
   }
 
   attempts(group: string): string {

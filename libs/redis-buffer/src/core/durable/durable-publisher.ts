@@ -9,6 +9,8 @@ import { decodeDeadLetter, type DeadLetter } from './dead-letter.js';
 import { closeDurableConnection, openDurableConnection } from './durable-connection.js';
 import { DURABLE_LIMITS, encodeEntry, entrySize, isPattern } from './durable-entry.js';
 import { EntrySigner, publishedMarkers } from './entry-signing.js';
+import { checkDurablePermissions, durablePermissionError, withPermissionCheck } from './durable-permissions.js';
+import { RedisPermissionError } from '../errors/redis-permission.error.js';
 import { DurableKeys } from './durable-keys.js';
 import { checkDurablePublishOptions, type DurablePublishOptions, type ResolvedDurableOptions } from './durable-options.js';
 import { keysThenArgs, type DurableScripts } from './durable-scripts.js';
@@ -32,6 +34,8 @@ export class DurablePublisher {
   private closed = false;
   /** Patterns whose recorded settings were compared with this publisher's (once each). */
   private readonly checked = new Set<string>();
+  /** Patterns whose permissions this publisher's Redis user was checked for (once each, at their first publish). */
+  private readonly permitted = new Set<string>();
   /** Signs entries and names idempotency markers; undefined when signing is off. */
   private readonly signer: EntrySigner | undefined;
 
@@ -101,10 +105,16 @@ export class DurablePublisher {
         // Reported, never in the way: a publish does not wait for it nor fail with it.
         void checkSettings(connection, keys.settings, pattern, this.options.durable, this.options.instanceId, this.logger, 'publisher').catch(() => this.checked.delete(pattern));
       }
+      if (!this.permitted.has(pattern)) {
+        // Fails the first publish of a pattern at once, naming what the Redis user lacks, rather
+        // than only after a script flush (EVAL) or at a later command.
+        await checkDurablePermissions(connection, this.options.namespace, 'publisher', this.options.instanceId, [{ keys }], false);
+        this.permitted.add(pattern);
+      }
       const [id] = await connection.rbDurablePublish(...keysThenArgs([keys.stream], published, [this.options.durable.idempotencyWindow, ...fields]));
       return id;
     } catch (cause) {
-      throw asConnectionError('publishing', cause);
+      throw this.failure('publishing', 'EVALSHA (the publish script)', keys.stream, cause);
     }
   }
 
@@ -116,7 +126,8 @@ export class DurablePublisher {
     const keys = this.keysFor(pattern);
     const connection = await this.open();
     const start = options.after === undefined ? '-' : `(${options.after}`;
-    const entries = (await connection.xrange(keys.deadLetters(group), start, '+', 'COUNT', options.count ?? 100)) as Array<[string, string[]]>;
+    const dead = keys.deadLetters(group);
+    const entries = (await withPermissionCheck(() => connection.xrange(dead, start, '+', 'COUNT', options.count ?? 100), this.options.namespace, 'publisher', 'XRANGE', dead)) as Array<[string, string[]]>;
     return entries.map(([id, fields]) => decodeDeadLetter(id, fields));
   }
 
@@ -155,7 +166,7 @@ export class DurablePublisher {
     try {
       id = await connection.rbDurableReplay(keys.stream, keys.deadLetters(group), deadLetterId, group);
     } catch (cause) {
-      throw asConnectionError('replaying', cause);
+      throw this.failure('replaying', 'EVALSHA (the replay script)', keys.stream, cause);
     }
     if (id === null) throw new DeadLetterNotFoundError(pattern, group, deadLetterId);
     return id;
@@ -163,7 +174,9 @@ export class DurablePublisher {
 
   /** Trims `pattern`'s stream now by `durable.maxLength` / `durable.maxAge`, never past what a group still needs. */
   async trim(pattern: string): Promise<TrimResult> {
-    return trimStream(await this.open(), this.keysFor(pattern).stream, this.options.durable);
+    const connection = await this.open();
+    const { stream } = this.keysFor(pattern);
+    return withPermissionCheck(() => trimStream(connection, stream, this.options.durable), this.options.namespace, 'publisher', 'EVALSHA (the trim script)', stream);
   }
 
   /** The Redis keys of `pattern` (stream, dead letters…), for inspection with other tools. */
@@ -177,6 +190,12 @@ export class DurablePublisher {
     const connection = this.connection;
     this.connection = undefined;
     if (connection !== undefined) await closeDurableConnection(await connection.catch(() => undefined));
+  }
+
+  /** A permission refusal as `RedisPermissionError`, a Redis error as it is, anything else as a lost connection. */
+  private failure(what: string, sent: string, target: string, cause: unknown): Error {
+    if (cause instanceof RedisPermissionError) return cause;
+    return durablePermissionError(cause, this.options.namespace, 'publisher', sent, target) ?? asConnectionError(what, cause);
   }
 
   private open(): Promise<Redis & DurableScripts> {
