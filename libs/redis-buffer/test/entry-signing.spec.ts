@@ -58,3 +58,12 @@ describe('signed stream entries', () => {
     expect(handledMarkers(keys, 'g', 'job-1', signer)).toEqual([`rb:durable:{job}:handled-mac:g:${tag(NEW)}`, `rb:durable:{job}:handled-mac:g:${tag(OLD)}`]);
   });
 });
+
+describe('script calls', () => {
+  it('pass present optional keys only, counted, and never an empty key name', async () => {
+    const { keysThenArgs } = await import('../src/core/durable/durable-scripts.js');
+    expect(keysThenArgs(['s'], [undefined, 'm1', 'm2'], [1, 'a'])).toEqual([3, 's', 'm1', 'm2', 1, 'a']);
+    expect(keysThenArgs(['s'], [undefined], ['a'])).toEqual([1, 's', 'a']);
+    expect(() => keysThenArgs(['s'], [''], [])).toThrow(TypeError);
+  });
+});

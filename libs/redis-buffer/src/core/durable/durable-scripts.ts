@@ -63,5 +63,7 @@ export function withDurableScripts(redis: Redis): Redis & DurableScripts {
 /** Keys first, then the optional ones that are present, then the arguments: the call of a variable-keys script. */
 export function keysThenArgs(keys: readonly Key[], optional: ReadonlyArray<Key | undefined>, args: ReadonlyArray<string | number>): [number, ...Array<string | number>] {
   const present = [...keys, ...optional.filter((key): key is Key => key !== undefined)];
+  // An empty name would be refused by a key-restricted ACL user (and names no key): a bug, never sent.
+  if (present.some((key) => key.length === 0)) throw new TypeError('a durable script was given an empty key name');
   return [present.length, ...present, ...args];
 }
