@@ -28,8 +28,10 @@ export class EntryRunner {
     this.gate = gate;
   }
 
-  /** Starts handling an entry read (`claimed` false) or claimed from a stopped instance. */
-  /** `sizeInRedis`: set when the FETCH script found it over maxPayloadBytes and sent only its small fields. */
+  /**
+   * Starts handling an entry read (`claimed` false) or claimed from a stopped instance.
+   * `sizeInRedis`: set when the FETCH script found it over maxPayloadBytes and sent only its small fields.
+   */
   take(subscription: Subscription, id: string, fields: string[], claimed: boolean, leaseFrom = Date.now(), sizeInRedis?: number): void {
     const { context } = this;
     if (context.held.has(subscription, id)) return;
