@@ -32,9 +32,9 @@ export async function startConsumer(
   instanceId: string,
   specs: readonly ConsumerSpec[],
   durable: DurableOptions = {},
-  extra: { shutdownTimeout?: number } = {},
+  extra: { shutdownTimeout?: number; signingKey?: string | string[]; maxPayloadBytes?: number } = {},
 ): Promise<{ consumer: DurableConsumer; logger: MemoryLogger }> {
-  const options = resolveBufferOptions({ redis: redisUrl, namespace, instanceId, shutdownTimeout: extra.shutdownTimeout ?? 2000, durable });
+  const options = resolveBufferOptions({ redis: redisUrl, namespace, instanceId, shutdownTimeout: extra.shutdownTimeout ?? 2000, durable, signingKey: extra.signingKey, maxPayloadBytes: extra.maxPayloadBytes });
   const logger = new MemoryLogger();
   const consumer = new DurableConsumer(
     options,

@@ -57,6 +57,7 @@ export { DURABLE_ENTRY_VERSION } from './core/durable/durable-entry.js';
 export type { TrimResult } from './core/durable/retention.js';
 export type { StreamFeatures } from './core/durable/server-features.js';
 export { DurableKeys } from './core/durable/durable-keys.js';
+export { durableAclRule, type DurableSide } from './core/durable/durable-permissions.js';
 export {
   BufferError,
   BufferErrorCode,

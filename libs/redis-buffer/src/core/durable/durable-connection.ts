@@ -65,7 +65,8 @@ export class StreamWaiter {
 
   /**
    * Resolves when one of `streams` has an entry after its id in `lastIds` (same order), or after
-   * `blockMs`; rejects when Redis does.
+   * `blockMs`; rejects when Redis does. Only a wake-up: what XREAD returns is dropped unread (Redis
+   * has no ids-only read, so it returns one entry per stream, COUNT 1, whole), and FETCH reads.
    */
   async read(streams: readonly string[], lastIds: readonly string[], blockMs: number): Promise<void> {
     const bySlot = new Map<number, number[]>();
@@ -82,7 +83,7 @@ export class StreamWaiter {
         let wait = this.blocked.get(slot);
         if (wait === undefined) {
           const connection = await this.connection(slot);
-          const sent = connection.xread('BLOCK', blockMs, 'STREAMS', ...indexes.map((index) => streams[index]!), ...indexes.map((index) => lastIds[index]!));
+          const sent = connection.xread('COUNT', 1, 'BLOCK', blockMs, 'STREAMS', ...indexes.map((index) => streams[index]!), ...indexes.map((index) => lastIds[index]!));
           wait = sent;
           this.blocked.set(slot, sent);
           const forget = (): void => {

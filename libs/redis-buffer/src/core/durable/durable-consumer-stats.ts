@@ -31,6 +31,10 @@ export interface DurableConsumerStats {
   /** Attempts started after a failure. */
   retried: number;
   deadLettered: number;
+  /** Of `deadLettered`: entries over `maxPayloadBytes`, dead-lettered unread. */
+  oversized: number;
+  /** Of `deadLettered`, with `signingKey`: entries unsigned or with a signature no key verifies, dead-lettered unrun. */
+  forged: number;
   /** Entries acknowledged without running: their idempotency key had already succeeded in this group. */
   duplicates: number;
   /** Replayed entries meant for another group, acknowledged without running. */
@@ -58,6 +62,8 @@ export function emptyDurableConsumerStats(): DurableConsumerStats {
     failed: 0,
     retried: 0,
     deadLettered: 0,
+    oversized: 0,
+    forged: 0,
     duplicates: 0,
     skipped: 0,
     released: 0,

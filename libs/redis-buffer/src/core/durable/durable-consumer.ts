@@ -9,6 +9,8 @@ import { DurableKeys } from './durable-keys.js';
 import { DurableReader } from './durable-reader.js';
 import type { DurableScripts } from './durable-scripts.js';
 import { EntryRunner } from './entry-runner.js';
+import { EntrySigner } from './entry-signing.js';
+import { checkDurablePermissions, durablePermissionError, withPermissionCheck } from './durable-permissions.js';
 import { HeldEntries, sleep, type ConsumerContext, type DurableConsumerOptions, type Subscription } from './held-entries.js';
 import { KeyGate } from './key-gate.js';
 import { LeaseKeeper } from './lease-keeper.js';
@@ -75,11 +77,14 @@ export class DurableConsumer {
       stats: this.stats,
       logger,
       held: this.held,
+      signer: options.signingKeys.length === 0 ? undefined : new EntrySigner(options.signingKeys),
       command: () => this.command!,
       stopping: () => this.stopping,
       redisError: (what, error) => {
         this.stats.redisErrors++;
-        errors.warn(`Durable messaging: ${what} failed: ${(error as Error)?.message ?? String(error)}`);
+        // A permission refusal is reported as the typed error, with what to grant, never as a raw NOPERM.
+        const refused = durablePermissionError(error, options.namespace, 'consumer', `a durable script or command (${what})`, `${options.namespace}:durable:*`);
+        errors.warn(`Durable messaging: ${what} failed: ${refused === undefined ? ((error as Error)?.message ?? String(error)) : `${refused.name}: ${refused.message}`}`);
       },
     };
     this.runner = new EntryRunner(this.context);
@@ -117,15 +122,23 @@ export class DurableConsumer {
   async start(): Promise<void> {
     const connection = { redis: this.options.redis, cluster: this.options.cluster, connectTimeout: this.options.connectTimeout, offlineQueue: true };
     let turns: Redis | undefined;
+    const { namespace, durable } = this.options;
+    const first = this.subscriptions[0]?.keys.stream ?? `${namespace}:durable:*`;
+    // Every refusal of the start-up is a RedisPermissionError naming what to grant.
+    const permitted = <T>(sent: string, send: () => Promise<T>): Promise<T> => withPermissionCheck(send, namespace, 'consumer', sent, first);
     try {
       this.command = await openDurableConnection({ ...connection, connectionName: `rb-durable:${this.consumerName}` });
-      this.command.on('ready', () => this.leases.onReconnected());
+      const command = this.command;
+      await checkDurablePermissions(command, namespace, 'consumer', this.consumerName, this.subscriptions, durable.maxLength > 0 || durable.maxAge !== undefined);
+      command.on('ready', () => this.leases.onReconnected());
       this.blocking = await StreamWaiter.open({ ...connection, connectionName: `rb-durable-read:${this.consumerName}` });
       turns = await openDurableConnection({ ...connection, connectionName: `rb-durable-turns:${this.consumerName}` });
-      await this.gate.open(turns, this.subscriptions);
-      this.reader = new DurableReader(this.context, this.subscriptions, this.blocking, () => this.room(), (subscription, id, fields, fetchedAt) => this.runner.take(subscription, id, fields, false, fetchedAt));
-      await this.reader.ensureGroups();
-      await this.reader.checkSettings();
+      const subscriber = turns;
+      await permitted('SUBSCRIBE', () => this.gate.open(subscriber, this.subscriptions));
+      const reader = new DurableReader(this.context, this.subscriptions, this.blocking, () => this.room(), (subscription, id, fields, fetchedAt, sizeInRedis) => this.runner.take(subscription, id, fields, false, fetchedAt, sizeInRedis));
+      this.reader = reader;
+      await permitted('XGROUP CREATE', () => reader.ensureGroups());
+      await permitted('HGETALL / HSET (the settings hash)', () => reader.checkSettings());
     } catch (error) {
       // Leave no connection retrying behind a failed start: the process must be able to exit.
       this.command?.disconnect();
@@ -133,7 +146,6 @@ export class DurableConsumer {
       turns?.disconnect();
       throw error;
     }
-    const { durable } = this.options;
     this.intervals.push(setInterval(() => void this.leases.claimAll(), durable.claimInterval));
     this.intervals.push(setInterval(() => void this.leases.renewAll(), Math.max(10, Math.floor(durable.claimIdle / 3))));
     this.intervals.push(setInterval(() => void this.sampler.sample(), Math.max(MIN_SAMPLE_MS, durable.claimInterval)));

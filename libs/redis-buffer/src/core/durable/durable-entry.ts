@@ -15,6 +15,8 @@ import { ENVELOPE_LIMITS, validateHeaders, type BufferHeaders } from '../wire/en
  * | `from`    | no       | publisher's instance id                                       |
  * | `at`      | no       | publication time, ms since the epoch                          |
  * | `group`   | no       | only this group handles it (a replayed dead letter); others acknowledge it unrun |
+ * | `sig`     | with `signingKey` | the entry's signature (see entry-signing.ts)          |
+ * | `oversized` | —      | only in a dead letter of an entry over `maxPayloadBytes`: its size; such an entry is never run |
  */
 export const DURABLE_ENTRY_VERSION = '1';
 
@@ -22,6 +24,32 @@ export const DURABLE_ENTRY_VERSION = '1';
 export const DURABLE_LIMITS = {
   keyLength: 256,
 } as const;
+
+/**
+ * What a consumer keeps of an entry over `maxPayloadBytes` (the FETCH script keeps the same, in
+ * Redis, so the entry never crosses the network): these fields, the first of each, when their value
+ * is at most OVERSIZED_KEPT_VALUE_BYTES, followed by `oversized` = the entry's size. Data, headers,
+ * signature and anything else are dropped.
+ */
+export const OVERSIZED_KEPT_FIELDS = ['v', 'pattern', 'key', 'idem', 'from', 'at', 'group'] as const;
+export const OVERSIZED_KEPT_VALUE_BYTES = 1024;
+
+/** An entry's size as `maxPayloadBytes` counts it: the UTF-8 bytes of every field name and value (the publisher and the FETCH script count the same). */
+export function entrySize(fields: readonly string[]): number {
+  return fields.reduce((sum, field) => sum + Buffer.byteLength(field, 'utf8'), 0);
+}
+
+/** The fields kept of an oversized entry (see OVERSIZED_KEPT_FIELDS). */
+export function oversizedFields(fields: readonly string[], size: number): string[] {
+  const record = fieldsToRecord(fields);
+  const kept: string[] = [];
+  for (const name of OVERSIZED_KEPT_FIELDS) {
+    const value = record[name];
+    if (value !== undefined && Buffer.byteLength(value, 'utf8') <= OVERSIZED_KEPT_VALUE_BYTES) kept.push(name, value);
+  }
+  kept.push('oversized', String(size));
+  return kept;
+}
 
 export interface DurableEntry {
   readonly pattern: string;
@@ -90,6 +118,7 @@ export function fieldsToRecord(fields: readonly string[]): Record<string, string
 export function decodeEntry(fields: readonly string[]): DurableEntry | string {
   const record = fieldsToRecord(fields);
   if (record.v !== DURABLE_ENTRY_VERSION) return `unsupported entry version ${JSON.stringify(record.v)} (this library reads ${DURABLE_ENTRY_VERSION})`;
+  if (record.oversized !== undefined) return `it was over "maxPayloadBytes" (${record.oversized} bytes) and only its small fields were kept: it cannot run again; publish its data anew`;
   const pattern = record.pattern;
   if (!isPattern(pattern)) return '"pattern" must be a non-empty string without "{" or "}"';
   let data: unknown;

@@ -9,8 +9,11 @@
  * | `<ns>:durable:{<pattern>}:dead:<group>`      | stream | the group's dead letters                        |
  * | `<ns>:durable:{<pattern>}:published:<idem>`  | string | id of the entry published with that idempotency key |
  * | `<ns>:durable:{<pattern>}:handled:<group>:<idem>` | string | `done`, or the lease of the run in progress |
+ * | `<ns>:durable:{<pattern>}:published-mac:<tag>` | string | with `signingKey`: `published:` named after a MAC of the idempotency key (see entry-signing.ts) |
+ * | `<ns>:durable:{<pattern>}:handled-mac:<group>:<tag>` | string | with `signingKey`: `handled:` named the same way |
  * | `<ns>:durable:{<pattern>}:order:<group>`      | sorted set | the group's unacknowledged entries that have a key, by key then id (see scripts/order-member.lua.ts) |
  * | `<ns>:durable:{<pattern>}:attempts:<group>`  | hash   | entry id → handler runs started, for unacknowledged entries |
+ * | `<ns>:durable:{<pattern>}:permission-probe`  | string | never written: the start-up permission check sends its string commands for it (see durable-permissions.ts) |
  * | `<ns>:durable:{<pattern>}:settings`          | hash   | the shared durable options the last consumer started with (see durable-settings.ts) |
  *
  * and one pub/sub channel, `<ns>:durable:{<pattern>}:turn:<group>`: a key whose next entry may start now.
@@ -41,6 +44,16 @@ export class DurableKeys {
     return `${this.base}:handled:${group}:${idempotencyKey}`;
   }
 
+  /** With `signingKey`: the published marker of the idempotency key whose MAC is `tag` (see entry-signing.ts). */
+  signedPublished(tag: string): string {
+    return `${this.base}:published-mac:${tag}`;
+  }
+
+  /** With `signingKey`: the group's handled marker of the idempotency key whose MAC is `tag`. */
+  signedHandled(group: string, tag: string): string {
+    return `${this.base}:handled-mac:${group}:${tag}`;
+  }
+
   /** Pub/sub channel on which acknowledgements announce that an entry's key has a next entry waiting. */
   turnChannel(group: string): string {
     return `${this.base}:turn:${group}`;
@@ -49,6 +62,11 @@ export class DurableKeys {
   /** The shared durable options recorded by the consumers (see durable-settings.ts). */
   get settings(): string {
     return `${this.base}:settings`;
+  }
+
+  /** Never written: the key the start-up permission check tries its string commands on. */
+  get permissionProbe(): string {
+    return `${this.base}:permission-probe`;
   }
 
   attempts(group: string): string {

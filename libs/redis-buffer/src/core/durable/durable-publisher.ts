@@ -7,7 +7,10 @@ import { InvalidOptionsError } from '../errors/invalid-options.error.js';
 import { PayloadTooLargeError } from '../errors/payload-too-large.error.js';
 import { decodeDeadLetter, type DeadLetter } from './dead-letter.js';
 import { closeDurableConnection, openDurableConnection } from './durable-connection.js';
-import { DURABLE_LIMITS, encodeEntry, isPattern } from './durable-entry.js';
+import { DURABLE_LIMITS, encodeEntry, entrySize, isPattern } from './durable-entry.js';
+import { EntrySigner, publishedMarkers } from './entry-signing.js';
+import { checkDurablePermissions, durablePermissionError, withPermissionCheck } from './durable-permissions.js';
+import { RedisPermissionError } from '../errors/redis-permission.error.js';
 import { DurableKeys } from './durable-keys.js';
 import { checkDurablePublishOptions, type DurablePublishOptions, type ResolvedDurableOptions } from './durable-options.js';
 import { keysThenArgs, type DurableScripts } from './durable-scripts.js';
@@ -18,7 +21,7 @@ import type { BufferLogger } from '../logger.js';
 import { BufferTelemetry } from '../telemetry/telemetry.js';
 
 /** What the publisher needs of the module options. */
-export type DurablePublisherOptions = Pick<ResolvedBufferOptions, 'redis' | 'cluster' | 'namespace' | 'instanceId' | 'connectTimeout' | 'timeout' | 'maxPayloadBytes'> & {
+export type DurablePublisherOptions = Pick<ResolvedBufferOptions, 'redis' | 'cluster' | 'namespace' | 'instanceId' | 'connectTimeout' | 'timeout' | 'maxPayloadBytes' | 'signingKeys'> & {
   readonly durable: ResolvedDurableOptions;
 };
 
@@ -32,13 +35,19 @@ export class DurablePublisher {
   private closed = false;
   /** Patterns whose recorded settings were compared with this publisher's (once each). */
   private readonly checked = new Set<string>();
+  /** Patterns whose permissions this publisher's Redis user was checked for (once each, at their first publish). */
+  private readonly permitted = new Set<string>();
+  /** Signs entries and names idempotency markers; undefined when signing is off. */
+  private readonly signer: EntrySigner | undefined;
 
   constructor(
     private readonly options: DurablePublisherOptions,
     private readonly telemetry: BufferTelemetry = new BufferTelemetry('client', options.namespace, options.instanceId),
     /** Where a difference between this publisher's durable options and the consumers' is reported. */
     private readonly logger?: BufferLogger,
-  ) {}
+  ) {
+    this.signer = options.signingKeys.length === 0 ? undefined : new EntrySigner(options.signingKeys);
+  }
 
   /**
    * Appends an entry to `pattern`'s stream and resolves with its id once Redis has accepted it (with
@@ -76,7 +85,7 @@ export class DurablePublisher {
   }
 
   private async append(keys: DurableKeys, pattern: string, data: unknown, headers: Readonly<Record<string, string>>, key: string | undefined, idempotencyKey: string | undefined): Promise<string> {
-    const fields = encodeEntry({
+    const unsigned = encodeEntry({
       pattern,
       dataJson: JSON.stringify(data),
       headers,
@@ -85,20 +94,28 @@ export class DurablePublisher {
       from: this.options.instanceId,
       publishedAt: Date.now(),
     });
-    const size = fields.reduce((sum, field) => sum + Buffer.byteLength(field), 0);
+    const fields = this.signer === undefined ? unsigned : this.signer.sign(keys.stream, unsigned);
+    // The consumers refuse, unread, an entry over their maxPayloadBytes counted the same way.
+    const size = entrySize(fields);
     if (size > this.options.maxPayloadBytes) throw new PayloadTooLargeError(size, this.options.maxPayloadBytes, 'durable entry');
     const connection = await this.open();
     try {
-      const published = idempotencyKey === undefined ? undefined : keys.published(idempotencyKey);
+      const published = idempotencyKey === undefined ? [] : publishedMarkers(keys, idempotencyKey, this.signer);
       if (!this.checked.has(pattern)) {
         this.checked.add(pattern);
         // Reported, never in the way: a publish does not wait for it nor fail with it.
         void checkSettings(connection, keys.settings, pattern, this.options.durable, this.options.instanceId, this.logger, 'publisher').catch(() => this.checked.delete(pattern));
       }
-      const [id] = await connection.rbDurablePublish(...keysThenArgs([keys.stream], [published], [this.options.durable.idempotencyWindow, ...fields]));
+      if (!this.permitted.has(pattern)) {
+        // Fails the first publish of a pattern at once, naming what the Redis user lacks, rather
+        // than only after a script flush (EVAL) or at a later command.
+        await checkDurablePermissions(connection, this.options.namespace, 'publisher', this.options.instanceId, [{ keys }], false);
+        this.permitted.add(pattern);
+      }
+      const [id] = await connection.rbDurablePublish(...keysThenArgs([keys.stream], published, [this.options.durable.idempotencyWindow, ...fields]));
       return id;
     } catch (cause) {
-      throw asConnectionError('publishing', cause);
+      throw this.failure('publishing', 'EVALSHA (the publish script)', keys.stream, cause);
     }
   }
 
@@ -110,7 +127,8 @@ export class DurablePublisher {
     const keys = this.keysFor(pattern);
     const connection = await this.open();
     const start = options.after === undefined ? '-' : `(${options.after}`;
-    const entries = (await connection.xrange(keys.deadLetters(group), start, '+', 'COUNT', options.count ?? 100)) as Array<[string, string[]]>;
+    const dead = keys.deadLetters(group);
+    const entries = (await withPermissionCheck(() => connection.xrange(dead, start, '+', 'COUNT', options.count ?? 100), this.options.namespace, 'publisher', 'XRANGE', dead)) as Array<[string, string[]]>;
     return entries.map(([id, fields]) => decodeDeadLetter(id, fields));
   }
 
@@ -149,7 +167,7 @@ export class DurablePublisher {
     try {
       id = await connection.rbDurableReplay(keys.stream, keys.deadLetters(group), deadLetterId, group);
     } catch (cause) {
-      throw asConnectionError('replaying', cause);
+      throw this.failure('replaying', 'EVALSHA (the replay script)', keys.stream, cause);
     }
     if (id === null) throw new DeadLetterNotFoundError(pattern, group, deadLetterId);
     return id;
@@ -157,7 +175,9 @@ export class DurablePublisher {
 
   /** Trims `pattern`'s stream now by `durable.maxLength` / `durable.maxAge`, never past what a group still needs. */
   async trim(pattern: string): Promise<TrimResult> {
-    return trimStream(await this.open(), this.keysFor(pattern).stream, this.options.durable);
+    const connection = await this.open();
+    const { stream } = this.keysFor(pattern);
+    return withPermissionCheck(() => trimStream(connection, stream, this.options.durable), this.options.namespace, 'publisher', 'EVALSHA (the trim script)', stream);
   }
 
   /**
@@ -179,6 +199,12 @@ export class DurablePublisher {
     const connection = this.connection;
     this.connection = undefined;
     if (connection !== undefined) await closeDurableConnection(await connection.catch(() => undefined));
+  }
+
+  /** A permission refusal as `RedisPermissionError`, a Redis error as it is, anything else as a lost connection. */
+  private failure(what: string, sent: string, target: string, cause: unknown): Error {
+    if (cause instanceof RedisPermissionError) return cause;
+    return durablePermissionError(cause, this.options.namespace, 'publisher', sent, target) ?? asConnectionError(what, cause);
   }
 
   private open(): Promise<Redis & DurableScripts> {

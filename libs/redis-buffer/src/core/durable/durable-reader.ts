@@ -28,7 +28,8 @@ export class DurableReader {
     /** Entries the reader may fetch now (0: full). */
     private readonly room: () => number,
     /** `fetchedAt`: when the FETCH that read it was sent. */
-    private readonly take: (subscription: Subscription, id: string, fields: string[], fetchedAt: number) => void,
+    /** `sizeInRedis`: set for an entry over maxPayloadBytes, of which FETCH sent only the small fields. */
+    private readonly take: (subscription: Subscription, id: string, fields: string[], fetchedAt: number, sizeInRedis: number | undefined) => void,
   ) {
     // An entry let go frees room: read again if the loop waits for that.
     context.held.onFinish(() => this.wakeUp());
@@ -92,11 +93,11 @@ export class DurableReader {
           const { keys, group } = subscription;
           this.state = 'fetching';
           const fetchedAt = Date.now();
-          const [entries, last] = await context.command().rbDurableFetch(keys.stream, keys.attempts(group), keys.order(group), group, context.name, room);
+          const [entries, last] = await context.command().rbDurableFetch(keys.stream, keys.attempts(group), keys.order(group), group, context.name, room, context.options.maxPayloadBytes);
           this.lastSeen.set(keys.stream, last);
           context.stats.received += entries.length;
           fetched += entries.length;
-          for (const [id, fields] of entries) this.take(subscription, id, fields, fetchedAt);
+          for (const [id, fields, sizeInRedis] of entries) this.take(subscription, id, fields, fetchedAt, sizeInRedis);
         }
         first++;
         if (fetched === 0 && !context.stopping()) {

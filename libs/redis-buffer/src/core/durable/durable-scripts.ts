@@ -26,7 +26,8 @@ type Key = string;
 /** The raw script commands ioredis defines on a connection (EVALSHA, falling back to EVAL after a restart). */
 export interface DurableScripts {
   rbDurablePublish(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<[string, number]>;
-  rbDurableFetch(stream: Key, attempts: Key, order: Key, group: string, consumer: string, count: number): Promise<[Array<[string, string[]]>, string]>;
+  /** Each entry is [id, fields], or [id, kept fields, size] when it is over the max bytes. */
+  rbDurableFetch(stream: Key, attempts: Key, order: Key, group: string, consumer: string, count: number, maxBytes: number): Promise<[Array<[string, string[], number?]>, string]>;
   rbDurableBegin(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<[BeginDecision, number, string?, string[]?]>;
   rbDurableAck(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<number>;
   rbDurableDeadLetter(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<string | null>;
@@ -65,5 +66,7 @@ export function withDurableScripts(redis: Redis): Redis & DurableScripts {
 /** Keys first, then the optional ones that are present, then the arguments: the call of a variable-keys script. */
 export function keysThenArgs(keys: readonly Key[], optional: ReadonlyArray<Key | undefined>, args: ReadonlyArray<string | number>): [number, ...Array<string | number>] {
   const present = [...keys, ...optional.filter((key): key is Key => key !== undefined)];
+  // An empty name would be refused by a key-restricted ACL user (and names no key): a bug, never sent.
+  if (present.some((key) => key.length === 0)) throw new TypeError('a durable script was given an empty key name');
   return [present.length, ...present, ...args];
 }

@@ -1,7 +1,9 @@
 import { BufferErrorCode } from '../errors/buffer.error.js';
 import { encodeDeadLetter } from './dead-letter.js';
 import type { DurableDelivery } from './durable-delivery.js';
-import { decodeEntry, type DurableEntry } from './durable-entry.js';
+import type { DurableEntry } from './durable-entry.js';
+import { admitEntry } from './entry-admission.js';
+import { handledMarkers } from './entry-signing.js';
 import { retryDelayAfter } from './durable-options.js';
 import { keysThenArgs } from './durable-scripts.js';
 import { handledKeyOf, keyOf, type ConsumerContext, type Held, type Subscription } from './held-entries.js';
@@ -26,14 +28,22 @@ export class EntryRunner {
     this.gate = gate;
   }
 
-  /** Starts handling an entry read (`claimed` false) or claimed from a stopped instance. */
-  take(subscription: Subscription, id: string, fields: string[], claimed: boolean, leaseFrom = Date.now()): void {
-    if (this.context.held.has(subscription, id)) return;
+  /**
+   * Starts handling an entry read (`claimed` false) or claimed from a stopped instance.
+   * `sizeInRedis`: set when the FETCH script found it over maxPayloadBytes and sent only its small fields.
+   */
+  take(subscription: Subscription, id: string, fields: string[], claimed: boolean, leaseFrom = Date.now(), sizeInRedis?: number): void {
+    const { context } = this;
+    if (context.held.has(subscription, id)) return;
+    const admitted = admitEntry(subscription.keys.stream, fields, context.options.maxPayloadBytes, context.signer, sizeInRedis);
+    const { entry } = admitted;
     const held: Held = {
       subscription,
       id,
-      fields,
-      entry: decodeEntry(fields),
+      fields: admitted.fields,
+      entry,
+      refusal: admitted.refusal,
+      handled: typeof entry === 'string' || entry.idempotencyKey === undefined ? undefined : handledMarkers(subscription.keys, subscription.group, entry.idempotencyKey, context.signer),
       token: `${this.context.name}/${id}`,
       attempt: 0,
       suspect: claimed,
@@ -70,7 +80,8 @@ export class EntryRunner {
       // this handler was not written for it.
       if (typeof entry === 'string' || entry.pattern !== subscription.pattern) {
         const problem = typeof entry === 'string' ? entry : `it names pattern ${JSON.stringify(entry.pattern)}, not its stream's`;
-        return await this.deadLetter(held, { code: BufferErrorCode.BadEntry, message: `Entry ${held.id} of "${subscription.pattern}" cannot be run: ${problem}. See docs/protocol.md.` });
+        const reason = held.refusal ?? 'malformed';
+        return await this.deadLetter(held, { code: BufferErrorCode.BadEntry, reason, message: `Entry ${held.id} of "${subscription.pattern}" cannot be run (${reason}): ${problem}. See docs/protocol.md.` });
       }
       if (entry.group !== undefined && entry.group !== subscription.group) {
         await this.ack(held, false);
@@ -154,7 +165,7 @@ export class EntryRunner {
     return this.context.command().rbDurableBegin(
       ...keysThenArgs(
         [keys.stream, keys.attempts(group), keys.order(group)],
-        [handledKeyOf(held)],
+        held.handled ?? [],
         [group, held.id, entry.key ?? '', held.token, this.context.options.durable.claimIdle, options.maxAttempts, isolateFrom, this.context.name, held.staleAttempt ?? ''],
       ),
     );
@@ -243,6 +254,8 @@ export class EntryRunner {
     );
     if (id !== null) {
       context.stats.deadLettered++;
+      if (held.refusal === 'oversized') context.stats.oversized++;
+      else if (held.refusal === 'unsigned' || held.refusal === 'forged') context.stats.forged++;
       held.subscription.deadLettered++;
       const reason = (error as { code?: unknown } | null)?.code === BufferErrorCode.BadEntry ? `unrun: ${(error as { message: string }).message}` : `after ${held.attempt} attempts.`;
       context.logger.warn(`Entry ${held.id} of "${held.subscription.pattern}" moved to the dead-letter stream of group "${group}" ${reason}`);

@@ -4,11 +4,13 @@ import type { ResolvedBufferOptions } from '../options.js';
 import type { DurableConsumerStats } from './durable-consumer-stats.js';
 import type { DurableSubscription } from './durable-delivery.js';
 import type { DurableEntry } from './durable-entry.js';
+import type { EntryRefusal } from './entry-admission.js';
+import type { EntrySigner } from './entry-signing.js';
 import type { DurableKeys } from './durable-keys.js';
 import type { ResolvedDurableOptions } from './durable-options.js';
 import type { DurableScripts } from './durable-scripts.js';
 
-export type DurableConsumerOptions = Pick<ResolvedBufferOptions, 'redis' | 'cluster' | 'namespace' | 'instanceId' | 'connectTimeout' | 'shutdownTimeout'> & {
+export type DurableConsumerOptions = Pick<ResolvedBufferOptions, 'redis' | 'cluster' | 'namespace' | 'instanceId' | 'connectTimeout' | 'shutdownTimeout' | 'maxPayloadBytes' | 'signingKeys'> & {
   readonly durable: ResolvedDurableOptions;
 };
 
@@ -29,6 +31,10 @@ export interface Held {
   readonly id: string;
   readonly fields: string[];
   readonly entry: DurableEntry | string;
+  /** Why it may not run (set when `entry` is a reason): it is dead-lettered unrun and counted. */
+  readonly refusal: EntryRefusal | undefined;
+  /** Its handled markers in the group when it has an idempotency key: the one written first, then the other signing keys' (see entry-signing.ts). */
+  readonly handled: readonly string[] | undefined;
   /** Lease token of the idempotency key: unique to this entry on this instance. */
   readonly token: string;
   /** Handler runs started, this one included (counted in Redis, across instances). */
@@ -59,6 +65,8 @@ export interface ConsumerContext {
   readonly stats: DurableConsumerStats;
   readonly logger: BufferLogger;
   readonly held: HeldEntries;
+  /** Signs and verifies entries and names idempotency markers; undefined when signing is off. */
+  readonly signer: EntrySigner | undefined;
   /** The command connection (scripts defined); only called once started. */
   command(): Redis & DurableScripts;
   stopping(): boolean;
@@ -111,10 +119,9 @@ export function keyOf(held: Held): string | undefined {
   return typeof held.entry === 'string' ? undefined : held.entry.key;
 }
 
-/** The entry's handled marker in its group, or undefined when it has no idempotency key. */
+/** The entry's handled marker in its group (the one this consumer writes), or undefined when it has no idempotency key. */
 export function handledKeyOf(held: Held): string | undefined {
-  const idempotencyKey = typeof held.entry === 'string' ? undefined : held.entry.idempotencyKey;
-  return idempotencyKey === undefined ? undefined : held.subscription.keys.handled(held.subscription.group, idempotencyKey);
+  return held.handled?.[0];
 }
 
 export function groupBySubscription(entries: readonly Held[]): Map<Subscription, Held[]> {

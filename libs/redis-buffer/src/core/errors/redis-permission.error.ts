@@ -2,7 +2,8 @@ import { BufferError, BufferErrorCode } from './buffer.error.js';
 
 /**
  * Redis refused a command for lack of permission (an ACL user without access to this namespace's
- * channels, `NOPERM`). Retrying does not help; the Redis user's ACL or the `namespace` must change.
+ * channels or durable keys, `NOPERM`). Retrying does not help; the Redis user's ACL or the
+ * `namespace` must change. `channels` names the channels, or for durable messaging the keys, refused.
  */
 export class RedisPermissionError extends BufferError {
   readonly code = BufferErrorCode.RedisPermission;
@@ -10,11 +11,12 @@ export class RedisPermissionError extends BufferError {
   constructor(
     readonly command: string,
     readonly channels: readonly string[],
-    options?: { cause?: unknown },
+    /** `fix`: what to grant, when it is not the pub/sub rule (durable messaging's commands and keys). */
+    options?: { cause?: unknown; fix?: string },
   ) {
     super(
-      `Redis refused ${command} on ${channels.map((c) => `"${c}"`).join(', ')} (${(options?.cause as Error)?.message ?? 'no permission'}): grant the Redis user the namespace's channels (ACL SETUSER <user> &<namespace>:* +@pubsub +ping +info +hello +auth +client|setname +quit), or use the namespace it was granted.`,
-      options,
+      `Redis refused ${command} on ${channels.map((c) => `"${c}"`).join(', ')} (${(options?.cause as Error)?.message ?? 'no permission'}): ${options?.fix ?? "grant the Redis user the namespace's channels (ACL SETUSER <user> &<namespace>:* +@pubsub +ping +info +hello +auth +client|setname +quit), or use the namespace it was granted."}`,
+      options?.cause === undefined ? undefined : { cause: options.cause },
     );
   }
 }

@@ -43,7 +43,24 @@ export class MessageSigner {
 
   /** Wraps an encoded message (envelope or batch) bound for `channel`. */
   seal(channel: string, body: string): string {
-    return `${SIGNED_PREFIX}${this.mac(this.keys[0]!, channel, body).toString('hex')}${BODY_KEY}${body}}`;
+    return `${SIGNED_PREFIX}${this.sign(channel, body)}${BODY_KEY}${body}}`;
+  }
+
+  /** The signature of `body` bound to `channel` (a channel, or a stream's key): 64 lowercase hex digits, made with the first key. */
+  sign(channel: string, body: string): string {
+    return this.mac(this.keys[0]!, channel, body).toString('hex');
+  }
+
+  /** The signature of `body` under each key, the signing key first (what a receiver in the middle of a rotation may meet). */
+  signatures(channel: string, body: string): string[] {
+    return this.keys.map((key) => this.mac(key, channel, body).toString('hex'));
+  }
+
+  /** Whether `sig` signs `body` for `channel` with any of the keys. */
+  verify(channel: string, body: string, sig: string): boolean {
+    if (!HEX.test(sig)) return false;
+    const given = Buffer.from(sig, 'hex');
+    return this.keys.some((key) => timingSafeEqual(given, this.mac(key, channel, body)));
   }
 
   /** Returns the body of a correctly signed message for `channel`, or why it was refused. */
@@ -59,11 +76,7 @@ export class MessageSigner {
     const sig = message.slice(SIGNED_PREFIX.length, SIGNED_PREFIX.length + SIG_HEX_LENGTH);
     if (!HEX.test(sig)) return { failure: 'forged' };
     const body = message.slice(BODY_START, -1);
-    const given = Buffer.from(sig, 'hex');
-    for (const key of this.keys) {
-      if (timingSafeEqual(given, this.mac(key, channel, body))) return { body };
-    }
-    return { failure: 'forged' };
+    return this.verify(channel, body, sig) ? { body } : { failure: 'forged' };
   }
 
   private mac(key: Buffer, channel: string, body: string): Buffer {

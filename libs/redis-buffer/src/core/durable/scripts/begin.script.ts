@@ -8,6 +8,7 @@ import { OWNER_LUA } from './owner.lua.js';
  * KEYS[2] the group's attempts hash
  * KEYS[3] the group's order index
  * KEYS[4] the entry's handled marker (only when it has an idempotency key)
+ * KEYS[5..] with `signingKey` rotating: its handled markers under the other keys ('done' is honoured, never written)
  * ARGV[1] group; ARGV[2] entry id; ARGV[3] the entry's key ('' for none); ARGV[4] lease token;
  * ARGV[5] lease ms (also the claim idle time); ARGV[6] max attempts; ARGV[7] isolation threshold
  * (0: off); ARGV[8] consumer; ARGV[9] the attempt of a grant this consumer never acted on
@@ -48,6 +49,9 @@ if key ~= '' then
     end
     redis.call('ZREM', KEYS[3], orderMember(key, head))
   end
+end
+for i = 5, #KEYS do
+  if redis.call('GET', KEYS[i]) == 'done' then return {'done', 0} end
 end
 if #KEYS >= 4 then
   local value = redis.call('GET', KEYS[4])

@@ -3,6 +3,7 @@
  *
  * KEYS[1] stream
  * KEYS[2] published marker of the idempotency key (only when the entry has one)
+ * KEYS[3..] with `signingKey` rotating: the key's markers under the other keys, checked, never written
  * ARGV[1] window ms; ARGV[2..] the entry's field-value list
  *
  * Returns [id, 1 if an entry with that idempotency key already existed (its id), else 0].
@@ -10,8 +11,8 @@
  * key add one entry.
  */
 export const PUBLISH_SCRIPT = `
-if #KEYS >= 2 then
-  local existing = redis.call('GET', KEYS[2])
+for i = 2, #KEYS do
+  local existing = redis.call('GET', KEYS[i])
   if existing then return {existing, 1} end
 end
 local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
