@@ -493,10 +493,12 @@ describe('durable messaging (core)', () => {
         // The server says 7.x; the connection is told it has 8.2's XTRIM ACKED, as after a failover
         // to an older node: the ACKED script fails on the real server and the trim must still happen.
         assumeStreamFeatures(connection, { version: '8.2.0', trimAcked: true, idempotentAdd: false, nack: false });
-        await consume('c1', [{ pattern: 'fallback', group: 'g', run: async () => undefined }]);
+        const consumer = await consume('c1', [{ pattern: 'fallback', group: 'g', run: async () => undefined }]);
         for (let n = 0; n < 20; n++) await client.durable.publish('fallback', n);
         const stream = client.durable.keysFor('fallback').stream;
         await waitFor('all acknowledged', async () => ((await raw.xinfo('GROUPS', stream)) as unknown[][]).every((g) => g[5] === 0 && g[7] !== '0-0'));
+        // Nothing else may run a script while they are counted.
+        await consumer.close();
         const before = await scriptCalls();
         const result = await trimStream(connection, stream, { maxLength: 5, maxAge: undefined, approximateTrim: false });
         expect(result).toMatchObject({ trimmed: 15, heldBackByUnacknowledged: false });
