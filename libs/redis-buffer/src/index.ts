@@ -66,6 +66,7 @@ export {
   InvalidOptionsError,
   TooManyRequestsError,
   RedisPermissionError,
+  RedisTlsError,
   DuplicateInstanceError,
   CallbackError,
   InstancesMissingError,
