@@ -176,11 +176,12 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
     if (this.state.current !== 'connected' || publisher === undefined || owner === undefined) {
       throw new ConnectionLostError(`cannot check permissions while the connection is ${this.state.current}`);
     }
-    // CLUSTER SLOTS and CLUSTER INFO were checked while connecting; the subscriber connections
-    // PING when they confirm their subscriptions.
+    // CLUSTER SLOTS and CLUSTER INFO were checked while connecting.
     await runPermissionProbes(
       [
-        { command: 'SPUBLISH', channels: [probeChannel], run: () => publisher.spublish(probeChannel, 'probe') },
+        // On the owner's own node connection, which queues until it is connected (the Cluster's
+        // offline queue is off, and a node may still be connecting just after "connected").
+        { command: 'SPUBLISH', channels: [probeChannel], run: () => owner.spublish(probeChannel, 'probe') },
         { command: 'PING', channels: [], run: () => owner.ping() },
         ...(needs.countSubscribers ? [{ command: 'PUBSUB SHARDNUMSUB', channels: [probeChannel], run: () => owner.call('PUBSUB', 'SHARDNUMSUB', probeChannel) }] : []),
         // Unsubscribing a channel the connection does not hold changes nothing.
@@ -237,11 +238,14 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
       if (!current()) return;
       this.place();
       // The Cluster's ready check (CLUSTER INFO) swallows its error and reconnects forever: asked
-      // once here (CLUSTER commands are served before the Cluster is ready) to name a refusal.
+      // once here, on a node connection (which queues until connected), to name a refusal.
       if (!this.state.everConnected && !readyCheckProbed && connections.clusterOptions.enableReadyCheck !== false) {
         readyCheckProbed = true;
-        publisher.cluster('INFO').catch((error: Error) => {
+        const node = publisher.nodes('master')[0] ?? publisher.nodes()[0];
+        node?.call('CLUSTER', 'INFO').catch((error: Error) => {
           if (/^NOPERM\b/.test(error.message)) failAtStart(new RedisPermissionError('CLUSTER INFO', [], { cause: error }));
+          // The node connection closed under it (the Cluster reconnects after a failed check): asked again on the next refresh.
+          else readyCheckProbed = false;
         });
       }
     });
@@ -335,6 +339,8 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
     let shard = this.shards.get(node);
     if (shard === undefined) {
       const connection = this.options.connections.node(node, `${this.options.connectionName}:sub`, {
+        // No INFO ready check (see open()).
+        ...(this.options.connections.readyCheckChosen ? {} : { enableReadyCheck: false }),
         autoResendUnfulfilledCommands: false,
         // The ShardSubscriber re-subscribes itself, per slot, and confirms it.
         autoResubscribe: false,

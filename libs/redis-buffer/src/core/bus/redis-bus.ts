@@ -146,8 +146,12 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
       throw new ConnectionLostError(`cannot check permissions while the connection is ${this.state.current}`);
     }
     // PING needs no probe: "connected" waited for the subscriber's PING, and a refused one fails connect().
+    const { connections } = this.options;
     await runPermissionProbes(
       [
+        // Through Sentinel, ioredis checks with INFO that the server it was sent to is the master;
+        // refused, it skips that check (and warns on the console): a demoted master would go unnoticed.
+        ...(connections.viaSentinel && publisher.options.enableReadyCheck !== false ? [{ command: 'INFO', channels: [], run: () => publisher.info('replication') }] : []),
         { command: 'PUBLISH', channels: [probeChannel], run: () => publisher.publish(probeChannel, 'probe') },
         ...(needs.countSubscribers ? [{ command: 'PUBSUB NUMSUB', channels: [probeChannel], run: () => publisher.call('PUBSUB', 'NUMSUB', probeChannel) }] : []),
         // Unsubscribing a channel the connection does not hold changes nothing.
