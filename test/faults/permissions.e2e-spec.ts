@@ -97,6 +97,8 @@ describe('Redis ACL: least privilege, and every missing permission named at star
       await expect(raw.call('CLIENT', 'LIST')).rejects.toThrow(/NOPERM/);
       await expect(raw.call('KEYS', '*')).rejects.toThrow(/NOPERM/);
       expect(await raw.publish(`${NS}:probe`, 'x')).toBe(0);
+      // What stays visible, as the README says: the subscriber count of a channel name one already knows.
+      expect(await raw.call('PUBSUB', 'NUMSUB', 'other:req:echo')).toEqual(['other:req:echo', 0]);
     } finally {
       raw.disconnect();
     }
