@@ -78,7 +78,7 @@ describe('TLS failures say so', () => {
   const cases: Array<[name: string, redis: () => BufferOptions['redis'], tlsCode: string, says: RegExp]> = [
     ['a certificate whose CA is not trusted', () => `rediss://127.0.0.1:${tlsPort}`, 'SELF_SIGNED_CERT_IN_CHAIN', /self-signed certificate in certificate chain.*Give the CA/],
     ['a host name the certificate does not hold', () => ({ host: 'localhost', port: tlsPort, tls: { ca } }), 'ERR_TLS_CERT_ALTNAME_INVALID', /localhost.*does not name this host/],
-    ['a TLS client on the plain port', () => ({ host: '127.0.0.1', port: redis.port, tls: { ca } }), 'ERR_SSL_WRONG_VERSION_NUMBER', /does not speak TLS on this port/],
+    ['a TLS client on the plain port', () => ({ host: '127.0.0.1', port: redis.port, tls: { ca } }), 'TLS_CLIENT_ON_PLAIN_PORT', /does not speak TLS on this port/],
     ['a plain client on the TLS port', () => `redis://127.0.0.1:${tlsPort}`, 'PLAIN_CLIENT_ON_TLS_PORT', /expects TLS on this port.*rediss:\/\//],
   ];
 
@@ -103,7 +103,7 @@ describe('TLS failures say so', () => {
         }
         // Certificate errors come at once; a TLS client on a plain port hears nothing back, and is
         // diagnosed halfway through connectTimeout.
-        expect(elapsed).toBeLessThan(tlsCode === 'ERR_SSL_WRONG_VERSION_NUMBER' ? CONNECT_TIMEOUT : 1500);
+        expect(elapsed).toBeLessThan(tlsCode === 'TLS_CLIENT_ON_PLAIN_PORT' ? CONNECT_TIMEOUT : 1500);
         reportFault(`tls ${tlsCode}`, { elapsedMs: elapsed, message: (callerError as Error).message });
         // A request tries afresh (a fixed certificate needs no restart) and fails with the same error.
         await expect(caller.gather('whoami', null)).rejects.toBeInstanceOf(RedisTlsError);

@@ -191,6 +191,9 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
     const subscriber = connections.server(`${connectionName}:sub`, { ...readyCheck, autoResubscribe: true });
     this.publisher = publisher;
     this.subscriber = subscriber;
+
+    // Events of connections a timed-out attempt left behind must not move this bus's status.
+    const current = (): boolean => this.publisher === publisher && this.subscriber === subscriber;
     // What connected cannot serve this configuration (a cluster node, a TLS mismatch, a refused
     // PING) fails connect() at once rather than by connectTimeout.
     let refuse!: (error: Error) => void;
@@ -198,9 +201,6 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
     const failAtStart = (error: Error): void => {
       if (current() && !this.state.everConnected) refuse(error);
     };
-
-    // Events of connections a timed-out attempt left behind must not move this bus's status.
-    const current = (): boolean => this.publisher === publisher && this.subscriber === subscriber;
     subscriber.on('message', (channel: string, message: string) => {
       if (current()) this.emit('message', channel, message);
     });
@@ -221,7 +221,12 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
         },
         (error: Error) => {
           if (!current()) return;
-          if (isPermissionError(error)) failAtStart(new RedisPermissionError('PING', [], { cause: error }));
+          if (isPermissionError(error)) {
+            // At start it fails connect(); later (the ACL changed) the bus stays unconfirmed, and says why.
+            const refusal = new RedisPermissionError('PING', [], { cause: error });
+            failAtStart(refusal);
+            if (this.state.everConnected && this.listenerCount('error') > 0) this.emit('error', refusal);
+          }
           // LOADING (Redis restarted and reads its dataset): asked again until it answers.
           else if (subscriber.status === 'ready') setTimeout(() => current() && subscriber.status === 'ready' && !this.subscriberConfirmed && confirm(), 100);
         },

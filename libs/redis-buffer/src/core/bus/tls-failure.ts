@@ -85,5 +85,5 @@ export function plainClientOnTlsPort(address: string, cause: Error): RedisTlsErr
 
 /** The error for a TLS client on a port that speaks plain Redis. */
 export function tlsClientOnPlainPort(address: string): RedisTlsError {
-  return new RedisTlsError(address, 'ERR_SSL_WRONG_VERSION_NUMBER', 'the TLS handshake got no answer, and the port answers plain Redis commands');
+  return new RedisTlsError(address, 'TLS_CLIENT_ON_PLAIN_PORT', 'the TLS handshake got no answer, and the port answers plain Redis commands');
 }

@@ -14,7 +14,11 @@ export class RedisTlsError extends BufferError {
   constructor(
     /** Where it tried to connect, without credentials. */
     readonly address: string,
-    /** Node's or OpenSSL's code for the failure (`SELF_SIGNED_CERT_IN_CHAIN`, `ERR_TLS_CERT_ALTNAME_INVALID`, `ERR_SSL_WRONG_VERSION_NUMBER`, …), when it gave one. */
+    /**
+     * Node's or OpenSSL's code for the failure (`SELF_SIGNED_CERT_IN_CHAIN`, `ERR_TLS_CERT_ALTNAME_INVALID`,
+     * `ERR_SSL_WRONG_VERSION_NUMBER`, …), or the library's diagnosis of a protocol mismatch
+     * (`TLS_CLIENT_ON_PLAIN_PORT`, `PLAIN_CLIENT_ON_TLS_PORT`).
+     */
     readonly tlsCode: string | undefined,
     readonly reason: string,
     options?: { cause?: unknown },
@@ -25,7 +29,7 @@ export class RedisTlsError extends BufferError {
 
 function advice(tlsCode: string | undefined, reason: string): string {
   if (tlsCode === 'ERR_TLS_CERT_ALTNAME_INVALID') return 'The certificate does not name this host: connect by a name it holds, or set "tls.servername".';
-  if (tlsCode === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number|packet length too long/i.test(reason)) {
+  if (tlsCode === 'TLS_CLIENT_ON_PLAIN_PORT' || tlsCode === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number|packet length too long/i.test(reason)) {
     return 'The server does not speak TLS on this port: use "redis://" (no "tls" option) for a plain port, or the server\'s "tls-port".';
   }
   if (tlsCode === 'PLAIN_CLIENT_ON_TLS_PORT') return 'The server expects TLS on this port: use "rediss://" (or the "tls" option).';
