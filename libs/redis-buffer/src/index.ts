@@ -70,6 +70,7 @@ export {
   TopicPatternError,
   TooManyRequestsError,
   RedisPermissionError,
+  RedisTlsError,
   DuplicateInstanceError,
   CallbackError,
   InstancesMissingError,

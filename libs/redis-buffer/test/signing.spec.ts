@@ -76,6 +76,7 @@ class FakeBus extends EventEmitter<BusEvents> implements RedisBus {
   subscribe = async (): Promise<void> => undefined;
   unsubscribe = async (): Promise<void> => undefined;
   numsub = async (): Promise<number> => 0;
+  checkPermissions = async (): Promise<void> => undefined;
   close = async (): Promise<void> => undefined;
   unwrap = (): never => {
     throw new Error('fake');

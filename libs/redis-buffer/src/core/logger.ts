@@ -6,6 +6,16 @@ export interface BufferLogger {
 }
 
 /**
+ * How many Redis connection errors (refused, reset, TLS, "All sentinels are unreachable"…) an
+ * instance or a caller logs: at most 3 per 30 s each, then one line with how many were suppressed.
+ * An outage repeats the same error on every reconnection attempt.
+ */
+export const REDIS_ERROR_LOG_BOUND = { burst: 3, windowMs: 30_000 } as const;
+
+/** How many lines about bad input (malformed, forged, oversized messages…) one process logs: at most 10 per 10 s. */
+export const BAD_INPUT_LOG_BOUND = { burst: 10, windowMs: 10_000 } as const;
+
+/**
  * Logs at most `burst` messages per `windowMs`, then one line saying how many were suppressed, so a
  * flood of bad input cannot flood the logs (or the disk) as well.
  */
@@ -16,8 +26,8 @@ export class BoundedLog {
 
   constructor(
     private readonly logger: BufferLogger,
-    private readonly burst = 10,
-    private readonly windowMs = 10_000,
+    private readonly burst: number = BAD_INPUT_LOG_BOUND.burst,
+    private readonly windowMs: number = BAD_INPUT_LOG_BOUND.windowMs,
     private readonly now: () => number = Date.now,
   ) {}
 

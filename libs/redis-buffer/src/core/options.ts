@@ -102,7 +102,7 @@ export interface BufferOptions {
    * published is signed; every message received must carry a valid signature or it is dropped and
    * counted (`stats.forgedMessages`). Give every instance and client of the namespace the same key.
    * A list rotates keys: messages are signed with the first and accepted with any of them (deploy
-   * `[new, old]` everywhere, then `[new]`).
+   * `[old, new]` everywhere, then `[new, old]` everywhere, then `[new]`).
    * @default undefined (signing off)
    */
   signingKey?: string | Buffer | ReadonlyArray<string | Buffer>;

@@ -100,6 +100,9 @@ export class SimBus extends EventEmitter<BusEvents> implements RedisBus {
     await subscriber.command({ op: 'unsubscribe', channels }).catch(() => undefined);
   }
 
+  /** The simulated Redis has no ACL: every command is allowed. */
+  async checkPermissions(): Promise<void> {}
+
   async numsub(channel: string): Promise<number> {
     const publisher = this.publisher;
     if (this.current !== 'connected' || publisher === undefined) throw new ConnectionLostError(`cannot query subscribers while the connection is ${this.current}`);

@@ -3,11 +3,14 @@ import type { Cluster, ClusterOptions, Redis } from 'ioredis';
 import { settledByClose } from '../async/bounded-wait.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import { RedisPermissionError } from '../errors/redis-permission.error.js';
+import { endsStartUp } from '../errors/start-failure.js';
 import { BusStatusMachine } from './bus-status.js';
 import { nodeKey, type ConnectionFactory } from './connection-factory.js';
 import { keySlot } from './key-slot.js';
 import { closePolitely } from './polite-close.js';
-import { isPermissionError, untilConnected, type BusClients, type BusEvents, type BusStatus, type RedisBus } from './redis-bus.js';
+import { isPermissionError, namespaceOfChannel, runPermissionProbes, type PermissionNeeds } from './permission-check.js';
+import { untilConnected, type BusClients, type BusEvents, type BusStatus, type RedisBus } from './redis-bus.js';
+import { tlsFailure } from './tls-failure.js';
 import { ShardSubscriber } from './shard-subscriber.js';
 
 export interface ClusterBusOptions {
@@ -100,7 +103,7 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
     try {
       return Number(await settledByClose(node === undefined ? undefined : this.publishesInFlightOn(node), publisher.spublish(channel, message)));
     } catch (cause) {
-      if (isPermissionError(cause)) throw new RedisPermissionError('SPUBLISH', [channel], { cause });
+      if (isPermissionError(cause)) throw new RedisPermissionError('SPUBLISH', [channel], { cause, namespace: namespaceOfChannel(channel) });
       throw cause instanceof ConnectionLostError ? cause : new ConnectionLostError(`SPUBLISH to ${node ?? 'the cluster'} failed`, { cause });
     }
   }
@@ -127,7 +130,7 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
         }),
       );
     } catch (cause) {
-      if (isPermissionError(cause)) throw new RedisPermissionError('SSUBSCRIBE', channels, { cause });
+      if (isPermissionError(cause)) throw new RedisPermissionError('SSUBSCRIBE', channels, { cause, namespace: namespaceOfChannel(channels[0]!) });
       throw cause instanceof ConnectionLostError ? cause : new ConnectionLostError('SSUBSCRIBE failed', { cause });
     }
     for (const channel of channels) if (this.placement.has(channel)) this.established.add(channel);
@@ -161,9 +164,32 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
       const answer = (await connection.call('PUBSUB', 'SHARDNUMSUB', channel)) as [string, number | string];
       return Number(answer[1]);
     } catch (cause) {
-      if (isPermissionError(cause)) throw new RedisPermissionError('PUBSUB SHARDNUMSUB', [channel], { cause });
+      if (isPermissionError(cause)) throw new RedisPermissionError('PUBSUB SHARDNUMSUB', [channel], { cause, namespace: namespaceOfChannel(channel) });
       throw new ConnectionLostError('PUBSUB SHARDNUMSUB failed', { cause });
     }
+  }
+
+  async checkPermissions(probeChannel: string, needs: PermissionNeeds, namespace: string): Promise<void> {
+    const publisher = this.publisher;
+    const node = this.ownerOf(probeChannel);
+    const owner = node === undefined ? undefined : publisher?.nodes('master').find((redis) => nodeKey(redis.options) === node);
+    if (this.state.current !== 'connected' || publisher === undefined || owner === undefined) {
+      throw new ConnectionLostError(`cannot check permissions while the connection is ${this.state.current}`);
+    }
+    // CLUSTER SLOTS and CLUSTER INFO were checked while connecting.
+    await runPermissionProbes(
+      [
+        // On the owner's own node connection, which queues until it is connected (the Cluster's
+        // offline queue is off, and a node may still be connecting just after "connected").
+        { command: 'SPUBLISH', channels: [probeChannel], run: () => owner.spublish(probeChannel, 'probe') },
+        { command: 'PING', channels: [], run: () => owner.ping() },
+        ...(needs.countSubscribers ? [{ command: 'PUBSUB SHARDNUMSUB', channels: [probeChannel], run: () => owner.call('PUBSUB', 'SHARDNUMSUB', probeChannel) }] : []),
+        // Unsubscribing a channel the connection does not hold changes nothing.
+        ...(needs.unsubscribe ? [{ command: 'SUNSUBSCRIBE', channels: [probeChannel], run: () => owner.call('SUNSUBSCRIBE', probeChannel) }] : []),
+      ],
+      namespace,
+      this.options.connections.connectTimeout,
+    );
   }
 
   async close(): Promise<void> {
@@ -195,11 +221,33 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
     // ioredis 6's own sharded subscribers stay off (this bus subscribes itself); ioredis 5 has none,
     // and no such option in its types.
     (publisherOptions as Record<string, unknown>).shardedSubscribers = false;
-    const publisher = connections.cluster(`${connectionName}:pub`, publisherOptions, { autoResendUnfulfilledCommands: false });
+    // ioredis's per-node ready check runs INFO, which a least-privilege ACL user may not run (ioredis
+    // then prints a warning on every connection); the Cluster's own check (CLUSTER INFO) stays.
+    const readyCheck = connections.readyCheckChosen ? {} : { enableReadyCheck: false };
+    const publisher = connections.cluster(`${connectionName}:pub`, publisherOptions, { ...readyCheck, autoResendUnfulfilledCommands: false });
     this.publisher = publisher;
     const current = (): boolean => this.publisher === publisher && !this.state.closed;
+    // What cannot work (a refused CLUSTER command, a TLS failure) fails connect() at once rather than by connectTimeout.
+    let refuse!: (error: Error) => void;
+    const refused = new Promise<never>((_, reject) => (refuse = reject));
+    const failAtStart = (error: Error): void => {
+      if (current() && !this.state.everConnected) refuse(error);
+    };
+    let readyCheckProbed = false;
     publisher.on('refresh', () => {
-      if (current()) this.place();
+      if (!current()) return;
+      this.place();
+      // The Cluster's ready check (CLUSTER INFO) swallows its error and reconnects forever: asked
+      // once here, on a node connection (which queues until connected), to name a refusal.
+      if (!this.state.everConnected && !readyCheckProbed && connections.clusterOptions.enableReadyCheck !== false) {
+        readyCheckProbed = true;
+        const node = publisher.nodes('master')[0] ?? publisher.nodes()[0];
+        node?.call('CLUSTER', 'INFO').catch((error: Error) => {
+          if (/^NOPERM\b/.test(error.message)) failAtStart(new RedisPermissionError('CLUSTER INFO', [], { cause: error }));
+          // The node connection closed under it (the Cluster reconnects after a failed check): asked again on the next refresh.
+          else readyCheckProbed = false;
+        });
+      }
     });
     publisher.on('+node', (node: Redis) => this.watchNode(node, publisher));
     publisher.on('ready', () => {
@@ -212,6 +260,11 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
     }
     const report = (error: Error): void => {
       if (current() && this.listenerCount('error') > 0) this.emit('error', error);
+      if (this.state.everConnected) return;
+      const nodeError = (error.cause ?? (error as { lastNodeError?: unknown }).lastNodeError) as Error | undefined;
+      const tls = tlsFailure(nodeError ?? error, connections.describe()) ?? tlsFailure(error, connections.describe());
+      if (tls !== undefined) failAtStart(tls);
+      else if (nodeError !== undefined && /^NOPERM\b/.test(nodeError.message)) failAtStart(new RedisPermissionError('CLUSTER SLOTS', [], { cause: nodeError }));
     };
     publisher.on('error', report);
     publisher.on('node error', (error: Error, node?: string) => report(node === undefined ? error : new Error(`${node}: ${error.message}`, { cause: error })));
@@ -229,7 +282,17 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
         );
       },
       () => void publisher.connect().catch(() => undefined),
-    );
+      refused,
+    ).catch((error: unknown) => {
+      if (endsStartUp(error)) {
+        publisher.disconnect();
+        // After the rejection has reached whoever awaits connect(), so they see this error.
+        setImmediate(() => {
+          if (!this.state.attempting) this.state.abandoned();
+        });
+      }
+      throw error;
+    });
   }
 
   /** Fails the publishes in flight on a node when its connection closes. */
@@ -276,6 +339,8 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
     let shard = this.shards.get(node);
     if (shard === undefined) {
       const connection = this.options.connections.node(node, `${this.options.connectionName}:sub`, {
+        // No INFO ready check (see open()).
+        ...(this.options.connections.readyCheckChosen ? {} : { enableReadyCheck: false }),
         autoResendUnfulfilledCommands: false,
         // The ShardSubscriber re-subscribes itself, per slot, and confirms it.
         autoResubscribe: false,

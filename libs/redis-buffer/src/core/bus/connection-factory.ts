@@ -55,6 +55,40 @@ export class ConnectionFactory {
     return describeRedis(this.target.redis);
   }
 
+  /**
+   * Host, port and whether TLS is on, for one server named directly (not through Sentinel, not a
+   * Unix socket, not a cluster): what the start-up TLS diagnosis probes. `undefined` otherwise.
+   */
+  directServer(): { host: string; port: number; tls: boolean } | undefined {
+    const { redis, cluster } = this.target;
+    if (cluster !== undefined) return undefined;
+    if (typeof redis === 'string') {
+      try {
+        const url = new URL(redis);
+        if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') return undefined;
+        return { host: url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1', port: Number(url.port || 6379), tls: url.protocol === 'rediss:' };
+      } catch {
+        return undefined;
+      }
+    }
+    if (redis.sentinels !== undefined || redis.path !== undefined) return undefined;
+    return { host: redis.host ?? '127.0.0.1', port: redis.port ?? 6379, tls: redis.tls !== undefined };
+  }
+
+  /**
+   * Whether the application set ioredis's `enableReadyCheck` itself (for one server, or for the
+   * cluster's node connections): the library then leaves it as set.
+   */
+  get readyCheckChosen(): boolean {
+    const options = this.target.cluster !== undefined ? this.target.cluster.options.redisOptions : typeof this.target.redis === 'string' ? undefined : this.target.redis;
+    return options?.enableReadyCheck !== undefined;
+  }
+
+  /** Whether the server is found through Sentinel. */
+  get viaSentinel(): boolean {
+    return this.target.cluster === undefined && typeof this.target.redis !== 'string' && this.target.redis.sentinels !== undefined;
+  }
+
   /** A connection to the one server (or the master Sentinel names). Not for a cluster. */
   server(connectionName: string, overrides: RedisOptions = {}): Redis {
     const { redis } = this.target;

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { BusClients, BusEvents, BusStatus, RedisBus } from './redis-bus.js';
 import { MessageSigner } from '../wire/signing.js';
+import type { PermissionNeeds } from './permission-check.js';
 
 /** Why the guard dropped an inbound message before it was parsed. */
 export type InboundRejection = 'oversized' | 'unsigned' | 'forged';
@@ -75,6 +76,10 @@ export class GuardedBus extends EventEmitter<BusEvents> implements RedisBus {
 
   numsub(channel: string): Promise<number> {
     return this.inner.numsub(channel);
+  }
+
+  checkPermissions(probeChannel: string, needs: PermissionNeeds, namespace: string): Promise<void> {
+    return this.inner.checkPermissions(probeChannel, needs, namespace);
   }
 
   async close(): Promise<void> {

@@ -16,3 +16,13 @@ export async function closePolitely(connection: Redis | Cluster | undefined, bou
   if (connection.status === 'ready') await within(connection.quit(), boundMs);
   connection.disconnect();
 }
+
+/**
+ * Stops a connection that is still connecting, for good. A TLS handshake cut short can make the
+ * socket emit a second error (the server's alert answering the close) after ioredis has dropped its
+ * one-shot error listener: that error is swallowed here instead of crashing the process.
+ */
+export function abandonConnecting(connection: Redis): void {
+  (connection as unknown as { stream?: NodeJS.EventEmitter }).stream?.on('error', () => undefined);
+  connection.disconnect();
+}

@@ -4,9 +4,14 @@ import { settledByClose, withTimeout } from '../async/bounded-wait.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import { InvalidOptionsError } from '../errors/invalid-options.error.js';
 import { RedisPermissionError } from '../errors/redis-permission.error.js';
+import { endsStartUp } from '../errors/start-failure.js';
 import { BusStatusMachine, type BusStatus } from './bus-status.js';
 import type { ConnectionFactory } from './connection-factory.js';
-import { closePolitely } from './polite-close.js';
+import { isPermissionError, namespaceOfChannel, runPermissionProbes, type PermissionNeeds } from './permission-check.js';
+import { abandonConnecting, closePolitely } from './polite-close.js';
+import { plainClientOnTlsPort, speaksPlainRedis, speaksTls, tlsClientOnPlainPort, tlsFailure } from './tls-failure.js';
+
+export { isPermissionError } from './permission-check.js';
 
 export type { BusStatus } from './bus-status.js';
 
@@ -39,6 +44,12 @@ export interface RedisBus {
   unsubscribe(channels: readonly string[]): Promise<void>;
   /** How many clients are subscribed to `channel` (PUBSUB NUMSUB). */
   numsub(channel: string): Promise<number>;
+  /**
+   * Once connected, before subscribing anything: checks harmlessly (on `probeChannel`, which nobody
+   * subscribes to) that the Redis user may run every command `needs` asks for, and rejects with a
+   * `RedisPermissionError` naming the first it may not.
+   */
+  checkPermissions(probeChannel: string, needs: PermissionNeeds, namespace: string): Promise<void>;
   on<K extends keyof BusEvents>(event: K, listener: (...args: BusEvents[K]) => void): this;
   off<K extends keyof BusEvents>(event: K, listener: (...args: BusEvents[K]) => void): this;
   close(): Promise<void>;
@@ -70,6 +81,8 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
   private subscriberConfirmed = false;
   /** The server is known not to be a cluster node (asked once, on the first connection). */
   private modeChecked = false;
+  /** A reset at start was already checked for a TLS port. */
+  private tlsDiagnosed = false;
   private readonly publishesInFlight = new Set<(error: Error) => void>();
 
   constructor(private readonly options: IoredisBusOptions) {
@@ -93,7 +106,7 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
     try {
       return await settledByClose(this.publishesInFlight, this.publisher.publish(channel, message));
     } catch (cause) {
-      if (isPermissionError(cause)) throw new RedisPermissionError('PUBLISH', [channel], { cause });
+      if (isPermissionError(cause)) throw new RedisPermissionError('PUBLISH', [channel], { cause, namespace: namespaceOfChannel(channel) });
       throw cause instanceof ConnectionLostError ? cause : new ConnectionLostError('PUBLISH failed', { cause });
     }
   }
@@ -103,7 +116,7 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
     try {
       await this.requireSubscriber().subscribe(...channels);
     } catch (cause) {
-      if (isPermissionError(cause)) throw new RedisPermissionError('SUBSCRIBE', channels, { cause });
+      if (isPermissionError(cause)) throw new RedisPermissionError('SUBSCRIBE', channels, { cause, namespace: namespaceOfChannel(channels[0]!) });
       throw cause;
     }
   }
@@ -121,9 +134,32 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
       const answer = (await this.publisher.call('PUBSUB', 'NUMSUB', channel)) as [string, number | string];
       return Number(answer[1]);
     } catch (cause) {
-      if (isPermissionError(cause)) throw new RedisPermissionError('PUBSUB NUMSUB', [channel], { cause });
+      if (isPermissionError(cause)) throw new RedisPermissionError('PUBSUB NUMSUB', [channel], { cause, namespace: namespaceOfChannel(channel) });
       throw new ConnectionLostError('PUBSUB NUMSUB failed', { cause });
     }
+  }
+
+  async checkPermissions(probeChannel: string, needs: PermissionNeeds, namespace: string): Promise<void> {
+    const publisher = this.publisher;
+    const subscriber = this.subscriber;
+    if (this.state.current !== 'connected' || publisher === undefined || subscriber === undefined) {
+      throw new ConnectionLostError(`cannot check permissions while the connection is ${this.state.current}`);
+    }
+    // PING needs no probe: "connected" waited for the subscriber's PING, and a refused one fails connect().
+    const { connections } = this.options;
+    await runPermissionProbes(
+      [
+        // Through Sentinel, ioredis checks with INFO that the server it was sent to is the master;
+        // refused, it skips that check (and warns on the console): a demoted master would go unnoticed.
+        ...(connections.viaSentinel && publisher.options.enableReadyCheck !== false ? [{ command: 'INFO', channels: [], run: () => publisher.info('replication') }] : []),
+        { command: 'PUBLISH', channels: [probeChannel], run: () => publisher.publish(probeChannel, 'probe') },
+        ...(needs.countSubscribers ? [{ command: 'PUBSUB NUMSUB', channels: [probeChannel], run: () => publisher.call('PUBSUB', 'NUMSUB', probeChannel) }] : []),
+        // Unsubscribing a channel the connection does not hold changes nothing.
+        ...(needs.unsubscribe ? [{ command: 'UNSUBSCRIBE', channels: [probeChannel], run: () => subscriber.unsubscribe(probeChannel) }] : []),
+      ],
+      namespace,
+      this.options.connections.connectTimeout,
+    );
   }
 
   async close(): Promise<void> {
@@ -142,16 +178,29 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
 
   private async open(): Promise<void> {
     this.state.connecting();
+    this.tlsDiagnosed = false;
     const { connections, connectionName } = this.options;
     // autoResendUnfulfilledCommands: a PUBLISH in flight when the publisher's connection dropped
     // has already been reported failed to its caller; ioredis would send it again after reconnecting.
-    const publisher = connections.server(`${connectionName}:pub`, { enableOfflineQueue: false, autoResendUnfulfilledCommands: false });
-    const subscriber = connections.server(`${connectionName}:sub`, { autoResubscribe: true });
+    // ioredis's ready check runs INFO, which a least-privilege ACL user may not run (ioredis then
+    // prints a warning on every connection). Pub/sub needs no loaded dataset: PUBLISH, SUBSCRIBE
+    // and PUBSUB are served while Redis loads, and the confirming PING below waits out LOADING.
+    // Through Sentinel the check stays: it is how ioredis verifies the role of the server named.
+    const readyCheck = connections.readyCheckChosen || connections.viaSentinel ? {} : { enableReadyCheck: false };
+    const publisher = connections.server(`${connectionName}:pub`, { ...readyCheck, enableOfflineQueue: false, autoResendUnfulfilledCommands: false });
+    const subscriber = connections.server(`${connectionName}:sub`, { ...readyCheck, autoResubscribe: true });
     this.publisher = publisher;
     this.subscriber = subscriber;
 
     // Events of connections a timed-out attempt left behind must not move this bus's status.
     const current = (): boolean => this.publisher === publisher && this.subscriber === subscriber;
+    // What connected cannot serve this configuration (a cluster node, a TLS mismatch, a refused
+    // PING) fails connect() at once rather than by connectTimeout.
+    let refuse!: (error: Error) => void;
+    const refused = new Promise<never>((_, reject) => (refuse = reject));
+    const failAtStart = (error: Error): void => {
+      if (current() && !this.state.everConnected) refuse(error);
+    };
     subscriber.on('message', (channel: string, message: string) => {
       if (current()) this.emit('message', channel, message);
     });
@@ -163,22 +212,33 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
       this.subscriberConfirmed = false;
       if (wasConfirmed && !this.state.closed) this.emit('subscriberLost');
     });
-    subscriber.on('ready', () => {
-      if (!current()) return;
-      this.subscriberConfirmed = false;
+    const confirm = (): void => {
       subscriber.ping().then(
         () => {
           if (!current()) return;
           this.subscriberConfirmed = true;
           this.refreshStatus();
         },
-        () => undefined,
+        (error: Error) => {
+          if (!current()) return;
+          if (isPermissionError(error)) {
+            // At start it fails connect(); later (the ACL changed) the bus stays unconfirmed, and says why.
+            const refusal = new RedisPermissionError('PING', [], { cause: error });
+            failAtStart(refusal);
+            if (this.state.everConnected && this.listenerCount('error') > 0) this.emit('error', refusal);
+          }
+          // LOADING (Redis restarted and reads its dataset): asked again until it answers.
+          else if (subscriber.status === 'ready') setTimeout(() => current() && subscriber.status === 'ready' && !this.subscriberConfirmed && confirm(), 100);
+        },
       );
+    };
+    subscriber.on('ready', () => {
+      if (!current()) return;
+      this.subscriberConfirmed = false;
+      confirm();
     });
     // A cluster node accepts PUBLISH and SUBSCRIBE, but a classic PUBLISH there counts only that
     // node's subscribers: completion would rest on a wrong number. Refused before "connected".
-    let refuse!: (error: Error) => void;
-    const refused = new Promise<never>((_, reject) => (refuse = reject));
     publisher.once('ready', () => {
       if (!current()) return;
       checkNotClusterNode(publisher, connections.describe()).then(
@@ -204,11 +264,14 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
       connection.on('close', refresh);
       connection.on('reconnecting', refresh);
       connection.on('end', refresh);
-      // ioredis emits 'error' on every failed attempt; it is reported, and reconnecting goes on.
+      // ioredis emits 'error' on every failed attempt; it is reported, and reconnecting goes on,
+      // except at start for a TLS failure, which waiting does not cure.
       connection.on('error', (error: Error) => {
         if (current() && this.listenerCount('error') > 0) this.emit('error', error);
+        if (!this.state.everConnected) this.diagnoseAtStart(error, failAtStart);
       });
     }
+    const tlsOnPlain = this.watchHandshake(failAtStart);
 
     await untilConnected(this, connections.connectTimeout, () => {
       // Stop these connections' retries: the next connect() opens new ones, and retries left
@@ -225,14 +288,52 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
     }, () => {
       publisher.connect().catch(() => undefined);
       subscriber.connect().catch(() => undefined);
-    }, refused).catch((error: unknown) => {
-      if (error instanceof InvalidOptionsError) {
-        publisher.disconnect();
-        subscriber.disconnect();
-        this.state.abandoned();
+    }, refused).finally(() => clearTimeout(tlsOnPlain)).catch((error: unknown) => {
+      if (endsStartUp(error)) {
+        abandonConnecting(publisher);
+        abandonConnecting(subscriber);
+        // After the rejection has reached whoever awaits connect(), so they see this error.
+        setImmediate(() => {
+          if (!this.state.attempting) this.state.abandoned();
+        });
       }
       throw error;
     });
+  }
+
+  /**
+   * A TLS failure at start is reported as one: a certificate or handshake error at once; a reset
+   * of a plain connection, when the port turns out to complete a TLS handshake.
+   */
+  private diagnoseAtStart(error: Error, fail: (error: Error) => void): void {
+    const where = this.options.connections.describe();
+    const tls = tlsFailure(error, where);
+    if (tls !== undefined) return fail(tls);
+    const server = this.options.connections.directServer();
+    if (server === undefined || server.tls || (error as NodeJS.ErrnoException).code !== 'ECONNRESET' || this.tlsDiagnosed) return;
+    this.tlsDiagnosed = true;
+    void speaksTls(server, Math.min(1000, this.options.connections.connectTimeout)).then((tlsPort) => {
+      if (tlsPort) fail(plainClientOnTlsPort(where, error));
+    });
+  }
+
+  /**
+   * A TLS client on a plain port hears nothing back (the server waits for a command line that never
+   * ends), so nothing fails: halfway through connectTimeout without a connection, the port is
+   * asked whether it speaks plain Redis. Returns the timer, for clearing.
+   */
+  private watchHandshake(fail: (error: Error) => void): ReturnType<typeof setTimeout> | undefined {
+    const server = this.options.connections.directServer();
+    if (server === undefined || !server.tls) return undefined;
+    const timeoutMs = this.options.connections.connectTimeout;
+    const timer = setTimeout(() => {
+      if (this.state.everConnected || this.publisher?.status === 'ready') return;
+      void speaksPlainRedis(server, Math.min(1000, timeoutMs / 2)).then((plain) => {
+        if (plain) fail(tlsClientOnPlainPort(this.options.connections.describe()));
+      });
+    }, timeoutMs / 2);
+    timer.unref();
+    return timer;
   }
 
   private requireSubscriber(): Redis {
@@ -284,8 +385,4 @@ async function checkNotClusterNode(connection: Redis, where: string): Promise<vo
       `${where} is a node of a Redis Cluster (INFO says cluster_enabled:1), where a PUBLISH reaches every node but counts only that node's subscribers; give the cluster's nodes as "cluster" ({ cluster: { nodes: [{ host, port }] } }) instead of "redis"`,
     );
   }
-}
-
-export function isPermissionError(error: unknown): boolean {
-  return error instanceof Error && /^(NOPERM|NOAUTH|WRONGPASS)\b/.test(error.message);
 }

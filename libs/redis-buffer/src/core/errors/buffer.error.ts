@@ -13,7 +13,10 @@ export const BufferErrorCode = {
   TooManyRequests: 'BUFFER_TOO_MANY_REQUESTS',
   /** An error reply: the instance's `maxConcurrentHandlers` are busy and its queue is full. */
   Overloaded: 'BUFFER_OVERLOADED',
+  /** Redis refused a command or a channel for lack of ACL permission; start-up probes every one the configuration needs. */
   RedisPermission: 'BUFFER_REDIS_PERMISSION',
+  /** The TLS handshake with Redis failed (untrusted certificate, host name mismatch, TLS on a plain port…); not retried. */
+  RedisTls: 'BUFFER_REDIS_TLS',
   /** A refusal: the request reached the instance after its deadline (or waited past it in the queue). */
   Expired: 'BUFFER_EXPIRED',
   /** A refusal: the request's protocol version `v` is one this instance does not speak. */

@@ -7,6 +7,7 @@ export { BadMessageError } from './bad-message.error.js';
 export { InvalidOptionsError } from './invalid-options.error.js';
 export { TooManyRequestsError } from './too-many-requests.error.js';
 export { RedisPermissionError } from './redis-permission.error.js';
+export { RedisTlsError } from './redis-tls.error.js';
 export { DuplicateInstanceError } from './duplicate-instance.error.js';
 export { CallbackError } from './callback.error.js';
 export { InstancesMissingError } from './instances-missing.error.js';

@@ -8,7 +8,7 @@ import type { GatherSink } from './gather-sink.js';
 import { describeRejection, GuardedBus, type InboundRejection } from '../bus/guarded-bus.js';
 import { createBus } from '../bus/create-bus.js';
 import type { BusClients, BusEvents, BusStatus, RedisBus } from '../bus/redis-bus.js';
-import { BoundedLog, type BufferLogger } from '../logger.js';
+import { BoundedLog, REDIS_ERROR_LOG_BOUND, type BufferLogger } from '../logger.js';
 import { resolveBufferOptions, resolveCallOptions, type BufferCallOptions, type BufferGatherOptions, type BufferOptions, type ResolvedBufferOptions, type ResolvedCallOptions } from '../options.js';
 import type { BufferReply, GatherResult } from './reply.js';
 import type { InstanceInfo } from '../membership/membership.js';
@@ -65,7 +65,7 @@ export class Caller {
   constructor(options: BufferOptions = {}, seams: CallerSeams = {}) {
     this.options = resolveBufferOptions(options);
     const logger = seams.logger ?? console;
-    this.redisErrors = new BoundedLog(logger, 3, 30_000);
+    this.redisErrors = new BoundedLog(logger, REDIS_ERROR_LOG_BOUND.burst, REDIS_ERROR_LOG_BOUND.windowMs);
     this.badInbound = new BoundedLog(logger);
     const redisBus = seams.bus ?? createBus(this.options, `rb-client:${this.options.instanceId}`);
     this.bus = new GuardedBus(redisBus, this.options, (reason, channel, length) => this.onInboundRejected(reason, channel, length));

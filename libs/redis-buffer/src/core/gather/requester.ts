@@ -5,6 +5,7 @@ import { Coalescer } from '../bus/coalescer.js';
 import { decodeMessage, encodeEnvelope, encodeRequestRest, utf8Bytes, validateEnvelope, type BufferHeaders, type Envelope, type EventEnvelope, type PingEnvelope, type RequestEnvelope } from '../wire/envelope.js';
 import { BadMessageError } from '../errors/bad-message.error.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
+import { CALLER_NEEDS } from '../bus/permission-check.js';
 import { PayloadTooLargeError } from '../errors/payload-too-large.error.js';
 import { TooManyRequestsError } from '../errors/too-many-requests.error.js';
 import type { Gatherer } from './gatherer.js';
@@ -148,6 +149,8 @@ export class Requester {
     if (this.closed) return Promise.reject(new ConnectionLostError('the client was closed'));
     this.started ??= this.bus
       .connect()
+      // Before subscribing: a caller that could not publish its requests must not look connected.
+      .then(() => this.bus.checkPermissions(this.channels.probe(), CALLER_NEEDS, this.options.namespace))
       .then(() => this.bus.subscribe([this.inbox, this.channels.members()]))
       .then(() => {
         this.inboxSubscribed = true;

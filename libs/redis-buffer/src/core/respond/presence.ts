@@ -3,7 +3,6 @@ import type { Coalescer } from '../bus/coalescer.js';
 import type { RedisBus } from '../bus/redis-bus.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import { DuplicateInstanceError } from '../errors/duplicate-instance.error.js';
-import { RedisPermissionError } from '../errors/redis-permission.error.js';
 import type { BufferLogger } from '../logger.js';
 import type { BufferChannels } from '../wire/channels.js';
 import { encodeEnvelope, type ByeEnvelope, type HelloEnvelope, type PongEnvelope } from '../wire/envelope.js';
@@ -44,14 +43,8 @@ export class Presence {
   /** Refuses to run beside another live process with the same id (more than `allowed` subscribers on its direct channel). */
   async ensureUniqueId(bus: RedisBus, allowed: number, subscribed: readonly string[]): Promise<void> {
     const { instanceId, namespace, channels } = this.host;
-    let subscribers: number;
-    try {
-      subscribers = await bus.numsub(channels.direct(instanceId));
-    } catch (error) {
-      if (!(error instanceof RedisPermissionError)) throw error;
-      this.host.logger.warn(`Cannot check that instance id "${instanceId}" is unique: Redis refused PUBSUB NUMSUB (${error.message}).`);
-      return;
-    }
+    // Start-up checked that PUBSUB NUMSUB is allowed: a refusal here is an error, not a skipped check.
+    const subscribers = await bus.numsub(channels.direct(instanceId));
     if (subscribers > allowed) {
       if (allowed > 0) await bus.unsubscribe(subscribed).catch(() => undefined);
       throw new DuplicateInstanceError(instanceId, namespace);

@@ -6,8 +6,9 @@ import type { BusEvents, BusStatus, RedisBus } from '../bus/redis-bus.js';
 import { laterTurn, systemClock, type Clock } from '../clock.js';
 import { decodeMessage, type Envelope, type EventEnvelope, type RequestEnvelope } from '../wire/envelope.js';
 import { BufferErrorCode } from '../errors/buffer.error.js';
-import { DuplicateInstanceError } from '../errors/duplicate-instance.error.js';
-import { BoundedLog, type BufferLogger } from '../logger.js';
+import { endsStartUp } from '../errors/start-failure.js';
+import { INSTANCE_NEEDS } from '../bus/permission-check.js';
+import { BoundedLog, REDIS_ERROR_LOG_BOUND, type BufferLogger } from '../logger.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from '../options.js';
 import { redisServerAddress } from '../telemetry/server-address.js';
 import { BufferTelemetry, loadOpenTelemetry, type ProcessTrace } from '../telemetry/telemetry.js';
@@ -74,6 +75,7 @@ export class Responder<C = MessageContext> {
   private readonly work: ActiveWork;
   private readonly pendingListeners: Array<[keyof BusEvents, (...args: never[]) => void]> = [];
   private readonly badInput: BoundedLog;
+  private readonly redisErrors: BoundedLog;
   private lifeCycle: ResponderState = 'starting';
   // Set once the shutdown drain has run out: what is still queued or running is refused or stopped.
   private stopping = false;
@@ -98,6 +100,7 @@ export class Responder<C = MessageContext> {
     this.directChannel = this.channels.direct(this.options.instanceId);
     this.fromJson = JSON.stringify(this.options.instanceId);
     this.badInput = new BoundedLog(this.logger, undefined, undefined, () => this.clock.now());
+    this.redisErrors = new BoundedLog(this.logger, REDIS_ERROR_LOG_BOUND.burst, REDIS_ERROR_LOG_BOUND.windowMs, () => this.clock.now());
     this.presence = new Presence({
       instanceId: this.options.instanceId,
       namespace: this.options.namespace,
@@ -188,8 +191,9 @@ export class Responder<C = MessageContext> {
   }
 
   /**
-   * Connects, refuses to run beside another live process with the same `instanceId`
-   * (`DuplicateInstanceError`), subscribes, and announces this instance to callers.
+   * Connects, checks that the Redis user may run what an instance needs (`RedisPermissionError`),
+   * refuses to run beside another live process with the same `instanceId` (`DuplicateInstanceError`),
+   * subscribes, and announces this instance to callers.
    */
   async listen(): Promise<void> {
     if (this.bus !== undefined) throw new Error('listen() was already called.');
@@ -211,9 +215,11 @@ export class Responder<C = MessageContext> {
     for (const [event, listener] of this.pendingListeners.splice(0)) bus.on(event, listener as never);
     bus.on('status', (status) => this.onStatus(status));
     bus.on('message', (channel, message) => this.onMessage(channel, message));
-    if (bus.listenerCount('error') === 0) bus.on('error', (error) => this.badInput.warn(`Redis: ${error.message}`));
+    if (bus.listenerCount('error') === 0) bus.on('error', (error) => this.redisErrors.warn(`Redis: ${error.message}`));
     try {
       await bus.connect();
+      // Before subscribing anything: an instance that could not answer must not be counted as a receiver.
+      await bus.checkPermissions(this.channels.probe(), INSTANCE_NEEDS, this.options.namespace);
       await this.presence.ensureUniqueId(bus, 0, []);
       this.workChannels = [
         this.channels.who(),
@@ -229,7 +235,7 @@ export class Responder<C = MessageContext> {
       this.presence.watchForThaw(() => this.bus?.status === 'connected');
       this.logger.log(`Instance "${this.instanceId}" listening on ${this.workChannels.length + 1} channels in namespace "${this.options.namespace}".`);
     } catch (error) {
-      if (error instanceof DuplicateInstanceError) {
+      if (endsStartUp(error)) {
         this.lifeCycle = 'closed';
         await bus.close().catch(() => undefined);
       }
