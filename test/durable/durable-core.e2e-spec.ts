@@ -284,6 +284,64 @@ describe('durable messaging (core)', () => {
       expect(c1.stats.released).toBe(3);
     }, CASE_TIMEOUT);
 
+    it('keeps renewing a handler still running during close, so no other instance starts its entry or key meanwhile', async () => {
+      // claimIdle (400 ms) is shorter than the handler (1000 ms) and than shutdownTimeout (3000 ms):
+      // if close() stopped renewing, the entry would be claimed and run beside the handler.
+      const runs: Array<{ by: string; n: number; start: number; end?: number }> = [];
+      const spec = (by: string): ConsumerSpec => ({
+        pattern: 'renewed',
+        group: 'g',
+        run: async (d) => {
+          const run: { by: string; n: number; start: number; end?: number } = { by, n: d.data as number, start: Date.now() };
+          runs.push(run);
+          if (run.n === 0) await sleep(1000);
+          run.end = Date.now();
+        },
+      });
+      const durable = { claimIdle: 400, claimInterval: 50 };
+      const c1 = await consume('c1', [spec('c1')], durable, { shutdownTimeout: 3000 });
+      await client.durable.publish('renewed', 0, { key: 'k' });
+      await waitFor('c1 running entry 0', () => runs.length === 1);
+      await client.durable.publish('renewed', 1, { key: 'k' });
+      await consume('c2', [spec('c2')], durable);
+      await c1.close();
+      await waitFor('entry 1 handled', () => runs.some((run) => run.n === 1 && run.end !== undefined));
+      await sleep(600);
+      expect(runs.filter((run) => run.n === 0).map((run) => run.by)).toEqual(['c1']);
+      const first = runs.find((run) => run.n === 0)!;
+      const second = runs.find((run) => run.n === 1)!;
+      expect(second.start).toBeGreaterThanOrEqual(first.end!);
+    }, CASE_TIMEOUT);
+
+    it('does not hand back an entry whose handler outlives shutdownTimeout: it is told to stop, and claimed after claimIdle', async () => {
+      const runs: Array<{ by: string; n: number; start: number; end?: number; aborted?: boolean }> = [];
+      const spec = (by: string): ConsumerSpec => ({
+        pattern: 'outlived',
+        group: 'g',
+        run: async (d) => {
+          const run: { by: string; n: number; start: number; end?: number; aborted?: boolean } = { by, n: d.data as number, start: Date.now() };
+          runs.push(run);
+          // c1's first run ignores the signal, as a handler stuck in a call would; it ends later.
+          if (by === 'c1') await sleep(1200);
+          run.aborted = d.signal.aborted;
+          run.end = Date.now();
+        },
+      });
+      const durable = { claimIdle: 1500, claimInterval: 50 };
+      const c1 = await consume('c1', [spec('c1')], durable, { shutdownTimeout: 300 });
+      await client.durable.publish('outlived', 0, { key: 'k' });
+      await waitFor('c1 running entry 0', () => runs.length === 1);
+      await client.durable.publish('outlived', 1, { key: 'k' });
+      await consume('c2', [spec('c2')], durable);
+      await c1.close();
+      await waitFor('entries 0 and 1 handled by c2', () => runs.filter((run) => run.by === 'c2' && run.end !== undefined).length === 2, 10_000);
+      const stuck = runs.find((run) => run.by === 'c1')!;
+      expect(stuck.aborted).toBe(true);
+      // Nothing of key k started on c2 while c1's handler still ran.
+      for (const run of runs.filter((r) => r.by === 'c2')) expect(run.start).toBeGreaterThanOrEqual(stuck.end!);
+      expect(runs.filter((run) => run.by === 'c2').map((run) => run.n)).toEqual([0, 1]);
+    }, CASE_TIMEOUT);
+
     it('closes within shutdownTimeout when Redis is gone, and the entries it held are claimed elsewhere once Redis is back', async () => {
       const own = await startRedis(['--appendonly', 'yes']);
       const ownClient = new BufferClient({ redis: own.url, namespace, durable: FAST });

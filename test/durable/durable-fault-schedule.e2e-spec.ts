@@ -64,6 +64,8 @@ async function runSchedule(seed: number): Promise<void> {
   const namespace = `fs${seed}`;
   const logs: string[] = [];
   const outages: Outage[] = [];
+  /** When each process was seen gone (killed, or exited after a shutdown): a run it never logged the end of ended then at the latest. */
+  const exits = new Map<string, number>();
   const events: string[] = [];
   const at = (): number => Date.now() - began;
   let began = Date.now();
@@ -153,6 +155,7 @@ async function runSchedule(seed: number): Promise<void> {
           events.push(`${at()} kill ${victim.id}`);
           await victim.stop('SIGKILL');
           outages.push({ consumer: victim.id, from: Date.now(), to: Infinity });
+          exits.set(victim.id, Date.now());
           await sleep(random() * 500);
           await spawn(slot);
           break;
@@ -167,6 +170,7 @@ async function runSchedule(seed: number): Promise<void> {
           const leaving = slot.process!;
           events.push(`${at()} shutdown ${leaving.id}`);
           await leaving.stop('SIGTERM');
+          exits.set(leaving.id, Date.now());
           await spawn(slot);
           break;
         }
@@ -212,7 +216,10 @@ async function runSchedule(seed: number): Promise<void> {
       throw error;
     }
     await sleep(CLAIM_IDLE);
-    for (const slot of slots) await slot.process!.stop('SIGTERM');
+    for (const slot of slots) {
+      await slot.process!.stop('SIGTERM');
+      exits.set(slot.process!.id, Date.now());
+    }
 
     const lines = readLogs(logs);
     const runs = runsOf(lines);
@@ -228,7 +235,8 @@ async function runSchedule(seed: number): Promise<void> {
       }
       for (const letter of dead) problems.push(...deadLetterProblems(group, letter, mine, outages));
     }
-    problems.push(...keyViolations(runs, outages));
+    // A handler still running when its process exited after a shutdown ended with the process.
+    problems.push(...keyViolations(runs.map((run) => (run.end === undefined && exits.has(run.consumer) ? { ...run, end: exits.get(run.consumer)! } : run)), outages));
     problems.push(...counterProblems(lines, runs));
     const counts = { published: published.length, maybe, runs: runs.length, deadLetters: (await deadLetters(client, 'a')).length + (await deadLetters(client, 'b')).length, outages: outages.length };
     say(`DURABLE fault-schedule seed=${seed} ${JSON.stringify(counts)} problems=${problems.length}\n`);

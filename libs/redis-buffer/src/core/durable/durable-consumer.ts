@@ -56,6 +56,8 @@ export class DurableConsumer {
   private blocking: StreamWaiter | undefined;
   private stopping = false;
   private readonly intervals: Array<ReturnType<typeof setInterval>> = [];
+  /** Renews what this instance holds; kept through close() while handlers finish, so their leases do not lapse. */
+  private renewing: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     private readonly options: DurableConsumerOptions,
@@ -147,7 +149,7 @@ export class DurableConsumer {
       throw error;
     }
     this.intervals.push(setInterval(() => void this.leases.claimAll(), durable.claimInterval));
-    this.intervals.push(setInterval(() => void this.leases.renewAll(), Math.max(10, Math.floor(durable.claimIdle / 3))));
+    this.renewing = setInterval(() => void this.leases.renewAll(), Math.max(10, Math.floor(durable.claimIdle / 3)));
     this.intervals.push(setInterval(() => void this.sampler.sample(), Math.max(MIN_SAMPLE_MS, durable.claimInterval)));
     if (durable.maxLength > 0 || durable.maxAge !== undefined) this.intervals.push(setInterval(() => void this.trimAll(), durable.trimInterval));
     void this.leases.claimAll();
@@ -156,7 +158,9 @@ export class DurableConsumer {
 
   /**
    * Stops reading and claiming; entries waiting for a retry or their turn are released at once,
-   * running handlers get `shutdownTimeout` ms to finish (and are acknowledged), the rest are released.
+   * running handlers get `shutdownTimeout` ms to finish (and are acknowledged); those still running
+   * then are told to stop and left to their leases (claimable after `claimIdle`), never released
+   * while they may still run.
    */
   async close(): Promise<void> {
     if (this.stopping) return;
@@ -184,9 +188,24 @@ export class DurableConsumer {
     await bounded(this.leases.release(idle));
     while (this.held.size > 0 && Date.now() < deadline) await sleep(10);
     if (this.held.size > 0) {
-      this.logger.warn(`Released ${this.held.size} durable entries whose handlers were still running after shutdownTimeout (${this.options.shutdownTimeout} ms); another instance will run them again.`);
-      await bounded(this.leases.release([...this.held.values()]), RELEASE_GRACE_MS);
+      const left = [...this.held.values()];
+      const running = left.filter((held) => held.running);
+      // A handler still running is not handed back: another instance would start the entry (and the
+      // next of its key) while this one may still be running it. It is told to stop, and its entry
+      // is left to its lease, which is no longer renewed: claimable after claimIdle, by when a
+      // process that closes to exit is gone.
+      clearInterval(this.renewing);
+      for (const held of running) held.abort.abort();
+      if (running.length > 0) {
+        this.logger.warn(
+          `${running.length} durable handlers were still running after shutdownTimeout (${this.options.shutdownTimeout} ms); they were told to stop (getSignal()), and their entries are left to their leases: another instance runs them again after claimIdle (${this.options.durable.claimIdle} ms).`,
+        );
+      }
+      const waiting = left.filter((held) => !held.running);
+      for (const held of waiting) clearTimeout(held.timer);
+      await bounded(this.leases.release(waiting), RELEASE_GRACE_MS);
     }
+    clearInterval(this.renewing);
     await closeDurableConnection(this.command, 200);
   }
 

@@ -72,10 +72,14 @@ export class LeaseKeeper {
   /** Renews every entry held; drops those another instance claimed (a running handler still finishes). */
   async renewAll(): Promise<void> {
     const { context } = this;
-    if (this.touching || context.stopping() || context.held.size === 0) return;
+    // Also while stopping: handlers still finishing keep their leases until close() gives up on them.
+    if (this.touching || context.held.size === 0) return;
     this.touching = true;
     try {
-      for (const [subscription, entries] of groupBySubscription([...context.held.values()])) {
+      // While stopping, only running entries: the others are being released, and renewing one after
+      // its release would make it wait claimIdle again.
+      const held = [...context.held.values()].filter((entry) => entry.running || !context.stopping());
+      for (const [subscription, entries] of groupBySubscription(held)) {
         const lost = await this.touch(subscription, entries, 0, context.options.durable.claimIdle);
         for (const id of lost) {
           const held = context.held.get(subscription, id);
