@@ -240,6 +240,17 @@ async function runSchedule(seed: number): Promise<void> {
     problems.push(...counterProblems(lines, runs));
     const counts = { published: published.length, maybe, runs: runs.length, deadLetters: (await deadLetters(client, 'a')).length + (await deadLetters(client, 'b')).length, outages: outages.length };
     say(`DURABLE fault-schedule seed=${seed} ${JSON.stringify(counts)} problems=${problems.length}\n`);
+    if (problems.length > 0) {
+      // Timing is not replayed with the seed: print what a diagnosis needs now. The events (ms since
+      // the start, which was at `began`), and every run of the first keys named.
+      process.stdout.write(`DURABLE fault-schedule seed=${seed} began ${began}; events: ${events.join('; ')}\n`);
+      const keys = [...new Set(problems.map((problem) => /^(\w+\/k\d+):/.exec(problem)?.[1]).filter((key): key is string => key !== undefined))].slice(0, 2);
+      for (const line of lines) {
+        if (line.e === 'start' || line.e === 'end') {
+          if (keys.includes(`${line.g}/${line.key}`)) process.stdout.write(`DURABLE fault-schedule seed=${seed} ${JSON.stringify(line)}\n`);
+        }
+      }
+    }
     // The seed stands in the diff of a failure: FAULT_SEED=<seed> replays the schedule.
     expect({ seed, problems }).toEqual({ seed, problems: [] });
   }
