@@ -13,6 +13,9 @@ import { checkDurablePublishOptions, type DurablePublishOptions, type ResolvedDu
 import { keysThenArgs, type DurableScripts } from './durable-scripts.js';
 import { checkSettings } from './durable-settings.js';
 import { trimStream, type TrimResult } from './retention.js';
+import { boundPatterns, TopicRoutes, unbindPattern } from './topic-bindings.js';
+import { isWildcardPattern, TopicPattern } from '../wire/topic.js';
+import { TopicPatternError } from '../errors/topic-pattern.error.js';
 import type { BufferLogger } from '../logger.js';
 import { BufferTelemetry } from '../telemetry/telemetry.js';
 
@@ -31,22 +34,31 @@ export class DurablePublisher {
   private closed = false;
   /** Patterns whose recorded settings were compared with this publisher's (once each). */
   private readonly checked = new Set<string>();
+  /** The wildcard bindings publishes are routed to (see topic-bindings.ts). */
+  private readonly routes: TopicRoutes;
 
   constructor(
     private readonly options: DurablePublisherOptions,
     private readonly telemetry: BufferTelemetry = new BufferTelemetry('client', options.namespace, options.instanceId),
     /** Where a difference between this publisher's durable options and the consumers' is reported. */
     private readonly logger?: BufferLogger,
-  ) {}
+  ) {
+    this.routes = new TopicRoutes(options.namespace);
+  }
 
   /**
    * Appends an entry to `pattern`'s stream and resolves with its id once Redis has accepted it (with
-   * `appendonly yes`, written to the AOF). Every consumer group of the pattern gets it.
+   * `appendonly yes`, written to the AOF). Every consumer group of the pattern gets it, and so does
+   * every group bound to a wildcard pattern that matches it (`order.*` for `order.created`): the
+   * entry is appended to each such binding's stream too, and the publish resolves only once every
+   * one of those streams has it. `pattern` is a topic here: one with a `*` or `>` token is refused
+   * with `TopicPatternError`.
    *
    * Rejects with `ConnectionLostError` when Redis cannot be reached, and when it has not answered
    * within the module's `timeout`: the command is never queued for later, so the caller decides.
-   * When the connection drops after the command was sent, the outcome is unknown: publish again
-   * with the same `idempotencyKey` and nothing is added twice.
+   * When the connection drops after the command was sent, the outcome is unknown (some streams may
+   * have the entry and others not): publish again with the same `idempotencyKey` and the streams
+   * that miss it get it, and nothing is added twice to any stream.
    *
    * @example
    * ```ts
@@ -55,6 +67,7 @@ export class DurablePublisher {
    */
   async publish(pattern: string, data: unknown, options: DurablePublishOptions = {}): Promise<string> {
     if (!isPattern(pattern)) throw new InvalidOptionsError('pattern', 'must be a non-empty string of at most 1024 characters without "{" or "}"');
+    if (isWildcardPattern(pattern)) throw new TopicPatternError(pattern, 'a wildcard pattern is what a consumer group binds to; publish to a topic without "*" or ">" tokens');
     checkDurablePublishOptions(options);
     const key = boundedKey('key', options.key);
     const idempotencyKey = boundedKey('idempotencyKey', options.idempotencyKey);
@@ -88,13 +101,17 @@ export class DurablePublisher {
     if (size > this.options.maxPayloadBytes) throw new PayloadTooLargeError(size, this.options.maxPayloadBytes, 'durable entry');
     const connection = await this.open();
     try {
-      const published = idempotencyKey === undefined ? undefined : keys.published(idempotencyKey);
       if (!this.checked.has(pattern)) {
         this.checked.add(pattern);
         // Reported, never in the way: a publish does not wait for it nor fail with it.
         void checkSettings(connection, keys.settings, pattern, this.options.durable, this.options.instanceId, this.logger, 'publisher').catch(() => this.checked.delete(pattern));
       }
-      const [id] = await connection.rbDurablePublish(...keysThenArgs([keys.stream], [published], [this.options.durable.idempotencyWindow, ...fields]));
+      // One single-slot script per stream (each pattern's keys are in their own Cluster slot), each
+      // checking its own idempotency marker: a retry after a partial publish fills only the gaps.
+      const appendTo = (target: DurableKeys): Promise<[string, number]> =>
+        connection.rbDurablePublish(...keysThenArgs([target.stream], [idempotencyKey === undefined ? undefined : target.published(idempotencyKey)], [this.options.durable.idempotencyWindow, ...fields]));
+      const routed = this.routes.matching(connection, pattern).then((bindings) => Promise.all(bindings.map((binding) => appendTo(new DurableKeys(this.options.namespace, binding)))));
+      const [[id]] = await Promise.all([appendTo(keys), routed]);
       return id;
     } catch (cause) {
       throw asConnectionError('publishing', cause);
@@ -152,6 +169,30 @@ export class DurablePublisher {
     }
     if (id === null) throw new DeadLetterNotFoundError(pattern, group, deadLetterId);
     return id;
+  }
+
+  /** The wildcard patterns consumer groups have bound in this namespace (durable topics), sorted. */
+  async bindings(): Promise<string[]> {
+    try {
+      return await boundPatterns(await this.open(), this.options.namespace);
+    } catch (cause) {
+      throw asConnectionError('reading the bindings', cause);
+    }
+  }
+
+  /**
+   * Removes a wildcard binding: publishes that start after this resolved no longer route entries to
+   * its stream. The stream, its groups and their dead letters stay (inspect, replay or delete them
+   * as for any pattern). A consumer that starts again with the binding registers it again. Resolves
+   * whether the binding was there.
+   */
+  async unbind(pattern: string): Promise<boolean> {
+    new TopicPattern(pattern);
+    try {
+      return await unbindPattern(await this.open(), this.options.namespace, pattern);
+    } catch (cause) {
+      throw asConnectionError('unbinding', cause);
+    }
   }
 
   /** Trims `pattern`'s stream now by `durable.maxLength` / `durable.maxAge`, never past what a group still needs. */
