@@ -183,6 +183,24 @@ describe('durable topics (core)', () => {
     expect(await client.durable.deadLetters('mail.*', 'fragile')).toEqual([]);
   }, CASE_TIMEOUT);
 
+  it('trims, at publish, a topic stream no group reads (its entries only travel on to bindings), never a binding\'s', async () => {
+    const trimming = new BufferClient({ redis: redis.url, namespace, durable: { ...FAST, maxLength: 5, approximateTrim: false } });
+    try {
+      const { seen, spec } = recorder();
+      await consume('c1', [spec('metric.*', 'g')]);
+      for (let n = 0; n < 20; n++) await trimming.durable.publish('metric.cpu', n);
+      await waitFor('20 deliveries', () => (seen.g?.length ?? 0) === 20);
+      expect(await raw.xlen(trimming.durable.keysFor('metric.cpu').stream)).toBe(5);
+      expect(await raw.xlen(trimming.durable.keysFor('metric.*').stream)).toBe(20);
+      // Once a group reads the topic's stream, only retention (never past what it needs) trims it.
+      await consume('c2', [spec('metric.cpu', 'exact')], { newGroupStartsAt: 'end' });
+      for (let n = 0; n < 20; n++) await trimming.durable.publish('metric.cpu', n);
+      expect(await raw.xlen(trimming.durable.keysFor('metric.cpu').stream)).toBe(25);
+    } finally {
+      await trimming.close();
+    }
+  }, CASE_TIMEOUT);
+
   it('runs an entry written by hand to a binding\'s stream when its topic matches, and dead-letters one whose topic does not, unrun', async () => {
     const { seen, spec } = recorder();
     await consume('c1', [spec('task.*', 'g')]);

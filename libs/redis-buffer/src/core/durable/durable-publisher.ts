@@ -108,8 +108,9 @@ export class DurablePublisher {
       }
       // One single-slot script per stream (each pattern's keys are in their own Cluster slot), each
       // checking its own idempotency marker: a retry after a partial publish fills only the gaps.
+      const durable = this.options.durable;
       const appendTo = (target: DurableKeys): Promise<[string, number]> =>
-        connection.rbDurablePublish(...keysThenArgs([target.stream], [idempotencyKey === undefined ? undefined : target.published(idempotencyKey)], [this.options.durable.idempotencyWindow, ...fields]));
+        connection.rbDurablePublish(...keysThenArgs([target.stream], [idempotencyKey === undefined ? undefined : target.published(idempotencyKey)], [this.options.durable.idempotencyWindow, durable.maxLength, durable.approximateTrim ? '~' : '=', ...fields]));
       const routed = this.routes.matching(connection, pattern).then((bindings) => Promise.all(bindings.map((binding) => appendTo(new DurableKeys(this.options.namespace, binding)))));
       const [[id]] = await Promise.all([appendTo(keys), routed]);
       return id;
