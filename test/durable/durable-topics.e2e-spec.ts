@@ -201,6 +201,22 @@ describe('durable topics (core)', () => {
     }
   }, CASE_TIMEOUT);
 
+  it('binds again when Redis lost its data under a running consumer (the group is created again, and so is the binding)', async () => {
+    const { seen, spec } = recorder();
+    await consume('c1', [spec('wipe.*', 'g')]);
+    await client.durable.publish('wipe.a', 'before');
+    await waitFor('the first delivery', () => (seen.g?.length ?? 0) === 1);
+    // What FLUSHALL or a restart without persistence does to this namespace.
+    const keys = await raw.keys(`${namespace}:*`);
+    await raw.del(...keys);
+    expect(await client.durable.bindings()).toEqual([]);
+    // The reader notices the lost group at its next read (within its 5 s block), creates it again and binds again.
+    await waitFor('the binding back', async () => (await client.durable.bindings()).includes('wipe.*'), 15_000);
+    await client.durable.publish('wipe.a', 'after');
+    await waitFor('the delivery after the wipe', () => (seen.g?.length ?? 0) === 2);
+    expect(seen.g!.map((delivery) => delivery.data)).toEqual(['before', 'after']);
+  }, CASE_TIMEOUT);
+
   it('runs an entry written by hand to a binding\'s stream when its topic matches, and dead-letters one whose topic does not, unrun', async () => {
     const { seen, spec } = recorder();
     await consume('c1', [spec('task.*', 'g')]);

@@ -126,12 +126,13 @@ export class DurableConsumer {
       this.blocking = await StreamWaiter.open({ ...connection, connectionName: `rb-durable-read:${this.consumerName}` });
       turns = await openDurableConnection({ ...connection, connectionName: `rb-durable-turns:${this.consumerName}` });
       await this.gate.open(turns, this.subscriptions);
-      this.reader = new DurableReader(this.context, this.subscriptions, this.blocking, () => this.room(), (subscription, id, fields, fetchedAt) => this.runner.take(subscription, id, fields, false, fetchedAt));
+      const bind = (): Promise<number> => bindPatterns(this.command!, this.options.namespace, this.subscriptions.filter((subscription) => subscription.wildcard).map((subscription) => subscription.pattern));
+      this.reader = new DurableReader(this.context, this.subscriptions, this.blocking, () => this.room(), (subscription, id, fields, fetchedAt) => this.runner.take(subscription, id, fields, false, fetchedAt), bind);
       await this.reader.ensureGroups();
       await this.reader.checkSettings();
       // After the groups exist (an entry routed to a binding's stream is never missed by its group)
       // and before start resolves (a publish that starts after it routes to this binding).
-      await bindPatterns(this.command, this.options.namespace, this.subscriptions.filter((subscription) => subscription.wildcard).map((subscription) => subscription.pattern));
+      await bind();
     } catch (error) {
       // Leave no connection retrying behind a failed start: the process must be able to exit.
       this.command?.disconnect();
