@@ -42,6 +42,7 @@ export function durableMetrics(consumer: DurableConsumer): ObservedSeries[] {
     counter(`${PREFIX}.claims`, 'Durable entries claimed from a consumer that stopped renewing them.', () => stats.claimed),
     counter(`${PREFIX}.late_acks_refused`, 'Durable runs that succeeded after their entry was claimed elsewhere or acknowledged: run twice.', () => stats.lateAcksRefused),
     counter(`${PREFIX}.duplicate_runs`, 'Durable runs of an entry that was already acknowledged when they ended.', () => stats.duplicatesRun),
+    counter(`${PREFIX}.filtered`, "Durable entries acknowledged without running: their headers did not match the handler's headers filter.", () => stats.filtered),
     perGroup(DURABLE_METRIC.lag, "Entries of the stream not yet delivered to the group (XINFO GROUPS lag).", '{message}', (sample) => sample.lag),
     perGroup(DURABLE_METRIC.pending, 'Entries delivered to the group and not acknowledged yet.', '{message}', (sample) => sample.pending),
     perGroup(DURABLE_METRIC.oldestPendingAge, "Age of the group's oldest unacknowledged entry, since its publication.", 's', (sample) => sample.oldestPendingAgeMs / 1000),
