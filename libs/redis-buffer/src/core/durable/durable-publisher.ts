@@ -110,7 +110,7 @@ export class DurablePublisher {
       // checking its own idempotency marker: a retry after a partial publish fills only the gaps.
       const durable = this.options.durable;
       const appendTo = (target: DurableKeys): Promise<[string, number]> =>
-        connection.rbDurablePublish(...keysThenArgs([target.stream], [idempotencyKey === undefined ? undefined : target.published(idempotencyKey)], [this.options.durable.idempotencyWindow, durable.maxLength, durable.approximateTrim ? '~' : '=', ...fields]));
+        connection.rbDurablePublish(...keysThenArgs([target.stream], [idempotencyKey === undefined ? undefined : target.published(idempotencyKey)], [durable.idempotencyWindow, durable.maxLength, durable.approximateTrim ? '~' : '=', ...fields]));
       const routed = this.routes.matching(connection, pattern).then((bindings) => Promise.all(bindings.map((binding) => appendTo(new DurableKeys(this.options.namespace, binding)))));
       const [[id]] = await Promise.all([appendTo(keys), routed]);
       return id;
@@ -188,6 +188,7 @@ export class DurablePublisher {
    * whether the binding was there.
    */
   async unbind(pattern: string): Promise<boolean> {
+    // Only a valid wildcard pattern can have been bound: anything else is refused as at binding.
     new TopicPattern(pattern);
     try {
       return await unbindPattern(await this.open(), this.options.namespace, pattern);
