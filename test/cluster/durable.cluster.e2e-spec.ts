@@ -99,6 +99,39 @@ describe('durable messaging on a Redis Cluster', () => {
     expect(first.stats.redisErrors + second.stats.redisErrors).toBe(0);
   }, 60_000);
 
+  it('a group bound to a wildcard pattern gets the entries of topics whose streams live on other masters, once each with an idempotent retry, keys in order', async () => {
+    const topics = await patternsOnDistinctMasters(3);
+    const seen: Array<{ topic: string; binding: string; key: string | undefined; n: number }> = [];
+    const { consumer } = await consume('c1', ['orders.*'], async (delivery) => void seen.push({ topic: delivery.pattern, binding: delivery.binding, key: delivery.key, n: (delivery.data as { n: number }).n }));
+    const bindingMaster = await cluster.masterOf(await cluster.slotOf(client.durable.keysFor('orders.*').stream));
+    // The binding's stream shares a master with at most one of the three topics.
+    expect(topics.filter(({ master }) => master !== bindingMaster).length).toBeGreaterThanOrEqual(2);
+    for (let n = 0; n < 10; n++) {
+      for (const { pattern } of topics) {
+        const options = { key: `k${n % 2}`, idempotencyKey: `${pattern}-${n}` };
+        const id = await client.durable.publish(pattern, { n }, options);
+        // A publisher retrying after an unknown outcome: every stream already has it.
+        expect(await client.durable.publish(pattern, { n }, options)).toBe(id);
+      }
+    }
+    await waitFor('30 deliveries', () => seen.length >= 30, 20_000);
+    await sleep(300);
+    expect(seen).toHaveLength(30);
+    expect(Number(await cluster.exec(bindingMaster, 'XLEN', client.durable.keysFor('orders.*').stream))).toBe(30);
+    for (const { pattern, master } of topics) {
+      expect(Number(await cluster.exec(master, 'XLEN', client.durable.keysFor(pattern).stream))).toBe(10);
+      const mine = seen.filter((entry) => entry.topic === pattern);
+      expect(mine.map(({ n }) => n).sort((a, b) => a - b)).toEqual([...Array(10).keys()]);
+      for (const key of ['k0', 'k1']) {
+        const ns = mine.filter((entry) => entry.key === key).map(({ n }) => n);
+        expect(ns).toEqual([...ns].sort((a, b) => a - b));
+      }
+    }
+    expect(new Set(seen.map(({ binding }) => binding))).toEqual(new Set(['orders.*']));
+    expect(await client.durable.bindings()).toEqual(['orders.*']);
+    expect(consumer.stats.redisErrors).toBe(0);
+  }, 60_000);
+
   it('the master of a stream SIGKILLed: every entry accepted before and after the failover is handled', async () => {
     const [{ pattern, master }] = await patternsOnDistinctMasters(1);
     const handled = new Set<number>();

@@ -1,10 +1,11 @@
 // A randomized fault schedule (in the spirit of Jepsen) against durable messaging, on real
-// processes and a real redis-server (appendonly, appendfsync always). Consumer processes in two
-// groups handle keyed and unkeyed entries (some with idempotency keys, some slow, some failing,
+// processes and a real redis-server (appendonly, appendfsync always). Consumer processes in three
+// groups (two bound to the topic, one to a wildcard pattern that matches it) handle keyed and unkeyed entries (some with idempotency keys, some slow, some failing,
 // a few poison) while a seeded schedule SIGKILLs them, freezes them past claimIdle, shuts them down,
 // and SIGKILLs Redis and restarts it from its AOF. A checker then reads the consumers' own
 // append-only logs (test/fixtures/durable-worker.ts) and asserts:
-// - every acknowledged publish was handled at least once per group (poison ones: dead-lettered);
+// - every acknowledged publish was handled at least once per group (poison ones: dead-lettered),
+//   with the topic it was published to;
 // - per group and key, runs start in publication order and never overlap (runs whose own process
 //   was frozen or killed while they ran excepted: nothing can stop a handler frozen mid-run);
 // - dead letters only for entries that failed maxAttempts times (ran and failed, or started and
@@ -35,9 +36,12 @@ const DURABLE = { claimIdle: CLAIM_IDLE, claimInterval: 200, maxAttempts: MAX_AT
 const SCHEDULE_MS = Number(process.env.FAULT_SCHEDULE_MS ?? 20_000);
 const RUNS = Number(process.env.FAULT_RUNS ?? 1);
 const FIRST_SEED = process.env.FAULT_SEED === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(process.env.FAULT_SEED);
-const GROUPS = ['a', 'b'] as const;
-/** Consumer slots: which groups each process serves. */
-const SLOTS = ['a', 'a', 'b', 'a,b'];
+/** The topic published to; groups a and b are bound to it, group w to the wildcard pattern `work.*`. */
+const TOPIC = 'work.job';
+const PATTERNS: Readonly<Record<string, string>> = { a: TOPIC, b: TOPIC, w: 'work.*' };
+const GROUPS = ['a', 'b', 'w'] as const;
+/** Consumer slots: which groups each process serves (`group@pattern`, see durable-worker.ts). */
+const SLOTS = ['a', 'a,w', 'b,w', 'a,b'].map((groups) => groups.split(',').map((group) => `${group}@${PATTERNS[group]}`).join(','));
 
 
 interface Published {
@@ -103,8 +107,8 @@ async function runSchedule(seed: number): Promise<void> {
       // purpose: a duplicate publish); without one it is given up, and the entry may or may not exist.
       for (let tries = 0; ; tries++) {
         try {
-          const id = await client.durable.publish('work', job, { key, idempotencyKey });
-          if (idempotencyKey !== undefined && jobs() < 0.3) expect(await client.durable.publish('work', job, { key, idempotencyKey })).toBe(id);
+          const id = await client.durable.publish(TOPIC, job, { key, idempotencyKey });
+          if (idempotencyKey !== undefined && jobs() < 0.3) expect(await client.durable.publish(TOPIC, job, { key, idempotencyKey })).toBe(id);
           published.push({ seq, id, key, poison });
           break;
         } catch {
@@ -193,9 +197,9 @@ async function runSchedule(seed: number): Promise<void> {
     const settled = async (): Promise<boolean> => {
       const runs = runsOf(readLogs(logs));
       for (const group of GROUPS) {
-        const ok = new Set(runs.filter((run) => run.group === group && run.ok === true).map((run) => run.id));
-        const dead = new Set((await deadLetters(client, group)).map((letter) => letter.entryId));
-        if (published.some((entry) => !ok.has(entry.id) && !dead.has(entry.id))) return false;
+        const ok = new Set(runs.filter((run) => run.group === group && run.ok === true).map((run) => run.seq));
+        const dead = new Set((await deadLetters(client, group)).map(seqOf));
+        if (published.some((entry) => !ok.has(entry.seq) && !dead.has(entry.seq))) return false;
       }
       return true;
     };
@@ -204,13 +208,13 @@ async function runSchedule(seed: number): Promise<void> {
     } catch (error) {
       const runs = runsOf(readLogs(logs));
       for (const group of GROUPS) {
-        const ok = new Set(runs.filter((run) => run.group === group && run.ok === true).map((run) => run.id));
-        const dead = new Set((await deadLetters(client, group)).map((letter) => letter.entryId));
-        const missing = published.filter((entry) => !ok.has(entry.id) && !dead.has(entry.id));
+        const ok = new Set(runs.filter((run) => run.group === group && run.ok === true).map((run) => run.seq));
+        const dead = new Set((await deadLetters(client, group)).map(seqOf));
+        const missing = published.filter((entry) => !ok.has(entry.seq) && !dead.has(entry.seq));
         if (missing.length > 0) {
-          const started = missing.map((entry) => `${entry.seq}/${entry.id}/${entry.key ?? '-'}: ${runs.filter((run) => run.group === group && run.id === entry.id).map((run) => `${run.consumer}#${run.attempt}${run.ok === undefined ? '?' : run.ok ? '+' : '-'}`).join(',') || 'never started'}`);
+          const started = missing.map((entry) => `${entry.seq}/${entry.id}/${entry.key ?? '-'}: ${runs.filter((run) => run.group === group && run.seq === entry.seq).map((run) => `${run.consumer}#${run.attempt}${run.ok === undefined ? '?' : run.ok ? '+' : '-'}`).join(',') || 'never started'}`);
           process.stdout.write(`DURABLE fault-schedule seed=${seed} group ${group} missing ${missing.length}: ${started.slice(0, 10).join('; ')}\n`);
-          process.stdout.write(`DURABLE fault-schedule seed=${seed} group ${group} pending: ${JSON.stringify(await raw(redis.url, 'XPENDING', `${namespace}:durable:{work}`, group, '-', '+', '10'))}\n`);
+          process.stdout.write(`DURABLE fault-schedule seed=${seed} group ${group} pending: ${JSON.stringify(await raw(redis.url, 'XPENDING', `${namespace}:durable:{${PATTERNS[group]}}`, group, '-', '+', '10'))}\n`);
         }
       }
       throw error;
@@ -227,18 +231,20 @@ async function runSchedule(seed: number): Promise<void> {
     for (const group of GROUPS) {
       const mine = runs.filter((run) => run.group === group);
       const dead = await deadLetters(client, group);
-      const deadIds = new Set(dead.map((letter) => letter.entryId));
-      const ok = new Set(mine.filter((run) => run.ok === true).map((run) => run.id));
+      const deadSeqs = new Set(dead.map(seqOf));
+      const ok = new Set(mine.filter((run) => run.ok === true).map((run) => run.seq));
       for (const entry of published) {
-        if (entry.poison && !deadIds.has(entry.id)) problems.push(`group ${group}: poison seq ${entry.seq} not dead-lettered`);
-        if (!entry.poison && !ok.has(entry.id)) problems.push(`group ${group}: seq ${entry.seq} (${entry.id}) never handled${deadIds.has(entry.id) ? ' (dead-lettered)' : ''}`);
+        if (entry.poison && !deadSeqs.has(entry.seq)) problems.push(`group ${group}: poison seq ${entry.seq} not dead-lettered`);
+        if (!entry.poison && !ok.has(entry.seq)) problems.push(`group ${group}: seq ${entry.seq} (${entry.id}) never handled${deadSeqs.has(entry.seq) ? ' (dead-lettered)' : ''}`);
       }
+      const strayTopics = mine.filter((run) => run.topic !== TOPIC);
+      if (strayTopics.length > 0) problems.push(`group ${group}: ${strayTopics.length} runs saw topic ${JSON.stringify(strayTopics[0]!.topic)}, not ${TOPIC}`);
       for (const letter of dead) problems.push(...deadLetterProblems(group, letter, mine, outages));
     }
     // A handler still running when its process exited after a shutdown ended with the process.
     problems.push(...keyViolations(runs.map((run) => (run.end === undefined && exits.has(run.consumer) ? { ...run, end: exits.get(run.consumer)! } : run)), outages));
     problems.push(...counterProblems(lines, runs));
-    const counts = { published: published.length, maybe, runs: runs.length, deadLetters: (await deadLetters(client, 'a')).length + (await deadLetters(client, 'b')).length, outages: outages.length };
+    const counts = { published: published.length, maybe, runs: runs.length, deadLetters: (await deadLetters(client, 'a')).length + (await deadLetters(client, 'b')).length + (await deadLetters(client, 'w')).length, outages: outages.length };
     say(`DURABLE fault-schedule seed=${seed} ${JSON.stringify(counts)} problems=${problems.length}\n`);
     if (problems.length > 0) {
       // Timing is not replayed with the seed: print what a diagnosis needs now. The events (ms since
@@ -271,13 +277,18 @@ async function deadLetters(client: BufferClient, group: string): Promise<DeadLet
   for (let tries = 0; ; tries++) {
     try {
       const all: DeadLetter[] = [];
-      for await (const letter of client.durable.eachDeadLetter('work', group)) all.push(letter);
+      for await (const letter of client.durable.eachDeadLetter(PATTERNS[group]!, group)) all.push(letter);
       return all;
     } catch (error) {
       if (tries >= 100) throw error;
       await sleep(100);
     }
   }
+}
+
+/** The publisher's sequence number of a dead letter's entry: the same in every group, whichever stream it came through. */
+function seqOf(letter: DeadLetter): number | undefined {
+  return typeof letter.entry === 'string' ? undefined : (letter.entry.data as { seq?: number } | undefined)?.seq;
 }
 
 /** A dead letter is right only for an entry that failed maxAttempts times: ran and failed, or started and died with its process. */

@@ -12,11 +12,12 @@ const FAST = { claimIdle: 300, claimInterval: 100, retryDelay: 10, maxRetryDelay
 const KEY = 'a-signing-key-of-enough-length-0123';
 const CONNECTION = ['+auth', '+hello', '+info', '+ping', '+client|setname', '+quit'];
 // The rules as docs/reliability.md gives them, for namespace "perm".
-const PUBLISHER = ['resetkeys', '~perm:durable:*', '-@all', '+evalsha', '+eval', '+get', '+set', '+xadd', '+xrange', '+xdel', '+hgetall', '+exists', '+xlen', '+xinfo|groups', '+xpending', '+xtrim', ...CONNECTION];
+const BINDING = ['+sadd', '+incr'];
+const PUBLISHER = ['resetkeys', '~perm:durable:*', '-@all', '+evalsha', '+eval', '+get', '+set', '+xadd', '+xrange', '+xdel', '+hgetall', '+exists', '+xlen', '+xinfo|groups', '+xpending', '+xtrim', '+smembers', '+srem', '+incr', ...CONNECTION];
 const CONSUMER = [
   'resetkeys', '~perm:durable:*', 'resetchannels', '&perm:durable:*', '-@all',
   '+evalsha', '+eval', '+xgroup|create', '+xreadgroup', '+xread', '+xautoclaim', '+xclaim', '+xack', '+xpending', '+xinfo|groups', '+xadd', '+xrange', '+xrevrange',
-  '+xlen', '+xtrim', '+exists', '+zadd', '+zrem', '+zrangebylex', '+hget', '+hset', '+hgetall', '+hdel', '+get', '+set', '+del', '+pexpire', '+publish', '+subscribe',
+  '+xlen', '+xtrim', '+exists', '+zadd', '+zrem', '+zrangebylex', '+hget', '+hset', '+hgetall', '+hdel', '+get', '+set', '+del', '+pexpire', '+publish', '+subscribe', '+sadd', '+incr',
   ...CONNECTION,
 ];
 
@@ -92,7 +93,8 @@ describe('durable messaging under least-privilege ACL users', () => {
 
   // What the consumer rule loses, and what the error must tell to grant.
   const consumerCases: Array<[string, string]> = [
-    ...CONSUMER.filter((token) => token.startsWith('+') && !CONNECTION.includes(token)).map((token): [string, string] => [token, token]),
+    // SADD and INCR register wildcard bindings (durable topics): the case below, for a consumer bound to one.
+    ...CONSUMER.filter((token) => token.startsWith('+') && !CONNECTION.includes(token) && !BINDING.includes(token)).map((token): [string, string] => [token, token]),
     ['~perm:durable:*', '~perm:durable:*'],
     ['&perm:durable:*', '&perm:durable:*'],
   ];
@@ -131,6 +133,48 @@ describe('durable messaging under least-privilege ACL users', () => {
     expect(error).toBeInstanceOf(RedisPermissionError);
     expect((error as Error).message).toContain(`grant the Redis user ${removed}`);
     expect((error as Error).message).toContain(durableAclRule('perm', 'publisher'));
+  }, 15_000);
+
+  it.each(BINDING)('a consumer bound to a wildcard topic without %s fails to start with RedisPermissionError', async (removed) => {
+    const { url } = await user(CONSUMER.filter((token) => token !== removed));
+    const error = await startConsumer(url, 'perm', `c${users}`, [{ pattern: 'work.*', group: 'g', run: async () => undefined }], FAST, { signingKey: KEY }).then(
+      (started) => {
+        closing.push(started.consumer);
+        return undefined;
+      },
+      (failure: unknown) => failure,
+    );
+    expect(error).toBeInstanceOf(RedisPermissionError);
+    // From inside a script Redis 7.0 does not name the command: the message names the script and the whole rule.
+    expect((error as Error).message).toContain('the bind script');
+    expect((error as Error).message).toContain(durableAclRule('perm', 'consumer'));
+  }, 15_000);
+
+  it('a publisher without +smembers fails a publish to a topic once a wildcard binding exists, naming it', async () => {
+    const consumerUser = await user(CONSUMER);
+    const started = await startConsumer(consumerUser.url, 'perm', `c${users}`, [{ pattern: 'work.*', group: 'g', run: async () => undefined }], FAST, { signingKey: KEY });
+    closing.push(started.consumer);
+    const { url } = await user(PUBLISHER.filter((token) => token !== '+smembers'));
+    const error = await client(url).durable.publish('work.created', { n: 1 }).then(
+      () => undefined,
+      (failure: unknown) => failure,
+    );
+    expect(error).toBeInstanceOf(RedisPermissionError);
+    expect((error as Error).message).toContain('grant the Redis user +smembers');
+    // With the rule whole, the same publish reaches the wildcard group's stream.
+    const whole = await user(PUBLISHER);
+    await client(whole.url).durable.publish('work.created', { n: 2 });
+  }, 15_000);
+
+  it('a bind refused part-way (no INCR) does not hide the binding from publishers once a consumer binds it again', async () => {
+    const { url } = await user(CONSUMER.filter((token) => token !== '+incr'));
+    await expect(startConsumer(url, 'perm', `c${users}`, [{ pattern: 'cut.*', group: 'g', run: async () => undefined }], FAST, { signingKey: KEY })).rejects.toBeInstanceOf(RedisPermissionError);
+    const ran: unknown[] = [];
+    const whole = await user(CONSUMER);
+    const started = await startConsumer(whole.url, 'perm', `c${users}`, [{ pattern: 'cut.*', group: 'g', run: async (delivery) => void ran.push(delivery.data) }], FAST, { signingKey: KEY });
+    closing.push(started.consumer);
+    await client((await user(PUBLISHER)).url).durable.publish('cut.created', { n: 1 });
+    await waitFor('the entry routed to the wildcard group', () => ran.length === 1);
   }, 15_000);
 
   it('a permission taken away while running surfaces as RedisPermissionError, never as a raw NOPERM', async () => {

@@ -18,6 +18,8 @@ export interface LogLine {
   readonly key: string | undefined;
   readonly attempt: number;
   readonly run: string;
+  /** The topic the entry was published to. */
+  readonly topic?: string;
   readonly ok?: boolean;
   readonly aborted?: boolean;
   readonly stats?: Record<string, number>;
@@ -56,6 +58,8 @@ export interface Run {
   readonly start: number;
   readonly end: number | undefined;
   readonly ok: boolean | undefined;
+  /** The topic the entry was published to, as the handler saw it. */
+  readonly topic: string | undefined;
 }
 
 export function runsOf(lines: readonly LogLine[]): Run[] {
@@ -64,7 +68,7 @@ export function runsOf(lines: readonly LogLine[]): Run[] {
     .filter((line) => line.e === 'start')
     .map((line) => {
       const end = ends.get(line.run);
-      return { consumer: line.c, group: line.g, id: line.id, seq: line.seq, key: line.key, attempt: line.attempt, start: line.t, end: end?.t, ok: end?.ok };
+      return { consumer: line.c, group: line.g, id: line.id, seq: line.seq, key: line.key, attempt: line.attempt, start: line.t, end: end?.t, ok: end?.ok, topic: line.topic };
     });
 }
 

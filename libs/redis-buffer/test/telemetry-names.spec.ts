@@ -70,7 +70,7 @@ describe('durable group metrics', () => {
       // What a consumer reports, as its backlog sampler and entry runner leave it.
       const group = { pattern: 'order.placed', group: 'billing', retried: 2, deadLettered: 1 };
       const consumer = {
-        stats: { received: 0, runs: 0, handled: 0, failed: 0, retried: 2, deadLettered: 1, claimed: 0, lateAcksRefused: 0, duplicatesRun: 0 },
+        stats: { received: 0, runs: 0, handled: 0, failed: 0, retried: 2, deadLettered: 1, claimed: 0, lateAcksRefused: 0, duplicatesRun: 0, filtered: 7 },
         backlog: [{ pattern: 'order.placed', stream: 'shop:durable:{order.placed}', group: 'billing', lag: 12, pending: 3, oldestPendingAgeMs: 4500, sampledAt: 0 }],
         groups: [group],
       } as unknown as DurableConsumer;
@@ -87,6 +87,8 @@ describe('durable group metrics', () => {
         [DURABLE_METRIC.retries]: ['{message}', 2],
         [DURABLE_METRIC.deadLetters]: ['{message}', 1],
       });
+      // Entries a handler's header filter left out, acknowledged unrun.
+      expect(points.get('nestjs_redis_buffer.durable.filtered')).toMatchObject({ unit: '{message}', point: { value: 7 } });
       expect(points.get(DURABLE_METRIC.lag)!.point.attributes).toEqual({
         'messaging.system': 'redis',
         'nestjs_redis_buffer.namespace': 'shop',

@@ -1,6 +1,7 @@
 import { EventPattern } from '@nestjs/microservices';
 import type { DurableHandlerOptions } from '../core/durable/durable-options.js';
 import { isPattern } from '../core/durable/durable-entry.js';
+import { isWildcardPattern, TopicPattern } from '../core/wire/topic.js';
 import { BUFFER_TRANSPORT } from './buffer.constants.js';
 
 /** Where `@DurablePattern` keeps its pattern and options in Nest's handler extras. */
@@ -19,6 +20,12 @@ export interface DurableHandlerExtras {
  * triggers a retry, and past `maxAttempts` the dead-letter stream. Guards, pipes, interceptors and
  * filters apply as to any handler.
  *
+ * The pattern may be a wildcard topic pattern (`order.*` one token, `order.>` one or more): the
+ * group then gets every entry published to a matching topic after the binding was first made, and
+ * `ctx.getPattern()` gives the topic. A malformed one (`order.>.x`, `order..*`) throws
+ * `TopicPatternError` here, when the class is defined. `headers` runs only the entries that carry
+ * those headers (see `DurableHandlerOptions.headers`).
+ *
  * @example
  * ```ts
  * @DurablePattern('order.placed', { group: 'billing' })
@@ -29,6 +36,7 @@ export interface DurableHandlerExtras {
  */
 export function DurablePattern(pattern: string, options: DurableHandlerOptions = {}): MethodDecorator {
   if (!isPattern(pattern)) throw new TypeError(`@DurablePattern(${JSON.stringify(pattern)}): the pattern must be a non-empty string without "{" or "}".`);
+  if (isWildcardPattern(pattern)) new TopicPattern(pattern);
   const extras: DurableHandlerExtras = { pattern, options };
   // An object pattern gives durable handlers routes of their own: no pub/sub request or event
   // ("order.placed") can reach them, and two groups of one pattern do not chain into one handler.

@@ -27,8 +27,14 @@ export class DurableContext extends BaseRpcContext<[DurableDelivery]> {
     return this.delivery.entryId;
   }
 
+  /** The topic the entry was published to (`order.created`), also in a handler bound to `order.*`. */
   getPattern(): string {
     return this.delivery.pattern;
+  }
+
+  /** The pattern this handler is bound to: the topic itself, or the wildcard pattern that matched it (`order.*`). */
+  getBinding(): string {
+    return this.delivery.binding;
   }
 
   /** The consumer group this handler runs in. */

@@ -39,6 +39,8 @@ export interface DurableConsumerStats {
   duplicates: number;
   /** Replayed entries meant for another group, acknowledged without running. */
   skipped: number;
+  /** Entries whose headers did not match their handler's `headers` filter, acknowledged without running. */
+  filtered: number;
   /** Entries handed back to the group at shutdown (or on a Redis error) without finishing. */
   released: number;
   /** Pending entries found deleted from the stream (by an XTRIM that ignored consumer groups). */
@@ -66,6 +68,7 @@ export function emptyDurableConsumerStats(): DurableConsumerStats {
     forged: 0,
     duplicates: 0,
     skipped: 0,
+    filtered: 0,
     released: 0,
     deletedWhilePending: 0,
     trimmed: 0,

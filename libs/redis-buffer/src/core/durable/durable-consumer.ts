@@ -15,6 +15,8 @@ import { HeldEntries, sleep, type ConsumerContext, type DurableConsumerOptions, 
 import { KeyGate } from './key-gate.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { trimStream } from './retention.js';
+import { bindPatterns } from './topic-bindings.js';
+import { isWildcardPattern, TopicPattern } from '../wire/topic.js';
 
 export type { DurableDelivery, DurableRun, DurableSubscription } from './durable-delivery.js';
 export type { DurableConsumerStats } from './durable-consumer-stats.js';
@@ -66,6 +68,7 @@ export class DurableConsumer {
   ) {
     this.subscriptions = subscriptions.map((subscription) => ({
       ...subscription,
+      ...topicOf(subscription.pattern),
       keys: new DurableKeys(options.namespace, subscription.pattern),
       group: subscription.options.group,
       claimCursor: '0-0',
@@ -137,10 +140,15 @@ export class DurableConsumer {
       turns = await openDurableConnection({ ...connection, connectionName: `rb-durable-turns:${this.consumerName}` });
       const subscriber = turns;
       await permitted('SUBSCRIBE', () => this.gate.open(subscriber, this.subscriptions));
-      const reader = new DurableReader(this.context, this.subscriptions, this.blocking, () => this.room(), (subscription, id, fields, fetchedAt, sizeInRedis) => this.runner.take(subscription, id, fields, false, fetchedAt, sizeInRedis));
+      const bind = (): Promise<number> =>
+        permitted('EVALSHA (the bind script)', () => bindPatterns(command, namespace, this.subscriptions.filter((subscription) => subscription.wildcard).map((subscription) => subscription.pattern)));
+      const reader = new DurableReader(this.context, this.subscriptions, this.blocking, () => this.room(), (subscription, id, fields, fetchedAt, sizeInRedis) => this.runner.take(subscription, id, fields, false, fetchedAt, sizeInRedis), bind);
       this.reader = reader;
       await permitted('XGROUP CREATE', () => reader.ensureGroups());
       await permitted('HGETALL / HSET (the settings hash)', () => reader.checkSettings());
+      // After the groups exist (an entry routed to a binding's stream is never missed by its group)
+      // and before start resolves (a publish that starts after it routes to this binding).
+      await bind();
     } catch (error) {
       // Leave no connection retrying behind a failed start: the process must be able to exit.
       this.command?.disconnect();
@@ -227,4 +235,11 @@ export class DurableConsumer {
   private room(): number {
     return this.options.durable.maxInFlight - this.held.size;
   }
+}
+
+/** How a subscription matches topics; a malformed wildcard pattern throws `TopicPatternError` here, before anything starts. */
+function topicOf(pattern: string): { matches: (topic: string) => boolean; wildcard: boolean } {
+  if (!isWildcardPattern(pattern)) return { matches: (topic) => topic === pattern, wildcard: false };
+  const compiled = new TopicPattern(pattern);
+  return { matches: (topic) => compiled.matches(topic), wildcard: true };
 }

@@ -3,6 +3,10 @@ import type { ResolvedDurableHandlerOptions } from './durable-options.js';
 
 /** One entry handed to a handler: what was published (see `DurableEntry`), and where it stands. */
 export interface DurableDelivery extends Omit<DurableEntry, 'group'> {
+  // `pattern` is the topic the entry was published to (`order.created`), also when the group is
+  // bound to a wildcard pattern that matched it.
+  /** The pattern this handler is bound to: `pattern` itself, or the wildcard pattern that matched it (`order.*`). */
+  readonly binding: string;
   /** The entry's id in the stream (`<ms>-<seq>`): stable across retries and instances. */
   readonly entryId: string;
   /** The consumer group running it. */
@@ -24,6 +28,7 @@ export interface DurableDelivery extends Omit<DurableEntry, 'group'> {
 export type DurableRun = (delivery: DurableDelivery) => Promise<void>;
 
 export interface DurableSubscription {
+  /** An exact pattern, or a wildcard topic pattern (`order.*`, `order.>`: see wire/topic.ts). */
   readonly pattern: string;
   readonly options: ResolvedDurableHandlerOptions;
   readonly run: DurableRun;

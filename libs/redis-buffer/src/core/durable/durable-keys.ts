@@ -17,6 +17,10 @@
  * | `<ns>:durable:{<pattern>}:settings`          | hash   | the shared durable options the last consumer started with (see durable-settings.ts) |
  *
  * and one pub/sub channel, `<ns>:durable:{<pattern>}:turn:<group>`: a key whose next entry may start now.
+ *
+ * A wildcard pattern (`order.*`, see wire/topic.ts) has the same keys as an exact one: its stream
+ * holds the entries of every topic that matched it since it was bound. Beside them, one registry per
+ * namespace (`bindingKeys`), in a slot of its own.
  */
 export class DurableKeys {
   private readonly base: string;
@@ -77,4 +81,20 @@ export class DurableKeys {
   order(group: string): string {
     return `${this.base}:order:${group}`;
   }
+}
+
+/**
+ * The namespace's registry of wildcard bindings, which publishers read to route a topic's entries
+ * (see topic-bindings.ts). Both keys share the hash tag `{<ns>}` (one Redis Cluster slot) and start
+ * with `<ns>:durable:` (covered by the same ACL key pattern as the streams); no pattern's key can
+ * take these names, since those have `{` right after `durable:`.
+ *
+ * | key                                   | type   | holds                                               |
+ * | ------------------------------------- | ------ | --------------------------------------------------- |
+ * | `<ns>:durable:bindings:{<ns>}`         | set    | every wildcard pattern bound by a consumer group    |
+ * | `<ns>:durable:bindings:{<ns>}:version` | string | integer, incremented whenever the set changes       |
+ */
+export function bindingKeys(namespace: string): { readonly bindings: string; readonly version: string } {
+  const bindings = `${namespace}:durable:bindings:{${namespace}}`;
+  return { bindings, version: `${bindings}:version` };
 }

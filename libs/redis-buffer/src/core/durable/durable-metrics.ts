@@ -44,6 +44,7 @@ export function durableMetrics(consumer: DurableConsumer): ObservedSeries[] {
     counter(`${PREFIX}.duplicate_runs`, 'Durable runs of an entry that was already acknowledged when they ended.', () => stats.duplicatesRun),
     counter(`${PREFIX}.oversized`, 'Durable entries over maxPayloadBytes, dead-lettered unread.', () => stats.oversized),
     counter(`${PREFIX}.forged`, 'Durable entries unsigned or with an invalid signature (with signingKey), dead-lettered unrun.', () => stats.forged),
+    counter(`${PREFIX}.filtered`, "Durable entries acknowledged without running: their headers did not match the handler's headers filter.", () => stats.filtered),
     perGroup(DURABLE_METRIC.lag, "Entries of the stream not yet delivered to the group (XINFO GROUPS lag).", '{message}', (sample) => sample.lag),
     perGroup(DURABLE_METRIC.pending, 'Entries delivered to the group and not acknowledged yet.', '{message}', (sample) => sample.pending),
     perGroup(DURABLE_METRIC.oldestPendingAge, "Age of the group's oldest unacknowledged entry, since its publication.", 's', (sample) => sample.oldestPendingAgeMs / 1000),

@@ -1,4 +1,5 @@
 import { InvalidOptionsError } from '../errors/invalid-options.error.js';
+import { validateHeaders, type BufferHeaders } from '../wire/envelope.js';
 import { nonNegativeInteger, positiveInteger, timerMs, rejectUnknownKeys } from '../option-checks.js';
 
 /**
@@ -102,6 +103,15 @@ export interface DurableHandlerOptions {
   retryDelay?: number;
   /** @default the module's `durable.maxRetryDelay` */
   maxRetryDelay?: number;
+  /**
+   * Routing by header (a headers exchange, every header must match): the handler runs only entries
+   * whose headers include each of these names with exactly this value. The group still receives
+   * every entry of its pattern; one that does not match is acknowledged without running and counted
+   * in `stats.filtered`. Give another group (or another handler) the entries it leaves out.
+   * @example `{ region: 'eu' }`
+   * @default undefined (every entry runs)
+   */
+  headers?: Record<string, string>;
 }
 
 /** Options of one `publish` call. */
@@ -142,6 +152,8 @@ export interface ResolvedDurableHandlerOptions {
   readonly maxAttempts: number;
   readonly retryDelay: number;
   readonly maxRetryDelay: number;
+  /** Headers an entry must carry to run (none: every entry runs). */
+  readonly headers?: BufferHeaders | undefined;
 }
 
 /** The one place where durable defaults live. */
@@ -180,7 +192,7 @@ const DURABLE_OPTION_KEYS = {
   handlers: true,
 } as const satisfies Record<keyof DurableOptions, true>;
 
-const HANDLER_OPTION_KEYS = { group: true, maxAttempts: true, retryDelay: true, maxRetryDelay: true } as const satisfies Record<keyof DurableHandlerOptions, true>;
+const HANDLER_OPTION_KEYS = { group: true, maxAttempts: true, retryDelay: true, maxRetryDelay: true, headers: true } as const satisfies Record<keyof DurableHandlerOptions, true>;
 
 const PUBLISH_OPTION_KEYS = { key: true, idempotencyKey: true, headers: true } as const satisfies Record<keyof DurablePublishOptions, true>;
 
@@ -252,7 +264,20 @@ function resolveHandlerFields(options: DurableHandlerOptions, defaults: Resolved
   if (maxRetryDelay < retryDelay) {
     throw new InvalidOptionsError(name('maxRetryDelay'), `(${maxRetryDelay} ms) must not be shorter than "retryDelay" (${retryDelay} ms)`);
   }
-  return { group, maxAttempts: positiveInteger(name('maxAttempts'), options.maxAttempts, defaults.maxAttempts), retryDelay, maxRetryDelay };
+  // The same rule as a publish's headers: a filter no entry could ever match is refused.
+  const headers = options.headers === undefined ? defaults.headers : validateHeaders(options.headers);
+  if (typeof headers === 'string') throw new InvalidOptionsError(name('headers'), headers);
+  const filter = headers === undefined || Object.keys(headers).length === 0 ? undefined : headers;
+  return { group, maxAttempts: positiveInteger(name('maxAttempts'), options.maxAttempts, defaults.maxAttempts), retryDelay, maxRetryDelay, ...(filter === undefined ? {} : { headers: filter }) };
+}
+
+/** Whether an entry's headers pass a handler's header filter (each filtered header present, same value). */
+export function headersMatch(filter: BufferHeaders | undefined, headers: BufferHeaders): boolean {
+  if (filter === undefined) return true;
+  for (const name in filter) {
+    if (Object.hasOwn(filter, name) && (!Object.hasOwn(headers, name) || headers[name] !== filter[name])) return false;
+  }
+  return true;
 }
 
 /** Delay before the attempt after `attempt` (1-based): doubling from `retryDelay`, capped, with up to 20 % jitter below. */

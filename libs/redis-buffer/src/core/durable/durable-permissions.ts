@@ -16,14 +16,16 @@ const CONNECTION_COMMANDS = ['auth', 'hello', 'info', 'ping', 'client|setname', 
 /**
  * Commands each side sends, directly or from its scripts. ioredis runs a script with EVALSHA, and
  * with EVAL when Redis does not have it (after a restart or SCRIPT FLUSH): both are needed.
- * Publisher: `publish` (GET, XADD, SET), `deadLetters` (XRANGE), `replayDeadLetter` (XRANGE, XADD,
- * XDEL), `trim` (EXISTS, XLEN, XRANGE, XINFO GROUPS, XPENDING, XTRIM), the settings check (HGETALL).
+ * Publisher: `publish` (GET, XADD, SET; XINFO GROUPS and XTRIM for a stream no group reads; GET and
+ * SMEMBERS of the bindings registry), `deadLetters` (XRANGE), `replayDeadLetter` (XRANGE, XADD,
+ * XDEL), `trim` (EXISTS, XLEN, XRANGE, XINFO GROUPS, XPENDING, XTRIM), `unbind` (SREM, INCR), the
+ * settings check (HGETALL). Consumer: also SADD and INCR (registering its wildcard bindings).
  */
 export const DURABLE_COMMANDS: Readonly<Record<DurableSide, readonly string[]>> = {
-  publisher: ['evalsha', 'eval', 'get', 'set', 'xadd', 'xrange', 'xdel', 'hgetall', 'exists', 'xlen', 'xinfo|groups', 'xpending', 'xtrim'],
+  publisher: ['evalsha', 'eval', 'get', 'set', 'xadd', 'xrange', 'xdel', 'hgetall', 'exists', 'xlen', 'xinfo|groups', 'xpending', 'xtrim', 'smembers', 'srem', 'incr'],
   consumer: [
     'evalsha', 'eval', 'xgroup|create', 'xreadgroup', 'xread', 'xautoclaim', 'xclaim', 'xack', 'xpending', 'xinfo|groups', 'xadd', 'xrange', 'xrevrange',
-    'xlen', 'xtrim', 'exists', 'zadd', 'zrem', 'zrangebylex', 'hget', 'hset', 'hgetall', 'hdel', 'get', 'set', 'del', 'pexpire', 'publish', 'subscribe',
+    'xlen', 'xtrim', 'exists', 'zadd', 'zrem', 'zrangebylex', 'hget', 'hset', 'hgetall', 'hdel', 'get', 'set', 'del', 'pexpire', 'publish', 'subscribe', 'sadd', 'incr',
   ],
 };
 

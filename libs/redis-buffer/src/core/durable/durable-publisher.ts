@@ -11,12 +11,15 @@ import { DURABLE_LIMITS, encodeEntry, entrySize, isPattern } from './durable-ent
 import { EntrySigner, publishedMarkers } from './entry-signing.js';
 import { checkDurablePermissions, durablePermissionError, withPermissionCheck } from './durable-permissions.js';
 import { RedisPermissionError } from '../errors/redis-permission.error.js';
-import { DurableKeys } from './durable-keys.js';
+import { bindingKeys, DurableKeys } from './durable-keys.js';
 import { checkDurablePublishOptions, type DurablePublishOptions, type ResolvedDurableOptions } from './durable-options.js';
 import { keysThenArgs, type DurableScripts } from './durable-scripts.js';
 import { checkSettings } from './durable-settings.js';
 import { trimStream, type TrimResult } from './retention.js';
 import { streamFeatures, type StreamFeatures } from './server-features.js';
+import { boundPatterns, TopicRoutes, unbindPattern } from './topic-bindings.js';
+import { isWildcardPattern, TopicPattern } from '../wire/topic.js';
+import { TopicPatternError } from '../errors/topic-pattern.error.js';
 import type { BufferLogger } from '../logger.js';
 import { BufferTelemetry } from '../telemetry/telemetry.js';
 
@@ -39,6 +42,8 @@ export class DurablePublisher {
   private readonly permitted = new Set<string>();
   /** Signs entries and names idempotency markers; undefined when signing is off. */
   private readonly signer: EntrySigner | undefined;
+  /** The wildcard bindings publishes are routed to (see topic-bindings.ts). */
+  private readonly routes: TopicRoutes;
 
   constructor(
     private readonly options: DurablePublisherOptions,
@@ -47,16 +52,22 @@ export class DurablePublisher {
     private readonly logger?: BufferLogger,
   ) {
     this.signer = options.signingKeys.length === 0 ? undefined : new EntrySigner(options.signingKeys);
+    this.routes = new TopicRoutes(options.namespace);
   }
 
   /**
    * Appends an entry to `pattern`'s stream and resolves with its id once Redis has accepted it (with
-   * `appendonly yes`, written to the AOF). Every consumer group of the pattern gets it.
+   * `appendonly yes`, written to the AOF). Every consumer group of the pattern gets it, and so does
+   * every group bound to a wildcard pattern that matches it (`order.*` for `order.created`): the
+   * entry is appended to each such binding's stream too, and the publish resolves only once every
+   * one of those streams has it. `pattern` is a topic here: one with a `*` or `>` token is refused
+   * with `TopicPatternError`.
    *
    * Rejects with `ConnectionLostError` when Redis cannot be reached, and when it has not answered
    * within the module's `timeout`: the command is never queued for later, so the caller decides.
-   * When the connection drops after the command was sent, the outcome is unknown: publish again
-   * with the same `idempotencyKey` and nothing is added twice.
+   * When the connection drops after the command was sent, the outcome is unknown (some streams may
+   * have the entry and others not): publish again with the same `idempotencyKey` and the streams
+   * that miss it get it, and nothing is added twice to any stream.
    *
    * @example
    * ```ts
@@ -65,6 +76,7 @@ export class DurablePublisher {
    */
   async publish(pattern: string, data: unknown, options: DurablePublishOptions = {}): Promise<string> {
     if (!isPattern(pattern)) throw new InvalidOptionsError('pattern', 'must be a non-empty string of at most 1024 characters without "{" or "}"');
+    if (isWildcardPattern(pattern)) throw new TopicPatternError(pattern, 'a wildcard pattern is what a consumer group binds to; publish to a topic without "*" or ">" tokens');
     checkDurablePublishOptions(options);
     const key = boundedKey('key', options.key);
     const idempotencyKey = boundedKey('idempotencyKey', options.idempotencyKey);
@@ -100,7 +112,6 @@ export class DurablePublisher {
     if (size > this.options.maxPayloadBytes) throw new PayloadTooLargeError(size, this.options.maxPayloadBytes, 'durable entry');
     const connection = await this.open();
     try {
-      const published = idempotencyKey === undefined ? [] : publishedMarkers(keys, idempotencyKey, this.signer);
       if (!this.checked.has(pattern)) {
         this.checked.add(pattern);
         // Reported, never in the way: a publish does not wait for it nor fail with it.
@@ -112,7 +123,24 @@ export class DurablePublisher {
         await checkDurablePermissions(connection, this.options.namespace, 'publisher', this.options.instanceId, [{ keys }], false);
         this.permitted.add(pattern);
       }
-      const [id] = await connection.rbDurablePublish(...keysThenArgs([keys.stream], published, [this.options.durable.idempotencyWindow, ...fields]));
+      // One single-slot script per stream (each pattern's keys are in their own Cluster slot), each
+      // checking its own idempotency markers: a retry after a partial publish fills only the gaps.
+      // Each stream's copy is signed for that stream (a signature is bound to its stream's key).
+      const durable = this.options.durable;
+      const appendTo = (target: DurableKeys, signed: readonly string[]): Promise<[string, number]> => {
+        const published = idempotencyKey === undefined ? [] : publishedMarkers(target, idempotencyKey, this.signer);
+        return connection.rbDurablePublish(...keysThenArgs([target.stream], published, [durable.idempotencyWindow, durable.maxLength, durable.approximateTrim ? '~' : '=', ...signed]));
+      };
+      const registry = bindingKeys(this.options.namespace).bindings;
+      const routed = withPermissionCheck(() => this.routes.matching(connection, pattern), this.options.namespace, 'publisher', 'GET, SMEMBERS (the bindings registry)', registry).then((bindings) =>
+        Promise.all(
+          bindings.map((binding) => {
+            const target = new DurableKeys(this.options.namespace, binding);
+            return appendTo(target, this.signer === undefined ? unsigned : this.signer.sign(target.stream, unsigned));
+          }),
+        ),
+      );
+      const [[id]] = await Promise.all([appendTo(keys, fields), routed]);
       return id;
     } catch (cause) {
       throw this.failure('publishing', 'EVALSHA (the publish script)', keys.stream, cause);
@@ -171,6 +199,31 @@ export class DurablePublisher {
     }
     if (id === null) throw new DeadLetterNotFoundError(pattern, group, deadLetterId);
     return id;
+  }
+
+  /** The wildcard patterns consumer groups have bound in this namespace (durable topics), sorted. */
+  async bindings(): Promise<string[]> {
+    try {
+      return await boundPatterns(await this.open(), this.options.namespace);
+    } catch (cause) {
+      throw this.failure('reading the bindings', 'SMEMBERS', bindingKeys(this.options.namespace).bindings, cause);
+    }
+  }
+
+  /**
+   * Removes a wildcard binding: publishes that start after this resolved no longer route entries to
+   * its stream. The stream, its groups and their dead letters stay (inspect, replay or delete them
+   * as for any pattern). A consumer that starts again with the binding registers it again. Resolves
+   * whether the binding was there.
+   */
+  async unbind(pattern: string): Promise<boolean> {
+    // Only a valid wildcard pattern can have been bound: anything else is refused as at binding.
+    new TopicPattern(pattern);
+    try {
+      return await unbindPattern(await this.open(), this.options.namespace, pattern);
+    } catch (cause) {
+      throw this.failure('unbinding', 'EVALSHA (the bind script)', bindingKeys(this.options.namespace).bindings, cause);
+    }
   }
 
   /** Trims `pattern`'s stream now by `durable.maxLength` / `durable.maxAge`, never past what a group still needs. */

@@ -30,6 +30,8 @@ export class DurableReader {
     /** `fetchedAt`: when the FETCH that read it was sent. */
     /** `sizeInRedis`: set for an entry over maxPayloadBytes, of which FETCH sent only the small fields. */
     private readonly take: (subscription: Subscription, id: string, fields: string[], fetchedAt: number, sizeInRedis: number | undefined) => void,
+    /** Run after groups were created again because Redis lost them (its data was wiped): registers the wildcard bindings again. */
+    private readonly afterGroupsRecreated: () => Promise<unknown> = async () => undefined,
   ) {
     // An entry let go frees room: read again if the loop waits for that.
     context.held.onFinish(() => this.wakeUp());
@@ -108,7 +110,11 @@ export class DurableReader {
       } catch (error) {
         if (context.stopping()) break;
         context.redisError('reading', error);
-        if (error instanceof Error && error.message.startsWith('NOGROUP')) await this.ensureGroups().catch(() => undefined);
+        if (error instanceof Error && error.message.startsWith('NOGROUP')) {
+          await this.ensureGroups()
+            .then(() => this.afterGroupsRecreated())
+            .catch(() => undefined);
+        }
         this.state = 'pausing';
         await sleep(ERROR_PAUSE_MS);
       }

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { ACK_SCRIPT } from './scripts/ack.script.js';
 import { BEGIN_SCRIPT } from './scripts/begin.script.js';
+import { BIND_SCRIPT } from './scripts/bind.script.js';
 import { DEAD_LETTER_SCRIPT } from './scripts/dead-letter.script.js';
 import { FETCH_SCRIPT } from './scripts/fetch.script.js';
 import { PUBLISH_SCRIPT } from './scripts/publish.script.js';
@@ -37,6 +38,7 @@ export interface DurableScripts {
   /** The same, with `XTRIM … ACKED` (Redis 8.2 and later; see server-features.ts). */
   rbDurableTrimAcked(stream: Key, threshold: string, maxLength: number, mode: '~' | '=', scanLimit: number): Promise<[number, string, number]>;
   rbDurableReplay(stream: Key, dead: Key, deadLetterId: string, group: string): Promise<string | null>;
+  rbDurableBind(bindings: Key, version: Key, operation: 'add' | 'remove', pattern: string): Promise<[number, number]>;
 }
 
 export type BeginDecision = 'lost' | 'gone' | 'wait' | 'claimed' | 'done' | 'busy' | 'exhausted' | 'isolate' | 'run';
@@ -53,6 +55,7 @@ const SCRIPTS: Record<keyof DurableScripts, { keys: number | undefined; lua: str
   rbDurableTrim: { keys: 1, lua: TRIM_SCRIPT },
   rbDurableTrimAcked: { keys: 1, lua: TRIM_ACKED_SCRIPT },
   rbDurableReplay: { keys: 2, lua: REPLAY_SCRIPT },
+  rbDurableBind: { keys: 2, lua: BIND_SCRIPT },
 };
 
 /** Registers the scripts on a connection and returns it typed with them. */

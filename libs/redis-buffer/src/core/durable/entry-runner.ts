@@ -4,7 +4,7 @@ import type { DurableDelivery } from './durable-delivery.js';
 import type { DurableEntry } from './durable-entry.js';
 import { admitEntry } from './entry-admission.js';
 import { handledMarkers } from './entry-signing.js';
-import { retryDelayAfter } from './durable-options.js';
+import { headersMatch, retryDelayAfter } from './durable-options.js';
 import { keysThenArgs } from './durable-scripts.js';
 import { handledKeyOf, keyOf, type ConsumerContext, type Held, type Subscription } from './held-entries.js';
 import type { KeyGate } from './key-gate.js';
@@ -76,16 +76,21 @@ export class EntryRunner {
     const { subscription } = held;
     try {
       const entry = held.entry;
-      // An entry naming another pattern was written to the wrong stream by hand or by another tool:
-      // this handler was not written for it.
-      if (typeof entry === 'string' || entry.pattern !== subscription.pattern) {
-        const problem = typeof entry === 'string' ? entry : `it names pattern ${JSON.stringify(entry.pattern)}, not its stream's`;
+      // An entry naming a topic its stream's pattern does not match was written to the wrong stream
+      // by hand or by another tool: this handler was not written for it.
+      if (typeof entry === 'string' || !subscription.matches(entry.pattern)) {
+        const problem = typeof entry === 'string' ? entry : `it names pattern ${JSON.stringify(entry.pattern)}, which its stream's pattern does not match`;
         const reason = held.refusal ?? 'malformed';
         return await this.deadLetter(held, { code: BufferErrorCode.BadEntry, reason, message: `Entry ${held.id} of "${subscription.pattern}" cannot be run (${reason}): ${problem}. See docs/protocol.md.` });
       }
       if (entry.group !== undefined && entry.group !== subscription.group) {
         await this.ack(held, false);
         context.stats.skipped++;
+        return context.held.finish(held);
+      }
+      if (!headersMatch(subscription.options.headers, entry.headers)) {
+        await this.ack(held, false);
+        context.stats.filtered++;
         return context.held.finish(held);
       }
       const askedAt = this.isFresh(held, entry) ? held.leaseFrom : Date.now();
@@ -268,7 +273,8 @@ export class EntryRunner {
   private deliveryOf(held: Held, entry: DurableEntry): DurableDelivery {
     return {
       entryId: held.id,
-      pattern: held.subscription.pattern,
+      pattern: entry.pattern,
+      binding: held.subscription.pattern,
       group: held.subscription.group,
       attempt: held.attempt,
       maxAttempts: held.subscription.options.maxAttempts,

@@ -17,6 +17,10 @@ export type DurableConsumerOptions = Pick<ResolvedBufferOptions, 'redis' | 'clus
 /** A handler's subscription with its keys resolved. */
 export interface Subscription extends DurableSubscription {
   readonly keys: DurableKeys;
+  /** Whether an entry's topic belongs on this subscription's stream: equal to an exact pattern, or matched by a wildcard one. */
+  readonly matches: (topic: string) => boolean;
+  /** A wildcard pattern, registered in the bindings registry at start. */
+  readonly wildcard: boolean;
   readonly group: string;
   /** XAUTOCLAIM's cursor. */
   claimCursor: string;
