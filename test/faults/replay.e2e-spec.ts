@@ -118,6 +118,34 @@ describe('fault: replaying captured signed messages', () => {
     }
   }, 20_000);
 
+  it("a captured reply replayed into the caller while a later request is open is dropped by its stamp, and never counts for that request", async () => {
+    // The caller's inbox, read off one of its requests (signing is not encryption).
+    const requests = await eavesdrop(redis.url, `${namespace}:req:whoami`);
+    await client.gather('whoami', null);
+    await until(() => requests.messages.length === 1, 1000, 'the eavesdropper to capture a request');
+    requests.raw.disconnect();
+    const replyTo = body(requests.messages[0]!).replyTo as string;
+    const inbox = await eavesdrop(redis.url, replyTo);
+    try {
+      await client.gather('whoami', null);
+      await until(() => inbox.messages.length >= 2, 1000, 'the eavesdropper to capture the replies');
+      const captured = inbox.messages.slice(0, 2);
+      const before = { ...client.stats };
+      const pending = client.gather<number>('slow', 300, { timeout: 2000 });
+      await sleep(50);
+      for (const reply of captured) await forger.publish(replyTo, reply);
+      const result = await pending;
+      expect(result.completedBy).toBe('all');
+      expect(result.replies.map((r) => r.data).sort()).toEqual(['rp1', 'rp2']);
+      expect(client.stats.replayedMessages - before.replayedMessages).toBe(2);
+      expect(client.stats.lateReplies - before.lateReplies).toBe(0);
+      expect(client.stats.duplicateReplies - before.duplicateReplies).toBe(0);
+      reportFault('replay-reply', { repliesReplayed: 2, droppedAsReplayed: client.stats.replayedMessages - before.replayedMessages, acceptedForLaterRequest: 0 });
+    } finally {
+      inbox.raw.disconnect();
+    }
+  }, 20_000);
+
   it('an instance started after the capture refuses the replay once it is older than its maxClockSkew (stale), and runs nothing', async () => {
     const spy = await eavesdrop(redis.url, `${namespace}:req:bump`);
     let late: InstanceProcess | undefined;
