@@ -25,8 +25,10 @@ export function describeRejection(reason: InboundRejection, channel: string, len
       return `Dropped a replayed message on "${channel}": correctly signed, but this process already received it (or a later one from the same sender on this channel).`;
     case 'stale':
       return `Dropped a stale signed message on "${channel}": the first from its sender here, and its clock stamp is more than "maxClockSkew" (${options.maxClockSkew} ms) from this host's clock: a replay, or hosts whose clocks are further apart than that.`;
-    default:
-      return `Dropped a ${reason} message on "${channel}": signing is on ("signingKey"), and only messages signed with one of this process's keys are accepted (when rotating keys, every process must accept a key before any signs with it: [old, new], then [new, old], then [new]).`;
+    case 'unsigned':
+      return `Dropped an unsigned message on "${channel}": signing is on ("signingKey"), and only messages signed with one of this process's keys are accepted.`;
+    case 'forged':
+      return `Dropped a forged message on "${channel}": its signature matches none of this process's keys ("signingKey"). When rotating keys, every process must accept a key before any signs with it: [old, new], then [new, old], then [new].`;
   }
 }
 
