@@ -14,7 +14,7 @@ import { quietLogs, reportFault } from '../support/captured-logs.js';
 
 
 // The library's warnings that these faults provoke on purpose: captured and asserted, not printed.
-const logs = quietLogs([/^Redis: WRONGPASS/, /^Dropped a (unsigned|forged) message/, /similar messages suppressed/]);
+const logs = quietLogs([/^Redis: WRONGPASS/, /^Dropped (an unsigned|a forged) message/, /similar messages suppressed/]);
 const KEY = 'fault-suite-shared-signing-key-0123456789';
 
 
@@ -149,7 +149,7 @@ describe('security: namespaces and signing', () => {
       const answers = await collect(redis.url, 'signed:inbox:forger');
       const request = JSON.stringify({ v: 1, kind: 'request', id: 'f1', pattern: 'whoami', from: 'mallory', replyTo: 'signed:inbox:forger', deadline: Date.now() + 5000, headers: {}, data: null });
       await forger.publish('signed:req:whoami', request);
-      await forger.publish('signed:req:whoami', `{"v":1,"kind":"signed","sig":"${'ab'.repeat(32)}","body":${request}}`);
+      await forger.publish('signed:req:whoami', `{"v":1,"kind":"signed","sig":"${'ab'.repeat(32)}","src":"mallory","seq":0,"at":${Date.now()},"body":${request}}`);
       // A genuine signed request replayed onto another channel fails too (the channel is signed).
       await forger.publish('signed:req:stats', new MessageSigner(KEY).seal('signed:req:whoami', request));
       await sleep(200);

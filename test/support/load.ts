@@ -11,6 +11,11 @@ export interface LoadStats {
   sent: number;
   ok: number;
   partial: number;
+  allMissing: number;
+  missingReasons: Record<string, number>;
+  allWithObservers: number;
+  forgedMessages: number;
+  replayedMessages: number;
   errors: Record<string, number>;
   maxOverrunMs: number;
   oldestOpenMs: number;
@@ -36,7 +41,9 @@ export interface LoadSpec {
   readonly payload?: unknown;
   readonly timeout?: number;
   readonly concurrency?: number;
-  readonly signingKey?: string;
+  /** One key, or a rotation list (the first signs). */
+  readonly signingKey?: string | readonly string[];
+  readonly env?: Record<string, string>;
 }
 
 /** A caller process (test/fixtures/load-app.ts) keeping steady load on the instances. */
@@ -61,7 +68,8 @@ export class LoadProcess {
         PAYLOAD: JSON.stringify(spec.payload ?? null),
         TIMEOUT: String(spec.timeout ?? 1000),
         CONCURRENCY: String(spec.concurrency ?? 8),
-        SIGNING_KEY: spec.signingKey ?? '',
+        SIGNING_KEY: typeof spec.signingKey === 'string' ? spec.signingKey : (spec.signingKey ?? []).join(','),
+        ...spec.env,
       },
       stdio: ['pipe', 'pipe', 'pipe'],
     });

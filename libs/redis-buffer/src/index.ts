@@ -46,7 +46,7 @@ export {
   type WhoEnvelope,
 } from './core/wire/envelope.js';
 export type { BusStatus } from './core/bus/redis-bus.js';
-export { MessageSigner } from './core/wire/signing.js';
+export { MessageSigner, type SignatureStamp } from './core/wire/signing.js';
 export type { RequesterStats } from './core/gather/requester.js';
 export { DURABLE_DEFAULTS, resolveDurableOptions, resolveDurableHandlerOptions, type DurableOptions, type DurableHandlerOptions, type DurablePublishOptions, type ResolvedDurableOptions } from './core/durable/durable-options.js';
 export { DurablePublisher } from './core/durable/durable-publisher.js';

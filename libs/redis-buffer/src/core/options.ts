@@ -101,11 +101,26 @@ export interface BufferOptions {
    * Shared secret that turns on message signing (HMAC-SHA256, at least 16 bytes). Every message
    * published is signed; every message received must carry a valid signature or it is dropped and
    * counted (`stats.forgedMessages`). Give every instance and client of the namespace the same key.
-   * A list rotates keys: messages are signed with the first and accepted with any of them (deploy
-   * `[old, new]` everywhere, then `[new, old]` everywhere, then `[new]`).
+   * Signed messages carry their sender's clock and sequence; one received before is dropped as a
+   * replay (`stats.replayedMessages`), see `maxClockSkew`.
+   * A list rotates keys: messages are signed with the first and accepted with any of them. A
+   * rotation that loses nothing takes three deploys, each finished everywhere before the next:
+   * `[old, new]`, then `[new, old]`, then `[new]` (a process must accept a key before any other
+   * signs with it).
    * @default undefined (signing off)
    */
   signingKey?: string | Buffer | ReadonlyArray<string | Buffer>;
+  /**
+   * With `signingKey`: how far apart, in ms, hosts' clocks may be. The first signed message a
+   * process receives from a sender on a channel is accepted only if the clock stamp it was signed
+   * with is within this of the receiver's clock; after it, replays are told by their sequence
+   * number, whatever the clocks. So a captured message can be replayed, once, only into a process
+   * that never heard its sender on that channel, and only within this bound of its capture. Keep it
+   * well above the clock skew between hosts (plus Redis's delivery delay); deadlines themselves stay
+   * independent of clocks.
+   * @default 30000
+   */
+  maxClockSkew?: number;
   /**
    * How long, in ms, an instance may show no sign of life before the requests waiting for it stop
    * waiting (it is named in `missing` with reason `'silent'`). A caller whose request has waited on
@@ -192,6 +207,7 @@ export interface ResolvedBufferOptions {
   readonly maxQueuedHandlers: number;
   /** Signing keys, the one that signs first; empty when signing is off. */
   readonly signingKeys: ReadonlyArray<string | Buffer>;
+  readonly maxClockSkew: number;
   readonly livenessTimeout: number;
   readonly eventTtl: number;
   readonly replyToAnyChannel: boolean;
@@ -214,6 +230,7 @@ export const BUFFER_DEFAULTS = {
   maxConcurrentHandlers: 1024,
   maxQueuedHandlers: 10_000,
   signingKeys: [],
+  maxClockSkew: 30_000,
   livenessTimeout: 1000,
   eventTtl: 60_000,
   replyToAnyChannel: false,
@@ -236,6 +253,7 @@ const BUFFER_OPTION_KEYS = {
   maxConcurrentHandlers: true,
   maxQueuedHandlers: true,
   signingKey: true,
+  maxClockSkew: true,
   livenessTimeout: true,
   eventTtl: true,
   replyToAnyChannel: true,
@@ -309,6 +327,7 @@ export function resolveBufferOptions(options: BufferOptions = {}): ResolvedBuffe
     maxConcurrentHandlers: positiveInteger('maxConcurrentHandlers', options.maxConcurrentHandlers, BUFFER_DEFAULTS.maxConcurrentHandlers),
     maxQueuedHandlers: nonNegativeInteger('maxQueuedHandlers', options.maxQueuedHandlers, BUFFER_DEFAULTS.maxQueuedHandlers),
     signingKeys: signingKeys(options.signingKey),
+    maxClockSkew: minimumMs('maxClockSkew', options.maxClockSkew, BUFFER_DEFAULTS.maxClockSkew, 100),
     livenessTimeout: minimumMs('livenessTimeout', options.livenessTimeout, BUFFER_DEFAULTS.livenessTimeout, 40),
     eventTtl: timerMs('eventTtl', options.eventTtl, BUFFER_DEFAULTS.eventTtl),
     replyToAnyChannel: flag('replyToAnyChannel', options.replyToAnyChannel, BUFFER_DEFAULTS.replyToAnyChannel),

@@ -1,21 +1,36 @@
 import { EventEmitter } from 'node:events';
 import type { BusClients, BusEvents, BusStatus, RedisBus } from './redis-bus.js';
+import { ReplayGuard } from '../wire/replay-guard.js';
 import { MessageSigner } from '../wire/signing.js';
 import type { PermissionNeeds } from './permission-check.js';
 
-/** Why the guard dropped an inbound message before it was parsed. */
-export type InboundRejection = 'oversized' | 'unsigned' | 'forged';
+/**
+ * Why the guard dropped an inbound message before it was parsed: too long; with `signingKey`,
+ * not signed or signed with another key; a correctly signed message already received
+ * (`replayed`), or one from a sender first heard with a clock stamp beyond `maxClockSkew` (`stale`).
+ */
+export type InboundRejection = 'oversized' | 'unsigned' | 'forged' | 'replayed' | 'stale';
 
 export interface BusGuardOptions {
   readonly maxPayloadBytes: number;
   readonly signingKeys: ReadonlyArray<string | Buffer>;
+  readonly maxClockSkew: number;
 }
 
 /** The log line for a message the guard dropped. */
-export function describeRejection(reason: InboundRejection, channel: string, length: number, maxPayloadBytes: number): string {
-  return reason === 'oversized'
-    ? `Dropped a ${length}-character message on "${channel}": over "maxPayloadBytes" (${maxPayloadBytes}).`
-    : `Dropped a ${reason} message on "${channel}": signing is on ("signingKey"), and only messages signed with the same key are accepted.`;
+export function describeRejection(reason: InboundRejection, channel: string, length: number, options: Pick<BusGuardOptions, 'maxPayloadBytes' | 'maxClockSkew'>): string {
+  switch (reason) {
+    case 'oversized':
+      return `Dropped a ${length}-character message on "${channel}": over "maxPayloadBytes" (${options.maxPayloadBytes}).`;
+    case 'replayed':
+      return `Dropped a replayed message on "${channel}": correctly signed, but this process already received it (or a later one from the same sender on this channel).`;
+    case 'stale':
+      return `Dropped a stale signed message on "${channel}": the first from its sender here, and its clock stamp is more than "maxClockSkew" (${options.maxClockSkew} ms) from this host's clock: a replay, or hosts whose clocks are further apart than that.`;
+    case 'unsigned':
+      return `Dropped an unsigned message on "${channel}": signing is on ("signingKey"), and only messages signed with one of this process's keys are accepted.`;
+    case 'forged':
+      return `Dropped a forged message on "${channel}": its signature matches none of this process's keys ("signingKey"). When rotating keys, every process must accept a key before any signs with it: [old, new], then [new, old], then [new].`;
+  }
 }
 
 /**
@@ -30,11 +45,13 @@ export const INBOUND_ALLOWANCE_BYTES = 1024;
  * - an inbound message longer than `maxPayloadBytes` (+ `INBOUND_ALLOWANCE_BYTES`) is dropped
  *   unparsed, so a flood of huge messages costs a length check, not a JSON.parse;
  * - with `signingKey`, every published message is sealed (see `signing.ts`), and an inbound
- *   message that is unsigned or carries a wrong signature is dropped.
+ *   message that is unsigned or carries a wrong signature is dropped, and so is a correctly signed
+ *   one that was received before or is too old to tell (see `replay-guard.ts`).
  * Each drop is reported to `onReject`, which counts and logs it.
  */
 export class GuardedBus extends EventEmitter<BusEvents> implements RedisBus {
   private readonly signer: MessageSigner | undefined;
+  private readonly replays: ReplayGuard | undefined;
   private readonly maxInboundLength: number;
 
   constructor(
@@ -44,6 +61,7 @@ export class GuardedBus extends EventEmitter<BusEvents> implements RedisBus {
   ) {
     super();
     this.signer = options.signingKeys.length === 0 ? undefined : new MessageSigner(options.signingKeys);
+    this.replays = this.signer === undefined ? undefined : new ReplayGuard(options.maxClockSkew);
     this.maxInboundLength = options.maxPayloadBytes + INBOUND_ALLOWANCE_BYTES;
     inner.on('message', (channel, message) => this.onMessage(channel, message));
     inner.on('status', (status) => this.emit('status', status));
@@ -96,7 +114,9 @@ export class GuardedBus extends EventEmitter<BusEvents> implements RedisBus {
     if (message.length > this.maxInboundLength) return this.onReject('oversized', channel, message.length);
     if (this.signer === undefined) return void this.emit('message', channel, message);
     const opened = this.signer.open(channel, message);
-    if ('body' in opened) this.emit('message', channel, opened.body);
-    else this.onReject(opened.failure, channel, message.length);
+    if (!('body' in opened)) return this.onReject(opened.failure, channel, message.length);
+    const freshness = this.replays!.admit(channel, opened.stamp);
+    if (freshness === 'fresh') this.emit('message', channel, opened.body);
+    else this.onReject(freshness, channel, message.length);
   }
 }

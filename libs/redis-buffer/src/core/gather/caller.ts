@@ -229,8 +229,9 @@ export class Caller {
   private onInboundRejected(reason: InboundRejection, channel: string, length: number): void {
     const stats = this.requester.stats;
     if (reason === 'oversized') stats.malformedMessages++;
+    else if (reason === 'replayed' || reason === 'stale') stats.replayedMessages++;
     else stats.forgedMessages++;
-    this.badInbound.warn(describeRejection(reason, channel, length, this.options.maxPayloadBytes));
+    this.badInbound.warn(describeRejection(reason, channel, length, this.options));
   }
 }
 

@@ -12,6 +12,8 @@ export interface RequesterStats {
   malformedMessages: number;
   /** With `signingKey`: replies dropped because they were unsigned or their signature was wrong. */
   forgedMessages: number;
+  /** With `signingKey`: correctly signed messages dropped as replays (received before, or stamped beyond `maxClockSkew` from a sender first heard). */
+  replayedMessages: number;
   /** Pings sent to instances a request had waited on (see `livenessTimeout`). */
   pings: number;
   /** Times an instance was found silent (no answer to a ping within `livenessTimeout`). */
@@ -23,7 +25,7 @@ export interface RequesterStats {
 }
 
 export function emptyRequesterStats(): RequesterStats {
-  return { requests: 0, events: 0, replies: 0, lateReplies: 0, duplicateReplies: 0, malformedMessages: 0, forgedMessages: 0, pings: 0, silentInstances: 0, droppedMembership: 0, lagForgiven: 0 };
+  return { requests: 0, events: 0, replies: 0, lateReplies: 0, duplicateReplies: 0, malformedMessages: 0, forgedMessages: 0, replayedMessages: 0, pings: 0, silentInstances: 0, droppedMembership: 0, lagForgiven: 0 };
 }
 
 /** What a caller reports as OpenTelemetry counters, read at each collection. */
@@ -35,6 +37,7 @@ export function requesterCounters(stats: Readonly<RequesterStats>): ObservedCoun
     late: { name: 'nestjs_redis_buffer.replies.late', description: 'Replies that arrived after their request had ended.', read: () => stats.lateReplies },
     malformed: { name: 'nestjs_redis_buffer.messages.malformed', description: 'Malformed messages dropped.', read: () => stats.malformedMessages },
     forged: { name: 'nestjs_redis_buffer.messages.forged', description: 'Unsigned or forged messages dropped (with signingKey).', read: () => stats.forgedMessages },
+    replayed: { name: 'nestjs_redis_buffer.messages.replayed', description: 'Correctly signed messages dropped as replays (with signingKey).', read: () => stats.replayedMessages },
     pings: { name: 'nestjs_redis_buffer.pings', description: 'Liveness pings sent to instances a request waited on.', read: () => stats.pings },
     silent: { name: 'nestjs_redis_buffer.instances.silent', description: 'Times an instance was found silent (no answer to a ping).', read: () => stats.silentInstances },
   };

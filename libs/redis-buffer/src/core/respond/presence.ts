@@ -20,6 +20,12 @@ export interface PresenceHost {
   /** The patterns it answers, and the events it handles (channel forms), for its hellos. */
   readonly patterns: () => string[];
   readonly events: () => string[];
+  /**
+   * With `signingKey`: `hello` and `bye` carry `seq` and `at`, so that a caller never takes a
+   * replayed one of an earlier incarnation (see `isReplay`). Without, they are left out (anyone can
+   * forge membership then anyway, and unsigned traffic stays as it was).
+   */
+  readonly stampMembership: boolean;
 }
 
 /**
@@ -32,6 +38,8 @@ export class Presence {
   readonly incarnation = randomBytes(8).toString('base64url');
   private thawTimer: TimerHandle | undefined;
   private coalescer: Coalescer | undefined;
+  /** This incarnation's membership counter: one more for every `hello` and `bye` (so the `bye` has the highest). */
+  private membershipSeq = 0;
 
   constructor(private readonly host: PresenceHost) {}
 
@@ -71,7 +79,7 @@ export class Presence {
 
   /** Tells every caller this instance left; resolves with the PUBLISH. */
   bye(): Promise<number> {
-    const bye: ByeEnvelope = { v: 1, kind: 'bye', id: this.incarnation, from: this.host.instanceId, inc: this.incarnation };
+    const bye: ByeEnvelope = { v: 1, kind: 'bye', id: this.incarnation, from: this.host.instanceId, inc: this.incarnation, ...this.order() };
     return this.publish(this.host.channels.members(), encodeEnvelope(bye));
   }
 
@@ -98,7 +106,12 @@ export class Presence {
   }
 
   private hello(id: string): HelloEnvelope {
-    return { v: 1, kind: 'hello', id, from: this.host.instanceId, inc: this.incarnation, patterns: this.host.patterns(), events: this.host.events() };
+    return { v: 1, kind: 'hello', id, from: this.host.instanceId, inc: this.incarnation, ...this.order(), patterns: this.host.patterns(), events: this.host.events() };
+  }
+
+  /** `seq` and `at` for the next `hello` or `bye`, with `signingKey` (see `stampMembership`). */
+  private order(): { seq?: number; at?: number } {
+    return this.host.stampMembership ? { seq: this.membershipSeq++, at: this.host.clock.now() } : {};
   }
 
   private publish(channel: string, encoded: string): Promise<number> {

@@ -96,11 +96,12 @@ export class Refusals {
     this.badInput.warn(message);
   }
 
-  /** What the guarded bus dropped before decoding (oversized, unsigned, forged). */
+  /** What the guarded bus dropped before decoding (oversized, unsigned, forged, replayed, stale). */
   inboundRejected(reason: InboundRejection, channel: string, length: number): void {
-    const message = describeRejection(reason, channel, length, this.options.maxPayloadBytes);
+    const message = describeRejection(reason, channel, length, this.options);
     if (reason === 'oversized') return this.rejectInput(message);
-    this.stats.forgedMessages++;
+    if (reason === 'replayed' || reason === 'stale') this.stats.replayedMessages++;
+    else this.stats.forgedMessages++;
     this.badInput.warn(message);
   }
 

@@ -19,6 +19,8 @@ export interface ResponderStats {
   repliesResent: number;
   /** With `signingKey`: messages dropped because they were unsigned or their signature was wrong. */
   forgedMessages: number;
+  /** With `signingKey`: correctly signed messages dropped as replays (received before, or stamped beyond `maxClockSkew` from a sender first heard). */
+  replayedMessages: number;
   /** Requests answered with `BUFFER_OVERLOADED`, and events dropped, because `maxConcurrentHandlers` were busy and the queue full. */
   overloaded: number;
   /** Times the connection to Redis came back (subscriptions confirmed) after being lost. */
@@ -28,7 +30,7 @@ export interface ResponderStats {
 }
 
 export function emptyResponderStats(): ResponderStats {
-  return { requests: 0, events: 0, expired: 0, unhandled: 0, refused: 0, malformedMessages: 0, replyPublishFailures: 0, repliesResent: 0, forgedMessages: 0, overloaded: 0, reconnects: 0, pings: 0 };
+  return { requests: 0, events: 0, expired: 0, unhandled: 0, refused: 0, malformedMessages: 0, replyPublishFailures: 0, repliesResent: 0, forgedMessages: 0, replayedMessages: 0, overloaded: 0, reconnects: 0, pings: 0 };
 }
 
 /** What an instance reports as OpenTelemetry metrics, read at each collection. */
@@ -39,6 +41,7 @@ export function responderCounters(stats: Readonly<ResponderStats>): ObservedCoun
     overloaded: { name: 'nestjs_redis_buffer.requests.overloaded', description: 'Requests refused and events dropped because every handler slot and the queue were full.', read: () => stats.overloaded },
     malformed: { name: 'nestjs_redis_buffer.messages.malformed', description: 'Malformed messages dropped.', read: () => stats.malformedMessages },
     forged: { name: 'nestjs_redis_buffer.messages.forged', description: 'Unsigned or forged messages dropped (with signingKey).', read: () => stats.forgedMessages },
+    replayed: { name: 'nestjs_redis_buffer.messages.replayed', description: 'Correctly signed messages dropped as replays (with signingKey).', read: () => stats.replayedMessages },
     publishFailures: { name: 'nestjs_redis_buffer.replies.publish_failures', description: "Replies lost: their PUBLISH failed and they could not be sent again before the request's deadline.", read: () => stats.replyPublishFailures },
     resent: { name: 'nestjs_redis_buffer.replies.resent', description: 'Requests whose replies were published again once the connection came back.', read: () => stats.repliesResent },
     reconnects: { name: 'nestjs_redis_buffer.reconnects', description: 'Times the connection to Redis came back after a loss.', read: () => stats.reconnects },

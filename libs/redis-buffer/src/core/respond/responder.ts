@@ -111,6 +111,7 @@ export class Responder<C = MessageContext> {
       badInput: this.badInput,
       patterns: () => [...this.requestRoutes.keys()],
       events: () => [...this.eventRoutes.keys()],
+      stampMembership: this.options.signingKeys.length > 0,
     });
     this.work = new ActiveWork(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers);
     const telemetry = (this.telemetry = new BufferTelemetry('server', this.options.namespace, this.options.instanceId, redisServerAddress(this.options)));
