@@ -1,15 +1,13 @@
-import { EventEmitter } from 'node:events';
 import type { Cluster, ClusterOptions, Redis } from 'ioredis';
 import { settledByClose } from '../async/bounded-wait.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import { RedisPermissionError } from '../errors/redis-permission.error.js';
 import { endsStartUp } from '../errors/start-failure.js';
-import { BusStatusMachine } from './bus-status.js';
 import { nodeKey, type ConnectionFactory } from './connection-factory.js';
 import { keySlot } from './key-slot.js';
 import { closePolitely } from './polite-close.js';
 import { isPermissionError, namespaceOfChannel, runPermissionProbes, type PermissionNeeds } from './permission-check.js';
-import { untilConnected, type BusClients, type BusEvents, type BusStatus, type RedisBus } from './redis-bus.js';
+import { StatusReportingBus, untilConnected, type BusClients, type RedisBus } from './redis-bus.js';
 import { tlsFailure } from './tls-failure.js';
 import { ShardSubscriber } from './shard-subscriber.js';
 
@@ -60,9 +58,8 @@ const NODE_DOWN_PAUSE_MS = 1000;
  * acknowledged). A master failover is therefore seen as "reconnecting" by every process with a
  * channel on that master, until the replica that replaced it has their subscriptions.
  */
-export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
+export class ClusterBus extends StatusReportingBus implements RedisBus {
   private publisher: Cluster | undefined;
-  private readonly state = new BusStatusMachine((status) => this.emit('status', status));
   /** Subscriber connection per master node (`host:port`). */
   private readonly shards = new Map<string, ShardSubscriber>();
   /** Channel → the node whose subscriber connection holds it. */
@@ -79,14 +76,6 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
 
   constructor(private readonly options: ClusterBusOptions) {
     super();
-  }
-
-  get status(): BusStatus {
-    return this.state.current;
-  }
-
-  connect(): Promise<void> {
-    return this.state.attempt(() => this.open());
   }
 
   async publish(channel: string, message: string): Promise<number> {
@@ -205,7 +194,7 @@ export class ClusterBus extends EventEmitter<BusEvents> implements RedisBus {
     return { publisher: this.publisher, subscribers: new Map([...this.shards].map(([node, shard]) => [node, shard.connection])) };
   }
 
-  private async open(): Promise<void> {
+  protected async open(): Promise<void> {
     this.state.connecting();
     const { connections, connectionName } = this.options;
     const publisherOptions: ClusterOptions = {

@@ -65,6 +65,25 @@ export interface IoredisBusOptions {
 }
 
 /**
+ * What both buses share: the status machine, reported as `status` events, and a `connect()` that
+ * runs the bus's own `open()` once however many callers wait.
+ */
+export abstract class StatusReportingBus extends EventEmitter<BusEvents> {
+  protected readonly state = new BusStatusMachine((status) => this.emit('status', status));
+
+  get status(): BusStatus {
+    return this.state.current;
+  }
+
+  connect(): Promise<void> {
+    return this.state.attempt(() => this.open());
+  }
+
+  /** Opens the connections and confirms the subscriptions: "connected" when it resolves. */
+  protected abstract open(): Promise<void>;
+}
+
+/**
  * `RedisBus` on two ioredis connections (a subscriber connection cannot publish).
  *
  * Differences from ioredis defaults, and why:
@@ -74,10 +93,9 @@ export interface IoredisBusOptions {
  *   automatic re-subscribe: ioredis fires `ready` when the SUBSCRIBE commands are written, not
  *   acknowledged, and a request published before that would lose its replies.
  */
-export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
+export class IoredisBus extends StatusReportingBus implements RedisBus {
   private publisher: Redis | undefined;
   private subscriber: Redis | undefined;
-  private readonly state = new BusStatusMachine((status) => this.emit('status', status));
   private subscriberConfirmed = false;
   /** The server is known not to be a cluster node (asked once, on the first connection). */
   private modeChecked = false;
@@ -87,14 +105,6 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
 
   constructor(private readonly options: IoredisBusOptions) {
     super();
-  }
-
-  get status(): BusStatus {
-    return this.state.current;
-  }
-
-  connect(): Promise<void> {
-    return this.state.attempt(() => this.open());
   }
 
   async publish(channel: string, message: string): Promise<number> {
@@ -176,7 +186,7 @@ export class IoredisBus extends EventEmitter<BusEvents> implements RedisBus {
     return { publisher: this.publisher, subscriber: this.subscriber };
   }
 
-  private async open(): Promise<void> {
+  protected async open(): Promise<void> {
     this.state.connecting();
     this.tlsDiagnosed = false;
     const { connections, connectionName } = this.options;
