@@ -5,6 +5,12 @@ import { isReplay, type InstanceInfo, type Member } from './member.js';
 
 export type { InstanceInfo } from './member.js';
 
+/** What a caller tells of an instance from its `hello`. */
+export function infoOf(hello: HelloEnvelope): InstanceInfo {
+  const info: InstanceInfo = { instanceId: hello.from, incarnation: hello.inc, patterns: [...hello.patterns], events: [...hello.events] };
+  return hello.draining === true ? { ...info, draining: true } : info;
+}
+
 const NONE: readonly string[] = Object.freeze([]);
 const NO_ABSENT: ReadonlyMap<string, MissingReason> = new Map();
 
@@ -145,7 +151,7 @@ export class MembershipView {
     if (known !== undefined && !known.vouched) this.unvouchedCount--;
     if (!vouched) this.unvouchedCount++;
     this.members.set(envelope.from, {
-      info: { instanceId: envelope.from, incarnation: envelope.inc, patterns: [...envelope.patterns], events: [...envelope.events] },
+      info: infoOf(envelope),
       patterns: new Set(envelope.patterns),
       vouched,
       draining: envelope.draining === true,

@@ -58,17 +58,20 @@ export class Presence {
     }
   }
 
-  /** Tells every caller this instance is here (after joining, a reconnect, or a freeze). */
-  announce(): Promise<void> {
-    return this.publish(this.host.channels.members(), encodeEnvelope(this.hello(this.incarnation))).then(
+  /**
+   * Tells every caller this instance is here (after joining, a reconnect, or a freeze), or, with
+   * `draining`, that it takes no new requests while it answers what it received.
+   */
+  announce(draining = false): Promise<void> {
+    return this.publish(this.host.channels.members(), encodeEnvelope(this.hello(this.incarnation, draining))).then(
       () => undefined,
       (error: Error) => this.host.badInput.warn(`Could not announce instance "${this.host.instanceId}": ${error.message}`),
     );
   }
 
-  /** Answers a `who` round with a hello carrying the round's id. */
-  answerWho(replyTo: string, id: string): void {
-    void this.publish(replyTo, encodeEnvelope(this.hello(id))).catch(() => undefined);
+  /** Answers a `who` round with a hello carrying the round's id (`draining` while it drains). */
+  answerWho(replyTo: string, id: string, draining: boolean): void {
+    void this.publish(replyTo, encodeEnvelope(this.hello(id, draining))).catch(() => undefined);
   }
 
   answerPing(replyTo: string, id: string): void {
@@ -104,8 +107,9 @@ export class Presence {
     this.thawTimer = undefined;
   }
 
-  private hello(id: string): HelloEnvelope {
-    return { v: 1, kind: 'hello', id, from: this.host.instanceId, inc: this.incarnation, patterns: this.host.patterns(), events: this.host.events() };
+  private hello(id: string, draining: boolean): HelloEnvelope {
+    const hello: HelloEnvelope = { v: 1, kind: 'hello', id, from: this.host.instanceId, inc: this.incarnation, patterns: this.host.patterns(), events: this.host.events() };
+    return draining ? { ...hello, draining: true } : hello;
   }
 
   private publish(channel: string, encoded: string): Promise<number> {

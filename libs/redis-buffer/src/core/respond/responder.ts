@@ -70,6 +70,9 @@ export class Responder<C = MessageContext> {
   private readonly requestRoutes = new Map<string, RequestRoute<C>>();
   private readonly eventRoutes = new Map<string, ResponderHandler<C>>();
   private workChannels: string[] = [];
+  // Messages that arrived between the subscription and `listening` (the second unique-id check):
+  // handled once it listens, refused if it turns out to be a duplicate; never dropped unanswered.
+  private early: Array<[string, string]> | undefined;
   // What is being handled, and the limiter that queues what has no slot.
   private readonly work: ActiveWork;
   private readonly pendingListeners: Array<[keyof BusEvents, (...args: never[]) => void]> = [];
@@ -221,16 +224,20 @@ export class Responder<C = MessageContext> {
         ...[...this.eventRoutes.keys()].map((pattern) => this.channels.event(pattern)),
       ];
       // Subscribed before announcing: an instance callers know of can always be reached.
+      this.early = [];
       await bus.subscribe([this.directChannel, ...this.workChannels]);
       // Two processes that passed the first check at the same moment both see 2 here, and both stop.
       await this.presence.ensureUniqueId(bus, 1, [this.directChannel, ...this.workChannels]);
       this.lifeCycle = 'listening';
+      this.handleEarly();
       await this.presence.announce();
       this.presence.watchForThaw(() => this.bus?.status === 'connected');
       this.logger.log(`Instance "${this.instanceId}" listening on ${this.workChannels.length + 1} channels in namespace "${this.options.namespace}".`);
     } catch (error) {
       if (error instanceof DuplicateInstanceError) {
+        this.refuseEarly(error.message);
         this.lifeCycle = 'closed';
+        this.coalescer.flush();
         await bus.close().catch(() => undefined);
       }
       throw error;
@@ -256,8 +263,15 @@ export class Responder<C = MessageContext> {
     this.presence.stopWatching();
     if (bus === undefined) return void (await alongside);
     // With Redis away there is nothing to unsubscribe from (the server dropped the connection), and
-    // ioredis would queue the command until it is back: never wait for it.
-    if (bus.status === 'connected') await within(bus.unsubscribe(this.workChannels), this.options.shutdownTimeout, this.clock);
+    // ioredis would queue the command until it is back: never wait for it. The `who` channel stays:
+    // a caller that asks meanwhile learns it is draining, and does not take it for gone while it
+    // still answers what it received.
+    const who = this.channels.who();
+    if (bus.status === 'connected') {
+      await within(bus.unsubscribe(this.workChannels.filter((channel) => channel !== who)), this.options.shutdownTimeout, this.clock);
+      // Callers that know it stop counting it for new requests at once.
+      if (this.everConnected && this.workChannels.length > 0) await within(this.presence.announce(true), 1000, this.clock);
+    }
     await this.work.idle(this.clock.now() + this.options.shutdownTimeout, this.clock);
     this.stopping = true;
     this.work.runQueued();
@@ -271,7 +285,7 @@ export class Responder<C = MessageContext> {
     }
     if (bus.status === 'connected') {
       await within(this.presence.bye(), 1000, this.clock);
-      await within(bus.unsubscribe([this.directChannel]), 1000, this.clock);
+      await within(bus.unsubscribe([this.directChannel, who]), 1000, this.clock);
     }
     // Replies still waiting for a connection that is not back are lost now.
     this.resend.close();
@@ -298,7 +312,13 @@ export class Responder<C = MessageContext> {
   }
 
   private onMessage(channel: string, message: string): void {
-    if (this.lifeCycle === 'closed' || this.lifeCycle === 'starting') return;
+    if (this.lifeCycle === 'closed') return;
+    if (this.lifeCycle === 'starting') {
+      // Subscribed, not yet sure it is the only process with its id: held (bounded like the queue).
+      if (this.early !== undefined && this.early.length < this.options.maxQueuedHandlers) this.early.push([channel, message]);
+      else this.refusals.rejectInput(`Dropped a message on "${channel}" that arrived while instance "${this.instanceId}" was starting (${this.options.maxQueuedHandlers} held).`);
+      return;
+    }
     const { envelopes, rejected } = decodeMessage(message, channel);
     for (const { error, refusable } of rejected) {
       if (refusable !== undefined && this.isRequestChannel(channel)) this.refusals.unreadable(refusable, error.message);
@@ -330,14 +350,35 @@ export class Responder<C = MessageContext> {
         return;
       case 'who':
         if (channel !== this.channels.who()) break;
-        if (this.lifeCycle !== 'listening') return;
-        if (this.refusals.replyAllowed(envelope.replyTo)) this.presence.answerWho(envelope.replyTo, envelope.id);
+        if (this.lifeCycle !== 'listening' && this.lifeCycle !== 'draining') return;
+        if (this.refusals.replyAllowed(envelope.replyTo)) this.presence.answerWho(envelope.replyTo, envelope.id, this.lifeCycle === 'draining');
         else this.refusals.rejectInput(`Dropped a who whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
         return;
       default:
         break;
     }
     this.refusals.rejectInput(`Dropped a "${envelope.kind}" envelope on "${channel}": it does not belong there.`);
+  }
+
+  /** Handles what arrived while it was starting, in arrival order. */
+  private handleEarly(): void {
+    const early = this.early ?? [];
+    this.early = undefined;
+    for (const [channel, message] of early) this.onMessage(channel, message);
+  }
+
+  /** It is a duplicate and will not start: every request it received is refused, not left unanswered. */
+  private refuseEarly(reason: string): void {
+    const early = this.early ?? [];
+    this.early = undefined;
+    for (const [channel, message] of early) {
+      if (!this.isRequestChannel(channel)) continue;
+      for (const envelope of decodeMessage(message, channel).envelopes) {
+        if (envelope.kind === 'request' && this.refusals.answerable(envelope.replyTo, undefined)) {
+          this.refusals.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" did not start: ${reason}`);
+        }
+      }
+    }
   }
 
   private isRequestChannel(channel: string): boolean {
