@@ -66,6 +66,47 @@ describe('fault: membership', () => {
     }
   }, 30_000);
 
+  it('a caller whose own event loop is blocked 3 s (three liveness bounds) while its pings are out does not name the instances silent for its lag', async () => {
+    const client = new BufferClient({ redis: redis.url, namespace, timeout: 10_000 });
+    await client.connect();
+    // Times the stall on the real connection: right after Redis answered a ping's PUBLISH (the
+    // caller then measures silence from that moment), before the pong is read.
+    const { publisher } = client.unwrap<{ publisher: { publish: (channel: string, message: string) => Promise<number> } }>();
+    const publish = publisher.publish.bind(publisher);
+    let stallNextPing = false;
+    let stalls = 0;
+    publisher.publish = (channel, message) => {
+      const sent = publish(channel, message);
+      if (stallNextPing && channel.startsWith(`${namespace}:direct:`)) {
+        stallNextPing = false;
+        void sent.then(() =>
+          setImmediate(() => {
+            stalls++;
+            blockEventLoop(3000);
+          }),
+        );
+      }
+      return sent;
+    };
+    try {
+      for (let run = 0; run < 3; run++) {
+        const silentBefore = client.stats.silentInstances;
+        const forgivenBefore = client.stats.lagForgiven;
+        stallNextPing = true;
+        const result = await client.gather<string>('slow', 1500);
+        expect(summary(result)).toMatchObject({ completedBy: 'all', missing: [], replies: IDS, expected: 3 });
+        expect(client.stats.silentInstances - silentBefore).toBe(0);
+        expect(client.stats.lagForgiven - forgivenBefore).toBeGreaterThanOrEqual(1);
+        // Still counted afterwards.
+        expect(summary(await client.gather<string>('whoami', null))).toMatchObject({ completedBy: 'all', missing: [], replies: IDS });
+      }
+      expect(stalls).toBe(3);
+      reportFault('caller-stalled-3s', { stalls, lagForgiven: client.stats.lagForgiven, silentInstances: client.stats.silentInstances });
+    } finally {
+      await client.close();
+    }
+  }, 60_000);
+
   it('a draining instance still answers who: a caller that never saw its hello knows it as draining, and its reply to an earlier request counts', async () => {
     const drainer = await instances.spawn('d1', { SHUTDOWN_TIMEOUT: '6000' });
     const before = new BufferClient({ redis: redis.url, namespace, timeout: 6000 });
