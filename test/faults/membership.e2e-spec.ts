@@ -198,6 +198,50 @@ describe('fault: membership', () => {
     }
   }, 60_000);
 
+  it('a replacement with the same instanceId takes over from a frozen (SIGSTOPped) predecessor, which stops answering once thawed: never both counted', async () => {
+    const client = new BufferClient({ redis: redis.url, namespace, timeout: 3000 });
+    await client.connect();
+    const admin = rawRedis(redis.url);
+    const old = await instances.spawn('x1');
+    let replacement: InstanceProcess | undefined;
+    const numsub = async (channel: string) => Number(((await admin.pubsub('NUMSUB', `${namespace}:${channel}`)) as [string, number])[1]);
+    try {
+      expect(summary(await client.gather<string>('whoami', null))).toMatchObject({ completedBy: 'all', missing: [], replies: [...IDS, 'x1'].sort() });
+      old.signal('SIGSTOP');
+      const startedAt = Date.now();
+      replacement = await instances.spawn('x1');
+      const takeoverMs = Date.now() - startedAt;
+      // Two liveness bounds of unanswered pings, then it starts (a few bounds at most).
+      expect(takeoverMs).toBeLessThan(4000);
+      expect(replacement.logs).toContain('taking over');
+      // Callers count the new process: whole results with x1's reply, the frozen one an observer.
+      let counted: GatherResult<string> | undefined;
+      for (let deadline = Date.now() + 4000; Date.now() < deadline; await sleep(100)) {
+        counted = await client.gather<string>('whoami', null);
+        if (counted.replies.some((reply) => reply.instanceId === 'x1') && counted.missing.length === 0) break;
+      }
+      const countedMs = Date.now() - startedAt;
+      expect(summary(counted!)).toMatchObject({ completedBy: 'all', missing: [], replies: [...IDS, 'x1'].sort() });
+      old.signal('SIGCONT');
+      // Thawed, it reads the notice and leaves every channel.
+      for (let deadline = Date.now() + 3000; (await numsub('direct:x1')) !== 1 && Date.now() < deadline; await sleep(50));
+      expect(await numsub('direct:x1')).toBe(1);
+      expect(await numsub('req:whoami')).toBe(IDS.length + 1);
+      expect(old.logs).toContain('was taken over by another process with the same instanceId');
+      expect(replacement.exited).toBe(false);
+      const after = await client.gather<string>('whoami', null);
+      expect(summary(after)).toMatchObject({ completedBy: 'all', missing: [], replies: [...IDS, 'x1'].sort(), expected: IDS.length + 1, observers: 0 });
+      expect(client.knownInstances().filter((member) => member.instanceId === 'x1')).toHaveLength(1);
+      reportFault('takeover-from-frozen', { takeoverMs, countedMs, numsubDirectAfterThaw: 1 });
+    } finally {
+      old.signal('SIGCONT');
+      admin.disconnect();
+      await client.close();
+      await old.stop();
+      await replacement?.stop();
+    }
+  }, 60_000);
+
   it('10,000 forged hellos: the table stays bounded, no ghost is pinged, and results stay whole', async () => {
     const client = new BufferClient({ redis: redis.url, namespace, timeout: 4000 });
     await client.connect();

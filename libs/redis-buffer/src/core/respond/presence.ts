@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import type { Coalescer } from '../bus/coalescer.js';
 import type { RedisBus } from '../bus/redis-bus.js';
-import type { Clock, TimerHandle } from '../clock.js';
+import { laterTurn, type Clock, type TimerHandle } from '../clock.js';
 import { DuplicateInstanceError } from '../errors/duplicate-instance.error.js';
 import { RedisPermissionError } from '../errors/redis-permission.error.js';
 import type { BufferLogger } from '../logger.js';
 import type { BufferChannels } from '../wire/channels.js';
 import { encodeEnvelope, type ByeEnvelope, type HelloEnvelope, type PongEnvelope } from '../wire/envelope.js';
+import { IdClaim, TAKEOVER_AFTER } from './id-claim.js';
 
 /** What an instance's presence needs from its responder. */
 export interface PresenceHost {
@@ -31,17 +32,28 @@ export interface PresenceHost {
 export class Presence {
   /** Random per instance object: tells this process from an earlier one with the same `instanceId`. */
   readonly incarnation = randomBytes(8).toString('base64url');
+  /** Pings its own direct channel from a probe inbox, to tell a live duplicate from a half-open one. */
+  readonly claim: IdClaim;
   private thawTimer: TimerHandle | undefined;
   private coalescer: Coalescer | undefined;
+  // How many half-open holders of its direct channel it took over (subscribed until they notice).
+  private tookOver = 0;
 
-  constructor(private readonly host: PresenceHost) {}
+  constructor(private readonly host: PresenceHost) {
+    this.claim = new IdClaim(host.instanceId, this.incarnation, host.channels, host.clock, host.livenessTimeout);
+  }
 
   /** The coalescer its envelopes leave through, once connected. */
   attach(coalescer: Coalescer): void {
     this.coalescer = coalescer;
   }
 
-  /** Refuses to run beside another live process with the same id (more than `allowed` subscribers on its direct channel). */
+  /**
+   * Refuses to run beside another live process with the same id (more than `allowed` subscribers on
+   * its direct channel). Before subscribing (`allowed` 0), holders of the direct channel are pinged:
+   * if none answers for `TAKEOVER_AFTER` liveness bounds they are half-open (frozen, cut off with the
+   * socket still open), and this process takes over; they stop when they read its notice.
+   */
   async ensureUniqueId(bus: RedisBus, allowed: number, subscribed: readonly string[]): Promise<void> {
     const { instanceId, namespace, channels } = this.host;
     let subscribers: number;
@@ -52,10 +64,26 @@ export class Presence {
       this.host.logger.warn(`Cannot check that instance id "${instanceId}" is unique: Redis refused PUBSUB NUMSUB (${error.message}).`);
       return;
     }
-    if (subscribers > allowed) {
-      if (allowed > 0) await bus.unsubscribe(subscribed).catch(() => undefined);
-      throw new DuplicateInstanceError(instanceId, namespace);
+    if (subscribers <= allowed + this.tookOver) return;
+    if (allowed === 0 && (await this.claim.probe(bus, TAKEOVER_AFTER)).size === 0) {
+      this.tookOver = subscribers;
+      this.host.logger.warn(
+        `Instance id "${instanceId}" is held in namespace "${namespace}" by ${subscribers} connection(s) that did not answer a ping for ${TAKEOVER_AFTER * this.host.livenessTimeout} ms (a frozen or half-open process): taking over; it stops answering when it reads this process's notice.`,
+      );
+      return;
     }
+    if (allowed > 0) await bus.unsubscribe(subscribed).catch(() => undefined);
+    throw new DuplicateInstanceError(instanceId, namespace);
+  }
+
+  /** After a takeover, once listening: tells the predecessor, on the direct channel, that it was replaced. */
+  noticeTakeover(): Promise<void> {
+    if (this.tookOver === 0) return Promise.resolve();
+    const notice = this.claim.takeoverNotice(this.host.patterns(), this.host.events());
+    return this.publish(this.host.channels.direct(this.host.instanceId), notice).then(
+      () => undefined,
+      (error: Error) => this.host.badInput.warn(`Could not notify the predecessor of instance "${this.host.instanceId}" that it was replaced: ${error.message}`),
+    );
   }
 
   /**
@@ -95,7 +123,9 @@ export class Presence {
     let last = clock.now();
     const tick = (): void => {
       const now = clock.now();
-      if (now - last > livenessTimeout && connected()) void this.announce();
+      // After the I/O that waited meanwhile has been read: a takeover notice among it stops this
+      // process before it announces itself again.
+      if (now - last > livenessTimeout) laterTurn(clock)(() => connected() && void this.announce());
       last = now;
       this.thawTimer = clock.setTimer(tick, every);
     };

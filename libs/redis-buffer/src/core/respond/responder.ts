@@ -78,6 +78,8 @@ export class Responder<C = MessageContext> {
   private readonly pendingListeners: Array<[keyof BusEvents, (...args: never[]) => void]> = [];
   private readonly badInput: BoundedLog;
   private lifeCycle: ResponderState = 'starting';
+  // Wall-clock time `listen()` began: a takeover notice older than this is a replay.
+  private startedAt = 0;
   // Set once the shutdown drain has run out: what is still queued or running is refused or stopped.
   private stopping = false;
   private everConnected = false;
@@ -196,6 +198,7 @@ export class Responder<C = MessageContext> {
    */
   async listen(): Promise<void> {
     if (this.bus !== undefined) throw new Error('listen() was already called.');
+    this.startedAt = Date.now();
     const bus = new GuardedBus(this.pendingBus ?? createBus(this.options, `rb:${this.options.instanceId}`), this.options, (reason, channel, length) => this.refusals.inboundRejected(reason, channel, length));
     this.bus = bus;
     const coalescer = (this.coalescer = new Coalescer((channel, message) => bus.publish(channel, message), this.options, laterTurn(this.clock)));
@@ -230,6 +233,7 @@ export class Responder<C = MessageContext> {
       await this.presence.ensureUniqueId(bus, 1, [this.directChannel, ...this.workChannels]);
       this.lifeCycle = 'listening';
       this.handleEarly();
+      await this.presence.noticeTakeover();
       await this.presence.announce();
       this.presence.watchForThaw(() => this.bus?.status === 'connected');
       this.logger.log(`Instance "${this.instanceId}" listening on ${this.workChannels.length + 1} channels in namespace "${this.options.namespace}".`);
@@ -313,6 +317,7 @@ export class Responder<C = MessageContext> {
 
   private onMessage(channel: string, message: string): void {
     if (this.lifeCycle === 'closed') return;
+    if (channel === this.presence.claim.inbox) return this.presence.claim.deliver(message);
     if (this.lifeCycle === 'starting') {
       // Subscribed, not yet sure it is the only process with its id: held (bounded like the queue).
       if (this.early !== undefined && this.early.length < this.options.maxQueuedHandlers) this.early.push([channel, message]);
@@ -348,6 +353,11 @@ export class Responder<C = MessageContext> {
         if (this.refusals.replyAllowed(envelope.replyTo)) this.presence.answerPing(envelope.replyTo, envelope.id);
         else this.refusals.rejectInput(`Dropped a ping whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
         return;
+      case 'hello':
+        // Another process with this id took over while this one did not answer (see `IdClaim`).
+        if (channel !== this.directChannel || envelope.from !== this.instanceId) break;
+        if (envelope.inc !== this.incarnation && envelope.at !== undefined && envelope.at > this.startedAt) this.replaced(envelope.inc);
+        return;
       case 'who':
         if (channel !== this.channels.who()) break;
         if (this.lifeCycle !== 'listening' && this.lifeCycle !== 'draining') return;
@@ -358,6 +368,27 @@ export class Responder<C = MessageContext> {
         break;
     }
     this.refusals.rejectInput(`Dropped a "${envelope.kind}" envelope on "${channel}": it does not belong there.`);
+  }
+
+  /**
+   * Another process took this id over while this one did not answer pings (frozen, cut off): callers
+   * count that one now. This one stops answering at once, leaves every channel and disconnects,
+   * without a `bye` (the id is not leaving).
+   */
+  private replaced(by: string): void {
+    if (this.lifeCycle === 'closed') return;
+    this.logger.error(
+      `Instance "${this.instanceId}" was taken over by another process with the same instanceId (incarnation ${by}) while this one did not answer pings; it stops answering and disconnects. Give each process its own instanceId if both should run.`,
+    );
+    this.lifeCycle = 'closed';
+    this.stopping = true;
+    this.presence.stopWatching();
+    this.resend.close();
+    const bus = this.bus!;
+    void within(bus.unsubscribe([this.directChannel, ...this.workChannels]), 1000, this.clock)
+      .catch(() => undefined)
+      .then(() => bus.close())
+      .catch(() => undefined);
   }
 
   /** Handles what arrived while it was starting, in arrival order. */
