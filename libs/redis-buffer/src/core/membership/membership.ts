@@ -210,12 +210,15 @@ export class MembershipView {
   /**
    * A pong on the members channel (answering some caller's shared ping): a sign of life of the
    * incarnation the view holds, and nothing more. Anyone can publish there, so it neither vouches
-   * for a member nor tells of a new incarnation.
+   * for a member nor tells of a new incarnation: one from another incarnation of a vouched member
+   * returns true, and the caller asks `who` (whose answer does tell).
    */
-  heardShared(instanceId: string, incarnation: string): void {
+  heardShared(instanceId: string, incarnation: string): boolean {
     const member = this.members.get(instanceId);
-    if (member === undefined || !member.vouched || member.info.incarnation !== incarnation) return;
+    if (member === undefined || !member.vouched) return false;
+    if (member.info.incarnation !== incarnation) return true;
     this.heard(instanceId);
+    return false;
   }
 
   /**

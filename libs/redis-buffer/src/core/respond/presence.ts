@@ -9,6 +9,9 @@ import type { BufferChannels } from '../wire/channels.js';
 import { encodeEnvelope, type ByeEnvelope, type HelloEnvelope, type PongEnvelope } from '../wire/envelope.js';
 import { IdClaim, TAKEOVER_AFTER } from './id-claim.js';
 
+/** A shared ping arriving this soon after the last shared pong is answered by that pong (docs/protocol.md, "Shared pongs"). */
+export const SHARED_PONG_WINDOW_MS = 100;
+
 /** What an instance's presence needs from its responder. */
 export interface PresenceHost {
   readonly instanceId: string;
@@ -38,6 +41,9 @@ export class Presence {
   private coalescer: Coalescer | undefined;
   // How many half-open holders of its direct channel it took over (subscribed until they notice).
   private tookOver = 0;
+  private lastSharedPong = Number.NEGATIVE_INFINITY;
+  private beatTimer: TimerHandle | undefined;
+  private beats = 0;
 
   constructor(private readonly host: PresenceHost) {
     this.claim = new IdClaim(host.instanceId, this.incarnation, host.channels, host.clock, host.livenessTimeout);
@@ -102,9 +108,21 @@ export class Presence {
     void this.publish(replyTo, encodeEnvelope(this.hello(id, draining))).catch(() => undefined);
   }
 
-  answerPing(replyTo: string, id: string): void {
+  /**
+   * Answers a ping. A `share`d one is answered on the members channel, where every caller hears it
+   * (one caller's ping refreshes every caller's view); one arriving within `SHARED_PONG_WINDOW_MS`
+   * of the last shared pong is answered by it already. Returns whether a pong was sent.
+   */
+  answerPing(replyTo: string, id: string, share: boolean): boolean {
     const pong: PongEnvelope = { v: 1, kind: 'pong', id, from: this.host.instanceId, inc: this.incarnation };
+    if (share) {
+      const now = this.host.clock.now();
+      if (now - this.lastSharedPong < SHARED_PONG_WINDOW_MS) return false;
+      this.lastSharedPong = now;
+      replyTo = this.host.channels.members();
+    }
     void this.publish(replyTo, encodeEnvelope(pong)).catch(() => undefined);
+    return true;
   }
 
   /** Tells every caller this instance left; resolves with the PUBLISH. */
@@ -135,6 +153,30 @@ export class Presence {
   stopWatching(): void {
     if (this.thawTimer !== undefined) this.host.clock.clearTimer(this.thawTimer);
     this.thawTimer = undefined;
+  }
+
+  /** Stops the signs of life `beatWhileBusy` sends (a draining instance beats until it leaves). */
+  stopBeating(): void {
+    if (this.beatTimer !== undefined) this.host.clock.clearTimer(this.beatTimer);
+    this.beatTimer = undefined;
+  }
+
+  /**
+   * While a handler has been running for a fifth of `livenessTimeout` or more (callers waiting on
+   * this instance would soon ping it), publishes a pong on the members channel every fifth of
+   * `livenessTimeout`: a sign of life every caller hears, so that none of them pings it.
+   */
+  beatWhileBusy(busyLong: () => boolean, connected: () => boolean): void {
+    const { clock, livenessTimeout } = this.host;
+    const tick = (): void => {
+      if (busyLong() && connected()) {
+        const pong: PongEnvelope = { v: 1, kind: 'pong', id: `beat${this.beats++}`, from: this.host.instanceId, inc: this.incarnation };
+        this.lastSharedPong = clock.now();
+        void this.publish(this.host.channels.members(), encodeEnvelope(pong)).catch(() => undefined);
+      }
+      this.beatTimer = clock.setTimer(tick, livenessTimeout / 5);
+    };
+    this.beatTimer = clock.setTimer(tick, livenessTimeout / 5);
   }
 
   private hello(id: string, draining: boolean): HelloEnvelope {

@@ -236,6 +236,7 @@ export class Responder<C = MessageContext> {
       await this.presence.noticeTakeover();
       await this.presence.announce();
       this.presence.watchForThaw(() => this.bus?.status === 'connected');
+      this.presence.beatWhileBusy(() => this.work.stillRunningSinceLast(), () => this.bus?.status === 'connected');
       this.logger.log(`Instance "${this.instanceId}" listening on ${this.workChannels.length + 1} channels in namespace "${this.options.namespace}".`);
     } catch (error) {
       if (error instanceof DuplicateInstanceError) {
@@ -291,6 +292,7 @@ export class Responder<C = MessageContext> {
       await within(this.presence.bye(), 1000, this.clock);
       await within(bus.unsubscribe([this.directChannel, who]), 1000, this.clock);
     }
+    this.presence.stopBeating();
     // Replies still waiting for a connection that is not back are lost now.
     this.resend.close();
     this.coalescer?.flush();
@@ -350,7 +352,7 @@ export class Responder<C = MessageContext> {
       case 'ping':
         if (channel !== this.directChannel) break;
         this.stats.pings++;
-        if (this.refusals.replyAllowed(envelope.replyTo)) this.presence.answerPing(envelope.replyTo, envelope.id);
+        if (this.refusals.replyAllowed(envelope.replyTo)) this.presence.answerPing(envelope.replyTo, envelope.id, envelope.share === true);
         else this.refusals.rejectInput(`Dropped a ping whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
         return;
       case 'hello':
@@ -383,6 +385,7 @@ export class Responder<C = MessageContext> {
     this.lifeCycle = 'closed';
     this.stopping = true;
     this.presence.stopWatching();
+    this.presence.stopBeating();
     this.resend.close();
     const bus = this.bus!;
     void within(bus.unsubscribe([this.directChannel, ...this.workChannels]), 1000, this.clock)
