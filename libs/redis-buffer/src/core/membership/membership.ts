@@ -54,6 +54,9 @@ export class MembershipView {
   private readonly members = new Map<string, Member>();
   private awaitedCache = new Map<string, ReadonlySet<string>>();
   private synced = false;
+  // A `who` round has ended once: after a loss of the subscriber, what the view knew still names
+  // the instances a request may miss (they may be re-subscribing) until the next round ends.
+  private everSynced = false;
   private silentCount = 0;
   private unvouchedCount = 0;
   // Counts removals, so that a request can tell in O(1) that nobody it knew of has left since.
@@ -95,6 +98,7 @@ export class MembershipView {
    */
   markSynced(since: number, complete?: ReadonlySet<string>): number {
     this.synced = true;
+    this.everSynced = true;
     if (complete !== undefined) {
       const now = this.clock.now();
       for (const [id, member] of [...this.members]) {
@@ -224,13 +228,13 @@ export class MembershipView {
   /**
    * The instances known to receive a request for `pattern` (or the one named by `to`): not
    * draining, silent and unvouched ones included (see `silentAmong`); empty when the view knows instances but
-   * none for the pattern; `undefined` when the view cannot tell (not synced, knows no vouched
+   * none for the pattern; `undefined` when the view cannot tell (no `who` round has ended yet, knows no vouched
    * instance, or `to` names an instance it does not vouch for), in which case Redis's receiver count
    * alone decides completion.
    */
   awaitedFor(pattern: string, to: string | undefined): ReadonlySet<string> | undefined {
     // Knowing no instance at all is no evidence (under another signing key, none can be heard).
-    if (!this.synced || this.members.size === this.unvouchedCount) return undefined;
+    if (!this.everSynced || this.members.size === this.unvouchedCount) return undefined;
     if (to !== undefined) {
       const member = this.members.get(to);
       return member === undefined || !member.vouched ? undefined : new Set([to]);
