@@ -171,7 +171,7 @@ describe('MembershipView', () => {
     expect(view.list()).toHaveLength(1);
   });
 
-  it('tells who serves a pattern even before it is synced, members only heard of included, draining ones not', () => {
+  it('tells who serves a pattern even before it is synced, members only heard of and draining ones included', () => {
     const { view } = setup();
     view.markUnsynced();
     view.hello(hello('a', 'i', { patterns: ['p'] }), true);
@@ -184,9 +184,9 @@ describe('MembershipView', () => {
     const fresh = new MembershipView({ ping: async () => 0, instanceGone: () => undefined, instanceDismissed: () => undefined }, LIVENESS, new FakeClock());
     fresh.hello(hello('a', 'i', { patterns: ['p'] }), true);
     expect(fresh.awaitedFor('p', undefined)).toBeUndefined();
-    expect([...view.servingNow('p', undefined)]).toEqual(['a', 'c']);
+    expect([...view.servingNow('p', undefined)]).toEqual(['a', 'c', 'd']);
     expect([...view.servingNow('x', 'b')]).toEqual(['b']);
-    expect([...view.servingNow('p', 'd')]).toEqual([]);
+    expect([...view.servingNow('p', 'd')]).toEqual(['d']);
   });
 
   it('after a loss of the subscriber, still awaits what it knew until the next round ends (an instance may be re-subscribing)', () => {

@@ -250,13 +250,15 @@ export class MembershipView {
   }
 
   /**
-   * The live, not draining members serving `pattern` (or the one `to` names), whether or not the
-   * view is synced, unvouched ones included: whom a timeout names when nothing better is known.
+   * The live members serving `pattern` (or the one `to` names), whether or not the view is synced,
+   * unvouched and draining ones included: whom a timeout names when nothing better is known (when
+   * Redis did not answer, a draining member's id may already serve again under a new process whose
+   * hello did not reach this caller: naming it is the safe side).
    */
   servingNow(pattern: string, to: string | undefined): ReadonlySet<string> {
     const ids = new Set<string>();
     for (const [id, member] of this.members) {
-      if (member.silent || member.draining) continue;
+      if (member.silent) continue;
       if (to !== undefined ? id === to : member.patterns.has(pattern)) ids.add(id);
     }
     return ids;
