@@ -15,6 +15,7 @@ import { ActiveWork } from './active-work.js';
 import { HandlerRun, type HandlerRunHost } from './handler-run.js';
 import { messageContext, type MessageContext } from './message-context.js';
 import { Presence } from './presence.js';
+import { StartupHold } from './startup-hold.js';
 import { Refusals } from './refusals.js';
 import { ReplyResend } from './reply-resend.js';
 import { ReplyWriter } from './reply-writer.js';
@@ -70,9 +71,8 @@ export class Responder<C = MessageContext> {
   private readonly requestRoutes = new Map<string, RequestRoute<C>>();
   private readonly eventRoutes = new Map<string, ResponderHandler<C>>();
   private workChannels: string[] = [];
-  // Messages that arrived between the subscription and `listening` (the second unique-id check):
-  // handled once it listens, refused if it turns out to be a duplicate; never dropped unanswered.
-  private early: Array<[string, string]> | undefined;
+  // Messages that arrived between the subscription and `listening`: never dropped unanswered.
+  private readonly early: StartupHold;
   // What is being handled, and the limiter that queues what has no slot.
   private readonly work: ActiveWork;
   private readonly pendingListeners: Array<[keyof BusEvents, (...args: never[]) => void]> = [];
@@ -115,6 +115,7 @@ export class Responder<C = MessageContext> {
       events: () => [...this.eventRoutes.keys()],
     });
     this.work = new ActiveWork(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers);
+    this.early = new StartupHold(this.options.maxQueuedHandlers);
     const telemetry = (this.telemetry = new BufferTelemetry('server', this.options.namespace, this.options.instanceId, redisServerAddress(this.options)));
     this.resend = new ReplyResend(this.clock, () => this.bus?.status === 'connected', laterTurn(this.clock), this.stats, this.badInput);
     this.refusals = new Refusals(this.options, this.channels, this.stats, telemetry, this.badInput, this.fromJson, this.resend, () => this.clock.now());
@@ -227,7 +228,7 @@ export class Responder<C = MessageContext> {
         ...[...this.eventRoutes.keys()].map((pattern) => this.channels.event(pattern)),
       ];
       // Subscribed before announcing: an instance callers know of can always be reached.
-      this.early = [];
+      this.early.open();
       await bus.subscribe([this.directChannel, ...this.workChannels]);
       // Two processes that passed the first check at the same moment both see 2 here, and both stop.
       await this.presence.ensureUniqueId(bus, 1, [this.directChannel, ...this.workChannels]);
@@ -322,8 +323,7 @@ export class Responder<C = MessageContext> {
     if (channel === this.presence.claim.inbox) return this.presence.claim.deliver(message);
     if (this.lifeCycle === 'starting') {
       // Subscribed, not yet sure it is the only process with its id: held (bounded like the queue).
-      if (this.early !== undefined && this.early.length < this.options.maxQueuedHandlers) this.early.push([channel, message]);
-      else this.refusals.rejectInput(`Dropped a message on "${channel}" that arrived while instance "${this.instanceId}" was starting (${this.options.maxQueuedHandlers} held).`);
+      if (!this.early.hold(channel, message)) this.refusals.rejectInput(`Dropped a message on "${channel}" that arrived while instance "${this.instanceId}" was starting (${this.options.maxQueuedHandlers} held).`);
       return;
     }
     const { envelopes, rejected } = decodeMessage(message, channel);
@@ -396,16 +396,12 @@ export class Responder<C = MessageContext> {
 
   /** Handles what arrived while it was starting, in arrival order. */
   private handleEarly(): void {
-    const early = this.early ?? [];
-    this.early = undefined;
-    for (const [channel, message] of early) this.onMessage(channel, message);
+    for (const [channel, message] of this.early.release()) this.onMessage(channel, message);
   }
 
   /** It is a duplicate and will not start: every request it received is refused, not left unanswered. */
   private refuseEarly(reason: string): void {
-    const early = this.early ?? [];
-    this.early = undefined;
-    for (const [channel, message] of early) {
+    for (const [channel, message] of this.early.release()) {
       if (!this.isRequestChannel(channel)) continue;
       for (const envelope of decodeMessage(message, channel).envelopes) {
         if (envelope.kind === 'request' && this.refusals.answerable(envelope.replyTo, undefined)) {
