@@ -2,7 +2,8 @@
 // several callers (how much of the traffic liveness costs).
 // The figures reported with TEST_LOGS=1 ("FAULT ...") are the ones in docs/reliability.md.
 import { BufferClient, type GatherResult } from 'nestjs-redis-buffer';
-import { InstanceSpawner } from '../support/instances.js';
+import { InstanceProcess, InstanceSpawner } from '../support/instances.js';
+import { LatencyProxy } from '../support/latency-proxy.js';
 import { FAULT_APP } from '../support/load.js';
 import { rawRedis, sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
@@ -64,6 +65,187 @@ describe('fault: membership', () => {
       }
     }
   }, 30_000);
+
+  it('a caller whose own event loop is blocked 3 s (7 liveness bounds) while its pings are out does not name the instances silent for its lag', async () => {
+    // A liveness bound shorter than the instances' (whose beats while busy then do not cover every
+    // round): this caller pings every round, and the stall can follow a ping.
+    const client = new BufferClient({ redis: redis.url, namespace, timeout: 10_000, livenessTimeout: 400 });
+    await client.connect();
+    // Times the stall on the real connection: right after Redis answered a ping's PUBLISH (the
+    // caller then measures silence from that moment), before the pong is read.
+    const { publisher } = client.unwrap<{ publisher: { publish: (channel: string, message: string) => Promise<number> } }>();
+    const publish = publisher.publish.bind(publisher);
+    let stallNextPing = false;
+    let stalls = 0;
+    publisher.publish = (channel, message) => {
+      const sent = publish(channel, message);
+      if (stallNextPing && channel.startsWith(`${namespace}:direct:`)) {
+        stallNextPing = false;
+        void sent.then(() =>
+          setImmediate(() => {
+            stalls++;
+            blockEventLoop(3000);
+          }),
+        );
+      }
+      return sent;
+    };
+    try {
+      for (let run = 0; run < 3; run++) {
+        const silentBefore = client.stats.silentInstances;
+        const forgivenBefore = client.stats.lagForgiven;
+        stallNextPing = true;
+        const result = await client.gather<string>('slow', 1500);
+        expect(summary(result)).toMatchObject({ completedBy: 'all', missing: [], replies: IDS, expected: 3 });
+        expect(client.stats.silentInstances - silentBefore).toBe(0);
+        expect(client.stats.lagForgiven - forgivenBefore).toBeGreaterThanOrEqual(1);
+        // Still counted afterwards.
+        expect(summary(await client.gather<string>('whoami', null))).toMatchObject({ completedBy: 'all', missing: [], replies: IDS });
+      }
+      expect(stalls).toBe(3);
+      reportFault('caller-stalled-3s', { stalls, lagForgiven: client.stats.lagForgiven, silentInstances: client.stats.silentInstances });
+    } finally {
+      await client.close();
+    }
+  }, 60_000);
+
+  it('a draining instance still answers who: a caller that never saw its hello knows it as draining, and its reply to an earlier request counts', async () => {
+    const drainer = await instances.spawn('d1', { SHUTDOWN_TIMEOUT: '6000' });
+    const before = new BufferClient({ redis: redis.url, namespace, timeout: 6000 });
+    await before.connect();
+    const admin = rawRedis(redis.url);
+    let after: BufferClient | undefined;
+    try {
+      const inFlight = before.gather<string>('slow', 2500);
+      await sleep(200);
+      const stopping = drainer.stop('SIGTERM');
+      // Draining: its request channels are left (Redis confirmed), its handler still runs.
+      let numsub = 4;
+      for (let deadline = Date.now() + 2000; numsub !== 3 && Date.now() < deadline; await sleep(10)) {
+        numsub = Number(((await admin.pubsub('NUMSUB', `${namespace}:req:slow`)) as [string, number])[1]);
+      }
+      expect(numsub).toBe(3);
+      expect(Number(((await admin.pubsub('NUMSUB', `${namespace}:who`)) as [string, number])[1])).toBe(4);
+      // A caller started now never saw d1's hello: its first who round must tell it of d1, draining.
+      after = new BufferClient({ redis: redis.url, namespace, timeout: 3000 });
+      await after.connect();
+      const newCallerSaw = after.knownInstances().map((member) => `${member.instanceId}${member.draining ? ':draining' : ''}`);
+      expect(after.knownInstances().find((member) => member.instanceId === 'd1')).toMatchObject({ instanceId: 'd1', draining: true });
+      const fresh = await after.gather<string>('whoami', null);
+      expect(summary(fresh)).toMatchObject({ completedBy: 'all', missing: [], replies: IDS, expected: 3, observers: 0 });
+      // Not asked new work: a direct request is refused by d1 itself, and the result is whole.
+      const direct = await after.gather<string>('whoami', null, { to: 'd1' });
+      expect(direct).toMatchObject({ completedBy: 'all', missing: [], expected: 1 });
+      expect(direct.errors.map((error) => [error.instanceId, (error.error as { code: string }).code])).toEqual([['d1', 'BUFFER_SHUTTING_DOWN']]);
+      // The caller that sent the earlier request asks afresh: d1 is there, draining, not gone.
+      const asked = await before.instances();
+      expect(asked.find((member) => member.instanceId === 'd1')).toMatchObject({ draining: true });
+      const result = await inFlight;
+      expect(summary(result)).toMatchObject({ completedBy: 'all', missing: [], replies: [...IDS, 'd1'].sort(), expected: 4 });
+      expect(before.stats.lateReplies + after.stats.lateReplies + before.stats.malformedMessages + after.stats.malformedMessages).toBe(0);
+      await stopping;
+      // After its bye nobody holds it.
+      expect(Number(((await admin.pubsub('NUMSUB', `${namespace}:who`)) as [string, number])[1])).toBe(3);
+      reportFault('draining-answers-who', { numsubSlowWhileDraining: numsub, newCallerSaw });
+    } finally {
+      admin.disconnect();
+      await after?.close();
+      await before.close();
+      await drainer.stop();
+    }
+  }, 30_000);
+
+  it('requests that reach an instance while it starts are answered: a caller gathering in a tight loop gets a reply for every receiver Redis counted', async () => {
+    const client = new BufferClient({ redis: redis.url, namespace, timeout: 3000 });
+    await client.connect();
+    const bad: unknown[] = [];
+    let gathers = 0;
+    let withNewcomer = 0;
+    // A request that reaches the newcomer before its hello reaches the caller completes without
+    // waiting for it (it counts as an observer); the newcomer's answer then arrives late. A request
+    // it dropped would have no answer at all: every observer must be matched by a late reply.
+    let observers = 0;
+    const lateBefore = client.stats.lateReplies;
+    const proxy = await LatencyProxy.start({ host: '127.0.0.1', port: redis.port }, 30);
+    try {
+      for (let start = 0; start < 4; start++) {
+        let running = true;
+        const loops = Array.from({ length: 40 }, async () => {
+          while (running) {
+            const result = await client.gather<string>('whoami', null);
+            gathers++;
+            observers += result.observers;
+            if (result.replies.some((reply) => reply.instanceId === `late${start}`)) withNewcomer++;
+            if (result.completedBy !== 'all' || result.missing.length > 0) bad.push(summary(result));
+          }
+        });
+        await sleep(100);
+        // Behind 30 ms of latency each way: the instance is subscribed for a round trip or more
+        // before it knows it is the only one with its id, and requests reach it meanwhile.
+        const late = await InstanceProcess.start({ instanceId: `late${start}`, redisUrl: proxy.url, namespace, script: FAULT_APP });
+        await sleep(300);
+        running = false;
+        await Promise.all(loops);
+        await sleep(200);
+        await late.stop();
+      }
+      const late = client.stats.lateReplies - lateBefore;
+      reportFault('requests-during-start', { gathers, withNewcomer, completedEarly: observers, answeredLate: late, bad: bad.length });
+      expect({ bad: bad.length, first: bad[0] }).toEqual({ bad: 0, first: undefined });
+      expect(late).toBe(observers);
+      expect(withNewcomer).toBeGreaterThan(0);
+    } finally {
+      await client.close();
+      await proxy.stop();
+    }
+  }, 60_000);
+
+  it('a replacement with the same instanceId takes over from a frozen (SIGSTOPped) predecessor, which stops answering once thawed: never both counted', async () => {
+    const client = new BufferClient({ redis: redis.url, namespace, timeout: 3000 });
+    await client.connect();
+    const admin = rawRedis(redis.url);
+    const spawnedAt = Date.now();
+    const old = await instances.spawn('x1');
+    const plainStartMs = Date.now() - spawnedAt;
+    let replacement: InstanceProcess | undefined;
+    const numsub = async (channel: string) => Number(((await admin.pubsub('NUMSUB', `${namespace}:${channel}`)) as [string, number])[1]);
+    try {
+      expect(summary(await client.gather<string>('whoami', null))).toMatchObject({ completedBy: 'all', missing: [], replies: [...IDS, 'x1'].sort() });
+      old.signal('SIGSTOP');
+      const startedAt = Date.now();
+      replacement = await instances.spawn('x1');
+      const takeoverMs = Date.now() - startedAt;
+      // Two liveness bounds of unanswered pings, then it starts as any instance does (a process
+      // start here takes a second or more on a busy machine): a few bounds at most.
+      expect(takeoverMs).toBeLessThan(plainStartMs + 2 * 1000 + 1500);
+      expect(replacement.logs).toContain('taking over');
+      // Callers count the new process: whole results with x1's reply, the frozen one an observer.
+      let counted: GatherResult<string> | undefined;
+      for (let deadline = Date.now() + 4000; Date.now() < deadline; await sleep(100)) {
+        counted = await client.gather<string>('whoami', null);
+        if (counted.replies.some((reply) => reply.instanceId === 'x1') && counted.missing.length === 0) break;
+      }
+      const countedMs = Date.now() - startedAt;
+      expect(summary(counted!)).toMatchObject({ completedBy: 'all', missing: [], replies: [...IDS, 'x1'].sort() });
+      old.signal('SIGCONT');
+      // Thawed, it reads the notice and leaves every channel.
+      for (let deadline = Date.now() + 3000; (await numsub('direct:x1')) !== 1 && Date.now() < deadline; await sleep(50));
+      expect(await numsub('direct:x1')).toBe(1);
+      expect(await numsub('req:whoami')).toBe(IDS.length + 1);
+      expect(old.logs).toContain('was taken over by another process with the same instanceId');
+      expect(replacement.exited).toBe(false);
+      const after = await client.gather<string>('whoami', null);
+      expect(summary(after)).toMatchObject({ completedBy: 'all', missing: [], replies: [...IDS, 'x1'].sort(), expected: IDS.length + 1, observers: 0 });
+      expect(client.knownInstances().filter((member) => member.instanceId === 'x1')).toHaveLength(1);
+      reportFault('takeover-from-frozen', { plainStartMs, takeoverMs, countedMs, numsubDirectAfterThaw: 1 });
+    } finally {
+      old.signal('SIGCONT');
+      admin.disconnect();
+      await client.close();
+      await old.stop();
+      await replacement?.stop();
+    }
+  }, 60_000);
 
   it('10,000 forged hellos: the table stays bounded, no ghost is pinged, and results stay whole', async () => {
     const client = new BufferClient({ redis: redis.url, namespace, timeout: 4000 });

@@ -14,7 +14,7 @@ import { quietLogs, reportFault } from '../support/captured-logs.js';
 
 
 // The library's warnings that these faults provoke on purpose: captured and asserted, not printed.
-const logs = quietLogs([/^Redis: WRONGPASS/, /^Dropped (an unsigned|a forged) message/, /similar messages suppressed/]);
+const logs = quietLogs([/^Redis: WRONGPASS/, /^Dropped (an unsigned|a forged|a signed) message/, /similar messages suppressed/]);
 const KEY = 'fault-suite-shared-signing-key-0123456789';
 
 

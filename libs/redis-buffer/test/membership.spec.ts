@@ -171,17 +171,33 @@ describe('MembershipView', () => {
     expect(view.list()).toHaveLength(1);
   });
 
-  it('tells who serves a pattern even before it is synced, members only heard of included, draining ones not', () => {
+  it('tells who serves a pattern even before it is synced, members only heard of and draining ones included', () => {
     const { view } = setup();
     view.markUnsynced();
     view.hello(hello('a', 'i', { patterns: ['p'] }), true);
     view.hello(hello('b', 'i', { patterns: ['q'] }), true);
     view.hello(hello('c', 'i', { patterns: ['p'] }), false);
     view.hello(hello('d', 'i', { patterns: ['p'], draining: true }), true);
-    expect(view.awaitedFor('p', undefined)).toBeUndefined();
-    expect([...view.servingNow('p', undefined)]).toEqual(['a', 'c']);
+    // Synced once: what it knows still counts (see the next test).
+    expect([...view.awaitedFor('p', undefined)!].sort()).toEqual(['a', 'c']);
+    // Before its first `who` round has ended, the view cannot tell.
+    const fresh = new MembershipView({ ping: async () => 0, instanceGone: () => undefined, instanceDismissed: () => undefined }, LIVENESS, new FakeClock());
+    fresh.hello(hello('a', 'i', { patterns: ['p'] }), true);
+    expect(fresh.awaitedFor('p', undefined)).toBeUndefined();
+    expect([...view.servingNow('p', undefined)]).toEqual(['a', 'c', 'd']);
     expect([...view.servingNow('x', 'b')]).toEqual(['b']);
-    expect([...view.servingNow('p', 'd')]).toEqual([]);
+    expect([...view.servingNow('p', 'd')]).toEqual(['d']);
+  });
+
+  it('after a loss of the subscriber, still awaits what it knew until the next round ends (an instance may be re-subscribing)', () => {
+    const { view } = setup();
+    view.hello(hello('a', 'i', { patterns: ['p'] }), true);
+    view.hello(hello('b', 'i', { patterns: ['p'] }), true);
+    view.markSynced(view.roundStart());
+    view.markUnsynced();
+    expect(view.isSynced).toBe(false);
+    expect([...view.awaitedFor('p', undefined)!].sort()).toEqual(['a', 'b']);
+    expect([...view.awaitedFor('p', 'b')!]).toEqual(['b']);
   });
 
   it('does not await a draining instance for new requests, and keeps it in the view', () => {

@@ -1,15 +1,16 @@
 import { EventEmitter } from 'node:events';
 import type { BusClients, BusEvents, BusStatus, RedisBus } from './redis-bus.js';
 import { ReplayGuard } from '../wire/replay-guard.js';
-import { MessageSigner } from '../wire/signing.js';
+import { MessageSigner, SIGNED_PREFIX } from '../wire/signing.js';
 import type { PermissionNeeds } from './permission-check.js';
 
 /**
  * Why the guard dropped an inbound message before it was parsed: too long; with `signingKey`,
  * not signed or signed with another key; a correctly signed message already received
- * (`replayed`), or one from a sender first heard with a clock stamp beyond `maxClockSkew` (`stale`).
+ * (`replayed`), or one from a sender first heard with a clock stamp beyond `maxClockSkew` (`stale`);
+ * without `signingKey`, a signed message, which this process cannot verify (`keyless`).
  */
-export type InboundRejection = 'oversized' | 'unsigned' | 'forged' | 'replayed' | 'stale';
+export type InboundRejection = 'oversized' | 'unsigned' | 'forged' | 'replayed' | 'stale' | 'keyless';
 
 export interface BusGuardOptions {
   readonly maxPayloadBytes: number;
@@ -28,6 +29,8 @@ export function describeRejection(reason: InboundRejection, channel: string, len
       return `Dropped a stale signed message on "${channel}": the first from its sender here, and its clock stamp is more than "maxClockSkew" (${options.maxClockSkew} ms) from this host's clock: a replay, or hosts whose clocks are further apart than that.`;
     case 'unsigned':
       return `Dropped an unsigned message on "${channel}": signing is on ("signingKey"), and only messages signed with one of this process's keys are accepted.`;
+    case 'keyless':
+      return `Dropped a signed message on "${channel}": this process has no "signingKey", so it cannot verify it; give every process of the namespace the same key list.`;
     case 'forged':
       return `Dropped a forged message on "${channel}": its signature matches none of this process's keys ("signingKey"). When rotating keys, every process must accept a key before any signs with it: [old, new], then [new, old], then [new].`;
   }
@@ -112,7 +115,11 @@ export class GuardedBus extends EventEmitter<BusEvents> implements RedisBus {
   private onMessage(channel: string, message: string): void {
     // A string's length never exceeds its UTF-8 byte length, so this never drops a message in bounds.
     if (message.length > this.maxInboundLength) return this.onReject('oversized', channel, message.length);
-    if (this.signer === undefined) return void this.emit('message', channel, message);
+    if (this.signer === undefined) {
+      // Another process of the namespace signs: its envelopes are inside a wrapper this one cannot verify.
+      if (message.startsWith(SIGNED_PREFIX)) return this.onReject('keyless', channel, message.length);
+      return void this.emit('message', channel, message);
+    }
     const opened = this.signer.open(channel, message);
     if (!('body' in opened)) return this.onReject(opened.failure, channel, message.length);
     const freshness = this.replays!.admit(channel, opened.stamp);

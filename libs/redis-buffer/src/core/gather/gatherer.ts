@@ -309,7 +309,9 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
       gone: this.rare?.gone,
       newcomers: this.rare?.newcomers,
       // Sent before the view was usable: whom it knows of now (not for 'all': they may have joined after the PUBLISH).
-      known: this.awaited ?? this.known ?? (completedBy === 'all' || completedBy === 'quorum' || completedBy === 'until' ? undefined : this.knownServing()),
+      // Redis never counted: whoever the view knows serves the pattern now may have received it too
+      // (one that announced its drain may be back under a new process whose hello was lost).
+      known: this.awaited ?? (this.expected === undefined && this.known !== undefined ? withAll(this.known, this.knownServing()) : this.known) ?? (completedBy === 'all' || completedBy === 'quorum' || completedBy === 'until' ? undefined : this.knownServing()),
       startedUnfinished: this.startedUnfinished(),
       judge: this,
     });
@@ -446,4 +448,11 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
       rare.stallTimer = undefined;
     }
   }
+}
+
+/** `a` with the members of `b` it lacks (`a` itself when none). */
+function withAll(a: ReadonlySet<string>, b: ReadonlySet<string> | undefined): ReadonlySet<string> {
+  if (b === undefined) return a;
+  for (const id of b) if (!a.has(id)) return new Set([...a, ...b]);
+  return a;
 }

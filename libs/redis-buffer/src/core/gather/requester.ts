@@ -360,7 +360,10 @@ export class Requester {
       case 'pong':
         if (channel === this.inbox) this.view.heard(envelope.from, envelope.inc);
         // On the members channel: a shared pong, answering some caller's ping; a sign of life to all.
-        else if (channel === this.channels.members()) this.view.heardShared(envelope.from, envelope.inc);
+        else if (channel === this.channels.members()) {
+          // Another incarnation: the process restarted (its hello may have been missed); a `who` round confirms it.
+          if (this.view.heardShared(envelope.from, envelope.inc)) this.rounds.vouchSoon();
+        }
         else break;
         return;
       case 'hello': {

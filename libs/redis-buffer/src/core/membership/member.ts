@@ -9,6 +9,8 @@ export interface InstanceInfo {
   readonly patterns: readonly string[];
   /** Event patterns it handles, in channel form. */
   readonly events: readonly string[];
+  /** Present (`true`) when it announced its drain: it takes no new request and still answers what it received. */
+  readonly draining?: true;
 }
 
 export interface Member {

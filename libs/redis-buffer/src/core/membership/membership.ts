@@ -5,6 +5,12 @@ import { isReplay, type InstanceInfo, type Member } from './member.js';
 
 export type { InstanceInfo } from './member.js';
 
+/** What a caller tells of an instance from its `hello`. */
+export function infoOf(hello: HelloEnvelope): InstanceInfo {
+  const info: InstanceInfo = { instanceId: hello.from, incarnation: hello.inc, patterns: [...hello.patterns], events: [...hello.events] };
+  return hello.draining === true ? { ...info, draining: true } : info;
+}
+
 const NONE: readonly string[] = Object.freeze([]);
 const NO_ABSENT: ReadonlyMap<string, MissingReason> = new Map();
 
@@ -48,6 +54,9 @@ export class MembershipView {
   private readonly members = new Map<string, Member>();
   private awaitedCache = new Map<string, ReadonlySet<string>>();
   private synced = false;
+  // A `who` round has ended once: after a loss of the subscriber, what the view knew still names
+  // the instances a request may miss (they may be re-subscribing) until the next round ends.
+  private everSynced = false;
   private silentCount = 0;
   private unvouchedCount = 0;
   // Counts removals, so that a request can tell in O(1) that nobody it knew of has left since.
@@ -89,6 +98,7 @@ export class MembershipView {
    */
   markSynced(since: number, complete?: ReadonlySet<string>): number {
     this.synced = true;
+    this.everSynced = true;
     if (complete !== undefined) {
       const now = this.clock.now();
       for (const [id, member] of [...this.members]) {
@@ -145,7 +155,7 @@ export class MembershipView {
     if (known !== undefined && !known.vouched) this.unvouchedCount--;
     if (!vouched) this.unvouchedCount++;
     this.members.set(envelope.from, {
-      info: { instanceId: envelope.from, incarnation: envelope.inc, patterns: [...envelope.patterns], events: [...envelope.events] },
+      info: infoOf(envelope),
       patterns: new Set(envelope.patterns),
       vouched,
       draining: envelope.draining === true,
@@ -204,24 +214,27 @@ export class MembershipView {
   /**
    * A pong on the members channel (answering some caller's shared ping): a sign of life of the
    * incarnation the view holds, and nothing more. Anyone can publish there, so it neither vouches
-   * for a member nor tells of a new incarnation.
+   * for a member nor tells of a new incarnation: one from another incarnation of a vouched member
+   * returns true, and the caller asks `who` (whose answer does tell).
    */
-  heardShared(instanceId: string, incarnation: string): void {
+  heardShared(instanceId: string, incarnation: string): boolean {
     const member = this.members.get(instanceId);
-    if (member === undefined || !member.vouched || member.info.incarnation !== incarnation) return;
+    if (member === undefined || !member.vouched) return false;
+    if (member.info.incarnation !== incarnation) return true;
     this.heard(instanceId);
+    return false;
   }
 
   /**
    * The instances known to receive a request for `pattern` (or the one named by `to`): not
    * draining, silent and unvouched ones included (see `silentAmong`); empty when the view knows instances but
-   * none for the pattern; `undefined` when the view cannot tell (not synced, knows no vouched
+   * none for the pattern; `undefined` when the view cannot tell (no `who` round has ended yet, knows no vouched
    * instance, or `to` names an instance it does not vouch for), in which case Redis's receiver count
    * alone decides completion.
    */
   awaitedFor(pattern: string, to: string | undefined): ReadonlySet<string> | undefined {
     // Knowing no instance at all is no evidence (under another signing key, none can be heard).
-    if (!this.synced || this.members.size === this.unvouchedCount) return undefined;
+    if (!this.everSynced || this.members.size === this.unvouchedCount) return undefined;
     if (to !== undefined) {
       const member = this.members.get(to);
       return member === undefined || !member.vouched ? undefined : new Set([to]);
@@ -237,13 +250,15 @@ export class MembershipView {
   }
 
   /**
-   * The live, not draining members serving `pattern` (or the one `to` names), whether or not the
-   * view is synced, unvouched ones included: whom a timeout names when nothing better is known.
+   * The live members serving `pattern` (or the one `to` names), whether or not the view is synced,
+   * unvouched and draining ones included: whom a timeout names when nothing better is known (when
+   * Redis did not answer, a draining member's id may already serve again under a new process whose
+   * hello did not reach this caller: naming it is the safe side).
    */
   servingNow(pattern: string, to: string | undefined): ReadonlySet<string> {
     const ids = new Set<string>();
     for (const [id, member] of this.members) {
-      if (member.silent || member.draining) continue;
+      if (member.silent) continue;
       if (to !== undefined ? id === to : member.patterns.has(pattern)) ids.add(id);
     }
     return ids;

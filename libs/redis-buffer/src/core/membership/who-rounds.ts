@@ -1,6 +1,6 @@
 import type { Clock, TimerHandle } from '../clock.js';
 import { encodeEnvelope, type HelloEnvelope, type WhoEnvelope } from '../wire/envelope.js';
-import type { InstanceInfo, MembershipView } from './membership.js';
+import { infoOf, type InstanceInfo, type MembershipView } from './membership.js';
 
 /** What a caller's `who` rounds need from it. */
 export interface WhoRoundsHost {
@@ -64,7 +64,7 @@ export class WhoRounds {
         resolve([...answered.values()].sort((a, b) => (a.instanceId < b.instanceId ? -1 : a.instanceId > b.instanceId ? 1 : 0)));
       };
       this.open.set(id, (hello) => {
-        answered.set(hello.from, { instanceId: hello.from, incarnation: hello.inc, patterns: [...hello.patterns], events: [...hello.events] });
+        answered.set(hello.from, infoOf(hello));
         if (expected !== undefined && answered.size >= expected) done();
       });
       const who: WhoEnvelope = { v: 1, kind: 'who', id, from: this.host.from, replyTo: this.host.inbox };

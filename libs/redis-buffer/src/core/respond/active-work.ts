@@ -10,6 +10,8 @@ import { ConcurrencyLimiter } from './concurrency-limiter.js';
 export class ActiveWork {
   readonly limiter: ConcurrencyLimiter;
   private readonly running = new Map<object, Subscription | undefined>();
+  // What ran at the last `stillRunningSinceLast()`.
+  private noted: object[] = [];
 
   constructor(maxConcurrent: number, maxQueued: number) {
     this.limiter = new ConcurrencyLimiter(maxConcurrent, maxQueued, () => this.running.size);
@@ -34,6 +36,16 @@ export class ActiveWork {
   readonly done = (work: object): void => {
     if (this.running.delete(work)) this.limiter.pump();
   };
+
+  /**
+   * Whether something that was running at the previous call still runs (a handler running for at
+   * least the interval between calls); notes what runs now for the next call.
+   */
+  stillRunningSinceLast(): boolean {
+    const long = this.noted.some((work) => this.running.has(work));
+    this.noted = [...this.running.keys()];
+    return long;
+  }
 
   /** Resolves once nothing runs or is queued, or at `deadline` (by `clock`). */
   async idle(deadline: number, clock: Clock): Promise<void> {

@@ -1,11 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import type { Coalescer } from '../bus/coalescer.js';
 import type { RedisBus } from '../bus/redis-bus.js';
-import type { Clock, TimerHandle } from '../clock.js';
+import { laterTurn, type Clock, type TimerHandle } from '../clock.js';
 import { DuplicateInstanceError } from '../errors/duplicate-instance.error.js';
 import type { BufferLogger } from '../logger.js';
 import type { BufferChannels } from '../wire/channels.js';
 import { encodeEnvelope, type ByeEnvelope, type HelloEnvelope, type PongEnvelope } from '../wire/envelope.js';
+import { IdClaim, TAKEOVER_AFTER } from './id-claim.js';
+
+/** A shared ping arriving this soon after the last shared pong is answered by that pong (docs/protocol.md, "Shared pongs"). */
+export const SHARED_PONG_WINDOW_MS = 100;
 
 /** What an instance's presence needs from its responder. */
 export interface PresenceHost {
@@ -36,45 +40,90 @@ export interface PresenceHost {
 export class Presence {
   /** Random per instance object: tells this process from an earlier one with the same `instanceId`. */
   readonly incarnation = randomBytes(8).toString('base64url');
+  /** Pings its own direct channel from a probe inbox, to tell a live duplicate from a half-open one. */
+  readonly claim: IdClaim;
   private thawTimer: TimerHandle | undefined;
   private coalescer: Coalescer | undefined;
   /** This incarnation's membership counter: one more for every `hello` and `bye` (so the `bye` has the highest). */
   private membershipSeq = 0;
+  // How many half-open holders of its direct channel it took over (subscribed until they notice).
+  private tookOver = 0;
+  private lastSharedPong = Number.NEGATIVE_INFINITY;
+  private beatTimer: TimerHandle | undefined;
+  private beats = 0;
 
-  constructor(private readonly host: PresenceHost) {}
+  constructor(private readonly host: PresenceHost) {
+    this.claim = new IdClaim(host.instanceId, this.incarnation, host.channels, host.clock, host.livenessTimeout);
+  }
 
   /** The coalescer its envelopes leave through, once connected. */
   attach(coalescer: Coalescer): void {
     this.coalescer = coalescer;
   }
 
-  /** Refuses to run beside another live process with the same id (more than `allowed` subscribers on its direct channel). */
+  /**
+   * Refuses to run beside another live process with the same id (more than `allowed` subscribers on
+   * its direct channel). Before subscribing (`allowed` 0), holders of the direct channel are pinged:
+   * if none answers for `TAKEOVER_AFTER` liveness bounds they are half-open (frozen, cut off with the
+   * socket still open), and this process takes over; they stop when they read its notice.
+   */
   async ensureUniqueId(bus: RedisBus, allowed: number, subscribed: readonly string[]): Promise<void> {
     const { instanceId, namespace, channels } = this.host;
     // Start-up checked that PUBSUB NUMSUB is allowed: a refusal here is an error, not a skipped check.
     const subscribers = await bus.numsub(channels.direct(instanceId));
-    if (subscribers > allowed) {
-      if (allowed > 0) await bus.unsubscribe(subscribed).catch(() => undefined);
-      throw new DuplicateInstanceError(instanceId, namespace);
+    if (subscribers <= allowed + this.tookOver) return;
+    if (allowed === 0 && (await this.claim.probe(bus, TAKEOVER_AFTER)).size === 0) {
+      this.tookOver = subscribers;
+      this.host.logger.warn(
+        `Instance id "${instanceId}" is held in namespace "${namespace}" by ${subscribers} connection(s) that did not answer a ping for ${TAKEOVER_AFTER * this.host.livenessTimeout} ms (a frozen or half-open process): taking over; it stops answering when it reads this process's notice.`,
+      );
+      return;
     }
+    if (allowed > 0) await bus.unsubscribe(subscribed).catch(() => undefined);
+    throw new DuplicateInstanceError(instanceId, namespace);
   }
 
-  /** Tells every caller this instance is here (after joining, a reconnect, or a freeze). */
-  announce(): Promise<void> {
-    return this.publish(this.host.channels.members(), encodeEnvelope(this.hello(this.incarnation))).then(
+  /** After a takeover, once listening: tells the predecessor, on the direct channel, that it was replaced. */
+  noticeTakeover(): Promise<void> {
+    if (this.tookOver === 0) return Promise.resolve();
+    const notice = this.claim.takeoverNotice(this.host.patterns(), this.host.events());
+    return this.publish(this.host.channels.direct(this.host.instanceId), notice).then(
+      () => undefined,
+      (error: Error) => this.host.badInput.warn(`Could not notify the predecessor of instance "${this.host.instanceId}" that it was replaced: ${error.message}`),
+    );
+  }
+
+  /**
+   * Tells every caller this instance is here (after joining, a reconnect, or a freeze), or, with
+   * `draining`, that it takes no new requests while it answers what it received.
+   */
+  announce(draining = false): Promise<void> {
+    return this.publish(this.host.channels.members(), encodeEnvelope(this.hello(this.incarnation, draining))).then(
       () => undefined,
       (error: Error) => this.host.badInput.warn(`Could not announce instance "${this.host.instanceId}": ${error.message}`),
     );
   }
 
-  /** Answers a `who` round with a hello carrying the round's id. */
-  answerWho(replyTo: string, id: string): void {
-    void this.publish(replyTo, encodeEnvelope(this.hello(id))).catch(() => undefined);
+  /** Answers a `who` round with a hello carrying the round's id (`draining` while it drains). */
+  answerWho(replyTo: string, id: string, draining: boolean): void {
+    void this.publish(replyTo, encodeEnvelope(this.hello(id, draining))).catch(() => undefined);
   }
 
-  answerPing(replyTo: string, id: string): void {
+  /**
+   * Answers a ping. A `share`d one is answered on the members channel, where every caller hears it
+   * (one caller's ping refreshes every caller's view); one arriving within `SHARED_PONG_WINDOW_MS`
+   * of the last shared pong is answered by it already. Returns whether a pong was sent.
+   */
+  answerPing(replyTo: string, id: string, share: boolean): boolean {
     const pong: PongEnvelope = { v: 1, kind: 'pong', id, from: this.host.instanceId, inc: this.incarnation };
+    if (share) {
+      const now = this.host.clock.now();
+      if (now - this.lastSharedPong < SHARED_PONG_WINDOW_MS) return false;
+      this.lastSharedPong = now;
+      replyTo = this.host.channels.members();
+    }
     void this.publish(replyTo, encodeEnvelope(pong)).catch(() => undefined);
+    return true;
   }
 
   /** Tells every caller this instance left; resolves with the PUBLISH. */
@@ -93,7 +142,9 @@ export class Presence {
     let last = clock.now();
     const tick = (): void => {
       const now = clock.now();
-      if (now - last > livenessTimeout && connected()) void this.announce();
+      // After the I/O that waited meanwhile has been read: a takeover notice among it stops this
+      // process before it announces itself again.
+      if (now - last > livenessTimeout) laterTurn(clock)(() => connected() && void this.announce());
       last = now;
       this.thawTimer = clock.setTimer(tick, every);
     };
@@ -105,8 +156,33 @@ export class Presence {
     this.thawTimer = undefined;
   }
 
-  private hello(id: string): HelloEnvelope {
-    return { v: 1, kind: 'hello', id, from: this.host.instanceId, inc: this.incarnation, ...this.order(), patterns: this.host.patterns(), events: this.host.events() };
+  /** Stops the signs of life `beatWhileBusy` sends (a draining instance beats until it leaves). */
+  stopBeating(): void {
+    if (this.beatTimer !== undefined) this.host.clock.clearTimer(this.beatTimer);
+    this.beatTimer = undefined;
+  }
+
+  /**
+   * While a handler has been running for a fifth of `livenessTimeout` or more (callers waiting on
+   * this instance would soon ping it), publishes a pong on the members channel every fifth of
+   * `livenessTimeout`: a sign of life every caller hears, so that none of them pings it.
+   */
+  beatWhileBusy(busyLong: () => boolean, connected: () => boolean): void {
+    const { clock, livenessTimeout } = this.host;
+    const tick = (): void => {
+      if (busyLong() && connected()) {
+        const pong: PongEnvelope = { v: 1, kind: 'pong', id: `beat${this.beats++}`, from: this.host.instanceId, inc: this.incarnation };
+        this.lastSharedPong = clock.now();
+        void this.publish(this.host.channels.members(), encodeEnvelope(pong)).catch(() => undefined);
+      }
+      this.beatTimer = clock.setTimer(tick, livenessTimeout / 5);
+    };
+    this.beatTimer = clock.setTimer(tick, livenessTimeout / 5);
+  }
+
+  private hello(id: string, draining: boolean): HelloEnvelope {
+    const hello: HelloEnvelope = { v: 1, kind: 'hello', id, from: this.host.instanceId, inc: this.incarnation, ...this.order(), patterns: this.host.patterns(), events: this.host.events() };
+    return draining ? { ...hello, draining: true } : hello;
   }
 
   /** `seq` and `at` for the next `hello` or `bye`, with `signingKey` (see `stampMembership`). */

@@ -16,6 +16,7 @@ import { ActiveWork } from './active-work.js';
 import { HandlerRun, type HandlerRunHost } from './handler-run.js';
 import { messageContext, type MessageContext } from './message-context.js';
 import { Presence } from './presence.js';
+import { StartupHold } from './startup-hold.js';
 import { Refusals } from './refusals.js';
 import { ReplyResend } from './reply-resend.js';
 import { ReplyWriter } from './reply-writer.js';
@@ -71,12 +72,16 @@ export class Responder<C = MessageContext> {
   private readonly requestRoutes = new Map<string, RequestRoute<C>>();
   private readonly eventRoutes = new Map<string, ResponderHandler<C>>();
   private workChannels: string[] = [];
+  // Messages that arrived between the subscription and `listening`: never dropped unanswered.
+  private readonly early: StartupHold;
   // What is being handled, and the limiter that queues what has no slot.
   private readonly work: ActiveWork;
   private readonly pendingListeners: Array<[keyof BusEvents, (...args: never[]) => void]> = [];
   private readonly badInput: BoundedLog;
   private readonly redisErrors: BoundedLog;
   private lifeCycle: ResponderState = 'starting';
+  // Wall-clock time `listen()` began: a takeover notice older than this is a replay.
+  private startedAt = 0;
   // Set once the shutdown drain has run out: what is still queued or running is refused or stopped.
   private stopping = false;
   private everConnected = false;
@@ -114,6 +119,7 @@ export class Responder<C = MessageContext> {
       stampMembership: this.options.signingKeys.length > 0,
     });
     this.work = new ActiveWork(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers);
+    this.early = new StartupHold(this.options.maxQueuedHandlers);
     const telemetry = (this.telemetry = new BufferTelemetry('server', this.options.namespace, this.options.instanceId, redisServerAddress(this.options)));
     this.resend = new ReplyResend(this.clock, () => this.bus?.status === 'connected', laterTurn(this.clock), this.stats, this.badInput);
     this.refusals = new Refusals(this.options, this.channels, this.stats, telemetry, this.badInput, this.fromJson, this.resend, () => this.clock.now());
@@ -198,6 +204,7 @@ export class Responder<C = MessageContext> {
    */
   async listen(): Promise<void> {
     if (this.bus !== undefined) throw new Error('listen() was already called.');
+    this.startedAt = Date.now();
     const bus = new GuardedBus(this.pendingBus ?? createBus(this.options, `rb:${this.options.instanceId}`), this.options, (reason, channel, length) => this.refusals.inboundRejected(reason, channel, length));
     this.bus = bus;
     const coalescer = (this.coalescer = new Coalescer((channel, message) => bus.publish(channel, message), this.options, laterTurn(this.clock)));
@@ -228,16 +235,23 @@ export class Responder<C = MessageContext> {
         ...[...this.eventRoutes.keys()].map((pattern) => this.channels.event(pattern)),
       ];
       // Subscribed before announcing: an instance callers know of can always be reached.
+      this.early.open();
       await bus.subscribe([this.directChannel, ...this.workChannels]);
       // Two processes that passed the first check at the same moment both see 2 here, and both stop.
       await this.presence.ensureUniqueId(bus, 1, [this.directChannel, ...this.workChannels]);
       this.lifeCycle = 'listening';
+      this.handleEarly();
+      await this.presence.noticeTakeover();
       await this.presence.announce();
       this.presence.watchForThaw(() => this.bus?.status === 'connected');
+      this.presence.beatWhileBusy(() => this.work.stillRunningSinceLast(), () => this.bus?.status === 'connected');
       this.logger.log(`Instance "${this.instanceId}" listening on ${this.workChannels.length + 1} channels in namespace "${this.options.namespace}".`);
     } catch (error) {
       if (endsStartUp(error)) {
+        // Requests held while it started get a refusal, not silence.
+        this.refuseEarly((error as Error).message);
         this.lifeCycle = 'closed';
+        this.coalescer.flush();
         await bus.close().catch(() => undefined);
       }
       throw error;
@@ -263,8 +277,15 @@ export class Responder<C = MessageContext> {
     this.presence.stopWatching();
     if (bus === undefined) return void (await alongside);
     // With Redis away there is nothing to unsubscribe from (the server dropped the connection), and
-    // ioredis would queue the command until it is back: never wait for it.
-    if (bus.status === 'connected') await within(bus.unsubscribe(this.workChannels), this.options.shutdownTimeout, this.clock);
+    // ioredis would queue the command until it is back: never wait for it. The `who` channel stays:
+    // a caller that asks meanwhile learns it is draining, and does not take it for gone while it
+    // still answers what it received.
+    const who = this.channels.who();
+    if (bus.status === 'connected') {
+      await within(bus.unsubscribe(this.workChannels.filter((channel) => channel !== who)), this.options.shutdownTimeout, this.clock);
+      // Callers that know it stop counting it for new requests at once.
+      if (this.everConnected && this.workChannels.length > 0) await within(this.presence.announce(true), 1000, this.clock);
+    }
     await this.work.idle(this.clock.now() + this.options.shutdownTimeout, this.clock);
     this.stopping = true;
     this.work.runQueued();
@@ -278,8 +299,9 @@ export class Responder<C = MessageContext> {
     }
     if (bus.status === 'connected') {
       await within(this.presence.bye(), 1000, this.clock);
-      await within(bus.unsubscribe([this.directChannel]), 1000, this.clock);
+      await within(bus.unsubscribe([this.directChannel, who]), 1000, this.clock);
     }
+    this.presence.stopBeating();
     // Replies still waiting for a connection that is not back are lost now.
     this.resend.close();
     this.coalescer?.flush();
@@ -305,7 +327,13 @@ export class Responder<C = MessageContext> {
   }
 
   private onMessage(channel: string, message: string): void {
-    if (this.lifeCycle === 'closed' || this.lifeCycle === 'starting') return;
+    if (this.lifeCycle === 'closed') return;
+    if (channel === this.presence.claim.inbox) return this.presence.claim.deliver(message);
+    if (this.lifeCycle === 'starting') {
+      // Subscribed, not yet sure it is the only process with its id: held (bounded like the queue).
+      if (!this.early.hold(channel, message)) this.refusals.rejectInput(`Dropped a message on "${channel}" that arrived while instance "${this.instanceId}" was starting (${this.options.maxQueuedHandlers} held).`);
+      return;
+    }
     const { envelopes, rejected } = decodeMessage(message, channel);
     for (const { error, refusable } of rejected) {
       if (refusable !== undefined && this.isRequestChannel(channel)) this.refusals.unreadable(refusable, error.message);
@@ -332,19 +360,63 @@ export class Responder<C = MessageContext> {
       case 'ping':
         if (channel !== this.directChannel) break;
         this.stats.pings++;
-        if (this.refusals.replyAllowed(envelope.replyTo)) this.presence.answerPing(envelope.replyTo, envelope.id);
+        if (this.refusals.replyAllowed(envelope.replyTo)) this.presence.answerPing(envelope.replyTo, envelope.id, envelope.share === true);
         else this.refusals.rejectInput(`Dropped a ping whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
+        return;
+      case 'hello':
+        // Another process with this id took over while this one did not answer (see `IdClaim`).
+        if (channel !== this.directChannel || envelope.from !== this.instanceId) break;
+        if (envelope.inc !== this.incarnation && envelope.at !== undefined && envelope.at > this.startedAt) this.replaced(envelope.inc);
         return;
       case 'who':
         if (channel !== this.channels.who()) break;
-        if (this.lifeCycle !== 'listening') return;
-        if (this.refusals.replyAllowed(envelope.replyTo)) this.presence.answerWho(envelope.replyTo, envelope.id);
+        if (this.lifeCycle !== 'listening' && this.lifeCycle !== 'draining') return;
+        if (this.refusals.replyAllowed(envelope.replyTo)) this.presence.answerWho(envelope.replyTo, envelope.id, this.lifeCycle === 'draining');
         else this.refusals.rejectInput(`Dropped a who whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
         return;
       default:
         break;
     }
     this.refusals.rejectInput(`Dropped a "${envelope.kind}" envelope on "${channel}": it does not belong there.`);
+  }
+
+  /**
+   * Another process took this id over while this one did not answer pings (frozen, cut off): callers
+   * count that one now. This one stops answering at once, leaves every channel and disconnects,
+   * without a `bye` (the id is not leaving).
+   */
+  private replaced(by: string): void {
+    if (this.lifeCycle === 'closed') return;
+    this.logger.error(
+      `Instance "${this.instanceId}" was taken over by another process with the same instanceId (incarnation ${by}) while this one did not answer pings; it stops answering and disconnects. Give each process its own instanceId if both should run.`,
+    );
+    this.lifeCycle = 'closed';
+    this.stopping = true;
+    this.presence.stopWatching();
+    this.presence.stopBeating();
+    this.resend.close();
+    const bus = this.bus!;
+    void within(bus.unsubscribe([this.directChannel, ...this.workChannels]), 1000, this.clock)
+      .catch(() => undefined)
+      .then(() => bus.close())
+      .catch(() => undefined);
+  }
+
+  /** Handles what arrived while it was starting, in arrival order. */
+  private handleEarly(): void {
+    for (const [channel, message] of this.early.release()) this.onMessage(channel, message);
+  }
+
+  /** It is a duplicate and will not start: every request it received is refused, not left unanswered. */
+  private refuseEarly(reason: string): void {
+    for (const [channel, message] of this.early.release()) {
+      if (!this.isRequestChannel(channel)) continue;
+      for (const envelope of decodeMessage(message, channel).envelopes) {
+        if (envelope.kind === 'request' && this.refusals.answerable(envelope.replyTo, undefined)) {
+          this.refusals.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" did not start: ${reason}`);
+        }
+      }
+    }
   }
 
   private isRequestChannel(channel: string): boolean {
