@@ -96,7 +96,7 @@ export class Requester {
       // first, on the same connection) had subscribed before them.
       roundEnded: () => {
         for (const gatherer of this.pending.values()) {
-          const awaited = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
+          const awaited = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to, gatherer.topicRoutes);
           gatherer.adoptAwaited(awaited, this.view.silentAmong(awaited));
         }
       },
@@ -112,7 +112,7 @@ export class Requester {
       isDraining: (instanceId) => view.isDraining(instanceId),
       isUnvouched: (instanceId) => view.isUnvouched(instanceId),
       redisUnanswering: () => watch.unansweredFor() >= unansweredAfter,
-      servingNow: (pattern, to) => view.servingNow(pattern, to),
+      servingNow: (pattern, to, routes) => view.servingNow(pattern, to, routes),
       confirmMembers: () => {
         if (!this.canAsk()) return false;
         void this.rounds.ask().catch(() => undefined);
@@ -186,6 +186,9 @@ export class Requester {
     const traced = this.telemetry.startRequest('request', pattern, channel, id, call.headers);
     // One object with prototype methods rather than closures: it lives as long as the request.
     const gatherer = new RequestGatherer<T>(this.owner, id, pattern, call, sink, this.timers, traced?.trace);
+    // A topic: also to the channel of every wildcard binding the view knows that matches it (none
+    // known: an exact request, at the cost of one length check).
+    if (call.to === undefined) gatherer.routeVia(this.view.requestBindings.routesFor(pattern));
     let item: OutgoingRequest;
     try {
       const headers = traced?.headers ?? call.headers;
@@ -217,6 +220,8 @@ export class Requester {
     gatherer.markPublished();
     if (gatherer.isEnded) return;
     this.coalescer.enqueue(channel, item);
+    // The same request (same id) on each route's channel: see `OutgoingRequest`.
+    for (const route of gatherer.topicRoutes) this.coalescer.enqueue(this.channels.request(route), item);
   }
 
   private enqueueWhenConnected<T>(channel: string, item: OutgoingRequest, gatherer: RequestGatherer<T>): void {
@@ -227,7 +232,11 @@ export class Requester {
     );
   }
 
-  /** Broadcasts an event to every instance handling `pattern`; resolves with Redis's receiver count. */
+  /**
+   * Broadcasts an event to every instance handling `pattern`, exactly or by a wildcard binding this
+   * caller knows of; resolves with Redis's count of deliveries (an instance reached on several
+   * channels is counted once per channel, and runs its handlers once).
+   */
   async emit(pattern: string, data: unknown, headers: BufferHeaders = {}): Promise<number> {
     await this.subscribeInbox();
     const id = this.newId();
@@ -251,12 +260,19 @@ export class Requester {
       throw error;
     }
     this.stats.events++;
-    const sent = this.coalescer.publish(channel, encoded);
+    const routes = this.view.eventBindings.routesFor(pattern);
+    const sent = routes.length === 0 ? this.coalescer.publish(channel, encoded) : this.publishEverywhere([channel, ...routes.map((route) => this.channels.event(route))], encoded);
     sent.then(
       (receivers) => this.telemetry.endSend(traced?.trace, { 'nestjs_redis_buffer.receivers': receivers }, undefined),
       (error: Error) => this.telemetry.endSend(traced?.trace, { 'nestjs_redis_buffer.receivers': 0 }, error),
     );
     return sent;
+  }
+
+  /** Publishes one message on every channel; resolves with the sum of Redis's counts. */
+  private async publishEverywhere(channels: readonly string[], encoded: string): Promise<number> {
+    const counts = await Promise.all(channels.map((channel) => this.coalescer.publish(channel, encoded)));
+    return counts.reduce((sum, count) => sum + count, 0);
   }
 
   /** What this side reports as OpenTelemetry metrics, read at each collection. */
