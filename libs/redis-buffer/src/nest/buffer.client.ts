@@ -161,7 +161,7 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
 
   /**
    * Broadcasts an event to every instance's `@BufferedEvent(pattern)` handlers (exact, and wildcard
-   * bindings matching the topic); emits Redis's count of deliveries (see `Caller.emit`).
+   * bindings matching the topic); emits Redis's count of receiving instances (see `Caller.emit`).
    */
   override emit<TResult = number, TInput = unknown>(pattern: unknown, data: TInput, options?: { headers?: Record<string, string> }): Observable<TResult> {
     const source = new Observable<TResult>((subscriber) => {

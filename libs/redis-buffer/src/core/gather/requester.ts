@@ -234,8 +234,9 @@ export class Requester {
 
   /**
    * Broadcasts an event to every instance handling `pattern`, exactly or by a wildcard binding this
-   * caller knows of; resolves with Redis's count of deliveries (an instance reached on several
-   * channels is counted once per channel, and runs its handlers once).
+   * caller knows of; resolves with Redis's receiver count, in instances: for a topic published on
+   * several channels, the counts summed less the extra deliveries of the instances the view knows
+   * are bound to several of them (each runs its handlers once).
    */
   async emit(pattern: string, data: unknown, headers: BufferHeaders = {}): Promise<number> {
     await this.subscribeInbox();
@@ -261,7 +262,7 @@ export class Requester {
     }
     this.stats.events++;
     const routes = this.view.eventBindings.routesFor(pattern);
-    const sent = routes.length === 0 ? this.coalescer.publish(channel, encoded) : this.publishEverywhere([channel, ...routes.map((route) => this.channels.event(route))], encoded);
+    const sent = routes.length === 0 ? this.coalescer.publish(channel, encoded) : this.publishEverywhere(pattern, routes, encoded);
     sent.then(
       (receivers) => this.telemetry.endSend(traced?.trace, { 'nestjs_redis_buffer.receivers': receivers }, undefined),
       (error: Error) => this.telemetry.endSend(traced?.trace, { 'nestjs_redis_buffer.receivers': 0 }, error),
@@ -269,10 +270,12 @@ export class Requester {
     return sent;
   }
 
-  /** Publishes one message on every channel; resolves with the sum of Redis's counts. */
-  private async publishEverywhere(channels: readonly string[], encoded: string): Promise<number> {
+  /** Publishes a topic event on its channel and on each route's; resolves with the instances reached (see `emit`). */
+  private async publishEverywhere(topic: string, routes: readonly string[], encoded: string): Promise<number> {
+    const channels = [this.channels.event(topic), ...routes.map((route) => this.channels.event(route))];
     const counts = await Promise.all(channels.map((channel) => this.coalescer.publish(channel, encoded)));
-    return counts.reduce((sum, count) => sum + count, 0);
+    const deliveries = counts.reduce((sum, count) => sum + count, 0);
+    return Math.max(0, deliveries - this.view.extraEventDeliveries(topic, routes));
   }
 
   /** What this side reports as OpenTelemetry metrics, read at each collection. */

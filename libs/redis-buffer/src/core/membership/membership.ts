@@ -263,6 +263,23 @@ export class MembershipView {
   }
 
   /**
+   * How many deliveries of a topic event published on `pattern`'s channel and on each of `routes`
+   * go beyond the first to the same instance, by what the members (not draining) announced: what
+   * separates Redis's summed count from a count of instances.
+   */
+  extraEventDeliveries(pattern: string, routes: readonly string[]): number {
+    let extra = 0;
+    for (const member of this.members.values()) {
+      if (member.draining) continue;
+      const events = member.info.events;
+      let count = events.includes(pattern) ? 1 : 0;
+      for (const route of routes) if (events.includes(route)) count++;
+      if (count > 1) extra += count - 1;
+    }
+    return extra;
+  }
+
+  /**
    * The live, not draining members serving `pattern` (or the one `to` names; or binding one of a
    * topic request's `routes`), whether or not the view is synced, unvouched ones included: whom a
    * timeout names when nothing better is known.
