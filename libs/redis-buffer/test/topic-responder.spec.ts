@@ -136,4 +136,38 @@ describe('topics between Responders and a Caller', () => {
     expect(observed).toEqual([`${namespace}:req:audit.>`]);
     await observer.quit();
   });
+
+  it('by hand on the wire: one request published on two matching channels gets one answer and one repeat reply; one on a channel whose binding does not match it is refused', async () => {
+    const r = responder('wire').handle('order.*', answer('wire', 'order.*')).handle('order.>', answer('wire', 'order.>'));
+    await r.listen();
+    const inbox = `${namespace}:inbox:by-hand`;
+    const listener = new Redis(redis.url);
+    const publisher = new Redis(redis.url);
+    const received: Array<Record<string, unknown>> = [];
+    // One message may carry several envelopes (a batch).
+    listener.on('message', (_channel: string, message: string) => received.push(...([] as Array<Record<string, unknown>>).concat(JSON.parse(message) as Record<string, unknown>)));
+    await listener.subscribe(inbox);
+    const request = (id: string, pattern: string): string => JSON.stringify({ ttl: 2000, v: 1, kind: 'request', id, pattern, from: 'by-hand', replyTo: inbox, data: null });
+    // The caller's side of a topic request: the topic's own channel (nobody), then each matching binding's.
+    const counts = [
+      await publisher.publish(`${namespace}:req:order.created`, request('t1', 'order.created')),
+      await publisher.publish(`${namespace}:req:order.*`, request('t1', 'order.created')),
+      await publisher.publish(`${namespace}:req:order.>`, request('t1', 'order.created')),
+    ];
+    expect(counts).toEqual([0, 1, 1]);
+    await publisher.publish(`${namespace}:req:order.*`, request('t2', 'invoice.created'));
+    await until(() => received.length >= 3, `the replies, got ${JSON.stringify(received)}`);
+    await sleep(100);
+    const byId = (id: string) => received.filter((reply) => reply.id === id);
+    expect(byId('t1')).toEqual(
+      expect.arrayContaining([
+        { v: 1, kind: 'reply', id: 't1', from: 'wire', seq: 0, done: true, data: { instanceId: 'wire', binding: 'order.*', topic: 'order.created' } },
+        { v: 1, kind: 'reply', id: 't1', from: 'wire', seq: 0, done: true, repeat: 'order.>' },
+      ]),
+    );
+    expect(byId('t1')).toHaveLength(2);
+    expect(byId('t2')).toEqual([expect.objectContaining({ id: 't2', done: true, refused: true, error: expect.objectContaining({ code: 'BUFFER_BAD_REQUEST' }) })]);
+    expect(r.stats.repeatDeliveries).toBe(1);
+    await Promise.all([listener.quit(), publisher.quit()]);
+  });
 });
