@@ -202,6 +202,7 @@ export class MembershipView {
       member.vouched = true;
       this.unvouchedCount--;
       this.awaitedCache.clear();
+      this.bindingsChanged();
     }
     if (member.silent) {
       member.silent = false;
@@ -314,8 +315,13 @@ export class MembershipView {
     this.eventBindings.invalidate();
   }
 
+  /**
+   * The patterns of one kind that vouched members announce: a wildcard binding is published on once
+   * an exchange vouches for an instance announcing it (a hello from an unknown instance asks a `who`
+   * round at once), so forged hellos cannot make every request pay extra PUBLISHes.
+   */
   private *announced(kind: 'patterns' | 'events'): Iterable<readonly string[]> {
-    for (const member of this.members.values()) yield member.info[kind];
+    for (const member of this.members.values()) if (member.vouched) yield member.info[kind];
   }
 
   /** A mark for `stillMembers`: taken when a request is sent. */

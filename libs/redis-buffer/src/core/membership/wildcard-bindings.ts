@@ -18,7 +18,7 @@ export class WildcardBindings {
   private matchers: readonly TopicPattern[] | undefined;
   private readonly routes = new Map<string, readonly string[]>();
 
-  /** `announced` lists every member's patterns of this kind (as announced: not trusted to be valid). */
+  /** `announced` lists the patterns of this kind of every member it counts (as announced: not trusted to be valid). */
   constructor(private readonly announced: () => Iterable<readonly string[]>) {}
 
   /** Members joined or left: the bindings are collected again on next use. */
