@@ -4,7 +4,7 @@ import type { KindCounts } from './publish-tally.js';
 import type { Done } from './systems/types.js';
 
 /** The systems under comparison. */
-export type SystemName = 'lib' | 'naive' | 'coalesced' | 'floornest' | 'nats' | 'nest' | 'base' | 'otel';
+export type SystemName = 'lib' | 'naive' | 'coalesced' | 'floornest' | 'nats' | 'nest' | 'base' | 'otel' | 'topic';
 
 export const SYSTEM_LABELS: Record<SystemName, string> = {
   lib: 'nestjs-redis-buffer (send)',
@@ -15,6 +15,7 @@ export const SYSTEM_LABELS: Record<SystemName, string> = {
   nest: 'Nest Transport.REDIS',
   base: 'library baseline (--baseline build)',
   otel: 'nestjs-redis-buffer + OpenTelemetry SDK',
+  topic: 'nestjs-redis-buffer, wildcard binding (bench.*)',
 };
 
 /** The request every system sends and the reply every responder returns: the motivating "who owns this resource?" case. */
@@ -22,6 +23,11 @@ export const REQUEST_DATA = { resource: 'res-1042', fields: ['owner', 'version']
 export const REPLY_DATA = { found: false, owner: null, version: 0 };
 
 export const ECHO_PATTERN = 'bench.echo';
+/**
+ * System "topic": its responders bind the echo handler as this wildcard, and callers ask the topic
+ * `ECHO_PATTERN`: each request is published on its own channel (nobody there) and on this binding's.
+ */
+export const TOPIC_ECHO_BINDING = 'bench.*';
 /** Replies after the number of ms in the payload: used to hold requests open. */
 export const HOLD_PATTERN = 'bench.hold';
 

@@ -30,7 +30,7 @@ function membershipShare(counts: KindCounts | undefined): string {
   return all === 0 ? 'n/a' : `${((100 * membership) / all).toFixed(membership === 0 ? 0 : 3)}%`;
 }
 
-const COLORS: Record<SystemName, string> = { base: '#ff9896', lib: '#d62728', otel: '#ff7f0e', naive: '#7f7f7f', coalesced: '#1f77b4', floornest: '#17becf', nats: '#2ca02c', nest: '#9467bd' };
+const COLORS: Record<SystemName, string> = { base: '#ff9896', lib: '#d62728', otel: '#ff7f0e', naive: '#7f7f7f', coalesced: '#1f77b4', floornest: '#17becf', nats: '#2ca02c', nest: '#9467bd', topic: '#e377c2' };
 
 const ms = (value: number): string => (Number.isFinite(value) ? (value >= 10 ? value.toFixed(1) : value.toFixed(3)) : 'n/a');
 const int = (value: number): string => (Number.isFinite(value) ? Math.round(value).toLocaleString('en-US') : 'n/a');

@@ -184,7 +184,7 @@ async function main(): Promise<void> {
   else log(`nats-server on ${nats.url}`);
   const endpoints: Endpoints = { redisUrl: redis.url, redisPort: redis.port, natsUrl: nats?.url, namespace: `bench${process.pid}`, tally: tallyOn, baseline: baselineArg === undefined ? undefined : resolve(baselineArg) };
 
-  const systems: SystemName[] = (['lib', ...(baselineArg ? (['base'] as const) : []), 'otel', 'naive', 'coalesced', 'floornest', ...(nats ? (['nats'] as const) : []), 'nest'] as SystemName[]).filter(
+  const systems: SystemName[] = (['lib', ...(baselineArg ? (['base'] as const) : []), 'topic', 'otel', 'naive', 'coalesced', 'floornest', ...(nats ? (['nats'] as const) : []), 'nest'] as SystemName[]).filter(
     (system) => systemsArg === undefined || systemsArg.includes(system),
   );
   const callers = new Map<SystemName, Worker>();

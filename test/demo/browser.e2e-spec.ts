@@ -128,6 +128,10 @@ describe('resource-service page in headless Chromium', () => {
       await second.locator('[data-testid=activity] li:has-text("one now holds shared (v1)")').waitFor({ timeout: 1000 });
       // The figures follow: the chip appears on instance one's card, on the page served by two.
       await second.locator('[data-testid=instances] .instance[data-instance=one] .chip:text-is("shared")').waitFor({ timeout: 3000 });
+      // Every instance's `resource.>` topic handler saw the change: the card of each says so.
+      for (const name of NAMES) {
+        await second.locator(`[data-testid=instances] .instance[data-instance=${name}] .activity:has-text("resource.> saw resource.changed: put shared by one")`).waitFor({ timeout: 3000 });
+      }
 
       // Deleted through the second page (served by two, owned by one): the first page hears it.
       await second.fill('[data-testid=resource-id]', 'shared');

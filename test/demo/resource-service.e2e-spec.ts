@@ -20,6 +20,7 @@ interface InstanceStats {
   lookupsAnswered: number;
   cached: string[];
   lastInvalidation: string | null;
+  recentActivity: string[];
 }
 
 const OWNER_OF = new Map(DEMO_TOPOLOGY.flatMap(({ name, resources }) => resources.map((id) => [id, name] as const)));
@@ -165,6 +166,8 @@ describe('resource-service: three instances behind one Redis', () => {
     for (const instanceStats of stats.body.instances) {
       expect(instanceStats.cached).not.toContain('b');
       expect(instanceStats.lastInvalidation).toContain('delete b by one');
+      // The `resource.>` wildcard handler saw the same event, once, beside the exact handler.
+      expect(instanceStats.recentActivity.filter((line) => line === 'resource.changed: delete b by one')).toHaveLength(1);
     }
     expect(await getJson(`${byName('one').url}/resources/b`, { method: 'DELETE' })).toMatchObject({ status: 404 });
   });

@@ -1,4 +1,4 @@
-import type { Endpoints, SystemName } from '../common.js';
+import { TOPIC_ECHO_BINDING, type Endpoints, type SystemName } from '../common.js';
 import type { CallerSystem, ResponderGroup } from './types.js';
 
 export async function createCaller(system: SystemName, endpoints: Endpoints): Promise<CallerSystem> {
@@ -9,6 +9,7 @@ export async function createCaller(system: SystemName, endpoints: Endpoints): Pr
       (await import('./otel.js')).installBenchOpenTelemetry();
       return new (await import('./lib.js')).LibCaller(await (await import('./lib.js')).loadLibrary(undefined), endpoints.redisUrl, namespace);
     case 'lib':
+    case 'topic':
     case 'base': {
       const lib = await import('./lib.js');
       return new lib.LibCaller(await lib.loadLibrary(system === 'base' ? endpoints.baseline : undefined), endpoints.redisUrl, namespace);
@@ -31,6 +32,10 @@ export async function startResponders(system: SystemName, endpoints: Endpoints, 
     case 'otel':
       (await import('./otel.js')).installBenchOpenTelemetry();
       return (await import('./lib.js')).startLibResponders(await (await import('./lib.js')).loadLibrary(undefined), endpoints.redisUrl, namespace, ids);
+    case 'topic': {
+      const lib = await import('./lib.js');
+      return lib.startLibResponders(await lib.loadLibrary(undefined), endpoints.redisUrl, namespace, ids, TOPIC_ECHO_BINDING);
+    }
     case 'lib':
     case 'base': {
       const lib = await import('./lib.js');

@@ -50,10 +50,10 @@ export class LibCaller implements CallerSystem {
 }
 
 /** The responders' controller: the same one serves the library's instances and the "coalesced floor + Nest handler" system. */
-export function benchModule(library: Library): Type<unknown> {
+export function benchModule(library: Library, echoPattern: string = ECHO_PATTERN): Type<unknown> {
   @Controller()
   class BenchController {
-    @library.BufferedPattern(ECHO_PATTERN)
+    @library.BufferedPattern(echoPattern)
     echo(@Payload() _data: unknown): unknown {
       return REPLY_DATA;
     }
@@ -69,9 +69,12 @@ export function benchModule(library: Library): Type<unknown> {
   return BenchModule;
 }
 
-/** One Nest app per process with one `RedisBufferTransport` per responding instance, each with its own instanceId. */
-export async function startLibResponders(library: Library, url: string, namespace: string, ids: readonly string[]): Promise<ResponderGroup> {
-  const app = await NestFactory.create(benchModule(library), { logger: ['error', 'warn'] });
+/**
+ * One Nest app per process with one `RedisBufferTransport` per responding instance, each with its
+ * own instanceId; `echoPattern` is what the echo handler binds (a wildcard for system "topic").
+ */
+export async function startLibResponders(library: Library, url: string, namespace: string, ids: readonly string[], echoPattern: string = ECHO_PATTERN): Promise<ResponderGroup> {
+  const app = await NestFactory.create(benchModule(library, echoPattern), { logger: ['error', 'warn'] });
   // maxConcurrentHandlers: the in-flight memory test holds 10,000 requests open in the handlers at once.
   for (const instanceId of ids) {
     app.connectMicroservice({ strategy: new library.RedisBufferTransport({ redis: url, namespace, instanceId, maxConcurrentHandlers: 20_000 }) }, { inheritAppConfig: true });

@@ -336,4 +336,21 @@ describe('MembershipView', () => {
     await round([]);
     expect(pings).toEqual([]);
   });
+
+  it('publishes a topic on a wildcard binding only once a vouched member announces it, and no longer once it left', () => {
+    const { view } = setup();
+    view.hello(hello('exact', 'e1', { patterns: ['audit.login'] }), true);
+    // Unasked, from an unknown id: anyone can publish that; no request pays for it until a who round or a reply vouches for it.
+    expect(view.hello(hello('wild', 'w1', { patterns: ['audit.>', 'audit.*'] }), false)).toBe('unvouched');
+    expect(view.requestBindings.routesFor('audit.login')).toEqual([]);
+    view.heard('wild');
+    expect([...view.requestBindings.routesFor('audit.login')].sort()).toEqual(['audit.*', 'audit.>']);
+    // Whom the request then waits for, and how many deliveries each gets.
+    const routes = view.requestBindings.routesFor('audit.login');
+    expect([...view.awaitedFor('audit.login', undefined, routes)!].sort()).toEqual(['exact', 'wild']);
+    expect(view.deliveriesTo('wild', 'audit.login', routes)).toBe(2);
+    expect(view.deliveriesTo('exact', 'audit.login', routes)).toBe(1);
+    expect(view.bye('wild', 'w1')).toBe(true);
+    expect(view.requestBindings.routesFor('audit.login')).toEqual([]);
+  });
 });

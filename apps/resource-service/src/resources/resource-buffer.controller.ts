@@ -4,7 +4,7 @@ import { BufferContext, BufferedEvent, BufferedPattern } from 'nestjs-redis-buff
 import { LiveService } from '../live/live.service.js';
 import { StatsService } from '../stats/stats.service.js';
 import { RemoteCache } from './remote-cache.service.js';
-import { DELETE_RESOURCE, FIND_RESOURCE, INSTANCE_STATS, RESOURCE_CHANGED, type DeleteReply, type DeleteRequest, type FindReply, type InstanceStats, type ResourceChange } from './resource.js';
+import { DELETE_RESOURCE, FIND_RESOURCE, INSTANCE_STATS, RESOURCE_CHANGED, RESOURCE_EVENTS, type DeleteReply, type DeleteRequest, type FindReply, type InstanceStats, type ResourceChange } from './resource.js';
 import { ResourceChanges } from './resource-changes.service.js';
 import { ResourceStore } from './resource-store.service.js';
 
@@ -46,5 +46,16 @@ export class ResourceBufferController {
     this.cache.drop(change.id);
     this.stats.countInvalidation(`${change.change} ${change.id} by ${change.by} (sent by ${context.getSenderId()})`);
     this.live.resourceChanged(change);
+  }
+
+  /**
+   * Every `resource.…` event, whatever its topic (a wildcard binding): this instance's activity
+   * feed. For `resource.changed` it runs beside `resourceChanged`, each once: the event reaches this
+   * instance on two channels, and runs each matching handler on the first.
+   */
+  @BufferedEvent(RESOURCE_EVENTS)
+  resourceActivity(@Payload() change: ResourceChange, @Ctx() context: BufferContext): void {
+    if (typeof change?.id !== 'string') return;
+    this.stats.recordActivity(`${context.getPattern()}: ${change.change} ${change.id} by ${change.by}`);
   }
 }

@@ -18,6 +18,12 @@ export const INSTANCE_STATS = 'instance.stats';
 export const DELETE_RESOURCE = 'resource.delete';
 /** Buffer event: a resource changed somewhere; every instance drops its cached copy and tells its open pages. */
 export const RESOURCE_CHANGED = 'resource.changed';
+/**
+ * Buffer event binding, a topic wildcard: every `resource.…` event, at any depth (`resource.changed`
+ * today, whatever comes next). Each instance keeps its latest ones as its activity feed; it runs
+ * beside the `resource.changed` handler for the same event, each once.
+ */
+export const RESOURCE_EVENTS = 'resource.>';
 
 /** One instance's answer to `resource.find`: the resource, or `null` when it does not hold it. */
 export interface FindReply {
@@ -68,5 +74,7 @@ export interface InstanceStats {
   readonly cached: readonly string[];
   /** The last `resource.changed` event it received, in words. */
   readonly lastInvalidation: string | null;
+  /** The latest events its `resource.>` handler saw, newest first: `topic: change id by instance`. */
+  readonly recentActivity: readonly string[];
   readonly startedAt: string;
 }

@@ -30,6 +30,7 @@ export class StatsService {
   private requestsServed = 0;
   private lookupsAnswered = 0;
   private lastInvalidation: string | null = null;
+  private readonly recentActivity: string[] = [];
 
   constructor(
     private readonly buffer: BufferClient,
@@ -50,6 +51,12 @@ export class StatsService {
     this.lastInvalidation = description;
   }
 
+  /** One event seen by the `resource.>` binding; the latest five are kept. */
+  recordActivity(description: string): void {
+    this.recentActivity.unshift(description);
+    this.recentActivity.length = Math.min(this.recentActivity.length, 5);
+  }
+
   /** This instance's figures right now. */
   local(): InstanceStats {
     const resources = this.store.ids();
@@ -63,6 +70,7 @@ export class StatsService {
       cached: this.cache.ids(),
       startedAt: this.startedAt,
       lastInvalidation: this.lastInvalidation,
+      recentActivity: [...this.recentActivity],
     };
   }
 

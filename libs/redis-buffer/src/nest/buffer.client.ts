@@ -159,7 +159,10 @@ export class BufferClient extends ClientProxy<BufferClientEvents, BusStatus> imp
     return this.caller.gather<T, TInput>(pattern, data, options);
   }
 
-  /** Broadcasts an event to every instance's `@BufferedEvent(pattern)` handlers; emits Redis's receiver count. */
+  /**
+   * Broadcasts an event to every instance's `@BufferedEvent(pattern)` handlers (exact, and wildcard
+   * bindings matching the topic); emits Redis's count of receiving instances (see `Caller.emit`).
+   */
   override emit<TResult = number, TInput = unknown>(pattern: unknown, data: TInput, options?: { headers?: Record<string, string> }): Observable<TResult> {
     const source = new Observable<TResult>((subscriber) => {
       this.caller.emit(pattern, data, options).then(

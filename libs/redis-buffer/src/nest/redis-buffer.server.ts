@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
 import type { Observable } from 'rxjs';
 import { channelPatternOfRoute } from '../core/wire/channels.js';
+import { checkBindingPattern } from '../core/wire/topic.js';
 import type { BufferOptions, ResolvedBufferOptions } from '../core/options.js';
 import type { BusEvents, BusStatus } from '../core/bus/redis-bus.js';
 import type { DurableConsumer } from '../core/durable/durable-consumer.js';
@@ -101,10 +102,14 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
     try {
       // Nest keys its maps by its own route; the responder by the pattern's channel form (what travels).
       for (const [route, handler] of this.messageHandlers) {
-        if (!handler.isEventHandler) this.responder.handle(channelPatternOfRoute(route), handler);
+        if (handler.isEventHandler) continue;
+        checkObjectRoute(route);
+        this.responder.handle(channelPatternOfRoute(route), handler);
       }
       for (const [route, handler] of this.eventHandlers) {
-        if (!isDurableHandler(handler)) this.responder.onEvent(channelPatternOfRoute(route), handler);
+        if (isDurableHandler(handler)) continue;
+        checkObjectRoute(route);
+        this.responder.onEvent(channelPatternOfRoute(route), handler);
       }
       await this.responder.listen();
       // @DurablePattern handlers are event handlers on routes of their own, consumed from streams.
@@ -152,4 +157,19 @@ export class RedisBufferTransport extends Server<BufferServerEvents, BusStatus> 
 interface ProcessingHookFields {
   onProcessingStartHook?: unknown;
   onProcessingEndHook?: unknown;
+}
+
+/**
+ * Nest hands object patterns over as their JSON route: a wildcard inside one (`{ cmd: 'order.*' }`)
+ * is refused at start-up as the core refuses it (`checkBindingPattern`), not bound as a literal.
+ */
+function checkObjectRoute(route: string): void {
+  if (!route.startsWith('{')) return;
+  let pattern: unknown;
+  try {
+    pattern = JSON.parse(route);
+  } catch {
+    return;
+  }
+  checkBindingPattern(pattern);
 }

@@ -196,7 +196,11 @@ export class Caller {
     });
   }
 
-  /** Broadcasts an event to every instance's event handlers for `pattern`; resolves with Redis's receiver count. */
+  /**
+   * Broadcasts an event to every instance's event handlers for `pattern` (a topic: exact handlers, and
+   * wildcard ones the caller knows of that match it); resolves with Redis's count of receivers, in
+   * instances (an instance reached on several of its bindings' channels counts once).
+   */
   emit(pattern: unknown, data: unknown, options?: { headers?: BufferHeaders }): Promise<number> {
     try {
       if (options !== undefined && options !== null && typeof options === 'object') rejectUnknownKeys(options, EMIT_OPTION_KEYS);

@@ -32,7 +32,21 @@ interface RareState {
    * count leaves room (see `nameMissing`).
    */
   newcomers?: ReadonlySet<string>;
+  /**
+   * A topic request, published on its exact channel and on each of these wildcard bindings'
+   * channels: Redis's count (`expected`) is then of deliveries, and an instance reached on several
+   * channels answers each delivery after its first with a repeat reply (see `acceptRepeat`).
+   */
+  routes?: readonly string[];
+  /** Per awaited instance, how many deliveries beyond its first the view says it received. */
+  extraDeliveries?: ReadonlyMap<string, number>;
+  /** Repeat replies counted: per instance, the bindings it received the request on again. */
+  repeats?: Map<string, Set<string>>;
+  /** How many repeat replies were counted, over every instance. */
+  repeatCount?: number;
 }
+
+const NO_ROUTES: readonly string[] = Object.freeze([]);
 
 // Start times are kept as offsets from this, so that they stay small integers.
 const TIME_BASE = Date.now();
@@ -115,6 +129,21 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
     this.sentMark = mark;
   }
 
+  /** A topic request: also published on the channels of these wildcard bindings (none: an exact request). */
+  routeVia(routes: readonly string[]): void {
+    if (routes.length > 0) (this.rare ??= {}).routes = routes;
+  }
+
+  /** The wildcard bindings this request was also published on (empty for an exact request). */
+  get topicRoutes(): readonly string[] {
+    return this.rare?.routes ?? NO_ROUTES;
+  }
+
+  /** Before `expect`, for a topic request: the deliveries beyond the first each awaited instance receives. */
+  expectExtraDeliveries(extra: ReadonlyMap<string, number>): void {
+    if (extra.size > 0) (this.rare ??= {}).extraDeliveries = extra;
+  }
+
   /** When the request started, by the clock's `now()`. */
   get startedAt(): number {
     return TIME_BASE + this.startOffset;
@@ -141,7 +170,7 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
     const decided = this.rare?.decided;
     // A stall decided while the count was on its way, when every counted receiver had in fact
     // finished: the result is whole, and says so.
-    if (decided !== undefined) return this.finish(decided === 'stall' && this.finishedCount >= receivers ? 'all' : decided);
+    if (decided !== undefined) return this.finish(decided === 'stall' && this.finishedDeliveries() >= receivers ? 'all' : decided);
     // Nobody subscribed: nobody will answer. Unless the view vouches for instances serving the
     // pattern: Redis did not count them (a subscription lost on the server, a slot moving), and
     // the result names them rather than saying no instance handles it.
@@ -200,7 +229,7 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
     this.awaited = awaited;
     this.settledAwaited = 0;
     if (this.anyReplied) for (const id of awaited) if (this.isDone(id)) this.settledAwaited++;
-    if (silent !== undefined && silent.size > 0) for (const [id, reason] of namedAtOnce(this.expected, awaited, silent)) this.markGone(id, reason);
+    if (silent !== undefined && silent.size > 0) for (const [id, reason] of namedAtOnce(this.receivingInstances(), awaited, silent)) this.markGone(id, reason);
   }
 
   private markGone(instanceId: string, reason: MissingReason): boolean {
@@ -247,6 +276,7 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
 
   accept(envelope: ReplyEnvelope): AcceptOutcome {
     if (this.ended || this.rare?.decided !== undefined) return 'late';
+    if (envelope.repeat !== undefined) return this.acceptRepeat(envelope.from, envelope.repeat);
     const from = envelope.from;
     const known = this.progressOf(from);
     if (known !== undefined && (isDone(known) || envelope.seq <= known)) return 'duplicate';
@@ -287,6 +317,42 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
     return 'accepted';
   }
 
+  /**
+   * An instance received this topic request again, on the channel of its binding `binding`, and
+   * counts that delivery as finished: Redis counted it among the receivers, so completion by count
+   * needs it. One per (instance, binding); it is not a reply and ends nobody's answer.
+   */
+  private acceptRepeat(from: string, binding: string): AcceptOutcome {
+    const rare = (this.rare ??= {});
+    const repeats = (rare.repeats ??= new Map());
+    let bindings = repeats.get(from);
+    if (bindings?.has(binding) === true) return 'duplicate';
+    if (bindings === undefined) repeats.set(from, (bindings = new Set()));
+    bindings.add(binding);
+    rare.repeatCount = (rare.repeatCount ?? 0) + 1;
+    this.checkAll();
+    return 'accepted';
+  }
+
+  /** Deliveries finished: instances done, plus the repeat deliveries counted (Redis's count is of deliveries). */
+  private finishedDeliveries(): number {
+    return this.finishedCount + (this.rare?.repeatCount ?? 0);
+  }
+
+  /**
+   * Redis's count in instances: for a topic request, without the deliveries beyond the first each
+   * instance received (as its repeat replies say, or else as the view says of it).
+   */
+  private receivingInstances(): number | undefined {
+    const expected = this.expected;
+    const rare = this.rare;
+    if (expected === undefined || rare?.routes === undefined) return expected;
+    let extra = 0;
+    for (const [id, bindings] of rare.repeats ?? []) extra += Math.max(bindings.size, rare.extraDeliveries?.get(id) ?? 0);
+    for (const [id, count] of rare.extraDeliveries ?? []) if (rare.repeats?.has(id) !== true) extra += count;
+    return Math.max(0, expected - extra);
+  }
+
   /** Ends the request with an error (for example the connection was lost). */
   fail(error: Error): void {
     if (this.ended) return;
@@ -300,11 +366,12 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
   }
 
   result(completedBy: CompletedBy): GatherResult<T> {
+    const expected = this.receivingInstances();
     const redis: RedisAnswer = this.expected === undefined || (completedBy === 'timeout' && this.redisUnanswering()) ? 'unanswered' : 'answered';
     const { missing, missingReasons } = nameMissing({
       completedBy,
       redis,
-      expected: this.expected,
+      expected,
       finished: this.finishedCount,
       gone: this.rare?.gone,
       newcomers: this.rare?.newcomers,
@@ -315,7 +382,7 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
       startedUnfinished: this.startedUnfinished(),
       judge: this,
     });
-    const observers = countObservers(this.expected, this.finishedCount, missingReasons);
+    const observers = countObservers(expected, this.finishedCount, missingReasons);
     const arrived = (this.arrived ??= []);
     const allValues = arrived.every((reply) => reply.ok);
     type Value = Extract<BufferReply<T>, { ok: true }>;
@@ -323,7 +390,7 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
     return {
       replies: allValues ? (arrived as Value[]) : arrived.filter((reply): reply is Value => reply.ok),
       errors: allValues ? [] : arrived.filter((reply): reply is Failure => !reply.ok),
-      expected: this.expected,
+      expected,
       redis,
       finished: this.finishedCount,
       completedBy,
@@ -351,7 +418,7 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
     if (this.expected === undefined) return;
     // Every known instance finished or is gone; counted receivers beyond them are observers.
     if (this.awaited !== undefined && this.waitingOnCount() === 0) return this.finish('all');
-    if (this.finishedCount < this.expected) return;
+    if (this.finishedDeliveries() < this.expected) return;
     // Every receiver Redis counted finished, yet instances the view knows serve the pattern did not:
     // Redis did not count them (they never got the request). Named, never dropped.
     for (const id of this.waitingOn()) {
@@ -424,7 +491,7 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
     if (this.ended) return;
     this.end();
     const result = this.result(completedBy);
-    const timedOut = completedBy === 'timeout' ? new BufferTimeoutError<T>(this.pattern, this.rules.timeout, this.allReplies(), this.expected, this.finishedCount, result.missing, result.missingReasons, result.redis) : undefined;
+    const timedOut = completedBy === 'timeout' ? new BufferTimeoutError<T>(this.pattern, this.rules.timeout, this.allReplies(), result.expected, this.finishedCount, result.missing, result.missingReasons, result.redis) : undefined;
     this.completed(result, timedOut);
   }
 

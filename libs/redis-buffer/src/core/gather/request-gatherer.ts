@@ -12,11 +12,20 @@ import type { GatherResult, MissingReason } from './reply.js';
 // One request of a `Requester`, as it travels: the envelope waiting in the coalescer
 // (`OutgoingRequest`) and the request's `Gatherer` with what the requester adds around it.
 
-/** A request waiting in the coalescer: encoded once, with its `ttl` written in when it is flushed. */
+/**
+ * A request waiting in the coalescer: encoded once, with its `ttl` written in when it is flushed.
+ * A topic request is queued on its exact channel and on each wildcard route's channel: the same
+ * object in several batches, so it hears one PUBLISH result per channel and tells the gatherer
+ * their sum, once all are in.
+ */
 export class OutgoingRequest implements OutgoingEnvelope {
   // Whom the view knew serves the pattern when the request went out (see `Gatherer.sent`).
   private known: ReadonlySet<string> | undefined;
   private removalMark = 0;
+  private encodedOnce = false;
+  // A topic request: PUBLISH results still to come, and the receivers counted so far.
+  private resultsDue: number;
+  private receiversSoFar = 0;
 
   constructor(
     private readonly view: MembershipView,
@@ -24,7 +33,9 @@ export class OutgoingRequest implements OutgoingEnvelope {
     /** The encoded request after its `ttl`, from the comma on. */
     private readonly rest: string,
     readonly bytes: number,
-  ) {}
+  ) {
+    this.resultsDue = 1 + gatherer.topicRoutes.length;
+  }
 
   get cancelled(): boolean {
     return this.gatherer.isEnded;
@@ -32,26 +43,36 @@ export class OutgoingRequest implements OutgoingEnvelope {
 
   encode(): string {
     const gatherer = this.gatherer;
-    // An instance the view knows now said hello after subscribing: Redis must count it.
-    this.known = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
-    this.removalMark = this.view.removalMark;
-    gatherer.sent(this.known, this.view.sendMark);
+    if (!this.encodedOnce) {
+      this.encodedOnce = true;
+      // An instance the view knows now said hello after subscribing: Redis must count it.
+      this.known = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to, gatherer.topicRoutes);
+      this.removalMark = this.view.removalMark;
+      gatherer.sent(this.known, this.view.sendMark);
+    }
     return `{"ttl":${gatherer.remainingMs()}${this.rest}`;
   }
 
-  /** Redis's count of receivers: whom the request waits for. */
+  /** Redis's count of receivers (for a topic request, one count per channel): whom the request waits for. */
   published(error: Error | undefined, receivers: number): void {
     const gatherer = this.gatherer;
     if (error !== undefined) return gatherer.fail(error);
+    if (this.resultsDue > 1) {
+      this.resultsDue--;
+      this.receiversSoFar += receivers;
+      return;
+    }
+    receivers += this.receiversSoFar;
+    const routes = gatherer.topicRoutes;
     // Known when it was sent and still a member now: one that said hello since may have subscribed
     // after the PUBLISH (not a receiver); one that left since answered first (a bye follows its
     // replies); one that started draining since still answers what it received.
-    let awaited = this.known === undefined ? this.view.awaitedFor(gatherer.pattern, gatherer.rules.to) : this.view.stillMembers(this.known, this.removalMark);
+    let awaited = this.known === undefined ? this.view.awaitedFor(gatherer.pattern, gatherer.rules.to, routes) : this.view.stillMembers(this.known, this.removalMark);
     // Those that said hello meanwhile may be receivers too: an instance announces itself after
     // subscribing, and its hello and this PUBLISH race on two connections.
     let newcomers: Set<string> | undefined;
     if (this.known !== undefined && awaited !== undefined) {
-      const now = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
+      const now = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to, routes);
       if (now !== undefined && now !== this.known) {
         for (const id of now) if (!awaited.has(id)) (newcomers ??= new Set()).add(id);
         if (newcomers !== undefined) awaited = new Set([...awaited, ...newcomers]);
@@ -60,8 +81,19 @@ export class OutgoingRequest implements OutgoingEnvelope {
     const silent = this.view.silentAmong(awaited);
     // A silent instance is pinged again when a request skips it, so it can come back on its pong.
     if (silent.size > 0) this.view.repingSilent(silent.keys());
+    if (routes.length > 0 && awaited !== undefined) gatherer.expectExtraDeliveries(this.extraDeliveries(awaited, routes));
     gatherer.countedAt(this.view.sendMark);
     gatherer.expect(receivers, awaited, silent, newcomers);
+  }
+
+  /** The deliveries beyond the first each awaited instance receives, by the bindings it announced. */
+  private extraDeliveries(awaited: ReadonlySet<string>, routes: readonly string[]): Map<string, number> {
+    const extra = new Map<string, number>();
+    for (const id of awaited) {
+      const deliveries = this.view.deliveriesTo(id, this.gatherer.pattern, routes);
+      if (deliveries > 1) extra.set(id, deliveries - 1);
+    }
+    return extra;
   }
 }
 
@@ -90,7 +122,7 @@ export interface RequestOwner {
   /** Starts a `who` round (or joins the one under way); false if none can be sent. */
   confirmMembers(): boolean;
   /** See `MembershipView.servingNow`. */
-  servingNow(pattern: string, to: string | undefined): ReadonlySet<string>;
+  servingNow(pattern: string, to: string | undefined, routes: readonly string[]): ReadonlySet<string>;
 }
 
 
@@ -141,7 +173,7 @@ export class RequestGatherer<T> extends Gatherer<T> implements RequestHandle {
   }
 
   protected override knownServing(): ReadonlySet<string> | undefined {
-    return this.owner.servingNow(this.pattern, this.rules.to);
+    return this.owner.servingNow(this.pattern, this.rules.to, this.topicRoutes);
   }
 
   protected override completed(result: GatherResult<T>, timedOut: BufferTimeoutError<T> | undefined): void {

@@ -97,7 +97,7 @@ export class Requester {
       // first, on the same connection) had subscribed before them.
       roundEnded: () => {
         for (const gatherer of this.pending.values()) {
-          const awaited = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to);
+          const awaited = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to, gatherer.topicRoutes);
           gatherer.adoptAwaited(awaited, this.view.silentAmong(awaited));
         }
       },
@@ -113,7 +113,7 @@ export class Requester {
       isDraining: (instanceId) => view.isDraining(instanceId),
       isUnvouched: (instanceId) => view.isUnvouched(instanceId),
       redisUnanswering: () => watch.unansweredFor() >= unansweredAfter,
-      servingNow: (pattern, to) => view.servingNow(pattern, to),
+      servingNow: (pattern, to, routes) => view.servingNow(pattern, to, routes),
       confirmMembers: () => {
         if (!this.canAsk()) return false;
         void this.rounds.ask().catch(() => undefined);
@@ -189,6 +189,9 @@ export class Requester {
     const traced = this.telemetry.startRequest('request', pattern, channel, id, call.headers);
     // One object with prototype methods rather than closures: it lives as long as the request.
     const gatherer = new RequestGatherer<T>(this.owner, id, pattern, call, sink, this.timers, traced?.trace);
+    // A topic: also to the channel of every wildcard binding the view knows that matches it (none
+    // known: an exact request, at the cost of one length check).
+    if (call.to === undefined) gatherer.routeVia(this.view.requestBindings.routesFor(pattern));
     let item: OutgoingRequest;
     try {
       const headers = traced?.headers ?? call.headers;
@@ -220,6 +223,8 @@ export class Requester {
     gatherer.markPublished();
     if (gatherer.isEnded) return;
     this.coalescer.enqueue(channel, item);
+    // The same request (same id) on each route's channel: see `OutgoingRequest`.
+    for (const route of gatherer.topicRoutes) this.coalescer.enqueue(this.channels.request(route), item);
   }
 
   private enqueueWhenConnected<T>(channel: string, item: OutgoingRequest, gatherer: RequestGatherer<T>): void {
@@ -230,7 +235,12 @@ export class Requester {
     );
   }
 
-  /** Broadcasts an event to every instance handling `pattern`; resolves with Redis's receiver count. */
+  /**
+   * Broadcasts an event to every instance handling `pattern`, exactly or by a wildcard binding this
+   * caller knows of; resolves with Redis's receiver count, in instances: for a topic published on
+   * several channels, the counts summed less the extra deliveries of the instances the view knows
+   * are bound to several of them (each runs its handlers once).
+   */
   async emit(pattern: string, data: unknown, headers: BufferHeaders = {}): Promise<number> {
     await this.subscribeInbox();
     const id = this.newId();
@@ -254,12 +264,21 @@ export class Requester {
       throw error;
     }
     this.stats.events++;
-    const sent = this.coalescer.publish(channel, encoded);
+    const routes = this.view.eventBindings.routesFor(pattern);
+    const sent = routes.length === 0 ? this.coalescer.publish(channel, encoded) : this.publishEverywhere(pattern, routes, encoded);
     sent.then(
       (receivers) => this.telemetry.endSend(traced?.trace, { 'nestjs_redis_buffer.receivers': receivers }, undefined),
       (error: Error) => this.telemetry.endSend(traced?.trace, { 'nestjs_redis_buffer.receivers': 0 }, error),
     );
     return sent;
+  }
+
+  /** Publishes a topic event on its channel and on each route's; resolves with the instances reached (see `emit`). */
+  private async publishEverywhere(topic: string, routes: readonly string[], encoded: string): Promise<number> {
+    const channels = [this.channels.event(topic), ...routes.map((route) => this.channels.event(route))];
+    const counts = await Promise.all(channels.map((channel) => this.coalescer.publish(channel, encoded)));
+    const deliveries = counts.reduce((sum, count) => sum + count, 0);
+    return Math.max(0, deliveries - this.view.extraEventDeliveries(topic, routes));
   }
 
   /** What this side reports as OpenTelemetry metrics, read at each collection. */

@@ -2,6 +2,7 @@ import type { Clock } from '../clock.js';
 import type { HelloEnvelope } from '../wire/envelope.js';
 import type { MissingReason } from '../gather/reply.js';
 import { isReplay, type InstanceInfo, type Member } from './member.js';
+import { WildcardBindings } from './wildcard-bindings.js';
 
 export type { InstanceInfo } from './member.js';
 
@@ -13,6 +14,9 @@ export function infoOf(hello: HelloEnvelope): InstanceInfo {
 
 const NONE: readonly string[] = Object.freeze([]);
 const NO_ABSENT: ReadonlyMap<string, MissingReason> = new Map();
+
+/** Patterns (and topics) whose awaited set is remembered at once; past it the memory starts over. */
+const MAX_CACHED_AWAITED = 4096;
 
 /** What the view needs from the caller's side of the protocol. */
 export interface MembershipHost {
@@ -53,6 +57,10 @@ const FORGET_SILENT_AFTER = 30;
 export class MembershipView {
   private readonly members = new Map<string, Member>();
   private awaitedCache = new Map<string, ReadonlySet<string>>();
+  /** The wildcard request patterns the members announce: the extra channels of a topic request. */
+  readonly requestBindings = new WildcardBindings(() => this.announced('patterns'));
+  /** The wildcard event patterns the members announce: the extra channels of a topic event. */
+  readonly eventBindings = new WildcardBindings(() => this.announced('events'));
   private synced = false;
   // A `who` round has ended once: after a loss of the subscriber, what the view knew still names
   // the instances a request may miss (they may be re-subscribing) until the next round ends.
@@ -174,6 +182,7 @@ export class MembershipView {
       next: undefined,
     });
     this.awaitedCache.clear();
+    this.bindingsChanged();
     return known !== undefined ? 'known' : vouched ? 'new' : 'unvouched';
   }
 
@@ -203,6 +212,7 @@ export class MembershipView {
       member.vouched = true;
       this.unvouchedCount--;
       this.awaitedCache.clear();
+      this.bindingsChanged();
     }
     if (member.silent) {
       member.silent = false;
@@ -231,35 +241,70 @@ export class MembershipView {
    * none for the pattern; `undefined` when the view cannot tell (no `who` round has ended yet, knows no vouched
    * instance, or `to` names an instance it does not vouch for), in which case Redis's receiver count
    * alone decides completion.
+   *
+   * `routes`: the wildcard bindings a topic request was also published on (`requestBindings`); an
+   * instance is a receiver when it binds `pattern` itself or one of them.
    */
-  awaitedFor(pattern: string, to: string | undefined): ReadonlySet<string> | undefined {
+  awaitedFor(pattern: string, to: string | undefined, routes: readonly string[] = NONE): ReadonlySet<string> | undefined {
     // Knowing no instance at all is no evidence (under another signing key, none can be heard).
     if (!this.everSynced || this.members.size === this.unvouchedCount) return undefined;
     if (to !== undefined) {
       const member = this.members.get(to);
       return member === undefined || !member.vouched ? undefined : new Set([to]);
     }
-    let awaited = this.awaitedCache.get(pattern);
+    const key = routes.length === 0 ? pattern : `${pattern}\u0000${routes.join('\u0000')}`;
+    let awaited = this.awaitedCache.get(key);
     if (awaited === undefined) {
       const ids = new Set<string>();
-      for (const [id, member] of this.members) if (!member.draining && member.patterns.has(pattern)) ids.add(id);
+      for (const [id, member] of this.members) if (!member.draining && bindsAny(member.patterns, pattern, routes)) ids.add(id);
       awaited = ids;
-      this.awaitedCache.set(pattern, awaited);
+      if (this.awaitedCache.size >= MAX_CACHED_AWAITED) this.awaitedCache.clear();
+      this.awaitedCache.set(key, awaited);
     }
     return awaited;
   }
 
   /**
-   * The live members serving `pattern` (or the one `to` names), whether or not the view is synced,
-   * unvouched and draining ones included: whom a timeout names when nothing better is known (when
-   * Redis did not answer, a draining member's id may already serve again under a new process whose
-   * hello did not reach this caller: naming it is the safe side).
+   * How many deliveries of a topic request published on `pattern`'s channel and on each of `routes`
+   * this member receives, by what it announced (1 for an exact request).
    */
-  servingNow(pattern: string, to: string | undefined): ReadonlySet<string> {
+  deliveriesTo(instanceId: string, pattern: string, routes: readonly string[]): number {
+    const patterns = this.members.get(instanceId)?.patterns;
+    if (patterns === undefined) return 1;
+    let count = patterns.has(pattern) ? 1 : 0;
+    for (const route of routes) if (patterns.has(route)) count++;
+    return Math.max(1, count);
+  }
+
+  /**
+   * How many deliveries of a topic event published on `pattern`'s channel and on each of `routes`
+   * go beyond the first to the same instance, by what the members (not draining) announced: what
+   * separates Redis's summed count from a count of instances.
+   */
+  extraEventDeliveries(pattern: string, routes: readonly string[]): number {
+    let extra = 0;
+    for (const member of this.members.values()) {
+      if (member.draining) continue;
+      const events = member.info.events;
+      let count = events.includes(pattern) ? 1 : 0;
+      for (const route of routes) if (events.includes(route)) count++;
+      if (count > 1) extra += count - 1;
+    }
+    return extra;
+  }
+
+  /**
+   * The live members serving `pattern` (or the one `to` names; or binding one of a topic request's
+   * `routes`), whether or not the view is synced, unvouched and draining ones included: whom a
+   * timeout names when nothing better is known (when Redis did not answer, a draining member's id
+   * may already serve again under a new process whose hello did not reach this caller: naming it is
+   * the safe side).
+   */
+  servingNow(pattern: string, to: string | undefined, routes: readonly string[] = NONE): ReadonlySet<string> {
     const ids = new Set<string>();
     for (const [id, member] of this.members) {
       if (member.silent) continue;
-      if (to !== undefined ? id === to : member.patterns.has(pattern)) ids.add(id);
+      if (to !== undefined ? id === to : bindsAny(member.patterns, pattern, routes)) ids.add(id);
     }
     return ids;
   }
@@ -278,6 +323,20 @@ export class MembershipView {
   private switchIncarnation(member: Member, incarnation: string): void {
     const seenAt = member.next?.incarnation === incarnation ? member.next.seenAt : ++this.signs;
     this.host.instanceGone(member.info.instanceId, 'left', seenAt);
+  }
+
+  private bindingsChanged(): void {
+    this.requestBindings.invalidate();
+    this.eventBindings.invalidate();
+  }
+
+  /**
+   * The patterns of one kind that vouched members announce: a wildcard binding is published on once
+   * an exchange vouches for an instance announcing it (a hello from an unknown instance asks a `who`
+   * round at once), so forged hellos cannot make every request pay extra PUBLISHes.
+   */
+  private *announced(kind: 'patterns' | 'events'): Iterable<readonly string[]> {
+    for (const member of this.members.values()) if (member.vouched) yield member.info[kind];
   }
 
   /** A mark for `stillMembers`: taken when a request is sent. */
@@ -434,9 +493,16 @@ export class MembershipView {
     this.removals++;
     if (member.silent) this.silentCount--;
     this.awaitedCache.clear();
+    this.bindingsChanged();
     if (member.vouched) return this.host.instanceGone(instanceId, reason);
     // Nothing ever vouched for it: a forged hello must not make a request partial on its own.
     this.unvouchedCount--;
     this.host.instanceDismissed(instanceId);
   }
+}
+
+function bindsAny(patterns: ReadonlySet<string>, pattern: string, routes: readonly string[]): boolean {
+  if (patterns.has(pattern)) return true;
+  for (const route of routes) if (patterns.has(route)) return true;
+  return false;
 }

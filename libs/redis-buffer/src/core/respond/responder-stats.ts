@@ -27,10 +27,15 @@ export interface ResponderStats {
   reconnects: number;
   /** Pings from callers checking that this instance is alive. */
   pings: number;
+  /**
+   * Topic requests and events received again on another of this instance's matching bindings'
+   * channels: a request's repeat is answered with a repeat reply, an event's is dropped.
+   */
+  repeatDeliveries: number;
 }
 
 export function emptyResponderStats(): ResponderStats {
-  return { requests: 0, events: 0, expired: 0, unhandled: 0, refused: 0, malformedMessages: 0, replyPublishFailures: 0, repliesResent: 0, forgedMessages: 0, replayedMessages: 0, overloaded: 0, reconnects: 0, pings: 0 };
+  return { requests: 0, events: 0, expired: 0, unhandled: 0, refused: 0, malformedMessages: 0, replyPublishFailures: 0, repliesResent: 0, forgedMessages: 0, replayedMessages: 0, overloaded: 0, reconnects: 0, pings: 0, repeatDeliveries: 0 };
 }
 
 /** What an instance reports as OpenTelemetry metrics, read at each collection. */

@@ -4,7 +4,7 @@ import { createBus } from '../bus/create-bus.js';
 import { GuardedBus } from '../bus/guarded-bus.js';
 import type { BusEvents, BusStatus, RedisBus } from '../bus/redis-bus.js';
 import { laterTurn, systemClock, type Clock } from '../clock.js';
-import { decodeMessage, type Envelope, type EventEnvelope, type RequestEnvelope } from '../wire/envelope.js';
+import { decodeMessage, encodeRepeatReply, type Envelope, type EventEnvelope, type RequestEnvelope } from '../wire/envelope.js';
 import { BufferErrorCode } from '../errors/buffer.error.js';
 import { endsStartUp } from '../errors/start-failure.js';
 import { INSTANCE_NEEDS } from '../bus/permission-check.js';
@@ -23,6 +23,8 @@ import { ReplyWriter } from './reply-writer.js';
 import { emptyResponderStats, responderCounters, responderGauges, type ResponderStats } from './responder-stats.js';
 import { within } from '../async/bounded-wait.js';
 import { runEvent, type EventRunHost } from './event-run.js';
+import { SeenDeliveries } from './seen-deliveries.js';
+import { TopicRoutes } from './topic-routes.js';
 import { newRouteKey, type ResponderHandler, type ResponderSeams, type ResponderState, type RunAround } from './responder-seams.js';
 
 export type { ResponderHandler, ResponderSeams, ResponderState, RunAround } from './responder-seams.js';
@@ -34,6 +36,11 @@ interface RequestRoute<C> {
 }
 
 const noEndHook = (): void => {};
+
+/** How long an event is remembered against its repeat deliveries (they come within moments). */
+const EVENT_REPEAT_MEMORY_MS = 30_000;
+/** At most this long for a request, beyond which its caller stopped waiting anyway, plus a second. */
+const REQUEST_REPEAT_MEMORY_MS = 60_000;
 
 /**
  * The instance's side of the protocol, without Nest: the mirror of the caller's `Requester`.
@@ -68,9 +75,14 @@ export class Responder<C = MessageContext> {
   private bus: GuardedBus | undefined;
   private coalescer: Coalescer | undefined;
   private runHost: HandlerRunHost | undefined;
-  // By channel form of the pattern (what travels). Events apart: one pattern can have both kinds.
-  private readonly requestRoutes = new Map<string, RequestRoute<C>>();
-  private readonly eventRoutes = new Map<string, ResponderHandler<C>>();
+  // By channel form of the pattern (what travels), exact and wildcard. Events apart: one pattern can
+  // have both kinds.
+  private readonly requestRoutes = new TopicRoutes<RequestRoute<C>>();
+  private readonly eventRoutes = new TopicRoutes<ResponderHandler<C>>();
+  private readonly requestPrefix: string;
+  private readonly eventPrefix: string;
+  // Topic requests and events taken, against their deliveries on this instance's other matching bindings.
+  private readonly seen: SeenDeliveries;
   private workChannels: string[] = [];
   // Messages that arrived between the subscription and `listening`: never dropped unanswered.
   private readonly early: StartupHold;
@@ -103,6 +115,9 @@ export class Responder<C = MessageContext> {
     this.pendingBus = seams.bus;
     this.channels = new BufferChannels(this.options.namespace);
     this.directChannel = this.channels.direct(this.options.instanceId);
+    this.requestPrefix = this.channels.request('');
+    this.eventPrefix = this.channels.event('');
+    this.seen = new SeenDeliveries(() => this.clock.now());
     this.fromJson = JSON.stringify(this.options.instanceId);
     this.badInput = new BoundedLog(this.logger, undefined, undefined, () => this.clock.now());
     this.redisErrors = new BoundedLog(this.logger, REDIS_ERROR_LOG_BOUND.burst, REDIS_ERROR_LOG_BOUND.windowMs, () => this.clock.now());
@@ -167,20 +182,28 @@ export class Responder<C = MessageContext> {
     return this.work.size;
   }
 
-  /** Answers requests for `pattern` (a string, or a JSON object pattern) with `handler`; call before `listen()`. */
+  /**
+   * Answers requests for `pattern` (a string, or a JSON object pattern) with `handler`; call before
+   * `listen()`. A string pattern may be a topic wildcard (`order.*`, `order.>`: see the README,
+   * "Topics"); a malformed one throws `TopicPatternError`. When several of this instance's patterns
+   * match a request's topic, the most specific one's handler answers it, once.
+   */
   handle(pattern: unknown, handler: ResponderHandler<C>): this {
     const key = this.routeKey(pattern, handler, this.requestRoutes);
     this.requestRoutes.set(key, { handler, channel: this.channels.request(key) });
     return this;
   }
 
-  /** Runs `handler` for every event broadcast on `pattern`; call before `listen()`. */
+  /**
+   * Runs `handler` for every event broadcast on `pattern`; call before `listen()`. A string pattern
+   * may be a topic wildcard; every handler whose pattern matches an event's topic runs once for it.
+   */
   onEvent(pattern: unknown, handler: ResponderHandler<C>): this {
     this.eventRoutes.set(this.routeKey(pattern, handler, this.eventRoutes), handler);
     return this;
   }
 
-  private routeKey(pattern: unknown, handler: unknown, routes: ReadonlyMap<string, unknown>): string {
+  private routeKey(pattern: unknown, handler: unknown, routes: { has(key: string): boolean }): string {
     return newRouteKey(pattern, handler, routes, this.lifeCycle === 'starting' && this.bus === undefined);
   }
 
@@ -428,11 +451,8 @@ export class Responder<C = MessageContext> {
     const receivedAt = this.clock.now();
     // The caller's remaining time, counted on this host's clock from arrival: no clock agreement needed.
     const deadline = envelope.ttl !== undefined ? receivedAt + envelope.ttl : envelope.deadline!;
-    const route = this.requestRoutes.get(envelope.pattern);
-    // This instance subscribes only the channels of the patterns it handles (and its direct channel).
-    if (channel !== this.directChannel && channel !== route?.channel) {
-      return this.refusals.malformed(envelope, BufferErrorCode.BadRequest, `The request for "${envelope.pattern}" arrived on "${channel}", the channel of another pattern.`);
-    }
+    const route = this.requestRoutes.hasWildcards ? this.topicRoute(channel, envelope, deadline - receivedAt) : this.exactRoute(channel, envelope);
+    if (route === false) return;
     if (this.lifeCycle !== 'listening' && channel === this.directChannel) {
       return this.refusals.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" is shutting down; ask another instance.`);
     }
@@ -440,6 +460,42 @@ export class Responder<C = MessageContext> {
     // clock read: no time has passed since arrival.
     if (this.work.limiter.hasRoom) this.onRequest(envelope, channel, deadline, receivedAt, route);
     else if (!this.work.limiter.submit(() => this.onRequest(envelope, channel, deadline, this.clock.now(), route))) this.refusals.overloaded(envelope);
+  }
+
+  /** The route of a request when this instance binds no wildcard; `false` when it has been answered (refused) already. */
+  private exactRoute(channel: string, envelope: RequestEnvelope): RequestRoute<C> | undefined | false {
+    const route = this.requestRoutes.get(envelope.pattern);
+    // This instance subscribes only the channels of the patterns it handles (and its direct channel).
+    if (channel !== this.directChannel && channel !== route?.channel) {
+      this.refusals.malformed(envelope, BufferErrorCode.BadRequest, `The request for "${envelope.pattern}" arrived on "${channel}", the channel of another pattern.`);
+      return false;
+    }
+    return route;
+  }
+
+  /**
+   * The route of a request when this instance binds a wildcard: the most specific of its patterns
+   * matching the topic. `false` when the request has been answered already: refused (it came on
+   * the channel of a binding that does not match it), or a repeat delivery, answered with a repeat
+   * reply (the caller published it on several channels this instance binds: it runs once).
+   */
+  private topicRoute(channel: string, envelope: RequestEnvelope, remainingMs: number): RequestRoute<C> | undefined | false {
+    const topic = envelope.pattern;
+    const routes = this.requestRoutes;
+    if (channel === this.directChannel) return routes.best(topic);
+    const binding = channel.startsWith(this.requestPrefix) ? channel.slice(this.requestPrefix.length) : '';
+    if (!routes.takes(binding, topic)) {
+      this.refusals.malformed(envelope, BufferErrorCode.BadRequest, `The request for "${topic}" arrived on "${channel}", the channel of a pattern that does not match it.`);
+      return false;
+    }
+    const matching = routes.matching(topic);
+    if (matching.length > 1 && !this.seen.firstTime(`${envelope.replyTo}\n${envelope.id}`, Math.min(Math.max(0, remainingMs), REQUEST_REPEAT_MEMORY_MS) + 1000)) {
+      this.stats.repeatDeliveries++;
+      const text = encodeRepeatReply(JSON.stringify(envelope.id), this.fromJson, binding);
+      this.coalescer!.enqueue(envelope.replyTo, { bytes: text.length, encode: () => text });
+      return false;
+    }
+    return matching[0];
   }
 
   /** `route` is this instance's route for the request's pattern, looked up on arrival. */
@@ -486,22 +542,48 @@ export class Responder<C = MessageContext> {
   }
 
   private onEventArrived(channel: string, envelope: EventEnvelope): void {
-    if (channel !== this.channels.event(envelope.pattern)) {
+    const handlers = this.eventRoutes.hasWildcards ? this.topicHandlers(channel, envelope) : undefined;
+    if (handlers === false) return;
+    if (handlers === undefined && channel !== this.channels.event(envelope.pattern)) {
       return this.refusals.rejectInput(`Dropped an event for "${envelope.pattern}" that arrived on "${channel}".`);
     }
-    if (!this.work.limiter.submit(() => this.startEvent(envelope, channel))) {
+    if (!this.work.limiter.submit(() => this.startEvent(envelope, channel, handlers))) {
       this.stats.overloaded++;
       this.badInput.warn(`Dropped event "${envelope.pattern}": ${this.options.maxConcurrentHandlers} handlers running and ${this.options.maxQueuedHandlers} queued.`);
     }
   }
 
-  private startEvent(envelope: EventEnvelope, channel: string): void {
+  /**
+   * When this instance binds a wildcard event pattern: every handler whose pattern matches the
+   * event's topic, most specific first. `false` when the event is dropped: it came on the channel of
+   * a binding that does not match it, or it is a repeat delivery (the handlers ran on the first).
+   */
+  private topicHandlers(channel: string, envelope: EventEnvelope): Array<ResponderHandler<C>> | false {
+    const topic = envelope.pattern;
+    const binding = channel.startsWith(this.eventPrefix) ? channel.slice(this.eventPrefix.length) : '';
+    if (!this.eventRoutes.takes(binding, topic)) {
+      this.refusals.rejectInput(`Dropped an event for "${topic}" that arrived on "${channel}", the channel of a pattern that does not match it.`);
+      return false;
+    }
+    const handlers = this.eventRoutes.matching(topic);
+    if (handlers.length > 1 && !this.seen.firstTime(`${envelope.from}\n${envelope.id}`, EVENT_REPEAT_MEMORY_MS)) {
+      this.stats.repeatDeliveries++;
+      return false;
+    }
+    return handlers;
+  }
+
+  private startEvent(envelope: EventEnvelope, channel: string, handlers: Array<ResponderHandler<C>> | undefined): void {
     this.stats.events++;
     if (this.stopping) return;
     if (envelope.deadline !== undefined && this.clock.now() > envelope.deadline) {
       // Also what stops a captured signed event from being replayed later.
       this.stats.expired++;
       this.badInput.warn(`Dropped event "${envelope.pattern}" received past its deadline (see "eventTtl").`);
+      return;
+    }
+    if (handlers !== undefined) {
+      for (const handler of handlers) runEvent(this.eventHost, handler, envelope, channel, this.contextFor(envelope, channel, undefined));
       return;
     }
     const handler = this.eventRoutes.get(envelope.pattern);

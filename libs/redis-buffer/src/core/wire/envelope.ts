@@ -59,6 +59,13 @@ export interface ReplyEnvelope {
   readonly error?: unknown;
   /** `true` when `error` is a refusal: the instance received the request and did not run it. */
   readonly refused?: boolean;
+  /**
+   * A topic request reached this instance again, on the channel of its wildcard binding `repeat`
+   * (see docs/protocol.md, "Topics"): this reply counts that delivery as finished and carries
+   * nothing (`done: true`, no `data`, no `error`). The instance answers the request once, on its
+   * first delivery.
+   */
+  readonly repeat?: string;
 }
 
 /** Asks one instance (on its direct channel) for a sign of life; answered at once with a `pong`. */
@@ -238,6 +245,9 @@ export function validateEnvelope(value: unknown): Envelope | string {
       if (hasData && hasError) return 'a reply carries "data" or "error", not both';
       if (!hasData && !hasError && !input.done) return 'a reply without "data" or "error" must have "done": true';
       if (input.refused !== undefined && (input.refused !== true || !hasError || !input.done)) return '"refused" may only be true, on a reply with "error" and "done": true';
+      if (input.repeat !== undefined && (boundedString(input.repeat, ENVELOPE_LIMITS.patternLength) === undefined || hasData || hasError || !input.done)) {
+        return `"repeat" must be a string of 1 to ${ENVELOPE_LIMITS.patternLength} characters, on a reply with "done": true and neither "data" nor "error"`;
+      }
       return input as unknown as ReplyEnvelope;
     }
     case 'request': {
@@ -373,6 +383,11 @@ export function encodeRequestRest(envelope: RequestEnvelope, fromJson: string, r
 export function encodeReplyParts(idJson: string, fromJson: string, seq: number, done: boolean, bodyKey: 'data' | 'error' | undefined, bodyJson: string | undefined, refused = false): string {
   const body = bodyKey === undefined ? '' : `,"${bodyKey}":${bodyJson}`;
   return `{"v":1,"kind":"reply","id":${idJson},"from":${fromJson},"seq":${seq},"done":${done}${refused ? ',"refused":true' : ''}${body}}`;
+}
+
+/** The reply to a repeated delivery of a topic request, on the channel of the wildcard binding `binding` (see `ReplyEnvelope.repeat`). */
+export function encodeRepeatReply(idJson: string, fromJson: string, binding: string): string {
+  return `{"v":1,"kind":"reply","id":${idJson},"from":${fromJson},"seq":0,"done":true,"repeat":${jsonString(binding)}}`;
 }
 
 /** Joins encoded envelopes into one Redis message: the envelope itself when alone, else a batch. */

@@ -80,3 +80,63 @@ function sameToken(topic: string, start: number, end: number, token: string): bo
 export function topicMatches(pattern: string, topic: string): boolean {
   return isWildcardPattern(pattern) ? new TopicPattern(pattern).matches(topic) : pattern === topic;
 }
+
+/**
+ * Orders two patterns that match the same topic, most specific first: compared token by token from
+ * the left, the first position where their kinds differ decides (a literal token before `*`, `*`
+ * before `>`); an exact pattern (all literal) is thus before every wildcard. What is left (patterns
+ * of the same kinds everywhere, which cannot both match one topic unless equal) is ordered by
+ * length, longer first, then by code point, so the order is total and the same in every language.
+ */
+export function compareSpecificity(a: string, b: string): number {
+  const left = a.split('.');
+  const right = b.split('.');
+  const length = Math.min(left.length, right.length);
+  for (let index = 0; index < length; index++) {
+    const difference = tokenRank(left[index]!) - tokenRank(right[index]!);
+    if (difference !== 0) return difference;
+  }
+  if (left.length !== right.length) return right.length - left.length;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function tokenRank(token: string): number {
+  return token === ONE ? 1 : token === REST ? 2 : 0;
+}
+
+/**
+ * Checks a handler's pattern before it is bound: a wildcard string pattern must be valid
+ * (`TopicPattern`); an object pattern may not hold a wildcard string anywhere (wildcards are for
+ * string patterns: an object pattern is matched whole, by its canonical JSON), so that
+ * `{ cmd: 'order.*' }` fails at start-up rather than silently matching only itself.
+ */
+export function checkBindingPattern(pattern: unknown): void {
+  if (typeof pattern === 'string') {
+    if (isWildcardPattern(pattern)) new TopicPattern(pattern);
+    return;
+  }
+  const wildcard = findWildcardValue(pattern, 0);
+  if (wildcard !== undefined) {
+    throw new TopicPatternError(wildcard, 'wildcards ("*", ">") are for string patterns only; an object pattern is matched whole, so use a string pattern such as "order.*"');
+  }
+}
+
+function findWildcardValue(value: unknown, depth: number): string | undefined {
+  if (isWildcardPattern(value)) return value;
+  if (value === null || typeof value !== 'object' || depth > 32) return undefined;
+  for (const item of Array.isArray(value) ? value : Object.values(value as Record<string, unknown>)) {
+    const found = findWildcardValue(item, depth + 1);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/** A compiled pattern if `pattern` is a valid wildcard pattern; `undefined` for exact or invalid ones (what another process announces is never trusted to be valid). */
+export function compileWildcard(pattern: string): TopicPattern | undefined {
+  if (!isWildcardPattern(pattern)) return undefined;
+  try {
+    return new TopicPattern(pattern);
+  } catch {
+    return undefined;
+  }
+}
