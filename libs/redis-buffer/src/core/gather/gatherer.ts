@@ -6,45 +6,13 @@ import { NoRespondersError } from '../errors/no-responders.error.js';
 import type { ResolvedCallOptions } from '../options.js';
 import type { BufferReply, CompletedBy, GatherResult, MissingReason, RedisAnswer } from './reply.js';
 import type { AcceptOutcome, GatherSink } from './gather-sink.js';
-import { InstanceProgress, isDone } from './instance-progress.js';
-import { countObservers, nameMissing, namedAtOnce, type InstanceJudge } from './whole-or-named.js';
+import { AwaitedInstances } from './awaited-instances.js';
+import { isDone } from './instance-progress.js';
+import { countObservers, nameMissing, namedAtOnce, withAll, type InstanceJudge } from './whole-or-named.js';
+import { replyOf, splitReplies } from './replies.js';
+import { TopicDeliveries } from './topic-deliveries.js';
+import type { RareState } from './gatherer-state.js';
 
-interface RareState {
-  gone?: Map<string, MissingReason>;
-  /** Awaited entries Redis did not count and nothing vouches for (an unsolicited hello): not waited for, not named. */
-  dismissed?: Set<string>;
-  stallTimer?: TimerHandle;
-  /**
-   * A rule decided before Redis said how many received the request: completion waits for the
-   * count (it is one round trip away), so every result says what it is partial against.
-   */
-  decided?: CompletedBy;
-  /**
-   * Redis counted receivers while the view knew no instance serving the pattern: an instance whose
-   * hello had not reached this caller yet, or only subscribers that are not instances. Redis's
-   * count decides until a `who` round (sent after the request) tells which.
-   */
-  confirming?: boolean;
-  /**
-   * Awaited members the view learnt of between sending the request and Redis's count: they may
-   * have subscribed before the PUBLISH or after it. Waited for while the count is not reached;
-   * once it is, those that did not answer were not receivers, and are named only as far as the
-   * count leaves room (see `nameMissing`).
-   */
-  newcomers?: ReadonlySet<string>;
-  /**
-   * A topic request, published on its exact channel and on each of these wildcard bindings'
-   * channels: Redis's count (`expected`) is then of deliveries, and an instance reached on several
-   * channels answers each delivery after its first with a repeat reply (see `acceptRepeat`).
-   */
-  routes?: readonly string[];
-  /** Per awaited instance, how many deliveries beyond its first the view says it received. */
-  extraDeliveries?: ReadonlyMap<string, number>;
-  /** Repeat replies counted: per instance, the bindings it received the request on again. */
-  repeats?: Map<string, Set<string>>;
-  /** How many repeat replies were counted, over every instance. */
-  repeatCount?: number;
-}
 
 const NO_ROUTES: readonly string[] = Object.freeze([]);
 
@@ -76,7 +44,7 @@ const TIME_BASE = Date.now();
  *   instance finished and every counted receiver finished or is an observer. `nameMissing` builds
  *   `missing` from that rule, so no completion path can skip it.
  */
-export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarget, InstanceJudge {
+export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarget, InstanceJudge {
   private expected: number | undefined;
   // The instances the view knew serve the pattern when the request was sent, before Redis answered:
   // whom a result names when Redis never says how many received it.
@@ -84,12 +52,9 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
   // The membership view's `sendMark` when the request was sent, then when Redis's count arrived
   // (see `instanceGone`).
   private sentMark = Number.POSITIVE_INFINITY;
-  private awaited: ReadonlySet<string> | undefined;
-  // What few requests need (an instance gone, a stall timer, a rule decided early), in one object
+  // What few requests need (a stall timer, a rule decided early, a topic's deliveries), in one object
   // made on demand: fewer fields on every request (memory per request in flight).
   private rare: RareState | undefined;
-  // How many of `awaited` have finished or are gone: kept as replies come, so completion is O(1).
-  private settledAwaited = 0;
   private finishedCount = 0;
   // Every reply in arrival order; values and errors are told apart when a result is made (most
   // requests have no error reply, and then the values are this array itself).
@@ -131,17 +96,18 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
 
   /** A topic request: also published on the channels of these wildcard bindings (none: an exact request). */
   routeVia(routes: readonly string[]): void {
-    if (routes.length > 0) (this.rare ??= {}).routes = routes;
+    if (routes.length > 0) (this.rare ??= {}).topic = new TopicDeliveries(routes);
   }
 
   /** The wildcard bindings this request was also published on (empty for an exact request). */
   get topicRoutes(): readonly string[] {
-    return this.rare?.routes ?? NO_ROUTES;
+    return this.rare?.topic?.routes ?? NO_ROUTES;
   }
 
   /** Before `expect`, for a topic request: the deliveries beyond the first each awaited instance receives. */
   expectExtraDeliveries(extra: ReadonlyMap<string, number>): void {
-    if (extra.size > 0) (this.rare ??= {}).extraDeliveries = extra;
+    const topic = this.rare?.topic;
+    if (topic !== undefined && extra.size > 0) topic.extra = extra;
   }
 
   /** When the request started, by the clock's `now()`. */
@@ -226,25 +192,13 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
   }
 
   private setAwaited(awaited: ReadonlySet<string>, silent: ReadonlyMap<string, MissingReason> | undefined): void {
-    this.awaited = awaited;
-    this.settledAwaited = 0;
-    if (this.anyReplied) for (const id of awaited) if (this.isDone(id)) this.settledAwaited++;
+    this.takeAwaited(awaited);
     if (silent !== undefined && silent.size > 0) for (const [id, reason] of namedAtOnce(this.receivingInstances(), awaited, silent)) this.markGone(id, reason);
-  }
-
-  private markGone(instanceId: string, reason: MissingReason): boolean {
-    if (this.awaited === undefined || !this.awaited.has(instanceId) || this.isSettled(instanceId)) return false;
-    ((this.rare ??= {}).gone ??= new Map()).set(instanceId, reason);
-    this.settledAwaited++;
-    return true;
   }
 
   /** The instances this request still waits for (known receivers not finished nor gone). */
   waitingOn(): string[] {
-    if (this.ended || this.awaited === undefined) return [];
-    const waiting: string[] = [];
-    for (const id of this.awaited) if (!this.isSettled(id)) waiting.push(id);
-    return waiting;
+    return this.ended ? [] : this.unsettled();
   }
 
   /** A member nothing vouched for was dropped from the view: the request stops waiting for it, naming nobody. */
@@ -285,11 +239,7 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
     const hasError = Object.hasOwn(envelope, 'error');
     const hasData = !hasError && Object.hasOwn(envelope, 'data');
     if (hasData || hasError) {
-      const reply: BufferReply<T> = hasError
-        ? envelope.refused === true
-          ? { ok: false, instanceId: envelope.from, seq: envelope.seq, error: envelope.error, refused: true }
-          : { ok: false, instanceId: envelope.from, seq: envelope.seq, error: envelope.error }
-        : { ok: true, instanceId: envelope.from, seq: envelope.seq, data: envelope.data as T };
+      const reply = replyOf<T>(envelope, hasError);
       (this.arrived ??= []).push(reply);
       this.sink.next(reply);
       // The sink may have cancelled us (an unsubscribe from inside `next`).
@@ -308,9 +258,7 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
     }
     if (envelope.done) {
       this.finishedCount++;
-      // Counted as settled already if it had been taken for gone or dismissed; otherwise it settles now.
-      const rare = this.rare;
-      if (rare?.gone?.delete(envelope.from) !== true && rare?.dismissed?.has(envelope.from) !== true && this.awaited?.has(envelope.from) === true) this.settledAwaited++;
+      this.settleFinished(envelope.from);
       if (this.rules.quorum !== undefined && this.finishedCount >= this.rules.quorum) return this.decide('quorum'), 'accepted';
       this.checkAll();
     }
@@ -323,20 +271,14 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
    * needs it. One per (instance, binding); it is not a reply and ends nobody's answer.
    */
   private acceptRepeat(from: string, binding: string): AcceptOutcome {
-    const rare = (this.rare ??= {});
-    const repeats = (rare.repeats ??= new Map());
-    let bindings = repeats.get(from);
-    if (bindings?.has(binding) === true) return 'duplicate';
-    if (bindings === undefined) repeats.set(from, (bindings = new Set()));
-    bindings.add(binding);
-    rare.repeatCount = (rare.repeatCount ?? 0) + 1;
+    if (!((this.rare ??= {}).topic ??= new TopicDeliveries(NO_ROUTES)).repeat(from, binding)) return 'duplicate';
     this.checkAll();
     return 'accepted';
   }
 
   /** Deliveries finished: instances done, plus the repeat deliveries counted (Redis's count is of deliveries). */
   private finishedDeliveries(): number {
-    return this.finishedCount + (this.rare?.repeatCount ?? 0);
+    return this.finishedCount + (this.rare?.topic?.count ?? 0);
   }
 
   /**
@@ -344,13 +286,8 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
    * instance received (as its repeat replies say, or else as the view says of it).
    */
   private receivingInstances(): number | undefined {
-    const expected = this.expected;
-    const rare = this.rare;
-    if (expected === undefined || rare?.routes === undefined) return expected;
-    let extra = 0;
-    for (const [id, bindings] of rare.repeats ?? []) extra += Math.max(bindings.size, rare.extraDeliveries?.get(id) ?? 0);
-    for (const [id, count] of rare.extraDeliveries ?? []) if (rare.repeats?.has(id) !== true) extra += count;
-    return Math.max(0, expected - extra);
+    const topic = this.rare?.topic;
+    return this.expected === undefined || topic === undefined ? this.expected : topic.instances(this.expected);
   }
 
   /** Ends the request with an error (for example the connection was lost). */
@@ -373,7 +310,7 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
       redis,
       expected,
       finished: this.finishedCount,
-      gone: this.rare?.gone,
+      gone: this.gone,
       newcomers: this.rare?.newcomers,
       // Sent before the view was usable: whom it knows of now (not for 'all': they may have joined after the PUBLISH).
       // Redis never counted: whoever the view knows serves the pattern now may have received it too
@@ -383,13 +320,8 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
       judge: this,
     });
     const observers = countObservers(expected, this.finishedCount, missingReasons);
-    const arrived = (this.arrived ??= []);
-    const allValues = arrived.every((reply) => reply.ok);
-    type Value = Extract<BufferReply<T>, { ok: true }>;
-    type Failure = Extract<BufferReply<T>, { ok: false }>;
     return {
-      replies: allValues ? (arrived as Value[]) : arrived.filter((reply): reply is Value => reply.ok),
-      errors: allValues ? [] : arrived.filter((reply): reply is Failure => !reply.ok),
+      ...splitReplies((this.arrived ??= [])),
       expected,
       redis,
       finished: this.finishedCount,
@@ -406,18 +338,10 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
     return (this.arrived ??= []);
   }
 
-  isSettled(instanceId: string): boolean {
-    return this.isDone(instanceId) || this.rare?.gone?.has(instanceId) === true || this.rare?.dismissed?.has(instanceId) === true;
-  }
-
-  private waitingOnCount(): number {
-    return this.awaited === undefined ? 0 : this.awaited.size - this.settledAwaited;
-  }
-
   private checkAll(): void {
     if (this.expected === undefined) return;
     // Every known instance finished or is gone; counted receivers beyond them are observers.
-    if (this.awaited !== undefined && this.waitingOnCount() === 0) return this.finish('all');
+    if (this.allAwaitedSettled()) return this.finish('all');
     if (this.finishedDeliveries() < this.expected) return;
     // Every receiver Redis counted finished, yet instances the view knows serve the pattern did not:
     // Redis did not count them (they never got the request). Named, never dropped.
@@ -453,15 +377,9 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
     return undefined;
   }
 
-  /** Whether an exchange vouched for this member of the view (a subclass that keeps a view can tell). */
   /** Whether an exchange vouches for this member (the requester knows; alone, every member is). */
   isVouched(_instanceId: string): boolean {
     return true;
-  }
-
-  private dismiss(instanceId: string): void {
-    ((this.rare ??= {}).dismissed ??= new Set()).add(instanceId);
-    this.settledAwaited++;
   }
 
   /**
@@ -515,11 +433,4 @@ export class Gatherer<T = unknown> extends InstanceProgress implements TimerTarg
       rare.stallTimer = undefined;
     }
   }
-}
-
-/** `a` with the members of `b` it lacks (`a` itself when none). */
-function withAll(a: ReadonlySet<string>, b: ReadonlySet<string> | undefined): ReadonlySet<string> {
-  if (b === undefined) return a;
-  for (const id of b) if (!a.has(id)) return new Set([...a, ...b]);
-  return a;
 }

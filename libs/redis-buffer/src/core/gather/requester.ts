@@ -2,15 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { BufferChannels } from '../wire/channels.js';
 import { laterTurn, systemClock, TimerPool, type Clock, type TimerHandle } from '../clock.js';
 import { Coalescer } from '../bus/coalescer.js';
-import { decodeMessage, encodeEnvelope, encodeRequestRest, utf8Bytes, validateEnvelope, type BufferHeaders, type Envelope, type EventEnvelope, type PingEnvelope, type RequestEnvelope } from '../wire/envelope.js';
-import { BadMessageError } from '../errors/bad-message.error.js';
+import { decodeMessage, encodeEnvelope, type BufferHeaders, type Envelope, type EventEnvelope, type PingEnvelope, type RequestEnvelope } from '../wire/envelope.js';
+import { OutboundEncoder } from './outbound-encoder.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import { CALLER_NEEDS } from '../bus/permission-check.js';
-import { PayloadTooLargeError } from '../errors/payload-too-large.error.js';
 import { TooManyRequestsError } from '../errors/too-many-requests.error.js';
 import type { Gatherer } from './gatherer.js';
 import type { GatherSink } from './gather-sink.js';
-import { OutgoingRequest, RequestGatherer, type RequestHandle, type RequestOwner } from './request-gatherer.js';
+import { RequestGatherer, type OutgoingRequest, type RequestHandle, type RequestOwner } from './request-gatherer.js';
 
 export type { RequestHandle } from './request-gatherer.js';
 import { BoundedLog, type BufferLogger } from '../logger.js';
@@ -38,8 +37,7 @@ export class Requester {
   private readonly pending = new Map<string, Gatherer<unknown>>();
   private readonly coalescer: Coalescer;
   private readonly idPrefix = randomBytes(6).toString('base64url');
-  private readonly fromJson: string;
-  private readonly inboxJson: string;
+  private readonly encoder: OutboundEncoder;
   private readonly view: MembershipView;
   // Every request's timeout: one underlying timer per distinct duration.
   private readonly timers: TimerPool;
@@ -66,8 +64,7 @@ export class Requester {
   ) {
     this.channels = new BufferChannels(options.namespace);
     this.inbox = this.channels.inbox(`${options.instanceId}.${this.idPrefix}`);
-    this.fromJson = JSON.stringify(options.instanceId);
-    this.inboxJson = JSON.stringify(this.inbox);
+    this.encoder = new OutboundEncoder(options.maxPayloadBytes, options.instanceId, this.inbox);
     this.timers = new TimerPool(clock);
     this.watch = new PublishWatch(clock);
     this.coalescer = new Coalescer((channel, message) => this.watch.track(bus.publish(channel, message)), options, laterTurn(clock));
@@ -195,7 +192,8 @@ export class Requester {
     let item: OutgoingRequest;
     try {
       const headers = traced?.headers ?? call.headers;
-      item = this.prepareRequest(gatherer as Gatherer<unknown>, { ttl: call.timeout, v: 1, kind: 'request', id, pattern, from: this.options.instanceId, replyTo: this.inbox, headers, data: data === undefined ? null : data });
+      const envelope: RequestEnvelope = { ttl: call.timeout, v: 1, kind: 'request', id, pattern, from: this.options.instanceId, replyTo: this.inbox, headers, data: data === undefined ? null : data };
+      item = this.encoder.request(envelope, this.view, gatherer as Gatherer<unknown>);
     } catch (error) {
       gatherer.cancel();
       throw error;
@@ -258,7 +256,7 @@ export class Requester {
     };
     let encoded: string;
     try {
-      encoded = this.encodeChecked(envelope, 'event');
+      encoded = this.encoder.encode(envelope, 'event');
     } catch (error) {
       this.telemetry.endSend(traced?.trace, {}, error as Error);
       throw error;
@@ -315,32 +313,6 @@ export class Requester {
     // Fail first: requests still waiting in the coalescer are then cancelled, not published.
     this.failAll('the client was closed');
     this.coalescer.flush();
-  }
-
-  /** Validates with the receivers' own rules, encodes, and checks the size, before anything is sent. */
-  private encodeChecked(envelope: Envelope, what: string): string {
-    this.validate(envelope, what);
-    return this.sizeChecked(encodeEnvelope(envelope), what);
-  }
-
-  private validate(envelope: Envelope, what: string): void {
-    const problem = validateEnvelope(envelope);
-    if (typeof problem === 'string') throw new BadMessageError(`the ${what} would be refused by every receiver: ${problem}`);
-  }
-
-  private sizeChecked(encoded: string, what: string): string {
-    const bytes = utf8Bytes(encoded, this.options.maxPayloadBytes);
-    if (bytes > this.options.maxPayloadBytes) throw new PayloadTooLargeError(bytes, this.options.maxPayloadBytes, what);
-    return encoded;
-  }
-
-  private prepareRequest(gatherer: Gatherer<unknown>, envelope: RequestEnvelope): OutgoingRequest {
-    this.validate(envelope, 'request');
-    // `ttl` comes first in the envelope, so its text can be rewritten when the batch is flushed and
-    // time spent queued is not counted twice: keep what follows it.
-    const rest = encodeRequestRest(envelope, this.fromJson, this.inboxJson);
-    const encoded = this.sizeChecked(`{"ttl":${envelope.ttl}${rest}`, 'request');
-    return new OutgoingRequest(this.view, gatherer, rest, encoded.length);
   }
 
   private onMessage(channel: string, message: string): void {

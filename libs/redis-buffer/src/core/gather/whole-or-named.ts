@@ -81,3 +81,10 @@ export function countObservers(expected: number | undefined, finished: number, m
   for (const reason of Object.values(missingReasons)) if (reason !== 'unreachable') namedReceivers++;
   return Math.max(0, expected - finished - namedReceivers);
 }
+
+/** `a` with the members of `b` it lacks (`a` itself when none). */
+export function withAll(a: ReadonlySet<string>, b: ReadonlySet<string> | undefined): ReadonlySet<string> {
+  if (b === undefined) return a;
+  for (const id of b) if (!a.has(id)) return new Set([...a, ...b]);
+  return a;
+}

@@ -2,6 +2,7 @@ import type { Clock } from '../clock.js';
 import type { HelloEnvelope } from '../wire/envelope.js';
 import type { MissingReason } from '../gather/reply.js';
 import { isReplay, type InstanceInfo, type Member } from './member.js';
+import { Liveness } from './liveness.js';
 import { WildcardBindings } from './wildcard-bindings.js';
 
 export type { InstanceInfo } from './member.js';
@@ -40,9 +41,6 @@ export type HelloOutcome = 'known' | 'new' | 'unvouched' | 'replayed' | 'dropped
  */
 export const MAX_UNVOUCHED_MEMBERS = 1024;
 
-/** A member silent for this many `livenessTimeout`s is dropped from the view (and pinged no more). */
-const FORGET_SILENT_AFTER = 30;
-
 /**
  * The caller's view of the instances of a namespace: who is there and which patterns each answers,
  * so that a request knows whom it waits for, and whether each of them still shows signs of life.
@@ -65,7 +63,8 @@ export class MembershipView {
   // A `who` round has ended once: after a loss of the subscriber, what the view knew still names
   // the instances a request may miss (they may be re-subscribing) until the next round ends.
   private everSynced = false;
-  private silentCount = 0;
+  // Pings, silence and absence: see `Liveness`.
+  private readonly liveness: Liveness;
   private unvouchedCount = 0;
   // Counts removals, so that a request can tell in O(1) that nobody it knew of has left since.
   private removals = 0;
@@ -76,7 +75,15 @@ export class MembershipView {
     private readonly host: MembershipHost,
     private readonly livenessTimeout: number,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    const members = this.members;
+    this.liveness = new Liveness(
+      { members, signs: () => this.signs, changed: () => this.awaitedCache.clear(), remove: (id, reason) => this.remove(id, reason) },
+      host,
+      livenessTimeout,
+      clock,
+    );
+  }
 
   /** Whether the view is complete enough to decide who a request waits for. */
   get isSynced(): boolean {
@@ -112,7 +119,7 @@ export class MembershipView {
       for (const [id, member] of [...this.members]) {
         if (complete.has(id) || member.lastSign > since) continue;
         if (member.vouched) {
-          if (!member.pingInFlight) this.sendPing(id, member, member.pingSentAt === undefined);
+          if (!member.pingInFlight) this.liveness.sendPing(id, member, member.pingSentAt === undefined);
         } else if (now - member.joinedAt >= this.livenessTimeout) this.remove(id, 'left');
       }
     }
@@ -158,7 +165,7 @@ export class MembershipView {
       return 'unvouched';
     }
     if (known !== undefined && !sameIncarnation) this.switchIncarnation(known, envelope.inc);
-    if (known?.silent === true) this.silentCount--;
+    this.liveness.forget(known);
     const vouched = solicited || (sameIncarnation && known.vouched);
     if (known !== undefined && !known.vouched) this.unvouchedCount--;
     if (!vouched) this.unvouchedCount++;
@@ -214,11 +221,7 @@ export class MembershipView {
       this.awaitedCache.clear();
       this.bindingsChanged();
     }
-    if (member.silent) {
-      member.silent = false;
-      this.silentCount--;
-      this.awaitedCache.clear();
-    }
+    this.liveness.wake(member);
   }
 
   /**
@@ -363,7 +366,7 @@ export class MembershipView {
    * does not wait for them, and names them.
    */
   silentAmong(ids: ReadonlySet<string> | undefined): ReadonlyMap<string, MissingReason> {
-    if (ids === undefined || this.silentCount === 0) return NO_ABSENT;
+    if (ids === undefined || !this.liveness.anyAbsent) return NO_ABSENT;
     const absent = new Map<string, MissingReason>();
     for (const id of ids) {
       const member = this.members.get(id);
@@ -372,118 +375,14 @@ export class MembershipView {
     return absent;
   }
 
-  /**
-   * One liveness round over the instances that open requests have waited on for a while: ping those
-   * not heard from recently, and declare silent those whose delivered ping went unanswered for the
-   * rest of the liveness bound. Silent members are pinged again, so they come back on their pong.
-   *
-   * `lagMs` is how late the round's timer fired: the caller's own event loop was blocked that long,
-   * and whatever the instances sent meanwhile has not been read yet (timers run before I/O). That
-   * time is not held against them.
-   */
+  /** One liveness round over the instances open requests have waited on (see `Liveness.check`). */
   check(waitedOn: Iterable<string>, lagMs = 0): void {
-    const now = this.clock.now();
-    const quarter = this.livenessTimeout / 4;
-    if (lagMs > quarter / 2) {
-      // Only a ping still unanswered gets the time back: moving an answered one forward would make
-      // it look unanswered, and blame the instance for the caller's own stall.
-      for (const member of this.members.values()) {
-        if (member.pingSentAt !== undefined && !member.heardSinceCheck && member.lastHeard < member.pingSentAt) member.pingSentAt += lagMs;
-      }
-    }
-    for (const id of waitedOn) {
-      const member = this.members.get(id);
-      if (member === undefined) {
-        this.host.instanceGone(id, 'left');
-        continue;
-      }
-      if (member.silent) {
-        // An unreachable one is pinged again below; a request waits on it only when Redis counted
-        // room for it, and the ping's count settles it.
-        if (member.absentAs !== 'unreachable') this.host.instanceGone(id, member.absentAs);
-        continue;
-      }
-      // Never pinged on a hello alone: it has to answer a `who` first (see `Member.vouched`).
-      if (!member.vouched) continue;
-      if (member.heardSinceCheck) {
-        member.heardSinceCheck = false;
-        member.lastHeard = now;
-      }
-      // Redis has not answered this member's last ping yet: no judgement either way.
-      if (member.pingInFlight) continue;
-      const outstanding = member.pingSentAt !== undefined && member.lastHeard < member.pingSentAt;
-      if (outstanding && now - member.pingSentAt! >= this.livenessTimeout - quarter) {
-        this.markSilent(id, member);
-      } else if (outstanding ? now - member.lastPingAt >= quarter : now - member.lastHeard >= quarter) {
-        // Repeated while unanswered: a process killed right after the first ping reached it is then
-        // found gone (nobody on its direct channel) rather than taken for frozen.
-        this.sendPing(id, member, !outstanding);
-      }
-    }
-    if (this.silentCount > 0) {
-      for (const [id, member] of this.members) {
-        if (!member.silent || member.pingInFlight || now - member.lastPingAt < quarter) continue;
-        // Silent that long: not coming back (a half-open connection keeps it subscribed); stop pinging it.
-        if (now - member.silentSince >= FORGET_SILENT_AFTER * this.livenessTimeout) this.remove(id, 'left');
-        else this.sendPing(id, member, false);
-      }
-    }
+    this.liveness.check(waitedOn, lagMs);
   }
 
   /** Pings the silent ones among `ids` (a request is about to skip them), at most once a quarter each. */
   repingSilent(ids: Iterable<string>): void {
-    const now = this.clock.now();
-    const quarter = this.livenessTimeout / 4;
-    for (const id of ids) {
-      const member = this.members.get(id);
-      if (member?.silent === true && !member.pingInFlight && now - member.lastPingAt >= quarter) this.sendPing(id, member, false);
-    }
-  }
-
-  private sendPing(id: string, member: Member, first: boolean): void {
-    member.lastPingAt = this.clock.now();
-    member.pingInFlight = true;
-    const signsAtSend = this.signs;
-    this.host.ping(id).then(
-      (receivers) => {
-        member.pingInFlight = false;
-        if (this.members.get(id) !== member) return;
-        // Nobody subscribed to its direct channel: its process ended, or it lost its connection and
-        // is reconnecting (a failover, a cut). Kept in the view and named, not dropped: a result
-        // without it is partial. It comes back with its hello, or is forgotten as a silent one is.
-        if (receivers === 0) {
-          if (!member.silent) return this.markSilent(id, member, 'unreachable');
-          member.absentAs = 'unreachable';
-          return this.host.instanceGone(id, 'unreachable');
-        }
-        // Subscribed again: no longer unreachable; whether it answers is judged from this ping on.
-        if (receivers > 0 && member.silent && member.absentAs === 'unreachable') {
-          member.silent = false;
-          member.absentAs = 'silent';
-          this.silentCount--;
-          this.awaitedCache.clear();
-          member.pingSentAt = this.clock.now();
-          return;
-        }
-        // Its pong (or anything else from it) came before Redis's answer to the PUBLISH did (they
-        // travel on different connections): the ping is answered, nothing is outstanding.
-        if (member.lastSign > signsAtSend) return;
-        // Delivered: silence counts from now. (Not sent at all, -1: nothing is learnt.)
-        if (receivers > 0 && (first || member.pingSentAt === undefined)) member.pingSentAt = this.clock.now();
-      },
-      () => {
-        member.pingInFlight = false;
-      },
-    );
-  }
-
-  private markSilent(id: string, member: Member, reason: 'silent' | 'unreachable' = 'silent'): void {
-    member.silent = true;
-    member.absentAs = reason;
-    member.silentSince = this.clock.now();
-    this.silentCount++;
-    this.awaitedCache.clear();
-    this.host.instanceGone(id, reason);
+    this.liveness.repingSilent(ids);
   }
 
   private remove(instanceId: string, reason: MissingReason): void {
@@ -491,7 +390,7 @@ export class MembershipView {
     if (member === undefined) return;
     this.members.delete(instanceId);
     this.removals++;
-    if (member.silent) this.silentCount--;
+    this.liveness.forget(member);
     this.awaitedCache.clear();
     this.bindingsChanged();
     if (member.vouched) return this.host.instanceGone(instanceId, reason);

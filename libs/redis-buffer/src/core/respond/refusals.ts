@@ -5,7 +5,7 @@ import type { BufferLogger } from '../logger.js';
 import type { ResolvedBufferOptions } from '../options.js';
 import type { BufferTelemetry } from '../telemetry/telemetry.js';
 import type { BufferChannels } from '../wire/channels.js';
-import type { RefusableRequest, RequestEnvelope } from '../wire/envelope.js';
+import { encodeRepeatReply, type Envelope, type RefusableRequest, type RequestEnvelope } from '../wire/envelope.js';
 import type { ReplyDelivery } from './reply-resend.js';
 import { ReplyWriter } from './reply-writer.js';
 import type { ResponderStats } from './responder-stats.js';
@@ -88,6 +88,31 @@ export class Refusals {
     const known = request as Partial<RequestEnvelope>;
     this.telemetry.refused(known.pattern ?? '', '', request.id, known.from ?? '', known.headers ?? {}, code);
     this.writerFor(request).refuse(code, message);
+  }
+
+  /**
+   * A repeat delivery of a topic request this instance takes already (the caller published it on
+   * several channels it binds): answered with a repeat reply naming `binding`, so the caller's count
+   * of deliveries stays exact; the request runs once.
+   */
+  repeated(request: Addressed, binding: string): void {
+    this.stats.repeatDeliveries++;
+    const text = encodeRepeatReply(JSON.stringify(request.id), this.fromJson, binding);
+    this.coalescer!.enqueue(request.replyTo, { bytes: text.length, encode: () => text });
+  }
+
+  /** The requests among `envelopes` (held while the instance started), refused: it will not start. */
+  refuseUnstarted(envelopes: readonly Envelope[], message: string): void {
+    for (const envelope of envelopes) {
+      if (envelope.kind === 'request' && this.answerable(envelope.replyTo, undefined)) this.refuse(envelope, BufferErrorCode.ShuttingDown, message);
+    }
+  }
+
+  /** Whether a ping or `who` may be answered on its `replyTo`; if not, it is dropped and said so. */
+  mayAnswer(envelope: { readonly kind: string; readonly replyTo: string }): boolean {
+    if (this.replyAllowed(envelope.replyTo)) return true;
+    this.rejectInput(`Dropped a ${envelope.kind} whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
+    return false;
   }
 
   /** A message dropped unanswered: counted as malformed and logged. */

@@ -1,6 +1,4 @@
 import type { RedisBus } from '../bus/redis-bus.js';
-import { channelPattern } from '../wire/channels.js';
-import { checkBindingPattern } from '../wire/topic.js';
 import type { Clock } from '../clock.js';
 import type { BufferLogger } from '../logger.js';
 import type { MessageContext } from './message-context.js';
@@ -38,16 +36,3 @@ export interface ResponderSeams<C = MessageContext> {
 /** Where a responder is in its life: `starting` until `listen()` has subscribed and announced it. */
 export type ResponderState = 'starting' | 'listening' | 'draining' | 'closed';
 
-/**
- * The channel form of a handler's `pattern`, checked: registered before `listen()` (`open`), a
- * function, a valid topic pattern, and the first for that pattern among `routes`.
- */
-export function newRouteKey(pattern: unknown, handler: unknown, routes: { has(key: string): boolean }, open: boolean): string {
-  if (!open) throw new Error('Register handlers before listen(): its subscriptions are made once.');
-  if (typeof handler !== 'function') throw new TypeError('A handler must be a function (data, context) => value | Promise | Observable.');
-  // A malformed wildcard, or a wildcard inside an object pattern, is refused here (TopicPatternError).
-  checkBindingPattern(pattern);
-  const key = channelPattern(pattern);
-  if (routes.has(key)) throw new Error(`A handler for "${key}" is already registered.`);
-  return key;
-}

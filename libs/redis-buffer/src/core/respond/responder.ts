@@ -4,17 +4,17 @@ import { createBus } from '../bus/create-bus.js';
 import { GuardedBus } from '../bus/guarded-bus.js';
 import type { BusEvents, BusStatus, RedisBus } from '../bus/redis-bus.js';
 import { laterTurn, systemClock, type Clock } from '../clock.js';
-import { decodeMessage, encodeRepeatReply, type Envelope, type EventEnvelope, type RequestEnvelope } from '../wire/envelope.js';
+import { decodeMessage, type Envelope, type EventEnvelope, type RequestEnvelope } from '../wire/envelope.js';
 import { BufferErrorCode } from '../errors/buffer.error.js';
 import { endsStartUp } from '../errors/start-failure.js';
 import { INSTANCE_NEEDS } from '../bus/permission-check.js';
 import { BoundedLog, REDIS_ERROR_LOG_BOUND, type BufferLogger } from '../logger.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from '../options.js';
 import { redisServerAddress } from '../telemetry/server-address.js';
-import { BufferTelemetry, loadOpenTelemetry, type ProcessTrace } from '../telemetry/telemetry.js';
+import { BufferTelemetry, loadOpenTelemetry } from '../telemetry/telemetry.js';
 import { ActiveWork } from './active-work.js';
-import { HandlerRun, type HandlerRunHost } from './handler-run.js';
-import { messageContext, type MessageContext } from './message-context.js';
+import { HandlerInvoker } from './handler-invoker.js';
+import type { MessageContext } from './message-context.js';
 import { Presence } from './presence.js';
 import { StartupHold } from './startup-hold.js';
 import { Refusals } from './refusals.js';
@@ -22,25 +22,10 @@ import { ReplyResend } from './reply-resend.js';
 import { ReplyWriter } from './reply-writer.js';
 import { emptyResponderStats, responderCounters, responderGauges, type ResponderStats } from './responder-stats.js';
 import { within } from '../async/bounded-wait.js';
-import { runEvent, type EventRunHost } from './event-run.js';
-import { SeenDeliveries } from './seen-deliveries.js';
-import { TopicRoutes } from './topic-routes.js';
-import { newRouteKey, type ResponderHandler, type ResponderSeams, type ResponderState, type RunAround } from './responder-seams.js';
+import { InboundRoutes, type RequestRoute } from './inbound-routes.js';
+import type { ResponderHandler, ResponderSeams, ResponderState } from './responder-seams.js';
 
 export type { ResponderHandler, ResponderSeams, ResponderState, RunAround } from './responder-seams.js';
-
-interface RequestRoute<C> {
-  readonly handler: ResponderHandler<C>;
-  /** The channel its requests arrive on (besides the direct channel). */
-  readonly channel: string;
-}
-
-const noEndHook = (): void => {};
-
-/** How long an event is remembered against its repeat deliveries (they come within moments). */
-const EVENT_REPEAT_MEMORY_MS = 30_000;
-/** At most this long for a request, beyond which its caller stopped waiting anyway, plus a second. */
-const REQUEST_REPEAT_MEMORY_MS = 60_000;
 
 /**
  * The instance's side of the protocol, without Nest: the mirror of the caller's `Requester`.
@@ -68,21 +53,12 @@ export class Responder<C = MessageContext> {
   private readonly fromJson: string;
   private readonly clock: Clock;
   private readonly logger: BufferLogger;
-  private readonly makeContext: ((message: MessageContext) => C) | undefined;
-  private readonly runAround: RunAround<C> | undefined;
   // The bus given in the seams, until `listen()` guards it.
   private readonly pendingBus: RedisBus | undefined;
   private bus: GuardedBus | undefined;
   private coalescer: Coalescer | undefined;
-  private runHost: HandlerRunHost | undefined;
-  // By channel form of the pattern (what travels), exact and wildcard. Events apart: one pattern can
-  // have both kinds.
-  private readonly requestRoutes = new TopicRoutes<RequestRoute<C>>();
-  private readonly eventRoutes = new TopicRoutes<ResponderHandler<C>>();
-  private readonly requestPrefix: string;
-  private readonly eventPrefix: string;
-  // Topic requests and events taken, against their deliveries on this instance's other matching bindings.
-  private readonly seen: SeenDeliveries;
+  // Which handler an inbound request or event reaches, exact patterns and topic wildcards.
+  private readonly routes: InboundRoutes<C>;
   private workChannels: string[] = [];
   // Messages that arrived between the subscription and `listening`: never dropped unanswered.
   private readonly early: StartupHold;
@@ -101,8 +77,8 @@ export class Responder<C = MessageContext> {
   private readonly presence: Presence;
   // Admission's other side: refusals, and input dropped unanswered.
   private readonly refusals: Refusals;
-  // Shared by every event run.
-  private readonly eventHost: EventRunHost<C>;
+  // Calls the handlers of what admission let through.
+  private readonly invoker: HandlerInvoker<C>;
   // Replies whose PUBLISH failed while the connection was away, sent again once it is back.
   private readonly resend: ReplyResend;
 
@@ -110,14 +86,9 @@ export class Responder<C = MessageContext> {
     this.options = resolveBufferOptions(options);
     this.clock = seams.clock ?? systemClock;
     this.logger = seams.logger ?? console;
-    this.makeContext = seams.context;
-    this.runAround = seams.runAround;
     this.pendingBus = seams.bus;
     this.channels = new BufferChannels(this.options.namespace);
     this.directChannel = this.channels.direct(this.options.instanceId);
-    this.requestPrefix = this.channels.request('');
-    this.eventPrefix = this.channels.event('');
-    this.seen = new SeenDeliveries(() => this.clock.now());
     this.fromJson = JSON.stringify(this.options.instanceId);
     this.badInput = new BoundedLog(this.logger, undefined, undefined, () => this.clock.now());
     this.redisErrors = new BoundedLog(this.logger, REDIS_ERROR_LOG_BOUND.burst, REDIS_ERROR_LOG_BOUND.windowMs, () => this.clock.now());
@@ -129,8 +100,8 @@ export class Responder<C = MessageContext> {
       clock: this.clock,
       logger: this.logger,
       badInput: this.badInput,
-      patterns: () => [...this.requestRoutes.keys()],
-      events: () => [...this.eventRoutes.keys()],
+      patterns: () => [...this.routes.requests.keys()],
+      events: () => [...this.routes.events.keys()],
       stampMembership: this.options.signingKeys.length > 0,
     });
     this.work = new ActiveWork(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers);
@@ -138,14 +109,10 @@ export class Responder<C = MessageContext> {
     const telemetry = (this.telemetry = new BufferTelemetry('server', this.options.namespace, this.options.instanceId, redisServerAddress(this.options)));
     this.resend = new ReplyResend(this.clock, () => this.bus?.status === 'connected', laterTurn(this.clock), this.stats, this.badInput);
     this.refusals = new Refusals(this.options, this.channels, this.stats, telemetry, this.badInput, this.fromJson, this.resend, () => this.clock.now());
-    this.eventHost = {
-      telemetry,
-      logger: this.logger,
-      around: (context, handler) => this.around(context, handler),
-      start: (token) => this.work.start(token),
-      track: this.work.track,
-      done: this.work.done,
-    };
+    this.routes = new InboundRoutes(this.channels, this.options.instanceId, this.refusals, this.stats, () => this.clock.now());
+    const { instanceId, maxPayloadBytes } = this.options;
+    const settings = { instanceId, fromJson: this.fromJson, maxPayloadBytes, clock: this.clock, delivery: this.resend };
+    this.invoker = new HandlerInvoker(settings, telemetry, this.work, this.logger, seams.context, seams.runAround);
     // Traces and metrics when the app has @opentelemetry/api (a no-op without an SDK registered).
     void loadOpenTelemetry().then((api) => {
       if (api === undefined) return;
@@ -189,8 +156,7 @@ export class Responder<C = MessageContext> {
    * match a request's topic, the most specific one's handler answers it, once.
    */
   handle(pattern: unknown, handler: ResponderHandler<C>): this {
-    const key = this.routeKey(pattern, handler, this.requestRoutes);
-    this.requestRoutes.set(key, { handler, channel: this.channels.request(key) });
+    this.routes.handle(pattern, handler, this.registering);
     return this;
   }
 
@@ -199,12 +165,13 @@ export class Responder<C = MessageContext> {
    * may be a topic wildcard; every handler whose pattern matches an event's topic runs once for it.
    */
   onEvent(pattern: unknown, handler: ResponderHandler<C>): this {
-    this.eventRoutes.set(this.routeKey(pattern, handler, this.eventRoutes), handler);
+    this.routes.onEvent(pattern, handler, this.registering);
     return this;
   }
 
-  private routeKey(pattern: unknown, handler: unknown, routes: { has(key: string): boolean }): string {
-    return newRouteKey(pattern, handler, routes, this.lifeCycle === 'starting' && this.bus === undefined);
+  /** Handlers may be registered until `listen()`: its subscriptions are made once. */
+  private get registering(): boolean {
+    return this.lifeCycle === 'starting' && this.bus === undefined;
   }
 
   /** Listens to the bus's events (`status`, `error`, `subscriberLost`, `message`); before `listen()` too. */
@@ -233,16 +200,7 @@ export class Responder<C = MessageContext> {
     const coalescer = (this.coalescer = new Coalescer((channel, message) => bus.publish(channel, message), this.options, laterTurn(this.clock)));
     this.presence.attach(coalescer);
     this.refusals.attach(coalescer);
-    this.runHost = {
-      coalescer,
-      clock: this.clock,
-      fromJson: this.fromJson,
-      maxPayloadBytes: this.options.maxPayloadBytes,
-      delivery: this.resend,
-      telemetry: this.telemetry,
-      done: this.work.done,
-      track: this.work.track,
-    };
+    this.invoker.attach(coalescer);
     for (const [event, listener] of this.pendingListeners.splice(0)) bus.on(event, listener as never);
     bus.on('status', (status) => this.onStatus(status));
     bus.on('message', (channel, message) => this.onMessage(channel, message));
@@ -252,18 +210,15 @@ export class Responder<C = MessageContext> {
       // Before subscribing anything: an instance that could not answer must not be counted as a receiver.
       await bus.checkPermissions(this.channels.probe(), INSTANCE_NEEDS, this.options.namespace);
       await this.presence.ensureUniqueId(bus, 0, []);
-      this.workChannels = [
-        this.channels.who(),
-        ...[...this.requestRoutes.values()].map((route) => route.channel),
-        ...[...this.eventRoutes.keys()].map((pattern) => this.channels.event(pattern)),
-      ];
+      this.workChannels = [this.channels.who(), ...this.routes.workChannels()];
       // Subscribed before announcing: an instance callers know of can always be reached.
       this.early.open();
       await bus.subscribe([this.directChannel, ...this.workChannels]);
       // Two processes that passed the first check at the same moment both see 2 here, and both stop.
       await this.presence.ensureUniqueId(bus, 1, [this.directChannel, ...this.workChannels]);
       this.lifeCycle = 'listening';
-      this.handleEarly();
+      // What arrived while it was starting, in arrival order.
+      for (const [channel, message] of this.early.release()) this.onMessage(channel, message);
       await this.presence.noticeTakeover();
       await this.presence.announce();
       this.presence.watchForThaw(() => this.bus?.status === 'connected');
@@ -383,8 +338,7 @@ export class Responder<C = MessageContext> {
       case 'ping':
         if (channel !== this.directChannel) break;
         this.stats.pings++;
-        if (this.refusals.replyAllowed(envelope.replyTo)) this.presence.answerPing(envelope.replyTo, envelope.id, envelope.share === true);
-        else this.refusals.rejectInput(`Dropped a ping whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
+        if (this.refusals.mayAnswer(envelope)) this.presence.answerPing(envelope.replyTo, envelope.id, envelope.share === true);
         return;
       case 'hello':
         // Another process with this id took over while this one did not answer (see `IdClaim`).
@@ -394,8 +348,7 @@ export class Responder<C = MessageContext> {
       case 'who':
         if (channel !== this.channels.who()) break;
         if (this.lifeCycle !== 'listening' && this.lifeCycle !== 'draining') return;
-        if (this.refusals.replyAllowed(envelope.replyTo)) this.presence.answerWho(envelope.replyTo, envelope.id, this.lifeCycle === 'draining');
-        else this.refusals.rejectInput(`Dropped a who whose replyTo "${envelope.replyTo}" is not an inbox of namespace "${this.options.namespace}".`);
+        if (this.refusals.mayAnswer(envelope)) this.presence.answerWho(envelope.replyTo, envelope.id, this.lifeCycle === 'draining');
         return;
       default:
         break;
@@ -425,20 +378,10 @@ export class Responder<C = MessageContext> {
       .catch(() => undefined);
   }
 
-  /** Handles what arrived while it was starting, in arrival order. */
-  private handleEarly(): void {
-    for (const [channel, message] of this.early.release()) this.onMessage(channel, message);
-  }
-
-  /** It is a duplicate and will not start: every request it received is refused, not left unanswered. */
+  /** It will not start (a duplicate, a refused permission…): every request it held is refused, not left unanswered. */
   private refuseEarly(reason: string): void {
     for (const [channel, message] of this.early.release()) {
-      if (!this.isRequestChannel(channel)) continue;
-      for (const envelope of decodeMessage(message, channel).envelopes) {
-        if (envelope.kind === 'request' && this.refusals.answerable(envelope.replyTo, undefined)) {
-          this.refusals.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" did not start: ${reason}`);
-        }
-      }
+      if (this.isRequestChannel(channel)) this.refusals.refuseUnstarted(decodeMessage(message, channel).envelopes, `Instance "${this.instanceId}" did not start: ${reason}`);
     }
   }
 
@@ -451,7 +394,7 @@ export class Responder<C = MessageContext> {
     const receivedAt = this.clock.now();
     // The caller's remaining time, counted on this host's clock from arrival: no clock agreement needed.
     const deadline = envelope.ttl !== undefined ? receivedAt + envelope.ttl : envelope.deadline!;
-    const route = this.requestRoutes.hasWildcards ? this.topicRoute(channel, envelope, deadline - receivedAt) : this.exactRoute(channel, envelope);
+    const route = this.routes.request(channel, envelope, deadline - receivedAt);
     if (route === false) return;
     if (this.lifeCycle !== 'listening' && channel === this.directChannel) {
       return this.refusals.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" is shutting down; ask another instance.`);
@@ -460,42 +403,6 @@ export class Responder<C = MessageContext> {
     // clock read: no time has passed since arrival.
     if (this.work.limiter.hasRoom) this.onRequest(envelope, channel, deadline, receivedAt, route);
     else if (!this.work.limiter.submit(() => this.onRequest(envelope, channel, deadline, this.clock.now(), route))) this.refusals.overloaded(envelope);
-  }
-
-  /** The route of a request when this instance binds no wildcard; `false` when it has been answered (refused) already. */
-  private exactRoute(channel: string, envelope: RequestEnvelope): RequestRoute<C> | undefined | false {
-    const route = this.requestRoutes.get(envelope.pattern);
-    // This instance subscribes only the channels of the patterns it handles (and its direct channel).
-    if (channel !== this.directChannel && channel !== route?.channel) {
-      this.refusals.malformed(envelope, BufferErrorCode.BadRequest, `The request for "${envelope.pattern}" arrived on "${channel}", the channel of another pattern.`);
-      return false;
-    }
-    return route;
-  }
-
-  /**
-   * The route of a request when this instance binds a wildcard: the most specific of its patterns
-   * matching the topic. `false` when the request has been answered already: refused (it came on
-   * the channel of a binding that does not match it), or a repeat delivery, answered with a repeat
-   * reply (the caller published it on several channels this instance binds: it runs once).
-   */
-  private topicRoute(channel: string, envelope: RequestEnvelope, remainingMs: number): RequestRoute<C> | undefined | false {
-    const topic = envelope.pattern;
-    const routes = this.requestRoutes;
-    if (channel === this.directChannel) return routes.best(topic);
-    const binding = channel.startsWith(this.requestPrefix) ? channel.slice(this.requestPrefix.length) : '';
-    if (!routes.takes(binding, topic)) {
-      this.refusals.malformed(envelope, BufferErrorCode.BadRequest, `The request for "${topic}" arrived on "${channel}", the channel of a pattern that does not match it.`);
-      return false;
-    }
-    const matching = routes.matching(topic);
-    if (matching.length > 1 && !this.seen.firstTime(`${envelope.replyTo}\n${envelope.id}`, Math.min(Math.max(0, remainingMs), REQUEST_REPEAT_MEMORY_MS) + 1000)) {
-      this.stats.repeatDeliveries++;
-      const text = encodeRepeatReply(JSON.stringify(envelope.id), this.fromJson, binding);
-      this.coalescer!.enqueue(envelope.replyTo, { bytes: text.length, encode: () => text });
-      return false;
-    }
-    return matching[0];
   }
 
   /** `route` is this instance's route for the request's pattern, looked up on arrival. */
@@ -511,66 +418,16 @@ export class Responder<C = MessageContext> {
       this.stats.unhandled++;
       return this.refusals.refuse(envelope, BufferErrorCode.NoHandler, `Instance "${this.instanceId}" has no handler for "${envelope.pattern}".`);
     }
-    const context = this.contextFor(envelope, channel, deadline);
-    const trace = this.telemetry.startProcess('request', envelope.pattern, channel, envelope.id, envelope.from, envelope.headers);
-    const run = new HandlerRun(this.runHost!, envelope, deadline, trace);
-    this.work.start(run);
-    if (trace === undefined && this.runAround?.active() !== true) {
-      // Nothing to run around the handler (no hook, no span): call it and take its result, with no
-      // wrapper promise per request.
-      let result: unknown;
-      try {
-        result = handler(envelope.data, context);
-      } catch (error) {
-        return run.failed(error);
-      }
-      return run.returned(result);
-    }
-    this.runWrapped(run, handler, envelope, context, trace);
-  }
-
-  /** A handler run inside what runs around it and its span (kept apart: the common path allocates none of its closures). */
-  private runWrapped(run: HandlerRun, handler: ResponderHandler<C>, envelope: RequestEnvelope, context: C, trace: ProcessTrace | undefined): void {
-    this.telemetry
-      .runInContext(trace, () =>
-        this.around(context, async (runEnd) => {
-          run.endHook = runEnd;
-          run.produced(await handler(envelope.data, context));
-        }),
-      )
-      .catch((error: unknown) => run.failed(error));
+    this.invoker.request(handler, envelope, channel, deadline);
   }
 
   private onEventArrived(channel: string, envelope: EventEnvelope): void {
-    const handlers = this.eventRoutes.hasWildcards ? this.topicHandlers(channel, envelope) : undefined;
+    const handlers = this.routes.eventHandlers(channel, envelope);
     if (handlers === false) return;
-    if (handlers === undefined && channel !== this.channels.event(envelope.pattern)) {
-      return this.refusals.rejectInput(`Dropped an event for "${envelope.pattern}" that arrived on "${channel}".`);
-    }
     if (!this.work.limiter.submit(() => this.startEvent(envelope, channel, handlers))) {
       this.stats.overloaded++;
       this.badInput.warn(`Dropped event "${envelope.pattern}": ${this.options.maxConcurrentHandlers} handlers running and ${this.options.maxQueuedHandlers} queued.`);
     }
-  }
-
-  /**
-   * When this instance binds a wildcard event pattern: every handler whose pattern matches the
-   * event's topic, most specific first. `false` when the event is dropped: it came on the channel of
-   * a binding that does not match it, or it is a repeat delivery (the handlers ran on the first).
-   */
-  private topicHandlers(channel: string, envelope: EventEnvelope): Array<ResponderHandler<C>> | false {
-    const topic = envelope.pattern;
-    const binding = channel.startsWith(this.eventPrefix) ? channel.slice(this.eventPrefix.length) : '';
-    if (!this.eventRoutes.takes(binding, topic)) {
-      this.refusals.rejectInput(`Dropped an event for "${topic}" that arrived on "${channel}", the channel of a pattern that does not match it.`);
-      return false;
-    }
-    const handlers = this.eventRoutes.matching(topic);
-    if (handlers.length > 1 && !this.seen.firstTime(`${envelope.from}\n${envelope.id}`, EVENT_REPEAT_MEMORY_MS)) {
-      this.stats.repeatDeliveries++;
-      return false;
-    }
-    return handlers;
   }
 
   private startEvent(envelope: EventEnvelope, channel: string, handlers: Array<ResponderHandler<C>> | undefined): void {
@@ -583,27 +440,11 @@ export class Responder<C = MessageContext> {
       return;
     }
     if (handlers !== undefined) {
-      for (const handler of handlers) runEvent(this.eventHost, handler, envelope, channel, this.contextFor(envelope, channel, undefined));
+      for (const handler of handlers) this.invoker.event(handler, envelope, channel);
       return;
     }
-    const handler = this.eventRoutes.get(envelope.pattern);
+    const handler = this.routes.event(envelope.pattern);
     if (handler === undefined) return this.refusals.rejectInput(`No event handler for "${envelope.pattern}".`);
-    runEvent(this.eventHost, handler, envelope, channel, this.contextFor(envelope, channel, undefined));
+    this.invoker.event(handler, envelope, channel);
   }
-
-  /** `handler` inside what runs around it; one that throws synchronously is that message's error, not the Redis listener's. */
-  private around(context: C, handler: (runEnd: () => void) => Promise<void>): Promise<void> {
-    if (this.runAround === undefined) return handler(noEndHook);
-    try {
-      return Promise.resolve(this.runAround.run(context, handler)) as Promise<void>;
-    } catch (error) {
-      return Promise.reject(error);
-    }
-  }
-
-  private contextFor(envelope: RequestEnvelope | EventEnvelope, channel: string, deadline: number | undefined): C {
-    const message = messageContext(envelope, channel, this.options.instanceId, deadline);
-    return this.makeContext === undefined ? (message as C) : this.makeContext(message);
-  }
-
 }

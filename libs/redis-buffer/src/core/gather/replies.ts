@@ -1,0 +1,19 @@
+import type { ReplyEnvelope } from '../wire/envelope.js';
+import type { BufferReply } from './reply.js';
+
+type Value<T> = Extract<BufferReply<T>, { ok: true }>;
+type Failure<T> = Extract<BufferReply<T>, { ok: false }>;
+
+/** The reply a caller is given for a reply envelope that carries a value or (`hasError`) an error. */
+export function replyOf<T>(envelope: ReplyEnvelope, hasError: boolean): BufferReply<T> {
+  if (!hasError) return { ok: true, instanceId: envelope.from, seq: envelope.seq, data: envelope.data as T };
+  return envelope.refused === true
+    ? { ok: false, instanceId: envelope.from, seq: envelope.seq, error: envelope.error, refused: true }
+    : { ok: false, instanceId: envelope.from, seq: envelope.seq, error: envelope.error };
+}
+
+/** Replies in arrival order, as a result gives them: values and errors apart (no copy when all are values). */
+export function splitReplies<T>(arrived: Array<BufferReply<T>>): { replies: Array<Value<T>>; errors: Array<Failure<T>> } {
+  if (arrived.every((reply) => reply.ok)) return { replies: arrived as Array<Value<T>>, errors: [] };
+  return { replies: arrived.filter((reply): reply is Value<T> => reply.ok), errors: arrived.filter((reply): reply is Failure<T> => !reply.ok) };
+}
