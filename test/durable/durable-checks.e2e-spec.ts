@@ -2,8 +2,8 @@
 // hand: durable core (no Nest) against a real redis-server.
 import { BufferClient, DeadLetterNotFoundError, DurablePublisher, resolveBufferOptions, type DurableConsumer, type DurableDelivery } from 'nestjs-redis-buffer';
 import type { Redis } from 'ioredis';
-import { rawRedis, sleep } from '../support/raw-redis.js';
-import { startRedis, type TestRedis } from '../support/redis-server.js';
+import { sleep } from '../support/raw-redis.js';
+import { useRedisServer, type TestRedis } from '../support/redis-server.js';
 import { MemoryLogger, startConsumer, waitFor } from '../support/durable.js';
 
 const FAST = { claimIdle: 300, claimInterval: 100, retryDelay: 10, maxRetryDelay: 20, maxAttempts: 1 } as const;
@@ -16,14 +16,9 @@ describe('durable: entry checks, replay, dead-letter iteration', () => {
   let namespace: string;
   let counter = 0;
 
-  beforeAll(async () => {
-    redis = await startRedis();
-    raw = rawRedis(redis.url);
-  });
-
-  afterAll(async () => {
-    raw?.disconnect();
-    await redis?.stop();
+  useRedisServer((server, connection) => {
+    redis = server;
+    raw = connection;
   });
 
   beforeEach(() => {

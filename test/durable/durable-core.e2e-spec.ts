@@ -2,8 +2,8 @@
 // competition, retries, dead letters, idempotency, ordering, retention, backpressure, shutdown.
 import { BufferClient, DeadLetterNotFoundError, type DurableConsumer, type DurableDelivery } from 'nestjs-redis-buffer';
 import type { Redis } from 'ioredis';
-import { rawRedis, sleep } from '../support/raw-redis.js';
-import { startRedis, type TestRedis } from '../support/redis-server.js';
+import { sleep } from '../support/raw-redis.js';
+import { startRedis, useRedisServer, type TestRedis } from '../support/redis-server.js';
 import { startConsumer, waitFor, type ConsumerSpec } from '../support/durable.js';
 // The trim's fallback path is internal: reached through the library's own modules.
 import { openDurableConnection } from '../../libs/redis-buffer/src/core/durable/durable-connection.js';
@@ -22,14 +22,9 @@ describe('durable messaging (core)', () => {
   let consumers: DurableConsumer[];
   let nsCounter = 0;
 
-  beforeAll(async () => {
-    redis = await startRedis();
-    raw = rawRedis(redis.url);
-  });
-
-  afterAll(async () => {
-    raw?.disconnect();
-    await redis?.stop();
+  useRedisServer((server, connection) => {
+    redis = server;
+    raw = connection;
   });
 
   beforeEach(() => {

@@ -4,8 +4,7 @@
 // taken away while running surfaces as RedisPermissionError too, never as a raw NOPERM.
 import { BufferClient, RedisPermissionError, durableAclRule, type DurableConsumer, type DurableDelivery } from 'nestjs-redis-buffer';
 import type { Redis } from 'ioredis';
-import { rawRedis } from '../support/raw-redis.js';
-import { startRedis, type TestRedis } from '../support/redis-server.js';
+import { useRedisServer, type TestRedis } from '../support/redis-server.js';
 import { startConsumer, waitFor, type MemoryLogger } from '../support/durable.js';
 
 const FAST = { claimIdle: 300, claimInterval: 100, retryDelay: 10, maxRetryDelay: 20, maxAttempts: 1, maxLength: 10_000 } as const;
@@ -27,14 +26,9 @@ describe('durable messaging under least-privilege ACL users', () => {
   let users = 0;
   const closing: Array<{ close(): Promise<void> }> = [];
 
-  beforeAll(async () => {
-    redis = await startRedis();
-    admin = rawRedis(redis.url);
-  });
-
-  afterAll(async () => {
-    admin?.disconnect();
-    await redis?.stop();
+  useRedisServer((server, connection) => {
+    redis = server;
+    admin = connection;
   });
 
   afterEach(async () => {

@@ -5,8 +5,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { BufferClient, type DurableConsumer, type DurableDelivery } from 'nestjs-redis-buffer';
 import type { Redis } from 'ioredis';
-import { rawRedis, sleep } from '../support/raw-redis.js';
-import { startRedis, type TestRedis } from '../support/redis-server.js';
+import { sleep } from '../support/raw-redis.js';
+import { useRedisServer, type TestRedis } from '../support/redis-server.js';
 import { report, startConsumer, waitFor, type MemoryLogger } from '../support/durable.js';
 
 const run = promisify(execFile);
@@ -22,14 +22,9 @@ describe('durable: signed entries and the size limit', () => {
   const clients: BufferClient[] = [];
   let consumers: DurableConsumer[] = [];
 
-  beforeAll(async () => {
-    redis = await startRedis();
-    raw = rawRedis(redis.url);
-  });
-
-  afterAll(async () => {
-    raw?.disconnect();
-    await redis?.stop();
+  useRedisServer((server, connection) => {
+    redis = server;
+    raw = connection;
   });
 
   beforeEach(() => {

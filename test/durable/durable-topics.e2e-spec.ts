@@ -4,8 +4,8 @@
 // fill a partial publish, dead letters and replay, per-key order across topics, and unbinding.
 import { BufferClient, InvalidOptionsError, TopicPatternError, type DurableConsumer, type DurableDelivery } from 'nestjs-redis-buffer';
 import type { Redis } from 'ioredis';
-import { rawRedis, sleep } from '../support/raw-redis.js';
-import { startRedis, type TestRedis } from '../support/redis-server.js';
+import { sleep } from '../support/raw-redis.js';
+import { useRedisServer, type TestRedis } from '../support/redis-server.js';
 import { startConsumer, waitFor, type ConsumerSpec } from '../support/durable.js';
 
 const FAST = { claimIdle: 300, claimInterval: 100, retryDelay: 20, maxRetryDelay: 80 } as const;
@@ -19,14 +19,9 @@ describe('durable topics (core)', () => {
   let consumers: DurableConsumer[];
   let nsCounter = 0;
 
-  beforeAll(async () => {
-    redis = await startRedis();
-    raw = rawRedis(redis.url);
-  });
-
-  afterAll(async () => {
-    raw?.disconnect();
-    await redis?.stop();
+  useRedisServer((server, connection) => {
+    redis = server;
+    raw = connection;
   });
 
   beforeEach(() => {

@@ -3,12 +3,12 @@
 // a consumer SIGKILLed mid-handler, Redis SIGKILLed and restarted from its AOF under load, a poison
 // message that kills every consumer running it, and a group whose every instance is down for a
 // while. Each test prints "DURABLE <name> {counts}" (quoted in docs/reliability.md); lost must be 0.
-import { BufferClient, ConnectionLostError } from 'nestjs-redis-buffer';
+import { BufferClient } from 'nestjs-redis-buffer';
 import type { Redis } from 'ioredis';
 import { InstanceProcess, startInstances, stopAll } from '../support/instances.js';
 import { rawRedis, sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
-import { DURABLE_APP, records, report, waitFor } from '../support/durable.js';
+import { DURABLE_APP, publishUntilAccepted, records, report, waitFor } from '../support/durable.js';
 import { jest } from '@jest/globals';
 
 // Real processes, real failovers and real timing on a shared 2-core machine: a case that misses a
@@ -154,18 +154,8 @@ describe('fault: durable messaging', () => {
     const publisher = async (): Promise<void> => {
       while (publishing) {
         const n = next++;
-        // Until Redis accepts it: the same idempotency key makes a retry after an unknown outcome safe.
-        for (;;) {
-          try {
-            await client.durable.publish('job', { n, sleepMs: 5 }, { idempotencyKey: `job-${n}` });
-            accepted.push(n);
-            break;
-          } catch (error) {
-            if (!(error instanceof ConnectionLostError)) throw error;
-            publishErrors++;
-            await sleep(100);
-          }
-        }
+        publishErrors += await publishUntilAccepted(() => client.durable.publish('job', { n, sleepMs: 5 }, { idempotencyKey: `job-${n}` }));
+        accepted.push(n);
         await sleep(5);
       }
     };
@@ -249,17 +239,8 @@ describe('fault: durable messaging', () => {
         const n = p + 4 * i;
         // Every third entry under a deeper topic only "job.>" matches.
         const topic = n % 3 === 0 ? 'job.deep.created' : n % 3 === 1 ? 'job.created' : 'job.updated';
-        for (;;) {
-          try {
-            await client.durable.publish(topic, { n, sleepMs: 5 }, { key: `key-${p}-${i % 2}`, idempotencyKey: `job-${n}` });
-            (n % 3 === 0 ? deepAccepted : accepted).push(n);
-            break;
-          } catch (error) {
-            if (!(error instanceof ConnectionLostError)) throw error;
-            publishErrors++;
-            await sleep(100);
-          }
-        }
+        publishErrors += await publishUntilAccepted(() => client.durable.publish(topic, { n, sleepMs: 5 }, { key: `key-${p}-${i % 2}`, idempotencyKey: `job-${n}` }));
+        (n % 3 === 0 ? deepAccepted : accepted).push(n);
         await sleep(5);
       }
     };

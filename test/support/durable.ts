@@ -1,4 +1,4 @@
-import { DurableConsumer, resolveBufferOptions, resolveDurableHandlerOptions, type DurableHandlerOptions, type DurableOptions, type DurableRun } from 'nestjs-redis-buffer';
+import { ConnectionLostError, DurableConsumer, resolveBufferOptions, resolveDurableHandlerOptions, type DurableHandlerOptions, type DurableOptions, type DurableRun } from 'nestjs-redis-buffer';
 import { sleep } from './raw-redis.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -62,4 +62,21 @@ export function report(name: string, values: Record<string, unknown>): void {
 /** The records a durable-app instance wrote to `<namespace>:test:<list>`. */
 export async function records<T = Record<string, unknown>>(redis: import('ioredis').Redis, namespace: string, list: string): Promise<T[]> {
   return ((await redis.lrange(`${namespace}:test:${list}`, 0, -1)) as string[]).map((line) => JSON.parse(line) as T);
+}
+
+/**
+ * Publishes until Redis accepts it, as a producer that must not lose an entry would (the same
+ * idempotency key makes a retry after an unknown outcome safe); resolves with how many attempts
+ * failed with `ConnectionLostError` (any other error is thrown).
+ */
+export async function publishUntilAccepted(publish: () => Promise<unknown>): Promise<number> {
+  for (let failures = 0; ; failures++) {
+    try {
+      await publish();
+      return failures;
+    } catch (error) {
+      if (!(error instanceof ConnectionLostError)) throw error;
+      await sleep(100);
+    }
+  }
 }

@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { rawRedis } from './raw-redis.js';
 
 /** A real redis-server for tests: started on a free loopback port, or `REDIS_URL` when set. */
 export interface TestRedis {
@@ -97,4 +99,22 @@ export async function waitForPort(port: number, timeoutMs: number): Promise<void
     if (Date.now() > deadline) throw new Error(`Nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
+}
+
+/**
+ * One redis-server for a whole test file and a plain connection to it: started before its first
+ * test (`started` is given both), disconnected and stopped after its last.
+ */
+export function useRedisServer(started: (redis: TestRedis, raw: Redis) => void, extraArgs: string[] = []): void {
+  let redis: TestRedis | undefined;
+  let raw: Redis | undefined;
+  beforeAll(async () => {
+    redis = await startRedis(extraArgs);
+    raw = rawRedis(redis.url);
+    started(redis, raw);
+  });
+  afterAll(async () => {
+    raw?.disconnect();
+    await redis?.stop();
+  });
 }

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { TopicPattern } from '../wire/topic.js';
+import { compileWildcard, type TopicPattern } from '../wire/topic.js';
 import { bindingKeys } from './durable-keys.js';
 import type { DurableScripts } from './durable-scripts.js';
 
@@ -68,13 +68,7 @@ export class TopicRoutes {
         const done = redis.smembers(keys.bindings).then((members) => {
           // An entry in the set that is not a valid wildcard pattern (written by another tool) is
           // never routed to: no consumer of this library can be bound to it.
-          const patterns = members.flatMap((member) => {
-            try {
-              return [new TopicPattern(member)];
-            } catch {
-              return [];
-            }
-          });
+          const patterns = members.flatMap((member) => compileWildcard(member) ?? []);
           const read = { version, patterns };
           // Versions only grow: never replace a newer set with one read for an older version.
           if (Number(version ?? 0) >= Number(this.snapshot.version ?? 0)) this.snapshot = read;
