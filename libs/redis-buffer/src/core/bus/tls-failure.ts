@@ -1,4 +1,4 @@
-import { connect as tcpConnect } from 'node:net';
+import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { RedisTlsError } from '../errors/redis-tls.error.js';
 
@@ -46,17 +46,8 @@ export interface TcpAddress {
  * protocol is in question). For telling a plain client that the port it was reset by speaks TLS.
  */
 export function speaksTls(address: TcpAddress, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = tlsConnect({ host: address.host, port: address.port, rejectUnauthorized: false });
-    const done = (answer: boolean): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(answer);
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    socket.once('secureConnect', () => done(true));
-    socket.once('error', () => done(false));
-  });
+  const socket = tlsConnect({ host: address.host, port: address.port, rejectUnauthorized: false });
+  return probe(socket, timeoutMs, (done) => socket.once('secureConnect', () => done(true)));
 }
 
 /**
@@ -64,17 +55,24 @@ export function speaksTls(address: TcpAddress, timeoutMs: number): Promise<boole
  * `-NOAUTH`). For telling a TLS client whose handshake never finished that the port is plain.
  */
 export function speaksPlainRedis(address: TcpAddress, timeoutMs: number): Promise<boolean> {
+  const socket = tcpConnect({ host: address.host, port: address.port });
+  return probe(socket, timeoutMs, (done) => {
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('data', (chunk: Buffer) => done(chunk[0] === 0x2b /* + */ || chunk[0] === 0x2d /* - */));
+  });
+}
+
+/** A one-off probe on `socket`: the answer `listen` gives, false on an error or after `timeoutMs`; the socket is destroyed either way. */
+function probe(socket: Socket, timeoutMs: number, listen: (done: (answer: boolean) => void) => void): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = tcpConnect({ host: address.host, port: address.port });
     const done = (answer: boolean): void => {
       clearTimeout(timer);
       socket.destroy();
       resolve(answer);
     };
     const timer = setTimeout(() => done(false), timeoutMs);
-    socket.once('connect', () => socket.write('PING\r\n'));
-    socket.once('data', (chunk: Buffer) => done(chunk[0] === 0x2b /* + */ || chunk[0] === 0x2d /* - */));
     socket.once('error', () => done(false));
+    listen(done);
   });
 }
 
