@@ -457,6 +457,39 @@ describe('Gatherer', () => {
       expect(outcomes[0]).toMatchObject({ completedBy: 'stall', expected: 2, missing: ['a', 'heard-of'], observers: 0 });
     });
 
+    it('names "joining" an instance that announced itself after the count, when the count has room for it', () => {
+      // Redis counted 2; the caller awaited only "a"; "late" said hello (it had frozen between
+      // subscribing and announcing itself) after the count came, and has not answered.
+      let serving = new Set(['a', 'late']);
+      class ViewGatherer extends Gatherer<unknown> {
+        protected override knownServing(): ReadonlySet<string> {
+          return serving;
+        }
+      }
+      const outcomes: GatherResult[] = [];
+      const sink = { next: () => undefined, complete: (result: GatherResult) => void outcomes.push(result), fail: () => undefined };
+      const clock = new FakeClock();
+      const rules = { timeout: 500, quorum: undefined, until: undefined, stall: undefined, to: undefined, headers: {} };
+      const gatherer = new ViewGatherer('r1', 'p', rules, sink, clock);
+      gatherer.sent(new Set(['a']));
+      gatherer.expect(2, new Set(['a']));
+      gatherer.accept(reply('a', 0, { data: 1 }));
+      expect(outcomes[0]).toMatchObject({ completedBy: 'all', expected: 2, finished: 1, missing: ['late'], missingReasons: { late: 'joining' }, observers: 0 });
+      // No room in the count (every counted receiver finished): a member that joined later is not named.
+      const full = new ViewGatherer('r2', 'p', rules, sink, clock);
+      full.sent(new Set(['a']));
+      full.expect(1, new Set(['a']));
+      full.accept({ ...reply('a', 0, { data: 1 }), id: 'r2' });
+      expect(outcomes[1]).toMatchObject({ completedBy: 'all', expected: 1, missing: [], observers: 0 });
+      // Nobody joined: the extra counted receiver is an observer, as before.
+      serving = new Set(['a']);
+      const observed = new ViewGatherer('r3', 'p', rules, sink, clock);
+      observed.sent(new Set(['a']));
+      observed.expect(2, new Set(['a']));
+      observed.accept({ ...reply('a', 0, { data: 1 }), id: 'r3' });
+      expect(outcomes[2]).toMatchObject({ completedBy: 'all', expected: 2, missing: [], observers: 1 });
+    });
+
     it('a stall decided while the count was on its way ends "all" when the count shows every receiver had finished', () => {
       const { gatherer, outcome, clock } = setup({ stall: 20, timeout: 300 });
       gatherer.sent(new Set(['a']));

@@ -211,7 +211,7 @@ describe('MembershipView', () => {
   it('judges no instance while its ping has not been delivered by Redis', async () => {
     const { view, clock, pings, gone, flush } = setup();
     view.hello(hello('a', 'i'), true);
-    clock.advance(LIVENESS / 4);
+    clock.advance(LIVENESS / 2);
     view.check(['a']);
     expect(pings).toHaveLength(1);
     // Redis hung: the PUBLISH of the ping does not return for 3 s.
@@ -241,7 +241,7 @@ describe('MembershipView', () => {
   it('does not hold the caller\'s own event-loop stall against an instance', async () => {
     const { view, clock, pings, gone, flush } = setup();
     view.hello(hello('a', 'i'), true);
-    clock.advance(LIVENESS / 4);
+    clock.advance(LIVENESS / 2);
     view.check(['a']);
     pings[0]!.resolve(1);
     await flush();
@@ -258,7 +258,7 @@ describe('MembershipView', () => {
   it('a stall of the caller\'s own after a ping was answered does not make that ping look unanswered', async () => {
     const { view, clock, pings, gone, flush } = setup();
     view.hello(hello('a', 'i'), true);
-    clock.advance(LIVENESS / 4);
+    clock.advance(LIVENESS / 2);
     view.check(['a']);
     pings.shift()!.resolve(1);
     await flush();
@@ -278,7 +278,7 @@ describe('MembershipView', () => {
   it('a pong that arrives before Redis\'s answer to the ping\'s PUBLISH answers that ping', async () => {
     const { view, clock, pings, gone, flush } = setup();
     view.hello(hello('a', 'i'), true);
-    clock.advance(LIVENESS / 4);
+    clock.advance(LIVENESS / 2);
     view.check(['a']);
     // The pong comes in on the subscriber connection; a round folds it in; then the PUBLISH's answer.
     view.heard('a', 'i');
@@ -297,7 +297,7 @@ describe('MembershipView', () => {
   it('pings a silent instance again, and its pong brings it back', async () => {
     const { view, clock, pings, flush } = setup();
     view.hello(hello('a', 'i'), true);
-    clock.advance(LIVENESS / 4);
+    clock.advance(LIVENESS / 2);
     view.check(['a']);
     pings.shift()!.resolve(1);
     await flush();
@@ -324,10 +324,11 @@ describe('MembershipView', () => {
       for (const ping of pings.splice(0)) ping.resolve(1);
       await flush();
     };
-    for (let index = 0; index < 5; index++) await round(['a']);
+    // Pinged at the second round (heard of half a bound before), found silent at the fifth.
+    for (let index = 0; index < 6; index++) await round(['a']);
     expect(gone.at(-1)).toEqual(['a', 'silent']);
     const before = gone.length;
-    // Found silent one round before the last of those five: 30 bounds later it is dropped.
+    // Found silent one round before the last of those six: 30 bounds later it is dropped.
     for (let index = 0; index < 30 * 4 - 2; index++) await round([]);
     expect(gone.length).toBe(before);
     await round([]);

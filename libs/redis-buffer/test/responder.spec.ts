@@ -137,6 +137,42 @@ describe('Responder (no Nest)', () => {
     expect((await caller.gather<number>('a', null)).replies.map((reply) => reply.data)).toEqual([1]);
   });
 
+  it('beats on the members channel while a handler runs long: first at a fifth of livenessTimeout, then every two fifths; callers need no ping', async () => {
+    const r = responder('plain-beat', { livenessTimeout: 1000 })
+      .handle('slow', () => sleep(1300).then(() => 'done'))
+      .handle('quick', () => sleep(50).then(() => 'done'));
+    await r.listen();
+    await caller.connect();
+    const sub = new Redis(redis.url);
+    try {
+      const beats: number[] = [];
+      let startedAt = 0;
+      sub.on('message', (_channel: string, message: string) => {
+        const parsed = JSON.parse(message) as { kind: string; from: string } | Array<{ kind: string; from: string }>;
+        for (const envelope of Array.isArray(parsed) ? parsed : [parsed]) if (envelope.kind === 'pong' && envelope.from === 'plain-beat') beats.push(Date.now() - startedAt);
+      });
+      await sub.subscribe(new BufferChannels(namespace).members());
+      const pingsBefore = caller.stats.pings;
+      startedAt = Date.now();
+      await caller.gather('quick', null);
+      expect(beats).toEqual([]);
+      startedAt = Date.now();
+      const result = await caller.gather('slow', null);
+      expect(result).toMatchObject({ completedBy: 'all', finished: 1, missing: [] });
+      // About 200, 600 and 1000 ms after the request (timers on a shared machine run late, not early).
+      expect(beats.length).toBeGreaterThanOrEqual(2);
+      expect(beats.length).toBeLessThanOrEqual(3);
+      expect(beats[0]).toBeGreaterThanOrEqual(195);
+      expect(beats[0]).toBeLessThan(450);
+      expect(beats[1]! - beats[0]!).toBeGreaterThanOrEqual(395);
+      // The first beat reached the caller before its first liveness round (a quarter of its bound
+      // after the request), and each next one within half a bound of the last: it never pinged.
+      expect(caller.stats.pings - pingsBefore).toBe(0);
+    } finally {
+      sub.disconnect();
+    }
+  });
+
   it('runs event handlers, one event per registered pattern', async () => {
     const seen: string[] = [];
     const r = responder('plain-events').onEvent('cache.invalidate', (key, context) => void seen.push(`${String(key)}@${context.senderId}`));

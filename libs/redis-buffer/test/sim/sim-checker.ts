@@ -41,11 +41,14 @@ export interface EndState {
  * Checked:
  * - `deadline`: R ended, by `s + timeout + 5 ms` plus the time C spent paused in between;
  * - `named` (never silently partial): completed by `all` or `stall`, every required instance that
- *   did not finish is in `missing`, or, if the caller's view never held it, is among the counted
- *   receivers the result reports as `observers` (an id never heard of cannot be named, and a
- *   counted receiver that never spoke looks the same whether it is an observer or such an
- *   instance: the result says one was there); completed by `timeout`, every one of them that the
- *   caller's view held when it ended (a timeout claims nothing whole);
+ *   did not finish is in `missing`, or, if the caller's view does not hold it at the end, is among
+ *   the counted receivers the result reports as `observers` (an id never heard of cannot be named,
+ *   and a counted receiver that never spoke looks the same whether it is an observer or such an
+ *   instance: the result says one was there); one neither held by the view nor counted by Redis
+ *   (its subscriptions lost before the caller ever heard of it) is invisible to that caller, as the
+ *   invariant says: whole means every instance the caller knows and every receiver Redis counted;
+ *   completed by `timeout`, every one of them that the caller's view held when it ended (a timeout
+ *   claims nothing whole);
  * - `noResponders`: a NoRespondersError only when no instance was required;
  * - `blame`: an untroubled required instance is never named `silent` or `left`;
  * - `left`: no instance is named `left` while the process behind its id was there from `s` to `e`
@@ -154,7 +157,8 @@ export function checkRequest(plan: SchedulePlan, record: SimRecord, request: Req
     }
     for (const incarnation of required) {
       const reason = result.missingReasons[incarnation.id];
-      const couldName = request.knownAtEnd.includes(incarnation.id) || (by !== 'timeout' && result.observers === 0);
+      const counted = receivers?.includes(incarnation.id) === true;
+      const couldName = request.knownAtEnd.includes(incarnation.id) || (by !== 'timeout' && counted && result.observers === 0);
       if (!finished(incarnation.id) && !missing.has(incarnation.id) && couldName) {
         add('named', `completedBy=${by} missing=${JSON.stringify(result.missingReasons)}: required ${describe(incarnation)} did not finish and is not named (expected=${result.expected}, finished=${result.finished}, observers=${result.observers})`);
       }

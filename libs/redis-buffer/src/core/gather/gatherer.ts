@@ -316,6 +316,7 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
       // Redis never counted: whoever the view knows serves the pattern now may have received it too
       // (one that announced its drain may be back under a new process whose hello was lost).
       known: this.awaited ?? (this.expected === undefined && this.known !== undefined ? withAll(this.known, this.knownServing()) : this.known) ?? (completedBy === 'all' || completedBy === 'quorum' || completedBy === 'until' ? undefined : this.knownServing()),
+      joined: this.joinedSince(completedBy),
       startedUnfinished: this.startedUnfinished(),
       judge: this,
     });
@@ -331,6 +332,23 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
       observers,
       elapsedMs: this.clock.now() - this.startedAt,
     };
+  }
+
+  /**
+   * For a result that may claim to be whole: whom the view holds now that serves the pattern but
+   * was not awaited (it announced itself after Redis's count). Asked only when the count leaves
+   * room for a receiver that neither finished nor was awaited.
+   */
+  private joinedSince(completedBy: CompletedBy): ReadonlySet<string> | undefined {
+    const awaited = this.awaited;
+    const expected = this.receivingInstances();
+    if ((completedBy !== 'all' && completedBy !== 'stall') || awaited === undefined || expected === undefined) return undefined;
+    if (expected <= this.finishedCount) return undefined;
+    const serving = this.knownServing();
+    if (serving === undefined) return undefined;
+    let joined: Set<string> | undefined;
+    for (const id of serving) if (!awaited.has(id) && !this.isSettled(id)) (joined ??= new Set()).add(id);
+    return joined;
   }
 
   /** Every reply so far, values and errors, in arrival order. */

@@ -18,11 +18,15 @@ export type CompletedBy = 'all' | 'quorum' | 'until' | 'stall' | 'timeout';
  *   cluster, a master that just took over, a subscription lost): it never got the request;
  * - `draining`: as `not-counted`, for an instance that announced it is shutting down (it stopped
  *   taking new requests);
+ * - `joining`: it announced itself after Redis counted the request's receivers, and the count has
+ *   room for it (more receivers than finished or named): it most likely received the request, and
+ *   the request did not wait for it (one that subscribed after the PUBLISH looks the same to the
+ *   caller as one that froze between subscribing and announcing itself);
  * - `redis-unanswered`: Redis did not answer (the request's PUBLISH had not returned, or this caller's
  *   PUBLISHes had been waiting on Redis for a quarter of `livenessTimeout` or more when the request
  *   timed out): nothing is known of the instance; the fault is Redis's.
  */
-export type MissingReason = 'silent' | 'unreachable' | 'left' | 'timeout' | 'stall' | 'not-counted' | 'draining' | 'redis-unanswered';
+export type MissingReason = 'silent' | 'unreachable' | 'left' | 'timeout' | 'stall' | 'not-counted' | 'draining' | 'joining' | 'redis-unanswered';
 
 /**
  * Whether Redis answered: `'answered'` when the request's PUBLISH returned a receiver count and

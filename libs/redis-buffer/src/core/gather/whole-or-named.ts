@@ -14,6 +14,11 @@ export interface Unfinished {
   readonly newcomers: ReadonlySet<string> | undefined;
   /** Whom the caller knew serves the pattern: the awaited set, or the view's best knowledge. */
   readonly known: ReadonlySet<string> | undefined;
+  /**
+   * Members the view holds now that serve the pattern and are not in `known`: they announced
+   * themselves after Redis's count (see `Gatherer.result`).
+   */
+  readonly joined?: ReadonlySet<string> | undefined;
   /** Instances that started answering and are not done. */
   readonly startedUnfinished: Iterable<string>;
   /** Tells, per instance, whether it finished or was accounted for, and whether an exchange vouches for it. */
@@ -54,6 +59,17 @@ export function nameMissing(request: Unfinished): { missing: string[]; missingRe
       if (request.judge.isSettled(id) || reasons[id] !== undefined) continue;
       reasons[id] = fallback;
       uncounted--;
+    }
+    // Then one that announced itself only after the count (it froze between subscribing and its
+    // hello, say): a counted receiver that did not answer is more likely it than an observer.
+    // Vouched ones first; the count bounds how many are named either way.
+    for (const vouched of [true, false]) {
+      for (const id of request.joined ?? []) {
+        if (uncounted <= 0) break;
+        if (request.judge.isVouched(id) !== vouched || request.judge.isSettled(id) || reasons[id] !== undefined) continue;
+        reasons[id] = 'joining';
+        uncounted--;
+      }
     }
   }
   const missing = Object.keys(reasons);

@@ -84,9 +84,12 @@ export class Liveness {
       // Redis has not answered this member's last ping yet: no judgement either way.
       if (member.pingInFlight) continue;
       const outstanding = member.pingSentAt !== undefined && member.lastHeard < member.pingSentAt;
-      if (outstanding && now - member.pingSentAt! >= this.livenessTimeout - quarter) {
+      // Judged at the third round after the ping went out: Redis delivered it at least five
+      // eighths of the bound ago (its PUBLISH may take a moment to return; a slower Redis delays
+      // the judgement by a round).
+      if (outstanding && now - member.pingSentAt! >= this.livenessTimeout - quarter - quarter / 2) {
         this.markSilent(id, member);
-      } else if (outstanding ? now - member.lastPingAt >= quarter : now - member.lastHeard >= quarter) {
+      } else if (outstanding ? now - member.lastPingAt >= quarter : now - member.lastHeard >= 2 * quarter) {
         // Repeated while unanswered: a process killed right after the first ping reached it is then
         // found gone (nobody on its direct channel) rather than taken for frozen.
         this.sendPing(id, member, !outstanding);

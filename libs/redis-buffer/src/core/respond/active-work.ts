@@ -2,6 +2,11 @@ import type { Subscription } from 'rxjs';
 import type { Clock } from '../clock.js';
 import { ConcurrencyLimiter } from './concurrency-limiter.js';
 
+/** One handler run (a request's `HandlerRun`, an event's token): when it started, set by `ActiveWork.start`. */
+export interface Work {
+  startedAt: number;
+}
+
 /**
  * What an instance is handling now: each request (its `HandlerRun`) and event (a token) with the
  * handler's stream subscription once there is one, and the limiter that queues what has no slot.
@@ -9,9 +14,10 @@ import { ConcurrencyLimiter } from './concurrency-limiter.js';
  */
 export class ActiveWork {
   readonly limiter: ConcurrencyLimiter;
-  private readonly running = new Map<object, Subscription | undefined>();
-  // What ran at the last `stillRunningSinceLast()`.
-  private noted: object[] = [];
+  // In start order (a Map keeps insertion order): the first is the one running longest.
+  private readonly running = new Map<Work, Subscription | undefined>();
+  /** Told when work starts while nothing ran (the instance's beats wait for that). */
+  becameBusy: (() => void) | undefined;
 
   constructor(maxConcurrent: number, maxQueued: number) {
     this.limiter = new ConcurrencyLimiter(maxConcurrent, maxQueued, () => this.running.size);
@@ -22,29 +28,28 @@ export class ActiveWork {
     return this.running.size;
   }
 
-  /** `work` has started. */
-  start(work: object): void {
+  /** `work` has started, at `now`. */
+  start(work: Work, now: number): void {
+    work.startedAt = now;
+    const wasIdle = this.running.size === 0;
     this.running.set(work, undefined);
+    if (wasIdle) this.becameBusy?.();
   }
 
   /** `work`'s handler stream is still open once subscribed (a run already let go is not tracked again). */
-  readonly track = (work: object, subscription: Subscription): void => {
+  readonly track = (work: Work, subscription: Subscription): void => {
     if (this.running.has(work)) this.running.set(work, subscription);
   };
 
   /** `work` is over: its slot goes to the next queued task. */
-  readonly done = (work: object): void => {
+  readonly done = (work: Work): void => {
     if (this.running.delete(work)) this.limiter.pump();
   };
 
-  /**
-   * Whether something that was running at the previous call still runs (a handler running for at
-   * least the interval between calls); notes what runs now for the next call.
-   */
-  stillRunningSinceLast(): boolean {
-    const long = this.noted.some((work) => this.running.has(work));
-    this.noted = [...this.running.keys()];
-    return long;
+  /** When the handler running longest started; `undefined` when none runs. */
+  oldestStart(): number | undefined {
+    for (const work of this.running.keys()) return work.startedAt;
+    return undefined;
   }
 
   /** Resolves once nothing runs or is queued, or at `deadline` (by `clock`). */
@@ -58,7 +63,7 @@ export class ActiveWork {
   }
 
   /** Hands every run still going to `stop`, ends its stream, and forgets it. */
-  stopRunning(stop: (work: object) => void): void {
+  stopRunning(stop: (work: Work) => void): void {
     for (const [work, subscription] of [...this.running]) {
       stop(work);
       subscription?.unsubscribe();

@@ -2,6 +2,7 @@ import { isObservable, type Subscription } from 'rxjs';
 import type { BufferLogger } from '../logger.js';
 import type { BufferTelemetry } from '../telemetry/telemetry.js';
 import type { EventEnvelope } from '../wire/envelope.js';
+import type { Work } from './active-work.js';
 
 /** What every event run of one responder shares. */
 export interface EventRunHost<C> {
@@ -10,11 +11,11 @@ export interface EventRunHost<C> {
   /** Runs `handler` inside whatever runs around handlers (Nest's processing hooks). */
   around(context: C, handler: (runEnd: () => void) => Promise<void>): Promise<void>;
   /** Told once the run has started (`token` stands for it). */
-  start(token: object): void;
+  start(token: Work): void;
   /** Told of its stream still open once subscribed. */
-  track(token: object, subscription: Subscription): void;
+  track(token: Work, subscription: Subscription): void;
   /** Told once when the run is over. */
-  done(token: object): void;
+  done(token: Work): void;
 }
 
 /**
@@ -23,7 +24,7 @@ export interface EventRunHost<C> {
  */
 export function runEvent<C>(host: EventRunHost<C>, handler: (data: unknown, context: C) => unknown, envelope: EventEnvelope, channel: string, context: C): void {
   const trace = host.telemetry.startProcess('event', envelope.pattern, channel, envelope.id, envelope.from, envelope.headers);
-  const token = {};
+  const token: Work = { startedAt: 0 };
   let failed: string | undefined;
   let settled = false;
   const settle = (): void => {

@@ -43,7 +43,7 @@ export class HandlerInvoker<C> {
       telemetry,
       logger,
       around: (context, handler) => this.around(context, handler),
-      start: (token) => work.start(token),
+      start: (token) => work.start(token, settings.clock.now()),
       track: work.track,
       done: work.done,
     };
@@ -60,7 +60,7 @@ export class HandlerInvoker<C> {
     const context = this.contextFor(envelope, channel, deadline);
     const trace = this.telemetry.startProcess('request', envelope.pattern, channel, envelope.id, envelope.from, envelope.headers);
     const run = new HandlerRun(this.runHost!, envelope, deadline, trace);
-    this.work.start(run);
+    this.work.start(run, this.settings.clock.now());
     if (trace === undefined && this.runAround?.active() !== true) {
       // Nothing to run around the handler (no hook, no span): call it and take its result, with no
       // wrapper promise per request.

@@ -3,6 +3,7 @@ import type { Coalescer } from '../bus/coalescer.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { RequestEnvelope } from '../wire/envelope.js';
 import type { BufferTelemetry, ProcessTrace } from '../telemetry/telemetry.js';
+import type { Work } from './active-work.js';
 import type { ReplyDelivery } from './reply-resend.js';
 import { ReplyWriter } from './reply-writer.js';
 
@@ -28,7 +29,9 @@ export interface HandlerRunHost {
  * It is its request's `ReplyWriter` by inheritance, so a request costs one object rather than a
  * writer, a run and closures.
  */
-export class HandlerRun extends ReplyWriter {
+export class HandlerRun extends ReplyWriter implements Work {
+  /** When it started (see `ActiveWork.start`): the instance beats while one has run a while. */
+  startedAt = 0;
   /** The end hook of whatever ran around the handler (Nest's processing hooks), when one did. */
   endHook: (() => void) | undefined;
   private expiry: TimerHandle | undefined;

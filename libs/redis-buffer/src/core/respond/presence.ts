@@ -11,6 +11,13 @@ import { IdClaim, TAKEOVER_AFTER } from './id-claim.js';
 /** A shared ping arriving this soon after the last shared pong is answered by that pong (docs/protocol.md, "Shared pongs"). */
 export const SHARED_PONG_WINDOW_MS = 100;
 
+/** What beats read of the instance's work (see `Presence.beatWhileBusy`). */
+export interface BusySource {
+  /** When the handler running longest started; `undefined` when none runs. */
+  oldestStart(): number | undefined;
+  connected(): boolean;
+}
+
 /** What an instance's presence needs from its responder. */
 export interface PresenceHost {
   readonly instanceId: string;
@@ -51,6 +58,7 @@ export class Presence {
   private lastSharedPong = Number.NEGATIVE_INFINITY;
   private beatTimer: TimerHandle | undefined;
   private beats = 0;
+  private busy: BusySource | undefined;
 
   constructor(private readonly host: PresenceHost) {
     this.claim = new IdClaim(host.instanceId, this.incarnation, host.channels, host.clock, host.livenessTimeout);
@@ -160,25 +168,50 @@ export class Presence {
   stopBeating(): void {
     if (this.beatTimer !== undefined) this.host.clock.clearTimer(this.beatTimer);
     this.beatTimer = undefined;
+    this.busy = undefined;
   }
 
   /**
-   * While a handler has been running for a fifth of `livenessTimeout` or more (callers waiting on
-   * this instance would soon ping it), publishes a pong on the members channel every fifth of
-   * `livenessTimeout`: a sign of life every caller hears, so that none of them pings it.
+   * Beats while a handler has run for a fifth of `livenessTimeout`: a pong on the members channel
+   * when the longest-running handler reaches that age, then every two fifths while one that old
+   * runs (a shared pong counts as one). Every caller hears it, so none of them pings this instance:
+   * callers ping one not heard from for half of `livenessTimeout`, and their first liveness round
+   * for a request comes a quarter after they sent it, after the first beat.
    */
-  beatWhileBusy(busyLong: () => boolean, connected: () => boolean): void {
+  beatWhileBusy(busy: BusySource): void {
+    this.busy = busy;
+    if (busy.oldestStart() !== undefined) this.wakeBeats();
+  }
+
+  /** Work started while nothing ran: the first beat is due a fifth of `livenessTimeout` from now. */
+  wakeBeats(): void {
+    if (this.busy === undefined || this.beatTimer !== undefined) return;
+    this.beatTimer = this.host.clock.setTimer(this.beatTick, this.host.livenessTimeout / 5);
+  }
+
+  private readonly beatTick = (): void => {
+    this.beatTimer = undefined;
+    const busy = this.busy;
+    const since = busy?.oldestStart();
+    // Idle: the next work to start wakes the beats again.
+    if (busy === undefined || since === undefined) return;
     const { clock, livenessTimeout } = this.host;
-    const tick = (): void => {
-      if (busyLong() && connected()) {
+    const now = clock.now();
+    const every = (2 * livenessTimeout) / 5;
+    // A caller's first round for the longest-running handler's request needs a sign from after
+    // that handler started; every later one, a sign less than half a liveness bound old.
+    const due = this.lastSharedPong >= since ? this.lastSharedPong + every : since + livenessTimeout / 5;
+    let next = due - now;
+    if (next <= 0) {
+      if (busy.connected()) {
         const pong: PongEnvelope = { v: 1, kind: 'pong', id: `beat${this.beats++}`, from: this.host.instanceId, inc: this.incarnation };
-        this.lastSharedPong = clock.now();
+        this.lastSharedPong = now;
         void this.publish(this.host.channels.members(), encodeEnvelope(pong)).catch(() => undefined);
       }
-      this.beatTimer = clock.setTimer(tick, livenessTimeout / 5);
-    };
-    this.beatTimer = clock.setTimer(tick, livenessTimeout / 5);
-  }
+      next = every;
+    }
+    this.beatTimer = clock.setTimer(this.beatTick, next);
+  };
 
   private hello(id: string, draining: boolean): HelloEnvelope {
     const hello: HelloEnvelope = { v: 1, kind: 'hello', id, from: this.host.instanceId, inc: this.incarnation, ...this.order(), patterns: this.host.patterns(), events: this.host.events() };

@@ -105,6 +105,7 @@ export class Responder<C = MessageContext> {
       stampMembership: this.options.signingKeys.length > 0,
     });
     this.work = new ActiveWork(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers);
+    this.work.becameBusy = () => this.presence.wakeBeats();
     this.early = new StartupHold(this.options.maxQueuedHandlers);
     const telemetry = (this.telemetry = new BufferTelemetry('server', this.options.namespace, this.options.instanceId, redisServerAddress(this.options)));
     this.resend = new ReplyResend(this.clock, () => this.bus?.status === 'connected', laterTurn(this.clock), this.stats, this.badInput);
@@ -222,7 +223,7 @@ export class Responder<C = MessageContext> {
       await this.presence.noticeTakeover();
       await this.presence.announce();
       this.presence.watchForThaw(() => this.bus?.status === 'connected');
-      this.presence.beatWhileBusy(() => this.work.stillRunningSinceLast(), () => this.bus?.status === 'connected');
+      this.presence.beatWhileBusy({ oldestStart: () => this.work.oldestStart(), connected: () => this.bus?.status === 'connected' });
       this.logger.log(`Instance "${this.instanceId}" listening on ${this.workChannels.length + 1} channels in namespace "${this.options.namespace}".`);
     } catch (error) {
       if (endsStartUp(error)) {
