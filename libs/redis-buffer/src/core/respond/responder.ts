@@ -23,7 +23,8 @@ import { ReplyWriter } from './reply-writer.js';
 import { emptyResponderStats, responderCounters, responderGauges, type ResponderStats } from './responder-stats.js';
 import { within } from '../async/bounded-wait.js';
 import { InboundRoutes, type EventRoute, type RequestRoute } from './inbound-routes.js';
-import type { ResponderHandler, ResponderSeams, ResponderState } from './responder-seams.js';
+import { checkSeams } from '../option-checks.js';
+import { RESPONDER_SEAM_KEYS, type ResponderHandler, type ResponderSeams, type ResponderState } from './responder-seams.js';
 
 export type { ResponderHandler, ResponderSeams, ResponderState, RunAround } from './responder-seams.js';
 
@@ -84,6 +85,7 @@ export class Responder<C = MessageContext> {
 
   constructor(options: BufferOptions = {}, seams: ResponderSeams<C> = {}) {
     this.options = resolveBufferOptions(options);
+    checkSeams(seams, RESPONDER_SEAM_KEYS);
     this.clock = seams.clock ?? systemClock;
     this.logger = seams.logger ?? console;
     this.pendingBus = seams.bus;
