@@ -11,7 +11,7 @@ import { BufferClient } from 'nestjs-redis-buffer';
 import type { InstanceProcess } from '../support/instances.js';
 import { sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
-import { waitFor } from '../support/durable.js';
+import { report, waitFor } from '../support/durable.js';
 import { startWorker, keyViolations, readLogs, runsOf, type Outage } from './worker-log.js';
 
 const CLAIM_IDLE = 1000;
@@ -69,7 +69,7 @@ describe('durable: a consumer frozen past claimIdle', () => {
     const stats = Object.fromEntries(lines.filter((line) => line.e === 'closed').map((line) => [line.c, line.stats!]));
     const f1 = stats.f1!;
     const mine = runs.filter((run) => run.consumer === 'f1');
-    process.stdout.write(`DURABLE freeze ${JSON.stringify({ f1, f2: stats.f2, f1Runs: mine.length })}\n`);
+    report('freeze', { f1, f2: stats.f2, f1Runs: mine.length });
     // The runs frozen mid-handler finished after the thaw; the claimer had taken their entries.
     expect(f1.lateAcksRefused).toBeGreaterThanOrEqual(1);
     // The counters say what the logs say.

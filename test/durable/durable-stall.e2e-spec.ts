@@ -8,7 +8,7 @@ import { BufferClient } from 'nestjs-redis-buffer';
 import type { InstanceProcess } from '../support/instances.js';
 import { sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
-import { waitFor } from '../support/durable.js';
+import { report, waitFor } from '../support/durable.js';
 import { startWorker, readLogs, runsOf } from './worker-log.js';
 
 const CLAIM_IDLE = 1000;
@@ -58,7 +58,7 @@ describe('durable: no stall behind an orphaned head entry', () => {
     expect(head.attempt).toBe(2);
     // w1 renewed the head at most claimIdle / 3 before it died, so it is claimable at most
     // claimIdle after the kill, and w2 must take it within claimInterval of that.
-    process.stdout.write(`DURABLE stall ${JSON.stringify({ headStartedAfterKill: head.start - killedAt, lastDoneAfterKill: runs[19]!.end! - killedAt })}\n`);
+    report('stall', { headStartedAfterKill: head.start - killedAt, lastDoneAfterKill: runs[19]!.end! - killedAt });
     expect(head.start - killedAt).toBeLessThanOrEqual(CLAIM_IDLE + CLAIM_INTERVAL);
     // The 19 others follow at once (two scripts each).
     expect(runs[19]!.end! - head.start).toBeLessThanOrEqual(1000);

@@ -145,6 +145,57 @@ describe('observability: traces, metrics and health', () => {
     }
   }, 30_000);
 
+  it('a topic gather, event and durable entry keep the topic in messaging.destination.name on both sides, with the wildcard binding in messaging.destination.subscription.name', async () => {
+    const gathered = await client.gather<string>('otel.topic.a', null);
+    expect(gathered).toMatchObject({ completedBy: 'all', expected: 3, missing: [] });
+    expect(gathered.replies.map((reply) => reply.data)).toEqual(['otel.topic.a', 'otel.topic.a', 'otel.topic.a']);
+    expect(await lastValue(client.emit('otel.feed.x.y', null))).toBe(3);
+    const entryId = await client.durable.publish('otel.jobs.b', { n: 1 });
+    const send = (name: string): SpanRecord => telemetry.spans().find((span) => span.name === name)!;
+    const producers = { request: send('send otel.topic.a'), event: send('send otel.feed.x.y'), durable: send('send otel.jobs.b') };
+    for (const [kind, span] of Object.entries(producers)) {
+      expect(span).toMatchObject({ kind: SpanKind.PRODUCER, attributes: expect.objectContaining({ 'messaging.destination.name': span.name.slice('send '.length), 'nestjs_redis_buffer.kind': kind }) });
+      // The caller named a topic; which bindings took it is the instances' side.
+      expect(span.attributes['messaging.destination.subscription.name']).toBeUndefined();
+    }
+    const expected = [
+      { producer: producers.request, name: 'process otel.topic.a', destination: 'otel.topic.a', binding: 'otel.topic.*' },
+      { producer: producers.event, name: 'process otel.feed.x.y', destination: 'otel.feed.x.y', binding: 'otel.feed.>' },
+      { producer: producers.durable, name: 'process otel.jobs.b', destination: 'otel.jobs.b', binding: 'otel.jobs.*' },
+    ];
+    let handlers: Array<SpanRecord & { on: string }> = [];
+    for (const deadline = Date.now() + 10_000; handlers.length < 9 && Date.now() < deadline; await sleep(100)) {
+      const perInstance = await client.gather<SpanRecord[]>('otel.spans', null);
+      handlers = perInstance.replies.flatMap((reply) => reply.data.filter((span) => expected.some((one) => one.producer.traceId === span.traceId)).map((span) => ({ ...span, on: reply.instanceId })));
+    }
+    expect(handlers).toHaveLength(9);
+    for (const { producer, name, destination, binding } of expected) {
+      const runs = handlers.filter((span) => span.traceId === producer.traceId);
+      expect(runs.map((span) => span.on).sort()).toEqual(['t1', 't2', 't3']);
+      for (const span of runs) {
+        expect(span).toMatchObject({ name, kind: SpanKind.CONSUMER, parentSpanId: producer.spanId, attributes: expect.objectContaining({ 'messaging.destination.name': destination, 'messaging.destination.subscription.name': binding }) });
+      }
+    }
+    // The entry's id in its binding's stream (each stream numbers its own entries; publish() returns the topic stream's).
+    expect(entryId).toMatch(/^\d+-\d+$/);
+    expect(handlers.find((span) => span.name === 'process otel.jobs.b')!.attributes).toMatchObject({ 'messaging.message.id': expect.stringMatching(/^\d+-\d+$/), 'messaging.consumer.group.name': expect.stringMatching(/^otel-jobs-t\d$/) });
+    const onT1 = (await client.gather<MetricPoint[]>('otel.metrics', null, { to: 't1' })).replies[0]!.data;
+    // The process duration by topic and by binding; never a wildcard as a destination.
+    expect(total(onT1, 'messaging.process.duration', { 'messaging.destination.name': 'otel.topic.a', 'messaging.destination.subscription.name': 'otel.topic.*', 'messaging.operation.type': 'process' })).toBe(1);
+    expect(total(onT1, 'messaging.process.duration', { 'messaging.destination.name': 'otel.jobs.b', 'messaging.destination.subscription.name': 'otel.jobs.*', 'messaging.consumer.group.name': 'otel-jobs-t1' })).toBe(1);
+    expect(onT1.filter((point) => /[*>]/.test(String(point.attributes['messaging.destination.name'] ?? '')))).toEqual([]);
+    // A wildcard group's series: its binding and group, no destination (its stream holds many topics).
+    let lag: MetricPoint[] = [];
+    // The backlog is sampled every claimInterval: wait for the first sample.
+    for (const deadline = Date.now() + 15_000; lag.length === 0 && Date.now() < deadline; await sleep(250)) {
+      const now = (await client.gather<MetricPoint[]>('otel.metrics', null, { to: 't1' })).replies[0]!.data;
+      lag = points(now, 'nestjs_redis_buffer.durable.lag', { 'messaging.destination.subscription.name': 'otel.jobs.*' });
+    }
+    expect(lag).toEqual([expect.objectContaining({ attributes: expect.objectContaining({ 'messaging.consumer.group.name': 'otel-jobs-t1' }) })]);
+    expect(lag[0]!.attributes['messaging.destination.name']).toBeUndefined();
+    expect(points(onT1, 'nestjs_redis_buffer.durable.dead_letters', { 'messaging.destination.subscription.name': 'otel.durable', 'messaging.destination.name': 'otel.durable', 'messaging.consumer.group.name': 'otel-t1' })).toEqual([expect.objectContaining({ value: 0 })]);
+  }, 30_000);
+
   it('a refusal is an error on both sides: the instance\'s span and the caller\'s, in the same trace, and in the process duration', async () => {
     const refused = await client.gather('fail.never.registered', null, { to: 't1' });
     expect(refused.errors).toEqual([expect.objectContaining({ refused: true, error: expect.objectContaining({ code: 'BUFFER_NO_HANDLER' }) })]);
@@ -213,8 +264,12 @@ describe('observability: traces, metrics and health', () => {
       await lastValue(counter.emit('dual', 'x'));
       const mine = { 'nestjs_redis_buffer.instance.id': 'otel-counter' };
       const caller = await telemetry.metrics();
-      // The histograms carry the namespace and instance id too, as every series does.
-      expect(total(caller, 'messaging.client.operation.duration', { ...mine, 'nestjs_redis_buffer.namespace': namespace, 'messaging.destination.name': 'echo', 'nestjs_redis_buffer.completed_by': 'all' })).toBe(10);
+      // The histograms carry the namespace and instance id too, as every series does, and the
+      // conventions' attributes of an operation duration: operation name and type, the server.
+      const server = new URL(redis.url);
+      const durations = { ...mine, 'nestjs_redis_buffer.namespace': namespace, 'messaging.destination.name': 'echo', 'nestjs_redis_buffer.completed_by': 'all' };
+      expect(total(caller, 'messaging.client.operation.duration', durations)).toBe(10);
+      expect(total(caller, 'messaging.client.operation.duration', { ...durations, 'messaging.system': 'redis', 'messaging.operation.name': 'send', 'messaging.operation.type': 'send', 'server.address': server.hostname, 'server.port': Number(server.port) })).toBe(10);
       expect(total(caller, 'nestjs_redis_buffer.requests.completed', { ...mine, 'nestjs_redis_buffer.completed_by': 'all' })).toBe(10);
       expect(total(caller, 'nestjs_redis_buffer.connection.up', mine)).toBe(1);
       expect(total(caller, 'nestjs_redis_buffer.request.expected', { 'messaging.destination.name': 'echo' })).toBe(10);
@@ -233,11 +288,15 @@ describe('observability: traces, metrics and health', () => {
       expect(perInstance.replies).toHaveLength(3);
       for (const reply of perInstance.replies) {
         const theirs = { 'nestjs_redis_buffer.instance.id': reply.instanceId, 'nestjs_redis_buffer.namespace': namespace, 'messaging.operation.name': 'process' };
-        expect(total(reply.data, 'messaging.process.duration', { ...theirs, 'messaging.destination.name': 'echo', 'nestjs_redis_buffer.kind': 'request' })).toBe(10);
+        expect(total(reply.data, 'messaging.process.duration', { ...theirs, 'messaging.destination.name': 'echo', 'messaging.destination.subscription.name': 'echo', 'messaging.operation.type': 'process', 'server.port': Number(new URL(redis.url).port), 'nestjs_redis_buffer.kind': 'request' })).toBe(10);
         // This test's event and the earlier tracing test's.
         expect(total(reply.data, 'messaging.process.duration', { ...theirs, 'messaging.destination.name': 'dual', 'nestjs_redis_buffer.kind': 'event' })).toBe(2);
         for (const code of ['BUFFER_EXPIRED', 'BUFFER_NO_HANDLER', 'BUFFER_OVERLOADED', 'BUFFER_SHUTTING_DOWN', 'BUFFER_BAD_REQUEST', 'BUFFER_UNSUPPORTED_VERSION']) {
           expect(points(reply.data, 'nestjs_redis_buffer.refusals', { 'error.type': code })).toHaveLength(1);
+        }
+        // Every drop and loss counter is reported from 0, before the first one happens.
+        for (const name of ['nestjs_redis_buffer.messages.forged', 'nestjs_redis_buffer.messages.replayed', 'nestjs_redis_buffer.replies.resent', 'nestjs_redis_buffer.replies.publish_failures', 'nestjs_redis_buffer.deliveries.repeated', 'nestjs_redis_buffer.durable.late_acks_refused', 'nestjs_redis_buffer.durable.forged']) {
+          expect({ name, points: points(reply.data, name, { 'nestjs_redis_buffer.instance.id': reply.instanceId }) }).toEqual({ name, points: [expect.objectContaining({ value: 0 })] });
         }
         expect(total(reply.data, 'nestjs_redis_buffer.handlers.in_flight')).toBe(1); // the otel.metrics handler itself
       }

@@ -48,7 +48,7 @@ export {
 export type { BusStatus } from './core/bus/redis-bus.js';
 export { MessageSigner, type SignatureStamp } from './core/wire/signing.js';
 export type { RequesterStats } from './core/gather/requester.js';
-export { DURABLE_DEFAULTS, resolveDurableOptions, resolveDurableHandlerOptions, type DurableOptions, type DurableHandlerOptions, type DurablePublishOptions, type ResolvedDurableOptions } from './core/durable/durable-options.js';
+export { DURABLE_DEFAULTS, resolveDurableOptions, resolveDurableHandlerOptions, type DurableOptions, type DurableHandlerOptions, type DurablePublishOptions, type DeadLetterPageOptions, type DeadLetterIterationOptions, type ResolvedDurableOptions } from './core/durable/durable-options.js';
 export { DurablePublisher } from './core/durable/durable-publisher.js';
 export { DurableConsumer, type DurableBacklog, type DurableConsumerStats, type DurableDelivery, type DurableRun, type DurableSubscription } from './core/durable/durable-consumer.js';
 export { durableMetrics } from './core/durable/durable-metrics.js';

@@ -1,5 +1,9 @@
 import { InvalidOptionsError } from '../src/core/errors/invalid-options.error.js';
 import { BUFFER_DEFAULTS, resolveBufferOptions, resolveCallOptions } from '../src/core/options.js';
+import { resolveDurableHandlerOptions, resolveDurableOptions } from '../src/core/durable/durable-options.js';
+import { DurablePublisher } from '../src/core/durable/durable-publisher.js';
+import { Caller } from '../src/core/gather/caller.js';
+import { Responder } from '../src/core/respond/responder.js';
 
 describe('options', () => {
   it('fills every default from one place', () => {
@@ -99,6 +103,38 @@ describe('options', () => {
       rejects(() => resolveBufferOptions({ cluster: { nodes: [7000], option: {} } as never }), 'cluster.option', /did you mean "cluster.options"\?/);
       rejects(() => resolveBufferOptions({ durable: { grup: 'g' } as never }), 'durable.grup', /did you mean "durable.group"\?/);
       rejects(() => resolveBufferOptions({ durable: { handlers: { job: { maxAttempt: 2 } as never } } }), 'durable.handlers.job.maxAttempt', /did you mean "durable.handlers.job.maxAttempts"\?/);
+    });
+
+    it('throws for a misspelt signing, liveness or durable header-filter option, naming the nearest one', () => {
+      rejects(() => resolveBufferOptions({ signingKeys: 'k'.repeat(32) } as never), 'signingKeys', /did you mean "signingKey"\?/);
+      rejects(() => resolveBufferOptions({ maxClockSkw: 5000 } as never), 'maxClockSkw', /did you mean "maxClockSkew"\?/);
+      rejects(() => resolveBufferOptions({ replyToAnyChanel: true } as never), 'replyToAnyChanel', /did you mean "replyToAnyChannel"\?/);
+      rejects(() => resolveBufferOptions({ durable: { handlers: { 'job.*': { header: { region: 'eu' } } as never } } }), 'durable.handlers.job.*.header', /did you mean "durable.handlers.job.\*.headers"\?/);
+      rejects(() => resolveDurableHandlerOptions(resolveDurableOptions(), { header: { region: 'eu' } } as never), 'header', /did you mean "headers"\?/);
+      // TLS settings are ioredis's own (`redis: { tls }`, or a rediss:// URL): not a key of these options.
+      rejects(() => resolveBufferOptions({ tls: {} } as never), 'tls', /is not an option/);
+    });
+
+    it('throws for a misspelt seam of a Responder or Caller (the Nest-free API), before any connection is made', () => {
+      rejects(() => new Responder({}, { loger: console } as never), 'seams.loger', /did you mean "seams.logger"\?/);
+      rejects(() => new Responder({}, { runaround: undefined } as never), 'seams.runaround', /did you mean "seams.runAround"\?/);
+      rejects(() => new Caller({}, { clok: undefined } as never), 'seams.clok', /did you mean "seams.clock"\?/);
+    });
+
+    it('rejects a misspelt per-call option of emit, durable.deadLetters and durable.eachDeadLetter, before any connection is made', async () => {
+      const caller = new Caller({ redis: 'redis://127.0.0.1:1', connectTimeout: 100 });
+      try {
+        await expect(caller.emit('x', null, { header: {} } as never)).rejects.toMatchObject({ name: 'InvalidOptionsError', option: 'header', message: expect.stringMatching(/did you mean "headers"\?/) });
+      } finally {
+        await caller.close();
+      }
+      const durable = new DurablePublisher(resolveBufferOptions({ redis: 'redis://127.0.0.1:1', connectTimeout: 100 }));
+      await expect(durable.deadLetters('job', 'g', { limit: 10 } as never)).rejects.toMatchObject({ name: 'InvalidOptionsError', option: 'limit', message: expect.stringMatching(/is not an option \(known: count, after\)/) });
+      await expect(durable.deadLetters('job', 'g', { cout: 10 } as never)).rejects.toMatchObject({ option: 'cout', message: expect.stringMatching(/did you mean "count"\?/) });
+      await expect(durable.deadLetters('job', 'g', { count: 0 })).rejects.toMatchObject({ option: 'count', message: expect.stringMatching(/positive integer/) });
+      await expect(durable.deadLetters('job', 'g', { after: 'last' })).rejects.toMatchObject({ option: 'after', message: expect.stringMatching(/id of a dead letter/) });
+      await expect(durable.eachDeadLetter('job', 'g', { pagesize: 10 } as never).next()).rejects.toMatchObject({ option: 'pagesize', message: expect.stringMatching(/did you mean "pageSize"\?/) });
+      await durable.close();
     });
 
     it('accepts every documented key', () => {

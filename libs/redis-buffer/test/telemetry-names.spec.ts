@@ -69,10 +69,15 @@ describe('durable group metrics', () => {
       const telemetry = new BufferTelemetry('server', 'shop', 'api-1');
       // What a consumer reports, as its backlog sampler and entry runner leave it.
       const group = { pattern: 'order.placed', group: 'billing', retried: 2, deadLettered: 1 };
+      // A group bound to a wildcard: its stream holds entries of every topic the binding matched.
+      const wildcard = { pattern: 'order.*', group: 'audit', retried: 0, deadLettered: 0 };
       const consumer = {
         stats: { received: 0, runs: 0, handled: 0, failed: 0, retried: 2, deadLettered: 1, claimed: 0, lateAcksRefused: 0, duplicatesRun: 0, filtered: 7 },
-        backlog: [{ pattern: 'order.placed', stream: 'shop:durable:{order.placed}', group: 'billing', lag: 12, pending: 3, oldestPendingAgeMs: 4500, sampledAt: 0 }],
-        groups: [group],
+        backlog: [
+          { pattern: 'order.placed', stream: 'shop:durable:{order.placed}', group: 'billing', lag: 12, pending: 3, oldestPendingAgeMs: 4500, sampledAt: 0 },
+          { pattern: 'order.*', stream: 'shop:durable:{order.*}', group: 'audit', lag: 0, pending: 0, oldestPendingAgeMs: 0, sampledAt: 0 },
+        ],
+        groups: [group, wildcard],
       } as unknown as DurableConsumer;
       // Registered before the API is attached, as a transport does when listen() finds durable handlers first.
       telemetry.observe(durableMetrics(consumer));
@@ -89,13 +94,19 @@ describe('durable group metrics', () => {
       });
       // Entries a handler's header filter left out, acknowledged unrun.
       expect(points.get('nestjs_redis_buffer.durable.filtered')).toMatchObject({ unit: '{message}', point: { value: 7 } });
-      expect(points.get(DURABLE_METRIC.lag)!.point.attributes).toEqual({
-        'messaging.system': 'redis',
-        'nestjs_redis_buffer.namespace': 'shop',
-        'nestjs_redis_buffer.instance.id': 'api-1',
-        'messaging.destination.name': 'order.placed',
-        'messaging.consumer.group.name': 'billing',
-      });
+      const common = { 'messaging.system': 'redis', 'nestjs_redis_buffer.namespace': 'shop', 'nestjs_redis_buffer.instance.id': 'api-1' };
+      // The destination is what publishers name: an exact group's pattern; a wildcard group has its
+      // binding as the subscription only, on every group series alike.
+      for (const name of Object.values(DURABLE_METRIC)) {
+        const metric = resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics).find((one) => one.descriptor.name === name)!;
+        expect({ name, attributes: metric.dataPoints.map((point) => point.attributes) }).toEqual({
+          name,
+          attributes: [
+            { ...common, 'messaging.destination.name': 'order.placed', 'messaging.destination.subscription.name': 'order.placed', 'messaging.consumer.group.name': 'billing' },
+            { ...common, 'messaging.destination.subscription.name': 'order.*', 'messaging.consumer.group.name': 'audit' },
+          ],
+        });
+      }
     } finally {
       await provider.shutdown();
     }

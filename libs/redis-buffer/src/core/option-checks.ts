@@ -47,6 +47,12 @@ export function rejectUnknownKeys(options: object, known: Readonly<Record<string
   }
 }
 
+/** Checks the seams a `Responder` or `Caller` is given (their second argument) as options are checked: `seams.<key>`. */
+export function checkSeams(seams: unknown, known: Readonly<Record<string, true>>): void {
+  if (typeof seams !== 'object' || seams === null) throw new InvalidOptionsError('seams', 'must be an object');
+  rejectUnknownKeys(seams, known, 'seams.');
+}
+
 /** The known key closest to `key` by edit distance (case-insensitive), when close enough to be a typo. */
 function nearestKey(key: string, known: readonly string[]): string | undefined {
   let best: string | undefined;

@@ -39,7 +39,7 @@ export async function startDurableHandlers(host: DurableHost): Promise<DurableCo
       options: resolveDurableHandlerOptions(host.options.durable, extras.options, extras.pattern),
       run: async (delivery) => {
         const context = new DurableContext(delivery);
-        const trace = host.telemetry?.startProcess('durable', delivery.pattern, delivery.group, delivery.entryId, delivery.from ?? '', delivery.headers);
+        const trace = host.telemetry?.startProcess('durable', delivery.pattern, delivery.binding, delivery.group, delivery.entryId, delivery.from ?? '', delivery.headers);
         let failed: string | undefined;
         try {
           await (host.telemetry?.runInContext(trace, run) ?? run());

@@ -1,4 +1,5 @@
-import { DURABLE_METRIC } from '../telemetry/metric-names.js';
+import { ATTR, DURABLE_METRIC } from '../telemetry/metric-names.js';
+import { isWildcardPattern } from '../wire/topic.js';
 import type { ObservedSeries } from '../telemetry/telemetry.js';
 import type { DurableConsumer } from './durable-consumer.js';
 
@@ -6,10 +7,22 @@ import type { DurableConsumer } from './durable-consumer.js';
 const PREFIX = 'nestjs_redis_buffer.durable';
 
 /**
+ * A group's attributes: the pattern it is bound to (`messaging.destination.subscription.name`), its
+ * name, and `messaging.destination.name` when the binding is an exact pattern. A wildcard binding's
+ * stream holds entries of every topic it matched, so no one destination names it: the attribute
+ * keeps one meaning everywhere, the pattern a publisher named.
+ */
+function groupAttributes(binding: string, group: string): Record<string, string> {
+  const attributes: Record<string, string> = { [ATTR.subscription]: binding, [ATTR.consumerGroup]: group };
+  if (!isWildcardPattern(binding)) attributes[ATTR.destination] = binding;
+  return attributes;
+}
+
+/**
  * The durable consumer's metrics for OpenTelemetry: its counters, and each group's backlog with the
- * messaging conventions' attributes (`messaging.destination.name` the pattern,
- * `messaging.consumer.group.name` the group). Handler durations are `messaging.process.duration`
- * with `nestjs_redis_buffer.kind` = `durable`, recorded by the transport's telemetry per run.
+ * messaging conventions' attributes (see `groupAttributes`). Handler durations are
+ * `messaging.process.duration` with `nestjs_redis_buffer.kind` = `durable`, recorded by the
+ * transport's telemetry per run.
  */
 export function durableMetrics(consumer: DurableConsumer): ObservedSeries[] {
   const { stats } = consumer;
@@ -22,7 +35,7 @@ export function durableMetrics(consumer: DurableConsumer): ObservedSeries[] {
     read: () =>
       consumer.backlog.flatMap((sample) => {
         const value = read(sample);
-        return value === undefined ? [] : [[value, { 'messaging.destination.name': sample.pattern, 'messaging.consumer.group.name': sample.group }] as const];
+        return value === undefined ? [] : [[value, groupAttributes(sample.pattern, sample.group)] as const];
       }),
   });
   const perGroupCounter = (name: string, description: string, read: (group: (typeof consumer.groups)[number]) => number): ObservedSeries => ({
@@ -30,7 +43,7 @@ export function durableMetrics(consumer: DurableConsumer): ObservedSeries[] {
     description,
     unit: '{message}',
     kind: 'counter',
-    read: () => consumer.groups.map((group) => [read(group), { 'messaging.destination.name': group.pattern, 'messaging.consumer.group.name': group.group }] as const),
+    read: () => consumer.groups.map((group) => [read(group), groupAttributes(group.pattern, group.group)] as const),
   });
   return [
     counter('messaging.client.consumed.messages', 'Durable entries read from the streams (new ones; claims counted apart).', () => stats.received),

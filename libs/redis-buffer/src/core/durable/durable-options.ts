@@ -196,6 +196,43 @@ const HANDLER_OPTION_KEYS = { group: true, maxAttempts: true, retryDelay: true, 
 
 const PUBLISH_OPTION_KEYS = { key: true, idempotencyKey: true, headers: true } as const satisfies Record<keyof DurablePublishOptions, true>;
 
+/** The options of `durable.deadLetters`: a page of at most `count` (default 100) after the dead letter `after`. */
+export interface DeadLetterPageOptions {
+  /** @default 100 */
+  count?: number;
+  /** The id of the last dead letter of the previous page. @default the first */
+  after?: string;
+}
+
+/** The options of `durable.eachDeadLetter`. */
+export interface DeadLetterIterationOptions {
+  /** Dead letters fetched per round trip. @default 100 */
+  pageSize?: number;
+}
+
+const DEAD_LETTER_PAGE_KEYS = { count: true, after: true } as const satisfies Record<keyof DeadLetterPageOptions, true>;
+const DEAD_LETTER_ITERATION_KEYS = { pageSize: true } as const satisfies Record<keyof DeadLetterIterationOptions, true>;
+
+/** A stream entry id, as Redis writes them. */
+const STREAM_ID = /^\d+-\d+$/;
+
+/** The options of a `deadLetters` page, checked: unknown keys and bad values throw `InvalidOptionsError`. */
+export function resolveDeadLetterPage(options: DeadLetterPageOptions): { count: number; after: string | undefined } {
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('options', 'must be an object');
+  rejectUnknownKeys(options, DEAD_LETTER_PAGE_KEYS);
+  if (options.after !== undefined && (typeof options.after !== 'string' || !STREAM_ID.test(options.after))) {
+    throw new InvalidOptionsError('after', `must be the id of a dead letter ("<ms>-<seq>", a DeadLetter's id), got ${JSON.stringify(options.after)}`);
+  }
+  return { count: positiveInteger('count', options.count, 100), after: options.after };
+}
+
+/** The options of `eachDeadLetter`, checked: unknown keys and bad values throw `InvalidOptionsError`. */
+export function resolveDeadLetterIteration(options: DeadLetterIterationOptions): { pageSize: number } {
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('options', 'must be an object');
+  rejectUnknownKeys(options, DEAD_LETTER_ITERATION_KEYS);
+  return { pageSize: positiveInteger('pageSize', options.pageSize, 100) };
+}
+
 /** Throws an `InvalidOptionsError` for a key of a `publish` call's options that does not exist. */
 export function checkDurablePublishOptions(options: DurablePublishOptions): void {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('options', 'must be an object');

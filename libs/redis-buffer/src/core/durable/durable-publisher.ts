@@ -12,7 +12,7 @@ import { EntrySigner, publishedMarkers } from './entry-signing.js';
 import { checkDurablePermissions, durablePermissionError, withPermissionCheck } from './durable-permissions.js';
 import { RedisPermissionError } from '../errors/redis-permission.error.js';
 import { bindingKeys, DurableKeys } from './durable-keys.js';
-import { checkDurablePublishOptions, type DurablePublishOptions, type ResolvedDurableOptions } from './durable-options.js';
+import { checkDurablePublishOptions, resolveDeadLetterIteration, resolveDeadLetterPage, type DeadLetterIterationOptions, type DeadLetterPageOptions, type DurablePublishOptions, type ResolvedDurableOptions } from './durable-options.js';
 import { keysThenArgs, type DurableScripts } from './durable-scripts.js';
 import { checkSettings } from './durable-settings.js';
 import { trimStream, type TrimResult } from './retention.js';
@@ -151,12 +151,13 @@ export class DurablePublisher {
    * The group's dead letters, oldest first: each with the last error, the attempts made and the
    * original entry. Page with `after` (the last `id` seen).
    */
-  async deadLetters(pattern: string, group: string, options: { count?: number; after?: string } = {}): Promise<DeadLetter[]> {
+  async deadLetters(pattern: string, group: string, options: DeadLetterPageOptions = {}): Promise<DeadLetter[]> {
+    const { count, after } = resolveDeadLetterPage(options);
     const keys = this.keysFor(pattern);
     const connection = await this.open();
-    const start = options.after === undefined ? '-' : `(${options.after}`;
+    const start = after === undefined ? '-' : `(${after}`;
     const dead = keys.deadLetters(group);
-    const entries = (await withPermissionCheck(() => connection.xrange(dead, start, '+', 'COUNT', options.count ?? 100), this.options.namespace, 'publisher', 'XRANGE', dead)) as Array<[string, string[]]>;
+    const entries = (await withPermissionCheck(() => connection.xrange(dead, start, '+', 'COUNT', count), this.options.namespace, 'publisher', 'XRANGE', dead)) as Array<[string, string[]]>;
     return entries.map(([id, fields]) => decodeDeadLetter(id, fields));
   }
 
@@ -171,10 +172,11 @@ export class DurablePublisher {
    * }
    * ```
    */
-  async *eachDeadLetter(pattern: string, group: string, options: { pageSize?: number } = {}): AsyncIterableIterator<DeadLetter> {
+  async *eachDeadLetter(pattern: string, group: string, options: DeadLetterIterationOptions = {}): AsyncIterableIterator<DeadLetter> {
+    const { pageSize } = resolveDeadLetterIteration(options);
     let after: string | undefined;
     while (true) {
-      const page = await this.deadLetters(pattern, group, { count: options.pageSize ?? 100, after });
+      const page = await this.deadLetters(pattern, group, after === undefined ? { count: pageSize } : { count: pageSize, after });
       if (page.length === 0) return;
       yield* page;
       after = page[page.length - 1]!.id;

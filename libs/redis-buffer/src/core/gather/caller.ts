@@ -18,10 +18,12 @@ import { redisServerAddress } from '../telemetry/server-address.js';
 import { BufferTelemetry, loadOpenTelemetry } from '../telemetry/telemetry.js';
 import { DurablePublisher } from '../durable/durable-publisher.js';
 import type { Clock } from '../clock.js';
-import { rejectUnknownKeys } from '../option-checks.js';
+import { checkSeams, rejectUnknownKeys } from '../option-checks.js';
 
 /** An event's options: headers only. */
 const EMIT_OPTION_KEYS = { headers: true } as const;
+/** Every key of `CallerSeams` (checked at compile time to stay complete). */
+const CALLER_SEAM_KEYS = { bus: true, clock: true, logger: true } as const satisfies Record<keyof CallerSeams, true>;
 
 /** The seams of a `Caller`: what a test, a simulation or the Nest layer puts in place of the defaults. */
 export interface CallerSeams {
@@ -64,6 +66,7 @@ export class Caller {
 
   constructor(options: BufferOptions = {}, seams: CallerSeams = {}) {
     this.options = resolveBufferOptions(options);
+    checkSeams(seams, CALLER_SEAM_KEYS);
     const logger = seams.logger ?? console;
     this.redisErrors = new BoundedLog(logger, REDIS_ERROR_LOG_BOUND.burst, REDIS_ERROR_LOG_BOUND.windowMs);
     this.badInbound = new BoundedLog(logger);

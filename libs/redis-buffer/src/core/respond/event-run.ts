@@ -19,11 +19,12 @@ export interface EventRunHost<C> {
 }
 
 /**
- * Runs one event's handler: nobody waits for an answer, so a failure is logged and recorded on
- * the event's span; a handler's stream is followed to its end (that is when the run is over).
+ * Runs one event's handler, bound to `binding` (its pattern, exact or wildcard): nobody waits for
+ * an answer, so a failure is logged and recorded on the event's span; a handler's stream is
+ * followed to its end (that is when the run is over).
  */
-export function runEvent<C>(host: EventRunHost<C>, handler: (data: unknown, context: C) => unknown, envelope: EventEnvelope, channel: string, context: C): void {
-  const trace = host.telemetry.startProcess('event', envelope.pattern, channel, envelope.id, envelope.from, envelope.headers);
+export function runEvent<C>(host: EventRunHost<C>, handler: (data: unknown, context: C) => unknown, binding: string, envelope: EventEnvelope, channel: string, context: C): void {
+  const trace = host.telemetry.startProcess('event', envelope.pattern, binding, channel, envelope.id, envelope.from, envelope.headers);
   const token: Work = { startedAt: 0 };
   let failed: string | undefined;
   let settled = false;

@@ -4,6 +4,7 @@ import type { BufferLogger } from '../logger.js';
 import type { BufferTelemetry, ProcessTrace } from '../telemetry/telemetry.js';
 import type { EventEnvelope, RequestEnvelope } from '../wire/envelope.js';
 import type { ActiveWork } from './active-work.js';
+import type { EventRoute, RequestRoute } from './inbound-routes.js';
 import { runEvent, type EventRunHost } from './event-run.js';
 import { HandlerRun, type HandlerRunHost } from './handler-run.js';
 import { messageContext, type MessageContext } from './message-context.js';
@@ -55,10 +56,10 @@ export class HandlerInvoker<C> {
     this.runHost = { coalescer, clock, fromJson, maxPayloadBytes, delivery, telemetry: this.telemetry, done: this.work.done, track: this.work.track };
   }
 
-  /** Runs `handler` for an admitted request, due by `deadline` (this host's clock). */
-  request(handler: ResponderHandler<C>, envelope: RequestEnvelope, channel: string, deadline: number): void {
+  /** Runs the route's handler for an admitted request, due by `deadline` (this host's clock). */
+  request({ handler, binding }: RequestRoute<C>, envelope: RequestEnvelope, channel: string, deadline: number): void {
     const context = this.contextFor(envelope, channel, deadline);
-    const trace = this.telemetry.startProcess('request', envelope.pattern, channel, envelope.id, envelope.from, envelope.headers);
+    const trace = this.telemetry.startProcess('request', envelope.pattern, binding, channel, envelope.id, envelope.from, envelope.headers);
     const run = new HandlerRun(this.runHost!, envelope, deadline, trace);
     this.work.start(run, this.settings.clock.now());
     if (trace === undefined && this.runAround?.active() !== true) {
@@ -75,9 +76,9 @@ export class HandlerInvoker<C> {
     this.runWrapped(run, handler, envelope, context, trace);
   }
 
-  /** Runs `handler` for an admitted event. */
-  event(handler: ResponderHandler<C>, envelope: EventEnvelope, channel: string): void {
-    runEvent(this.eventHost, handler, envelope, channel, this.contextFor(envelope, channel, undefined));
+  /** Runs the route's handler for an admitted event. */
+  event({ handler, binding }: EventRoute<C>, envelope: EventEnvelope, channel: string): void {
+    runEvent(this.eventHost, handler, binding, envelope, channel, this.contextFor(envelope, channel, undefined));
   }
 
   /** A handler run inside what runs around it and its span (kept apart: the common path allocates none of its closures). */

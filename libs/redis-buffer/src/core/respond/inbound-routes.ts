@@ -10,8 +10,16 @@ import { TopicRoutes } from './topic-routes.js';
 
 export interface RequestRoute<C> {
   readonly handler: ResponderHandler<C>;
+  /** The pattern the handler is bound to, as it travels: exact, or a wildcard the topic matched. */
+  readonly binding: string;
   /** The channel its requests arrive on (besides the direct channel). */
   readonly channel: string;
+}
+
+export interface EventRoute<C> {
+  readonly handler: ResponderHandler<C>;
+  /** The pattern the handler is bound to, as it travels: exact, or a wildcard the topic matched. */
+  readonly binding: string;
 }
 
 /** How long an event is remembered against its repeat deliveries (they come within moments). */
@@ -28,7 +36,7 @@ const REQUEST_REPEAT_MEMORY_MS = 60_000;
 export class InboundRoutes<C> {
   /** By channel form of the pattern (what travels), exact and wildcard. Events apart: one pattern can have both kinds. */
   readonly requests = new TopicRoutes<RequestRoute<C>>();
-  readonly events = new TopicRoutes<ResponderHandler<C>>();
+  readonly events = new TopicRoutes<EventRoute<C>>();
   private readonly requestPrefix: string;
   private readonly eventPrefix: string;
   private readonly directChannel: string;
@@ -51,12 +59,13 @@ export class InboundRoutes<C> {
   /** Adds a request handler for `pattern`; `open` while handlers may still be registered. */
   handle(pattern: unknown, handler: ResponderHandler<C>, open: boolean): void {
     const key = newRouteKey(pattern, handler, this.requests, open);
-    this.requests.set(key, { handler, channel: this.channels.request(key) });
+    this.requests.set(key, { handler, binding: key, channel: this.channels.request(key) });
   }
 
   /** Adds an event handler for `pattern`; `open` while handlers may still be registered. */
   onEvent(pattern: unknown, handler: ResponderHandler<C>, open: boolean): void {
-    this.events.set(newRouteKey(pattern, handler, this.events, open), handler);
+    const key = newRouteKey(pattern, handler, this.events, open);
+    this.events.set(key, { handler, binding: key });
   }
 
   /** The channels to subscribe besides the direct and `who` ones: one per request and per event pattern. */
@@ -79,7 +88,7 @@ export class InboundRoutes<C> {
    * `false` when it is dropped: on the channel of a pattern that does not take it, or a repeat
    * delivery (the handlers ran on the first).
    */
-  eventHandlers(channel: string, envelope: EventEnvelope): Array<ResponderHandler<C>> | undefined | false {
+  eventHandlers(channel: string, envelope: EventEnvelope): Array<EventRoute<C>> | undefined | false {
     if (this.events.hasWildcards) return this.topicHandlers(channel, envelope);
     if (channel === this.channels.event(envelope.pattern)) return undefined;
     this.refusals.rejectInput(`Dropped an event for "${envelope.pattern}" that arrived on "${channel}".`);
@@ -87,7 +96,7 @@ export class InboundRoutes<C> {
   }
 
   /** The handler bound to exactly `pattern`. */
-  event(pattern: string): ResponderHandler<C> | undefined {
+  event(pattern: string): EventRoute<C> | undefined {
     return this.events.get(pattern);
   }
 
@@ -118,7 +127,7 @@ export class InboundRoutes<C> {
     return matching[0];
   }
 
-  private topicHandlers(channel: string, envelope: EventEnvelope): Array<ResponderHandler<C>> | false {
+  private topicHandlers(channel: string, envelope: EventEnvelope): Array<EventRoute<C>> | false {
     const topic = envelope.pattern;
     const binding = channel.startsWith(this.eventPrefix) ? channel.slice(this.eventPrefix.length) : '';
     if (!this.events.takes(binding, topic)) {

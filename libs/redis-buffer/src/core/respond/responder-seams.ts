@@ -33,6 +33,9 @@ export interface ResponderSeams<C = MessageContext> {
   readonly runAround?: RunAround<C>;
 }
 
+/** Every key of `ResponderSeams`: anything else is a typo (checked at compile time to stay complete). */
+export const RESPONDER_SEAM_KEYS = { bus: true, clock: true, logger: true, context: true, runAround: true } as const satisfies Record<keyof ResponderSeams, true>;
+
 /** Where a responder is in its life: `starting` until `listen()` has subscribed and announced it. */
 export type ResponderState = 'starting' | 'listening' | 'draining' | 'closed';
 

@@ -51,6 +51,7 @@ export function responderCounters(stats: Readonly<ResponderStats>): ObservedCoun
     resent: { name: 'nestjs_redis_buffer.replies.resent', description: 'Requests whose replies were published again once the connection came back.', read: () => stats.repliesResent },
     reconnects: { name: 'nestjs_redis_buffer.reconnects', description: 'Times the connection to Redis came back after a loss.', read: () => stats.reconnects },
     pings: { name: 'nestjs_redis_buffer.pings', description: 'Liveness pings answered.', read: () => stats.pings },
+    repeated: { name: 'nestjs_redis_buffer.deliveries.repeated', description: "Topic requests and events received again on another of this instance's matching bindings' channels (a request's answered with a repeat reply, an event's dropped).", read: () => stats.repeatDeliveries },
   };
 }
 

@@ -22,8 +22,9 @@ import { ReplyResend } from './reply-resend.js';
 import { ReplyWriter } from './reply-writer.js';
 import { emptyResponderStats, responderCounters, responderGauges, type ResponderStats } from './responder-stats.js';
 import { within } from '../async/bounded-wait.js';
-import { InboundRoutes, type RequestRoute } from './inbound-routes.js';
-import type { ResponderHandler, ResponderSeams, ResponderState } from './responder-seams.js';
+import { InboundRoutes, type EventRoute, type RequestRoute } from './inbound-routes.js';
+import { checkSeams } from '../option-checks.js';
+import { RESPONDER_SEAM_KEYS, type ResponderHandler, type ResponderSeams, type ResponderState } from './responder-seams.js';
 
 export type { ResponderHandler, ResponderSeams, ResponderState, RunAround } from './responder-seams.js';
 
@@ -84,6 +85,7 @@ export class Responder<C = MessageContext> {
 
   constructor(options: BufferOptions = {}, seams: ResponderSeams<C> = {}) {
     this.options = resolveBufferOptions(options);
+    checkSeams(seams, RESPONDER_SEAM_KEYS);
     this.clock = seams.clock ?? systemClock;
     this.logger = seams.logger ?? console;
     this.pendingBus = seams.bus;
@@ -414,12 +416,11 @@ export class Responder<C = MessageContext> {
       this.stats.expired++;
       return this.refusals.refuse(envelope, BufferErrorCode.Expired, `The request reached instance "${this.instanceId}" (or waited there) past its deadline.`);
     }
-    const handler = route?.handler;
-    if (handler === undefined) {
+    if (route === undefined) {
       this.stats.unhandled++;
       return this.refusals.refuse(envelope, BufferErrorCode.NoHandler, `Instance "${this.instanceId}" has no handler for "${envelope.pattern}".`);
     }
-    this.invoker.request(handler, envelope, channel, deadline);
+    this.invoker.request(route, envelope, channel, deadline);
   }
 
   private onEventArrived(channel: string, envelope: EventEnvelope): void {
@@ -431,7 +432,7 @@ export class Responder<C = MessageContext> {
     }
   }
 
-  private startEvent(envelope: EventEnvelope, channel: string, handlers: Array<ResponderHandler<C>> | undefined): void {
+  private startEvent(envelope: EventEnvelope, channel: string, handlers: Array<EventRoute<C>> | undefined): void {
     this.stats.events++;
     if (this.stopping) return;
     if (envelope.deadline !== undefined && this.clock.now() > envelope.deadline) {
@@ -441,11 +442,11 @@ export class Responder<C = MessageContext> {
       return;
     }
     if (handlers !== undefined) {
-      for (const handler of handlers) this.invoker.event(handler, envelope, channel);
+      for (const route of handlers) this.invoker.event(route, envelope, channel);
       return;
     }
-    const handler = this.routes.event(envelope.pattern);
-    if (handler === undefined) return this.refusals.rejectInput(`No event handler for "${envelope.pattern}".`);
-    this.invoker.event(handler, envelope, channel);
+    const route = this.routes.event(envelope.pattern);
+    if (route === undefined) return this.refusals.rejectInput(`No event handler for "${envelope.pattern}".`);
+    this.invoker.event(route, envelope, channel);
   }
 }

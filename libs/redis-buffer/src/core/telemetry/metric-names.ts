@@ -10,8 +10,16 @@ export const ATTR = {
   system: 'messaging.system',
   operationName: 'messaging.operation.name',
   operationType: 'messaging.operation.type',
-  /** The pattern, on every span and metric (never the Redis channel or stream key). */
+  /**
+   * The pattern the sender named (an exact pattern, or a concrete topic such as `order.created`),
+   * on both sides of every message; never a wildcard, a Redis channel or a stream key.
+   */
   destination: 'messaging.destination.name',
+  /**
+   * Instance side: the pattern the handler (or durable group) is bound to, exact or wildcard
+   * (`order.*`), through which the message reached it.
+   */
+  subscription: 'messaging.destination.subscription.name',
   consumerGroup: 'messaging.consumer.group.name',
   messageId: 'messaging.message.id',
   bodySize: 'messaging.message.body.size',
@@ -39,7 +47,7 @@ export const METRIC = {
   requestsCompleted: `${PREFIX}.requests.completed`,
   /** {refusal}: instance, requests refused, by error.type (every refusal code from 0). */
   refusals: `${PREFIX}.refusals`,
-  /** {instance}: caller, instances it stopped waiting for, by reason (silent, left; both from 0). */
+  /** {instance}: caller, instances it stopped waiting for, by reason (silent, unreachable, left; each from 0). */
   instancesGone: `${PREFIX}.instances.gone`,
 } as const;
 
@@ -51,8 +59,9 @@ export const COUNTER_UNITS: Readonly<Record<string, string>> = {
 
 /**
  * The durable half's metric names, for the durable consumer to report under, and the dashboard and
- * alerts to read. Each carries `messaging.destination.name` (the pattern) and
- * `messaging.consumer.group.name`.
+ * alerts to read. Each carries `messaging.destination.subscription.name` (the pattern the group is
+ * bound to), `messaging.consumer.group.name`, and `messaging.destination.name` when that binding is
+ * an exact pattern (a wildcard binding's stream holds entries of many topics).
  */
 export const DURABLE_METRIC = {
   /** {message} gauge: entries of the stream not yet delivered to the group (the group's lag). */

@@ -90,6 +90,8 @@ export interface ProcessTrace {
   readonly context: Otel.Context;
   readonly startedAt: number;
   readonly pattern: string;
+  /** The pattern the handler is bound to (`''` for a refusal, which reached no handler). */
+  readonly binding: string;
   readonly kind: MessageKind;
   readonly group: string | undefined;
 }
@@ -124,6 +126,9 @@ export class BufferTelemetry {
   private readonly common: Otel.Attributes;
   // What every span carries besides its own attributes.
   private readonly spanCommon: Otel.Attributes;
+  // What each duration carries besides `common`: the conventions' operation duration attributes
+  // include the server (conditionally required when known).
+  private readonly server: Otel.Attributes;
   private readonly outcomes = new OutcomeTally(KNOWN_OUTCOMES.map(([completedBy, errorType]) => outcomeAttributes(completedBy, errorType)));
   private readonly refusals = new OutcomeTally(REFUSAL_CODES.map((code) => ({ [ATTR.errorType]: code })));
   private readonly gone = new OutcomeTally([{ [ATTR.reason]: 'silent' }, { [ATTR.reason]: 'unreachable' }, { [ATTR.reason]: 'left' }]);
@@ -138,13 +143,16 @@ export class BufferTelemetry {
     server: ServerAddress = {},
   ) {
     this.common = { [ATTR.system]: 'redis', [ATTR.namespace]: namespace, [ATTR.instanceId]: instanceId };
+    this.server = {
+      ...(server.address === undefined ? {} : { [ATTR.serverAddress]: server.address }),
+      ...(server.port === undefined ? {} : { [ATTR.serverPort]: server.port }),
+    };
     this.spanCommon = {
       [ATTR.system]: 'redis',
       [ATTR.clientId]: instanceId,
       [ATTR.instanceId]: instanceId,
       [ATTR.namespace]: namespace,
-      ...(server.address === undefined ? {} : { [ATTR.serverAddress]: server.address }),
-      ...(server.port === undefined ? {} : { [ATTR.serverPort]: server.port }),
+      ...this.server,
     };
   }
 
@@ -182,7 +190,7 @@ export class BufferTelemetry {
         advice: { explicitBucketBoundaries: INSTANCE_BUCKETS },
       });
       this.observeTally(meter, METRIC.requestsCompleted, '{request}', 'Requests ended, by how they completed (completed_by) and, when not whole, why (error.type).', this.outcomes);
-      this.observeTally(meter, METRIC.instancesGone, '{instance}', 'Instances a caller stopped waiting for: silent (no answer to a ping) or left.', this.gone);
+      this.observeTally(meter, METRIC.instancesGone, '{instance}', 'Instances a caller stopped waiting for: silent (no answer to a ping), unreachable (nobody on its direct channel) or left.', this.gone);
     } else {
       this.processDuration = meter.createHistogram(METRIC.processDuration, {
         unit: 's',
@@ -304,7 +312,9 @@ export class BufferTelemetry {
   private durationAttributes(trace: RequestTrace, completedBy: RequestOutcome | undefined, errorType: string | undefined): Otel.Attributes {
     return {
       ...this.common,
+      ...this.server,
       [ATTR.operationName]: 'send',
+      [ATTR.operationType]: 'send',
       [ATTR.destination]: trace.pattern,
       [ATTR.kind]: trace.kind,
       ...(completedBy === undefined ? {} : { [ATTR.completedBy]: completedBy }),
@@ -314,15 +324,16 @@ export class BufferTelemetry {
 
   /**
    * Starts an instance's span for one handler run, a child of the caller's span when its context
-   * came along. `source` is the Redis channel a request or event arrived on, or the consumer group
-   * of a durable entry (`''` when not known).
+   * came along. `pattern` is the message's (the topic), `binding` the pattern the handler is bound
+   * to (`''` when no handler was reached); `source` is the Redis channel a request or event arrived
+   * on, or the consumer group of a durable entry (`''` when not known).
    */
-  startProcess(kind: MessageKind, pattern: string, source: string, id: string, senderId: string, headers: BufferHeaders, bodySize?: number): ProcessTrace | undefined {
+  startProcess(kind: MessageKind, pattern: string, binding: string, source: string, id: string, senderId: string, headers: BufferHeaders, bodySize?: number): ProcessTrace | undefined {
     const api = this.api;
     if (api === undefined) return undefined;
     const group = kind === 'durable' ? source : undefined;
     if (!this.tracing(api)) {
-      return this.metricsOn ? { span: api.trace.wrapSpanContext(api.INVALID_SPAN_CONTEXT), context: api.ROOT_CONTEXT, startedAt: performance.now(), pattern, kind, group } : undefined;
+      return this.metricsOn ? { span: api.trace.wrapSpanContext(api.INVALID_SPAN_CONTEXT), context: api.ROOT_CONTEXT, startedAt: performance.now(), pattern, binding, kind, group } : undefined;
     }
     const parent = api.propagation.extract(api.ROOT_CONTEXT, headers);
     const span = this.tracer!.startSpan(`process ${pattern}`, { kind: api.SpanKind.CONSUMER }, parent);
@@ -332,10 +343,11 @@ export class BufferTelemetry {
       span.setAttributes({
         ...this.messageAttributes('process', pattern, kind, id, bodySize),
         ...(group !== undefined ? { [ATTR.consumerGroup]: group } : source === '' ? {} : { [ATTR.channel]: source }),
+        ...(binding === '' ? {} : { [ATTR.subscription]: binding }),
         [`${PREFIX}.sender.id`]: senderId,
       });
     }
-    return { span, context: api.trace.setSpan(parent, span), startedAt: performance.now(), pattern, kind, group };
+    return { span, context: api.trace.setSpan(parent, span), startedAt: performance.now(), pattern, binding, kind, group };
   }
 
   /** Runs `fn` with the handler's span as the active context, so the handler's own spans nest under it. */
@@ -353,8 +365,11 @@ export class BufferTelemetry {
     if (!this.metricsOn) return;
     this.processDuration!.record((performance.now() - trace.startedAt) / 1000, {
       ...this.common,
+      ...this.server,
       [ATTR.operationName]: 'process',
+      [ATTR.operationType]: 'process',
       [ATTR.destination]: trace.pattern,
+      ...(trace.binding === '' ? {} : { [ATTR.subscription]: trace.binding }),
       [ATTR.kind]: trace.kind,
       ...(trace.group === undefined ? {} : { [ATTR.consumerGroup]: trace.group }),
       ...(errorType === undefined ? {} : { [ATTR.errorType]: errorType }),
@@ -385,7 +400,7 @@ export class BufferTelemetry {
     this.refusals.add({ [ATTR.errorType]: code });
     // A request too malformed to name its pattern is counted only.
     if (this.api === undefined || pattern === '') return;
-    this.endProcess(this.startProcess('request', pattern, channel, id, senderId, headers), code);
+    this.endProcess(this.startProcess('request', pattern, '', channel, id, senderId, headers), code);
   }
 }
 
