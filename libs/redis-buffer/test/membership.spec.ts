@@ -315,6 +315,28 @@ describe('MembershipView', () => {
     expect(view.list().map((member) => member.instanceId)).toEqual(['a']);
   });
 
+  it('a restarted process under an unreachable id is not taken for the old one leaving: the receiver Redis counted was the new one', async () => {
+    const { view, clock, pings, gone, flush } = setup();
+    view.hello(hello('a', 'i'), true);
+    clock.advance(LIVENESS / 2);
+    view.check(['a']);
+    // Nobody on its direct channel: the process died.
+    pings.shift()!.resolve(0);
+    await flush();
+    expect(gone).toEqual([['a', 'unreachable']]);
+    // A new process under the id subscribes; the next ping is counted before its hello arrives.
+    clock.advance(LIVENESS / 4);
+    view.check(['a']);
+    pings.shift()!.resolve(1);
+    await flush();
+    view.hello(hello('a', 'j'), true);
+    expect(gone).toEqual([['a', 'unreachable']]);
+    // A later restart, after a sign of life from the running incarnation, is the old one leaving.
+    view.heard('a', 'j');
+    view.hello(hello('a', 'k'), true);
+    expect(gone).toEqual([['a', 'unreachable'], ['a', 'left']]);
+  });
+
   it('stops pinging an instance silent for 30 liveness bounds, and drops it', async () => {
     const { view, clock, pings, gone, flush } = setup();
     view.hello(hello('a', 'i'), true);

@@ -5,7 +5,7 @@ import { FAULT_CLASSES, type FaultClass } from './sim-plan.js';
  * Fault classes every CI run holds the current code to. `npm run test:sim:stress` runs them all
  * (SIM_FAULTS=all) and reports what each breaks, by invariant.
  */
-const CI_FAULTS: readonly FaultClass[] = ['latency', 'slowLinks', 'pause', 'partition', 'redisHang', 'restart', 'drain', 'lateJoin', 'startupRace', 'whoRounds'];
+const CI_FAULTS: readonly FaultClass[] = ['latency', 'slowLinks', 'pause', 'partition', 'redisHang', 'failover', 'restart', 'drain', 'lateJoin', 'startupRace', 'whoRounds'];
 
 function faultsFromEnvironment(): ReadonlySet<FaultClass> {
   const value = process.env.SIM_FAULTS;

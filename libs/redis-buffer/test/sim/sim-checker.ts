@@ -32,8 +32,8 @@ export interface EndState {
  *   it is still required: the caller may not know why it is silent, but must say it did not hear it;
  * - I *finished* R: its `done` reply reached C's process by `e`;
  * - I is *untroubled* for R: nothing happened to I's process (pause, partition, connection down,
- *   subscriptions lost or moved) from `s - 2 × livenessTimeout` (how long a caller's view may
- *   still hold the past against it) to `e`; *all clear*: neither to I, nor to C, nor to Redis,
+ *   subscriptions lost or moved), nor did an earlier process under its id die or leave, from
+ *   `s - 2 × livenessTimeout` (how long a caller's view may still hold the past against it) to `e`; *all clear*: neither to I, nor to C, nor to Redis,
  *   nor to the count of R's channel (a slot move whose count leaves out receivers it delivers to);
  * - I is *on time* for R: its handler's duration plus four network hops (at the slowest latency of
  *   I's and C's connections) plus 10 ms fits in R's timeout, and in R's `stall` if it has one.
@@ -49,7 +49,8 @@ export interface EndState {
  *   invariant says: whole means every instance the caller knows and every receiver Redis counted;
  *   completed by `timeout`, every one of them that the caller's view held when it ended (a timeout
  *   claims nothing whole);
- * - `noResponders`: a NoRespondersError only when no instance was required;
+ * - `noResponders`: a NoRespondersError only when no required instance is in the caller's view
+ *   (Redis counted nobody: one the caller never heard of is invisible to it, as for `named`);
  * - `blame`: an untroubled required instance is never named `silent` or `left`;
  * - `left`: no instance is named `left` while the process behind its id was there from `s` to `e`
  *   (listening by `s`; neither killed nor done closing by `e`: a draining instance has not left);
@@ -96,7 +97,11 @@ export function checkRequest(plan: SchedulePlan, record: SimRecord, request: Req
     const required = record.incarnations.filter(
       (incarnation) => serves(incarnation) && incarnation.listeningAt !== undefined && incarnation.listeningAt <= s && (incarnation.leftAt === undefined || incarnation.leftAt > e),
     );
-    const untroubled = (incarnation: IncarnationRecord): boolean => overlaps(record.trouble.get(incarnation.process), s - lookback, e) === undefined;
+    // A caller names an id, not an incarnation: an earlier process under the same id that died or
+    // left within the lookback is trouble of that id (its restart's hello may still be on its way).
+    const predecessorGone = (incarnation: IncarnationRecord): boolean =>
+      record.incarnations.some((other) => other !== incarnation && other.id === incarnation.id && other.number < incarnation.number && (other.goneAt ?? other.leftAt ?? -Infinity) >= s - lookback);
+    const untroubled = (incarnation: IncarnationRecord): boolean => overlaps(record.trouble.get(incarnation.process), s - lookback, e) === undefined && !predecessorGone(incarnation);
     // A count that leaves out receivers it delivers to (a slot moving) makes the request's count
     // wrong: whoever finished first may be the uncounted one, and a caller that waits for every
     // instance it knows is as wrong in the twin case where the one not finished was never a
@@ -114,7 +119,9 @@ export function checkRequest(plan: SchedulePlan, record: SimRecord, request: Req
     const error = request.error;
     if (error !== undefined) {
       if (error instanceof NoRespondersError) {
-        if (required.length > 0) add('noResponders', `NoRespondersError while ${required.map(describe).join(', ')} served it (listening, not leaving)`);
+        // Redis counted nobody, so only an instance the caller's view held can be held against it.
+        const known = required.filter((incarnation) => request.knownAtEnd.includes(incarnation.id));
+        if (known.length > 0) add('noResponders', `NoRespondersError while ${known.map(describe).join(', ')} served it (listening, not leaving, known to the caller)`);
       } else if (overlaps(record.trouble.get(caller), s, e) === undefined && overlaps(record.redisTrouble, s, e) === undefined) {
         add('failure', `failed with ${error.name} (${error.message}) though neither the caller's connection nor Redis had trouble`);
       }

@@ -302,6 +302,15 @@ export class SimWorld {
         for (const name of fault.processes) {
           const process = this.processNamed(name);
           if (process === undefined) continue;
+          // In trouble from the reset on the server (its subscriptions are gone now), not from the
+          // moment its client hears of it, a link's latency later; until it is connected again.
+          const trouble = record.troubleFrom(name, now, 'connections reset');
+          const connected = (status: string): void => {
+            if (status !== 'connected') return;
+            trouble.to = scheduler.now;
+            process.bus.off('status', connected);
+          };
+          process.bus.on('status', connected);
           for (const connection of process.bus.live) this.redis.reset(connection);
         }
         return;

@@ -135,6 +135,7 @@ export class Liveness {
         // Subscribed again: no longer unreachable; whether it answers is judged from this ping on.
         if (receivers > 0 && member.silent && member.absentAs === 'unreachable') {
           this.wake(member);
+          member.revivedByCount = true;
           member.pingSentAt = this.clock.now();
           return;
         }

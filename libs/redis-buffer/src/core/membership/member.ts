@@ -49,6 +49,11 @@ export interface Member {
   absentAs: 'silent' | 'unreachable';
   /** When it was found silent: one silent for `FORGET_SILENT_AFTER` bounds is dropped from the view. */
   silentSince: number;
+  /**
+   * It was unreachable, then a ping was counted again with no sign from this incarnation since: the
+   * subscriber Redis counted may be a restarted process under its id (see `switchIncarnation`).
+   */
+  revivedByCount: boolean;
   /** Replay protection: the latest `seq` and `at` accepted from this incarnation (see `hello`). */
   seq: number | undefined;
   at: number | undefined;

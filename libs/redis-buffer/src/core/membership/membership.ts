@@ -184,6 +184,7 @@ export class MembershipView {
       silent: false,
       absentAs: 'silent',
       silentSince: 0,
+      revivedByCount: false,
       seq: envelope.seq,
       at: envelope.at,
       next: undefined,
@@ -214,6 +215,7 @@ export class MembershipView {
       member.next = undefined;
     }
     member.heardSinceCheck = true;
+    member.revivedByCount = false;
     member.lastSign = ++this.signs;
     if (!member.vouched) {
       member.vouched = true;
@@ -324,6 +326,11 @@ export class MembershipView {
    * sent before are told the id left.
    */
   private switchIncarnation(member: Member, incarnation: string): void {
+    // The old process was unreachable (nobody on its direct channel), and nothing came from it
+    // since: a request still waiting on the id waits because Redis counted room for it, and that
+    // receiver is the new process. It answers, or the count settles the request without it
+    // (`not-counted`).
+    if ((member.silent && member.absentAs === 'unreachable') || member.revivedByCount) return;
     const seenAt = member.next?.incarnation === incarnation ? member.next.seenAt : ++this.signs;
     this.host.instanceGone(member.info.instanceId, 'left', seenAt);
   }
