@@ -1,8 +1,9 @@
 // Durable messaging (Redis Streams) on a Redis Cluster of 3 masters with a replica each: the
 // streams live on the masters that own their hash slots, a consumer reading streams of several
-// slots wakes for each of them, and a master SIGKILLed under a stream loses no entry.
-import { BufferClient, DurableConsumer, resolveBufferOptions, resolveDurableHandlerOptions, type DurableDelivery } from 'nestjs-redis-buffer';
-import { MemoryLogger, waitFor } from '../support/durable.js';
+// slots wakes for each of them, `durable.replicas` waits (WAIT) on the node that took each entry,
+// and a master SIGKILLed under a stream loses no entry.
+import { BufferClient, BufferErrorCode, DurableConsumer, ReplicasUnconfirmedError, resolveBufferOptions, resolveDurableHandlerOptions, type DurableDelivery } from 'nestjs-redis-buffer';
+import { MemoryLogger, report, waitFor } from '../support/durable.js';
 import { sleep } from '../support/raw-redis.js';
 import { startCluster, type TestCluster } from '../support/redis-cluster.js';
 
@@ -130,6 +131,56 @@ describe('durable messaging on a Redis Cluster', () => {
     expect(new Set(seen.map(({ binding }) => binding))).toEqual(new Set(['orders.*']));
     expect(await client.durable.bindings()).toEqual(['orders.*']);
     expect(consumer.stats.redisErrors).toBe(0);
+  }, 60_000);
+
+  it('durable.replicas: WAIT goes to the node that took each entry; with one replica SIGSTOPped only the streams of its master reject, and the retry confirms the same entry', async () => {
+    const targets = await patternsOnDistinctMasters(3);
+    const [stopped, ...others] = targets;
+    const replica = await cluster.replicaOf(stopped!.master);
+    const confirmed = new BufferClient({ ...connection, namespace, durable: { ...FAST, replicas: { min: 1, timeout: 400 } }, timeout: 2000 });
+    const waitsOn = async (port: number): Promise<number> => Number(/cmdstat_wait:calls=(\d+)/.exec(String(await cluster.exec(port, 'INFO', 'commandstats')))?.[1] ?? 0);
+    try {
+      // Every master has one replica: each publish is confirmed by its own master's.
+      for (let n = 0; n < 5; n++) for (const { pattern } of targets) await confirmed.durable.publish(pattern, { n }, { idempotencyKey: `${pattern}-${n}` });
+      const waitsBefore = await Promise.all(targets.map(({ master }) => waitsOn(master)));
+      cluster.node(replica).signal('SIGSTOP');
+      let outcomes: Array<{ pattern: string; outcome: unknown; ms: number }>;
+      try {
+        outcomes = await Promise.all(
+          targets.map(async ({ pattern }) => {
+            const started = Date.now();
+            const outcome = await confirmed.durable.publish(pattern, { n: 5 }, { idempotencyKey: `${pattern}-5` }).catch((error: unknown) => error);
+            return { pattern, outcome, ms: Date.now() - started };
+          }),
+        );
+      } finally {
+        cluster.node(replica).signal('SIGCONT');
+      }
+      const waitsAfter = await Promise.all(targets.map(({ master }) => waitsOn(master)));
+      report('cluster-replica-stopped', { outcomes: outcomes.map(({ pattern, outcome, ms }) => ({ pattern, ms, result: outcome instanceof Error ? (outcome as ReplicasUnconfirmedError).code : 'confirmed' })), waitsPerMaster: waitsAfter.map((after, index) => after - waitsBefore[index]!) });
+      const [onStopped, ...onOthers] = outcomes;
+      expect(onStopped!.outcome).toBeInstanceOf(ReplicasUnconfirmedError);
+      expect(onStopped!.outcome).toMatchObject({ code: BufferErrorCode.ReplicasUnconfirmed, pattern: stopped!.pattern, confirmed: 0, required: 1, timeout: 400 });
+      expect(onStopped!.ms).toBeGreaterThanOrEqual(390);
+      expect(onStopped!.ms).toBeLessThan(1500);
+      for (const { outcome } of onOthers) expect(typeof outcome).toBe('string');
+      // One WAIT on each master, for its own entry: none went to a node that took nothing.
+      expect(waitsAfter.map((after, index) => after - waitsBefore[index]!)).toEqual([1, 1, 1]);
+      const lost = onStopped!.outcome as ReplicasUnconfirmedError;
+      await waitFor('the thawed replica confirming the retry', async () => {
+        try {
+          return (await confirmed.durable.publish(stopped!.pattern, { n: 5 }, { idempotencyKey: `${stopped!.pattern}-5` })) === lost.entryId;
+        } catch (error) {
+          if (error instanceof ReplicasUnconfirmedError) return false;
+          throw error;
+        }
+      }, 10_000);
+      expect(Number(await cluster.exec(stopped!.master, 'XLEN', confirmed.durable.keysFor(stopped!.pattern).stream))).toBe(6);
+      for (const { pattern, master } of others) expect(Number(await cluster.exec(master, 'XLEN', confirmed.durable.keysFor(pattern).stream))).toBe(6);
+    } finally {
+      await confirmed.close();
+    }
+    await cluster.waitHealthy();
   }, 60_000);
 
   it('the master of a stream SIGKILLed: every entry accepted before and after the failover is handled', async () => {

@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import { sleep } from '../support/raw-redis.js';
 import { startRedis, useRedisServer, type TestRedis } from '../support/redis-server.js';
 import { startConsumer, waitFor, type ConsumerSpec } from '../support/durable.js';
+import { LatencyProxy } from '../support/latency-proxy.js';
 // The trim's fallback path is internal: reached through the library's own modules.
 import { openDurableConnection } from '../../libs/redis-buffer/src/core/durable/durable-connection.js';
 import { trimStream } from '../../libs/redis-buffer/src/core/durable/retention.js';
@@ -335,6 +336,44 @@ describe('durable messaging (core)', () => {
       // Nothing of key k started on c2 while c1's handler still ran.
       for (const run of runs.filter((r) => r.by === 'c2')) expect(run.start).toBeGreaterThanOrEqual(stuck.end!);
       expect(runs.filter((run) => run.by === 'c2').map((run) => run.n)).toEqual([0, 1]);
+    }, CASE_TIMEOUT);
+
+    it('never starts an entry it released at close while the grant to start it was on its way: the instance that claims it runs it, once', async () => {
+      // c1 reaches Redis through a proxy that delays each way by 60 ms, so that its BEGIN (which
+      // grants the run) is still on its way back when close() releases the entry. Released, the
+      // entry is claimable at once: started on c1 anyway, it would run beside c2's run, without a
+      // lease, and past the end of close().
+      const proxy = await LatencyProxy.start({ host: '127.0.0.1', port: redis.port }, 60);
+      const runs: Array<{ by: string; start: number; end?: number }> = [];
+      const spec = (by: string): ConsumerSpec => ({
+        pattern: 'granted',
+        group: 'g',
+        run: async () => {
+          const run: { by: string; start: number; end?: number } = { by, start: Date.now() };
+          runs.push(run);
+          await sleep(100);
+          run.end = Date.now();
+        },
+      });
+      try {
+        // maxInFlight 1: holding the entry, c1's read loop waits for room, not for Redis, so close() releases at once.
+        const { consumer: c1 } = await startConsumer(proxy.url, namespace, 'c1', [spec('c1')], { ...FAST, claimIdle: 3000, maxInFlight: 1 }, { shutdownTimeout: 2000 });
+        // A keyed entry starts only once BEGIN has granted it.
+        await client.durable.publish('granted', 0, { key: 'k' });
+        for (const deadline = Date.now() + 5000; c1.holding === 0; await new Promise((resolve) => setImmediate(resolve))) {
+          if (Date.now() > deadline) throw new Error('c1 never took the entry');
+        }
+        const closing = Date.now();
+        await c1.close();
+        expect(c1.stats.released).toBe(1);
+        await consume('c2', [spec('c2')], { claimIdle: 3000, claimInterval: 50 });
+        await waitFor('c2 to run the released entry', () => runs.some((run) => run.by === 'c2' && run.end !== undefined), 5000);
+        await sleep(300);
+        expect(runs.map((run) => run.by)).toEqual(['c2']);
+        expect(runs[0]!.start).toBeGreaterThan(closing);
+      } finally {
+        await proxy.stop();
+      }
     }, CASE_TIMEOUT);
 
     it('closes within shutdownTimeout when Redis is gone, and the entries it held are claimed elsewhere once Redis is back', async () => {

@@ -12,7 +12,7 @@ const KEY = 'a-signing-key-of-enough-length-0123';
 const CONNECTION = ['+auth', '+hello', '+info', '+ping', '+client|setname', '+quit'];
 // The rules as docs/reliability.md gives them, for namespace "perm".
 const BINDING = ['+sadd', '+incr'];
-const PUBLISHER = ['resetkeys', '~perm:durable:*', '-@all', '+evalsha', '+eval', '+get', '+set', '+xadd', '+xrange', '+xdel', '+hgetall', '+exists', '+xlen', '+xinfo|groups', '+xpending', '+xtrim', '+smembers', '+srem', '+incr', ...CONNECTION];
+const PUBLISHER = ['resetkeys', '~perm:durable:*', '-@all', '+evalsha', '+eval', '+get', '+set', '+xadd', '+xrange', '+xdel', '+hgetall', '+exists', '+xlen', '+xinfo|groups', '+xpending', '+xtrim', '+smembers', '+srem', '+incr', '+wait', ...CONNECTION];
 const CONSUMER = [
   'resetkeys', '~perm:durable:*', 'resetchannels', '&perm:durable:*', '-@all',
   '+evalsha', '+eval', '+xgroup|create', '+xreadgroup', '+xread', '+xautoclaim', '+xclaim', '+xack', '+xpending', '+xinfo|groups', '+xadd', '+xrange', '+xrevrange',
@@ -142,6 +142,22 @@ describe('durable messaging under least-privilege ACL users', () => {
     // From inside a script Redis 7.0 does not name the command: the message names the script and the whole rule.
     expect((error as Error).message).toContain('the bind script');
     expect((error as Error).message).toContain(durableAclRule('perm', 'consumer'));
+  }, 15_000);
+
+  it('a publisher without +wait fails its first publish with durable.replicas with RedisPermissionError naming it, before writing anything', async () => {
+    const { url } = await user(PUBLISHER.filter((token) => token !== '+wait'));
+    const publisher = client(url);
+    // Without replicas it never sends WAIT: allowed.
+    await publisher.durable.publish('work', { n: 1 });
+    const stream = publisher.durable.keysFor('work').stream;
+    const before = await admin.xlen(stream);
+    const error = await publisher.durable.publish('work', { n: 2 }, { replicas: { min: 1, timeout: 100 } }).then(
+      () => undefined,
+      (failure: unknown) => failure,
+    );
+    expect(error).toBeInstanceOf(RedisPermissionError);
+    expect((error as Error).message).toContain('grant the Redis user +wait');
+    expect(await admin.xlen(stream)).toBe(before);
   }, 15_000);
 
   it('a publisher without +smembers fails a publish to a topic once a wildcard binding exists, naming it', async () => {

@@ -11,7 +11,10 @@ export interface LogLine {
   readonly e: 'ready' | 'start' | 'end' | 'closed';
   /** The consumer (instance id). */
   readonly c: string;
+  /** Wall-clock ms. */
   readonly t: number;
+  /** µs on the host's monotonic clock, shared by its processes: orders lines of different processes within a millisecond. */
+  readonly hr?: number;
   readonly g: string;
   readonly id: string;
   readonly seq: number;
@@ -57,6 +60,9 @@ export interface Run {
   readonly attempt: number;
   readonly start: number;
   readonly end: number | undefined;
+  /** `start` and `end` on the monotonic clock (µs), when logged: what orders runs of different processes. */
+  readonly startHr?: number | undefined;
+  readonly endHr?: number | undefined;
   readonly ok: boolean | undefined;
   /** The topic the entry was published to, as the handler saw it. */
   readonly topic: string | undefined;
@@ -68,7 +74,7 @@ export function runsOf(lines: readonly LogLine[]): Run[] {
     .filter((line) => line.e === 'start')
     .map((line) => {
       const end = ends.get(line.run);
-      return { consumer: line.c, group: line.g, id: line.id, seq: line.seq, key: line.key, attempt: line.attempt, start: line.t, end: end?.t, ok: end?.ok, topic: line.topic };
+      return { consumer: line.c, group: line.g, id: line.id, seq: line.seq, key: line.key, attempt: line.attempt, start: line.t, end: end?.t, startHr: line.hr, endHr: end?.hr, ok: end?.ok, topic: line.topic };
     });
 }
 
@@ -84,6 +90,11 @@ export interface Outage {
  * whose process was frozen or killed while it ran is excused from the overlap check (not from the
  * order check): no library can stop a handler that is frozen mid-run, it continues when thawed;
  * what must hold is that nothing else of the key starts beside a run whose process is alive.
+ *
+ * Runs are ordered by the monotonic clock when every run has its stamps: in milliseconds, an entry
+ * acknowledged on one process and the next of its key started on another often share one, and
+ * sorting on `t` put them in log-file order, reporting an order violation (and an overlap) that
+ * never happened.
  */
 export function keyViolations(runs: readonly Run[], outages: readonly Outage[]): string[] {
   const problems: string[] = [];
@@ -94,8 +105,15 @@ export function keyViolations(runs: readonly Run[], outages: readonly Outage[]):
     byKey.set(id, [...(byKey.get(id) ?? []), run]);
   }
   const interrupted = (run: Run): boolean => outages.some((outage) => outage.consumer === run.consumer && outage.from <= (run.end ?? Infinity) && outage.to >= run.start);
+  // One clock for all the runs compared: the monotonic one if every run has its start on it.
+  const monotonic = runs.every((run) => run.startHr !== undefined);
+  const startOf = (run: Run): number => (monotonic ? run.startHr! : run.start);
+  // A run's end: on the monotonic clock when logged; a run cut short has only the wall-clock time
+  // its process was seen gone, compared on the wall clock.
+  const startedAfterEnd = (ended: Run, next: Run): boolean =>
+    monotonic && ended.endHr !== undefined ? next.startHr! >= ended.endHr : ended.end !== undefined && next.start >= ended.end;
   for (const [id, list] of byKey) {
-    const sorted = [...list].sort((a, b) => a.start - b.start);
+    const sorted = [...list].sort((a, b) => startOf(a) - startOf(b));
     for (let index = 1; index < sorted.length; index++) {
       if (sorted[index]!.seq < sorted[index - 1]!.seq) problems.push(`${id}: seq ${sorted[index]!.seq} started after seq ${sorted[index - 1]!.seq} (${describe(sorted[index]!)})`);
     }
@@ -104,8 +122,7 @@ export function keyViolations(runs: readonly Run[], outages: readonly Outage[]):
       if (interrupted(a)) continue;
       for (let j = i + 1; j < sorted.length; j++) {
         const b = sorted[j]!;
-        // Same-millisecond end and start are sequential (the end was logged first).
-        if (a.end !== undefined && b.start >= a.end) break;
+        if (startedAfterEnd(a, b)) break;
         problems.push(`${id}: ${describe(b)} started while ${describe(a)} ran`);
       }
     }

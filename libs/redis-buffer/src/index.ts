@@ -76,4 +76,5 @@ export {
   InstancesMissingError,
   REFUSAL_CODES,
   DeadLetterNotFoundError,
+  ReplicasUnconfirmedError,
 } from './core/errors/index.js';

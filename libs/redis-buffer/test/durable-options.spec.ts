@@ -1,5 +1,5 @@
 import { InvalidOptionsError } from '../src/core/errors/invalid-options.error.js';
-import { checkDurablePublishOptions, DURABLE_DEFAULTS, resolveDurableHandlerOptions, resolveDurableOptions, retryDelayAfter } from '../src/core/durable/durable-options.js';
+import { checkDurablePublishOptions, DURABLE_DEFAULTS, resolveDurableHandlerOptions, resolveDurableOptions, resolvePublishReplicas, retryDelayAfter } from '../src/core/durable/durable-options.js';
 import { resolveBufferOptions } from '../src/core/options.js';
 import { settingsMismatches } from '../src/core/durable/durable-settings.js';
 
@@ -27,6 +27,13 @@ describe('durable options', () => {
     [{ maxAge: 0 }, 'durable.maxAge'],
     [{ newGroupStartsAt: 'now' }, 'durable.newGroupStartsAt'],
     [{ approximateTrim: 'yes' }, 'durable.approximateTrim'],
+    [{ replicas: 1 }, 'durable.replicas'],
+    [{ replicas: { min: -1 } }, 'durable.replicas.min'],
+    [{ replicas: { min: 1.5 } }, 'durable.replicas.min'],
+    [{ replicas: { min: '1' } }, 'durable.replicas.min'],
+    [{ replicas: { min: 1, timeout: 0 } }, 'durable.replicas.timeout'],
+    [{ replicas: { min: 1, timeout: Infinity } }, 'durable.replicas.timeout'],
+    [{ replicas: { min: 1, timeoutMs: 500 } }, 'durable.replicas.timeoutMs'],
   ])('rejects %j naming "%s"', (options, option) => {
     try {
       resolveDurableOptions(options as never);
@@ -70,6 +77,52 @@ describe('durable options', () => {
     const options = { retryDelay: 100, maxRetryDelay: 1000 };
     expect([1, 2, 3, 4, 5, 40].map((attempt) => retryDelayAfter(attempt, options, () => 1))).toEqual([100, 200, 400, 800, 1000, 1000]);
     expect(retryDelayAfter(1, options, () => 0)).toBe(80);
+  });
+
+  it('replicas: off by default; a wait must fit in the module timeout, which bounds WAIT like every command of a publish', () => {
+    expect(DURABLE_DEFAULTS.replicas).toEqual({ min: 0, timeout: 1000 });
+    expect(resolveDurableOptions({ replicas: { min: 1 } }).replicas).toEqual({ min: 1, timeout: 1000 });
+    expect(resolveBufferOptions({ timeout: 2000, durable: { replicas: { min: 2, timeout: 500 } } }).durable.replicas).toEqual({ min: 2, timeout: 500 });
+    // Unused while min is 0: a short module timeout is not refused for it.
+    expect(resolveBufferOptions({ timeout: 500 }).durable.replicas).toEqual({ min: 0, timeout: 1000 });
+    const refused = (run: () => unknown): InvalidOptionsError => {
+      try {
+        run();
+      } catch (error) {
+        expect(error).toBeInstanceOf(InvalidOptionsError);
+        return error as InvalidOptionsError;
+      }
+      throw new Error('accepted');
+    };
+    const tooLong = refused(() => resolveBufferOptions({ timeout: 1000, durable: { replicas: { min: 1, timeout: 1000 } } }));
+    expect(tooLong.option).toBe('durable.replicas.timeout');
+    expect(tooLong.message).toMatch(/\(1000 ms\) must be shorter than "timeout" \(1000 ms\)/);
+    expect(refused(() => resolveBufferOptions({ timeout: 500, durable: { replicas: { min: 1 } } })).option).toBe('durable.replicas.timeout');
+    expect(refused(() => resolveDurableOptions({ replicas: { mni: 1 } } as never)).message).toMatch(/"durable\.replicas\.mni": is not an option; did you mean "durable\.replicas\.min"\?/);
+  });
+
+  it('replicas per publish: its own fields over the module\'s, checked the same way', () => {
+    const module = resolveDurableOptions({ replicas: { min: 1, timeout: 400 } }).replicas;
+    expect(resolvePublishReplicas(module, undefined, 5000)).toEqual({ min: 1, timeout: 400 });
+    expect(resolvePublishReplicas(module, { min: 0 }, 5000)).toEqual({ min: 0, timeout: 400 });
+    expect(resolvePublishReplicas(module, { min: 2, timeout: 900 }, 5000)).toEqual({ min: 2, timeout: 900 });
+    expect(() => checkDurablePublishOptions({ replicas: { min: 1 } })).not.toThrow();
+    const option = (replicas: unknown, commandTimeout = 5000): string => {
+      try {
+        resolvePublishReplicas(module, replicas as never, commandTimeout);
+      } catch (error) {
+        expect(error).toBeInstanceOf(InvalidOptionsError);
+        return (error as InvalidOptionsError).option;
+      }
+      return 'accepted';
+    };
+    expect(option({ min: -2 })).toBe('replicas.min');
+    expect(option({ timeout: 'soon' })).toBe('replicas.timeout');
+    expect(option({ min: 1, timeout: 5000 })).toBe('replicas.timeout');
+    expect(option(undefined, 400)).toBe('durable.replicas.timeout');
+    expect(option({ min: 0, timeout: 9000 }, 400)).toBe('accepted');
+    expect(option({ count: 1 })).toBe('replicas.count');
+    expect(option(null)).toBe('replicas');
   });
 
   it('rejects a misspelt key of a handler or of a publish call, naming the nearest one', () => {

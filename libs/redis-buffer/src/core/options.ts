@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
-import { resolveDurableOptions, type DurableOptions, type ResolvedDurableOptions } from './durable/durable-options.js';
+import { checkReplicasWithin, resolveDurableOptions, type DurableOptions, type ResolvedDurableOptions } from './durable/durable-options.js';
 import type { BufferHeaders } from './wire/envelope.js';
 import { ENVELOPE_LIMITS, validateHeaders } from './wire/envelope.js';
 import { InvalidOptionsError } from './errors/invalid-options.error.js';
@@ -311,12 +311,15 @@ export function resolveBufferOptions(options: BufferOptions = {}): ResolvedBuffe
   if (maxBatchBytes > maxPayloadBytes) {
     throw new InvalidOptionsError('maxBatchBytes', `(${maxBatchBytes}) must not exceed "maxPayloadBytes" (${maxPayloadBytes})`);
   }
+  const timeout = timerMs('timeout', options.timeout, BUFFER_DEFAULTS.timeout);
+  const durable = resolveDurableOptions(options.durable);
+  checkReplicasWithin(durable.replicas, timeout, 'durable.replicas.timeout');
   return {
     redis,
     cluster,
     namespace,
     instanceId,
-    timeout: timerMs('timeout', options.timeout, BUFFER_DEFAULTS.timeout),
+    timeout,
     stall: options.stall === undefined ? undefined : timerMs('stall', options.stall, 0),
     maxPayloadBytes,
     maxBatchBytes,
@@ -331,7 +334,7 @@ export function resolveBufferOptions(options: BufferOptions = {}): ResolvedBuffe
     livenessTimeout: minimumMs('livenessTimeout', options.livenessTimeout, BUFFER_DEFAULTS.livenessTimeout, 40),
     eventTtl: timerMs('eventTtl', options.eventTtl, BUFFER_DEFAULTS.eventTtl),
     replyToAnyChannel: flag('replyToAnyChannel', options.replyToAnyChannel, BUFFER_DEFAULTS.replyToAnyChannel),
-    durable: resolveDurableOptions(options.durable),
+    durable,
   };
 }
 

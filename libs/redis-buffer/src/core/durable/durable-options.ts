@@ -91,6 +91,34 @@ export interface DurableOptions {
    * @default {}
    */
   handlers?: Readonly<Record<string, DurableHandlerOptions>>;
+  /**
+   * Synchronous replication of published entries (Redis `WAIT`): `publish` resolves only once
+   * `min` replicas of the master that took the entry have it, and rejects with
+   * `ReplicasUnconfirmedError` when fewer confirm within `timeout`. Redis replicates
+   * asynchronously, and Sentinel or Cluster may promote a replica that lacks the last writes of a
+   * master that died: without this, an entry whose publish resolved just before the master died
+   * can be lost. A `publish` call may set its own (`{ replicas: { min: 0 } }` skips the wait).
+   * @example `{ min: 1, timeout: 500 }`
+   * @default { min: 0, timeout: 1000 } (no wait)
+   */
+  replicas?: DurableReplicasOptions;
+}
+
+/** How many replicas must confirm a published entry, and for how long a publish waits for them. */
+export interface DurableReplicasOptions {
+  /**
+   * Replicas that must have received the entry (and the writes before it on the same master)
+   * before `publish` resolves. `0` does not wait. More than the master has means every publish
+   * waits `timeout` and rejects.
+   * @default 0
+   */
+  min?: number;
+  /**
+   * How long, in ms, a publish waits for them (`WAIT`'s timeout); shorter than the module's
+   * `timeout`, which bounds each Redis command of a publish.
+   * @default 1000
+   */
+  timeout?: number;
 }
 
 /** Per-handler options of `@DurablePattern`; unset fields take the module's `durable` options. */
@@ -128,6 +156,13 @@ export interface DurablePublishOptions {
   idempotencyKey?: string;
   /** String headers that reach the handler through `DurableContext.getHeaders()`. */
   headers?: Record<string, string>;
+  /** This publish's replicas to wait for; unset fields take the module's `durable.replicas`. */
+  replicas?: DurableReplicasOptions;
+}
+
+export interface ResolvedDurableReplicas {
+  readonly min: number;
+  readonly timeout: number;
 }
 
 export interface ResolvedDurableOptions {
@@ -145,6 +180,7 @@ export interface ResolvedDurableOptions {
   readonly trimInterval: number;
   readonly approximateTrim: boolean;
   readonly handlers: Readonly<Record<string, ResolvedDurableHandlerOptions>>;
+  readonly replicas: ResolvedDurableReplicas;
 }
 
 export interface ResolvedDurableHandlerOptions {
@@ -172,6 +208,7 @@ export const DURABLE_DEFAULTS = {
   trimInterval: 60_000,
   approximateTrim: true,
   handlers: {},
+  replicas: { min: 0, timeout: 1000 },
 } as const satisfies ResolvedDurableOptions;
 
 /** Every key of `DurableOptions` (checked at compile time to stay complete). */
@@ -190,11 +227,14 @@ const DURABLE_OPTION_KEYS = {
   trimInterval: true,
   approximateTrim: true,
   handlers: true,
+  replicas: true,
 } as const satisfies Record<keyof DurableOptions, true>;
+
+const REPLICAS_OPTION_KEYS = { min: true, timeout: true } as const satisfies Record<keyof DurableReplicasOptions, true>;
 
 const HANDLER_OPTION_KEYS = { group: true, maxAttempts: true, retryDelay: true, maxRetryDelay: true, headers: true } as const satisfies Record<keyof DurableHandlerOptions, true>;
 
-const PUBLISH_OPTION_KEYS = { key: true, idempotencyKey: true, headers: true } as const satisfies Record<keyof DurablePublishOptions, true>;
+const PUBLISH_OPTION_KEYS = { key: true, idempotencyKey: true, headers: true, replicas: true } as const satisfies Record<keyof DurablePublishOptions, true>;
 
 /** The options of `durable.deadLetters`: a page of at most `count` (default 100) after the dead letter `after`. */
 export interface DeadLetterPageOptions {
@@ -277,6 +317,37 @@ export function resolveDurableOptions(options: DurableOptions = {}): ResolvedDur
     maxAge: options.maxAge === undefined ? undefined : timerMs(name('maxAge'), options.maxAge, 0),
     trimInterval: timerMs(name('trimInterval'), options.trimInterval, DURABLE_DEFAULTS.trimInterval),
     approximateTrim,
+    replicas: resolveReplicas(options.replicas, DURABLE_DEFAULTS.replicas, 'durable.replicas'),
+  };
+}
+
+/**
+ * The replicas one publish waits for: its own fields over the module's `durable.replicas`.
+ * `commandTimeout` is the module's `timeout`, which bounds each command of the publish, WAIT included.
+ */
+export function resolvePublishReplicas(defaults: ResolvedDurableReplicas, options: DurableReplicasOptions | undefined, commandTimeout: number): ResolvedDurableReplicas {
+  const replicas = resolveReplicas(options, defaults, 'replicas');
+  checkReplicasWithin(replicas, commandTimeout, options?.timeout === undefined ? 'durable.replicas.timeout' : 'replicas.timeout');
+  return replicas;
+}
+
+/**
+ * Throws unless a wait for replicas fits in the command bound: WAIT is a Redis command like the
+ * others, and cut at `commandTimeout` it would fail as a lost connection, not as unconfirmed.
+ */
+export function checkReplicasWithin(replicas: ResolvedDurableReplicas, commandTimeout: number, name: string): void {
+  if (replicas.min > 0 && replicas.timeout >= commandTimeout) {
+    throw new InvalidOptionsError(name, `(${replicas.timeout} ms) must be shorter than "timeout" (${commandTimeout} ms), which bounds each Redis command of a publish, WAIT included`);
+  }
+}
+
+function resolveReplicas(options: DurableReplicasOptions | undefined, defaults: ResolvedDurableReplicas, name: string): ResolvedDurableReplicas {
+  if (options === undefined) return defaults;
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new InvalidOptionsError(name, 'must be an object { min, timeout }');
+  rejectUnknownKeys(options, REPLICAS_OPTION_KEYS, `${name}.`);
+  return {
+    min: nonNegativeInteger(`${name}.min`, options.min, defaults.min),
+    timeout: timerMs(`${name}.timeout`, options.timeout, defaults.timeout),
   };
 }
 

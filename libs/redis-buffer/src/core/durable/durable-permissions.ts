@@ -19,10 +19,11 @@ const CONNECTION_COMMANDS = ['auth', 'hello', 'info', 'ping', 'client|setname', 
  * Publisher: `publish` (GET, XADD, SET; XINFO GROUPS and XTRIM for a stream no group reads; GET and
  * SMEMBERS of the bindings registry), `deadLetters` (XRANGE), `replayDeadLetter` (XRANGE, XADD,
  * XDEL), `trim` (EXISTS, XLEN, XRANGE, XINFO GROUPS, XPENDING, XTRIM), `unbind` (SREM, INCR), the
- * settings check (HGETALL). Consumer: also SADD and INCR (registering its wildcard bindings).
+ * settings check (HGETALL), and WAIT with `durable.replicas`. Consumer: also SADD and INCR
+ * (registering its wildcard bindings).
  */
 export const DURABLE_COMMANDS: Readonly<Record<DurableSide, readonly string[]>> = {
-  publisher: ['evalsha', 'eval', 'get', 'set', 'xadd', 'xrange', 'xdel', 'hgetall', 'exists', 'xlen', 'xinfo|groups', 'xpending', 'xtrim', 'smembers', 'srem', 'incr'],
+  publisher: ['evalsha', 'eval', 'get', 'set', 'xadd', 'xrange', 'xdel', 'hgetall', 'exists', 'xlen', 'xinfo|groups', 'xpending', 'xtrim', 'smembers', 'srem', 'incr', 'wait'],
   consumer: [
     'evalsha', 'eval', 'xgroup|create', 'xreadgroup', 'xread', 'xautoclaim', 'xclaim', 'xack', 'xpending', 'xinfo|groups', 'xadd', 'xrange', 'xrevrange',
     'xlen', 'xtrim', 'exists', 'zadd', 'zrem', 'zrangebylex', 'hget', 'hset', 'hgetall', 'hdel', 'get', 'set', 'del', 'pexpire', 'publish', 'subscribe', 'sadd', 'incr',

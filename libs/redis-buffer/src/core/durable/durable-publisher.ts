@@ -12,7 +12,9 @@ import { EntrySigner, publishedMarkers } from './entry-signing.js';
 import { checkDurablePermissions, durablePermissionError, withPermissionCheck } from './durable-permissions.js';
 import { RedisPermissionError } from '../errors/redis-permission.error.js';
 import { bindingKeys, DurableKeys } from './durable-keys.js';
-import { checkDurablePublishOptions, resolveDeadLetterIteration, resolveDeadLetterPage, type DeadLetterIterationOptions, type DeadLetterPageOptions, type DurablePublishOptions, type ResolvedDurableOptions } from './durable-options.js';
+import { checkDurablePublishOptions, resolveDeadLetterIteration, resolveDeadLetterPage, resolvePublishReplicas, type DeadLetterIterationOptions, type DeadLetterPageOptions, type DurablePublishOptions, type ResolvedDurableOptions, type ResolvedDurableReplicas } from './durable-options.js';
+import { ReplicaConfirmations, type WriteTarget } from './replica-confirmation.js';
+import { ReplicasUnconfirmedError } from '../errors/replicas-unconfirmed.error.js';
 import { keysThenArgs, type DurableScripts } from './durable-scripts.js';
 import { checkSettings } from './durable-settings.js';
 import { trimStream, type TrimResult } from './retention.js';
@@ -44,6 +46,10 @@ export class DurablePublisher {
   private readonly signer: EntrySigner | undefined;
   /** The wildcard bindings publishes are routed to (see topic-bindings.ts). */
   private readonly routes: TopicRoutes;
+  /** WAITs for the replicas of published entries (`durable.replicas`). */
+  private readonly replication = new ReplicaConfirmations();
+  /** Whether this publisher's Redis user was found allowed to send WAIT (checked before the first publish that needs it). */
+  private waitPermitted = false;
 
   constructor(
     private readonly options: DurablePublisherOptions,
@@ -69,6 +75,13 @@ export class DurablePublisher {
    * have the entry and others not): publish again with the same `idempotencyKey` and the streams
    * that miss it get it, and nothing is added twice to any stream.
    *
+   * With `durable.replicas` (or this call's `replicas`) `min` > 0, it resolves only once Redis's
+   * `WAIT` confirmed every stream's entry on that many replicas of the master that took it, and
+   * rejects with `ReplicasUnconfirmedError` when fewer confirmed within `replicas.timeout` (or the
+   * connection was lost before `WAIT` answered). The entry was accepted by the master and may or
+   * may not survive a failover: publish again with the same `idempotencyKey`, which adds nothing
+   * twice and waits for the replicas again.
+   *
    * @example
    * ```ts
    * const id = await buffer.durable.publish('order.placed', order, { key: order.customerId, idempotencyKey: order.id });
@@ -78,6 +91,7 @@ export class DurablePublisher {
     if (!isPattern(pattern)) throw new InvalidOptionsError('pattern', 'must be a non-empty string of at most 1024 characters without "{" or "}"');
     if (isWildcardPattern(pattern)) throw new TopicPatternError(pattern, 'a wildcard pattern is what a consumer group binds to; publish to a topic without "*" or ">" tokens');
     checkDurablePublishOptions(options);
+    const replicas = resolvePublishReplicas(this.options.durable.replicas, options.replicas, this.options.timeout);
     const key = boundedKey('key', options.key);
     const idempotencyKey = boundedKey('idempotencyKey', options.idempotencyKey);
     const validHeaders = validateHeaders(options.headers);
@@ -87,7 +101,7 @@ export class DurablePublisher {
     const traced = this.telemetry.startRequest('durable', pattern, keys.stream, idempotencyKey ?? '', validHeaders);
     const headers = traced?.headers ?? validHeaders;
     try {
-      const id = await this.append(keys, pattern, data, headers, key, idempotencyKey);
+      const id = await this.append(keys, pattern, data, headers, key, idempotencyKey, replicas);
       this.telemetry.endSend(traced?.trace, { 'messaging.message.id': id });
       return id;
     } catch (error) {
@@ -96,7 +110,15 @@ export class DurablePublisher {
     }
   }
 
-  private async append(keys: DurableKeys, pattern: string, data: unknown, headers: Readonly<Record<string, string>>, key: string | undefined, idempotencyKey: string | undefined): Promise<string> {
+  private async append(
+    keys: DurableKeys,
+    pattern: string,
+    data: unknown,
+    headers: Readonly<Record<string, string>>,
+    key: string | undefined,
+    idempotencyKey: string | undefined,
+    replicas: ResolvedDurableReplicas,
+  ): Promise<string> {
     const unsigned = encodeEntry({
       pattern,
       dataJson: JSON.stringify(data),
@@ -123,13 +145,25 @@ export class DurablePublisher {
         await checkDurablePermissions(connection, this.options.namespace, 'publisher', this.options.instanceId, [{ keys }], false);
         this.permitted.add(pattern);
       }
+      if (replicas.min > 0 && !this.waitPermitted) {
+        // Before the first write that needs it: refused after the write, the entry would be in
+        // Redis and the publish rejected for a permission.
+        await withPermissionCheck(() => connection.wait(0, 1), this.options.namespace, 'publisher', 'WAIT', keys.stream);
+        this.waitPermitted = true;
+      }
       // One single-slot script per stream (each pattern's keys are in their own Cluster slot), each
       // checking its own idempotency markers: a retry after a partial publish fills only the gaps.
       // Each stream's copy is signed for that stream (a signature is bound to its stream's key).
       const durable = this.options.durable;
-      const appendTo = (target: DurableKeys, signed: readonly string[]): Promise<[string, number]> => {
+      const appendTo = async (target: DurableKeys, signed: readonly string[]): Promise<[string, number]> => {
         const published = idempotencyKey === undefined ? [] : publishedMarkers(target, idempotencyKey, this.signer);
-        return connection.rbDurablePublish(...keysThenArgs([target.stream], published, [durable.idempotencyWindow, durable.maxLength, durable.approximateTrim ? '~' : '=', ...signed]));
+        const write = (): Promise<[string, number]> =>
+          connection.rbDurablePublish(...keysThenArgs([target.stream], published, [durable.idempotencyWindow, durable.maxLength, durable.approximateTrim ? '~' : '=', ...signed]));
+        if (replicas.min === 0) return write();
+        const before = this.replication.target(connection, target.stream);
+        const appended = await write();
+        await this.confirmReplicas(connection, pattern, target.stream, appended[0], before, replicas);
+        return appended;
       };
       const registry = bindingKeys(this.options.namespace).bindings;
       const routed = withPermissionCheck(() => this.routes.matching(connection, pattern), this.options.namespace, 'publisher', 'GET, SMEMBERS (the bindings registry)', registry).then((bindings) =>
@@ -145,6 +179,20 @@ export class DurablePublisher {
     } catch (cause) {
       throw this.failure('publishing', 'EVALSHA (the publish script)', keys.stream, cause);
     }
+  }
+
+  /**
+   * Waits until `replicas.min` replicas have the entry just written (also a duplicate publish's: its
+   * script rewrote the marker it found, so WAIT covers the first publish's entry too).
+   */
+  private async confirmReplicas(connection: Redis, pattern: string, stream: string, id: string, before: WriteTarget | undefined, replicas: ResolvedDurableReplicas): Promise<void> {
+    let confirmed: number;
+    try {
+      confirmed = await this.replication.confirm(connection, stream, before, replicas);
+    } catch (cause) {
+      throw durablePermissionError(cause, this.options.namespace, 'publisher', 'WAIT', stream) ?? new ReplicasUnconfirmedError(pattern, stream, id, 0, replicas.min, replicas.timeout, { cause });
+    }
+    if (confirmed < replicas.min) throw new ReplicasUnconfirmedError(pattern, stream, id, confirmed, replicas.min, replicas.timeout);
   }
 
   /**
@@ -258,7 +306,7 @@ export class DurablePublisher {
 
   /** A permission refusal as `RedisPermissionError`, a Redis error as it is, anything else as a lost connection. */
   private failure(what: string, sent: string, target: string, cause: unknown): Error {
-    if (cause instanceof RedisPermissionError) return cause;
+    if (cause instanceof RedisPermissionError || cause instanceof ReplicasUnconfirmedError) return cause;
     return durablePermissionError(cause, this.options.namespace, 'publisher', sent, target) ?? asConnectionError(what, cause);
   }
 

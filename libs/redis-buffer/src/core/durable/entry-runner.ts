@@ -72,8 +72,8 @@ export class EntryRunner {
   private async process(held: Held): Promise<void> {
     held.timer = undefined;
     const { context } = this;
-    if (context.stopping()) return;
     const { subscription } = held;
+    if (context.stopping() || !this.stillHeld(held)) return;
     try {
       const entry = held.entry;
       // An entry naming a topic its stream's pattern does not match was written to the wrong stream
@@ -145,6 +145,11 @@ export class EntryRunner {
         return;
       }
       held.staleAttempt = undefined;
+      // Let go while BEGIN was on its way (released by close(), or found lost by a renewal): the
+      // grant is for an entry this instance no longer holds, without a lease, possibly claimable
+      // at once by another instance. Whoever holds it now starts it; the attempt the grant
+      // counted is spent, as when an instance dies between its grant and its handler.
+      if (!this.stillHeld(held)) return;
       await this.run(held, entry);
     } catch (error) {
       // A Redis command failed. The entry is still pending in Redis: once this instance stops
@@ -152,6 +157,11 @@ export class EntryRunner {
       context.redisError(`handling entry ${held.id} of "${subscription.pattern}"`, error);
       context.held.finish(held);
     }
+  }
+
+  /** Whether this very entry is still held here (not let go, nor replaced by a later take of the same id). */
+  private stillHeld(held: Held): boolean {
+    return this.context.held.get(held.subscription, held.id) === held;
   }
 
   /**

@@ -39,6 +39,8 @@ export const BufferErrorCode = {
   BadEntry: 'BUFFER_BAD_ENTRY',
   /** Durable messaging, in a dead letter: deliveries that never finished (the instance crashed or froze) used up its attempts. */
   AttemptsExhausted: 'BUFFER_ATTEMPTS_EXHAUSTED',
+  /** Durable messaging, `durable.replicas`: the master took the entry, but fewer replicas than asked confirmed it in time. */
+  ReplicasUnconfirmed: 'BUFFER_REPLICAS_UNCONFIRMED',
 } as const;
 
 /**

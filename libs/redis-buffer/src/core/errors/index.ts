@@ -12,4 +12,5 @@ export { DuplicateInstanceError } from './duplicate-instance.error.js';
 export { CallbackError } from './callback.error.js';
 export { InstancesMissingError } from './instances-missing.error.js';
 export { DeadLetterNotFoundError } from './dead-letter-not-found.error.js';
+export { ReplicasUnconfirmedError } from './replicas-unconfirmed.error.js';
 export { TopicPatternError } from './topic-pattern.error.js';
