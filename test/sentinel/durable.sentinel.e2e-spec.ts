@@ -86,9 +86,27 @@ describe('durable messaging through Sentinel', () => {
     // Publishing goes on after the switch, once the demoted master replicates the new one (until
     // then no replica can confirm an entry).
     await group.waitStable();
+    // Right after the switch a publish may still be refused (the replica not confirming yet, a
+    // connection moving): refused with a typed error, and accepted when published again with the
+    // same idempotency key, as an application would.
     const settled = accepted.length;
-    for (let extra = 0; extra < 10; extra++) await publish(n++);
+    const refusals: string[] = [];
+    for (let extra = 0; extra < 10; extra++) {
+      const value = n++;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await client.durable.publish('orders', { n: value }, { key: `k${value % 4}`, idempotencyKey: `after-${value}` });
+          accepted.push(value);
+          break;
+        } catch (error) {
+          refusals.push((error as { code?: string }).code ?? String(error));
+          if (attempt === 4) throw error;
+          await sleep(200);
+        }
+      }
+    }
     expect(accepted.length - settled).toBe(10);
+    for (const code of refusals) expect(code).toMatch(/^BUFFER_(REPLICAS_UNCONFIRMED|CONNECTION_LOST)$/);
     await waitFor('every accepted entry handled', () => accepted.every((value) => handled.has(value)), 20_000);
     await waitFor('every durable connection on the new master', async () => (await clientNames(before)).filter((name) => name.startsWith('rb-durable')).length === 0, 10_000);
     expect(await clientNames(after)).toEqual(expect.arrayContaining(['rb-durable:c1', 'rb-durable-read:c1', 'rb-durable-turns:c1', `rb-durable-pub:${client.instanceId}`]));

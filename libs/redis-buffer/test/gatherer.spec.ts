@@ -5,6 +5,7 @@ import { Gatherer } from '../src/core/gather/gatherer.js';
 import type { ResolvedCallOptions } from '../src/core/options.js';
 import type { BufferReply, GatherResult } from '../src/core/gather/reply.js';
 import { FakeClock } from './fake-clock.js';
+import { nameMissing } from '../src/core/gather/whole-or-named.js';
 
 function reply(from: string, seq: number, fields: { data?: unknown; error?: unknown; done?: boolean }): ReplyEnvelope {
   return { v: 1, kind: 'reply', id: 'r1', from, seq, done: fields.done ?? true, ...fields } as ReplyEnvelope;
@@ -488,6 +489,24 @@ describe('Gatherer', () => {
       observed.expect(2, new Set(['a']));
       observed.accept({ ...reply('a', 0, { data: 1 }), id: 'r3' });
       expect(outcomes[2]).toMatchObject({ completedBy: 'all', expected: 2, missing: [], observers: 1 });
+    });
+
+    it('an instance named unreachable takes no room in the count: a counted receiver that did not answer is still named', () => {
+      // As the gatherer judges: finished or taken for gone.
+      const finished = new Set(['a', 'b', 'u']);
+      const { missingReasons } = nameMissing({
+        completedBy: 'timeout',
+        redis: 'answered',
+        expected: 3,
+        finished: 2,
+        gone: new Map([['u', 'unreachable']]),
+        newcomers: undefined,
+        known: new Set(['a', 'b', 'u']),
+        joined: new Set(['late']),
+        startedUnfinished: [],
+        judge: { isSettled: (id) => finished.has(id), isVouched: () => true },
+      });
+      expect(missingReasons).toEqual({ u: 'unreachable', late: 'joining' });
     });
 
     it('a stall decided while the count was on its way ends "all" when the count shows every receiver had finished', () => {

@@ -335,14 +335,14 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
   }
 
   /**
-   * For a result that may claim to be whole: whom the view holds now that serves the pattern but
-   * was not awaited (it announced itself after Redis's count). Asked only when the count leaves
-   * room for a receiver that neither finished nor was awaited.
+   * For a result that names whom it did not hear (`all`, `stall`, `timeout`): whom the view holds
+   * now that serves the pattern but was not awaited (it announced itself after Redis's count).
+   * Asked only when the count leaves room for a receiver that neither finished nor was awaited.
    */
   private joinedSince(completedBy: CompletedBy): ReadonlySet<string> | undefined {
     const awaited = this.awaited;
     const expected = this.receivingInstances();
-    if ((completedBy !== 'all' && completedBy !== 'stall') || awaited === undefined || expected === undefined) return undefined;
+    if (completedBy === 'quorum' || completedBy === 'until' || awaited === undefined || expected === undefined) return undefined;
     if (expected <= this.finishedCount) return undefined;
     const serving = this.knownServing();
     if (serving === undefined) return undefined;
