@@ -191,20 +191,22 @@ describe('durable messaging under least-privilege ACL users', () => {
     const consumerUser = await user(CONSUMER);
     const publisherUser = await user(PUBLISHER);
     const ran: unknown[] = [];
-    const { consumer, logger } = await consume(consumerUser.url, async (delivery) => void ran.push(delivery.data));
+    // A pattern of its own: earlier cases leave entries in the "work" stream.
+    const { consumer, logger } = await startConsumer(consumerUser.url, 'perm', `c${users}`, [{ pattern: 'revoked', group: 'g', run: async (delivery) => void ran.push(delivery.data) }], FAST, { signingKey: KEY });
+    closing.push(consumer);
     const publisher = client(publisherUser.url);
-    await publisher.durable.publish('work', { n: 1 });
+    await publisher.durable.publish('revoked', { n: 1 });
     await waitFor('the first entry handled', () => consumer.stats.handled === 1);
     await admin.call('ACL', 'SETUSER', consumerUser.name, '-xack');
     await admin.call('ACL', 'SETUSER', publisherUser.name, '-xadd');
-    const error = await publisher.durable.publish('work', { n: 2 }).then(
+    const error = await publisher.durable.publish('revoked', { n: 2 }).then(
       () => undefined,
       (failure: unknown) => failure,
     );
     expect(error).toBeInstanceOf(RedisPermissionError);
     expect((error as Error).message).toContain('Redis refused a command of EVALSHA (the publish script)');
     await admin.call('ACL', 'SETUSER', publisherUser.name, '+xadd');
-    await publisher.durable.publish('work', { n: 3 });
+    await publisher.durable.publish('revoked', { n: 3 });
     await waitFor('the acknowledgement refused and reported', () => logger.lines.some((line) => line.includes('RedisPermissionError')));
     const reports = logger.lines.filter((line) => line.includes('failed:'));
     expect(reports.length).toBeGreaterThan(0);
