@@ -82,10 +82,11 @@ describe('fault: Redis hung or paused (no socket closes)', () => {
     };
     const loops = [...Array.from({ length: IN_FLIGHT }, worker), prober()];
     await sleep(600);
-    // From the moment the fault is in effect: a CLIENT PAUSE applies when Redis runs it, which a
-    // loaded machine can delay, and whatever completed before then completed whole.
-    await inject();
     const faultAt = Date.now();
+    await inject();
+    // The fault is in effect from here: a CLIENT PAUSE applies when Redis runs it, which a loaded
+    // machine can delay, and whatever completed before then completed whole.
+    const inEffectAt = Date.now();
     await release();
     const releasedAt = Date.now();
     await sleep(TIMEOUT + 1000);
@@ -103,7 +104,7 @@ describe('fault: Redis hung or paused (no socket closes)', () => {
     for (const entry of ended) expect(entry.endedAt - entry.startedAt).toBeLessThan(TIMEOUT + MARGIN_MS);
     for (const entry of ended) if (entry.error !== undefined) expect((entry.error as { code?: string }).code).toMatch(/^BUFFER_/);
     // What ended while Redis did not answer says so, and names every instance.
-    const duringFault = results.filter(({ startedAt, endedAt }) => endedAt > faultAt + 100 && endedAt < releasedAt && startedAt < releasedAt);
+    const duringFault = results.filter(({ startedAt, endedAt }) => endedAt > inEffectAt + 100 && endedAt < releasedAt && startedAt < releasedAt);
     expect(duringFault.length).toBeGreaterThan(0);
     for (const { result } of duringFault) {
       expect(result).toMatchObject({ completedBy: 'timeout', redis: 'unanswered' });
