@@ -321,8 +321,11 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
       judge: this,
     });
     const observers = countObservers(expected, this.finishedCount, missingReasons);
+    // Named fields, not a spread of the split: a result object of one shape.
+    const { replies, errors } = splitReplies((this.arrived ??= []));
     return {
-      ...splitReplies((this.arrived ??= [])),
+      replies,
+      errors,
       expected,
       redis,
       finished: this.finishedCount,
