@@ -56,12 +56,12 @@ export class HandlerInvoker<C> {
     this.runHost = { coalescer, clock, fromJson, maxPayloadBytes, delivery, telemetry: this.telemetry, done: this.work.done, track: this.work.track };
   }
 
-  /** Runs the route's handler for an admitted request, due by `deadline` (this host's clock). */
-  request({ handler, binding }: RequestRoute<C>, envelope: RequestEnvelope, channel: string, deadline: number): void {
+  /** Runs the route's handler for an admitted request, due by `deadline`, starting `now` (this host's clock). */
+  request({ handler, binding }: RequestRoute<C>, envelope: RequestEnvelope, channel: string, deadline: number, now: number): void {
     const context = this.contextFor(envelope, channel, deadline);
     const trace = this.telemetry.startProcess('request', envelope.pattern, binding, channel, envelope.id, envelope.from, envelope.headers);
     const run = new HandlerRun(this.runHost!, envelope, deadline, trace);
-    this.work.start(run, this.settings.clock.now());
+    this.work.start(run, now);
     if (trace === undefined && this.runAround?.active() !== true) {
       // Nothing to run around the handler (no hook, no span): call it and take its result, with no
       // wrapper promise per request.

@@ -420,7 +420,7 @@ export class Responder<C = MessageContext> {
       this.stats.unhandled++;
       return this.refusals.refuse(envelope, BufferErrorCode.NoHandler, `Instance "${this.instanceId}" has no handler for "${envelope.pattern}".`);
     }
-    this.invoker.request(route, envelope, channel, deadline);
+    this.invoker.request(route, envelope, channel, deadline, now);
   }
 
   private onEventArrived(channel: string, envelope: EventEnvelope): void {
