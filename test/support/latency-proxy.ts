@@ -1,18 +1,39 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 
+/** Whether the proxy forwards, and what waits while it does not. */
+interface Gate {
+  held: boolean;
+  queue: Array<() => void>;
+}
+
 /**
  * A TCP proxy in front of Redis that delays every chunk by `delayMs` each way, in order: a slow
- * network between one process and Redis, for the processes given its URL.
+ * network between one process and Redis, for the processes given its URL. `hold()` stops
+ * forwarding without closing anything (a network blackhole); `release()` forwards what waited, in
+ * order.
  */
 export class LatencyProxy {
   private constructor(
     private readonly server: Server,
     private readonly sockets: Set<Socket>,
     readonly url: string,
+    private readonly gate: Gate,
   ) {}
+
+  /** Stops forwarding in both directions; no socket closes. */
+  hold(): void {
+    this.gate.held = true;
+  }
+
+  /** Forwards again, what waited first. */
+  release(): void {
+    this.gate.held = false;
+    for (const send of this.gate.queue.splice(0)) send();
+  }
 
   static async start(target: { host: string; port: number }, delayMs: number): Promise<LatencyProxy> {
     const sockets = new Set<Socket>();
+    const gate: Gate = { held: false, queue: [] };
     const server = createServer((client) => {
       const upstream = createConnection(target);
       for (const socket of [client, upstream]) {
@@ -21,7 +42,11 @@ export class LatencyProxy {
         socket.on('error', () => undefined);
       }
       const pipeDelayed = (from: Socket, to: Socket): void => {
-        from.on('data', (chunk) => setTimeout(() => to.destroyed || to.write(chunk), delayMs));
+        from.on('data', (chunk) => {
+          const send = (): void => void setTimeout(() => to.destroyed || to.write(chunk), delayMs);
+          if (gate.held) gate.queue.push(send);
+          else send();
+        });
         from.on('close', () => setTimeout(() => to.destroy(), delayMs));
       };
       pipeDelayed(client, upstream);
@@ -29,7 +54,7 @@ export class LatencyProxy {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const address = server.address() as { port: number };
-    return new LatencyProxy(server, sockets, `redis://127.0.0.1:${address.port}`);
+    return new LatencyProxy(server, sockets, `redis://127.0.0.1:${address.port}`, gate);
   }
 
   async stop(): Promise<void> {

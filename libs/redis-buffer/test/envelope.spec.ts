@@ -57,6 +57,7 @@ describe('envelope', () => {
     ['no id', JSON.stringify({ ...request, id: '' }), '"id"'],
     ['an id that is too long', JSON.stringify({ ...request, id: 'x'.repeat(200) }), '"id"'],
     ['a deadline that is not a number', JSON.stringify({ ...request, deadline: 'soon' }), '"deadline"'],
+    ['a sent time that is not a number', JSON.stringify({ ...request, sent: 'now' }), '"sent"'],
     ['a negative ttl', JSON.stringify({ ...request, ttl: -5 }), '"ttl"'],
     ['a request with neither ttl nor deadline', JSON.stringify({ ...request, ttl: undefined }), 'needs "ttl"'],
     ['a header name that is too long', JSON.stringify({ ...request, headers: { ['h'.repeat(300)]: 'v' } }), 'header names'],

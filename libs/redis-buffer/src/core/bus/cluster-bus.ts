@@ -189,6 +189,10 @@ export class ClusterBus extends StatusReportingBus implements RedisBus {
     this.removeAllListeners('message');
   }
 
+  async ping(): Promise<void> {
+    await Promise.all([...this.shards.values()].map((shard) => shard.connection.ping()));
+  }
+
   unwrap(): BusClients {
     if (this.publisher === undefined) throw new Error('Not connected yet: call connect() (or startAllMicroservices()) before unwrap().');
     return { publisher: this.publisher, subscribers: new Map([...this.shards].map(([node, shard]) => [node, shard.connection])) };

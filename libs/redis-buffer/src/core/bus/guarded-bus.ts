@@ -56,6 +56,8 @@ export class GuardedBus extends EventEmitter<BusEvents> implements RedisBus {
   private readonly signer: MessageSigner | undefined;
   private readonly replays: ReplayGuard | undefined;
   private readonly maxInboundLength: number;
+  /** The inner bus's round trip, when it has one. */
+  readonly ping?: () => Promise<void>;
 
   constructor(
     private readonly inner: RedisBus,
@@ -66,6 +68,7 @@ export class GuardedBus extends EventEmitter<BusEvents> implements RedisBus {
     this.signer = options.signingKeys.length === 0 ? undefined : new MessageSigner(options.signingKeys);
     this.replays = this.signer === undefined ? undefined : new ReplayGuard(options.maxClockSkew);
     this.maxInboundLength = options.maxPayloadBytes + INBOUND_ALLOWANCE_BYTES;
+    if (inner.ping !== undefined) this.ping = () => inner.ping!();
     inner.on('message', (channel, message) => this.onMessage(channel, message));
     inner.on('status', (status) => this.emit('status', status));
     inner.on('subscriberLost', () => this.emit('subscriberLost'));

@@ -119,6 +119,15 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
     return this.ended;
   }
 
+  /**
+   * The opening of the request as published now: `{"ttl":<ms the caller still waits>,"sent":<its
+   * clock>` (one clock read for both).
+   */
+  timingFields(): string {
+    const now = this.clock.now();
+    return `{"ttl":${Math.max(0, this.startedAt + this.rules.timeout - now)},"sent":${now}`;
+  }
+
   /** Milliseconds the caller will still wait: what the request carries as its `ttl`. */
   remainingMs(): number {
     return Math.max(0, this.startedAt + this.rules.timeout - this.clock.now());

@@ -50,7 +50,7 @@ export class OutgoingRequest implements OutgoingEnvelope {
       this.removalMark = this.view.removalMark;
       gatherer.sent(this.known, this.view.sendMark);
     }
-    return `{"ttl":${gatherer.remainingMs()}${this.rest}`;
+    return `${gatherer.timingFields()}${this.rest}`;
   }
 
   /** Redis's count of receivers (for a topic request, one count per channel): whom the request waits for. */

@@ -32,10 +32,17 @@ export interface ResponderStats {
    * channels: a request's repeat is answered with a repeat reply, an event's is dropped.
    */
   repeatDeliveries: number;
+  /** Times Redis stopped answering this instance for `livenessTimeout` or more without closing its connection (a network cut, a hung server). */
+  cutOffs: number;
+  /**
+   * Requests dropped unrun after such a cut because they had waited in the network longer than
+   * their `ttl` (their callers stopped waiting long ago); also counted in `expired`.
+   */
+  waitedPast: number;
 }
 
 export function emptyResponderStats(): ResponderStats {
-  return { requests: 0, events: 0, expired: 0, unhandled: 0, refused: 0, malformedMessages: 0, replyPublishFailures: 0, repliesResent: 0, forgedMessages: 0, replayedMessages: 0, overloaded: 0, reconnects: 0, pings: 0, repeatDeliveries: 0 };
+  return { requests: 0, events: 0, expired: 0, unhandled: 0, refused: 0, malformedMessages: 0, replyPublishFailures: 0, repliesResent: 0, forgedMessages: 0, replayedMessages: 0, overloaded: 0, reconnects: 0, pings: 0, repeatDeliveries: 0, cutOffs: 0, waitedPast: 0 };
 }
 
 /** What an instance reports as OpenTelemetry metrics, read at each collection. */

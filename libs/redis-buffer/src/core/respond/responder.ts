@@ -13,6 +13,7 @@ import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } 
 import { redisServerAddress } from '../telemetry/server-address.js';
 import { BufferTelemetry, loadOpenTelemetry } from '../telemetry/telemetry.js';
 import { ActiveWork } from './active-work.js';
+import { CallerClocks, CutOffWatch } from './cut-off-watch.js';
 import { HandlerInvoker } from './handler-invoker.js';
 import type { MessageContext } from './message-context.js';
 import { Presence } from './presence.js';
@@ -76,6 +77,8 @@ export class Responder<C = MessageContext> {
   private everConnected = false;
   // Hello, pong, bye, the thaw watch and the unique-id check: what callers learn of this instance.
   private readonly presence: Presence;
+  private readonly cutOff: CutOffWatch;
+  private readonly callerClocks = new CallerClocks();
   // Admission's other side: refusals, and input dropped unanswered.
   private readonly refusals: Refusals;
   // Calls the handlers of what admission let through.
@@ -108,6 +111,18 @@ export class Responder<C = MessageContext> {
     });
     this.work = new ActiveWork(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers);
     this.work.becameBusy = () => this.presence.wakeBeats();
+    this.cutOff = new CutOffWatch({
+      instanceId: this.options.instanceId,
+      livenessTimeout: this.options.livenessTimeout,
+      clock: this.clock,
+      logger: this.logger,
+      ping: () => this.bus!.ping!(),
+      connected: () => this.bus?.status === 'connected',
+      cut: () => void this.stats.cutOffs++,
+      back: () => {
+        if (this.lifeCycle === 'listening') void this.presence.announce().catch(() => undefined);
+      },
+    });
     this.early = new StartupHold(this.options.maxQueuedHandlers);
     const telemetry = (this.telemetry = new BufferTelemetry('server', this.options.namespace, this.options.instanceId, redisServerAddress(this.options)));
     this.resend = new ReplyResend(this.clock, () => this.bus?.status === 'connected', laterTurn(this.clock), this.stats, this.badInput);
@@ -225,6 +240,7 @@ export class Responder<C = MessageContext> {
       await this.presence.noticeTakeover();
       await this.presence.announce();
       this.presence.watchForThaw(() => this.bus?.status === 'connected');
+      if (bus.ping !== undefined) this.cutOff.start();
       this.presence.beatWhileBusy({ oldestStart: () => this.work.oldestStart(), connected: () => this.bus?.status === 'connected' });
       this.logger.log(`Instance "${this.instanceId}" listening on ${this.workChannels.length + 1} channels in namespace "${this.options.namespace}".`);
     } catch (error) {
@@ -256,6 +272,7 @@ export class Responder<C = MessageContext> {
     const bus = this.bus;
     this.lifeCycle = bus === undefined ? 'closed' : 'draining';
     this.presence.stopWatching();
+    this.cutOff.stop();
     if (bus === undefined) return void (await alongside);
     // With Redis away there is nothing to unsubscribe from (the server dropped the connection), and
     // ioredis would queue the command until it is back: never wait for it. The `who` channel stays:
@@ -372,6 +389,7 @@ export class Responder<C = MessageContext> {
     this.lifeCycle = 'closed';
     this.stopping = true;
     this.presence.stopWatching();
+    this.cutOff.stop();
     this.presence.stopBeating();
     this.resend.close();
     const bus = this.bus!;
@@ -395,6 +413,13 @@ export class Responder<C = MessageContext> {
   private onRequestArrived(channel: string, envelope: RequestEnvelope): void {
     if (!this.refusals.answerable(envelope.replyTo, undefined)) return;
     const receivedAt = this.clock.now();
+    // After a cut from Redis, what waited in the network past its ttl is dead work: its caller
+    // stopped waiting long ago (see `CutOffWatch`).
+    if (envelope.sent !== undefined && this.callerClocks.waitedPast(envelope.from, receivedAt - envelope.sent, envelope.ttl) && this.cutOff.recovering) {
+      this.stats.waitedPast++;
+      this.stats.expired++;
+      return;
+    }
     // The caller's remaining time, counted on this host's clock from arrival: no clock agreement needed.
     const deadline = envelope.ttl !== undefined ? receivedAt + envelope.ttl : envelope.deadline!;
     const route = this.routes.request(channel, envelope, deadline - receivedAt);

@@ -24,6 +24,12 @@ export interface RequestEnvelope {
   readonly ttl?: number;
   /** Absolute deadline (ms since the epoch), read only when `ttl` is absent (hand-written requests). */
   readonly deadline?: number;
+  /**
+   * The caller's clock (ms since the epoch) when it published the request. Optional; a receiver
+   * that was cut off from Redis compares it with what it learnt of that caller's clock to drop
+   * requests that waited in the network past their `ttl` (docs/protocol.md, "Cut off from Redis").
+   */
+  readonly sent?: number;
   readonly headers: BufferHeaders;
   readonly data: unknown;
 }
@@ -257,6 +263,8 @@ export function validateEnvelope(value: unknown): Envelope | string {
       if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0)) return '"ttl" must be a non-negative number of milliseconds';
       if (deadline !== undefined && (typeof deadline !== 'number' || !Number.isFinite(deadline))) return '"deadline" must be a number (milliseconds since the epoch)';
       if (ttl === undefined && deadline === undefined) return 'a request needs "ttl" (or "deadline")';
+      const sent = (input as { sent?: unknown }).sent;
+      if (sent !== undefined && (typeof sent !== 'number' || !Number.isFinite(sent))) return '"sent" must be a number (milliseconds since the epoch)';
       const headers = validateHeaders(input.headers);
       if (typeof headers === 'string') return headers;
       input.headers = headers;
