@@ -502,9 +502,8 @@ describe('Gatherer', () => {
         gone: new Map([['u', 'unreachable']]),
         newcomers: undefined,
         known: new Set(['a', 'b', 'u']),
-        joined: new Set(['late']),
         startedUnfinished: [],
-        judge: { isSettled: (id) => finished.has(id), isVouched: () => true },
+        judge: { isSettled: (id) => finished.has(id), isVouched: () => true, servingNow: () => new Set(['a', 'b', 'u', 'late']) },
       });
       expect(missingReasons).toEqual({ u: 'unreachable', late: 'joining' });
     });

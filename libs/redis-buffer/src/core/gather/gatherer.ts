@@ -13,7 +13,6 @@ import { replyOf, splitReplies } from './replies.js';
 import { TopicDeliveries } from './topic-deliveries.js';
 import type { RareState } from './gatherer-state.js';
 
-
 const NO_ROUTES: readonly string[] = Object.freeze([]);
 
 // Start times are kept as offsets from this, so that they stay small integers.
@@ -125,12 +124,12 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
    */
   timingFields(): string {
     const now = this.clock.now();
-    return `{"ttl":${Math.max(0, this.startedAt + this.rules.timeout - now)},"sent":${now}`;
+    return `{"ttl":${this.remainingMs(now)},"sent":${now}`;
   }
 
-  /** Milliseconds the caller will still wait: what the request carries as its `ttl`. */
-  remainingMs(): number {
-    return Math.max(0, this.startedAt + this.rules.timeout - this.clock.now());
+  /** Milliseconds the caller will still wait at `now`: what the request carries as its `ttl`. */
+  remainingMs(now = this.clock.now()): number {
+    return Math.max(0, this.startedAt + this.rules.timeout - now);
   }
 
   /**
@@ -150,7 +149,7 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
     // pattern: Redis did not count them (a subscription lost on the server, a slot moving), and
     // the result names them rather than saying no instance handles it.
     if (receivers === 0) {
-      if (awaited === undefined || !this.anyVouched(awaited)) return this.noResponders();
+      if (awaited === undefined || ![...awaited].some((id) => this.isVouched(id))) return this.noResponders();
       this.setAwaited(awaited, silent);
       return this.checkAll();
     }
@@ -180,11 +179,6 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
     }
     this.setAwaited(awaited, silent);
     this.checkAll();
-  }
-
-  private anyVouched(ids: ReadonlySet<string>): boolean {
-    for (const id of ids) if (this.isVouched(id)) return true;
-    return false;
   }
 
   private noResponders(): void {
@@ -325,7 +319,6 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
       // Redis never counted: whoever the view knows serves the pattern now may have received it too
       // (one that announced its drain may be back under a new process whose hello was lost).
       known: this.awaited ?? (this.expected === undefined && this.known !== undefined ? withAll(this.known, this.knownServing()) : this.known) ?? (completedBy === 'all' || completedBy === 'quorum' || completedBy === 'until' ? undefined : this.knownServing()),
-      joined: this.joinedSince(completedBy),
       startedUnfinished: this.startedUnfinished(),
       judge: this,
     });
@@ -344,23 +337,6 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
       observers,
       elapsedMs: this.clock.now() - this.startedAt,
     };
-  }
-
-  /**
-   * For a result that names whom it did not hear (`all`, `stall`, `timeout`): whom the view holds
-   * now that serves the pattern but was not awaited (it announced itself after Redis's count).
-   * Asked only when the count leaves room for a receiver that neither finished nor was awaited.
-   */
-  private joinedSince(completedBy: CompletedBy): ReadonlySet<string> | undefined {
-    const awaited = this.awaited;
-    const expected = this.receivingInstances();
-    if (completedBy === 'quorum' || completedBy === 'until' || awaited === undefined || expected === undefined) return undefined;
-    if (expected <= this.finishedCount) return undefined;
-    const serving = this.knownServing();
-    if (serving === undefined) return undefined;
-    let joined: Set<string> | undefined;
-    for (const id of serving) if (!awaited.has(id) && !this.isSettled(id)) (joined ??= new Set()).add(id);
-    return joined;
   }
 
   /** Every reply so far, values and errors, in arrival order. */
@@ -395,6 +371,10 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
    */
   protected uncountedReason(instanceId: string): MissingReason | undefined {
     return this.isVouched(instanceId) ? 'not-counted' : undefined;
+  }
+
+  servingNow(): ReadonlySet<string> | undefined {
+    return this.awaited === undefined ? undefined : this.knownServing();
   }
 
   /**

@@ -14,11 +14,6 @@ export interface Unfinished {
   readonly newcomers: ReadonlySet<string> | undefined;
   /** Whom the caller knew serves the pattern: the awaited set, or the view's best knowledge. */
   readonly known: ReadonlySet<string> | undefined;
-  /**
-   * Members the view holds now that serve the pattern and are not in `known`: they announced
-   * themselves after Redis's count (see `Gatherer.result`).
-   */
-  readonly joined?: ReadonlySet<string> | undefined;
   /** Instances that started answering and are not done. */
   readonly startedUnfinished: Iterable<string>;
   /** Tells, per instance, whether it finished or was accounted for, and whether an exchange vouches for it. */
@@ -28,6 +23,12 @@ export interface Unfinished {
 export interface InstanceJudge {
   isSettled(instanceId: string): boolean;
   isVouched(instanceId: string): boolean;
+  /**
+   * The members the view holds now that serve the request (`undefined` when the request waits on
+   * no awaited set): those beyond `known` announced themselves after Redis's count. Asked only when
+   * the count leaves room for a receiver nobody named.
+   */
+  servingNow(): ReadonlySet<string> | undefined;
 }
 
 const NO_REASONS: Readonly<Record<string, MissingReason>> = Object.freeze({});
@@ -65,10 +66,11 @@ export function nameMissing(request: Unfinished): { missing: string[]; missingRe
     // Then one that announced itself only after the count (it froze between subscribing and its
     // hello, say): a counted receiver that did not answer is more likely it than an observer.
     // Vouched ones first; the count bounds how many are named either way.
+    const serving = uncounted > 0 ? request.judge.servingNow() : undefined;
     for (const vouched of [true, false]) {
-      for (const id of request.joined ?? []) {
+      for (const id of serving ?? []) {
         if (uncounted <= 0) break;
-        if (request.judge.isVouched(id) !== vouched || request.judge.isSettled(id) || reasons[id] !== undefined) continue;
+        if (known.has(id) || request.judge.isVouched(id) !== vouched || request.judge.isSettled(id) || reasons[id] !== undefined) continue;
         reasons[id] = 'joining';
         uncounted--;
       }

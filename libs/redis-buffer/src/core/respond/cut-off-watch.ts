@@ -9,10 +9,6 @@ export interface CutOffHost {
   readonly livenessTimeout: number;
   readonly clock: Clock;
   readonly logger: BufferLogger;
-  /** A round trip on the connection that delivers requests. */
-  ping(): Promise<void>;
-  /** Whether the bus says it is connected (a closed socket is the bus's to notice, not this watch's). */
-  connected(): boolean;
   /** Redis stopped answering (noticed once per cut). */
   cut(): void;
   /** Redis answers again after `cutOffMs` without answering: say hello again. */
@@ -25,18 +21,22 @@ export interface CutOffHost {
  * unanswered after `livenessTimeout` means requests cannot reach this instance. It says so in the
  * log; when Redis answers again it says so too, the instance announces itself again (callers took
  * it for silent meanwhile), and for `RECOVERY_WINDOW_MS` requests that waited in the network past
- * their `ttl` are dropped (`CallerClocks`): their callers stopped waiting long ago.
+ * their `ttl` are dropped (`waitedPast`): their callers stopped waiting long ago.
  */
 export class CutOffWatch {
+  private readonly callerClocks = new CallerClocks();
   private timer: TimerHandle | undefined;
+  /** A round trip on the connection that delivers requests, and whether the bus says it is connected (a closed socket is the bus's to notice). */
+  private bus: { ping(): Promise<void>; connected(): boolean } | undefined;
   private pingSentAt: number | undefined;
   private cutOffSince: number | undefined;
   private recoveringUntil = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly host: CutOffHost) {}
 
-  start(): void {
+  start(ping: () => Promise<void>, connected: () => boolean): void {
     if (this.timer !== undefined) return;
+    this.bus = { ping, connected };
     this.timer = this.host.clock.setTimer(this.tick, this.host.livenessTimeout / 2);
   }
 
@@ -45,9 +45,12 @@ export class CutOffWatch {
     this.timer = undefined;
   }
 
-  /** Cut off now, or Redis answered again a short while ago: requests may have waited in the network. */
-  get recovering(): boolean {
-    return this.cutOffSince !== undefined || this.host.clock.now() < this.recoveringUntil;
+  /**
+   * Notes a request's lag (`arrival − sent`) from `from`; whether it is to be dropped: it waited in
+   * the network past its `ttl` while this instance was cut off, or recovers from a cut.
+   */
+  waitedPast(from: string, lag: number, ttl: number | undefined): boolean {
+    return this.callerClocks.waitedPast(from, lag, ttl) && (this.cutOffSince !== undefined || this.host.clock.now() < this.recoveringUntil);
   }
 
   private readonly tick = (): void => {
@@ -62,19 +65,21 @@ export class CutOffWatch {
       }
       return;
     }
-    if (!this.host.connected()) return;
+    const bus = this.bus!;
+    if (!bus.connected()) return;
     this.pingSentAt = now;
     const settled = (): void => {
       this.pingSentAt = undefined;
       const since = this.cutOffSince;
-      if (since === undefined) return;
+      // Stopped meanwhile (the instance drains or left): it announces nothing more.
+      if (since === undefined || this.timer === undefined) return;
       this.cutOffSince = undefined;
       const cutOffMs = clock.now() - since;
       this.recoveringUntil = clock.now() + RECOVERY_WINDOW_MS;
       this.host.logger.log(`Instance "${this.host.instanceId}": Redis answers again after ${cutOffMs} ms; announcing itself, and dropping requests that waited past their ttl.`);
       this.host.back(cutOffMs);
     };
-    this.host.ping().then(settled, settled);
+    bus.ping().then(settled, settled);
   };
 }
 
@@ -85,10 +90,10 @@ const MAX_CALLERS = 1024;
  * Per caller, the least difference seen between this host's clock at a request's arrival and the
  * caller's clock when it published the request (`sent`): the clocks' offset plus the fastest
  * delivery. A request whose difference exceeds that by more than its `ttl` waited in the network
- * longer than its caller waits. Only acted on while `CutOffWatch.recovering` (a clock stepped back
- * on a caller would otherwise make every request look old).
+ * longer than its caller waits. Only acted on around a cut (`CutOffWatch.waitedPast`): a clock
+ * stepped back on a caller would otherwise make every request look old.
  */
-export class CallerClocks {
+class CallerClocks {
   private readonly least = new Map<string, number>();
 
   /** Notes a request's lag; whether it waited past `ttl` by this caller's usual lag. */

@@ -6,6 +6,7 @@ import { DuplicateInstanceError } from '../errors/duplicate-instance.error.js';
 import type { BufferLogger } from '../logger.js';
 import type { BufferChannels } from '../wire/channels.js';
 import { encodeEnvelope, type ByeEnvelope, type HelloEnvelope, type PongEnvelope } from '../wire/envelope.js';
+import { CutOffWatch } from './cut-off-watch.js';
 import { IdClaim, TAKEOVER_AFTER } from './id-claim.js';
 
 /** A shared ping arriving this soon after the last shared pong is answered by that pong (docs/protocol.md, "Shared pongs"). */
@@ -28,6 +29,8 @@ export interface PresenceHost {
   readonly logger: BufferLogger;
   /** Bounded: for failures that a flood of input could repeat. */
   readonly badInput: Pick<BufferLogger, 'warn'>;
+  /** Redis stopped answering this instance without closing its connection (see `CutOffWatch`). */
+  readonly cutOff: () => void;
   /** The patterns it answers, and the events it handles (channel forms), for its hellos. */
   readonly patterns: () => string[];
   readonly events: () => string[];
@@ -49,6 +52,8 @@ export class Presence {
   readonly incarnation = randomBytes(8).toString('base64url');
   /** Pings its own direct channel from a probe inbox, to tell a live duplicate from a half-open one. */
   readonly claim: IdClaim;
+  /** Notices a cut from Redis that closes no socket, and tells which requests waited through it. */
+  readonly cutOff: CutOffWatch;
   private thawTimer: TimerHandle | undefined;
   private coalescer: Coalescer | undefined;
   /** This incarnation's membership counter: one more for every `hello` and `bye` (so the `bye` has the highest). */
@@ -62,6 +67,8 @@ export class Presence {
 
   constructor(private readonly host: PresenceHost) {
     this.claim = new IdClaim(host.instanceId, this.incarnation, host.channels, host.clock, host.livenessTimeout);
+    // Back from a cut, callers took it for silent: it says hello again.
+    this.cutOff = new CutOffWatch({ ...host, cut: host.cutOff, back: () => void this.announce().catch(() => undefined) });
   }
 
   /** The coalescer its envelopes leave through, once connected. */
@@ -143,8 +150,11 @@ export class Presence {
   /**
    * A process that was frozen (SIGSTOP, a debugger, a very long pause) may have been taken for
    * silent by callers meanwhile: when a tick comes much later than scheduled, it says hello again.
+   * With `ping` (a round trip on the connection that delivers requests), cuts from Redis that close
+   * no socket are watched for too (see `CutOffWatch`).
    */
-  watchForThaw(connected: () => boolean): void {
+  watch(connected: () => boolean, ping: (() => Promise<void>) | undefined): void {
+    if (ping !== undefined) this.cutOff.start(ping, connected);
     const { clock, livenessTimeout } = this.host;
     const every = livenessTimeout / 4;
     let last = clock.now();
@@ -162,6 +172,7 @@ export class Presence {
   stopWatching(): void {
     if (this.thawTimer !== undefined) this.host.clock.clearTimer(this.thawTimer);
     this.thawTimer = undefined;
+    this.cutOff.stop();
   }
 
   /** Stops the signs of life `beatWhileBusy` sends (a draining instance beats until it leaves). */

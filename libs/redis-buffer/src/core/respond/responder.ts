@@ -4,7 +4,7 @@ import { createBus } from '../bus/create-bus.js';
 import { GuardedBus } from '../bus/guarded-bus.js';
 import type { BusEvents, BusStatus, RedisBus } from '../bus/redis-bus.js';
 import { laterTurn, systemClock, type Clock } from '../clock.js';
-import { decodeMessage, type Envelope, type EventEnvelope, type RequestEnvelope } from '../wire/envelope.js';
+import { decodeMessage, type Envelope, type EventEnvelope } from '../wire/envelope.js';
 import { BufferErrorCode } from '../errors/buffer.error.js';
 import { endsStartUp } from '../errors/start-failure.js';
 import { INSTANCE_NEEDS } from '../bus/permission-check.js';
@@ -13,7 +13,6 @@ import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } 
 import { redisServerAddress } from '../telemetry/server-address.js';
 import { BufferTelemetry, loadOpenTelemetry } from '../telemetry/telemetry.js';
 import { ActiveWork } from './active-work.js';
-import { CallerClocks, CutOffWatch } from './cut-off-watch.js';
 import { HandlerInvoker } from './handler-invoker.js';
 import type { MessageContext } from './message-context.js';
 import { Presence } from './presence.js';
@@ -21,9 +20,10 @@ import { StartupHold } from './startup-hold.js';
 import { Refusals } from './refusals.js';
 import { ReplyResend } from './reply-resend.js';
 import { ReplyWriter } from './reply-writer.js';
+import { RequestAdmission } from './request-admission.js';
 import { emptyResponderStats, responderCounters, responderGauges, type ResponderStats } from './responder-stats.js';
 import { within } from '../async/bounded-wait.js';
-import { InboundRoutes, type EventRoute, type RequestRoute } from './inbound-routes.js';
+import { InboundRoutes, type EventRoute } from './inbound-routes.js';
 import { checkSeams } from '../option-checks.js';
 import { RESPONDER_SEAM_KEYS, type ResponderHandler, type ResponderSeams, type ResponderState } from './responder-seams.js';
 
@@ -75,14 +75,14 @@ export class Responder<C = MessageContext> {
   // Set once the shutdown drain has run out: what is still queued or running is refused or stopped.
   private stopping = false;
   private everConnected = false;
-  // Hello, pong, bye, the thaw watch and the unique-id check: what callers learn of this instance.
+  // Hello, pong, bye, the thaw and cut-off watches and the unique-id check: what callers learn of this instance.
   private readonly presence: Presence;
-  private readonly cutOff: CutOffWatch;
-  private readonly callerClocks = new CallerClocks();
   // Admission's other side: refusals, and input dropped unanswered.
   private readonly refusals: Refusals;
   // Calls the handlers of what admission let through.
   private readonly invoker: HandlerInvoker<C>;
+  // Whether, and when, a request that arrived runs.
+  private readonly admission: RequestAdmission<C>;
   // Replies whose PUBLISH failed while the connection was away, sent again once it is back.
   private readonly resend: ReplyResend;
 
@@ -108,21 +108,10 @@ export class Responder<C = MessageContext> {
       patterns: () => [...this.routes.requests.keys()],
       events: () => [...this.routes.events.keys()],
       stampMembership: this.options.signingKeys.length > 0,
+      cutOff: () => void this.stats.cutOffs++,
     });
     this.work = new ActiveWork(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers);
     this.work.becameBusy = () => this.presence.wakeBeats();
-    this.cutOff = new CutOffWatch({
-      instanceId: this.options.instanceId,
-      livenessTimeout: this.options.livenessTimeout,
-      clock: this.clock,
-      logger: this.logger,
-      ping: () => this.bus!.ping!(),
-      connected: () => this.bus?.status === 'connected',
-      cut: () => void this.stats.cutOffs++,
-      back: () => {
-        if (this.lifeCycle === 'listening') void this.presence.announce().catch(() => undefined);
-      },
-    });
     this.early = new StartupHold(this.options.maxQueuedHandlers);
     const telemetry = (this.telemetry = new BufferTelemetry('server', this.options.namespace, this.options.instanceId, redisServerAddress(this.options)));
     this.resend = new ReplyResend(this.clock, () => this.bus?.status === 'connected', laterTurn(this.clock), this.stats, this.badInput);
@@ -131,6 +120,19 @@ export class Responder<C = MessageContext> {
     const { instanceId, maxPayloadBytes } = this.options;
     const settings = { instanceId, fromJson: this.fromJson, maxPayloadBytes, clock: this.clock, delivery: this.resend };
     this.invoker = new HandlerInvoker(settings, telemetry, this.work, this.logger, seams.context, seams.runAround);
+    this.admission = new RequestAdmission({
+      instanceId,
+      directChannel: this.directChannel,
+      clock: this.clock,
+      stats: this.stats,
+      routes: this.routes,
+      limiter: this.work.limiter,
+      refusals: this.refusals,
+      invoker: this.invoker,
+      cutOff: this.presence.cutOff,
+      listening: () => this.lifeCycle === 'listening',
+      stopping: () => this.stopping,
+    });
     // Traces and metrics when the app has @opentelemetry/api (a no-op without an SDK registered).
     void loadOpenTelemetry().then((api) => {
       if (api === undefined) return;
@@ -239,8 +241,7 @@ export class Responder<C = MessageContext> {
       for (const [channel, message] of this.early.release()) this.onMessage(channel, message);
       await this.presence.noticeTakeover();
       await this.presence.announce();
-      this.presence.watchForThaw(() => this.bus?.status === 'connected');
-      if (bus.ping !== undefined) this.cutOff.start();
+      this.presence.watch(() => this.bus?.status === 'connected', bus.ping);
       this.presence.beatWhileBusy({ oldestStart: () => this.work.oldestStart(), connected: () => this.bus?.status === 'connected' });
       this.logger.log(`Instance "${this.instanceId}" listening on ${this.workChannels.length + 1} channels in namespace "${this.options.namespace}".`);
     } catch (error) {
@@ -272,7 +273,6 @@ export class Responder<C = MessageContext> {
     const bus = this.bus;
     this.lifeCycle = bus === undefined ? 'closed' : 'draining';
     this.presence.stopWatching();
-    this.cutOff.stop();
     if (bus === undefined) return void (await alongside);
     // With Redis away there is nothing to unsubscribe from (the server dropped the connection), and
     // ioredis would queue the command until it is back: never wait for it. The `who` channel stays:
@@ -352,7 +352,7 @@ export class Responder<C = MessageContext> {
   private dispatch(channel: string, envelope: Envelope): void {
     switch (envelope.kind) {
       case 'request':
-        return this.onRequestArrived(channel, envelope);
+        return this.admission.arrived(channel, envelope);
       case 'event':
         return this.onEventArrived(channel, envelope);
       case 'ping':
@@ -389,7 +389,6 @@ export class Responder<C = MessageContext> {
     this.lifeCycle = 'closed';
     this.stopping = true;
     this.presence.stopWatching();
-    this.cutOff.stop();
     this.presence.stopBeating();
     this.resend.close();
     const bus = this.bus!;
@@ -408,44 +407,6 @@ export class Responder<C = MessageContext> {
 
   private isRequestChannel(channel: string): boolean {
     return channel === this.directChannel || channel.startsWith(`${this.options.namespace}:req:`);
-  }
-
-  private onRequestArrived(channel: string, envelope: RequestEnvelope): void {
-    if (!this.refusals.answerable(envelope.replyTo, undefined)) return;
-    const receivedAt = this.clock.now();
-    // After a cut from Redis, what waited in the network past its ttl is dead work: its caller
-    // stopped waiting long ago (see `CutOffWatch`).
-    if (envelope.sent !== undefined && this.callerClocks.waitedPast(envelope.from, receivedAt - envelope.sent, envelope.ttl) && this.cutOff.recovering) {
-      this.stats.waitedPast++;
-      this.stats.expired++;
-      return;
-    }
-    // The caller's remaining time, counted on this host's clock from arrival: no clock agreement needed.
-    const deadline = envelope.ttl !== undefined ? receivedAt + envelope.ttl : envelope.deadline!;
-    const route = this.routes.request(channel, envelope, deadline - receivedAt);
-    if (route === false) return;
-    if (this.lifeCycle !== 'listening' && channel === this.directChannel) {
-      return this.refusals.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" is shutting down; ask another instance.`);
-    }
-    // A free slot runs the request at once, with no task closure (the common case), and no second
-    // clock read: no time has passed since arrival.
-    if (this.work.limiter.hasRoom) this.onRequest(envelope, channel, deadline, receivedAt, route);
-    else if (!this.work.limiter.submit(() => this.onRequest(envelope, channel, deadline, this.clock.now(), route))) this.refusals.overloaded(envelope);
-  }
-
-  /** `route` is this instance's route for the request's pattern, looked up on arrival. */
-  private onRequest(envelope: RequestEnvelope, channel: string, deadline: number, now: number, route: RequestRoute<C> | undefined): void {
-    if (this.stopping) return this.refusals.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${this.instanceId}" shut down before it could run the request.`);
-    if (now > deadline) {
-      // The caller is about to stop listening: say so rather than do dead work, or stay silent.
-      this.stats.expired++;
-      return this.refusals.refuse(envelope, BufferErrorCode.Expired, `The request reached instance "${this.instanceId}" (or waited there) past its deadline.`);
-    }
-    if (route === undefined) {
-      this.stats.unhandled++;
-      return this.refusals.refuse(envelope, BufferErrorCode.NoHandler, `Instance "${this.instanceId}" has no handler for "${envelope.pattern}".`);
-    }
-    this.invoker.request(route, envelope, channel, deadline, now);
   }
 
   private onEventArrived(channel: string, envelope: EventEnvelope): void {
