@@ -12,13 +12,6 @@ import { IdClaim, TAKEOVER_AFTER } from './id-claim.js';
 /** A shared ping arriving this soon after the last shared pong is answered by that pong (docs/protocol.md, "Shared pongs"). */
 export const SHARED_PONG_WINDOW_MS = 100;
 
-/** What beats read of the instance's work (see `Presence.beatWhileBusy`). */
-export interface BusySource {
-  /** When the handler running longest started; `undefined` when none runs. */
-  oldestStart(): number | undefined;
-  connected(): boolean;
-}
-
 /** What an instance's presence needs from its responder. */
 export interface PresenceHost {
   readonly instanceId: string;
@@ -30,7 +23,7 @@ export interface PresenceHost {
   /** Bounded: for failures that a flood of input could repeat. */
   readonly badInput: Pick<BufferLogger, 'warn'>;
   /** Redis stopped answering this instance without closing its connection (see `CutOffWatch`). */
-  readonly cutOff: () => void;
+  readonly noticedCutOff: () => void;
   /** The patterns it answers, and the events it handles (channel forms), for its hellos. */
   readonly patterns: () => string[];
   readonly events: () => string[];
@@ -63,12 +56,15 @@ export class Presence {
   private lastSharedPong = Number.NEGATIVE_INFINITY;
   private beatTimer: TimerHandle | undefined;
   private beats = 0;
-  private busy: BusySource | undefined;
+  // When the handler running longest started (`undefined`: none runs), once beats are on.
+  private oldestStart: (() => number | undefined) | undefined;
+  // Whether the bus says it is connected, once watched (see `watch`).
+  private connected: () => boolean = () => false;
 
   constructor(private readonly host: PresenceHost) {
     this.claim = new IdClaim(host.instanceId, this.incarnation, host.channels, host.clock, host.livenessTimeout);
     // Back from a cut, callers took it for silent: it says hello again.
-    this.cutOff = new CutOffWatch({ ...host, cut: host.cutOff, back: () => void this.announce().catch(() => undefined) });
+    this.cutOff = new CutOffWatch({ ...host, cut: host.noticedCutOff, back: () => void this.announce().catch(() => undefined) });
   }
 
   /** The coalescer its envelopes leave through, once connected. */
@@ -154,6 +150,7 @@ export class Presence {
    * no socket are watched for too (see `CutOffWatch`).
    */
   watch(connected: () => boolean, ping: (() => Promise<void>) | undefined): void {
+    this.connected = connected;
     if (ping !== undefined) this.cutOff.start(ping, connected);
     const { clock, livenessTimeout } = this.host;
     const every = livenessTimeout / 4;
@@ -179,7 +176,7 @@ export class Presence {
   stopBeating(): void {
     if (this.beatTimer !== undefined) this.host.clock.clearTimer(this.beatTimer);
     this.beatTimer = undefined;
-    this.busy = undefined;
+    this.oldestStart = undefined;
   }
 
   /**
@@ -189,23 +186,22 @@ export class Presence {
    * callers ping one not heard from for half of `livenessTimeout`, and their first liveness round
    * for a request comes a quarter after they sent it, after the first beat.
    */
-  beatWhileBusy(busy: BusySource): void {
-    this.busy = busy;
-    if (busy.oldestStart() !== undefined) this.wakeBeats();
+  beatWhileBusy(oldestStart: () => number | undefined): void {
+    this.oldestStart = oldestStart;
+    if (oldestStart() !== undefined) this.wakeBeats();
   }
 
   /** Work started while nothing ran: the first beat is due a fifth of `livenessTimeout` from now. */
   wakeBeats(): void {
-    if (this.busy === undefined || this.beatTimer !== undefined) return;
+    if (this.oldestStart === undefined || this.beatTimer !== undefined) return;
     this.beatTimer = this.host.clock.setTimer(this.beatTick, this.host.livenessTimeout / 5);
   }
 
   private readonly beatTick = (): void => {
     this.beatTimer = undefined;
-    const busy = this.busy;
-    const since = busy?.oldestStart();
+    const since = this.oldestStart?.();
     // Idle: the next work to start wakes the beats again.
-    if (busy === undefined || since === undefined) return;
+    if (since === undefined) return;
     const { clock, livenessTimeout } = this.host;
     const now = clock.now();
     const every = (2 * livenessTimeout) / 5;
@@ -214,7 +210,7 @@ export class Presence {
     const due = this.lastSharedPong >= since ? this.lastSharedPong + every : since + livenessTimeout / 5;
     let next = due - now;
     if (next <= 0) {
-      if (busy.connected()) {
+      if (this.connected()) {
         const pong: PongEnvelope = { v: 1, kind: 'pong', id: `beat${this.beats++}`, from: this.host.instanceId, inc: this.incarnation };
         this.lastSharedPong = now;
         void this.publish(this.host.channels.members(), encodeEnvelope(pong)).catch(() => undefined);

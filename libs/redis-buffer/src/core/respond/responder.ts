@@ -108,7 +108,7 @@ export class Responder<C = MessageContext> {
       patterns: () => [...this.routes.requests.keys()],
       events: () => [...this.routes.events.keys()],
       stampMembership: this.options.signingKeys.length > 0,
-      cutOff: () => void this.stats.cutOffs++,
+      noticedCutOff: () => void this.stats.cutOffs++,
     });
     this.work = new ActiveWork(this.options.maxConcurrentHandlers, this.options.maxQueuedHandlers);
     this.work.becameBusy = () => this.presence.wakeBeats();
@@ -242,7 +242,7 @@ export class Responder<C = MessageContext> {
       await this.presence.noticeTakeover();
       await this.presence.announce();
       this.presence.watch(() => this.bus?.status === 'connected', bus.ping);
-      this.presence.beatWhileBusy({ oldestStart: () => this.work.oldestStart(), connected: () => this.bus?.status === 'connected' });
+      this.presence.beatWhileBusy(() => this.work.oldestStart());
       this.logger.log(`Instance "${this.instanceId}" listening on ${this.workChannels.length + 1} channels in namespace "${this.options.namespace}".`);
     } catch (error) {
       if (endsStartUp(error)) {
