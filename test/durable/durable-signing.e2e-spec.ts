@@ -137,7 +137,8 @@ describe('durable: signed entries and the size limit', () => {
     const big = (await run(process.execPath, ['--input-type=module', '-e', writer, redis.url, stream()], { cwd: process.cwd() })).stdout.trim();
     const small = await client(NEW).durable.publish('work', { small: true }, { key: 'k1' });
     await waitFor('the oversized entry dead-lettered', async () => (await deadLetters()).length === 1);
-    await waitFor('the next entry of its key ran', () => ran.length === 1);
+    // Counted handled once its acknowledgement returns, a moment after the handler ran.
+    await waitFor('the next entry of its key ran and was acknowledged', () => ran.length === 1 && consumer.stats.handled === 1);
     const rssAfter = process.memoryUsage().rss;
     const data = JSON.stringify({ blob: 'x'.repeat(blobBytes) });
     const [dead] = await deadLetters();
