@@ -25,7 +25,7 @@ export interface EventRunHost<C> {
  */
 export function runEvent<C>(host: EventRunHost<C>, handler: (data: unknown, context: C) => unknown, binding: string, envelope: EventEnvelope, channel: string, context: C): void {
   const trace = host.telemetry.startProcess('event', envelope.pattern, binding, channel, envelope.id, envelope.from, envelope.headers);
-  const token: Work = { startedAt: 0 };
+  const token: Work = { startedAt: 0, workPrev: undefined, workNext: undefined, workSubscription: undefined, workListed: false };
   let failed: string | undefined;
   let settled = false;
   const settle = (): void => {

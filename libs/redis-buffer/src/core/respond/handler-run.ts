@@ -32,6 +32,10 @@ export interface HandlerRunHost {
 export class HandlerRun extends ReplyWriter implements Work {
   /** When it started (see `ActiveWork.start`): the instance beats while one has run a while. */
   startedAt = 0;
+  workPrev: Work | undefined = undefined;
+  workNext: Work | undefined = undefined;
+  workSubscription: Subscription | undefined = undefined;
+  workListed = false;
   /** The end hook of whatever ran around the handler (Nest's processing hooks), when one did. */
   endHook: (() => void) | undefined;
   private expiry: TimerHandle | undefined;
