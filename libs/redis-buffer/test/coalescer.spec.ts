@@ -32,6 +32,27 @@ describe('Coalescer', () => {
     ]);
   });
 
+  it('keeps channels apart however they alternate, across a full batch and a flush', () => {
+    const { coalescer, published, flush } = setup({ maxBatchBytes: 1000, maxBatchCount: 2 });
+    // Channel names equal in content but not the same string object, as JSON.parse hands them out.
+    const c1 = (): string => JSON.parse('"c1"') as string;
+    coalescer.enqueue(c1(), item('{"a":1}'));
+    coalescer.enqueue('c2', item('{"b":1}'));
+    coalescer.enqueue(c1(), item('{"a":2}'));
+    coalescer.enqueue(c1(), item('{"a":3}'));
+    expect(published).toEqual([['c1', '[{"a":1},{"a":2}]']]);
+    coalescer.enqueue('c2', item('{"b":2}'));
+    flush();
+    coalescer.enqueue(c1(), item('{"a":4}'));
+    flush();
+    expect(published).toEqual([
+      ['c1', '[{"a":1},{"a":2}]'],
+      ['c2', '[{"b":1},{"b":2}]'],
+      ['c1', '{"a":3}'],
+      ['c1', '{"a":4}'],
+    ]);
+  });
+
   it('tells every envelope in a batch the receiver count of its PUBLISH', async () => {
     const { coalescer, flush } = setup();
     const counts: number[] = [];

@@ -40,6 +40,10 @@ export interface CoalescerLimits {
  */
 export class Coalescer {
   private pending = new Map<string, PendingBatch>();
+  // The channel enqueued to last and its batch: replies to one caller's batch of requests all go to
+  // its inbox, and comparing a string is cheaper than hashing it (strings fresh from JSON.parse carry no hash).
+  private lastChannel: string | undefined;
+  private lastBatch: PendingBatch | undefined;
   private scheduled = false;
 
   constructor(
@@ -50,7 +54,7 @@ export class Coalescer {
 
   /** Queues an envelope; `callback` learns the PUBLISH result of the batch that carries it. */
   enqueue(channel: string, item: OutgoingEnvelope, callback?: PublishCallback): void {
-    let batch = this.pending.get(channel);
+    let batch = channel === this.lastChannel ? this.lastBatch : this.pending.get(channel);
     if (batch !== undefined && (batch.items.length >= this.limits.maxBatchCount || batch.bytes + item.bytes + 1 > this.limits.maxBatchBytes)) {
       this.pending.delete(channel);
       this.send(channel, batch);
@@ -60,6 +64,8 @@ export class Coalescer {
       batch = { items: [], callbacks: undefined, bytes: 2 };
       this.pending.set(channel, batch);
     }
+    this.lastChannel = channel;
+    this.lastBatch = batch;
     batch.items.push(item);
     if (callback !== undefined) (batch.callbacks ??= []).push(callback);
     batch.bytes += item.bytes + 1;
@@ -88,6 +94,8 @@ export class Coalescer {
     const pending = this.pending;
     if (pending.size === 0) return;
     this.pending = new Map();
+    this.lastChannel = undefined;
+    this.lastBatch = undefined;
     for (const [channel, batch] of pending) this.send(channel, batch);
   }
 

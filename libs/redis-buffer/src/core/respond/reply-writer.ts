@@ -1,5 +1,5 @@
 import type { Coalescer, OutgoingEnvelope } from '../bus/coalescer.js';
-import { encodeReplyParts } from '../wire/envelope.js';
+import { encodeReplyParts, jsonString } from '../wire/envelope.js';
 import { BufferErrorCode } from '../errors/buffer.error.js';
 import type { ReplyDelivery } from './reply-resend.js';
 
@@ -65,7 +65,7 @@ export class ReplyWriter {
     /** When the caller stops waiting (epoch ms), when known: a failed reply is sent again until then. */
     readonly deadline: number | undefined,
   ) {
-    this.idJson = JSON.stringify(requestId);
+    this.idJson = jsonString(requestId);
     // The envelope around the body, in UTF-8 bytes, bounded from above: fixed fields (with room for
     // `seq` and `"refused":true`), the id and the sender at 3 bytes per UTF-16 unit at most.
     this.envelopeOverhead = 96 + 3 * (this.idJson.length + fromJson.length);

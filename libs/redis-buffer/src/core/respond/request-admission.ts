@@ -34,10 +34,10 @@ export interface AdmissionHost<C> {
 export class RequestAdmission<C> {
   constructor(private readonly host: AdmissionHost<C>) {}
 
-  arrived(channel: string, envelope: RequestEnvelope): void {
+  /** `receivedAt`: this host's clock when the Redis message carrying the request arrived. */
+  arrived(channel: string, envelope: RequestEnvelope, receivedAt: number): void {
     const { host } = this;
     if (!host.refusals.answerable(envelope.replyTo, undefined)) return;
-    const receivedAt = host.clock.now();
     // After a cut from Redis, what waited in the network past its ttl is dead work: its caller
     // stopped waiting long ago (see `CutOffWatch`).
     if (envelope.sent !== undefined && host.cutOff.waitedPast(envelope.from, receivedAt - envelope.sent, envelope.ttl)) {
@@ -53,7 +53,7 @@ export class RequestAdmission<C> {
       return host.refusals.refuse(envelope, BufferErrorCode.ShuttingDown, `Instance "${host.instanceId}" is shutting down; ask another instance.`);
     }
     // A free slot runs the request at once, with no task closure (the common case), and no second
-    // clock read: no time has passed since arrival.
+    // clock read: the turn that received the message runs it.
     if (host.limiter.hasRoom) this.run(envelope, channel, deadline, receivedAt, route);
     else if (!host.limiter.submit(() => this.run(envelope, channel, deadline, host.clock.now(), route))) host.refusals.overloaded(envelope);
   }

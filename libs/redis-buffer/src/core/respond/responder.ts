@@ -333,6 +333,8 @@ export class Responder<C = MessageContext> {
       return;
     }
     const { envelopes, rejected } = decodeMessage(message, channel);
+    // The envelopes of one Redis message arrived together: one clock read for all of them.
+    const receivedAt = this.clock.now();
     for (const { error, refusable } of rejected) {
       if (refusable !== undefined && this.isRequestChannel(channel)) this.refusals.unreadable(refusable, error.message);
       else this.refusals.rejectInput(error.message);
@@ -341,7 +343,7 @@ export class Responder<C = MessageContext> {
       // Whatever happens below (a handler throwing synchronously included) must not reach the
       // Redis client's socket handler: it becomes that request's error reply, or a log line.
       try {
-        this.dispatch(channel, envelope);
+        this.dispatch(channel, envelope, receivedAt);
       } catch (error) {
         this.logger.error(`Could not handle a "${envelope.kind}" on "${channel}": ${(error as Error)?.stack ?? String(error)}`);
         if (envelope.kind === 'request' && this.refusals.replyAllowed(envelope.replyTo)) this.refusals.writerFor(envelope).error(error);
@@ -349,10 +351,10 @@ export class Responder<C = MessageContext> {
     }
   }
 
-  private dispatch(channel: string, envelope: Envelope): void {
+  private dispatch(channel: string, envelope: Envelope, receivedAt: number): void {
     switch (envelope.kind) {
       case 'request':
-        return this.admission.arrived(channel, envelope);
+        return this.admission.arrived(channel, envelope, receivedAt);
       case 'event':
         return this.onEventArrived(channel, envelope);
       case 'ping':

@@ -118,6 +118,9 @@ export class BufferTelemetry {
   private tracer: Otel.Tracer | undefined;
   // Without a MeterProvider registered, the meter is a no-op for good: nothing is recorded at all.
   private metricsOn = false;
+  // The tracer provider last seen by `tracing()` and whether it records.
+  private tracingProvider: unknown;
+  private tracingOn = false;
   private requestDuration: Otel.Histogram | undefined;
   private processDuration: Otel.Histogram | undefined;
   private expectedInstances: Otel.Histogram | undefined;
@@ -163,7 +166,13 @@ export class BufferTelemetry {
    */
   private tracing(api: OtelApi): boolean {
     const provider = api.trace.getTracerProvider() as Otel.TracerProvider & { getDelegate?: () => Otel.TracerProvider };
-    return (provider.getDelegate?.() ?? provider).constructor.name !== 'NoopTracerProvider';
+    const delegate = provider.getDelegate?.() ?? provider;
+    // The verdict is kept per provider object: reading a constructor's name is a slow getter.
+    if (delegate !== this.tracingProvider) {
+      this.tracingProvider = delegate;
+      this.tracingOn = delegate.constructor.name !== 'NoopTracerProvider';
+    }
+    return this.tracingOn;
   }
 
   /** Turns instrumentation on with the loaded API; `counters` and `gauges` are read at each collection. */

@@ -355,7 +355,7 @@ export function validateHeaders(value: unknown): BufferHeaders | string {
 const PLAIN_JSON = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
 /** `JSON.stringify` of a string, without its scan and copy when nothing needs escaping (ids, most patterns). */
-function jsonString(value: string): string {
+export function jsonString(value: string): string {
   return PLAIN_JSON.test(value) ? `"${value}"` : JSON.stringify(value);
 }
 
