@@ -164,7 +164,9 @@ describe('Responder (no Nest)', () => {
       expect(beats.length).toBeLessThanOrEqual(3);
       expect(beats[0]).toBeGreaterThanOrEqual(195);
       expect(beats[0]).toBeLessThan(450);
-      expect(beats[1]! - beats[0]!).toBeGreaterThanOrEqual(395);
+      // Two fifths apart (400 ms), not one: measured where the beats arrive, so one beat's delivery
+      // may have taken a few ms longer than the next one's on a loaded machine.
+      expect(beats[1]! - beats[0]!).toBeGreaterThanOrEqual(350);
       // The first beat reached the caller before its first liveness round (a quarter of its bound
       // after the request), and each next one within half a bound of the last: it never pinged.
       expect(caller.stats.pings - pingsBefore).toBe(0);
