@@ -1,0 +1,194 @@
+// `node bench/dist/bench/src/responder-cost.js [instances]`: the CPU time of one handler run on a
+// responder, in one process and without Redis, so that changes to the responder's hot path can be
+// measured without the noise of a shared machine: a `Responder` (the library's, Nest-free) on a bus
+// that keeps everything in memory is given batches of 64 requests exactly as the library's caller
+// encodes them, and answers each with the benchmark's reply; the coalesced floor's responder
+// (parse, reply, batch) does the same work on its own wire format beside it. Several instances
+// (default 16) each parse every batch, as the benchmark's responder process does at N = 16.
+// `--baseline=<path to another build's dist/index.js>` measures that build's Responder beside this
+// one, alternated in the same process: compare builds by that ratio, not across runs.
+import { EventEmitter } from 'node:events';
+import { pathToFileURL } from 'node:url';
+import { BufferChannels, Responder, type BusClients, type BusEvents, type BusStatus, type RedisBus } from 'nestjs-redis-buffer';
+import { ECHO_PATTERN, median, REPLY_DATA, REQUEST_DATA } from './common.js';
+
+const BATCH = 64;
+const ROUNDS = 4;
+const BATCHES_PER_ROUND = 150;
+const instances = Number(process.argv.slice(2).find((arg) => !arg.startsWith('--')) ?? 16);
+const baselinePath = process.argv.find((arg) => arg.startsWith('--baseline='))?.slice(11);
+const namespace = 'cost';
+const channels = new BufferChannels(namespace);
+
+/** A bus that is always connected, takes every PUBLISH (one receiver) and delivers what the bench emits. */
+class MemoryBus extends EventEmitter<BusEvents> implements RedisBus {
+  readonly status: BusStatus = 'connected';
+  published = 0;
+  connect(): Promise<void> {
+    return Promise.resolve();
+  }
+  publish(_channel: string, message: string): Promise<number> {
+    this.published += message.length;
+    return Promise.resolve(1);
+  }
+  private readonly subscribed = new Set<string>();
+  subscribe(list: readonly string[]): Promise<void> {
+    for (const channel of list) this.subscribed.add(channel);
+    return Promise.resolve();
+  }
+  unsubscribe(list: readonly string[]): Promise<void> {
+    for (const channel of list) this.subscribed.delete(channel);
+    return Promise.resolve();
+  }
+  numsub(channel: string): Promise<number> {
+    return Promise.resolve(this.subscribed.has(channel) ? 1 : 0);
+  }
+  checkPermissions(): Promise<void> {
+    return Promise.resolve();
+  }
+  ping(): Promise<void> {
+    return Promise.resolve();
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+  unwrap(): BusClients {
+    throw new Error('a memory bus has no clients');
+  }
+}
+
+const caller = 'bench-caller-1234';
+const inbox = channels.inbox(`${caller}.AbCdEfGh`);
+let nextId = 0;
+
+/** A batch of requests as the library's caller writes them (`ttl` and `sent` first, no headers). */
+function libraryBatch(): string {
+  const parts: string[] = [];
+  const now = Date.now();
+  for (let index = 0; index < BATCH; index++) {
+    const id = (nextId++).toString(36).padStart(8, 'a');
+    parts.push(`{"ttl":4998,"sent":${now},"v":1,"kind":"request","id":"${id}","pattern":"${ECHO_PATTERN}","from":"${caller}","replyTo":"${inbox}","data":${JSON.stringify(REQUEST_DATA)}}`);
+  }
+  return `[${parts.join(',')}]`;
+}
+
+/** The same batch on the coalesced floor's wire. */
+function floorBatch(): string {
+  const parts: string[] = [];
+  for (let index = 0; index < BATCH; index++) {
+    const id = (nextId++).toString(36).padStart(8, 'a');
+    parts.push(`{"id":"${id}","replyTo":"${inbox}","p":"${ECHO_PATTERN}","data":${JSON.stringify(REQUEST_DATA)}}`);
+  }
+  return `[${parts.join(',')}]`;
+}
+
+/** The coalesced floor's responder work, as in systems/floor.ts: parse, answer, batch per inbox per turn. */
+class FloorInstance {
+  private readonly fromJson: string;
+  private pending = new Map<string, string[]>();
+  private scheduled = false;
+  published = 0;
+  constructor(id: string) {
+    this.fromJson = JSON.stringify(id);
+  }
+  onMessage(message: string): void {
+    const parsed = JSON.parse(message) as Array<{ id: string; replyTo: string; p: string; data: unknown }>;
+    for (const request of parsed) {
+      const encoded = `{"id":${JSON.stringify(request.id)},"from":${this.fromJson},"data":${JSON.stringify(REPLY_DATA)}}`;
+      let list = this.pending.get(request.replyTo);
+      if (list === undefined) this.pending.set(request.replyTo, (list = []));
+      list.push(encoded);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    }
+  }
+  private flush(): void {
+    this.scheduled = false;
+    const pending = this.pending;
+    this.pending = new Map();
+    for (const list of pending.values()) {
+      const message = list.length === 1 ? list[0]! : `[${list.join(',')}]`;
+      void Promise.resolve(1).then(() => (this.published += message.length));
+    }
+  }
+}
+
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** CPU ns per handler run: `deliver` hands one batch to every instance; one batch per event-loop turn. */
+async function measure(make: () => string, deliver: (message: string) => void): Promise<number> {
+  const rounds: number[] = [];
+  const messages = Array.from({ length: BATCHES_PER_ROUND }, make);
+  for (let round = 0; round < ROUNDS; round++) {
+    const started = process.cpuUsage();
+    for (const message of messages) {
+      deliver(message);
+      await turn();
+    }
+    await turn();
+    const used = process.cpuUsage(started);
+    // The first round warms the JIT up.
+    if (round > 0) rounds.push(((used.user + used.system) * 1000) / (BATCHES_PER_ROUND * BATCH * instances));
+  }
+  return median(rounds);
+}
+
+/** `instances` Responders of one build, each on its own memory bus, answering the echo pattern. */
+async function startLibrary(ResponderClass: typeof Responder): Promise<{ deliver: (message: string) => void; close: () => Promise<void> }> {
+  const requestChannel = channels.request(ECHO_PATTERN);
+  const buses: MemoryBus[] = [];
+  const responders: Responder[] = [];
+  for (let index = 0; index < instances; index++) {
+    const bus = new MemoryBus();
+    const responder = new ResponderClass({ namespace, instanceId: `cost-r${index + 1}`, maxConcurrentHandlers: 1024 }, { bus, logger: { log() {}, warn() {}, error() {} } });
+    responder.handle(ECHO_PATTERN, () => REPLY_DATA);
+    await responder.listen();
+    buses.push(bus);
+    responders.push(responder);
+  }
+  return {
+    deliver: (message) => {
+      for (const bus of buses) bus.emit('message', requestChannel, message);
+    },
+    close: async () => {
+      for (const responder of responders) await responder.close();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const systems: Record<string, { deliver: (message: string) => void; close?: () => Promise<void>; make: () => string }> = {};
+  systems.library = { ...(await startLibrary(Responder)), make: libraryBatch };
+  if (baselinePath !== undefined) {
+    const baseline = (await import(pathToFileURL(baselinePath).href)) as { Responder: typeof Responder };
+    systems.baseline = { ...(await startLibrary(baseline.Responder)), make: libraryBatch };
+  }
+  const floors = Array.from({ length: instances }, (_, index) => new FloorInstance(`floor-r${index + 1}`));
+  systems.floor = {
+    make: floorBatch,
+    deliver: (message) => {
+      for (const floor of floors) floor.onMessage(message);
+    },
+  };
+  const results: Record<string, number[]> = {};
+  // Alternated, starting one later each pass, so that drift hits every system alike.
+  const names = Object.keys(systems);
+  for (let pass = 0; pass < 5; pass++) {
+    for (let offset = 0; offset < names.length; offset++) {
+      const name = names[(pass + offset) % names.length]!;
+      (results[name] ??= []).push(await measure(systems[name]!.make, systems[name]!.deliver));
+    }
+  }
+  for (const system of Object.values(systems)) await system.close?.();
+  process.stdout.write(`CPU ns per handler run, ${instances} instances in one process, batches of ${BATCH}, ${process.version}; median of 5 passes\n`);
+  for (const name of names) {
+    process.stdout.write(`${Math.round(median(results[name]!)).toString().padStart(6)}  ${name.padEnd(9)} passes ${results[name]!.map(Math.round).join(' ')}\n`);
+  }
+  // Ratios per pass (measured back to back), then their median.
+  const ratio = (a: string, b: string): string => median(results[a]!.map((value, pass) => value / results[b]![pass]!)).toFixed(3);
+  process.stdout.write(`library / floor ${ratio('library', 'floor')}x${baselinePath !== undefined ? `, library / baseline ${ratio('library', 'baseline')}x, baseline / floor ${ratio('baseline', 'floor')}x` : ''}\n`);
+}
+
+void main();
