@@ -20,6 +20,7 @@ export type PublishCallback = (error: Error | undefined, receivers: number) => v
 export type PublishFunction = (channel: string, message: string) => Promise<number>;
 
 interface PendingBatch {
+  readonly channel: string;
   items: OutgoingEnvelope[];
   /** The callbacks passed to `enqueue`, only for the items that came with one. */
   callbacks: PublishCallback[] | undefined;
@@ -40,10 +41,9 @@ export interface CoalescerLimits {
  */
 export class Coalescer {
   private pending = new Map<string, PendingBatch>();
-  // The channel enqueued to last and its batch: replies to one caller's batch of requests all go to
-  // its inbox, and comparing a string is cheaper than hashing it (strings fresh from JSON.parse carry no hash).
-  private lastChannel: string | undefined;
-  private lastBatch: PendingBatch | undefined;
+  // The batch enqueued to last: replies to one caller's batch of requests all go to its inbox, and
+  // comparing a string is cheaper than hashing it (strings fresh from JSON.parse carry no hash).
+  private last: PendingBatch | undefined;
   private scheduled = false;
 
   constructor(
@@ -54,18 +54,17 @@ export class Coalescer {
 
   /** Queues an envelope; `callback` learns the PUBLISH result of the batch that carries it. */
   enqueue(channel: string, item: OutgoingEnvelope, callback?: PublishCallback): void {
-    let batch = channel === this.lastChannel ? this.lastBatch : this.pending.get(channel);
+    let batch = this.last !== undefined && this.last.channel === channel ? this.last : this.pending.get(channel);
     if (batch !== undefined && (batch.items.length >= this.limits.maxBatchCount || batch.bytes + item.bytes + 1 > this.limits.maxBatchBytes)) {
       this.pending.delete(channel);
-      this.send(channel, batch);
+      this.send(batch);
       batch = undefined;
     }
     if (batch === undefined) {
-      batch = { items: [], callbacks: undefined, bytes: 2 };
+      batch = { channel, items: [], callbacks: undefined, bytes: 2 };
       this.pending.set(channel, batch);
     }
-    this.lastChannel = channel;
-    this.lastBatch = batch;
+    this.last = batch;
     batch.items.push(item);
     if (callback !== undefined) (batch.callbacks ??= []).push(callback);
     batch.bytes += item.bytes + 1;
@@ -94,9 +93,8 @@ export class Coalescer {
     const pending = this.pending;
     if (pending.size === 0) return;
     this.pending = new Map();
-    this.lastChannel = undefined;
-    this.lastBatch = undefined;
-    for (const [channel, batch] of pending) this.send(channel, batch);
+    this.last = undefined;
+    for (const batch of pending.values()) this.send(batch);
   }
 
   /** How many envelopes wait for the next flush. */
@@ -106,7 +104,7 @@ export class Coalescer {
     return count;
   }
 
-  private send(channel: string, batch: PendingBatch): void {
+  private send(batch: PendingBatch): void {
     let message: string;
     try {
       const encoded: string[] = [];
@@ -118,7 +116,7 @@ export class Coalescer {
       settle(batch, error as Error, 0);
       return;
     }
-    this.publishMessage(channel, message).then(
+    this.publishMessage(batch.channel, message).then(
       (receivers) => settle(batch, undefined, receivers),
       (error: Error) => settle(batch, error, 0),
     );
