@@ -2,8 +2,8 @@
 // responder, in one process and without Redis, so that changes to the responder's hot path can be
 // measured without the noise of a shared machine: a `Responder` (the library's, Nest-free) on a bus
 // that keeps everything in memory is given batches of 64 requests exactly as the library's caller
-// encodes them, and answers each with the benchmark's reply; the coalesced floor's responder
-// (parse, reply, batch) does the same work on its own wire format beside it. Several instances
+// encodes them, and answers each with the benchmark's reply; the coalesced floor's own responders
+// (systems/floor.ts, never connected) do the same work on their wire format beside it. Several instances
 // (default 16) each parse every batch, as the benchmark's responder process does at N = 16.
 // `--baseline=<path to another build's dist/index.js>` measures that build's Responder beside this
 // one, alternated in the same process: compare builds by that ratio, not across runs.
@@ -11,6 +11,7 @@ import { EventEmitter } from 'node:events';
 import { pathToFileURL } from 'node:url';
 import { BufferChannels, Responder, type BusClients, type BusEvents, type BusStatus, type RedisBus } from 'nestjs-redis-buffer';
 import { ECHO_PATTERN, median, REPLY_DATA, REQUEST_DATA } from './common.js';
+import { FloorResponder, type FloorPublisher } from './systems/floor.js';
 
 const BATCH = 64;
 const ROUNDS = 4;
@@ -20,15 +21,13 @@ const baselinePath = process.argv.find((arg) => arg.startsWith('--baseline='))?.
 const namespace = 'cost';
 const channels = new BufferChannels(namespace);
 
-/** A bus that is always connected, takes every PUBLISH (one receiver) and delivers what the bench emits. */
+/** A bus that is always connected, takes every PUBLISH (one receiver, the message dropped) and delivers what the bench emits. */
 class MemoryBus extends EventEmitter<BusEvents> implements RedisBus {
   readonly status: BusStatus = 'connected';
-  published = 0;
   connect(): Promise<void> {
     return Promise.resolve();
   }
-  publish(_channel: string, message: string): Promise<number> {
-    this.published += message.length;
+  publish(): Promise<number> {
     return Promise.resolve(1);
   }
   private readonly subscribed = new Set<string>();
@@ -82,39 +81,6 @@ function floorBatch(): string {
   return `[${parts.join(',')}]`;
 }
 
-/** The coalesced floor's responder work, as in systems/floor.ts: parse, answer, batch per inbox per turn. */
-class FloorInstance {
-  private readonly fromJson: string;
-  private pending = new Map<string, string[]>();
-  private scheduled = false;
-  published = 0;
-  constructor(id: string) {
-    this.fromJson = JSON.stringify(id);
-  }
-  onMessage(message: string): void {
-    const parsed = JSON.parse(message) as Array<{ id: string; replyTo: string; p: string; data: unknown }>;
-    for (const request of parsed) {
-      const encoded = `{"id":${JSON.stringify(request.id)},"from":${this.fromJson},"data":${JSON.stringify(REPLY_DATA)}}`;
-      let list = this.pending.get(request.replyTo);
-      if (list === undefined) this.pending.set(request.replyTo, (list = []));
-      list.push(encoded);
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
-    }
-  }
-  private flush(): void {
-    this.scheduled = false;
-    const pending = this.pending;
-    this.pending = new Map();
-    for (const list of pending.values()) {
-      const message = list.length === 1 ? list[0]! : `[${list.join(',')}]`;
-      void Promise.resolve(1).then(() => (this.published += message.length));
-    }
-  }
-}
-
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** CPU ns per handler run: `deliver` hands one batch to every instance; one batch per event-loop turn. */
@@ -165,11 +131,13 @@ async function main(): Promise<void> {
     const baseline = (await import(pathToFileURL(baselinePath).href)) as { Responder: typeof Responder };
     systems.baseline = { ...(await startLibrary(baseline.Responder)), make: libraryBatch };
   }
-  const floors = Array.from({ length: instances }, (_, index) => new FloorInstance(`floor-r${index + 1}`));
+  // The floor's own responders (systems/floor.ts), never connected: their replies go to memory.
+  const nowhere: FloorPublisher = { publish: () => Promise.resolve(1) };
+  const floors = Array.from({ length: instances }, (_, index) => new FloorResponder('redis://127.0.0.1:1', namespace, `floor-r${index + 1}`, true, nowhere));
   systems.floor = {
     make: floorBatch,
     deliver: (message) => {
-      for (const floor of floors) floor.onMessage(message);
+      for (const floor of floors) floor.receive(message);
     },
   };
   const results: Record<string, number[]> = {};

@@ -29,12 +29,17 @@ interface Pending {
   done: Done;
 }
 
+/** What a floor publishes through: an ioredis connection, or anything that takes a PUBLISH. */
+export interface FloorPublisher {
+  publish(channel: string, message: string): Promise<number>;
+}
+
 /** Per-tick batching of strings per channel into one PUBLISH of a JSON array. */
 class TickBatcher {
   private pending = new Map<string, { parts: string[]; callbacks: Array<((error: unknown, receivers: number) => void) | undefined> }>();
   private scheduled = false;
 
-  constructor(private readonly redis: Redis) {}
+  constructor(private readonly redis: FloorPublisher) {}
 
   enqueue(channel: string, encoded: string, callback?: (error: unknown, receivers: number) => void): void {
     let batch = this.pending.get(channel);
@@ -159,21 +164,26 @@ export class FloorResponder {
     private readonly namespace: string,
     readonly instanceId: string,
     coalesce: boolean,
+    /** Where coalesced replies go instead of the connection (a measurement without Redis). */
+    publisher?: FloorPublisher,
   ) {
     this.pub = new Redis(url, { lazyConnect: true });
     this.sub = new Redis(url, { lazyConnect: true });
-    this.batcher = coalesce ? new TickBatcher(this.pub) : undefined;
+    this.batcher = coalesce ? new TickBatcher(publisher ?? this.pub) : undefined;
     this.fromJson = JSON.stringify(instanceId);
   }
 
   async start(): Promise<void> {
     await Promise.all([this.pub.connect(), this.sub.connect()]);
-    this.sub.on('message', (_channel: string, message: string) => {
-      const parsed = JSON.parse(message) as WireRequest | WireRequest[];
-      if (Array.isArray(parsed)) for (const request of parsed) this.onRequest(request);
-      else this.onRequest(parsed);
-    });
+    this.sub.on('message', (_channel: string, message: string) => this.receive(message));
     await this.sub.subscribe(`${this.namespace}:req`);
+  }
+
+  /** One message of the request channel: a request, or a batch of them. */
+  receive(message: string): void {
+    const parsed = JSON.parse(message) as WireRequest | WireRequest[];
+    if (Array.isArray(parsed)) for (const request of parsed) this.onRequest(request);
+    else this.onRequest(parsed);
   }
 
   protected onRequest(request: WireRequest): void {
