@@ -1,4 +1,5 @@
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import type { Slots } from '../slots.js';
 
 /**
  * Waiting with a bound: every "this, or give up after so many ms" of the library goes through
@@ -37,17 +38,18 @@ export function within(work: Promise<unknown>, ms: number, clock: Clock = system
 /**
  * Waits for a command, or for a close of its connection, whichever comes first: the close calls
  * the function registered in `inFlight` (while the command waits) with the error to settle it with.
+ * `Slots`, not a Set: what a dropped Set table still points at would outlive the young generation.
  * For commands ioredis neither resends nor settles when their connection closes.
  */
-export async function settledByClose<T>(inFlight: Set<(error: Error) => void> | undefined, sent: Promise<T>): Promise<T> {
+export async function settledByClose<T>(inFlight: Slots<(error: Error) => void> | undefined, sent: Promise<T>): Promise<T> {
   let cut!: (error: Error) => void;
   const closed = new Promise<never>((_, reject) => (cut = reject));
-  inFlight?.add(cut);
+  const slot = inFlight?.add(cut);
   // When the close wins the race, ioredis still rejects the command later: not an unhandled rejection.
   sent.catch(() => undefined);
   try {
     return await Promise.race([sent, closed]);
   } finally {
-    inFlight?.delete(cut);
+    if (slot !== undefined) inFlight?.delete(slot);
   }
 }

@@ -1,5 +1,6 @@
 import type { Cluster, ClusterOptions, Redis } from 'ioredis';
 import { settledByClose } from '../async/bounded-wait.js';
+import { Slots } from '../slots.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import { RedisPermissionError } from '../errors/redis-permission.error.js';
 import { endsStartUp } from '../errors/start-failure.js';
@@ -69,7 +70,7 @@ export class ClusterBus extends StatusReportingBus implements RedisBus {
   /** Slots of the subscribed channels, which are placed again after every slot map refresh. */
   private readonly slots = new Map<string, number>();
   /** PUBLISH commands in flight, by the node they were sent to, for failing them when it closes. */
-  private readonly publishesInFlight = new Map<string, Set<(error: Error) => void>>();
+  private readonly publishesInFlight = new Map<string, Slots<(error: Error) => void>>();
   private readonly watchedNodes = new WeakSet<Redis>();
   /** Nodes whose connection failed, and until when publishes to them fail without trying. */
   private readonly downUntil = new Map<string, number>();
@@ -305,17 +306,17 @@ export class ClusterBus extends StatusReportingBus implements RedisBus {
     node.on('close', () => {
       const inFlight = this.publishesInFlight.get(key);
       if (inFlight === undefined) return;
-      for (const cut of [...inFlight]) cut(new ConnectionLostError('the connection closed while an SPUBLISH was in flight; it is not sent again'));
+      for (const cut of inFlight.values()) cut(new ConnectionLostError('the connection closed while an SPUBLISH was in flight; it is not sent again'));
     });
   }
 
-  private publishesInFlightOn(node: string): Set<(error: Error) => void> {
-    let set = this.publishesInFlight.get(node);
-    if (set === undefined) {
-      set = new Set();
-      this.publishesInFlight.set(node, set);
+  private publishesInFlightOn(node: string): Slots<(error: Error) => void> {
+    let slots = this.publishesInFlight.get(node);
+    if (slots === undefined) {
+      slots = new Slots();
+      this.publishesInFlight.set(node, slots);
     }
-    return set;
+    return slots;
   }
 
   // Channels published to are not cached: a server replies to the inbox of every caller it ever met.

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Cluster, Redis } from 'ioredis';
 import { settledByClose, withTimeout } from '../async/bounded-wait.js';
+import { Slots } from '../slots.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import { InvalidOptionsError } from '../errors/invalid-options.error.js';
 import { RedisPermissionError } from '../errors/redis-permission.error.js';
@@ -107,7 +108,7 @@ export class IoredisBus extends StatusReportingBus implements RedisBus {
   private modeChecked = false;
   /** A reset at start was already checked for a TLS port. */
   private tlsDiagnosed = false;
-  private readonly publishesInFlight = new Set<(error: Error) => void>();
+  private readonly publishesInFlight = new Slots<(error: Error) => void>();
 
   constructor(private readonly options: IoredisBusOptions) {
     super();
@@ -275,7 +276,7 @@ export class IoredisBus extends StatusReportingBus implements RedisBus {
     });
     publisher.on('close', () => {
       if (!current()) return;
-      for (const cut of [...this.publishesInFlight]) cut(new ConnectionLostError('the connection closed while a PUBLISH was in flight; it is not sent again'));
+      for (const cut of this.publishesInFlight.values()) cut(new ConnectionLostError('the connection closed while a PUBLISH was in flight; it is not sent again'));
     });
     for (const connection of [publisher, subscriber]) {
       const refresh = (): void => {

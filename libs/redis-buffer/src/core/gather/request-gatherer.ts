@@ -6,6 +6,7 @@ import type { MembershipView } from '../membership/membership.js';
 import type { ResolvedCallOptions } from '../options.js';
 import type { BufferTelemetry, RequestTrace } from '../telemetry/telemetry.js';
 import { Gatherer } from './gatherer.js';
+import type { InFlightRequests } from './in-flight.js';
 import type { GatherSink } from './gather-sink.js';
 import type { GatherResult, MissingReason } from './reply.js';
 
@@ -107,12 +108,11 @@ export interface RequestHandle {
 
 /** What every request of one requester shares. */
 export interface RequestOwner {
-  readonly pending: Map<string, Gatherer<unknown>>;
+  /** The requests in flight, with each one's span (see `InFlightRequests`). */
+  readonly pending: InFlightRequests<Gatherer<unknown>, RequestTrace>;
   readonly telemetry: BufferTelemetry;
   /** Requests waiting for the first connection, not published yet (rare: kept here, not on each request). */
   readonly unpublished: Set<object>;
-  /** Each request's span, with an OpenTelemetry SDK only (kept here, not on each request). */
-  readonly traces: Map<object, RequestTrace>;
   /** Whether the view holds this instance as draining. */
   isDraining(instanceId: string): boolean;
   /** Whether the view holds this instance on an unsolicited hello alone (see `MembershipView`). */
@@ -139,10 +139,8 @@ export class RequestGatherer<T> extends Gatherer<T> implements RequestHandle {
     call: ResolvedCallOptions<T>,
     sink: GatherSink<T>,
     clock: Clock,
-    trace: RequestTrace | undefined,
   ) {
     super(id, pattern, call, sink, clock);
-    if (trace !== undefined) owner.traces.set(this, trace);
   }
 
   /** Handed to the coalescer (or about to be). */
@@ -177,8 +175,8 @@ export class RequestGatherer<T> extends Gatherer<T> implements RequestHandle {
   }
 
   protected override completed(result: GatherResult<T>, timedOut: BufferTimeoutError<T> | undefined): void {
-    const unpublished = this.release();
-    const trace = this.takeTrace();
+    const unpublished = this.dropUnpublished();
+    const trace = this.release();
     if (unpublished && result.completedBy === 'timeout') {
       const error = new ConnectionLostError(`not connected to Redis within the request's timeout (${this.rules.timeout} ms)`);
       this.owner.telemetry.endRequest(trace, result, error);
@@ -190,30 +188,27 @@ export class RequestGatherer<T> extends Gatherer<T> implements RequestHandle {
   }
 
   protected override failed(error: Error, result: GatherResult<T>): void {
-    this.release();
-    this.owner.telemetry.endRequest(this.takeTrace(), result, error);
+    this.dropUnpublished();
+    this.owner.telemetry.endRequest(this.release(), result, error);
     this.sink.fail(error, result);
   }
 
   /** Cancels the request at once: no more replies reach the sink, its timers stop, its span ends. */
   override cancel(): void {
-    if (!this.isEnded) this.owner.telemetry.endSend(this.takeTrace(), { 'nestjs_redis_buffer.cancelled': true });
+    const trace = this.release();
+    if (!this.isEnded) this.owner.telemetry.endSend(trace, { 'nestjs_redis_buffer.cancelled': true });
     super.cancel();
-    this.release();
+    this.dropUnpublished();
   }
 
-  /** Drops what the requester holds for this request; true if it was never published. */
-  private release(): boolean {
-    this.owner.pending.delete(this.requestId);
+  /** Drops the routing entry; returns the request's span, if it has one and it has not ended. */
+  private release(): RequestTrace | undefined {
+    return this.owner.pending.delete(this.requestId);
+  }
+
+  /** True if it was never published (it waited for the first connection). */
+  private dropUnpublished(): boolean {
     return this.owner.unpublished.size > 0 && this.owner.unpublished.delete(this);
-  }
-
-  private takeTrace(): RequestTrace | undefined {
-    const traces = this.owner.traces;
-    if (traces.size === 0) return undefined;
-    const trace = traces.get(this);
-    traces.delete(this);
-    return trace;
   }
 
   /** `cancel`, under the name rxjs calls on a teardown. */

@@ -9,6 +9,7 @@ import { CALLER_NEEDS } from '../bus/permission-check.js';
 import { TooManyRequestsError } from '../errors/too-many-requests.error.js';
 import type { Gatherer } from './gatherer.js';
 import type { GatherSink } from './gather-sink.js';
+import { InFlightRequests } from './in-flight.js';
 import { RequestGatherer, type OutgoingRequest, type RequestHandle, type RequestOwner } from './request-gatherer.js';
 
 export type { RequestHandle } from './request-gatherer.js';
@@ -22,21 +23,21 @@ import { PublishWatch } from './publish-watch.js';
 import type { ResolvedBufferOptions, ResolvedCallOptions } from '../options.js';
 import type { BusStatus, RedisBus } from '../bus/redis-bus.js';
 import type { GatherResult, MissingReason } from './reply.js';
-import { BufferTelemetry, type ObservedCounters } from '../telemetry/telemetry.js';
+import { BufferTelemetry, type ObservedCounters, type RequestTrace } from '../telemetry/telemetry.js';
 
 
 /**
  * The caller's side of the protocol, without Nest: one inbox subscription for all replies (routed
- * by request id through `pending`), per-tick coalescing of requests per channel, one `Gatherer`
- * per request, and the membership view that tells each request whom it waits for.
+ * by request id through `pending`, an `InFlightRequests`), per-tick coalescing of requests per
+ * channel, one `Gatherer` per request, and the membership view that tells each request whom it waits for.
  */
 export class Requester {
   readonly channels: BufferChannels;
   readonly inbox: string;
   readonly stats: RequesterStats = emptyRequesterStats();
-  private readonly pending = new Map<string, Gatherer<unknown>>();
   private readonly coalescer: Coalescer;
   private readonly idPrefix = randomBytes(6).toString('base64url');
+  private readonly pending = new InFlightRequests<Gatherer<unknown>, RequestTrace>(this.idPrefix);
   private readonly encoder: OutboundEncoder;
   private readonly view: MembershipView;
   // Every request's timeout: one underlying timer per distinct duration.
@@ -74,7 +75,7 @@ export class Requester {
         ping: (instanceId) => this.ping(instanceId),
         instanceGone: (instanceId, reason, sentBefore) => this.instanceGone(instanceId, reason, sentBefore),
         instanceDismissed: (instanceId) => {
-          for (const gatherer of [...this.pending.values()]) gatherer.instanceDismissed(instanceId);
+          for (const gatherer of this.pending.values()) gatherer.instanceDismissed(instanceId);
         },
       },
       options.livenessTimeout,
@@ -106,7 +107,6 @@ export class Requester {
       pending: this.pending,
       telemetry,
       unpublished: new Set(),
-      traces: new Map(),
       isDraining: (instanceId) => view.isDraining(instanceId),
       isUnvouched: (instanceId) => view.isUnvouched(instanceId),
       redisUnanswering: () => watch.unansweredFor() >= unansweredAfter,
@@ -181,11 +181,12 @@ export class Requester {
   request<T>(pattern: string, data: unknown, call: ResolvedCallOptions<T>, sink: GatherSink<T>): RequestHandle {
     if (this.closed) throw new ConnectionLostError('the client was closed');
     if (this.pending.size >= this.options.maxInFlight) throw new TooManyRequestsError(this.options.maxInFlight);
-    const id = this.newId();
+    const id = this.pending.nextId();
     const channel = call.to === undefined ? this.channels.request(pattern) : this.channels.direct(call.to);
     const traced = this.telemetry.startRequest('request', pattern, channel, id, call.headers);
     // One object with prototype methods rather than closures: it lives as long as the request.
-    const gatherer = new RequestGatherer<T>(this.owner, id, pattern, call, sink, this.timers, traced?.trace);
+    const gatherer = new RequestGatherer<T>(this.owner, id, pattern, call, sink, this.timers);
+    this.pending.add(gatherer as Gatherer<unknown>, traced?.trace);
     // A topic: also to the channel of every wildcard binding the view knows that matches it (none
     // known: an exact request, at the cost of one length check).
     if (call.to === undefined) gatherer.routeVia(this.view.requestBindings.routesFor(pattern));
@@ -198,7 +199,6 @@ export class Requester {
       gatherer.cancel();
       throw error;
     }
-    this.pending.set(id, gatherer as Gatherer<unknown>);
     this.stats.requests++;
     this.armLiveness();
     if (this.bus.status === 'connected' && this.inboxSubscribed) {
@@ -298,7 +298,7 @@ export class Requester {
 
   /** Fails every pending request with `ConnectionLostError` and closes nothing else. */
   failAll(reason: string): void {
-    for (const gatherer of [...this.pending.values()]) {
+    for (const gatherer of this.pending.values()) {
       gatherer.fail(new ConnectionLostError(reason, { replies: gatherer.allReplies() }));
     }
     this.pending.clear();
@@ -399,7 +399,7 @@ export class Requester {
   private instanceGone(instanceId: string, reason: MissingReason, sentBefore?: number): void {
     if (reason === 'silent') this.stats.silentInstances++;
     this.telemetry.instanceGone(reason);
-    for (const gatherer of [...this.pending.values()]) gatherer.instanceGone(instanceId, reason, sentBefore);
+    for (const gatherer of this.pending.values()) gatherer.instanceGone(instanceId, reason, sentBefore);
   }
 
   /**
