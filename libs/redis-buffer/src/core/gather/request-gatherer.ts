@@ -201,7 +201,7 @@ export class RequestGatherer<T> extends Gatherer<T> implements RequestHandle {
     this.dropUnpublished();
   }
 
-  /** Drops the routing entry; returns the request's span, if it has one and it has not ended. */
+  /** Drops the routing entry; returns the request's span, if it has one and was still in flight. */
   private release(): RequestTrace | undefined {
     return this.owner.pending.delete(this.requestId);
   }

@@ -29,7 +29,8 @@ import { BufferTelemetry, type ObservedCounters, type RequestTrace } from '../te
 /**
  * The caller's side of the protocol, without Nest: one inbox subscription for all replies (routed
  * by request id through `pending`, an `InFlightRequests`), per-tick coalescing of requests per
- * channel, one `Gatherer` per request, and the membership view that tells each request whom it waits for.
+ * channel, one `Gatherer` per request, and the membership view that tells each request whom it
+ * waits for.
  */
 export class Requester {
   readonly channels: BufferChannels;
