@@ -15,6 +15,8 @@ import { report, waitFor } from '../support/durable.js';
 import { startWorker, keyViolations, readLogs, runsOf, type Outage } from './worker-log.js';
 
 const CLAIM_IDLE = 1000;
+/** Each run's length: the freeze must land inside a round of runs, well clear of its ends. */
+const RUN_MS = 500;
 
 describe('durable: a consumer frozen past claimIdle', () => {
   let redis: TestRedis;
@@ -48,13 +50,24 @@ describe('durable: a consumer frozen past claimIdle', () => {
     const keys = ['K0', 'K1', 'K2', 'K3'];
     let seq = 0;
     for (let round = 0; round < 10; round++) {
-      for (const key of keys) await client.durable.publish('work', { seq: seq++, sleepMs: 250 }, { key });
+      for (const key of keys) await client.durable.publish('work', { seq: seq++, sleepMs: RUN_MS }, { key });
     }
-    // f1 holds all 40 (maxInFlight 32 default: it read them before f2 existed) and runs one per key.
-    await waitFor('f1 running keyed entries', () => runsOf(readLogs(logs)).filter((run) => run.end === undefined).length === keys.length);
-    await worker('f2');
+    // f1 reads 32 of the 40 (maxInFlight is 32 by default) and runs one per key at a time.
+    // Frozen mid-handler: while all four runs of a round are under way, none started more than
+    // 100 ms ago (each takes RUN_MS, so a pause of the test process of up to 400 ms before the
+    // signal is harmless). Frozen at a round's turn instead, between the library's last ownership
+    // check and the handler's first line, a run would log its start only after the thaw, after the
+    // claimer's runs of its key: a handler frozen at its very start, which no library can tell from
+    // one frozen a line later (docs/reliability.md, "Ownership is checked in Redis").
+    await waitFor('f1 running a round of keyed entries, just started', () => {
+      const open = runsOf(readLogs(logs)).filter((run) => run.end === undefined);
+      return open.length === keys.length && open.every((run) => run.start >= Date.now() - 100);
+    });
+    // Frozen before the claimer starts: a process start can take longer than f1 needs to run all
+    // 40 entries (5 s) on a loaded machine, and the claimer would then find nothing to claim.
     frozen.signal('SIGSTOP');
     const stoppedAt = Date.now();
+    await worker('f2');
     // Past claimIdle, f2 claims what f1 held and runs it; f1 is thawed while f2 is still at work.
     await waitFor('f2 running claimed entries', () => runsOf(readLogs([logs[1]!])).length >= keys.length * 2, 15_000);
     frozen.signal('SIGCONT');
