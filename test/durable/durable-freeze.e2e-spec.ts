@@ -17,6 +17,8 @@ import { startWorker, keyViolations, readLogs, runsOf, type Outage } from './wor
 const CLAIM_IDLE = 1000;
 /** Each run's length: the freeze must land inside a round of runs, well clear of its ends. */
 const RUN_MS = 500;
+/** The freeze waits for a round whose runs all started within this: RUN_MS minus it is the margin for a pause before the signal. */
+const JUST_STARTED_MS = 100;
 
 describe('durable: a consumer frozen past claimIdle', () => {
   let redis: TestRedis;
@@ -54,14 +56,16 @@ describe('durable: a consumer frozen past claimIdle', () => {
     }
     // f1 reads 32 of the 40 (maxInFlight is 32 by default) and runs one per key at a time.
     // Frozen mid-handler: while all four runs of a round are under way, none started more than
-    // 100 ms ago (each takes RUN_MS, so a pause of the test process of up to 400 ms before the
-    // signal is harmless). Frozen at a round's turn instead, between the library's last ownership
-    // check and the handler's first line, a run would log its start only after the thaw, after the
-    // claimer's runs of its key: a handler frozen at its very start, which no library can tell from
-    // one frozen a line later (docs/reliability.md, "Ownership is checked in Redis").
+    // JUST_STARTED_MS ago (so a pause of the test process before the signal of up to
+    // RUN_MS - JUST_STARTED_MS is harmless). Frozen at a round's turn instead, between the
+    // library's last ownership check and the handler's first line, a run would log its start only
+    // after the thaw, after the claimer's runs of its key: a handler frozen at its very start, which
+    // no library can tell from one frozen a line later (docs/reliability.md, "Ownership is checked
+    // in Redis").
     await waitFor('f1 running a round of keyed entries, just started', () => {
       const open = runsOf(readLogs(logs)).filter((run) => run.end === undefined);
-      return open.length === keys.length && open.every((run) => run.start >= Date.now() - 100);
+      const since = Date.now() - JUST_STARTED_MS;
+      return open.length === keys.length && open.every((run) => run.start >= since);
     });
     // Frozen before the claimer starts: a process start can take longer than f1 needs to run all
     // 40 entries (5 s) on a loaded machine, and the claimer would then find nothing to claim.
