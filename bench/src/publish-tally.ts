@@ -28,23 +28,39 @@ function kindAt(message: string, start: number): PublishKind {
 }
 
 /**
+ * The library's compact replies in a batch (docs/protocol.md, "Compact replies"): arrays that
+ * name no kind, each counted by the `["` that opens it, at the start of the batch (`[["`) or after
+ * another element (`],["`, `},["`). A value holding an array of strings right after another
+ * array or object would be miscounted; the benchmarks' values hold none.
+ */
+function compactReplies(message: string): number {
+  if (message.charCodeAt(0) !== 0x5b) return 0;
+  let count = message.startsWith('[["') ? 1 : 0;
+  for (const mark of ['],["', '},["']) for (let at = message.indexOf(mark); at >= 0; at = message.indexOf(mark, at + 4)) count++;
+  return count;
+}
+
+/**
  * Classifies one message. The library's envelopes name their kind; the floors' messages do not,
  * so their channel says it (`:req` requests, `:inbox:` replies) and each envelope is one object
  * of a JSON array (counted by its `"id":` field, which every floor envelope has once).
  */
 export function tallyMessage(counts: KindCounts, channel: string, message: string): void {
   let first: PublishKind | undefined;
+  // A batch of the library's that opens with a compact reply.
+  if (message.startsWith('[[')) first = 'reply';
   let at = message.indexOf(KIND_MARK);
-  if (at >= 0) {
-    while (at >= 0) {
-      const start = at + KIND_MARK.length;
-      // Compared in place: no string made per envelope (this runs in the measured caller).
-      const kind = kindAt(message, start);
-      first ??= kind;
-      counts[kind].envelopes++;
-      at = message.indexOf(KIND_MARK, start);
-    }
-    counts[first!].messages++;
+  while (at >= 0) {
+    const start = at + KIND_MARK.length;
+    // Compared in place: no string made per envelope (this runs in the measured caller).
+    const kind = kindAt(message, start);
+    first ??= kind;
+    counts[kind].envelopes++;
+    at = message.indexOf(KIND_MARK, start);
+  }
+  if (first !== undefined) {
+    counts.reply.envelopes += compactReplies(message);
+    counts[first].messages++;
     return;
   }
   const kind: PublishKind = channel.includes(':inbox:') ? 'reply' : channel.endsWith(':req') ? 'request' : 'other';
@@ -62,13 +78,32 @@ export function tallyMessage(counts: KindCounts, channel: string, message: strin
  * (A PSUBSCRIBEd counting connection would not do: Redis counts it in every PUBLISH's result,
  * which the floors and the library take as the number of receivers to wait for.)
  */
-export function countPublishes(publisher: Redis, subscriber: Redis): KindCounts {
+export function countPublishes(publisher: Redis, subscriber: Redis, cost?: TallyCost): KindCounts {
   const counts = emptyKindCounts();
+  const tally =
+    cost === undefined
+      ? tallyMessage
+      : (into: KindCounts, channel: string, message: string): void => {
+          const before = process.cpuUsage();
+          tallyMessage(into, channel, message);
+          const used = process.cpuUsage(before);
+          cost.us += used.user + used.system;
+        };
   const publish = publisher.publish.bind(publisher) as (channel: string, message: string) => Promise<number>;
   (publisher as unknown as { publish: (channel: string, message: string) => Promise<number> }).publish = (channel: string, message: string) => {
-    tallyMessage(counts, channel, message);
+    tally(counts, channel, message);
     return publish(channel, message);
   };
-  subscriber.on('message', (channel: string, message: string) => tallyMessage(counts, channel, message));
+  subscriber.on('message', (channel: string, message: string) => tally(counts, channel, message));
   return counts;
+}
+
+/**
+ * With `countPublishes(…, cost)`: the CPU time (µs) the tally itself took in the caller, so that a
+ * benchmark can leave it out of the caller's figure. Timing each call costs two `getrusage` calls,
+ * cheap only where messages are few and large (batches of thousands of replies), as in
+ * `bench:instances`; the main benchmark's callers count without it.
+ */
+export interface TallyCost {
+  us: number;
 }

@@ -66,7 +66,7 @@ function libraryBatch(): string {
   const now = Date.now();
   for (let index = 0; index < BATCH; index++) {
     const id = (nextId++).toString(36).padStart(8, 'a');
-    parts.push(`{"ttl":4998,"sent":${now},"v":1,"kind":"request","id":"${id}","pattern":"${ECHO_PATTERN}","from":"${caller}","replyTo":"${inbox}","data":${JSON.stringify(REQUEST_DATA)}}`);
+    parts.push(`{"ttl":4998,"sent":${now},"v":1,"kind":"request","cr":1,"id":"${id}","pattern":"${ECHO_PATTERN}","from":"${caller}","replyTo":"${inbox}","data":${JSON.stringify(REQUEST_DATA)}}`);
   }
   return `[${parts.join(',')}]`;
 }

@@ -25,6 +25,8 @@ interface Parsed {
   readonly kind: string;
   readonly id: string;
   readonly replyTo?: string;
+  /** `1`: the caller reads compact replies (docs/protocol.md, "Compact replies"). */
+  readonly cr?: number;
 }
 
 class Instance {
@@ -45,6 +47,8 @@ class Instance {
   answer(message: Parsed): void {
     switch (message.kind) {
       case 'request':
+        // In the compact form when the caller reads it, as the library's instances answer.
+        if (message.cr === 1) return queue(message.replyTo!, `[${JSON.stringify(message.id)},${this.fromJson},0,true,${replyBody}]`);
         return queue(message.replyTo!, `{"v":1,"kind":"reply","id":${JSON.stringify(message.id)},"from":${this.fromJson},"seq":0,"done":true,"data":${replyBody}}`);
       case 'who':
         return queue(message.replyTo!, this.hello(message.id));
@@ -68,7 +72,8 @@ function flush(): void {
   for (const [channel, parts] of batches) {
     for (let start = 0; start < parts.length; start += MAX_BATCH) {
       const chunk = parts.slice(start, start + MAX_BATCH);
-      void publisher.publish(channel, chunk.length === 1 ? chunk[0]! : `[${chunk.join(',')}]`).catch(() => undefined);
+      // A lone compact reply (an array) is still sent as a batch.
+      void publisher.publish(channel, chunk.length === 1 && !chunk[0]!.startsWith('[') ? chunk[0]! : `[${chunk.join(',')}]`).catch(() => undefined);
     }
   }
 }

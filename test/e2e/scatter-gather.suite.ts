@@ -180,6 +180,52 @@ export function describeScatterGather(deployment: string, startTarget: () => Pro
           await inbox.close();
         }
       });
+      it('instances answer in compact replies only to a request that asks for them, and the client reads both forms', async () => {
+        const inbox = await target.collect(`${namespace}:inbox:by-hand-forms`);
+        try {
+          const envelope = (id: string, extra: Record<string, unknown>) =>
+            JSON.stringify({ v: 1, kind: 'request', id, pattern: 'whoami', from: 'test', replyTo: `${namespace}:inbox:by-hand-forms`, ttl: 5000, data: null, ...extra });
+          expect(await target.publish(`${namespace}:req:whoami`, envelope('objects-1', {}))).toBe(3);
+          expect(await target.publish(`${namespace}:req:whoami`, envelope('compact-1', { cr: 1 }))).toBe(3);
+          for (let waited = 0; inbox.messages.length < 6 && waited < 3000; waited += 20) await sleep(20);
+          const elements = inbox.messages.flatMap((m) => [JSON.parse(m)].flat()) as unknown[];
+          const objects = elements.filter((e): e is { id: string; data: string } => !Array.isArray(e));
+          const arrays = elements.filter((e): e is [string, string, number, boolean, string] => Array.isArray(e));
+          expect(objects.map((o) => [o.id, o.data]).sort()).toEqual([['objects-1', 'alpha'], ['objects-1', 'beta'], ['objects-1', 'gamma']]);
+          expect(arrays.map((a) => [a[0], a[1], a[2], a[3], a[4]]).sort()).toEqual([
+            ['compact-1', 'alpha', 0, true, 'alpha'],
+            ['compact-1', 'beta', 0, true, 'beta'],
+            ['compact-1', 'gamma', 0, true, 'gamma'],
+          ]);
+          // A compact reply is never a message of its own: a lone one is a batch of one (beside
+          // an object reply to the other request when the instance sent both in one turn).
+          for (const message of inbox.messages.map((m) => JSON.parse(m) as unknown)) {
+            if (Array.isArray(message)) for (const element of message) expect(typeof element === 'object' && element !== null).toBe(true);
+            else expect(typeof message === 'object' && message !== null).toBe(true);
+          }
+        } finally {
+          await inbox.close();
+        }
+        // A hand-written instance that answers in both forms, a duplicate among them.
+        const listener = await target.subscribe(`${namespace}:req:forms.test`, (message) => {
+          const request = JSON.parse(message) as { id: string; replyTo: string; cr?: number };
+          expect(request.cr).toBe(1);
+          const id = JSON.stringify(request.id);
+          void target.publish(request.replyTo, `[[${id},"hand-forms",0,false,"a"],[${id},"hand-forms",0,false,"a"],{"v":1,"kind":"reply","id":${id},"from":"hand-forms","seq":1,"done":false,"data":"b"},[${id},"hand-forms",2,true,null]]`);
+        });
+        await target.publish(`${namespace}:members`, JSON.stringify({ v: 1, kind: 'hello', id: 'h2', from: 'hand-forms', inc: 'hand-forms-1', patterns: ['forms.test'], events: [] }));
+        await sleep(50);
+        try {
+          const before = { ...client.stats };
+          const result = await client.gather<string | null>('forms.test', null);
+          expect(result.replies.map((r) => [r.instanceId, r.data])).toEqual([['hand-forms', 'a'], ['hand-forms', 'b'], ['hand-forms', null]]);
+          expect(result.completedBy).toBe('all');
+          expect(client.stats.duplicateReplies - before.duplicateReplies).toBe(1);
+          expect(client.stats.malformedMessages - before.malformedMessages).toBe(0);
+        } finally {
+          await listener.close();
+        }
+      });
     });
 
     describe('errors', () => {

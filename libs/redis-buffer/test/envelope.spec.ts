@@ -1,4 +1,4 @@
-import { decodeMessage, encodeBatch, encodeEnvelope, encodeReplyParts, encodeRequestRest, validateEnvelope, validateHeaders, type RequestEnvelope } from '../src/core/wire/envelope.js';
+import { decodeMessage, encodeBatch, encodeCompactReply, encodeEnvelope, encodeReplyParts, encodeRequestRest, validateEnvelope, validateHeaders, type RequestEnvelope } from '../src/core/wire/envelope.js';
 import { BadMessageError } from '../src/core/errors/bad-message.error.js';
 
 const request = { v: 1, kind: 'request', id: 'r1', pattern: 'p', from: 'a', replyTo: 'rb:inbox:a', ttl: 1000, headers: { h: 'v' }, data: { x: 1 } };
@@ -29,7 +29,7 @@ describe('envelope', () => {
     const headerCases = [validateHeaders(undefined), { h: 'v' }, { 'x-tenant': 'a"b', traceparent: '00-abc' }];
     for (const data of cases) {
       for (const headers of headerCases) {
-        const envelope = { ttl: 1234, v: 1, kind: 'request', id: 'id-"1"', pattern: 'resource.find{"a":1}', from: 'caller é', replyTo: 'rb:inbox:caller.x', headers, data } as RequestEnvelope;
+        const envelope = { ttl: 1234, v: 1, kind: 'request', cr: 1, id: 'id-"1"', pattern: 'resource.find{"a":1}', from: 'caller é', replyTo: 'rb:inbox:caller.x', headers, data } as RequestEnvelope;
         const rest = encodeRequestRest(envelope, JSON.stringify(envelope.from), JSON.stringify(envelope.replyTo));
         const empty = Object.keys(headers as object).length === 0;
         expect(`{"ttl":1234${rest}`).toBe(encodeEnvelope(empty ? ({ ...envelope, headers: undefined } as unknown as RequestEnvelope) : envelope));
@@ -39,7 +39,7 @@ describe('envelope', () => {
       }
     }
     // What JSON cannot represent travels as null, which receivers read as no data.
-    const odd = { ttl: 5, v: 1, kind: 'request', id: 'i', pattern: 'p', from: 'f', replyTo: 'rb:inbox:f', headers: {}, data: () => 1 } as unknown as RequestEnvelope;
+    const odd = { ttl: 5, v: 1, kind: 'request', cr: 1, id: 'i', pattern: 'p', from: 'f', replyTo: 'rb:inbox:f', headers: {}, data: () => 1 } as unknown as RequestEnvelope;
     const decoded = decodeMessage(`{"ttl":5${encodeRequestRest(odd, '"f"', '"rb:inbox:f"')}`);
     expect(decoded.rejected).toEqual([]);
     expect((decoded.envelopes[0] as RequestEnvelope).data).toBeNull();
@@ -107,5 +107,50 @@ describe('envelope', () => {
     expect(JSON.parse(encoded)).toEqual({ v: 1, kind: 'reply', id: 'r1', from: 'b', seq: 3, done: true, data: { k: 1 } });
     expect(JSON.parse(encodeReplyParts('"r1"', '"b"', 4, true, undefined, undefined))).toEqual({ v: 1, kind: 'reply', id: 'r1', from: 'b', seq: 4, done: true });
     expect(JSON.parse(encodeReplyParts('"r1"', '"b"', 0, true, 'error', '{"code":"BUFFER_EXPIRED"}', true))).toEqual({ v: 1, kind: 'reply', id: 'r1', from: 'b', seq: 0, done: true, refused: true, error: { code: 'BUFFER_EXPIRED' } });
+  });
+
+  it('reads a compact reply as the object form it stands for, alone or beside objects in a batch', () => {
+    const compact = encodeCompactReply('"r1"', '"b"', 2, false, '{"k":[1,"x"]}');
+    expect(compact).toBe('["r1","b",2,false,{"k":[1,"x"]}]');
+    // Alone it is still a batch: a message that is an array is a batch.
+    expect(encodeBatch([compact])).toBe(`[${compact}]`);
+    const alone = decodeMessage(encodeBatch([compact]), 'chan');
+    expect(alone.rejected).toEqual([]);
+    expect(alone.envelopes).toEqual([{ v: 1, kind: 'reply', id: 'r1', from: 'b', seq: 2, done: false, data: { k: [1, 'x'] } }]);
+    // null is a value, as with "data": null.
+    const mixed = decodeMessage(encodeBatch([encodeCompactReply('"r1"', '"c"', 0, true, 'null'), encodeReplyParts('"r1"', '"d"', 0, true, 'error', '{"m":1}')]), 'chan');
+    expect(mixed.rejected).toEqual([]);
+    expect(mixed.envelopes).toEqual([
+      { v: 1, kind: 'reply', id: 'r1', from: 'c', seq: 0, done: true, data: null },
+      { v: 1, kind: 'reply', id: 'r1', from: 'd', seq: 0, done: true, error: { m: 1 } },
+    ]);
+    expect(Object.hasOwn(mixed.envelopes[0]!, 'data')).toBe(true);
+  });
+
+  it('drops a malformed compact reply and keeps the rest of its batch', () => {
+    const good = encodeCompactReply('"r1"', '"b"', 0, true, '1');
+    const bad: Array<[string, string]> = [
+      ['["r1","b",0,true]', 'not an array of 4'],
+      ['["r1","b",0,true,1,2]', 'not an array of 6'],
+      ['[1,"b",0,true,1]', 'id must be a string'],
+      [`["${'i'.repeat(129)}","b",0,true,1]`, 'id must be a string'],
+      ['["r1","",0,true,1]', 'from must be a string'],
+      ['["r1","b",-1,true,1]', 'seq must be a non-negative integer'],
+      ['["r1","b",1.5,true,1]', 'seq must be a non-negative integer'],
+      ['["r1","b",0,1,1]', 'done must be a boolean'],
+      ['[]', 'not an array of 0'],
+    ];
+    for (const [element, reason] of bad) {
+      const decoded = decodeMessage(`[${element},${good}]`, 'chan');
+      expect(decoded.envelopes).toHaveLength(1);
+      expect(decoded.rejected).toHaveLength(1);
+      expect(decoded.rejected[0]!.error.message).toContain('batch element 0');
+      expect(decoded.rejected[0]!.error.message).toContain(reason);
+      expect(decoded.rejected[0]!.refusable).toBeUndefined();
+    }
+    // A compact reply sent as a message of its own reads as a batch of five bad elements.
+    const bare = decodeMessage(good, 'chan');
+    expect(bare.envelopes).toEqual([]);
+    expect(bare.rejected).toHaveLength(5);
   });
 });

@@ -4,7 +4,7 @@ import { ReplyResend } from '../src/core/respond/reply-resend.js';
 import { ReplyWriter, toWireError } from '../src/core/respond/reply-writer.js';
 import { FakeClock } from './fake-clock.js';
 
-function setup(maxPayloadBytes = 10_000) {
+function setup(maxPayloadBytes = 10_000, compact = false) {
   const published: string[] = [];
   let flush: (() => void) | undefined;
   const coalescer = new Coalescer(
@@ -15,12 +15,38 @@ function setup(maxPayloadBytes = 10_000) {
     { maxBatchBytes: maxPayloadBytes, maxBatchCount: 100 },
     (callback) => (flush = callback),
   );
-  const writer = new ReplyWriter(coalescer, 'inbox', 'r1', '"me"', maxPayloadBytes, { holdForResend: () => false, lost: () => undefined }, undefined);
+  const writer = new ReplyWriter(coalescer, 'inbox', 'r1', '"me"', maxPayloadBytes, { holdForResend: () => false, lost: () => undefined }, undefined, compact);
   const envelopes = () => published.flatMap((message) => [JSON.parse(message)].flat());
-  return { writer, flush: () => flush?.(), envelopes };
+  return { writer, flush: () => flush?.(), envelopes, published };
 }
 
 describe('ReplyWriter', () => {
+  it('writes values in the compact form for a caller that reads it, and everything else as objects', () => {
+    const { writer, flush, published } = setup(10_000, true);
+    writer.value({ a: 1 });
+    flush();
+    writer.value(null);
+    writer.end();
+    flush();
+    // Each message is a batch (a lone compact reply is one too); done decided late still lands.
+    expect(published).toEqual(['[["r1","me",0,false,{"a":1}]]', '[["r1","me",1,true,null]]']);
+    const stream = setup(10_000, true);
+    stream.writer.value(1);
+    stream.flush();
+    stream.writer.end();
+    stream.writer.error(new Error('ignored after the end'));
+    stream.flush();
+    expect(stream.published).toEqual(['[["r1","me",0,false,1]]', '{"v":1,"kind":"reply","id":"r1","from":"me","seq":1,"done":true}']);
+    const failed = setup(10_000, true);
+    failed.writer.error({ code: 'X' });
+    failed.flush();
+    expect(failed.published).toEqual(['{"v":1,"kind":"reply","id":"r1","from":"me","seq":0,"done":true,"error":{"code":"X"}}']);
+    const refused = setup(10_000, true);
+    refused.writer.refuse('BUFFER_EXPIRED', 'late');
+    refused.flush();
+    expect(refused.envelopes()).toEqual([{ v: 1, kind: 'reply', id: 'r1', from: 'me', seq: 0, done: true, refused: true, error: { code: 'BUFFER_EXPIRED', message: 'late' } }]);
+  });
+
   it('sends a value and the end in the same turn as one envelope with done: true', () => {
     const { writer, flush, envelopes } = setup();
     writer.value({ a: 1 });

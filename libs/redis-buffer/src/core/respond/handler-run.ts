@@ -47,7 +47,7 @@ export class HandlerRun extends ReplyWriter implements Work {
     deadline: number,
     private readonly trace: ProcessTrace | undefined,
   ) {
-    super(host.coalescer, envelope.replyTo, envelope.id, host.fromJson, host.maxPayloadBytes, host.delivery, deadline);
+    super(host.coalescer, envelope.replyTo, envelope.id, host.fromJson, host.maxPayloadBytes, host.delivery, deadline, envelope.cr === 1);
   }
 
   /**

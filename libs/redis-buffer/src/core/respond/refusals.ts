@@ -132,8 +132,8 @@ export class Refusals {
 
   writerFor(request: Addressed): ReplyWriter {
     // The request's deadline when it carries one (a malformed request may not).
-    const { ttl, deadline } = request as Partial<RequestEnvelope>;
+    const { ttl, deadline, cr } = request as Partial<RequestEnvelope>;
     const until = typeof ttl === 'number' ? this.now() + ttl : typeof deadline === 'number' ? deadline : undefined;
-    return new ReplyWriter(this.coalescer!, request.replyTo, request.id, this.fromJson, this.options.maxPayloadBytes, this.delivery, until);
+    return new ReplyWriter(this.coalescer!, request.replyTo, request.id, this.fromJson, this.options.maxPayloadBytes, this.delivery, until, cr === 1);
   }
 }

@@ -1,5 +1,5 @@
 import type { Coalescer, OutgoingEnvelope } from '../bus/coalescer.js';
-import { encodeReplyParts, jsonString } from '../wire/envelope.js';
+import { encodeCompactReply, encodeReplyParts, jsonString } from '../wire/envelope.js';
 import { BufferErrorCode } from '../errors/buffer.error.js';
 import type { ReplyDelivery } from './reply-resend.js';
 
@@ -29,6 +29,7 @@ class PendingReply implements OutgoingEnvelope {
 
   encode(): string {
     this.flushed = true;
+    if (this.writer.compact && this.bodyKey === 'data') return encodeCompactReply(this.writer.idJson, this.writer.fromJson, this.seq, this.done, this.bodyJson!);
     return encodeReplyParts(this.writer.idJson, this.writer.fromJson, this.seq, this.done, this.bodyKey, this.bodyJson, this.refused);
   }
 
@@ -64,6 +65,8 @@ export class ReplyWriter {
     private readonly delivery: ReplyDelivery,
     /** When the caller stops waiting (epoch ms), when known: a failed reply is sent again until then. */
     readonly deadline: number | undefined,
+    /** The request said `"cr":1`: value replies go out in the compact form (`encodeCompactReply`). */
+    readonly compact = false,
   ) {
     this.idJson = jsonString(requestId);
     // The envelope around the body, in UTF-8 bytes, bounded from above: fixed fields (with room for
