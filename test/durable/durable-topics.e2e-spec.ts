@@ -74,7 +74,7 @@ describe('durable topics (core)', () => {
     // Every group acknowledged everything.
     for (const pattern of ['order.*', 'order.>', 'order.created', '*.created']) {
       const stream = client.durable.keysFor(pattern).stream;
-      for (const group of await raw.xinfo('GROUPS', stream)) expect((group as unknown[])[5]).toBe(0);
+      for (const group of (await raw.xinfo('GROUPS', stream)) as unknown[]) expect((group as unknown[])[5]).toBe(0);
     }
     expect(await client.durable.bindings()).toEqual(['*.created', 'order.*', 'order.>']);
   }, CASE_TIMEOUT);

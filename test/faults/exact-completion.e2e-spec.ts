@@ -67,7 +67,7 @@ describe('fault: exact completion', () => {
         await sleep(300);
         // Nest's shutdown hooks end the process by re-raising the signal once the app has closed.
         expect(await current[index]!.stop('SIGTERM')).toMatch(/^(0|SIGTERM)$/);
-        current = current.map((instance, i) => (i === index ? replacement : instance));
+        current[index] = replacement;
         await sleep(300);
       }
       const deployMs = Date.now() - started;

@@ -65,8 +65,8 @@ describe('fault: Redis hung or paused (no socket closes)', () => {
       while (running) {
         const startedAt = Date.now();
         const outcome = await client.gather<string>('whoami', null).then(
-          (result) => ({ result }),
-          (error: Error) => ({ error }),
+          (result): { result: GatherResult<string>; error?: undefined } => ({ result }),
+          (error: Error): { result?: undefined; error: Error } => ({ error }),
         );
         ended.push({ startedAt, endedAt: Date.now(), ...outcome });
         if (outcome.error !== undefined) await sleep(20);

@@ -52,7 +52,7 @@ describe('fault: Sentinel failover under load', () => {
     return { promotedMs: Date.now() - started };
   }
 
-  const underLoad = (name: string, fault: () => Promise<void>, recoveryBoundMs: number): Promise<void> =>
+  const underLoad = (name: string, fault: () => Promise<void | Record<string, unknown>>, recoveryBoundMs: number): Promise<void> =>
     faultUnderLoad({ name, connection: group.connection, namespace, client, instances, fault, recoveryBoundMs });
 
   it('serves through the master the sentinels name, and nothing on the replica', async () => {

@@ -45,7 +45,7 @@ describe('channelPattern', () => {
 
 describe('channelPatternOfRoute', () => {
   it('maps the route Nest stores for a handler to the channel form callers send, control characters included', () => {
-    const patterns: unknown[] = [
+    const patterns: Array<Parameters<typeof transformPatternToRoute>[0]> = [
       { cmd: 'a\tb' },
       { cmd: 'line\nbreak', Zone: 'eu' },
       { cmd: '\u0001start', nested: { q: 'say "hi"\\', n: 1.5 } },

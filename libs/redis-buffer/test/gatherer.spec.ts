@@ -330,13 +330,13 @@ describe('Gatherer', () => {
       const observed = new AskingGatherer('r1', 'p', rules, sink, clock);
       observed.expect(2, new Set());
       expect([observed.asked, outcomes.length]).toEqual([1, 0]);
-      observed.adoptAwaited(new Set(), []);
+      observed.adoptAwaited(new Set(), new Map());
       expect(outcomes[0]!.error).toBeInstanceOf(NoRespondersError);
       expect((outcomes[0]!.error as NoRespondersError).observers).toBe(2);
       // An instance whose hello had not arrived: the round finds it, and the request waits for it.
       const raced = new AskingGatherer('r2', 'p', rules, sink, clock);
       raced.expect(1, new Set());
-      raced.adoptAwaited(new Set(['n']), []);
+      raced.adoptAwaited(new Set(['n']), new Map());
       expect(outcomes).toHaveLength(1);
       raced.accept({ ...reply('n', 0, { data: 1 }), id: 'r2' });
       expect(outcomes[1]).toMatchObject({ result: { completedBy: 'all', expected: 1, finished: 1, missing: [] } });
@@ -442,7 +442,7 @@ describe('Gatherer', () => {
         protected override knownServing(): ReadonlySet<string> {
           return new Set(['heard-of', 'ghost']);
         }
-        protected override isVouched(): boolean {
+        override isVouched(): boolean {
           return false;
         }
       }
@@ -528,7 +528,7 @@ describe('Gatherer', () => {
 
     it('never names a member nothing vouched for (a forged hello), whether the count is reached or the request times out', () => {
       class ViewGatherer extends Gatherer<unknown> {
-        protected override isVouched(instanceId: string): boolean {
+        override isVouched(instanceId: string): boolean {
           return instanceId !== 'ghost';
         }
       }
@@ -551,7 +551,7 @@ describe('Gatherer', () => {
 
     it('names a member only heard of when Redis counted a receiver that neither finished nor is named otherwise', () => {
       class ViewGatherer extends Gatherer<unknown> {
-        protected override isVouched(instanceId: string): boolean {
+        override isVouched(instanceId: string): boolean {
           return instanceId !== 'heard-of';
         }
       }
@@ -568,19 +568,19 @@ describe('Gatherer', () => {
 
     it('waits for an instance that said hello while the request was on its way, unless Redis\'s count shows it was not a receiver', () => {
       const counted = setup();
-      counted.gatherer.expect(2, new Set(['a', 'n']), [], new Set(['n']));
+      counted.gatherer.expect(2, new Set(['a', 'n']), new Map(), new Set(['n']));
       counted.gatherer.accept(reply('a', 0, { data: 1 }));
       expect(counted.outcome.calls).toBe(0);
       counted.gatherer.accept(reply('n', 0, { data: 2 }));
       expect(counted.outcome.result).toMatchObject({ completedBy: 'all', finished: 2, missing: [] });
       // Redis counted one receiver: the newcomer subscribed after the PUBLISH; not named.
       const after = setup();
-      after.gatherer.expect(1, new Set(['a', 'n']), [], new Set(['n']));
+      after.gatherer.expect(1, new Set(['a', 'n']), new Map(), new Set(['n']));
       after.gatherer.accept(reply('a', 0, { data: 1 }));
       expect(after.outcome.result).toMatchObject({ completedBy: 'all', finished: 1, missing: [], observers: 0 });
       // Counted, and silent at the timeout: named, as far as the count leaves room.
       const silent = setup({ timeout: 100 });
-      silent.gatherer.expect(2, new Set(['a', 'n']), [], new Set(['n']));
+      silent.gatherer.expect(2, new Set(['a', 'n']), new Map(), new Set(['n']));
       silent.gatherer.accept(reply('a', 0, { data: 1 }));
       silent.clock.advance(100);
       expect(silent.outcome.result).toMatchObject({ completedBy: 'timeout', missing: ['n'], missingReasons: { n: 'timeout' } });
