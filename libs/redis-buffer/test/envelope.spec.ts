@@ -1,5 +1,6 @@
 import { decodeMessage, encodeBatch, encodeCompactReply, encodeEnvelope, encodeReplyParts, encodeRequestRest, validateEnvelope, validateHeaders, type RequestEnvelope } from '../src/core/wire/envelope.js';
 import { BadMessageError } from '../src/core/errors/bad-message.error.js';
+import { Prng } from './sim/prng.js';
 
 const request = { v: 1, kind: 'request', id: 'r1', pattern: 'p', from: 'a', replyTo: 'rb:inbox:a', ttl: 1000, headers: { h: 'v' }, data: { x: 1 } };
 
@@ -126,6 +127,54 @@ describe('envelope', () => {
     ]);
     expect(Object.hasOwn(mixed.envelopes[0]!, 'data')).toBe(true);
   });
+
+  it('reads seeded random batches of compact replies, good and broken, without throwing or letting a bad one through', () => {
+    // COMPACT_SEED=<n> replays one seed; the seed of a failure is in its message.
+    const first = Number(process.env.COMPACT_SEED ?? 1);
+    const seeds = process.env.COMPACT_SEED === undefined ? 300 : 1;
+    const values: unknown[] = [null, 0, -1, 1.5, true, false, '', 'x', 'é"\\', [], [1, [2]], {}, { a: [null] }, 'i'.repeat(129), 'f'.repeat(257), 2 ** 53];
+    for (let seed = first; seed < first + seeds; seed++) {
+      const random = new Prng(seed);
+      const pick = <T>(list: readonly T[]): T => list[random.int(0, list.length - 1)]!;
+      const elements: unknown[] = [];
+      for (let index = random.int(1, 40); index > 0; index--) {
+        const good: unknown[] = [`r${random.int(0, 9)}`, `i${random.int(0, 9)}`, random.int(0, 3), random.float() < 0.5, pick(values)];
+        // Half of them broken: one position replaced, one element added or removed, or not an array.
+        const broken = random.float() < 0.5;
+        if (broken) {
+          const how = random.int(0, 3);
+          if (how === 0) good[random.int(0, 3)] = pick(values);
+          else if (how === 1) good.push(pick(values));
+          else if (how === 2) good.splice(random.int(0, 4), 1);
+          else elements.push(pick(values));
+        }
+        if (!broken || random.int(0, 3) !== 3) elements.push(good);
+      }
+      const message = JSON.stringify(elements);
+      try {
+        checkCompactBatch(message, elements);
+      } catch (error) {
+        throw new Error(`seed ${seed} (COMPACT_SEED=${seed} replays it), message ${message}: ${(error as Error).message}`);
+      }
+    }
+  });
+
+  function checkCompactBatch(message: string, elements: unknown[]): void {
+    const decoded = decodeMessage(message, 'chan');
+    expect(decoded.envelopes.length + decoded.rejected.length).toBe(elements.length);
+    // What is accepted is exactly the five-element arrays within bounds, read as the reply they stand for.
+    const expected = elements.filter((element): element is unknown[] => {
+      if (!Array.isArray(element) || element.length !== 5) return false;
+      const [id, from, seq, done] = element;
+      return typeof id === 'string' && id.length >= 1 && id.length <= 128 && typeof from === 'string' && from.length >= 1 && from.length <= 256 && Number.isSafeInteger(seq) && (seq as number) >= 0 && typeof done === 'boolean';
+    });
+    expect(decoded.envelopes).toEqual(expected.map(([id, from, seq, done, data]) => ({ v: 1, kind: 'reply', id, from, seq, done, data })));
+    for (const envelope of decoded.envelopes) expect(validateEnvelope({ ...envelope })).toEqual(envelope);
+    for (const { error, refusable } of decoded.rejected) {
+      expect(error).toBeInstanceOf(BadMessageError);
+      expect(refusable).toBeUndefined();
+    }
+  }
 
   it('drops a malformed compact reply and keeps the rest of its batch', () => {
     const good = encodeCompactReply('"r1"', '"b"', 0, true, '1');
