@@ -59,7 +59,8 @@ export function tallyMessage(counts: KindCounts, channel: string, message: strin
     at = message.indexOf(KIND_MARK, start);
   }
   if (first !== undefined) {
-    counts.reply.envelopes += compactReplies(message);
+    // Compact replies only ever sit in a batch of replies: no scan of the caller's requests.
+    if (first === 'reply') counts.reply.envelopes += compactReplies(message);
     counts[first].messages++;
     return;
   }

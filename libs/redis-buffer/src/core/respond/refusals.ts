@@ -130,10 +130,11 @@ export class Refusals {
     this.badInput.warn(message);
   }
 
+  /** A writer for an error or a refusal to `request`: always objects, so the request's `cr` is not read. */
   writerFor(request: Addressed): ReplyWriter {
     // The request's deadline when it carries one (a malformed request may not).
-    const { ttl, deadline, cr } = request as Partial<RequestEnvelope>;
+    const { ttl, deadline } = request as Partial<RequestEnvelope>;
     const until = typeof ttl === 'number' ? this.now() + ttl : typeof deadline === 'number' ? deadline : undefined;
-    return new ReplyWriter(this.coalescer!, request.replyTo, request.id, this.fromJson, this.options.maxPayloadBytes, this.delivery, until, cr === 1);
+    return new ReplyWriter(this.coalescer!, request.replyTo, request.id, this.fromJson, this.options.maxPayloadBytes, this.delivery, until);
   }
 }

@@ -204,7 +204,7 @@ export function decodeMessage(raw: string, channel?: string): DecodedMessage {
   for (let index = 0; index < parsed.length; index++) {
     const element: unknown = parsed[index];
     const result = Array.isArray(element) ? compactReply(element) : validateEnvelope(element);
-    if (typeof result === 'string') rejected.push(rejection(parsed[index], `batch element ${index}: ${result}`, channel));
+    if (typeof result === 'string') rejected.push(rejection(element, `batch element ${index}: ${result}`, channel));
     else envelopes.push(result);
   }
   return { envelopes, rejected };
