@@ -4,17 +4,23 @@
 // For each number of instances: the caller's CPU time per reply and gathers/s with 32 gathers in
 // flight, p50/p99 of one gather at a time, and whether every gather was exact (every instance's
 // reply, completed by 'all'). This process is the caller; it starts its own redis-server.
-// Flags: --counts=64,250,500,1000  --reps=K (default 3)  --processes=P (default 4)  --seconds=S (default 3)
+// How the simulated instances batch what they send (sim-instances.ts): `own`, each instance its own
+// PUBLISHes as a library instance does (the caller gets a message per instance, as deployed), and
+// `shared`, a process's instances batched together (fewer, larger messages), both within the
+// library's batch limits.
+// Flags: --counts=64,250,500,1000  --batching=own,shared  --reps=K (default 3)  --processes=P (default 4)  --seconds=S (default 3)
 import { cpus, loadavg } from 'node:os';
 import { BufferClient } from 'nestjs-redis-buffer';
 import type { Redis } from 'ioredis';
 import { ECHO_PATTERN, median, nowMs, percentile, REQUEST_DATA } from './common.js';
 import { killAll, startRedis, Worker } from './infra.js';
-import { countPublishes, emptyKindCounts, subtractKindCounts, type KindCounts, type TallyCost } from './publish-tally.js';
+import { countPublishes, emptyKindCounts, subtractKindCounts, type KindCounts, TallyCost } from './publish-tally.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string): string | undefined => argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
 const counts = (flag('counts') ?? '64,250,500,1000').split(',').map(Number);
+const batchings = (flag('batching') ?? 'own,shared').split(',') as Array<'own' | 'shared'>;
+for (const batching of batchings) if (batching !== 'own' && batching !== 'shared') throw new Error(`--batching: "own" or "shared", not "${String(batching)}"`);
 const reps = Number(flag('reps') ?? 3);
 const processes = Number(flag('processes') ?? 4);
 const seconds = Number(flag('seconds') ?? 3);
@@ -61,7 +67,7 @@ async function measure(client: BufferClient, expected: number, tally: KindCounts
   times.sort((a, b) => a - b);
   // 32 in flight, closed loop, over the window.
   const kindsBefore = subtractKindCounts(tally, emptyKindCounts());
-  const tallyBefore = tallyCost.us;
+  tallyCost.reset();
   const cpuBefore = process.cpuUsage();
   const started = nowMs();
   const end = started + seconds * 1000;
@@ -76,7 +82,7 @@ async function measure(client: BufferClient, expected: number, tally: KindCounts
   );
   const elapsedMs = nowMs() - started;
   const cpu = process.cpuUsage(cpuBefore);
-  const tallyUs = tallyCost.us - tallyBefore;
+  const tallyUs = tallyCost.measure();
   return {
     sequentialP50: percentile(times, 50),
     sequentialP99: percentile(times, 99),
@@ -90,24 +96,24 @@ async function measure(client: BufferClient, expected: number, tally: KindCounts
 }
 
 async function main(): Promise<void> {
-  log(`${cpus().length} cores (${cpus()[0]?.model}), load average ${loadavg().map((value) => value.toFixed(2)).join(' ')}; counts ${counts.join(', ')}, ${reps} repetitions, ${processes} instance processes, ${seconds} s windows`);
+  log(`${cpus().length} cores (${cpus()[0]?.model}), load average ${loadavg().map((value) => value.toFixed(2)).join(' ')}; counts ${counts.join(', ')}, batching ${batchings.join(', ')}, ${reps} repetitions, ${processes} instance processes, ${seconds} s windows`);
   const redis = await startRedis();
   const endpoints = { redisUrl: redis.url, redisPort: redis.port, natsUrl: undefined, namespace: `bench${process.pid}` };
   const namespace = `${endpoints.namespace}-instances`;
   const rows: string[] = [];
-  for (const count of counts) {
+  for (const batching of batchings) for (const count of counts) {
     const per = Math.ceil(count / processes);
     const workers: Worker[] = [];
     for (let first = 1; first <= count; first += per) {
       const lastId = Math.min(count, first + per - 1);
-      workers.push(await Worker.start(`instances ${first}-${lastId}`, 'sim-instances', [String(first), String(lastId)], endpoints, [], 120_000));
+      workers.push(await Worker.start(`instances ${first}-${lastId}`, 'sim-instances', [String(first), String(lastId), batching], endpoints, [], 120_000));
     }
     const client = new BufferClient({ redis: redis.url, namespace, instanceId: `bench-caller-${process.pid}`, timeout: 30_000 });
     await client.connect();
     for (let waited = 0; client.knownInstances().length < count && waited < 20_000; waited += 100) await sleep(100);
     const known = client.knownInstances().length;
     const { publisher, subscriber } = client.unwrap<{ publisher: Redis; subscriber: Redis }>();
-    const tallyCost: TallyCost = { us: 0 };
+    const tallyCost = new TallyCost();
     const tally = countPublishes(publisher, subscriber, tallyCost);
     // Warm-up (JIT, connections), not recorded.
     const warmEnd = nowMs() + 1000;
@@ -120,7 +126,7 @@ async function main(): Promise<void> {
       results.push(result);
       const k = result.kinds;
       log(
-        `${count} instances (caller knows ${known}) rep ${rep + 1}/${reps}: sequential p50 ${result.sequentialP50.toFixed(2)} ms p99 ${result.sequentialP99.toFixed(2)} ms (${result.sequentialCount}) | ` +
+        `${count} instances, ${batching} batches (caller knows ${known}) rep ${rep + 1}/${reps}: sequential p50 ${result.sequentialP50.toFixed(2)} ms p99 ${result.sequentialP99.toFixed(2)} ms (${result.sequentialCount}) | ` +
           `${result.gathersPerSecond.toFixed(0)} gathers/s @${IN_FLIGHT}, caller ${result.callerUsPerReply.toFixed(3)} µs/reply (tally ${result.tallyUsPerReply.toFixed(3)} left out) | inexact ${result.inexact} | ` +
           `PUBLISHes req ${k.request.messages} reply ${k.reply.messages} (${k.reply.envelopes} replies) ping ${k.ping.messages} pong ${k.pong.messages} who ${k.who.messages} hello ${k.hello.messages} bye ${k.bye.messages}`,
       );
@@ -129,7 +135,7 @@ async function main(): Promise<void> {
     const membership = results.reduce((sum, rep) => sum + rep.kinds.ping.messages + rep.kinds.pong.messages + rep.kinds.who.messages + rep.kinds.hello.messages + rep.kinds.bye.messages, 0);
     const all = results.reduce((sum, rep) => sum + Object.values(rep.kinds).reduce((total, kind) => total + kind.messages, 0), 0);
     rows.push(
-      `| ${count} | ${med((rep) => rep.callerUsPerReply).toFixed(3)} | ${med((rep) => rep.tallyUsPerReply).toFixed(3)} | ${med((rep) => rep.sequentialP50).toFixed(2)} | ${med((rep) => rep.sequentialP99).toFixed(2)} | ${med((rep) => rep.gathersPerSecond).toFixed(0)} | ${results.reduce((sum, rep) => sum + rep.inexact, 0)} | ${all === 0 ? 'n/a' : `${((100 * membership) / all).toFixed(2)}%`} |`,
+      `| ${count} | ${batching} | ${med((rep) => rep.callerUsPerReply).toFixed(3)} | ${med((rep) => rep.tallyUsPerReply).toFixed(3)} | ${med((rep) => rep.sequentialP50).toFixed(2)} | ${med((rep) => rep.sequentialP99).toFixed(2)} | ${med((rep) => rep.gathersPerSecond).toFixed(0)} | ${results.reduce((sum, rep) => sum + rep.inexact, 0)} | ${all === 0 ? 'n/a' : `${((100 * membership) / all).toFixed(2)}%`} |`,
     );
     await client.close();
     await Promise.all(workers.map((worker) => worker.stop()));
@@ -137,10 +143,10 @@ async function main(): Promise<void> {
   killAll();
   process.stdout.write(
     [
-      `Simulated instances in ${processes} processes, the library's BufferClient.gather as the caller, ${IN_FLIGHT} in flight for gathers/s and µs/reply (caller CPU time / replies, without the CPU time the benchmark spent counting PUBLISHes by kind in the caller, measured per message and shown beside it), medians of ${reps} repetitions of ${seconds} s; load average at the end ${loadavg().map((value) => value.toFixed(2)).join(' ')}.`,
+      `Simulated instances in ${processes} processes (batches: \`own\`, each instance publishes its own batches, as deployed; \`shared\`, a process's instances batched together; both within the library's limits of 256 envelopes and 64 KiB), the library's BufferClient.gather as the caller, ${IN_FLIGHT} in flight for gathers/s and µs/reply (caller CPU time / replies, without the CPU time the benchmark spent counting PUBLISHes by kind in the caller, estimated by replaying a sample of the messages, and shown beside it), medians of ${reps} repetitions of ${seconds} s; load average at the end ${loadavg().map((value) => value.toFixed(2)).join(' ')}.`,
       '',
-      `| instances | caller µs per reply @${IN_FLIGHT} | tally µs per reply (left out) | sequential p50 ms | sequential p99 ms | gathers/s @${IN_FLIGHT} | inexact gathers | membership share of PUBLISHes @${IN_FLIGHT} |`,
-      '|---:|---:|---:|---:|---:|---:|---:|---:|',
+      `| instances | batches | caller µs per reply @${IN_FLIGHT} | tally µs per reply (left out) | sequential p50 ms | sequential p99 ms | gathers/s @${IN_FLIGHT} | inexact gathers | membership share of PUBLISHes @${IN_FLIGHT} |`,
+      '|---:|---|---:|---:|---:|---:|---:|---:|---:|',
       ...rows,
       '',
     ].join('\n'),

@@ -85,10 +85,8 @@ export function countPublishes(publisher: Redis, subscriber: Redis, cost?: Tally
     cost === undefined
       ? tallyMessage
       : (into: KindCounts, channel: string, message: string): void => {
-          const before = process.cpuUsage();
           tallyMessage(into, channel, message);
-          const used = process.cpuUsage(before);
-          cost.us += used.user + used.system;
+          cost.note(channel, message);
         };
   const publish = publisher.publish.bind(publisher) as (channel: string, message: string) => Promise<number>;
   (publisher as unknown as { publish: (channel: string, message: string) => Promise<number> }).publish = (channel: string, message: string) => {
@@ -99,12 +97,47 @@ export function countPublishes(publisher: Redis, subscriber: Redis, cost?: Tally
   return counts;
 }
 
+const SAMPLE_SIZE = 256;
+
 /**
- * With `countPublishes(…, cost)`: the CPU time (µs) the tally itself took in the caller, so that a
- * benchmark can leave it out of the caller's figure. Timing each call costs two `getrusage` calls,
- * cheap only where messages are few and large (batches of thousands of replies), as in
- * `bench:instances`; the main benchmark's callers count without it.
+ * With `countPublishes(…, cost)`: the CPU time the tally itself took in the caller, so that a
+ * benchmark can leave it out of the caller's figure. Timing each call does not work: a
+ * `process.cpuUsage()` pair costs a few µs and reads in steps of a scheduler tick, more than the
+ * tally of one message. So the messages since `reset()` are counted and a uniform random sample of
+ * them kept (reservoir sampling); `measure()` replays the sample through the tally for 50 ms, CPU
+ * time read around the whole replay, and returns the mean cost per message times their count. The
+ * replay runs warm, so it errs low: the caller's figure errs high, not the other way.
  */
-export interface TallyCost {
-  us: number;
+export class TallyCost {
+  private messages = 0;
+  private readonly sample: Array<readonly [string, string]> = [];
+
+  note(channel: string, message: string): void {
+    this.messages++;
+    if (this.sample.length < SAMPLE_SIZE) this.sample.push([channel, message]);
+    else {
+      const slot = Math.floor(Math.random() * this.messages);
+      if (slot < SAMPLE_SIZE) this.sample[slot] = [channel, message];
+    }
+  }
+
+  reset(): void {
+    this.messages = 0;
+    this.sample.length = 0;
+  }
+
+  /** CPU µs the tally took for the messages noted since `reset()`, estimated as above. */
+  measure(): number {
+    if (this.messages === 0) return 0;
+    const scratch = emptyKindCounts();
+    let replayed = 0;
+    const started = performance.now();
+    const before = process.cpuUsage();
+    do {
+      for (const [channel, message] of this.sample) tallyMessage(scratch, channel, message);
+      replayed += this.sample.length;
+    } while (performance.now() - started < 50);
+    const used = process.cpuUsage(before);
+    return ((used.user + used.system) / replayed) * this.messages;
+  }
 }

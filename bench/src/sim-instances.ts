@@ -1,13 +1,19 @@
 // A process hosting many simulated instances that speak the wire protocol (docs/protocol.md) on
 // plain ioredis, for the 1,000-instances benchmark (instances.ts). argv: first and last instance
-// number; BENCH_ENDPOINTS as for the other bench processes.
+// number, then `own` or `shared` (how replies are batched, below); BENCH_ENDPOINTS as for the other
+// bench processes.
 //
 // Each instance has its own subscriber connection (Redis counts a PUBLISH's receivers per
 // connection, and callers wait for that many), subscribed to the request channel of the bench
 // pattern, its direct channel and the who channel; it publishes a hello on the members channel
 // once subscribed, answers every who with a hello and every ping with a pong, and every request
-// with one reply. The instances of a process share one publisher connection: everything bound for
-// one channel within one event-loop turn goes out as one PUBLISH (a batch), as the library does.
+// with one reply. The instances of a process share one publisher connection. With `own` (the
+// default), each instance batches what it sends as a library instance does: what it has for one
+// channel within one event-loop turn goes out as one PUBLISH, so a caller gets one message per
+// instance. With `shared`, the process batches its instances' envelopes together (fewer, larger
+// messages: less work for the caller than real instances give it). Either way a batch holds at
+// most what the library's own coalescer puts in one (256 envelopes, 64 KiB): past 128 KiB a
+// string lands in V8's large-object space, and the caller's cost per reply doubles (measured).
 // A message delivered to many of them is parsed once per turn.
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -18,8 +24,10 @@ const first = Number(process.argv[2]);
 const last = Number(process.argv[3]);
 const ns = `${endpoints.namespace}-instances`;
 const replyBody = JSON.stringify(REPLY_DATA);
-// Receivers drop a batch of more than 10,000 envelopes.
-const MAX_BATCH = 5000;
+const sharedBatches = process.argv[4] === 'shared';
+// The library's own batch limits (options `maxBatchCount` and `maxBatchBytes`, their defaults).
+const MAX_BATCH_COUNT = 256;
+const MAX_BATCH_BYTES = 64 * 1024;
 
 interface Parsed {
   readonly kind: string;
@@ -30,6 +38,8 @@ interface Parsed {
 }
 
 class Instance {
+  /** What this instance has to send this turn, by channel (`own` batching). */
+  outgoing = new Map<string, string[]>();
   readonly fromJson: string;
   readonly inc = randomBytes(8).toString('hex');
   private seq = 0;
@@ -48,18 +58,21 @@ class Instance {
     switch (message.kind) {
       case 'request':
         // In the compact form when the caller reads it, as the library's instances answer.
-        if (message.cr === 1) return queue(message.replyTo!, `[${JSON.stringify(message.id)},${this.fromJson},0,true,${replyBody}]`);
-        return queue(message.replyTo!, `{"v":1,"kind":"reply","id":${JSON.stringify(message.id)},"from":${this.fromJson},"seq":0,"done":true,"data":${replyBody}}`);
+        if (message.cr === 1) return queue(this, message.replyTo!, `[${JSON.stringify(message.id)},${this.fromJson},0,true,${replyBody}]`);
+        return queue(this, message.replyTo!, `{"v":1,"kind":"reply","id":${JSON.stringify(message.id)},"from":${this.fromJson},"seq":0,"done":true,"data":${replyBody}}`);
       case 'who':
-        return queue(message.replyTo!, this.hello(message.id));
+        return queue(this, message.replyTo!, this.hello(message.id));
       case 'ping':
-        return queue(message.replyTo!, `{"v":1,"kind":"pong","id":${JSON.stringify(message.id)},"from":${this.fromJson},"inc":"${this.inc}"}`);
+        return queue(this, message.replyTo!, `{"v":1,"kind":"pong","id":${JSON.stringify(message.id)},"from":${this.fromJson},"inc":"${this.inc}"}`);
     }
   }
 }
 
 const publisher = new Redis(endpoints.redisUrl, { lazyConnect: true });
+// `shared` batching: what this process's instances send this turn, by channel.
 let outgoing = new Map<string, string[]>();
+// `own` batching: the instances with something to send this turn.
+let sending: Instance[] = [];
 let flushScheduled = false;
 // A message reaches each instance of this process as its own copy: parse the first, reuse it this turn.
 let parsedThisTurn = new Map<string, Parsed[]>();
@@ -69,12 +82,27 @@ function flush(): void {
   parsedThisTurn = new Map();
   const batches = outgoing;
   outgoing = new Map();
-  for (const [channel, parts] of batches) {
-    for (let start = 0; start < parts.length; start += MAX_BATCH) {
-      const chunk = parts.slice(start, start + MAX_BATCH);
-      // A lone compact reply (an array) is still sent as a batch.
-      void publisher.publish(channel, chunk.length === 1 && !chunk[0]!.startsWith('[') ? chunk[0]! : `[${chunk.join(',')}]`).catch(() => undefined);
-    }
+  for (const [channel, parts] of batches) publishBatches(channel, parts);
+  const instances = sending;
+  sending = [];
+  for (const instance of instances) {
+    const own = instance.outgoing;
+    instance.outgoing = new Map();
+    for (const [channel, parts] of own) publishBatches(channel, parts);
+  }
+}
+
+/** `parts` as PUBLISHes of at most the library's batch limits. */
+function publishBatches(channel: string, parts: readonly string[]): void {
+  let start = 0;
+  while (start < parts.length) {
+    let end = start;
+    let bytes = 2;
+    while (end < parts.length && end - start < MAX_BATCH_COUNT && (end === start || bytes + parts[end]!.length + 1 <= MAX_BATCH_BYTES)) bytes += parts[end++]!.length + 1;
+    const chunk = parts.slice(start, end);
+    start = end;
+    // A lone compact reply (an array) is still sent as a batch.
+    void publisher.publish(channel, chunk.length === 1 && !chunk[0]!.startsWith('[') ? chunk[0]! : `[${chunk.join(',')}]`).catch(() => undefined);
   }
 }
 
@@ -84,9 +112,14 @@ function schedule(): void {
   setImmediate(flush);
 }
 
-function queue(channel: string, envelope: string): void {
-  let parts = outgoing.get(channel);
-  if (parts === undefined) outgoing.set(channel, (parts = []));
+function queue(from: Instance, channel: string, envelope: string): void {
+  let batches = outgoing;
+  if (!sharedBatches) {
+    if (from.outgoing.size === 0) sending.push(from);
+    batches = from.outgoing;
+  }
+  let parts = batches.get(channel);
+  if (parts === undefined) batches.set(channel, (parts = []));
   parts.push(envelope);
   schedule();
 }
@@ -119,7 +152,7 @@ async function main(): Promise<void> {
     );
   }
   // Subscribed first, then announced: an instance callers know of is always reachable.
-  for (const instance of instances) queue(`${ns}:members`, instance.hello(randomBytes(6).toString('hex')));
+  for (const instance of instances) queue(instance, `${ns}:members`, instance.hello(randomBytes(6).toString('hex')));
   process.send?.({ ready: true });
   const exit = (): void => {
     for (const instance of instances) instance.subscriber.disconnect();
