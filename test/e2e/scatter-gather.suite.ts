@@ -226,6 +226,56 @@ export function describeScatterGather(deployment: string, startTarget: () => Pro
           await listener.close();
         }
       });
+
+      it('the client sends compact requests after a head once every instance it waits for says "cq":1, and objects while one does not', async () => {
+        // A hand-written instance beside the three: it reads objects until its hello says "cq":1.
+        let readsCompact = false;
+        const received: unknown[] = [];
+        const listener = await target.subscribe(`${namespace}:req:whoami`, (message) => {
+          const parsed = JSON.parse(message) as unknown;
+          received.push(parsed);
+          const batch = Array.isArray(parsed) ? parsed : [parsed];
+          const head = batch[0] as { kind?: string; replyTo?: string };
+          const requests: Array<{ id: string; replyTo: string }> =
+            head.kind === 'requests' ? (batch.slice(1) as Array<[string]>).map(([id]) => ({ id, replyTo: head.replyTo! })) : (batch as Array<{ id: string; replyTo: string }>);
+          for (const { id, replyTo } of requests) void target.publish(replyTo, `[[${JSON.stringify(id)},"hand-cq",0,true,"hand-cq"]]`);
+        });
+        const hello = (extra: Record<string, unknown>) => JSON.stringify({ v: 1, kind: 'hello', id: 'h-cq', from: 'hand-cq', inc: 'hand-cq-1', patterns: ['whoami'], events: [], ...extra });
+        try {
+          await target.publish(`${namespace}:members`, hello({}));
+          await sleep(50);
+          const first = await client.gather<string>('whoami', null);
+          expect(first.completedBy).toBe('all');
+          expect(first.replies.map((r) => r.data).sort()).toEqual(['alpha', 'beta', 'gamma', 'hand-cq']);
+          // An object: the instance did not say it reads compact requests.
+          expect(received).toEqual([expect.objectContaining({ v: 1, kind: 'request', pattern: 'whoami', from: client.instanceId, cr: 1 })]);
+
+          readsCompact = true;
+          await target.publish(`${namespace}:members`, hello({ cq: 1 }));
+          await sleep(50);
+          received.length = 0;
+          const second = await client.gather<string>('whoami', 'x', { headers: { 'x-tenant': 't1' } });
+          expect(second.completedBy).toBe('all');
+          expect(second.replies.map((r) => r.data).sort()).toEqual(['alpha', 'beta', 'gamma', 'hand-cq']);
+          // A head with what the caller's requests share, then [id, pattern, ttl, data, headers].
+          expect(received).toHaveLength(1);
+          const [head, ...requests] = received[0] as [Record<string, unknown>, ...unknown[][]];
+          expect(head).toEqual({ v: 1, kind: 'requests', from: client.instanceId, replyTo: expect.stringMatching(new RegExp(`^${namespace}:inbox:`)), cr: 1, sent: expect.any(Number) });
+          expect(Math.abs((head.sent as number) - Date.now())).toBeLessThan(5000);
+          expect(requests).toEqual([[expect.any(String), 'whoami', expect.any(Number), 'x', { 'x-tenant': 't1' }]]);
+          expect(requests[0]![2]).toBeGreaterThan(2000);
+          expect(requests[0]![2]).toBeLessThanOrEqual(3000);
+          expect(readsCompact).toBe(true);
+        } finally {
+          await target.publish(`${namespace}:members`, JSON.stringify({ v: 1, kind: 'bye', id: 'b-cq', from: 'hand-cq', inc: 'hand-cq-1' }));
+          await listener.close();
+          await sleep(50);
+        }
+        // Without it, the three real instances get compact requests and answer them.
+        const third = await client.gather<string>('whoami', null);
+        expect(third.completedBy).toBe('all');
+        expect(third.replies.map((r) => r.data).sort()).toEqual(['alpha', 'beta', 'gamma']);
+      });
     });
 
     describe('errors', () => {

@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { lastValueFrom } from 'rxjs';
 import { startInstances, stopAll, type InstanceProcess } from '../support/instances.js';
 import { FAULT_APP } from '../support/load.js';
-import { collect, rawRedis, sleep } from '../support/raw-redis.js';
+import { collect, rawRedis, requestsIn, sleep } from '../support/raw-redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { quietLogs, reportFault } from '../support/captured-logs.js';
 
@@ -162,8 +162,8 @@ describe('security: namespaces and signing', () => {
       // Forged replies: a spy reads the signed request (signing is not encryption), then answers first.
       let seen: { id: string; replyTo: string } | undefined;
       spy.on('message', (_channel: string, message: string) => {
-        const body = JSON.parse(message).body as { id: string; replyTo: string };
-        seen ??= { id: body.id, replyTo: body.replyTo };
+        const [body] = requestsIn(JSON.parse(message).body) as Array<{ id: string; replyTo: string }>;
+        seen ??= { id: body!.id, replyTo: body!.replyTo };
       });
       await spy.subscribe('signed:req:slow');
       const forgedBefore = signed.stats.forgedMessages;

@@ -32,6 +32,22 @@ describe('Coalescer', () => {
     ]);
   });
 
+  it('puts the head an encoded item asks for first in its batch, once, even for a batch of one', () => {
+    const { coalescer, published, flush } = setup();
+    const headed = (text: string, head: string) => ({ bytes: text.length, batchHead: undefined as string | undefined, encode() { this.batchHead = head; return text; } });
+    coalescer.enqueue('c1', item('{"a":1}'));
+    coalescer.enqueue('c1', headed('["r1"]', '{"h":1}'));
+    coalescer.enqueue('c1', headed('["r2"]', '{"h":1}'));
+    coalescer.enqueue('c2', headed('["r3"]', '{"h":2}'));
+    coalescer.enqueue('c3', item('{"b":1}'));
+    flush();
+    expect(published).toEqual([
+      ['c1', '[{"h":1},{"a":1},["r1"],["r2"]]'],
+      ['c2', '[{"h":2},["r3"]]'],
+      ['c3', '{"b":1}'],
+    ]);
+  });
+
   it('keeps channels apart however they alternate, across a full batch and a flush', () => {
     const { coalescer, published, flush } = setup({ maxBatchBytes: 1000, maxBatchCount: 2 });
     // Channel names equal in content but not the same string object, as JSON.parse hands them out.

@@ -5,7 +5,7 @@ import { FakeClock } from './fake-clock.js';
 
 const LIVENESS = 1000;
 
-function hello(from: string, inc: string, fields: { seq?: number; at?: number; draining?: boolean; patterns?: string[] } = {}): HelloEnvelope {
+function hello(from: string, inc: string, fields: { seq?: number; at?: number; draining?: boolean; patterns?: string[]; cq?: 1 } = {}): HelloEnvelope {
   const { patterns = ['p'], ...rest } = fields;
   return { v: 1, kind: 'hello', id: `h-${from}`, from, inc, patterns, events: [], ...rest };
 }
@@ -35,6 +35,27 @@ function setup() {
 }
 
 describe('MembershipView', () => {
+  it('sends compact requests to a set only while every instance in it said "cq":1 in its latest hello', () => {
+    const { view } = setup();
+    view.hello(hello('a', 'i1', { cq: 1 }), true);
+    view.hello(hello('b', 'i1', { cq: 1 }), true);
+    const both = view.awaitedFor('p', undefined)!;
+    expect([...both]).toEqual(['a', 'b']);
+    expect(view.readCompactRequests(both)).toBe(true);
+    expect(view.readCompactRequests(new Set())).toBe(false);
+    expect(view.readCompactRequests(new Set(['a', 'unknown']))).toBe(false);
+    // One of them says hello again without it (an older version started under its id).
+    view.hello(hello('b', 'i2'), true);
+    expect(view.readCompactRequests(view.awaitedFor('p', undefined)!)).toBe(false);
+    expect(view.readCompactRequests(both)).toBe(false);
+    view.hello(hello('b', 'i2', { cq: 1 }), true);
+    expect(view.readCompactRequests(view.awaitedFor('p', undefined)!)).toBe(true);
+    // A new incarnation heard of before its hello (a reply, a pong): objects until its hello says.
+    view.heard('a', 'i9');
+    expect(view.readCompactRequests(view.awaitedFor('p', undefined)!)).toBe(false);
+    expect(view.readCompactRequests(new Set(['b']))).toBe(true);
+  });
+
   it('a replayed hello of a dead incarnation never rolls the view back, nor does its bye remove the live one', () => {
     const { view, gone } = setup();
     view.hello(hello('a', 'old', { seq: 0, at: 1000 }), true);

@@ -124,7 +124,7 @@ describe('Responder (no Nest)', () => {
       await pub.publish(channels.who(), JSON.stringify({ v: 1, kind: 'who', id: 'w1', from: 'raw', replyTo: inbox }));
       await pub.publish(channels.direct('plain-who'), JSON.stringify({ v: 1, kind: 'ping', id: 'p1', from: 'raw', replyTo: inbox }));
       for (let i = 0; i < 100 && received.length < 2; i++) await sleep(20);
-      expect(received).toContainEqual({ v: 1, kind: 'hello', id: 'w1', from: 'plain-who', inc: r.incarnation, patterns: ['a'], events: ['e'] });
+      expect(received).toContainEqual({ v: 1, kind: 'hello', id: 'w1', from: 'plain-who', inc: r.incarnation, patterns: ['a'], events: ['e'], cq: 1 });
       expect(received).toContainEqual({ v: 1, kind: 'pong', id: 'p1', from: 'plain-who', inc: r.incarnation });
       expect(r.stats.pings).toBe(1);
     } finally {

@@ -1,4 +1,4 @@
-import { encodeBatch } from '../wire/envelope.js';
+import { encodeBatch, encodeHeadedBatch } from '../wire/envelope.js';
 
 /** One envelope waiting to be published. `encode` runs at flush time, so the item may still change. */
 export interface OutgoingEnvelope {
@@ -12,6 +12,12 @@ export interface OutgoingEnvelope {
    * needs the result implements this rather than passing a closure (one allocation less per message).
    */
   published?(error: Error | undefined, receivers: number): void;
+  /**
+   * Read after `encode()`: set when what it returned needs a head as its batch's first element (a
+   * compact request: the head carries what a caller's requests share). Every item of one sender
+   * that sets it sets the same head, so the batch takes the first.
+   */
+  readonly batchHead?: string | undefined;
 }
 
 /** Told the PUBLISH result of the batch that carried an envelope: Redis's receiver count, or the error. */
@@ -108,10 +114,15 @@ export class Coalescer {
     let message: string;
     try {
       const encoded: string[] = [];
-      for (const item of batch.items) if (item.cancelled !== true) encoded.push(item.encode());
+      let head: string | undefined;
+      for (const item of batch.items) {
+        if (item.cancelled === true) continue;
+        encoded.push(item.encode());
+        head ??= item.batchHead;
+      }
       // Everything in it was cancelled before the flush: nobody waits for its result.
       if (encoded.length === 0) return;
-      message = encodeBatch(encoded);
+      message = head === undefined ? encodeBatch(encoded) : encodeHeadedBatch(head, encoded);
     } catch (error) {
       settle(batch, error as Error, 0);
       return;

@@ -118,13 +118,9 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
     return this.ended;
   }
 
-  /**
-   * The opening of the request as published now: `{"ttl":<ms the caller still waits>,"sent":<its
-   * clock>` (one clock read for both).
-   */
-  timingFields(): string {
-    const now = this.clock.now();
-    return `{"ttl":${this.remainingMs(now)},"sent":${now}`;
+  /** This caller's clock now: a request's `sent` as it is published, and what its `ttl` is counted from. */
+  now(): number {
+    return this.clock.now();
   }
 
   /** Milliseconds the caller will still wait at `now`: what the request carries as its `ttl`. */

@@ -1,17 +1,22 @@
 import { BadMessageError } from '../errors/bad-message.error.js';
 import { PayloadTooLargeError } from '../errors/payload-too-large.error.js';
 import type { MembershipView } from '../membership/membership.js';
-import { encodeEnvelope, encodeRequestRest, utf8Bytes, validateEnvelope, type Envelope, type RequestEnvelope } from '../wire/envelope.js';
+import { encodeEnvelope, encodeRequestHead, encodeRequestObject, encodeRequestParts, utf8Bytes, validateEnvelope, type Envelope, type RequestEnvelope } from '../wire/envelope.js';
 import type { Gatherer } from './gatherer.js';
 import { OutgoingRequest } from './request-gatherer.js';
+
+/** A clock reading as long as today's (13 digits), standing for `sent` when a request's size is checked. */
+const SENT_AS_LONG_AS_NOW = 9_999_999_999_999;
 
 /**
  * What a caller sends, checked before anything leaves: validated with the receivers' own rules
  * (`BadMessageError`), encoded, and held to `maxPayloadBytes` (`PayloadTooLargeError`).
  */
 export class OutboundEncoder {
-  private readonly fromJson: string;
-  private readonly inboxJson: string;
+  readonly fromJson: string;
+  readonly inboxJson: string;
+  private headAt = 0;
+  private lastHead: string | undefined;
 
   constructor(
     private readonly maxPayloadBytes: number,
@@ -29,15 +34,24 @@ export class OutboundEncoder {
   }
 
   /**
-   * A request, as it waits in the coalescer: `ttl` comes first in the envelope, so its text can be
-   * rewritten when the batch is flushed and time spent queued is not counted twice; what follows it
-   * is kept encoded.
+   * A request, as it waits in the coalescer: its parts are kept encoded, and its `ttl` and `sent`
+   * written when the batch is flushed, so time spent queued is not counted twice. Its size is
+   * checked in the object form, the larger.
    */
   request(envelope: RequestEnvelope, view: MembershipView, gatherer: Gatherer<unknown>): OutgoingRequest {
     this.validate(envelope, 'request');
-    const rest = encodeRequestRest(envelope, this.fromJson, this.inboxJson);
-    const encoded = this.sizeChecked(`{"ttl":${envelope.ttl}${rest}`, 'request');
-    return new OutgoingRequest(view, gatherer, rest, encoded.length);
+    const parts = encodeRequestParts(envelope);
+    const encoded = this.sizeChecked(encodeRequestObject(parts, envelope.ttl ?? 0, SENT_AS_LONG_AS_NOW, this.fromJson, this.inboxJson), 'request');
+    return new OutgoingRequest(view, gatherer, this, parts, encoded.length);
+  }
+
+  /** The head of a batch of this caller's compact requests, `sent` at `now` (made once per clock reading, not per request). */
+  head(now: number): string {
+    if (now !== this.headAt || this.lastHead === undefined) {
+      this.headAt = now;
+      this.lastHead = encodeRequestHead(this.fromJson, this.inboxJson, now);
+    }
+    return this.lastHead;
   }
 
   private validate(envelope: Envelope, what: string): void {

@@ -3,6 +3,8 @@ import type { OutgoingEnvelope } from '../bus/coalescer.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import type { BufferTimeoutError } from '../errors/buffer-timeout.error.js';
 import type { MembershipView } from '../membership/membership.js';
+import { encodeCompactRequest, encodeRequestObject, type EncodedRequest } from '../wire/envelope.js';
+import type { OutboundEncoder } from './outbound-encoder.js';
 import type { ResolvedCallOptions } from '../options.js';
 import type { BufferTelemetry, RequestTrace } from '../telemetry/telemetry.js';
 import { Gatherer } from './gatherer.js';
@@ -14,16 +16,21 @@ import type { GatherResult, MissingReason } from './reply.js';
 // (`OutgoingRequest`) and the request's `Gatherer` with what the requester adds around it.
 
 /**
- * A request waiting in the coalescer: encoded once, with its `ttl` written in when it is flushed.
- * A topic request is queued on its exact channel and on each wildcard route's channel: the same
- * object in several batches, so it hears one PUBLISH result per channel and tells the gatherer
- * their sum, once all are in.
+ * A request waiting in the coalescer: its parts encoded once, its `ttl` and `sent` written in when
+ * it is flushed, as an object or, when every instance it waits for reads them, as a compact
+ * request (with its batch's head: `batchHead`). A topic request is queued on its exact channel and
+ * on each wildcard route's channel: the same object in several batches, so it hears one PUBLISH
+ * result per channel and tells the gatherer their sum, once all are in.
  */
 export class OutgoingRequest implements OutgoingEnvelope {
   // Whom the view knew serves the pattern when the request went out (see `Gatherer.sent`).
   private known: ReadonlySet<string> | undefined;
   private removalMark = 0;
   private encodedOnce = false;
+  // Every instance it waits for said it reads compact requests (decided on the first flush).
+  private compact = false;
+  /** The head of its batch, when the last `encode()` gave the compact form. */
+  batchHead: string | undefined = undefined;
   // A topic request: PUBLISH results still to come, and the receivers counted so far.
   private resultsDue: number;
   private receiversSoFar = 0;
@@ -31,8 +38,9 @@ export class OutgoingRequest implements OutgoingEnvelope {
   constructor(
     private readonly view: MembershipView,
     private readonly gatherer: Gatherer<unknown>,
-    /** The encoded request after its `ttl`, from the comma on. */
-    private readonly rest: string,
+    private readonly encoder: OutboundEncoder,
+    private readonly parts: EncodedRequest,
+    /** Its size in the object form (the larger). */
     readonly bytes: number,
   ) {
     this.resultsDue = 1 + gatherer.topicRoutes.length;
@@ -50,8 +58,15 @@ export class OutgoingRequest implements OutgoingEnvelope {
       this.known = this.view.awaitedFor(gatherer.pattern, gatherer.rules.to, gatherer.topicRoutes);
       this.removalMark = this.view.removalMark;
       gatherer.sent(this.known, this.view.sendMark);
+      this.compact = this.known !== undefined && this.view.readCompactRequests(this.known);
     }
-    return `${gatherer.timingFields()}${this.rest}`;
+    const now = gatherer.now();
+    const ttl = gatherer.remainingMs(now);
+    if (this.compact) {
+      this.batchHead = this.encoder.head(now);
+      return encodeCompactRequest(this.parts, ttl);
+    }
+    return encodeRequestObject(this.parts, ttl, now, this.encoder.fromJson, this.encoder.inboxJson);
   }
 
   /** Redis's count of receivers (for a topic request, one count per channel): whom the request waits for. */

@@ -26,6 +26,8 @@ export interface Member {
   vouched: boolean;
   /** It announced it is draining: no new request reaches it; what it received it still answers. */
   draining: boolean;
+  /** Its incarnation's hello said `"cq":1`: it reads compact requests. */
+  readsCompact: boolean;
   /** When this incarnation's first hello arrived, by the caller's clock. */
   joinedAt: number;
   /** Last time anything came from it (hello, pong, a reply), by the caller's clock, to the liveness round. */

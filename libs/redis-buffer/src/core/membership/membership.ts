@@ -55,6 +55,9 @@ export const MAX_UNVOUCHED_MEMBERS = 1024;
 export class MembershipView {
   private readonly members = new Map<string, Member>();
   private awaitedCache = new Map<string, ReadonlySet<string>>();
+  // `readCompactRequests` by set (most are `awaitedCache`'s, shared by every request to a pattern);
+  // made anew whenever a member comes, goes or changes incarnation.
+  private compactSets = new WeakMap<ReadonlySet<string>, boolean>();
   /** The wildcard request patterns the members announce: the extra channels of a topic request. */
   readonly requestBindings = new WildcardBindings(() => this.announced('patterns'));
   /** The wildcard event patterns the members announce: the extra channels of a topic event. */
@@ -174,6 +177,7 @@ export class MembershipView {
       patterns: new Set(envelope.patterns),
       vouched,
       draining: envelope.draining === true,
+      readsCompact: envelope.cq === 1,
       joinedAt: sameIncarnation ? known.joinedAt : this.clock.now(),
       lastHeard: this.clock.now(),
       heardSinceCheck: false,
@@ -190,6 +194,7 @@ export class MembershipView {
       next: undefined,
     });
     this.awaitedCache.clear();
+    this.compactSets = new WeakMap();
     this.bindingsChanged();
     return known !== undefined ? 'known' : vouched ? 'new' : 'unvouched';
   }
@@ -210,6 +215,9 @@ export class MembershipView {
     if (incarnation !== undefined && incarnation !== member.info.incarnation) {
       this.switchIncarnation(member, incarnation);
       member.info = { ...member.info, incarnation };
+      // A process restarted under this id, perhaps of another version: objects until its hello says.
+      member.readsCompact = false;
+      this.compactSets = new WeakMap();
       member.seq = undefined;
       member.at = undefined;
       member.next = undefined;
@@ -250,6 +258,24 @@ export class MembershipView {
    * `routes`: the wildcard bindings a topic request was also published on (`requestBindings`); an
    * instance is a receiver when it binds `pattern` itself or one of them.
    */
+  /**
+   * Whether every instance in `ids` (one of `awaitedFor`'s sets) reads compact requests: each said
+   * `"cq":1` in its hello. False for an empty set, and for an id the view no longer holds.
+   */
+  readCompactRequests(ids: ReadonlySet<string>): boolean {
+    let all = this.compactSets.get(ids);
+    if (all !== undefined) return all;
+    all = ids.size > 0;
+    for (const id of ids) {
+      if (this.members.get(id)?.readsCompact !== true) {
+        all = false;
+        break;
+      }
+    }
+    this.compactSets.set(ids, all);
+    return all;
+  }
+
   awaitedFor(pattern: string, to: string | undefined, routes: readonly string[] = NONE): ReadonlySet<string> | undefined {
     // Knowing no instance at all is no evidence (under another signing key, none can be heard).
     if (!this.everSynced || this.members.size === this.unvouchedCount) return undefined;

@@ -221,7 +221,8 @@ export class Presence {
   };
 
   private hello(id: string, draining: boolean): HelloEnvelope {
-    const hello: HelloEnvelope = { v: 1, kind: 'hello', id, from: this.host.instanceId, inc: this.incarnation, ...this.order(), patterns: this.host.patterns(), events: this.host.events() };
+    // `cq`: this library's instances read compact requests (docs/protocol.md, "Compact requests").
+    const hello: HelloEnvelope = { v: 1, kind: 'hello', id, from: this.host.instanceId, inc: this.incarnation, ...this.order(), patterns: this.host.patterns(), events: this.host.events(), cq: 1 };
     return draining ? { ...hello, draining: true } : hello;
   }
 

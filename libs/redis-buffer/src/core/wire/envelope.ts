@@ -121,6 +121,8 @@ export interface HelloEnvelope {
   readonly at?: number;
   /** `true` from a draining instance: it takes no new requests but still answers what it received. */
   readonly draining?: boolean;
+  /** `1`: this instance reads compact requests (see `decodeMessage`, "Compact requests" in docs/protocol.md). */
+  readonly cq?: 1;
 }
 
 /** An instance has left: it answered everything it received and is gone. */
@@ -201,13 +203,90 @@ export function decodeMessage(raw: string, channel?: string): DecodedMessage {
   }
   const envelopes: Envelope[] = [];
   const rejected: RejectedEnvelope[] = [];
-  for (let index = 0; index < parsed.length; index++) {
+  // A batch that opens with a request head carries compact requests (arrays) after it.
+  let start = 0;
+  let head: RequestHead | string | undefined;
+  if (isRequestHead(parsed[0])) {
+    head = validateRequestHead(parsed[0] as Record<string, unknown>);
+    if (typeof head === 'string') rejected.push({ error: new BadMessageError(`batch element 0: ${head}`, channel) });
+    start = 1;
+  }
+  for (let index = start; index < parsed.length; index++) {
     const element: unknown = parsed[index];
+    if (head !== undefined && Array.isArray(element)) {
+      const result = typeof head === 'string' ? 'a compact request needs a valid request head' : compactRequest(element, head);
+      if (typeof result !== 'string') envelopes.push(result);
+      else rejected.push(compactRejection(element, head, `batch element ${index}: ${result}`, channel));
+      continue;
+    }
     const result = Array.isArray(element) ? compactReply(element) : validateEnvelope(element);
     if (typeof result === 'string') rejected.push(rejection(element, `batch element ${index}: ${result}`, channel));
     else envelopes.push(result);
   }
   return { envelopes, rejected };
+}
+
+/**
+ * The head of a batch of compact requests (its first element): what every request after it shares.
+ * Not an envelope: it is read only as the first element of a batch, and only for the arrays after it.
+ */
+interface RequestHead {
+  readonly from: string;
+  readonly replyTo: string;
+  readonly sent: number | undefined;
+  readonly cr: 1 | undefined;
+}
+
+function isRequestHead(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'requests';
+}
+
+function validateRequestHead(input: Record<string, unknown>): RequestHead | string {
+  if (input.v !== PROTOCOL_VERSION) return `unsupported protocol version ${JSON.stringify(input.v)} (this library speaks ${PROTOCOL_VERSION})`;
+  const from = boundedString(input.from, ENVELOPE_LIMITS.instanceIdLength);
+  if (from === undefined) return `request head: "from" must be a string of 1 to ${ENVELOPE_LIMITS.instanceIdLength} characters`;
+  const replyTo = boundedString(input.replyTo, ENVELOPE_LIMITS.channelLength);
+  if (replyTo === undefined) return `request head: "replyTo" must be a string of 1 to ${ENVELOPE_LIMITS.channelLength} characters`;
+  const sent = input.sent;
+  if (sent !== undefined && (typeof sent !== 'number' || !Number.isFinite(sent))) return 'request head: "sent" must be a number (milliseconds since the epoch)';
+  return { from, replyTo, sent: sent as number | undefined, cr: input.cr === 1 ? 1 : undefined };
+}
+
+/**
+ * A compact request, `[id, pattern, ttl, data]` or `[id, pattern, ttl, data, headers]`, read with its
+ * batch's head into the request object it stands for, with the object form's types and bounds.
+ */
+function compactRequest(element: unknown[], head: RequestHead): RequestEnvelope | string {
+  if (element.length !== 4 && element.length !== 5) return `a compact request is [id, pattern, ttl, data] or [id, pattern, ttl, data, headers], not an array of ${element.length}`;
+  const id = element[0];
+  const pattern = element[1];
+  const ttl = element[2];
+  if (boundedString(id, ENVELOPE_LIMITS.idLength) === undefined) return `compact request: id must be a string of 1 to ${ENVELOPE_LIMITS.idLength} characters`;
+  if (boundedString(pattern, ENVELOPE_LIMITS.patternLength) === undefined) return `compact request: pattern must be a string of 1 to ${ENVELOPE_LIMITS.patternLength} characters`;
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0) return 'compact request: ttl must be a non-negative number of milliseconds';
+  const headers = validateHeaders(element[4]);
+  if (typeof headers === 'string') return `compact request: ${headers}`;
+  return {
+    v: PROTOCOL_VERSION,
+    kind: 'request',
+    id: id as string,
+    pattern: pattern as string,
+    from: head.from,
+    replyTo: head.replyTo,
+    ttl,
+    sent: head.sent,
+    cr: head.cr,
+    headers,
+    data: element[3] ?? null,
+  };
+}
+
+/** A compact request that failed validation: refusable at its head's `replyTo` when its id can be read. */
+function compactRejection(element: unknown[], head: RequestHead | string, reason: string, channel: string | undefined): RejectedEnvelope {
+  const error = new BadMessageError(reason, channel);
+  const id = typeof head === 'string' ? undefined : boundedString(element[0], ENVELOPE_LIMITS.idLength);
+  if (id === undefined || typeof head === 'string') return { error };
+  return { error, refusable: { id, replyTo: head.replyTo, code: 'BUFFER_BAD_REQUEST', reason } };
 }
 
 /**
@@ -391,20 +470,50 @@ export function encodeEnvelope(envelope: Envelope): string {
   return JSON.stringify(envelope);
 }
 
+/** A request's parts, encoded once when it is sent; its form (object or compact) is chosen when its batch is flushed. */
+export interface EncodedRequest {
+  readonly idJson: string;
+  readonly patternJson: string;
+  /** `undefined` when it has none: no headers travel as no field (one object less to parse per receiver). */
+  readonly headersJson: string | undefined;
+  readonly dataJson: string;
+}
+
+/** Encodes a request's parts. `data` that JSON cannot represent (a function) travels as `null`, which is what the receiver reads for a missing `data`. */
+export function encodeRequestParts(envelope: RequestEnvelope): EncodedRequest {
+  const dataJson = JSON.stringify(envelope.data) as string | undefined;
+  const headersJson = envelope.headers === NO_HEADERS || !hasOwnKeys(envelope.headers) ? undefined : JSON.stringify(envelope.headers);
+  return { idJson: jsonString(envelope.id), patternJson: jsonString(envelope.pattern), headersJson, dataJson: dataJson ?? 'null' };
+}
+
 /**
- * A request envelope as `encodeEnvelope` writes it when `ttl` is its first field (and `headers`,
- * when empty, is left out), from the comma after `ttl` on: the caller writes `{"ttl":<ms>` in
- * front at each flush. Built from parts, with the
- * constant ones (`from`, `replyTo`) encoded once by the caller: a third of the cost of
- * `JSON.stringify` on the whole envelope. `data` that JSON cannot represent (a function) travels
- * as `null`, which is what the receiver reads for a missing `data`. It says `"cr":1`: this library's
- * callers read compact replies (`encodeCompactReply`).
+ * A request as an object, as `encodeEnvelope` writes it with `ttl` and `sent` first: from parts,
+ * with the constant ones (`from`, `replyTo`) encoded once by the caller, a third of the cost of
+ * `JSON.stringify` on the whole envelope. It says `"cr":1`: this library's callers read compact
+ * replies (`encodeCompactReply`).
  */
-export function encodeRequestRest(envelope: RequestEnvelope, fromJson: string, replyToJson: string): string {
-  const data = JSON.stringify(envelope.data) as string | undefined;
-  // No headers travel as no field (optional in the protocol): one object less to parse per receiver.
-  const headers = envelope.headers === NO_HEADERS || !hasOwnKeys(envelope.headers) ? '' : `,"headers":${JSON.stringify(envelope.headers)}`;
-  return `,"v":1,"kind":"request","cr":1,"id":${jsonString(envelope.id)},"pattern":${jsonString(envelope.pattern)},"from":${fromJson},"replyTo":${replyToJson}${headers},"data":${data ?? 'null'}}`;
+export function encodeRequestObject(parts: EncodedRequest, ttl: number, sent: number, fromJson: string, replyToJson: string): string {
+  const headers = parts.headersJson === undefined ? '' : `,"headers":${parts.headersJson}`;
+  return `{"ttl":${ttl},"sent":${sent},"v":1,"kind":"request","cr":1,"id":${parts.idJson},"pattern":${parts.patternJson},"from":${fromJson},"replyTo":${replyToJson}${headers},"data":${parts.dataJson}}`;
+}
+
+/**
+ * A request in the compact form, `[id, pattern, ttl, data]` (`[id, pattern, ttl, data, headers]`
+ * with headers): an element of a batch that opens with `encodeRequestHead`'s head, which carries
+ * what the caller's requests share. Sent only to instances that said `"cq":1`.
+ */
+export function encodeCompactRequest(parts: EncodedRequest, ttl: number): string {
+  return `[${parts.idJson},${parts.patternJson},${ttl},${parts.dataJson}${parts.headersJson === undefined ? ']' : `,${parts.headersJson}]`}`;
+}
+
+/** The head of a batch of compact requests: the caller's `from`, its inbox, `"cr":1`, and its clock (`sent`). */
+export function encodeRequestHead(fromJson: string, replyToJson: string, sent: number): string {
+  return `{"v":1,"kind":"requests","from":${fromJson},"replyTo":${replyToJson},"cr":1,"sent":${sent}}`;
+}
+
+/** A batch of `encoded` envelopes after `head` (compact requests among them). */
+export function encodeHeadedBatch(head: string, encoded: readonly string[]): string {
+  return `[${head},${encoded.join(',')}]`;
 }
 
 /**
