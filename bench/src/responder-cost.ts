@@ -2,7 +2,8 @@
 // responder, in one process and without Redis, so that changes to the responder's hot path can be
 // measured without the noise of a shared machine: a `Responder` (the library's, Nest-free) on a bus
 // that keeps everything in memory is given batches of 64 requests exactly as the library's caller
-// encodes them, and answers each with the benchmark's reply; the coalesced floor's own responders
+// encodes them (system "library": compact requests, as to instances that read them; "objects": the
+// object form), and answers each with the benchmark's reply; the coalesced floor's own responders
 // (systems/floor.ts, never connected) do the same work on their wire format beside it. Several instances
 // (default 16) each parse every batch, as the benchmark's responder process does at N = 16.
 // `--baseline=<path to another build's dist/index.js>` measures that build's Responder beside this
@@ -60,8 +61,18 @@ const caller = 'bench-caller-1234';
 const inbox = channels.inbox(`${caller}.AbCdEfGh`);
 let nextId = 0;
 
-/** A batch of requests as the library's caller writes them (`ttl` and `sent` first, no headers). */
+/** A batch of requests as the library's caller writes them to instances that read compact requests: a head, then `[id, pattern, ttl, data]`. */
 function libraryBatch(): string {
+  const parts: string[] = [];
+  for (let index = 0; index < BATCH; index++) {
+    const id = (nextId++).toString(36).padStart(8, 'a');
+    parts.push(`["${id}","${ECHO_PATTERN}",4998,${JSON.stringify(REQUEST_DATA)}]`);
+  }
+  return `[{"v":1,"kind":"requests","from":"${caller}","replyTo":"${inbox}","cr":1,"sent":${Date.now()}},${parts.join(',')}]`;
+}
+
+/** The same batch as objects, as the library's caller writes them to instances that do not (`ttl` and `sent` first, no headers). */
+function objectBatch(): string {
   const parts: string[] = [];
   const now = Date.now();
   for (let index = 0; index < BATCH; index++) {
@@ -127,9 +138,11 @@ async function startLibrary(ResponderClass: typeof Responder): Promise<{ deliver
 async function main(): Promise<void> {
   const systems: Record<string, { deliver: (message: string) => void; close?: () => Promise<void>; make: () => string }> = {};
   systems.library = { ...(await startLibrary(Responder)), make: libraryBatch };
+  systems.objects = { ...(await startLibrary(Responder)), make: objectBatch };
   if (baselinePath !== undefined) {
     const baseline = (await import(pathToFileURL(baselinePath).href)) as { Responder: typeof Responder };
-    systems.baseline = { ...(await startLibrary(baseline.Responder)), make: libraryBatch };
+    // Objects: a build before compact requests cannot read them (compare it with "objects").
+    systems.baseline = { ...(await startLibrary(baseline.Responder)), make: objectBatch };
   }
   // The floor's own responders (systems/floor.ts), never connected: their replies go to memory.
   const nowhere: FloorPublisher = { publish: () => Promise.resolve(1) };
@@ -156,7 +169,7 @@ async function main(): Promise<void> {
   }
   // Ratios per pass (measured back to back), then their median.
   const ratio = (a: string, b: string): string => median(results[a]!.map((value, pass) => value / results[b]![pass]!)).toFixed(3);
-  process.stdout.write(`library / floor ${ratio('library', 'floor')}x${baselinePath !== undefined ? `, library / baseline ${ratio('library', 'baseline')}x, baseline / floor ${ratio('baseline', 'floor')}x` : ''}\n`);
+  process.stdout.write(`library / floor ${ratio('library', 'floor')}x, objects / floor ${ratio('objects', 'floor')}x, library / objects ${ratio('library', 'objects')}x${baselinePath !== undefined ? `, library / baseline ${ratio('library', 'baseline')}x, baseline / floor ${ratio('baseline', 'floor')}x` : ''}\n`);
 }
 
 void main();

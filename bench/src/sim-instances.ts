@@ -51,7 +51,8 @@ class Instance {
   }
 
   hello(id: string): string {
-    return `{"v":1,"kind":"hello","id":${JSON.stringify(id)},"from":${this.fromJson},"inc":"${this.inc}","seq":${this.seq++},"at":${Date.now()},"patterns":["${ECHO_PATTERN}"],"events":[]}`;
+    // `cq`: it reads compact requests, as the library's instances do.
+    return `{"v":1,"kind":"hello","id":${JSON.stringify(id)},"from":${this.fromJson},"inc":"${this.inc}","seq":${this.seq++},"at":${Date.now()},"patterns":["${ECHO_PATTERN}"],"events":[],"cq":1}`;
   }
 
   answer(message: Parsed): void {
@@ -129,6 +130,13 @@ function parse(message: string): Parsed[] {
   if (parsed === undefined) {
     const value = JSON.parse(message) as Parsed | Parsed[];
     parsed = Array.isArray(value) ? value : [value];
+    // Compact requests (docs/protocol.md): a head with what they share, then [id, pattern, ttl, data].
+    const head = parsed[0] as (Parsed & { kind: string; replyTo: string; cr?: number }) | undefined;
+    if (head?.kind === 'requests') {
+      parsed = (parsed.slice(1) as unknown as Array<Parsed | [string]>).map((element) =>
+        Array.isArray(element) ? { kind: 'request', id: element[0], replyTo: head.replyTo, cr: head.cr } : element,
+      );
+    }
     parsedThisTurn.set(message, parsed);
     schedule();
   }
