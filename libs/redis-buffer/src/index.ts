@@ -33,7 +33,6 @@ export { BufferChannels, channelPattern } from './core/wire/channels.js';
 export { isWildcardPattern, MAX_TOPIC_TOKENS, topicMatches } from './core/wire/topic.js';
 export {
   PROTOCOL_VERSION,
-  decodeMessage,
   type BufferHeaders,
   type Envelope,
   type RequestEnvelope,
@@ -45,6 +44,7 @@ export {
   type ByeEnvelope,
   type WhoEnvelope,
 } from './core/wire/envelope.js';
+export { decodeMessage } from './core/wire/decode.js';
 export type { BusStatus } from './core/bus/redis-bus.js';
 export { MessageSigner, type SignatureStamp } from './core/wire/signing.js';
 export type { RequesterStats } from './core/gather/requester.js';

@@ -1,5 +1,6 @@
+import { validateEnvelope, validateHeaders, type RequestEnvelope } from '../src/core/wire/envelope.js';
+import { decodeMessage } from '../src/core/wire/decode.js';
 import {
-  decodeMessage,
   encodeBatch,
   encodeCompactReply,
   encodeCompactRequest,
@@ -9,10 +10,7 @@ import {
   encodeRequestHead,
   encodeRequestObject,
   encodeRequestParts,
-  validateEnvelope,
-  validateHeaders,
-  type RequestEnvelope,
-} from '../src/core/wire/envelope.js';
+} from '../src/core/wire/encode.js';
 import { BadMessageError } from '../src/core/errors/bad-message.error.js';
 import { Prng } from './sim/prng.js';
 

@@ -1,4 +1,4 @@
-import { decodeMessage } from '../src/core/wire/envelope.js';
+import { decodeMessage } from '../src/core/wire/decode.js';
 
 // Found by the fault suite (test/faults/bad-input): every bad message must be counted once.
 describe('hostile input is counted', () => {

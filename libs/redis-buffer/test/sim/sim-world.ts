@@ -3,7 +3,7 @@ import { resolveBufferOptions, resolveCallOptions, type BufferOptions, type Reso
 import { Requester } from '../../src/core/gather/requester.js';
 import { Responder } from '../../src/core/respond/responder.js';
 import { BufferChannels } from '../../src/core/wire/channels.js';
-import { decodeMessage } from '../../src/core/wire/envelope.js';
+import { decodeMessage } from '../../src/core/wire/decode.js';
 import { Prng } from './prng.js';
 import { Scheduler, SIM_EPOCH } from './scheduler.js';
 import { handlerFor, untilPredicate } from './sim-handlers.js';

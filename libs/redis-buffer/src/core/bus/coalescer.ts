@@ -1,4 +1,4 @@
-import { encodeBatch, encodeHeadedBatch } from '../wire/envelope.js';
+import { encodeBatch, encodeHeadedBatch } from '../wire/encode.js';
 
 /** One envelope waiting to be published. `encode` runs at flush time, so the item may still change. */
 export interface OutgoingEnvelope {

@@ -1,7 +1,8 @@
 import { BadMessageError } from '../errors/bad-message.error.js';
 import { PayloadTooLargeError } from '../errors/payload-too-large.error.js';
 import type { MembershipView } from '../membership/membership.js';
-import { encodeEnvelope, encodeRequestHead, encodeRequestObject, encodeRequestParts, utf8Bytes, validateEnvelope, type Envelope, type RequestEnvelope } from '../wire/envelope.js';
+import { validateEnvelope, type Envelope, type RequestEnvelope } from '../wire/envelope.js';
+import { encodeEnvelope, encodeRequestHead, encodeRequestObject, encodeRequestParts, utf8Bytes } from '../wire/encode.js';
 import type { Gatherer } from './gatherer.js';
 import { OutgoingRequest } from './request-gatherer.js';
 

@@ -3,7 +3,7 @@ import type { OutgoingEnvelope } from '../bus/coalescer.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import type { BufferTimeoutError } from '../errors/buffer-timeout.error.js';
 import type { MembershipView } from '../membership/membership.js';
-import { encodeCompactRequest, encodeRequestObject, type EncodedRequest } from '../wire/envelope.js';
+import { encodeCompactRequest, encodeRequestObject, type EncodedRequest } from '../wire/encode.js';
 import type { OutboundEncoder } from './outbound-encoder.js';
 import type { ResolvedCallOptions } from '../options.js';
 import type { BufferTelemetry, RequestTrace } from '../telemetry/telemetry.js';

@@ -1,5 +1,6 @@
 import type { Clock, TimerHandle } from '../clock.js';
-import { encodeEnvelope, type HelloEnvelope, type WhoEnvelope } from '../wire/envelope.js';
+import { type HelloEnvelope, type WhoEnvelope } from '../wire/envelope.js';
+import { encodeEnvelope } from '../wire/encode.js';
 import { infoOf, type InstanceInfo, type MembershipView } from './membership.js';
 
 /** What a caller's `who` rounds need from it. */

@@ -1,7 +1,9 @@
 import type { RedisBus } from '../bus/redis-bus.js';
 import type { Clock } from '../clock.js';
 import type { BufferChannels } from '../wire/channels.js';
-import { decodeMessage, encodeEnvelope, type HelloEnvelope, type PingEnvelope } from '../wire/envelope.js';
+import { type HelloEnvelope, type PingEnvelope } from '../wire/envelope.js';
+import { decodeMessage } from '../wire/decode.js';
+import { encodeEnvelope } from '../wire/encode.js';
 
 /** A holder of the direct channel that does not answer for this many `livenessTimeout`s is taken over. */
 export const TAKEOVER_AFTER = 2;

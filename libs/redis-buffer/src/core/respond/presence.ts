@@ -5,7 +5,8 @@ import { laterTurn, type Clock, type TimerHandle } from '../clock.js';
 import { DuplicateInstanceError } from '../errors/duplicate-instance.error.js';
 import type { BufferLogger } from '../logger.js';
 import type { BufferChannels } from '../wire/channels.js';
-import { encodeEnvelope, type ByeEnvelope, type HelloEnvelope, type PongEnvelope } from '../wire/envelope.js';
+import { type ByeEnvelope, type HelloEnvelope, type PongEnvelope } from '../wire/envelope.js';
+import { encodeEnvelope } from '../wire/encode.js';
 import { CutOffWatch } from './cut-off-watch.js';
 import { IdClaim, TAKEOVER_AFTER } from './id-claim.js';
 

@@ -1,5 +1,5 @@
 import type { Coalescer, OutgoingEnvelope } from '../bus/coalescer.js';
-import { encodeCompactReply, encodeReplyParts, jsonString } from '../wire/envelope.js';
+import { encodeCompactReply, encodeReplyParts, jsonString } from '../wire/encode.js';
 import { BufferErrorCode } from '../errors/buffer.error.js';
 import type { ReplyDelivery } from './reply-resend.js';
 
