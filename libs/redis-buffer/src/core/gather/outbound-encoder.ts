@@ -2,7 +2,7 @@ import { BadMessageError } from '../errors/bad-message.error.js';
 import { PayloadTooLargeError } from '../errors/payload-too-large.error.js';
 import type { MembershipView } from '../membership/membership.js';
 import { validateEnvelope, type Envelope, type RequestEnvelope } from '../wire/envelope.js';
-import { encodeEnvelope, encodeRequestHead, encodeRequestObject, encodeRequestParts, utf8Bytes } from '../wire/encode.js';
+import { encodeEnvelope, encodeRequestHead, encodeRequestObject, encodeRequestParts, requestObjectLength, utf8Bytes } from '../wire/encode.js';
 import type { Gatherer } from './gatherer.js';
 import { OutgoingRequest } from './request-gatherer.js';
 
@@ -42,8 +42,12 @@ export class OutboundEncoder {
   request(envelope: RequestEnvelope, view: MembershipView, gatherer: Gatherer<unknown>): OutgoingRequest {
     this.validate(envelope, 'request');
     const parts = encodeRequestParts(envelope);
-    const encoded = this.sizeChecked(encodeRequestObject(parts, envelope.ttl ?? 0, SENT_AS_LONG_AS_NOW, this.fromJson, this.inboxJson), 'request');
-    return new OutgoingRequest(view, gatherer, this, parts, encoded.length);
+    const ttl = envelope.ttl ?? 0;
+    const length = requestObjectLength(parts, ttl, SENT_AS_LONG_AS_NOW, this.fromJson, this.inboxJson);
+    // Three UTF-8 bytes per UTF-16 unit at most: only a request that might be too large is written
+    // out here, to be measured exactly (the flush writes every request in its chosen form).
+    if (length * 3 > this.maxPayloadBytes) this.sizeChecked(encodeRequestObject(parts, ttl, SENT_AS_LONG_AS_NOW, this.fromJson, this.inboxJson), 'request');
+    return new OutgoingRequest(view, gatherer, this, parts, length);
   }
 
   /** The head of a batch of this caller's compact requests, `sent` at `now` (made once per clock reading, not per request). */

@@ -132,8 +132,8 @@ function compactRequest(element: unknown[], head: RequestHead): RequestEnvelope 
 /** A compact request that failed validation: refusable at its head's `replyTo` when its id can be read. */
 function compactRejection(element: unknown[], head: RequestHead | string, reason: string, channel: string | undefined): RejectedEnvelope {
   const error = new BadMessageError(reason, channel);
-  const id = typeof head === 'string' ? undefined : boundedString(element[0], ENVELOPE_LIMITS.idLength);
-  if (id === undefined || typeof head === 'string') return { error };
+  const id = boundedString(element[0], ENVELOPE_LIMITS.idLength);
+  if (typeof head === 'string' || id === undefined) return { error };
   return { error, refusable: { id, replyTo: head.replyTo, code: 'BUFFER_BAD_REQUEST', reason } };
 }
 

@@ -47,6 +47,18 @@ export function encodeRequestObject(parts: EncodedRequest, ttl: number, sent: nu
   return `{"ttl":${ttl},"sent":${sent},"v":1,"kind":"request","cr":1,"id":${parts.idJson},"pattern":${parts.patternJson},"from":${fromJson},"replyTo":${replyToJson}${headers},"data":${parts.dataJson}}`;
 }
 
+// The object form's length around its parts, read off `encodeRequestObject` itself (less the two
+// one-digit numbers given for `ttl` and `sent`), and what a `headers` field adds around its value.
+const EMPTY_PARTS: EncodedRequest = { idJson: '', patternJson: '', headersJson: undefined, dataJson: '' };
+const OBJECT_AROUND_PARTS = encodeRequestObject(EMPTY_PARTS, 0, 0, '', '').length - 2;
+const HEADERS_FIELD = encodeRequestObject({ ...EMPTY_PARTS, headersJson: '' }, 0, 0, '', '').length - 2 - OBJECT_AROUND_PARTS;
+
+/** `encodeRequestObject(…).length`, without writing the request: its size is checked when it is sent, its form chosen later. */
+export function requestObjectLength(parts: EncodedRequest, ttl: number, sent: number, fromJson: string, replyToJson: string): number {
+  const headers = parts.headersJson === undefined ? 0 : HEADERS_FIELD + parts.headersJson.length;
+  return OBJECT_AROUND_PARTS + String(ttl).length + String(sent).length + parts.idJson.length + parts.patternJson.length + fromJson.length + replyToJson.length + headers + parts.dataJson.length;
+}
+
 /**
  * A request in the compact form, `[id, pattern, ttl, data]` (`[id, pattern, ttl, data, headers]`
  * with headers): an element of a batch that opens with `encodeRequestHead`'s head, which carries
