@@ -95,7 +95,13 @@ describe('fault: Redis Cluster failover under load', () => {
     const to = (await cluster.masters()).find((port) => port !== from)!;
     const [fromId, toId] = [await cluster.nodeId(from), await cluster.nodeId(to)];
     const reconnects = async (): Promise<number[]> =>
-      Promise.all(['i1', 'i2', 'i3'].map(async (to) => (await client.gather<{ reconnects: number }>('stats', null, { to })).replies[0]!.data.reconnects));
+      Promise.all(
+        ['i1', 'i2', 'i3'].map(async (to) => {
+          const result = await client.gather<{ reconnects: number }>('stats', null, { to });
+          if (result.replies.length !== 1) throw new Error(`"stats" asked of ${to} did not come back whole: ${JSON.stringify(result)}`);
+          return result.replies[0]!.data.reconnects;
+        }),
+      );
     const reconnectsBefore = await reconnects();
     await underLoad(
       'cluster-slot-migrated',

@@ -251,6 +251,51 @@ describe('fault: membership', () => {
     }
   }, 60_000);
 
+  it('a ping whose pong was lost while no request waited any more is not held against the instance by the next request', async () => {
+    // Its signs of life are really lost: Redis refuses the instance's PUBLISHes to this caller's
+    // inbox and to the members channel (its ACL user loses them for a moment; it still receives
+    // requests and pings), as what an instance publishes to a master that is failing over is.
+    const admin = rawRedis(redis.url);
+    const allChannels = [`&${namespace}:*`];
+    const receiveOnly = ['req:*', 'evt:*', 'direct:*', 'who', 'probe*'].map((channel) => `&${namespace}:${channel}`);
+    const setChannels = (channels: string[]): Promise<unknown> => admin.call('ACL', 'SETUSER', 'lossy', 'on', '>pw', '+@all', '~*', 'resetchannels', ...channels);
+    await setChannels(allChannels);
+    // Its network can be held for a moment (a request that takes a while to reach it).
+    const proxy = await LatencyProxy.start({ host: '127.0.0.1', port: redis.port }, 0);
+    const lossy = await InstanceProcess.start({ instanceId: 'lossy', redisUrl: `redis://lossy:pw@${new URL(proxy.url).host}`, namespace, script: FAULT_APP });
+    // Rounds half a second apart (a liveness bound of 2 s), for slack on a busy machine.
+    const client = new BufferClient({ redis: redis.url, namespace, timeout: 5000, livenessTimeout: 2000 });
+    await client.connect();
+    try {
+      expect(summary(await client.gather<string>('whoami', null, { to: 'lossy' }))).toMatchObject({ completedBy: 'all', missing: [], replies: ['lossy'] });
+      await setChannels(receiveOnly);
+      // Waited on for a while, so pinged (three quarters of the bound in, 1.5 s: it was heard from
+      // at the first round); it ends by its timeout before a round can judge the ping (five eighths
+      // of the bound after its delivery, the round at 3 s).
+      const first = await client.gather<string>('slow', 3000, { to: 'lossy', timeout: 2250 });
+      expect(first).toMatchObject({ completedBy: 'timeout', missing: ['lossy'], missingReasons: { lossy: 'timeout' } });
+      expect(client.stats.pings).toBeGreaterThanOrEqual(1);
+      // Its reply is lost as well; then the channels are allowed again, and no request is open for 3 bounds.
+      await sleep(1500);
+      await setChannels(allChannels);
+      await sleep(3000);
+      // A request that takes over a second to reach it, so a liveness round comes before any sign
+      // from it: that round must not find it silent on the strength of the old unanswered ping (it
+      // pings afresh; the reply comes first).
+      proxy.hold();
+      const next = client.gather<string>('whoami', null, { to: 'lossy' });
+      await sleep(1100);
+      proxy.release();
+      expect(summary(await next)).toMatchObject({ completedBy: 'all', missing: [], replies: ['lossy'] });
+      expect(client.stats.silentInstances).toBe(0);
+    } finally {
+      admin.disconnect();
+      await client.close();
+      await lossy.stop();
+      await proxy.stop();
+    }
+  }, 40_000);
+
   it('10,000 forged hellos: the table stays bounded, no ghost is pinged, and results stay whole', async () => {
     const client = new BufferClient({ redis: redis.url, namespace, timeout: 4000 });
     await client.connect();

@@ -315,6 +315,33 @@ describe('MembershipView', () => {
     expect(pings.map((ping) => ping.id)).toEqual(['a']);
   });
 
+  it('a ping left unjudged while no request waited (its pong lost in a failover) is not held against the instance by the next request: it is pinged afresh', async () => {
+    const { view, clock, pings, gone, flush } = setup();
+    view.hello(hello('a', 'i'), true);
+    clock.advance(LIVENESS / 2);
+    view.check(['a']);
+    // Delivered; its pong is lost (the caller's inbox was moving to a promoted replica), and the
+    // requests that waited on it end before any round judges the ping.
+    pings.shift()!.resolve(1);
+    await flush();
+    // No round for 5 bounds (no request waited on it), and nothing heard from it meanwhile: the
+    // next request that waits on it must not find it silent at its first round.
+    clock.advance(5 * LIVENESS);
+    view.check(['a']);
+    expect(gone).toEqual([]);
+    // Pinged afresh; judged on that ping: delivered and unanswered for the bound, silent.
+    expect(pings.map((ping) => ping.id)).toEqual(['a']);
+    pings.shift()!.resolve(1);
+    await flush();
+    for (let round = 0; round < 3; round++) {
+      clock.advance(LIVENESS / 4);
+      view.check(['a']);
+      for (const ping of pings.splice(0)) ping.resolve(1);
+      await flush();
+    }
+    expect(gone).toEqual([['a', 'silent']]);
+  });
+
   it('pings a silent instance again, and its pong brings it back', async () => {
     const { view, clock, pings, flush } = setup();
     view.hello(hello('a', 'i'), true);

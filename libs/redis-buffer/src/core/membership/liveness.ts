@@ -84,6 +84,13 @@ export class Liveness {
       // Redis has not answered this member's last ping yet: no judgement either way.
       if (member.pingInFlight) continue;
       const outstanding = member.pingSentAt !== undefined && member.lastHeard < member.pingSentAt;
+      // Unanswered for a whole bound yet never judged: no request waited on it meanwhile (a watched
+      // ping is judged before five eighths plus a round). Its pong may have been lost with a node
+      // that failed over; the instance has not had its chance, so it is pinged afresh and judged on that.
+      if (outstanding && now - member.pingSentAt! >= this.livenessTimeout) {
+        this.sendPing(id, member, true);
+        continue;
+      }
       // Judged at the third round after the ping went out: Redis delivered it at least five
       // eighths of the bound ago (its PUBLISH may take a moment to return; a slower Redis delays
       // the judgement by a round).
