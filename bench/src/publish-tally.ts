@@ -19,6 +19,7 @@ export function subtractKindCounts(after: KindCounts, before: KindCounts): KindC
 }
 
 const KIND_MARK = '"kind":"';
+const REQUESTS_HEAD = 'requests"';
 const KIND_NAMES = PUBLISH_KINDS.filter((kind) => kind !== 'other').map((kind) => [kind, `${kind}"`] as const);
 
 /** The kind named at `start` (the character after `"kind":"`), `other` for any name but the known ones. */
@@ -28,12 +29,13 @@ function kindAt(message: string, start: number): PublishKind {
 }
 
 /**
- * The library's compact replies in a batch (docs/protocol.md, "Compact replies"): arrays that
- * name no kind, each counted by the `["` that opens it, at the start of the batch (`[["`) or after
- * another element (`],["`, `},["`). A value holding an array of strings right after another
- * array or object would be miscounted; the benchmarks' values hold none.
+ * The library's compact replies or requests in a batch (docs/protocol.md, "Compact replies",
+ * "Compact requests"): arrays that name no kind, each counted by the `["` that opens it, at the
+ * start of the batch (`[["`) or after another element or the head (`],["`, `},["`). A value
+ * holding an array of strings right after another array or object would be miscounted; the
+ * benchmarks' values hold none.
  */
-function compactReplies(message: string): number {
+function compactElements(message: string): number {
   if (message.charCodeAt(0) !== 0x5b) return 0;
   let count = message.startsWith('[["') ? 1 : 0;
   for (const mark of ['],["', '},["']) for (let at = message.indexOf(mark); at >= 0; at = message.indexOf(mark, at + 4)) count++;
@@ -50,6 +52,12 @@ export function tallyMessage(counts: KindCounts, channel: string, message: strin
   // A batch of the library's that opens with a compact reply.
   if (message.startsWith('[[')) first = 'reply';
   let at = message.indexOf(KIND_MARK);
+  // A batch of compact requests opens with their head, `"kind":"requests"`, which is no envelope.
+  const headed = at >= 0 && first === undefined && message.startsWith(REQUESTS_HEAD, at + KIND_MARK.length);
+  if (headed) {
+    first = 'request';
+    at = message.indexOf(KIND_MARK, at + KIND_MARK.length);
+  }
   while (at >= 0) {
     const start = at + KIND_MARK.length;
     // Compared in place: no string made per envelope (this runs in the measured caller).
@@ -59,8 +67,8 @@ export function tallyMessage(counts: KindCounts, channel: string, message: strin
     at = message.indexOf(KIND_MARK, start);
   }
   if (first !== undefined) {
-    // Compact replies only ever sit in a batch of replies: no scan of the caller's requests.
-    if (first === 'reply') counts.reply.envelopes += compactReplies(message);
+    // Compact elements only ever sit in a batch of replies, or after a request head.
+    if (first === 'reply' || headed) counts[first].envelopes += compactElements(message);
     counts[first].messages++;
     return;
   }

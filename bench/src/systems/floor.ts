@@ -92,22 +92,27 @@ export class FloorCaller implements CallerSystem {
     url: string,
     namespace: string,
     private readonly coalesce: boolean,
+    /** Where coalesced requests go instead of the connection (a measurement without Redis). */
+    publisher?: FloorPublisher,
   ) {
     this.pub = new Redis(url, { lazyConnect: true });
     this.sub = new Redis(url, { lazyConnect: true });
     this.inbox = `${namespace}:inbox:${this.prefix}`;
     this.requestChannel = `${namespace}:req`;
-    this.batcher = coalesce ? new TickBatcher(this.pub) : undefined;
+    this.batcher = coalesce ? new TickBatcher(publisher ?? this.pub) : undefined;
   }
 
   async start(): Promise<void> {
     await Promise.all([this.pub.connect(), this.sub.connect()]);
-    this.sub.on('message', (_channel: string, message: string) => {
-      const parsed = JSON.parse(message) as WireReply | WireReply[];
-      if (Array.isArray(parsed)) for (const reply of parsed) this.onReply(reply);
-      else this.onReply(parsed);
-    });
+    this.sub.on('message', (_channel: string, message: string) => this.receive(message));
     await this.sub.subscribe(this.inbox);
+  }
+
+  /** One message of the inbox: a reply, or a batch of them. */
+  receive(message: string): void {
+    const parsed = JSON.parse(message) as WireReply | WireReply[];
+    if (Array.isArray(parsed)) for (const reply of parsed) this.onReply(reply);
+    else this.onReply(parsed);
   }
 
   countPublishes(): KindCounts {
