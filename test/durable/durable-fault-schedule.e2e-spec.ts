@@ -1,8 +1,9 @@
 // A randomized fault schedule (in the spirit of Jepsen) against durable messaging, on real
 // processes and a real redis-server (appendonly, appendfsync always). Consumer processes in three
 // groups (two bound to the topic, one to a wildcard pattern that matches it) handle keyed and unkeyed entries (some with idempotency keys, some slow, some failing,
-// a few poison) while a seeded schedule SIGKILLs them, freezes them past claimIdle, shuts them down,
-// and SIGKILLs Redis and restarts it from its AOF. A checker then reads the consumers' own
+// a few poison) while a seeded schedule SIGKILLs them, freezes them past claimIdle, replaces a
+// frozen one by a new process under the same instance id (the old one thawed, and running beside
+// it), shuts them down, and SIGKILLs Redis and restarts it from its AOF. A checker then reads the consumers' own
 // append-only logs (test/fixtures/durable-worker.ts) and asserts:
 // - every acknowledged publish was handled at least once per group (poison ones: dead-lettered),
 //   with the topic it was published to;
@@ -75,19 +76,28 @@ async function runSchedule(seed: number): Promise<void> {
   let began = Date.now();
   let generation = 0;
   const slots: Slot[] = SLOTS.map((groups) => ({ process: undefined, frozenSince: undefined, groups }));
+  /** The name each process logs as: its instance id, or for a replacement under the same id, that id and `~n`. */
+  const names = new Map<InstanceProcess, string>();
+  const nameOf = (process: InstanceProcess): string => names.get(process)!;
+  /** Frozen processes replaced under their own id, thawed and still running beside their replacement. */
+  const retired: InstanceProcess[] = [];
   const client = new BufferClient({ redis: redis.url, namespace, durable: DURABLE, timeout: 2000 });
 
-  async function spawn(slot: Slot): Promise<void> {
-    const instanceId = `w${slots.indexOf(slot) + 1}-${++generation}`;
-    const log = join(dir, `${instanceId}.log`);
+  /** Starts the slot's next process: a new instance id, or `sameId` (a replacement under the id of the one frozen there). */
+  async function spawn(slot: Slot, sameId?: string): Promise<void> {
+    const instanceId = sameId ?? `w${slots.indexOf(slot) + 1}-${++generation}`;
+    const logAs = sameId === undefined ? instanceId : `${sameId}~${++generation}`;
+    const log = join(dir, `${logAs}.log`);
     logs.push(log);
-    slot.process = await InstanceProcess.start({ instanceId, redisUrl: redis.url, namespace, script: DURABLE_WORKER, env: { GROUPS: slot.groups, LOG: log, DURABLE: JSON.stringify(DURABLE), SHUTDOWN_TIMEOUT: '1000' } });
+    const started = await InstanceProcess.start({ instanceId, redisUrl: redis.url, namespace, script: DURABLE_WORKER, env: { GROUPS: slot.groups, LOG: log, LOG_AS: logAs, DURABLE: JSON.stringify(DURABLE), SHUTDOWN_TIMEOUT: '1000' } });
+    names.set(started, logAs);
+    slot.process = started;
   }
 
   function thaw(slot: Slot): void {
     if (slot.frozenSince === undefined || slot.process === undefined) return;
     slot.process.signal('SIGCONT');
-    outages.push({ consumer: slot.process.id, from: slot.frozenSince, to: Date.now() });
+    outages.push({ consumer: nameOf(slot.process), from: slot.frozenSince, to: Date.now() });
     slot.frozenSince = undefined;
   }
 
@@ -135,6 +145,7 @@ async function runSchedule(seed: number): Promise<void> {
       thaw(slot);
       await slot.process?.stop('SIGKILL');
     }
+    for (const process of retired) await process.stop('SIGKILL');
     await client.close();
     await redis.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -148,33 +159,46 @@ async function runSchedule(seed: number): Promise<void> {
       await sleep(300 + random() * 900);
       const slot = pick(slots);
       const fault = pick(['kill', 'kill', 'freeze', 'freeze', 'shutdown', 'redis', 'none']);
+      if (slot.frozenSince !== undefined && fault === 'freeze') {
+        // A pod replaced while frozen: a new process under the same instance id takes the slot;
+        // the old one is thawed and runs on beside it until the end.
+        const old = slot.process!;
+        events.push(`${at()} replace ${nameOf(old)} under its id`);
+        await spawn(slot, old.id);
+        old.signal('SIGCONT');
+        outages.push({ consumer: nameOf(old), from: slot.frozenSince, to: Date.now() });
+        slot.frozenSince = undefined;
+        retired.push(old);
+        events.push(`${at()} thaw ${nameOf(old)} beside ${nameOf(slot.process!)}`);
+        continue;
+      }
       if (slot.frozenSince !== undefined && fault !== 'redis') {
-        events.push(`${at()} thaw ${slot.process!.id}`);
+        events.push(`${at()} thaw ${nameOf(slot.process!)}`);
         thaw(slot);
         continue;
       }
       switch (fault) {
         case 'kill': {
           const victim = slot.process!;
-          events.push(`${at()} kill ${victim.id}`);
+          events.push(`${at()} kill ${nameOf(victim)}`);
           await victim.stop('SIGKILL');
-          outages.push({ consumer: victim.id, from: Date.now(), to: Infinity });
-          exits.set(victim.id, Date.now());
+          outages.push({ consumer: nameOf(victim), from: Date.now(), to: Infinity });
+          exits.set(nameOf(victim), Date.now());
           await sleep(random() * 500);
           await spawn(slot);
           break;
         }
         case 'freeze':
-          events.push(`${at()} freeze ${slot.process!.id}`);
+          events.push(`${at()} freeze ${nameOf(slot.process!)}`);
           slot.process!.signal('SIGSTOP');
           slot.frozenSince = Date.now();
           // Thawed by a later step (this slot drawn again) or at the end: mostly past claimIdle.
           break;
         case 'shutdown': {
           const leaving = slot.process!;
-          events.push(`${at()} shutdown ${leaving.id}`);
+          events.push(`${at()} shutdown ${nameOf(leaving)}`);
           await leaving.stop('SIGTERM');
-          exits.set(leaving.id, Date.now());
+          exits.set(nameOf(leaving), Date.now());
           await spawn(slot);
           break;
         }
@@ -220,9 +244,9 @@ async function runSchedule(seed: number): Promise<void> {
       throw error;
     }
     await sleep(CLAIM_IDLE);
-    for (const slot of slots) {
-      await slot.process!.stop('SIGTERM');
-      exits.set(slot.process!.id, Date.now());
+    for (const process of [...slots.map((slot) => slot.process!), ...retired.splice(0)]) {
+      await process.stop('SIGTERM');
+      exits.set(nameOf(process), Date.now());
     }
 
     const lines = readLogs(logs);

@@ -15,7 +15,7 @@ const BINDING = ['+sadd', '+incr'];
 const PUBLISHER = ['resetkeys', '~perm:durable:*', '-@all', '+evalsha', '+eval', '+get', '+set', '+xadd', '+xrange', '+xdel', '+hgetall', '+exists', '+xlen', '+xinfo|groups', '+xpending', '+xtrim', '+smembers', '+srem', '+incr', '+wait', ...CONNECTION];
 const CONSUMER = [
   'resetkeys', '~perm:durable:*', 'resetchannels', '&perm:durable:*', '-@all',
-  '+evalsha', '+eval', '+xgroup|create', '+xreadgroup', '+xread', '+xautoclaim', '+xclaim', '+xack', '+xpending', '+xinfo|groups', '+xadd', '+xrange', '+xrevrange',
+  '+evalsha', '+eval', '+xgroup|create', '+xgroup|delconsumer', '+xreadgroup', '+xread', '+xautoclaim', '+xclaim', '+xack', '+xpending', '+xinfo|groups', '+xinfo|consumers', '+xadd', '+xrange', '+xrevrange',
   '+xlen', '+xtrim', '+exists', '+zadd', '+zrem', '+zrangebylex', '+hget', '+hset', '+hgetall', '+hdel', '+get', '+set', '+del', '+pexpire', '+publish', '+subscribe', '+sadd', '+incr',
   ...CONNECTION,
 ];

@@ -9,7 +9,7 @@ export const DURABLE_WORKER = join(dirname(fileURLToPath(import.meta.url)), '..'
 
 export interface LogLine {
   readonly e: 'ready' | 'start' | 'end' | 'closed';
-  /** The consumer (instance id). */
+  /** The process: its instance id, or the name it was started to log as. */
   readonly c: string;
   /** Wall-clock ms. */
   readonly t: number;
@@ -28,9 +28,9 @@ export interface LogLine {
   readonly stats?: Record<string, number>;
 }
 
-/** Starts a durable-worker process of group `a` on pattern `work`, logging to `<dir>/<instanceId>.log`. */
-export function startWorker(redisUrl: string, namespace: string, dir: string, instanceId: string, durable: Record<string, unknown>): Promise<InstanceProcess> {
-  return InstanceProcess.start({ instanceId, redisUrl, namespace, script: DURABLE_WORKER, env: { GROUPS: 'a', LOG: join(dir, `${instanceId}.log`), DURABLE: JSON.stringify(durable) } });
+/** Starts a durable-worker process of group `a` on pattern `work`, logging to `<dir>/<logAs>.log` (`logAs`: the instance id unless given). */
+export function startWorker(redisUrl: string, namespace: string, dir: string, instanceId: string, durable: Record<string, unknown>, logAs = instanceId): Promise<InstanceProcess> {
+  return InstanceProcess.start({ instanceId, redisUrl, namespace, script: DURABLE_WORKER, env: { GROUPS: 'a', LOG: join(dir, `${logAs}.log`), LOG_AS: logAs, DURABLE: JSON.stringify(durable) } });
 }
 
 /** Every line of the given log files, in file order. A line cut by a SIGKILL mid-write is dropped. */

@@ -47,6 +47,8 @@ export interface DurableConsumerStats {
   deletedWhilePending: number;
   /** Entries removed by retention trimming. */
   trimmed: number;
+  /** Consumer names of this instance's earlier processes removed from its groups once they held nothing (see `DurableConsumer.pruneNames`). */
+  namesPruned: number;
   redisErrors: number;
 }
 
@@ -72,6 +74,7 @@ export function emptyDurableConsumerStats(): DurableConsumerStats {
     released: 0,
     deletedWhilePending: 0,
     trimmed: 0,
+    namesPruned: 0,
     redisErrors: 0,
   };
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { BoundedLog, type BufferLogger } from '../logger.js';
 import { BacklogSampler, type DurableBacklog } from './backlog-sampler.js';
@@ -27,6 +28,8 @@ export type { DurableBacklog } from './backlog-sampler.js';
 const MIN_SAMPLE_MS = 1000;
 /** At shutdown, how long releasing the handlers still running may take once shutdownTimeout has passed. */
 const RELEASE_GRACE_MS = 1000;
+/** Least idle time of an earlier process's consumer name before it is removed (see `pruneNames`), and least time between two prunes. */
+const MIN_PRUNE_IDLE_MS = 1000;
 
 /**
  * Consumes the streams of one instance's `@DurablePattern` handlers (no Nest import: the transport
@@ -78,7 +81,10 @@ export class DurableConsumer {
     const errors = new BoundedLog(logger, 5, 30_000);
     this.context = {
       options,
-      name: options.instanceId,
+      // A name of its own per process: two processes started under one instance id (a pod replaced
+      // while the old one was frozen, a duplicate) are two owners to Redis, and one's pending entries
+      // are the other's only by a claim. Under one shared name each would act on the other's.
+      name: `${options.instanceId}@${randomBytes(4).toString('hex')}`,
       stats: this.stats,
       logger,
       held: this.held,
@@ -99,8 +105,13 @@ export class DurableConsumer {
     this.leases = new LeaseKeeper(this.context, this.subscriptions, () => this.room(), (subscription, id, fields) => this.runner.take(subscription, id, fields, true));
   }
 
+  /**
+   * This process's consumer name in its groups (`XINFO CONSUMERS`, `XPENDING`): its `instanceId`,
+   * `@`, and 8 hexadecimal characters drawn when the process created this consumer. The names an
+   * earlier process of the same instance left behind are removed once they hold nothing (`pruneNames`).
+   */
   get consumerName(): string {
-    return this.options.instanceId;
+    return this.context.name;
   }
 
   /** Entries this instance holds now (running, waiting to retry, or waiting for their turn). */
@@ -132,12 +143,12 @@ export class DurableConsumer {
     // Every refusal of the start-up is a RedisPermissionError naming what to grant.
     const permitted = <T>(sent: string, send: () => Promise<T>): Promise<T> => withPermissionCheck(send, namespace, 'consumer', sent, first);
     try {
-      this.command = await openDurableConnection({ ...connection, connectionName: `rb-durable:${this.consumerName}` });
+      this.command = await openDurableConnection({ ...connection, connectionName: `rb-durable:${this.options.instanceId}` });
       const command = this.command;
       await checkDurablePermissions(command, namespace, 'consumer', this.consumerName, this.subscriptions, durable.maxLength > 0 || durable.maxAge !== undefined);
       command.on('ready', () => this.leases.onReconnected());
-      this.blocking = await StreamWaiter.open({ ...connection, connectionName: `rb-durable-read:${this.consumerName}` });
-      turns = await openDurableConnection({ ...connection, connectionName: `rb-durable-turns:${this.consumerName}` });
+      this.blocking = await StreamWaiter.open({ ...connection, connectionName: `rb-durable-read:${this.options.instanceId}` });
+      turns = await openDurableConnection({ ...connection, connectionName: `rb-durable-turns:${this.options.instanceId}` });
       const subscriber = turns;
       await permitted('SUBSCRIBE', () => this.gate.open(subscriber, this.subscriptions));
       const bind = (): Promise<number> =>
@@ -160,7 +171,9 @@ export class DurableConsumer {
     this.renewing = setInterval(() => void this.leases.renewAll(), Math.max(10, Math.floor(durable.claimIdle / 3)));
     this.intervals.push(setInterval(() => void this.sampler.sample(), Math.max(MIN_SAMPLE_MS, durable.claimInterval)));
     if (durable.maxLength > 0 || durable.maxAge !== undefined) this.intervals.push(setInterval(() => void this.trimAll(), durable.trimInterval));
+    this.intervals.push(setInterval(() => void this.pruneNames(), this.pruneIdle()));
     void this.leases.claimAll();
+    void this.pruneNames();
     this.reader.start();
   }
 
@@ -215,6 +228,32 @@ export class DurableConsumer {
     }
     clearInterval(this.renewing);
     await closeDurableConnection(this.command, 200);
+  }
+
+  /**
+   * Removes from every group the consumer names of this instance's earlier processes (and the bare
+   * `instanceId` earlier versions consumed under) that hold no pending entry and have been idle for
+   * twice `claimIdle` (at least 1 s): what they held was claimed by then. Runs at start and then as
+   * often; returns how many names it removed. The check and the removal are one step in Redis (the
+   * prune script), so a name never loses an entry it reads meanwhile.
+   */
+  async pruneNames(): Promise<number> {
+    const command = this.command;
+    if (command === undefined || this.stopping) return 0;
+    let pruned = 0;
+    for (const { keys, group } of this.subscriptions) {
+      try {
+        pruned += await command.rbDurablePrune(keys.stream, group, this.context.name, this.options.instanceId, this.pruneIdle());
+      } catch (error) {
+        this.context.redisError(`removing earlier consumer names from group "${group}"`, error);
+      }
+    }
+    this.stats.namesPruned += pruned;
+    return pruned;
+  }
+
+  private pruneIdle(): number {
+    return Math.max(MIN_PRUNE_IDLE_MS, 2 * this.options.durable.claimIdle);
   }
 
   /** Trims every stream this instance reads, now (it also runs every `trimInterval`). */

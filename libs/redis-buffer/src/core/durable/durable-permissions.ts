@@ -20,12 +20,13 @@ const CONNECTION_COMMANDS = ['auth', 'hello', 'info', 'ping', 'client|setname', 
  * SMEMBERS of the bindings registry), `deadLetters` (XRANGE), `replayDeadLetter` (XRANGE, XADD,
  * XDEL), `trim` (EXISTS, XLEN, XRANGE, XINFO GROUPS, XPENDING, XTRIM), `unbind` (SREM, INCR), the
  * settings check (HGETALL), and WAIT with `durable.replicas`. Consumer: also SADD and INCR
- * (registering its wildcard bindings).
+ * (registering its wildcard bindings), XINFO CONSUMERS and XGROUP DELCONSUMER (removing the
+ * consumer names its instance's earlier processes left, once they hold nothing).
  */
 export const DURABLE_COMMANDS: Readonly<Record<DurableSide, readonly string[]>> = {
   publisher: ['evalsha', 'eval', 'get', 'set', 'xadd', 'xrange', 'xdel', 'hgetall', 'exists', 'xlen', 'xinfo|groups', 'xpending', 'xtrim', 'smembers', 'srem', 'incr', 'wait'],
   consumer: [
-    'evalsha', 'eval', 'xgroup|create', 'xreadgroup', 'xread', 'xautoclaim', 'xclaim', 'xack', 'xpending', 'xinfo|groups', 'xadd', 'xrange', 'xrevrange',
+    'evalsha', 'eval', 'xgroup|create', 'xgroup|delconsumer', 'xreadgroup', 'xread', 'xautoclaim', 'xclaim', 'xack', 'xpending', 'xinfo|groups', 'xinfo|consumers', 'xadd', 'xrange', 'xrevrange',
     'xlen', 'xtrim', 'exists', 'zadd', 'zrem', 'zrangebylex', 'hget', 'hset', 'hgetall', 'hdel', 'get', 'set', 'del', 'pexpire', 'publish', 'subscribe', 'sadd', 'incr',
   ],
 };
@@ -92,7 +93,7 @@ local function try(...)
   local result = redis.pcall(...)
   if type(result) == 'table' and result.err and (string.find(result.err, "can't", 1, true) or string.find(result.err, 'NOPERM', 1, true)) then
     local name = string.lower((...))
-    if name == 'xinfo' then name = name .. '|' .. string.lower((select(2, ...))) end
+    if name == 'xinfo' or name == 'xgroup' then name = name .. '|' .. string.lower((select(2, ...))) end
     table.insert(denied, name)
     table.insert(denied, result.err)
   end
@@ -114,6 +115,10 @@ if ARGV[1] == 'consumer' then
   try('XPENDING', stream, group, '-', '+', 1)
   try('XCLAIM', stream, group, consumer, 0, 'not-an-id')
   try('XACK', stream, group, 'not-an-id')
+  -- Pruning the names of this instance's earlier processes (the prune script): a name with a
+  -- space is none of the library's, so nothing is deleted.
+  try('XINFO', 'CONSUMERS', stream, group)
+  try('XGROUP', 'DELCONSUMER', stream, group, consumer .. ' probe')
   try('XADD', dead, '0-0', 'probe', 'x')
   try('DEL', probe)
   try('PEXPIRE', probe, 1)

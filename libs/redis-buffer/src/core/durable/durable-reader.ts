@@ -44,7 +44,7 @@ export class DurableReader {
     for (const { keys, pattern } of this.subscriptions) {
       if (seen.has(keys.stream)) continue;
       seen.add(keys.stream);
-      await checkSettings(context.command(), keys.settings, pattern, context.options.durable, context.name, context.logger, 'consumer');
+      await checkSettings(context.command(), keys.settings, pattern, context.options.durable, context.options.instanceId, context.logger, 'consumer');
     }
   }
 

@@ -4,6 +4,7 @@ import { BEGIN_SCRIPT } from './scripts/begin.script.js';
 import { BIND_SCRIPT } from './scripts/bind.script.js';
 import { DEAD_LETTER_SCRIPT } from './scripts/dead-letter.script.js';
 import { FETCH_SCRIPT } from './scripts/fetch.script.js';
+import { PRUNE_SCRIPT } from './scripts/prune.script.js';
 import { PUBLISH_SCRIPT } from './scripts/publish.script.js';
 import { REPLAY_SCRIPT } from './scripts/replay.script.js';
 import { RETRY_SCRIPT } from './scripts/retry.script.js';
@@ -39,6 +40,7 @@ export interface DurableScripts {
   rbDurableTrimAcked(stream: Key, threshold: string, maxLength: number, mode: '~' | '=', scanLimit: number): Promise<[number, string, number]>;
   rbDurableReplay(stream: Key, dead: Key, deadLetterId: string, group: string): Promise<string | null>;
   rbDurableBind(bindings: Key, version: Key, operation: 'add' | 'remove', pattern: string): Promise<[number, number]>;
+  rbDurablePrune(stream: Key, group: string, consumer: string, instanceId: string, idleMs: number): Promise<number>;
 }
 
 export type BeginDecision = 'lost' | 'gone' | 'wait' | 'claimed' | 'done' | 'busy' | 'exhausted' | 'isolate' | 'run';
@@ -56,6 +58,7 @@ const SCRIPTS: Record<keyof DurableScripts, { keys: number | undefined; lua: str
   rbDurableTrimAcked: { keys: 1, lua: TRIM_ACKED_SCRIPT },
   rbDurableReplay: { keys: 2, lua: REPLAY_SCRIPT },
   rbDurableBind: { keys: 2, lua: BIND_SCRIPT },
+  rbDurablePrune: { keys: 1, lua: PRUNE_SCRIPT },
 };
 
 /** Registers the scripts on a connection and returns it typed with them. */

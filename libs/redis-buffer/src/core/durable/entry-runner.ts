@@ -259,7 +259,7 @@ export class EntryRunner {
   private async deadLetter(held: Held, error: unknown): Promise<void> {
     const { context } = this;
     const { keys, group } = held.subscription;
-    const fields = encodeDeadLetter({ entryId: held.id, group, attempts: held.attempt, error, consumer: context.name, failedAt: Date.now(), fields: held.fields });
+    const fields = encodeDeadLetter({ entryId: held.id, group, attempts: held.attempt, error, consumer: context.options.instanceId, failedAt: Date.now(), fields: held.fields });
     const id = await context.command().rbDurableDeadLetter(
       ...keysThenArgs(
         [keys.stream, keys.deadLetters(group), keys.attempts(group), keys.order(group)],
@@ -294,7 +294,7 @@ export class EntryRunner {
       idempotencyKey: entry.idempotencyKey,
       from: entry.from,
       publishedAt: entry.publishedAt,
-      consumer: this.context.name,
+      consumer: this.context.options.instanceId,
       signal: held.abort.signal,
     };
   }

@@ -65,6 +65,10 @@ export interface Held {
 /** What the parts of a consumer share: its options, counters, and command connection. */
 export interface ConsumerContext {
   readonly options: DurableConsumerOptions;
+  /**
+   * This process's consumer name in its groups: `<instanceId>@<suffix>`, the suffix random per
+   * process (see `DurableConsumer.consumerName`). What Redis knows the owner of a pending entry by.
+   */
   readonly name: string;
   readonly stats: DurableConsumerStats;
   readonly logger: BufferLogger;
