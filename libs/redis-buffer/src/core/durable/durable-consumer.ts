@@ -245,6 +245,8 @@ export class DurableConsumer {
       try {
         pruned += await command.rbDurablePrune(keys.stream, group, this.context.name, this.options.instanceId, this.pruneIdle());
       } catch (error) {
+        // The stream or group is gone (a Redis that lost its data): no names to remove; the read loop recreates them.
+        if (/no such key|NOGROUP/i.test((error as Error)?.message ?? '')) continue;
         this.context.redisError(`removing earlier consumer names from group "${group}"`, error);
       }
     }
