@@ -9,11 +9,11 @@
 // instances do (parse, write replies) is the same for both and is counted in both.
 // `--baseline=<path to another build's dist/index.js>` measures that build's Caller beside this one,
 // alternated in the same process: compare builds by that ratio, not across runs.
-import { EventEmitter } from 'node:events';
 import { pathToFileURL } from 'node:url';
-import { Caller, type BusClients, type BusEvents, type BusStatus, type RedisBus } from 'nestjs-redis-buffer';
+import { Caller } from 'nestjs-redis-buffer';
 import { countReplies, ECHO_PATTERN, median, REPLY_DATA, REQUEST_DATA } from './common.js';
 import { FloorCaller, type FloorPublisher } from './systems/floor.js';
+import { MemoryBus } from './memory-bus.js';
 
 const IN_FLIGHT = 64;
 const REQUESTS_PER_ROUND = 40_000;
@@ -32,14 +32,10 @@ const later = (work: () => void): void => void setImmediate(work);
  * a `who` with a hello saying `"cq":1`, a ping with a pong, and every request with a compact reply
  * (`[id, from, seq, done, data]`), one batch per instance per PUBLISH of requests.
  */
-class InstancesBus extends EventEmitter<BusEvents> implements RedisBus {
-  readonly status: BusStatus = 'connected';
+class InstancesBus extends MemoryBus {
   private readonly inc = 'costinc1';
   private helloSeq = 0;
-  connect(): Promise<void> {
-    return Promise.resolve();
-  }
-  publish(channel: string, message: string): Promise<number> {
+  override publish(channel: string, message: string): Promise<number> {
     if (channel === `${namespace}:req:${ECHO_PATTERN}`) {
       this.answerRequests(message);
       return Promise.resolve(instances);
@@ -62,26 +58,8 @@ class InstancesBus extends EventEmitter<BusEvents> implements RedisBus {
     }
     return Promise.resolve(0);
   }
-  subscribe(): Promise<void> {
-    return Promise.resolve();
-  }
-  unsubscribe(): Promise<void> {
-    return Promise.resolve();
-  }
-  numsub(): Promise<number> {
+  override numsub(): Promise<number> {
     return Promise.resolve(instances);
-  }
-  checkPermissions(): Promise<void> {
-    return Promise.resolve();
-  }
-  ping(): Promise<void> {
-    return Promise.resolve();
-  }
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
-  unwrap(): BusClients {
-    throw new Error('a memory bus has no clients');
   }
 
   /** A batch of compact requests after its head: one batch of compact replies per instance, to the head's `replyTo`. */

@@ -8,11 +8,11 @@
 // (default 16) each parse every batch, as the benchmark's responder process does at N = 16.
 // `--baseline=<path to another build's dist/index.js>` measures that build's Responder beside this
 // one, alternated in the same process: compare builds by that ratio, not across runs.
-import { EventEmitter } from 'node:events';
 import { pathToFileURL } from 'node:url';
-import { BufferChannels, Responder, type BusClients, type BusEvents, type BusStatus, type RedisBus } from 'nestjs-redis-buffer';
+import { BufferChannels, Responder } from 'nestjs-redis-buffer';
 import { ECHO_PATTERN, median, REPLY_DATA, REQUEST_DATA } from './common.js';
 import { FloorResponder, type FloorPublisher } from './systems/floor.js';
+import { MemoryBus } from './memory-bus.js';
 
 const BATCH = 64;
 const ROUNDS = 4;
@@ -21,41 +21,6 @@ const instances = Number(process.argv.slice(2).find((arg) => !arg.startsWith('--
 const baselinePath = process.argv.find((arg) => arg.startsWith('--baseline='))?.slice(11);
 const namespace = 'cost';
 const channels = new BufferChannels(namespace);
-
-/** A bus that is always connected, takes every PUBLISH (one receiver, the message dropped) and delivers what the bench emits. */
-class MemoryBus extends EventEmitter<BusEvents> implements RedisBus {
-  readonly status: BusStatus = 'connected';
-  connect(): Promise<void> {
-    return Promise.resolve();
-  }
-  publish(): Promise<number> {
-    return Promise.resolve(1);
-  }
-  private readonly subscribed = new Set<string>();
-  subscribe(list: readonly string[]): Promise<void> {
-    for (const channel of list) this.subscribed.add(channel);
-    return Promise.resolve();
-  }
-  unsubscribe(list: readonly string[]): Promise<void> {
-    for (const channel of list) this.subscribed.delete(channel);
-    return Promise.resolve();
-  }
-  numsub(channel: string): Promise<number> {
-    return Promise.resolve(this.subscribed.has(channel) ? 1 : 0);
-  }
-  checkPermissions(): Promise<void> {
-    return Promise.resolve();
-  }
-  ping(): Promise<void> {
-    return Promise.resolve();
-  }
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
-  unwrap(): BusClients {
-    throw new Error('a memory bus has no clients');
-  }
-}
 
 const caller = 'bench-caller-1234';
 const inbox = channels.inbox(`${caller}.AbCdEfGh`);

@@ -31,7 +31,15 @@ function setup() {
   );
   view.markSynced(0);
   const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-  return { clock, pings, gone, sentBefore, dismissed, view, flush };
+  /** Instance `a` says hello, a round waits on it and pings it, and Redis delivers the ping. */
+  const pingDelivered = async (): Promise<void> => {
+    view.hello(hello('a', 'i'), true);
+    clock.advance(LIVENESS / 2);
+    view.check(['a']);
+    pings.shift()!.resolve(1);
+    await flush();
+  };
+  return { clock, pings, gone, sentBefore, dismissed, view, flush, pingDelivered };
 }
 
 describe('MembershipView', () => {
@@ -277,12 +285,8 @@ describe('MembershipView', () => {
   });
 
   it('a stall of the caller\'s own after a ping was answered does not make that ping look unanswered', async () => {
-    const { view, clock, pings, gone, flush } = setup();
-    view.hello(hello('a', 'i'), true);
-    clock.advance(LIVENESS / 2);
-    view.check(['a']);
-    pings.shift()!.resolve(1);
-    await flush();
+    const { view, clock, pings, gone, pingDelivered } = setup();
+    await pingDelivered();
     view.heard('a', 'i');
     // Requests end; a later one waits on it again: its pong is folded in, no ping needed yet.
     clock.advance(600);
@@ -316,14 +320,10 @@ describe('MembershipView', () => {
   });
 
   it('a ping left unjudged while no request waited (its pong lost in a failover) is not held against the instance by the next request: it is pinged afresh', async () => {
-    const { view, clock, pings, gone, flush } = setup();
-    view.hello(hello('a', 'i'), true);
-    clock.advance(LIVENESS / 2);
-    view.check(['a']);
+    const { view, clock, pings, gone, flush, pingDelivered } = setup();
     // Delivered; its pong is lost (the caller's inbox was moving to a promoted replica), and the
     // requests that waited on it end before any round judges the ping.
-    pings.shift()!.resolve(1);
-    await flush();
+    await pingDelivered();
     // No round for 5 bounds (no request waited on it), and nothing heard from it meanwhile: the
     // next request that waits on it must not find it silent at its first round.
     clock.advance(5 * LIVENESS);
