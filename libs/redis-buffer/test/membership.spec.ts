@@ -39,7 +39,14 @@ function setup() {
     pings.shift()!.resolve(1);
     await flush();
   };
-  return { clock, pings, gone, sentBefore, dismissed, view, flush, pingDelivered };
+  /** One liveness round a quarter of the bound later, waiting on `waitedOn`; Redis delivers every ping sent so far. */
+  const deliveredRound = async (waitedOn: string[] = ['a']): Promise<void> => {
+    clock.advance(LIVENESS / 4);
+    view.check(waitedOn);
+    for (const ping of pings.splice(0)) ping.resolve(1);
+    await flush();
+  };
+  return { clock, pings, gone, sentBefore, dismissed, view, flush, pingDelivered, deliveredRound };
 }
 
 describe('MembershipView', () => {
@@ -238,7 +245,7 @@ describe('MembershipView', () => {
   });
 
   it('judges no instance while its ping has not been delivered by Redis', async () => {
-    const { view, clock, pings, gone, flush } = setup();
+    const { view, clock, pings, gone, flush, deliveredRound: round } = setup();
     view.hello(hello('a', 'i'), true);
     clock.advance(LIVENESS / 2);
     view.check(['a']);
@@ -251,12 +258,6 @@ describe('MembershipView', () => {
     expect(gone).toEqual([]);
     expect(pings).toHaveLength(1);
     // Redis answers again; the ping (and its repeats) are delivered from now on.
-    const round = async (): Promise<void> => {
-      clock.advance(LIVENESS / 4);
-      view.check(['a']);
-      for (const ping of pings.splice(0)) ping.resolve(1);
-      await flush();
-    };
     for (const ping of pings.splice(0)) ping.resolve(1);
     await flush();
     await round();
@@ -320,7 +321,7 @@ describe('MembershipView', () => {
   });
 
   it('a ping left unjudged while no request waited (its pong lost in a failover) is not held against the instance by the next request: it is pinged afresh', async () => {
-    const { view, clock, pings, gone, flush, pingDelivered } = setup();
+    const { view, clock, pings, gone, flush, pingDelivered, deliveredRound } = setup();
     // Delivered; its pong is lost (the caller's inbox was moving to a promoted replica), and the
     // requests that waited on it end before any round judges the ping.
     await pingDelivered();
@@ -333,28 +334,14 @@ describe('MembershipView', () => {
     expect(pings.map((ping) => ping.id)).toEqual(['a']);
     pings.shift()!.resolve(1);
     await flush();
-    for (let round = 0; round < 3; round++) {
-      clock.advance(LIVENESS / 4);
-      view.check(['a']);
-      for (const ping of pings.splice(0)) ping.resolve(1);
-      await flush();
-    }
+    for (let round = 0; round < 3; round++) await deliveredRound();
     expect(gone).toEqual([['a', 'silent']]);
   });
 
   it('pings a silent instance again, and its pong brings it back', async () => {
-    const { view, clock, pings, flush } = setup();
-    view.hello(hello('a', 'i'), true);
-    clock.advance(LIVENESS / 2);
-    view.check(['a']);
-    pings.shift()!.resolve(1);
-    await flush();
-    for (let round = 0; round < 4; round++) {
-      clock.advance(LIVENESS / 4);
-      view.check(['a']);
-      for (const ping of pings.splice(0)) ping.resolve(1);
-      await flush();
-    }
+    const { view, clock, pings, pingDelivered, deliveredRound } = setup();
+    await pingDelivered();
+    for (let round = 0; round < 4; round++) await deliveredRound();
     expect(view.list()).toEqual([]);
     clock.advance(LIVENESS / 4);
     view.check([]);
@@ -386,14 +373,8 @@ describe('MembershipView', () => {
   });
 
   it('stops pinging an instance silent for 30 liveness bounds, and drops it', async () => {
-    const { view, clock, pings, gone, flush } = setup();
+    const { view, gone, pings, deliveredRound: round } = setup();
     view.hello(hello('a', 'i'), true);
-    const round = async (waitedOn: string[]): Promise<void> => {
-      clock.advance(LIVENESS / 4);
-      view.check(waitedOn);
-      for (const ping of pings.splice(0)) ping.resolve(1);
-      await flush();
-    };
     // Pinged at the second round (heard of half a bound before), found silent at the fifth.
     for (let index = 0; index < 6; index++) await round(['a']);
     expect(gone.at(-1)).toEqual(['a', 'silent']);

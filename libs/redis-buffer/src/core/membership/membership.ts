@@ -258,24 +258,6 @@ export class MembershipView {
    * `routes`: the wildcard bindings a topic request was also published on (`requestBindings`); an
    * instance is a receiver when it binds `pattern` itself or one of them.
    */
-  /**
-   * Whether every instance in `ids` (one of `awaitedFor`'s sets) reads compact requests: each said
-   * `"cq":1` in its hello. False for an empty set, and for an id the view no longer holds.
-   */
-  readCompactRequests(ids: ReadonlySet<string>): boolean {
-    let all = this.compactSets.get(ids);
-    if (all !== undefined) return all;
-    all = ids.size > 0;
-    for (const id of ids) {
-      if (this.members.get(id)?.readsCompact !== true) {
-        all = false;
-        break;
-      }
-    }
-    this.compactSets.set(ids, all);
-    return all;
-  }
-
   awaitedFor(pattern: string, to: string | undefined, routes: readonly string[] = NONE): ReadonlySet<string> | undefined {
     // Knowing no instance at all is no evidence (under another signing key, none can be heard).
     if (!this.everSynced || this.members.size === this.unvouchedCount) return undefined;
@@ -293,6 +275,26 @@ export class MembershipView {
       this.awaitedCache.set(key, awaited);
     }
     return awaited;
+  }
+
+  /**
+   * Whether every instance in `ids` (one of `awaitedFor`'s sets) reads compact requests: each said
+   * `"cq":1` in its hello. False for an empty set, and for an id the view no longer holds.
+   */
+  readCompactRequests(ids: ReadonlySet<string>): boolean {
+    // One instance (a direct request's set, made anew per call): one lookup, nothing to cache.
+    if (ids.size === 1) for (const id of ids) return this.members.get(id)?.readsCompact === true;
+    let all = this.compactSets.get(ids);
+    if (all !== undefined) return all;
+    all = ids.size > 0;
+    for (const id of ids) {
+      if (this.members.get(id)?.readsCompact !== true) {
+        all = false;
+        break;
+      }
+    }
+    this.compactSets.set(ids, all);
+    return all;
   }
 
   /**
