@@ -241,6 +241,27 @@ describe('Gatherer', () => {
       expect(outcome.result).toMatchObject({ completedBy: 'all', expected: 3, finished: 2, observers: 1, missing: [] });
     });
 
+    it('names an instance it did not know that started answering and did not finish, though every counted receiver finished', () => {
+      const { gatherer, outcome } = setup();
+      gatherer.expect(1, new Set(['a']));
+      gatherer.accept(reply('x', 0, { data: 'part', done: false }));
+      gatherer.accept(reply('a', 0, { data: 1 }));
+      expect(outcome.result).toMatchObject({ completedBy: 'all', expected: 1, finished: 1, missing: ['x'], missingReasons: { x: 'not-counted' }, observers: 0 });
+    });
+
+    it('names nobody, in a fresh list each time, when every known instance and every counted receiver finished', () => {
+      const first = setup();
+      first.gatherer.expect(2, new Set(['a', 'b']));
+      first.gatherer.accept(reply('a', 0, { data: 1, done: false }));
+      first.gatherer.accept(reply('a', 1, { done: true }));
+      first.gatherer.accept(reply('b', 0, { data: 2 }));
+      expect(first.outcome.result).toMatchObject({ completedBy: 'all', expected: 2, finished: 2, missing: [], missingReasons: {}, observers: 0 });
+      const second = setup();
+      second.gatherer.expect(1, new Set(['a']));
+      second.gatherer.accept(reply('a', 0, { data: 1 }));
+      expect(second.outcome.result!.missing).not.toBe(first.outcome.result!.missing);
+    });
+
     it('stops waiting for an instance declared silent and names it', () => {
       const { gatherer, outcome } = setup();
       gatherer.expect(3, new Set(['a', 'b', 'c']));

@@ -55,6 +55,11 @@ export class AwaitedInstances extends InstanceProgress {
     return this.awaited !== undefined && this.awaited.size === this.settledAwaited;
   }
 
+  /** Whether there is an awaited set and every instance in it finished (none taken for gone or dismissed). */
+  protected allAwaitedFinished(): boolean {
+    return this.apart === undefined && this.allAwaitedSettled();
+  }
+
   /** The awaited instances not settled yet. */
   protected unsettled(): string[] {
     const waiting: string[] = [];

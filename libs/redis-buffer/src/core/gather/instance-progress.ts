@@ -70,6 +70,19 @@ export class InstanceProgress {
     this.others = map;
   }
 
+  /** Whether an instance started answering and is not done (`startedUnfinished` without walking it). */
+  protected anyStartedUnfinished(): boolean {
+    if (this.firstFrom !== undefined && !isDone(this.firstProgress)) return true;
+    const others = this.others;
+    if (others === undefined) return false;
+    if (others instanceof Map) {
+      for (const progress of others.values()) if (!isDone(progress)) return true;
+      return false;
+    }
+    for (let index = 1; index < others.length; index += 2) if (!isDone(others[index] as Progress)) return true;
+    return false;
+  }
+
   /** The instances that started answering and are not done, first replier first. */
   protected *startedUnfinished(): Iterable<string> {
     if (this.firstFrom !== undefined && !isDone(this.firstProgress)) yield this.firstFrom;

@@ -31,7 +31,8 @@ export interface InstanceJudge {
   servingNow(): ReadonlySet<string> | undefined;
 }
 
-const NO_REASONS: Readonly<Record<string, MissingReason>> = Object.freeze({});
+/** No instance named. */
+export const NO_REASONS: Readonly<Record<string, MissingReason>> = Object.freeze({});
 
 /**
  * Who did not finish, and why: where the whole-or-named invariant is kept. `quorum` and `until`
