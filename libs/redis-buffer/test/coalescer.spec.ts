@@ -89,6 +89,68 @@ describe('Coalescer', () => {
     expect(published[1]).toEqual(['c', '{"n":3}']);
   });
 
+  describe('with an early batch count', () => {
+    /** A coalescer whose PUBLISHes stay unanswered until `answer()` (Redis busy), or fail with `fail()`. */
+    function held() {
+      const published: string[] = [];
+      const waiting: Array<{ resolve: (receivers: number) => void; reject: (error: Error) => void }> = [];
+      let flush: (() => void) | undefined;
+      const coalescer = new Coalescer(
+        (_channel, message) => {
+          published.push(message);
+          return new Promise<number>((resolve, reject) => waiting.push({ resolve, reject }));
+        },
+        { maxBatchBytes: 1000, maxBatchCount: 5, earlyBatchCount: 2 },
+        (callback) => (flush = callback),
+      );
+      const settled = () => new Promise((resolve) => setImmediate(resolve));
+      return {
+        coalescer,
+        published,
+        flush: () => flush?.(),
+        answer: async () => {
+          for (const publish of waiting.splice(0)) publish.resolve(1);
+          await settled();
+        },
+        fail: async () => {
+          for (const publish of waiting.splice(0)) publish.reject(new Error('down'));
+          await settled();
+        },
+      };
+    }
+
+    it('sends a batch at the early count at once while no PUBLISH is unanswered, and the rest of the turn after', () => {
+      const { coalescer, published, flush } = held();
+      coalescer.enqueue('c', item('{"n":1}'));
+      coalescer.enqueue('c', item('{"n":2}'));
+      expect(published).toEqual([]);
+      coalescer.enqueue('c', item('{"n":3}'));
+      expect(published).toEqual(['[{"n":1},{"n":2}]']);
+      coalescer.enqueue('c', item('{"n":4}'));
+      coalescer.enqueue('c', item('{"n":5}'));
+      flush();
+      expect(published).toEqual(['[{"n":1},{"n":2}]', '[{"n":3},{"n":4},{"n":5}]']);
+    });
+
+    it('lets batches grow to the count limit while a PUBLISH is unanswered, and goes early again once answered', async () => {
+      const { coalescer, published, flush, answer, fail } = held();
+      for (let n = 1; n <= 3; n++) coalescer.enqueue('c', item(`{"n":${n}}`));
+      // One PUBLISH out and unanswered: the next batch closes at the limit (5), not at 2.
+      for (let n = 4; n <= 9; n++) coalescer.enqueue('c', item(`{"n":${n}}`));
+      expect(published).toEqual(['[{"n":1},{"n":2}]', '[{"n":3},{"n":4},{"n":5},{"n":6},{"n":7}]']);
+      flush();
+      expect(published.at(-1)).toBe('[{"n":8},{"n":9}]');
+      await answer();
+      for (let n = 10; n <= 12; n++) coalescer.enqueue('c', item(`{"n":${n}}`));
+      expect(published.at(-1)).toBe('[{"n":10},{"n":11}]');
+      flush();
+      // A failed PUBLISH is answered too: it does not hold the next batches to the limit.
+      await fail();
+      for (let n = 13; n <= 15; n++) coalescer.enqueue('c', item(`{"n":${n}}`));
+      expect(published.at(-1)).toBe('[{"n":13},{"n":14}]');
+    });
+  });
+
   it('reports a failed PUBLISH to each envelope of the batch', async () => {
     const failing = new Coalescer(() => Promise.reject(new Error('down')), { maxBatchBytes: 100, maxBatchCount: 10 }, (flush) => flush());
     const errors: string[] = [];

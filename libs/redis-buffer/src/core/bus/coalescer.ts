@@ -36,6 +36,11 @@ interface PendingBatch {
 export interface CoalescerLimits {
   readonly maxBatchBytes: number;
   readonly maxBatchCount: number;
+  /**
+   * A batch this large is published before the turn ends when none of this coalescer's PUBLISHes
+   * is waiting for Redis's answer (see `Coalescer`). Unset: batches close at the limits or the turn's end.
+   */
+  readonly earlyBatchCount?: number;
 }
 
 /**
@@ -44,6 +49,13 @@ export interface CoalescerLimits {
  * Under load the cost of pub/sub is the number of Redis messages (redis-server writes one delivery
  * per subscriber per message), so this is where throughput comes from. At low load a batch is a
  * batch of one, flushed in the same turn's check phase (`setImmediate`), which costs microseconds.
+ *
+ * With `earlyBatchCount`, a batch that reaches it while no PUBLISH of this coalescer awaits Redis's
+ * answer goes out at once, and the rest of the turn's envelopes make the next batch: Redis and the
+ * receivers start on the first part while the sender is still producing the rest, so the processes
+ * of a request's round trip work side by side instead of in turn. While a PUBLISH is outstanding
+ * (Redis or the link is busy) batches grow to the limits as before, so under load the number of
+ * messages, which is what Redis pays per subscriber, does not grow.
  */
 export class Coalescer {
   private pending = new Map<string, PendingBatch>();
@@ -51,6 +63,8 @@ export class Coalescer {
   // comparing a string is cheaper than hashing it (strings fresh from JSON.parse carry no hash).
   private last: PendingBatch | undefined;
   private scheduled = false;
+  // This coalescer's PUBLISHes sent and not yet answered.
+  private outstanding = 0;
 
   constructor(
     private readonly publishMessage: PublishFunction,
@@ -61,7 +75,7 @@ export class Coalescer {
   /** Queues an envelope; `callback` learns the PUBLISH result of the batch that carries it. */
   enqueue(channel: string, item: OutgoingEnvelope, callback?: PublishCallback): void {
     let batch = this.last !== undefined && this.last.channel === channel ? this.last : this.pending.get(channel);
-    if (batch !== undefined && (batch.items.length >= this.limits.maxBatchCount || batch.bytes + item.bytes + 1 > this.limits.maxBatchBytes)) {
+    if (batch !== undefined && (this.isFull(batch) || batch.bytes + item.bytes + 1 > this.limits.maxBatchBytes)) {
       this.pending.delete(channel);
       this.send(batch);
       batch = undefined;
@@ -110,6 +124,14 @@ export class Coalescer {
     return count;
   }
 
+  /** At the count limit, or (see `earlyBatchCount`) at the early count with nothing outstanding. */
+  private isFull(batch: PendingBatch): boolean {
+    const count = batch.items.length;
+    if (count >= this.limits.maxBatchCount) return true;
+    const early = this.limits.earlyBatchCount;
+    return early !== undefined && count >= early && this.outstanding === 0;
+  }
+
   private send(batch: PendingBatch): void {
     let message: string;
     try {
@@ -127,9 +149,16 @@ export class Coalescer {
       settle(batch, error as Error, 0);
       return;
     }
+    this.outstanding++;
     this.publishMessage(batch.channel, message).then(
-      (receivers) => settle(batch, undefined, receivers),
-      (error: Error) => settle(batch, error, 0),
+      (receivers) => {
+        this.outstanding--;
+        settle(batch, undefined, receivers);
+      },
+      (error: Error) => {
+        this.outstanding--;
+        settle(batch, error, 0);
+      },
     );
   }
 }
