@@ -9,6 +9,8 @@
 // instances do (parse, write replies) is the same for both and is counted in both.
 // `--baseline=<path to another build's dist/index.js>` measures that build's Caller beside this one,
 // alternated in the same process: compare builds by that ratio, not across runs.
+// `--requests=K`: requests per pass (default 40,000; fewer for hundreds of instances, whose replies
+// are what a pass costs).
 import { pathToFileURL } from 'node:url';
 import { Caller } from 'nestjs-redis-buffer';
 import { countReplies, ECHO_PATTERN, median, REPLY_DATA, REQUEST_DATA } from './common.js';
@@ -16,7 +18,7 @@ import { FloorCaller, type FloorPublisher } from './systems/floor.js';
 import { MemoryBus } from './memory-bus.js';
 
 const IN_FLIGHT = 64;
-const REQUESTS_PER_ROUND = 40_000;
+const REQUESTS_PER_ROUND = Number(process.argv.find((arg) => arg.startsWith('--requests='))?.slice(11) ?? 40_000);
 const ROUNDS = 4;
 const instances = Number(process.argv.slice(2).find((arg) => !arg.startsWith('--')) ?? 1);
 const baselinePath = process.argv.find((arg) => arg.startsWith('--baseline='))?.slice(11);
