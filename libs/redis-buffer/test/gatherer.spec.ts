@@ -85,6 +85,42 @@ describe('Gatherer', () => {
     expect(outcome.result!.missingReasons).toEqual({ i2: 'timeout', i10: 'timeout', i11: 'timeout' });
   });
 
+  describe('sent to more instances than its small table holds', () => {
+    const ids = Array.from({ length: 12 }, (_, index) => `i${index}`);
+
+    it('keeps each instance progress by its place in the set it was sent to, and those outside it apart', () => {
+      const { gatherer, outcome, seen, clock } = setup({ timeout: 1000 });
+      const known = new Set(ids);
+      gatherer.sent(known);
+      // A stream from i3, a duplicate from i5, an observer x outside the set.
+      gatherer.accept(reply('i3', 0, { data: 'a', done: false }));
+      for (const id of ids) if (id !== 'i3' && id !== 'i7') gatherer.accept(reply(id, 0, { data: id }));
+      expect(gatherer.accept(reply('i5', 0, { data: 'again' }))).toBe('duplicate');
+      expect(gatherer.accept(reply('i3', 0, { data: 'again', done: false }))).toBe('duplicate');
+      gatherer.accept(reply('x', 0, { data: 'x', done: false }));
+      gatherer.expect(13, known);
+      expect(gatherer.waitingOn().sort()).toEqual(['i3', 'i7']);
+      gatherer.accept(reply('i3', 1, { data: 'b' }));
+      expect(gatherer.accept(reply('i3', 2, { data: 'late' }))).toBe('duplicate');
+      expect(gatherer.waitingOn()).toEqual(['i7']);
+      clock.advance(1000);
+      expect(outcome.result).toMatchObject({ completedBy: 'timeout', finished: 11, missing: ['i7', 'x'], missingReasons: { i7: 'timeout', x: 'timeout' } });
+      expect(seen.map((r) => (r.ok ? r.data : undefined)).filter((data) => data === 'again' || data === 'late')).toEqual([]);
+    });
+
+    it('completes whole when every one of them finished, a second request sharing the same set', () => {
+      const known = new Set(ids);
+      for (const order of [ids, [...ids].reverse()]) {
+        const { gatherer, outcome } = setup();
+        gatherer.sent(known);
+        gatherer.expect(ids.length, known);
+        for (const id of order) gatherer.accept(reply(id, 0, { data: id }));
+        expect(outcome.result).toMatchObject({ completedBy: 'all', expected: 12, finished: 12, missing: [], observers: 0 });
+        expect(outcome.result!.replies.map((r) => r.instanceId)).toEqual(order);
+      }
+    });
+  });
+
   it('waits for the receiver count when replies arrive before it', () => {
     const { gatherer, outcome } = setup();
     gatherer.accept(reply('a', 0, { data: 1 }));

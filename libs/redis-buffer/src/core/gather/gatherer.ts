@@ -90,6 +90,7 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
    */
   sent(known: ReadonlySet<string> | undefined, mark = Number.NEGATIVE_INFINITY): void {
     this.known = known;
+    if (known !== undefined) this.trackAmong(known);
     this.sentMark = mark;
   }
 
