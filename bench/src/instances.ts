@@ -8,6 +8,9 @@
 // PUBLISHes as a library instance does (the caller gets a message per instance, as deployed), and
 // `shared`, a process's instances batched together (fewer, larger messages), both within the
 // library's batch limits.
+// Beside the library, in the same repetitions, a wire floor (wire-floor-caller.ts: plain ioredis on the
+// same wire, no validation, deadlines, membership or result) is measured the same way: what it
+// takes is Redis's, the simulated instances' and the machine's share, under any caller.
 // Flags: --counts=64,250,500,1000  --batching=own,shared  --reps=K (default 3)  --processes=P (default 4)  --seconds=S (default 3)
 import { cpus, loadavg } from 'node:os';
 import { BufferClient } from 'nestjs-redis-buffer';
@@ -15,6 +18,7 @@ import type { Redis } from 'ioredis';
 import { ECHO_PATTERN, median, nowMs, percentile, REQUEST_DATA } from './common.js';
 import { killAll, startRedis, Worker } from './infra.js';
 import { countPublishes, emptyKindCounts, subtractKindCounts, type KindCounts, TallyCost } from './publish-tally.js';
+import { WireFloorCaller } from './wire-floor-caller.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string): string | undefined => argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -42,6 +46,40 @@ interface Rep {
   tallyUsPerReply: number;
   inexact: number;
   kinds: KindCounts;
+}
+
+/** The wire floor's figures in one repetition. */
+interface FloorRep {
+  sequentialP50: number;
+  gathersPerSecond: number;
+  callerUsPerReply: number;
+}
+
+/** The wire floor, measured as `measure` measures the library (one gather at a time, then 32 in flight). */
+async function measureFloor(floor: WireFloorCaller, expected: number): Promise<FloorRep> {
+  const times: number[] = [];
+  const sequentialEnd = nowMs() + seconds * 1000;
+  while (nowMs() < sequentialEnd && times.length < 5000) {
+    const started = nowMs();
+    await floor.gather(expected);
+    times.push(nowMs() - started);
+  }
+  times.sort((a, b) => a - b);
+  const cpuBefore = process.cpuUsage();
+  const started = nowMs();
+  const end = started + seconds * 1000;
+  let gathers = 0;
+  await Promise.all(
+    Array.from({ length: IN_FLIGHT }, async () => {
+      while (nowMs() < end) {
+        await floor.gather(expected);
+        gathers++;
+      }
+    }),
+  );
+  const elapsedMs = nowMs() - started;
+  const cpu = process.cpuUsage(cpuBefore);
+  return { sequentialP50: percentile(times, 50), gathersPerSecond: (gathers * 1000) / elapsedMs, callerUsPerReply: (cpu.user + cpu.system) / (gathers * expected) };
 }
 
 /** One gather; resolves whether it was exact (all `expected` replies, completed by 'all'). */
@@ -120,10 +158,23 @@ async function main(): Promise<void> {
     await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
       while (nowMs() < warmEnd) await gatherOnce(client, count);
     }));
+    const floor = new WireFloorCaller(redis.url, namespace);
+    await floor.connect();
+    const floorWarmEnd = nowMs() + 1000;
+    await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
+      while (nowMs() < floorWarmEnd) await floor.gather(count);
+    }));
     const results: Rep[] = [];
+    const floors: FloorRep[] = [];
     for (let rep = 0; rep < reps; rep++) {
+      // The library and the wire floor by turns, the floor first every other repetition.
+      const floorFirst = rep % 2 === 1;
+      if (floorFirst) floors.push(await measureFloor(floor, count));
       const result = await measure(client, count, tally, tallyCost);
+      if (!floorFirst) floors.push(await measureFloor(floor, count));
       results.push(result);
+      const f = floors.at(-1)!;
+      log(`${count} instances, ${batching} batches, wire floor rep ${rep + 1}/${reps}: sequential p50 ${f.sequentialP50.toFixed(2)} ms | ${f.gathersPerSecond.toFixed(0)} gathers/s @${IN_FLIGHT}, caller ${f.callerUsPerReply.toFixed(3)} µs/reply`);
       const k = result.kinds;
       log(
         `${count} instances, ${batching} batches (caller knows ${known}) rep ${rep + 1}/${reps}: sequential p50 ${result.sequentialP50.toFixed(2)} ms p99 ${result.sequentialP99.toFixed(2)} ms (${result.sequentialCount}) | ` +
@@ -132,11 +183,16 @@ async function main(): Promise<void> {
       );
     }
     const med = (pick: (rep: Rep) => number): number => median(results.map(pick));
+    const floorMed = (pick: (rep: FloorRep) => number): number => median(floors.map(pick));
+    // Per-repetition ratios, library over floor (lower is better for time and CPU).
+    const ratio = (pickLib: (rep: Rep) => number, pickFloor: (rep: FloorRep) => number): string => `${median(results.map((rep, index) => pickLib(rep) / pickFloor(floors[index]!))).toFixed(2)}x`;
     const membership = results.reduce((sum, rep) => sum + rep.kinds.ping.messages + rep.kinds.pong.messages + rep.kinds.who.messages + rep.kinds.hello.messages + rep.kinds.bye.messages, 0);
     const all = results.reduce((sum, rep) => sum + Object.values(rep.kinds).reduce((total, kind) => total + kind.messages, 0), 0);
     rows.push(
-      `| ${count} | ${batching} | ${med((rep) => rep.callerUsPerReply).toFixed(3)} | ${med((rep) => rep.tallyUsPerReply).toFixed(3)} | ${med((rep) => rep.sequentialP50).toFixed(2)} | ${med((rep) => rep.sequentialP99).toFixed(2)} | ${med((rep) => rep.gathersPerSecond).toFixed(0)} | ${results.reduce((sum, rep) => sum + rep.inexact, 0)} | ${all === 0 ? 'n/a' : `${((100 * membership) / all).toFixed(2)}%`} |`,
+      `| ${count} | ${batching} | ${med((rep) => rep.callerUsPerReply).toFixed(3)} | ${med((rep) => rep.tallyUsPerReply).toFixed(3)} | ${med((rep) => rep.sequentialP50).toFixed(2)} | ${med((rep) => rep.sequentialP99).toFixed(2)} | ${med((rep) => rep.gathersPerSecond).toFixed(0)} | ${results.reduce((sum, rep) => sum + rep.inexact, 0)} | ${all === 0 ? 'n/a' : `${((100 * membership) / all).toFixed(2)}%`} | ` +
+        `${floorMed((rep) => rep.callerUsPerReply).toFixed(3)} (${ratio((rep) => rep.callerUsPerReply, (rep) => rep.callerUsPerReply)}) | ${floorMed((rep) => rep.sequentialP50).toFixed(2)} (${ratio((rep) => rep.sequentialP50, (rep) => rep.sequentialP50)}) | ${floorMed((rep) => rep.gathersPerSecond).toFixed(0)} |`,
     );
+    await floor.close();
     await client.close();
     await Promise.all(workers.map((worker) => worker.stop()));
   }
@@ -145,8 +201,10 @@ async function main(): Promise<void> {
     [
       `Simulated instances in ${processes} processes (batches: \`own\`, each instance publishes its own batches, as deployed; \`shared\`, a process's instances batched together; both within the library's limits of 256 envelopes and 64 KiB), the library's BufferClient.gather as the caller, ${IN_FLIGHT} in flight for gathers/s and µs/reply (caller CPU time / replies, without the CPU time the benchmark spent counting PUBLISHes by kind in the caller, estimated by replaying a sample of the messages, and shown beside it), medians of ${reps} repetitions of ${seconds} s; load average at the end ${loadavg().map((value) => value.toFixed(2)).join(' ')}.`,
       '',
-      `| instances | batches | caller µs per reply @${IN_FLIGHT} | tally µs per reply (left out) | sequential p50 ms | sequential p99 ms | gathers/s @${IN_FLIGHT} | inexact gathers | membership share of PUBLISHes @${IN_FLIGHT} |`,
-      '|---:|---|---:|---:|---:|---:|---:|---:|---:|',
+      `Wire floor: plain ioredis on the same wire and the same simulated instances, measured by turns with the library in each repetition; in brackets, the median of per-repetition ratios, library / floor.`,
+      '',
+      `| instances | batches | caller µs per reply @${IN_FLIGHT} | tally µs per reply (left out) | sequential p50 ms | sequential p99 ms | gathers/s @${IN_FLIGHT} | inexact gathers | membership share of PUBLISHes @${IN_FLIGHT} | wire floor: caller µs per reply @${IN_FLIGHT} | wire floor: sequential p50 ms | wire floor: gathers/s @${IN_FLIGHT} |`,
+      '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
       ...rows,
       '',
     ].join('\n'),
