@@ -377,7 +377,9 @@ describe('durable messaging (core)', () => {
     }, CASE_TIMEOUT);
 
     it('closes within shutdownTimeout when Redis is gone, and the entries it held are claimed elsewhere once Redis is back', async () => {
-      const own = await startRedis(['--appendonly', 'yes']);
+      // appendfsync always: with everysec, a Redis whose fsync lags (a busy disk) postpones writing
+      // its AOF by up to 2 s while it answers, so a SIGKILL may drop entries it acknowledged.
+      const own = await startRedis(['--appendonly', 'yes', '--appendfsync', 'always']);
       const ownClient = new BufferClient({ redis: own.url, namespace, durable: FAST });
       try {
         const done: string[] = [];
