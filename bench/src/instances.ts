@@ -55,16 +55,31 @@ interface FloorRep {
   callerUsPerReply: number;
 }
 
-/** The wire floor, measured as `measure` measures the library (one gather at a time, then 32 in flight). */
+/** The wire floor, measured as `measure` measures the library. */
 async function measureFloor(floor: WireFloorCaller, expected: number): Promise<FloorRep> {
+  const run = await windows(async () => {
+    await floor.gather(expected);
+    return true;
+  });
+  return { sequentialP50: percentile(run.times, 50), gathersPerSecond: run.gathersPerSecond, callerUsPerReply: run.cpuUs / (run.gathers * expected) };
+}
+
+/**
+ * One gather at a time for a window (the round trips, sorted), then IN_FLIGHT at a time for another
+ * (the gathers, their rate and the CPU time spent). `gather` resolves whether it was exact;
+ * `beforeLoad` runs between the two windows.
+ */
+async function windows(gather: () => Promise<boolean>, beforeLoad: () => void = () => undefined): Promise<{ times: number[]; inexact: number; gathers: number; gathersPerSecond: number; cpuUs: number }> {
   const times: number[] = [];
+  let inexact = 0;
   const sequentialEnd = nowMs() + seconds * 1000;
   while (nowMs() < sequentialEnd && times.length < 5000) {
     const started = nowMs();
-    await floor.gather(expected);
+    if (!(await gather())) inexact++;
     times.push(nowMs() - started);
   }
   times.sort((a, b) => a - b);
+  beforeLoad();
   const cpuBefore = process.cpuUsage();
   const started = nowMs();
   const end = started + seconds * 1000;
@@ -72,14 +87,14 @@ async function measureFloor(floor: WireFloorCaller, expected: number): Promise<F
   await Promise.all(
     Array.from({ length: IN_FLIGHT }, async () => {
       while (nowMs() < end) {
-        await floor.gather(expected);
+        if (!(await gather())) inexact++;
         gathers++;
       }
     }),
   );
   const elapsedMs = nowMs() - started;
   const cpu = process.cpuUsage(cpuBefore);
-  return { sequentialP50: percentile(times, 50), gathersPerSecond: (gathers * 1000) / elapsedMs, callerUsPerReply: (cpu.user + cpu.system) / (gathers * expected) };
+  return { times, inexact, gathers, gathersPerSecond: (gathers * 1000) / elapsedMs, cpuUs: cpu.user + cpu.system };
 }
 
 /** One gather; resolves whether it was exact (all `expected` replies, completed by 'all'). */
@@ -93,42 +108,23 @@ async function gatherOnce(client: BufferClient, expected: number): Promise<boole
 }
 
 async function measure(client: BufferClient, expected: number, tally: KindCounts, tallyCost: TallyCost): Promise<Rep> {
-  // One at a time.
-  const times: number[] = [];
-  let inexact = 0;
-  const sequentialEnd = nowMs() + seconds * 1000;
-  while (nowMs() < sequentialEnd && times.length < 5000) {
-    const started = nowMs();
-    if (!(await gatherOnce(client, expected))) inexact++;
-    times.push(nowMs() - started);
-  }
-  times.sort((a, b) => a - b);
-  // 32 in flight, closed loop, over the window.
-  const kindsBefore = subtractKindCounts(tally, emptyKindCounts());
-  tallyCost.reset();
-  const cpuBefore = process.cpuUsage();
-  const started = nowMs();
-  const end = started + seconds * 1000;
-  let gathers = 0;
-  await Promise.all(
-    Array.from({ length: IN_FLIGHT }, async () => {
-      while (nowMs() < end) {
-        if (!(await gatherOnce(client, expected))) inexact++;
-        gathers++;
-      }
-    }),
+  let kindsBefore = emptyKindCounts();
+  const run = await windows(
+    () => gatherOnce(client, expected),
+    () => {
+      kindsBefore = subtractKindCounts(tally, emptyKindCounts());
+      tallyCost.reset();
+    },
   );
-  const elapsedMs = nowMs() - started;
-  const cpu = process.cpuUsage(cpuBefore);
   const tallyUs = tallyCost.measure();
   return {
-    sequentialP50: percentile(times, 50),
-    sequentialP99: percentile(times, 99),
-    sequentialCount: times.length,
-    gathersPerSecond: (gathers * 1000) / elapsedMs,
-    callerUsPerReply: (cpu.user + cpu.system - tallyUs) / (gathers * expected),
-    tallyUsPerReply: tallyUs / (gathers * expected),
-    inexact,
+    sequentialP50: percentile(run.times, 50),
+    sequentialP99: percentile(run.times, 99),
+    sequentialCount: run.times.length,
+    gathersPerSecond: run.gathersPerSecond,
+    callerUsPerReply: (run.cpuUs - tallyUs) / (run.gathers * expected),
+    tallyUsPerReply: tallyUs / (run.gathers * expected),
+    inexact: run.inexact,
     kinds: subtractKindCounts(tally, kindsBefore),
   };
 }
