@@ -4,7 +4,8 @@
 // run.ts keeps them, with 4 responding instances each; `rounds` rounds (default 5), each of three
 // 2 s windows at 64 in flight per system, by turns, and (unless --no-512) a 2 s window at 512 in
 // flight. Prints each window's requests/s and the CPU time per request of the caller, the
-// responders (all 4 together) and redis-server. Systems as for run.ts (default lib,coalesced).
+// responders (all 4 together) and redis-server, and the PUBLISHes per request. Systems as for
+// run.ts (default lib,coalesced).
 import { killAll, startRedis, startResponderProcesses, Worker } from './infra.js';
 import type { Endpoints, LoadResult, SystemName } from './common.js';
 
@@ -26,7 +27,7 @@ for (const system of systems) {
 const load = (system: SystemName, concurrency: number, durationMs: number): Promise<LoadResult> =>
   callers.get(system)!.call({ op: 'load', n: N, concurrency, warmupMs: 500, durationMs, responderPids: responderPids.get(system) });
 const figures = (result: LoadResult): string =>
-  `${Math.round(result.rps)} req/s, caller ${result.callerCpuUsPerRequest?.toFixed(1)} / responders ${result.responderCpuUsPerRequest?.toFixed(1)} / redis ${result.redisCpuUsPerRequest?.toFixed(1)} µs`;
+  `${Math.round(result.rps)} req/s, caller ${result.callerCpuUsPerRequest?.toFixed(1)} / responders ${result.responderCpuUsPerRequest?.toFixed(1)} / redis ${result.redisCpuUsPerRequest?.toFixed(1)} µs, ${result.publishesPerRequest?.toFixed(3)} PUBLISH`;
 
 try {
   for (const system of systems) await load(system, 64, 1000);
