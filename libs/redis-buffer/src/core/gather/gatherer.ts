@@ -9,7 +9,7 @@ import type { AcceptOutcome, GatherSink } from './gather-sink.js';
 import { AwaitedInstances } from './awaited-instances.js';
 import { isDone } from './instance-progress.js';
 import { NO_REASONS, countObservers, nameMissing, namedAtOnce, withAll, type InstanceJudge } from './whole-or-named.js';
-import { replyOf, splitReplies } from './replies.js';
+import { replyOf, resultOf, type ResultEnding } from './replies.js';
 import { TopicDeliveries } from './topic-deliveries.js';
 import type { RareState } from './gatherer-state.js';
 
@@ -306,7 +306,7 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
     const expected = this.receivingInstances();
     const redis: RedisAnswer = this.expected === undefined || (completedBy === 'timeout' && this.redisUnanswering()) ? 'unanswered' : 'answered';
     // The usual ending names nobody: what nameMissing would find, without its walk.
-    if (completedBy === 'all' && this.wholeByFinishing()) return this.resultOf(completedBy, expected, redis, [], NO_REASONS, 0);
+    if (completedBy === 'all' && this.wholeByFinishing()) return this.resultWith({ completedBy, expected, redis, missing: [], missingReasons: NO_REASONS, observers: 0 });
     const { missing, missingReasons } = nameMissing({
       completedBy,
       redis,
@@ -321,7 +321,7 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
       startedUnfinished: this.startedUnfinished(),
       judge: this,
     });
-    return this.resultOf(completedBy, expected, redis, missing, missingReasons, countObservers(expected, this.finishedCount, missingReasons));
+    return this.resultWith({ completedBy, expected, redis, missing, missingReasons, observers: countObservers(expected, this.finishedCount, missingReasons) });
   }
 
   /**
@@ -335,21 +335,8 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
     return expected !== undefined && this.finishedCount >= expected && rare?.topic === undefined && rare?.newcomers === undefined && this.allAwaitedFinished() && !this.anyStartedUnfinished();
   }
 
-  private resultOf(completedBy: CompletedBy, expected: number | undefined, redis: RedisAnswer, missing: string[], missingReasons: Readonly<Record<string, MissingReason>>, observers: number): GatherResult<T> {
-    // Named fields, not a spread of the split: a result object of one shape.
-    const { replies, errors } = splitReplies((this.arrived ??= []));
-    return {
-      replies,
-      errors,
-      expected,
-      redis,
-      finished: this.finishedCount,
-      completedBy,
-      missing,
-      missingReasons,
-      observers,
-      elapsedMs: this.clock.now() - this.startedAt,
-    };
+  private resultWith(ending: ResultEnding): GatherResult<T> {
+    return resultOf((this.arrived ??= []), ending, this.finishedCount, this.clock.now() - this.startedAt);
   }
 
   /** Every reply so far, values and errors, in arrival order. */
@@ -415,17 +402,14 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
 
   private armStall(): void {
     if (this.rules.stall === undefined) return;
-    const rare = (this.rare ??= {});
-    if (rare.stallTimer !== undefined) this.clock.clearTimer(rare.stallTimer);
-    rare.stallTimer = this.clock.setTimer(() => this.decide('stall'), this.rules.stall);
+    this.clearStall();
+    (this.rare ??= {}).stallTimer = this.clock.setTimer(() => this.decide('stall'), this.rules.stall);
   }
 
   private decide(completedBy: CompletedBy): void {
     if (this.expected !== undefined) return this.finish(completedBy);
-    const rare = (this.rare ??= {});
-    rare.decided = completedBy;
-    if (rare.stallTimer !== undefined) this.clock.clearTimer(rare.stallTimer);
-    rare.stallTimer = undefined;
+    (this.rare ??= {}).decided = completedBy;
+    this.clearStall();
   }
 
   private finish(completedBy: CompletedBy): void {
@@ -450,10 +434,13 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
     this.ended = true;
     if (this.timeoutTimer !== undefined) this.clock.clearTimer(this.timeoutTimer);
     this.timeoutTimer = undefined;
+    this.clearStall();
+  }
+
+  private clearStall(): void {
     const rare = this.rare;
-    if (rare?.stallTimer !== undefined) {
-      this.clock.clearTimer(rare.stallTimer);
-      rare.stallTimer = undefined;
-    }
+    if (rare?.stallTimer === undefined) return;
+    this.clock.clearTimer(rare.stallTimer);
+    rare.stallTimer = undefined;
   }
 }

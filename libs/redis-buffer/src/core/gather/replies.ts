@@ -1,5 +1,5 @@
 import type { ReplyEnvelope } from '../wire/envelope.js';
-import type { BufferReply } from './reply.js';
+import type { BufferReply, GatherResult } from './reply.js';
 
 type Value<T> = Extract<BufferReply<T>, { ok: true }>;
 type Failure<T> = Extract<BufferReply<T>, { ok: false }>;
@@ -16,4 +16,25 @@ export function replyOf<T>(envelope: ReplyEnvelope, hasError: boolean): BufferRe
 export function splitReplies<T>(arrived: Array<BufferReply<T>>): { replies: Array<Value<T>>; errors: Array<Failure<T>> } {
   if (arrived.every((reply) => reply.ok)) return { replies: arrived as Array<Value<T>>, errors: [] };
   return { replies: arrived.filter((reply): reply is Value<T> => reply.ok), errors: arrived.filter((reply): reply is Failure<T> => !reply.ok) };
+}
+
+/** How a request ended, as its result says: everything but the replies, the count of those finished and the time. */
+export type ResultEnding = Pick<GatherResult<unknown>, 'completedBy' | 'expected' | 'redis' | 'missing' | 'missingReasons' | 'observers'>;
+
+/** A request's result: the replies that `arrived` and how it ended. */
+export function resultOf<T>(arrived: Array<BufferReply<T>>, ending: ResultEnding, finished: number, elapsedMs: number): GatherResult<T> {
+  // Named fields, not a spread of the split or of `ending`: a result object of one shape.
+  const { replies, errors } = splitReplies(arrived);
+  return {
+    replies,
+    errors,
+    expected: ending.expected,
+    redis: ending.redis,
+    finished,
+    completedBy: ending.completedBy,
+    missing: ending.missing,
+    missingReasons: ending.missingReasons,
+    observers: ending.observers,
+    elapsedMs,
+  };
 }

@@ -2,10 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { BufferChannels } from '../wire/channels.js';
 import { laterTurn, systemClock, TimerPool, type Clock, type TimerHandle } from '../clock.js';
 import { Coalescer } from '../bus/coalescer.js';
-import { type BufferHeaders, type Envelope, type EventEnvelope, type PingEnvelope, type RequestEnvelope } from '../wire/envelope.js';
+import { type BufferHeaders, type Envelope, type PingEnvelope, type RequestEnvelope } from '../wire/envelope.js';
 import { decodeMessage } from '../wire/decode.js';
 import { encodeEnvelope } from '../wire/encode.js';
 import { OutboundEncoder } from './outbound-encoder.js';
+import { EventPublisher } from './event-publisher.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import { CALLER_NEEDS } from '../bus/permission-check.js';
 import { TooManyRequestsError } from '../errors/too-many-requests.error.js';
@@ -49,6 +50,7 @@ export class Requester {
   private readonly idPrefix = randomBytes(6).toString('base64url');
   private readonly pending = new InFlightRequests<Gatherer<unknown>, RequestTrace>(this.idPrefix);
   private readonly encoder: OutboundEncoder;
+  private readonly events: EventPublisher;
   private readonly view: MembershipView;
   // Every request's timeout: one underlying timer per distinct duration.
   private readonly timers: TimerPool;
@@ -114,6 +116,17 @@ export class Requester {
     const view = this.view;
     const watch = this.watch;
     const unansweredAfter = options.livenessTimeout / 4;
+    this.events = new EventPublisher({
+      channels: this.channels,
+      encoder: this.encoder,
+      publish: (channel, encoded) => this.coalescer.publish(channel, encoded),
+      view: this.view,
+      telemetry,
+      stats: this.stats,
+      instanceId: options.instanceId,
+      eventTtl: options.eventTtl,
+      newId: () => this.newId(),
+    });
     this.owner = {
       pending: this.pending,
       telemetry,
@@ -246,48 +259,11 @@ export class Requester {
 
   /**
    * Broadcasts an event to every instance handling `pattern`, exactly or by a wildcard binding this
-   * caller knows of; resolves with Redis's receiver count, in instances: for a topic published on
-   * several channels, the counts summed less the extra deliveries of the instances the view knows
-   * are bound to several of them (each runs its handlers once).
+   * caller knows of; resolves with Redis's receiver count, in instances (see `EventPublisher`).
    */
   async emit(pattern: string, data: unknown, headers: BufferHeaders = {}): Promise<number> {
     await this.subscribeInbox();
-    const id = this.newId();
-    const channel = this.channels.event(pattern);
-    const traced = this.telemetry.startRequest('event', pattern, channel, id, headers);
-    const envelope: EventEnvelope = {
-      v: 1,
-      kind: 'event',
-      id,
-      pattern,
-      from: this.options.instanceId,
-      deadline: Date.now() + this.options.eventTtl,
-      headers: traced?.headers ?? headers,
-      data: data === undefined ? null : data,
-    };
-    let encoded: string;
-    try {
-      encoded = this.encoder.encode(envelope, 'event');
-    } catch (error) {
-      this.telemetry.endSend(traced?.trace, {}, error as Error);
-      throw error;
-    }
-    this.stats.events++;
-    const routes = this.view.eventBindings.routesFor(pattern);
-    const sent = routes.length === 0 ? this.coalescer.publish(channel, encoded) : this.publishEverywhere(pattern, routes, encoded);
-    sent.then(
-      (receivers) => this.telemetry.endSend(traced?.trace, { 'nestjs_redis_buffer.receivers': receivers }, undefined),
-      (error: Error) => this.telemetry.endSend(traced?.trace, { 'nestjs_redis_buffer.receivers': 0 }, error),
-    );
-    return sent;
-  }
-
-  /** Publishes a topic event on its channel and on each route's; resolves with the instances reached (see `emit`). */
-  private async publishEverywhere(topic: string, routes: readonly string[], encoded: string): Promise<number> {
-    const channels = [this.channels.event(topic), ...routes.map((route) => this.channels.event(route))];
-    const counts = await Promise.all(channels.map((channel) => this.coalescer.publish(channel, encoded)));
-    const deliveries = counts.reduce((sum, count) => sum + count, 0);
-    return Math.max(0, deliveries - this.view.extraEventDeliveries(topic, routes));
+    return this.events.publish(pattern, data, headers);
   }
 
   /** What this side reports as OpenTelemetry metrics, read at each collection. */
