@@ -3,7 +3,7 @@
 import { BufferClient, DeadLetterNotFoundError, type DurableConsumer, type DurableDelivery } from 'nestjs-redis-buffer';
 import type { Redis } from 'ioredis';
 import { sleep } from '../support/raw-redis.js';
-import { startRedis, useRedisServer, type TestRedis } from '../support/redis-server.js';
+import { DURABLE_AOF, startRedis, useRedisServer, type TestRedis } from '../support/redis-server.js';
 import { startConsumer, waitFor, type ConsumerSpec } from '../support/durable.js';
 import { LatencyProxy } from '../support/latency-proxy.js';
 // The trim's fallback path is internal: reached through the library's own modules.
@@ -377,9 +377,7 @@ describe('durable messaging (core)', () => {
     }, CASE_TIMEOUT);
 
     it('closes within shutdownTimeout when Redis is gone, and the entries it held are claimed elsewhere once Redis is back', async () => {
-      // appendfsync always: with everysec, a Redis whose fsync lags (a busy disk) postpones writing
-      // its AOF by up to 2 s while it answers, so a SIGKILL may drop entries it acknowledged.
-      const own = await startRedis(['--appendonly', 'yes', '--appendfsync', 'always']);
+      const own = await startRedis(DURABLE_AOF);
       const ownClient = new BufferClient({ redis: own.url, namespace, durable: FAST });
       try {
         const done: string[] = [];

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { BufferClient, type DeadLetter } from 'nestjs-redis-buffer';
 import { InstanceProcess } from '../support/instances.js';
 import { rawRedis, sleep } from '../support/raw-redis.js';
-import { startRedis, type TestRedis } from '../support/redis-server.js';
+import { DURABLE_AOF, startRedis, type TestRedis } from '../support/redis-server.js';
 import { waitFor } from '../support/durable.js';
 import { prng } from '../support/prng.js';
 import { DURABLE_WORKER, keyViolations, readLogs, runsOf, type LogLine, type Outage, type Run } from './worker-log.js';
@@ -64,7 +64,7 @@ async function runSchedule(seed: number): Promise<void> {
   const jobs = prng(seed ^ 0x5bd1e995);
   const pick = <T>(items: readonly T[], from = random): T => items[Math.floor(from() * items.length)]!;
   say(`DURABLE fault-schedule seed=${seed} (replay: FAULT_SEED=${seed})\n`);
-  const redis: TestRedis = await startRedis(['--appendonly', 'yes', '--appendfsync', 'always']);
+  const redis: TestRedis = await startRedis(DURABLE_AOF);
   const dir = mkdtempSync(join(tmpdir(), 'rb-faults-'));
   const namespace = `fs${seed}`;
   const logs: string[] = [];

@@ -12,7 +12,7 @@
 // such Pub/Subs, and every case also reports the duplicates it saw).
 import { randomUUID } from 'node:crypto';
 import { BufferClient, type DurableConsumer, type DurableDelivery, type DurableOptions } from 'nestjs-redis-buffer';
-import { startRedis, type TestRedis } from '../support/redis-server.js';
+import { DURABLE_AOF, startRedis, type TestRedis } from '../support/redis-server.js';
 import { report as print, startConsumer, waitFor } from '../support/durable.js';
 import { sleep } from '../support/raw-redis.js';
 
@@ -99,8 +99,8 @@ for (let run = 1; run <= RUNS; run++) {
     const open: Subscriber[] = [];
 
     beforeAll(async () => {
-      // appendfsync always: the Reconnect case kills Redis, and everysec may lose acknowledged writes.
-      redis = await startRedis(['--appendonly', 'yes', '--appendfsync', 'always']);
+      // The Reconnect case kills Redis.
+      redis = await startRedis(DURABLE_AOF);
     });
 
     afterAll(async () => {

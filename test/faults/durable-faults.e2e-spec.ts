@@ -7,7 +7,7 @@ import { BufferClient } from 'nestjs-redis-buffer';
 import type { Redis } from 'ioredis';
 import { InstanceProcess, startInstances, stopAll } from '../support/instances.js';
 import { rawRedis, sleep } from '../support/raw-redis.js';
-import { startRedis, type TestRedis } from '../support/redis-server.js';
+import { DURABLE_AOF, startRedis, type TestRedis } from '../support/redis-server.js';
 import { DURABLE_APP, publishUntilAccepted, records, report, waitFor } from '../support/durable.js';
 import { jest } from '@jest/globals';
 
@@ -83,9 +83,8 @@ describe('fault: durable messaging', () => {
   let suite = 0;
 
   beforeAll(async () => {
-    // appendfsync always: with everysec a SIGKILLed Redis can lose writes it already acknowledged
-    // (see docs/reliability.md), and "lost must be 0" would depend on luck.
-    redis = await startRedis(['--appendonly', 'yes', '--appendfsync', 'always']);
+    // "lost must be 0" must not depend on luck.
+    redis = await startRedis(DURABLE_AOF);
     raw = rawRedis(redis.url);
     raw.on('error', () => undefined);
   });

@@ -21,6 +21,13 @@ export interface TestRedis {
   stop(): Promise<void>;
 }
 
+/**
+ * Arguments for a server a test SIGKILLs and expects to keep what it acknowledged: with the default
+ * `appendfsync everysec`, a Redis whose fsync lags (a busy disk) postpones writing its AOF by up to
+ * 2 s while it keeps answering, so a kill can drop acknowledged writes (see docs/reliability.md).
+ */
+export const DURABLE_AOF = ['--appendonly', 'yes', '--appendfsync', 'always'];
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
