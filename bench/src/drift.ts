@@ -6,6 +6,7 @@
 // flight. Prints each window's requests/s and the CPU time per request of the caller, the
 // responders (all 4 together) and redis-server, and the PUBLISHes per request. Systems as for
 // run.ts (default lib,coalesced).
+import { cpuSpeeds, formatSpeeds } from './cpu-speed.js';
 import { killAll, startRedis, startResponderProcesses, Worker } from './infra.js';
 import type { Endpoints, LoadResult, SystemName } from './common.js';
 
@@ -13,6 +14,8 @@ const argv = process.argv.slice(2);
 const systems = (argv.find((arg) => !arg.startsWith('--')) ?? 'lib,coalesced').split(',') as SystemName[];
 const rounds = Number(argv.find((arg) => arg.startsWith('--rounds='))?.slice(9) ?? 5);
 const with512 = !argv.includes('--no-512');
+// --idle=S: S seconds with no load after each round (as a full run leaves each system idle while the others run).
+const idleSec = Number(argv.find((arg) => arg.startsWith('--idle='))?.slice(7) ?? 0);
 const N = 4;
 
 const redis = await startRedis();
@@ -33,12 +36,14 @@ try {
   for (const system of systems) await load(system, 64, 1000);
   console.log(`${systems.join(', ')}; N = ${N}; ${rounds} rounds of three 2 s windows at 64 in flight${with512 ? ', each round ended by 2 s at 512' : ''}; CPU time per request`);
   for (let round = 1; round <= rounds; round++) {
+    console.log(`round ${round} core speed (CPU ms of one fixed unit per core, cpu-speed.ts): ${formatSpeeds(cpuSpeeds())}`);
     for (const system of systems) {
       const windows: string[] = [];
       for (let window = 0; window < 3; window++) windows.push(figures(await load(system, 64, 2000)));
       console.log(`round ${round} ${system.padEnd(9)} @64: ${windows.join(' | ')}`);
       if (with512) console.log(`round ${round} ${system.padEnd(9)} @512: ${figures(await load(system, 512, 2000))}`);
     }
+    if (idleSec > 0) await new Promise((resolve) => setTimeout(resolve, idleSec * 1000));
   }
 } finally {
   killAll();

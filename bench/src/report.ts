@@ -287,6 +287,26 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
     }
   }
   push('');
+  if (results.cpuSpeed !== undefined) {
+    push('## Each repetition, and how fast the cores were', '');
+    push(
+      'Each repetition of the throughput window: requests/s, then the responder process\'s CPU µs per request, then the CPU ms one fixed unit of JSON work took on each core just before that system\'s windows (`bench/src/cpu-speed.ts`, pinned to each core in turn with nothing of the benchmark running; lower is faster). ' +
+        'On a shared virtual machine the cores do not keep one speed, and a process saturating a core (the N = 4 responders) slows with it: compare repetitions against the core speeds, not only against each other.',
+      '',
+    );
+    push(`| N | system | ${Array.from({ length: config.reps }, (_, rep) => `repetition ${rep + 1}`).join(' | ')} |`, `|---:|---|${'---:|'.repeat(config.reps)}`);
+    const shown = (['lib', 'floornest', 'coalesced'] as SystemName[]).filter((system) => results.systems.includes(system));
+    for (const n of config.ns) {
+      for (const system of shown) {
+        const entry = results.main[n]?.[system];
+        const speeds = results.cpuSpeed[n]?.[system];
+        if (entry === undefined || speeds === undefined) continue;
+        const cells = entry.load.map((r, rep) => `${int(r.rps)} (${r.responderCpuUsPerRequest?.toFixed(1) ?? 'n/a'} µs) [${speeds[rep]?.map((v) => (v === undefined ? '?' : v.toFixed(1))).join(' / ') ?? '?'}]`);
+        push(`| ${n} | ${label(system)} | ${cells.join(' | ')} |`);
+      }
+    }
+    push('');
+  }
   push('## PUBLISHes by kind', '');
   push(
     `Every message published in a system's namespace during its throughput windows (${config.concurrency} in flight, all repetitions added up), counted in the caller process: each PUBLISH its connection sends (requests, who, ping) and each message its subscriber receives (replies, pongs, hellos, byes); with one caller that is every message of the namespace. ` +

@@ -6,6 +6,7 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BurstResult, type Endpoints, type InflightResult, type LatencyResult, type LoadResult, type MemoryResult, type SystemName } from './common.js';
+import { cpuSpeeds, formatSpeeds } from './cpu-speed.js';
 import { killAll, startNats, startRedis, startResponderProcesses, versionOf, Worker } from './infra.js';
 import { summarizeProfile, type ProfileSummary } from './profile.js';
 import { writeReport } from './report.js';
@@ -123,6 +124,12 @@ export interface Results {
   natsSkipped: string | undefined;
   /** main[N][system] = one entry per repetition. */
   main: Record<number, Partial<Record<SystemName, { latency: LatencyResult[]; load: LoadResult[] }>>>;
+  /**
+   * cpuSpeed[N][system] = per repetition, the CPU ms of one fixed unit of work on each core, measured
+   * just before that system's windows with nothing of the benchmark running (see cpu-speed.ts);
+   * absent in results written before it was measured.
+   */
+  cpuSpeed?: Record<number, Partial<Record<SystemName, Array<Array<number | undefined>>>>>;
   /** levels[system][concurrency] = one entry per repetition, at N = config.loadLevelN. */
   levels: Partial<Record<SystemName, Record<number, LoadResult[]>>>;
   memory: Partial<Record<SystemName, MemoryResult>>;
@@ -214,17 +221,22 @@ async function main(): Promise<void> {
     }
     const main: Results['main'][number] = {};
     results.main[n] = main;
+    const speeds: NonNullable<Results['cpuSpeed']>[number] = {};
+    (results.cpuSpeed ??= {})[n] = speeds;
     for (let rep = 0; rep < config.reps; rep++) {
       // Round-robin, starting one system later each repetition, so drift hits every system alike.
       for (const system of rotate(present, rep)) {
         const entry = (main[system] ??= { latency: [], load: [] });
+        // Nothing of the benchmark runs now: how fast each core is, for the figures that follow.
+        const speed = cpuSpeeds();
+        (speeds[system] ??= []).push(speed);
         const lat = await latency(system, n);
         const tput = await load(system, n, config.concurrency, config.loadWarmupMs, config.loadMs);
         entry.latency.push(lat);
         entry.load.push(tput);
         const kinds = tput.publishesByKind;
         const membership = kinds === undefined ? '' : ` | PUBLISHes req ${kinds.request.messages} reply ${kinds.reply.messages} ping ${kinds.ping.messages} pong ${kinds.pong.messages} who ${kinds.who.messages} hello ${kinds.hello.messages} bye ${kinds.bye.messages}`;
-        log(`N=${n} rep ${rep + 1}/${config.reps} ${system.padEnd(9)} p50 ${fmt(lat.p50)} ms p99 ${fmt(lat.p99)} ms | ${Math.round(tput.rps)} req/s @${config.concurrency}${membership}${lat.errors + tput.errors > 0 ? ` ERRORS ${lat.errors + tput.errors}` : ''}`);
+        log(`N=${n} rep ${rep + 1}/${config.reps} ${system.padEnd(9)} cores ${formatSpeeds(speed)} ms | p50 ${fmt(lat.p50)} ms p99 ${fmt(lat.p99)} ms | ${Math.round(tput.rps)} req/s @${config.concurrency}${membership}${lat.errors + tput.errors > 0 ? ` ERRORS ${lat.errors + tput.errors}` : ''}`);
       }
       if (n === config.loadLevelN) {
         const levelSystems = (['lib', 'base', 'naive', 'coalesced'] as SystemName[]).filter((system) => systems.includes(system));

@@ -1,0 +1,68 @@
+// How fast each core of this machine is right now: the CPU time one fixed piece of work (JSON
+// parsing and writing of a batch of 64 compact requests, the protocol's own kind of work) takes on
+// it, in milliseconds. On a shared virtual machine the cores do not run at one speed: measured on
+// the 2-core machine of bench/NOTES.md, the same work took 17 ms on one core and 26 ms on the other
+// for a minute, then 26 ms on both. Every CPU time per request in the report moves with it, so the
+// benchmark measures it at the start of each repetition (nothing of its own running then) and
+// reports it beside the figures. `node bench/dist/bench/src/cpu-speed.js [--every=S] [--count=K]`
+// prints it every S seconds (default 1), K times (default 60).
+import { spawnSync } from 'node:child_process';
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+const SAMPLE = JSON.stringify(Array.from({ length: 64 }, (_, index) => [`r${index}.k3x9`, 'resource.holder', 30_000, { resource: 'A', n: index }]));
+const UNITS = 5;
+
+/** One unit of work: 300 parses and writes of the sample; returns something so it is not optimised away. */
+function unit(): number {
+  let total = 0;
+  for (let index = 0; index < 300; index++) total += JSON.stringify(JSON.parse(SAMPLE) as unknown[]).length;
+  return total;
+}
+
+/** The median CPU ms of `UNITS` units in this process, after a warm-up. */
+function measureHere(): number {
+  for (let index = 0; index < 20; index++) unit();
+  const times: number[] = [];
+  for (let index = 0; index < UNITS; index++) {
+    const before = process.cpuUsage();
+    unit();
+    const used = process.cpuUsage(before);
+    times.push((used.user + used.system) / 1000);
+  }
+  return times.sort((a, b) => a - b)[UNITS >> 1]!;
+}
+
+/**
+ * The CPU ms of one unit on each core, pinned there with `taskset` (util-linux); without it, one
+ * figure for wherever the scheduler runs the probe. `undefined` where the probe could not run.
+ */
+export function cpuSpeeds(): Array<number | undefined> {
+  const script = fileURLToPath(import.meta.url);
+  const run = (command: string, args: string[]): number | undefined => {
+    const result = spawnSync(command, args, { encoding: 'utf8', timeout: 30_000 });
+    const value = Number(result.stdout?.trim());
+    return result.status === 0 && Number.isFinite(value) && value > 0 ? value : undefined;
+  };
+  const pinned = cpus().map((_, index) => run('taskset', ['-c', String(index), process.execPath, script, '--measure']));
+  return pinned.every((value) => value === undefined) ? [run(process.execPath, [script, '--measure'])] : pinned;
+}
+
+/** `17.1/26.0` (ms per unit, per core). */
+export function formatSpeeds(speeds: ReadonlyArray<number | undefined>): string {
+  return speeds.map((value) => (value === undefined ? '?' : value.toFixed(1))).join('/');
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  if (process.argv.includes('--measure')) {
+    process.stdout.write(`${measureHere()}\n`);
+  } else {
+    const every = Number(process.argv.find((arg) => arg.startsWith('--every='))?.slice(8) ?? 1);
+    const count = Number(process.argv.find((arg) => arg.startsWith('--count='))?.slice(8) ?? 60);
+    console.log(`CPU ms of one fixed unit of JSON work on each core (${cpus().length} cores), every ${every} s`);
+    for (let index = 0; index < count; index++) {
+      console.log(`${new Date().toISOString().slice(11, 19)} ${formatSpeeds(cpuSpeeds())}`);
+      await new Promise((resolve) => setTimeout(resolve, every * 1000));
+    }
+  }
+}
