@@ -3,10 +3,11 @@
 // it, in milliseconds. On a shared virtual machine the cores do not run at one speed: measured on
 // the 2-core machine of bench/NOTES.md, the same work took 17 ms on one core and 26 ms on the other
 // for a minute, then 26 ms on both. Every CPU time per request in the report moves with it, so the
-// benchmark measures it at the start of each repetition (nothing of its own running then) and
-// reports it beside the figures. `node bench/dist/bench/src/cpu-speed.js [--every=S] [--count=K]`
-// prints it every S seconds (default 1), K times (default 60).
-import { spawnSync } from 'node:child_process';
+// benchmark keeps one probe per core running (`CoreSpeedMonitor`: a unit every half second, about 3%
+// of a core) and reports the median of each core's units during each system's windows beside the
+// figures. `node bench/dist/bench/src/cpu-speed.js [--every=S] [--count=K]` prints it every S
+// seconds (default 1), K times (default 60).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
@@ -48,14 +49,72 @@ export function cpuSpeeds(): Array<number | undefined> {
   return pinned.every((value) => value === undefined) ? [run(process.execPath, [script, '--measure'])] : pinned;
 }
 
+/**
+ * One probe per core, pinned there with `taskset`, timing a unit every `everyMs` for as long as it
+ * runs: what each core's speed was over a stretch of time (`mark`, then `since`). Without
+ * `taskset`, no probe runs and `since` has nothing.
+ */
+export class CoreSpeedMonitor {
+  private readonly samples: Array<Array<{ at: number; ms: number }>> = [];
+  private readonly probes: ChildProcess[] = [];
+
+  start(everyMs = 500): void {
+    const script = fileURLToPath(import.meta.url);
+    cpus().forEach((_, core) => {
+      const list: Array<{ at: number; ms: number }> = [];
+      this.samples.push(list);
+      const probe = spawn('taskset', ['-c', String(core), process.execPath, script, `--serve=${everyMs}`], { stdio: ['ignore', 'pipe', 'ignore'] });
+      probe.on('error', () => undefined);
+      let rest = '';
+      probe.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+        const lines = (rest + chunk).split('\n');
+        rest = lines.pop()!;
+        for (const line of lines) {
+          const ms = Number(line);
+          if (Number.isFinite(ms) && ms > 0) list.push({ at: Date.now(), ms });
+        }
+      });
+      this.probes.push(probe);
+    });
+  }
+
+  /** Now, as `since` takes it. */
+  mark(): number {
+    return Date.now();
+  }
+
+  /** Each core's median ms per unit since `mark` (`undefined` for a core with no unit since). */
+  since(mark: number): Array<number | undefined> {
+    return this.samples.map((list) => {
+      const values = list.filter((sample) => sample.at >= mark).map((sample) => sample.ms).sort((a, b) => a - b);
+      return values.length === 0 ? undefined : values[values.length >> 1];
+    });
+  }
+
+  stop(): void {
+    for (const probe of this.probes) probe.kill();
+  }
+}
+
 /** `17.1/26.0` (ms per unit, per core). */
 export function formatSpeeds(speeds: ReadonlyArray<number | undefined>): string {
   return speeds.map((value) => (value === undefined ? '?' : value.toFixed(1))).join('/');
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const serve = process.argv.find((arg) => arg.startsWith('--serve='));
   if (process.argv.includes('--measure')) {
     process.stdout.write(`${measureHere()}\n`);
+  } else if (serve !== undefined) {
+    // Under CoreSpeedMonitor: one unit every S ms until killed, or until its parent is gone (EPIPE).
+    for (let index = 0; index < 20; index++) unit();
+    setInterval(() => {
+      const before = process.cpuUsage();
+      unit();
+      const used = process.cpuUsage(before);
+      process.stdout.write(`${(used.user + used.system) / 1000}\n`);
+    }, Number(serve.slice(8)));
+    process.stdout.on('error', () => process.exit(0));
   } else {
     const every = Number(process.argv.find((arg) => arg.startsWith('--every='))?.slice(8) ?? 1);
     const count = Number(process.argv.find((arg) => arg.startsWith('--count='))?.slice(8) ?? 60);

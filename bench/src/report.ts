@@ -290,7 +290,7 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
   if (results.cpuSpeed !== undefined) {
     push('## Each repetition, and how fast the cores were', '');
     push(
-      'Each repetition of the throughput window: requests/s, then the responder process\'s CPU µs per request, then the CPU ms one fixed unit of JSON work took on each core just before that system\'s windows (`bench/src/cpu-speed.ts`, pinned to each core in turn with nothing of the benchmark running; lower is faster). ' +
+      'Each repetition of the throughput window: requests/s, then the responder process\'s CPU µs per request, then the CPU ms one fixed unit of JSON work took on each core during that system\'s windows (`bench/src/cpu-speed.ts`: a probe pinned to each core times a unit every half second; the median; lower is faster). ' +
         'On a shared virtual machine the cores do not keep one speed, and a process saturating a core (the N = 4 responders) slows with it: compare repetitions against the core speeds, not only against each other.',
       '',
     );

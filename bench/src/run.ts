@@ -6,7 +6,7 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BurstResult, type Endpoints, type InflightResult, type LatencyResult, type LoadResult, type MemoryResult, type SystemName } from './common.js';
-import { cpuSpeeds, formatSpeeds } from './cpu-speed.js';
+import { CoreSpeedMonitor, formatSpeeds } from './cpu-speed.js';
 import { killAll, startNats, startRedis, startResponderProcesses, versionOf, Worker } from './infra.js';
 import { summarizeProfile, type ProfileSummary } from './profile.js';
 import { writeReport } from './report.js';
@@ -125,9 +125,9 @@ export interface Results {
   /** main[N][system] = one entry per repetition. */
   main: Record<number, Partial<Record<SystemName, { latency: LatencyResult[]; load: LoadResult[] }>>>;
   /**
-   * cpuSpeed[N][system] = per repetition, the CPU ms of one fixed unit of work on each core, measured
-   * just before that system's windows with nothing of the benchmark running (see cpu-speed.ts);
-   * absent in results written before it was measured.
+   * cpuSpeed[N][system] = per repetition, the CPU ms of one fixed unit of work on each core, the
+   * median over that system's latency and throughput windows (see cpu-speed.ts); absent in results
+   * written before it was measured.
    */
   cpuSpeed?: Record<number, Partial<Record<SystemName, Array<Array<number | undefined>>>>>;
   /** levels[system][concurrency] = one entry per repetition, at N = config.loadLevelN. */
@@ -205,6 +205,9 @@ async function main(): Promise<void> {
   const load = (system: SystemName, n: number, concurrency: number, warmupMs: number, durationMs: number): Promise<LoadResult> =>
     callers.get(system)!.call({ op: 'load', n, concurrency, warmupMs, durationMs, responderPids: responderPids.get(system) ?? [] });
 
+  // One probe per core for the measured windows, so that each window's figures have the cores' speed beside them.
+  const coreSpeed = new CoreSpeedMonitor();
+  coreSpeed.start();
   for (const n of config.ns) {
     const present = systems.filter((system) => system !== 'nest' || n === 1);
     log(`N = ${n}: starting responders for ${present.join(', ')}`);
@@ -227,11 +230,12 @@ async function main(): Promise<void> {
       // Round-robin, starting one system later each repetition, so drift hits every system alike.
       for (const system of rotate(present, rep)) {
         const entry = (main[system] ??= { latency: [], load: [] });
-        // Nothing of the benchmark runs now: how fast each core is, for the figures that follow.
-        const speed = cpuSpeeds();
-        (speeds[system] ??= []).push(speed);
+        const began = coreSpeed.mark();
         const lat = await latency(system, n);
         const tput = await load(system, n, config.concurrency, config.loadWarmupMs, config.loadMs);
+        // How fast each core was meanwhile, for the figures of these windows.
+        const speed = coreSpeed.since(began);
+        (speeds[system] ??= []).push(speed);
         entry.latency.push(lat);
         entry.load.push(tput);
         const kinds = tput.publishesByKind;
@@ -274,6 +278,7 @@ async function main(): Promise<void> {
     }
     for (const workers of responders.values()) await Promise.all(workers.map((worker) => worker.stop()));
   }
+  coreSpeed.stop();
 
   // Scale: 64 responding instances on one Redis, as several transports per process.
   if (!mainOnly && !profileOnly && systems.includes('lib')) {
