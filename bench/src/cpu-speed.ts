@@ -5,14 +5,13 @@
 // for a minute, then 26 ms on both. Every CPU time per request in the report moves with it, so the
 // benchmark keeps one probe per core running (`CoreSpeedMonitor`: a unit every half second, about 3%
 // of a core) and reports the median of each core's units during each system's windows beside the
-// figures. `node bench/dist/bench/src/cpu-speed.js [--every=S] [--count=K]` prints it every S
-// seconds (default 1), K times (default 60).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+// figures. `node bench/dist/bench/src/cpu-speed.js [--every=S] [--count=K]` prints each core's
+// median over every S seconds (default 1), K times (default 60). Needs `taskset` (util-linux).
+import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 const SAMPLE = JSON.stringify(Array.from({ length: 64 }, (_, index) => [`r${index}.k3x9`, 'resource.holder', 30_000, { resource: 'A', n: index }]));
-const UNITS = 5;
 
 /** One unit of work: 300 parses and writes of the sample; returns something so it is not optimised away. */
 function unit(): number {
@@ -21,32 +20,12 @@ function unit(): number {
   return total;
 }
 
-/** The median CPU ms of `UNITS` units in this process, after a warm-up. */
-function measureHere(): number {
-  for (let index = 0; index < 20; index++) unit();
-  const times: number[] = [];
-  for (let index = 0; index < UNITS; index++) {
-    const before = process.cpuUsage();
-    unit();
-    const used = process.cpuUsage(before);
-    times.push((used.user + used.system) / 1000);
-  }
-  return times.sort((a, b) => a - b)[UNITS >> 1]!;
-}
-
-/**
- * The CPU ms of one unit on each core, pinned there with `taskset` (util-linux); without it, one
- * figure for wherever the scheduler runs the probe. `undefined` where the probe could not run.
- */
-export function cpuSpeeds(): Array<number | undefined> {
-  const script = fileURLToPath(import.meta.url);
-  const run = (command: string, args: string[]): number | undefined => {
-    const result = spawnSync(command, args, { encoding: 'utf8', timeout: 30_000 });
-    const value = Number(result.stdout?.trim());
-    return result.status === 0 && Number.isFinite(value) && value > 0 ? value : undefined;
-  };
-  const pinned = cpus().map((_, index) => run('taskset', ['-c', String(index), process.execPath, script, '--measure']));
-  return pinned.every((value) => value === undefined) ? [run(process.execPath, [script, '--measure'])] : pinned;
+/** The CPU ms one unit takes in this process now. */
+function timedUnit(): number {
+  const before = process.cpuUsage();
+  unit();
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / 1000;
 }
 
 /**
@@ -103,25 +82,22 @@ export function formatSpeeds(speeds: ReadonlyArray<number | undefined>): string 
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const serve = process.argv.find((arg) => arg.startsWith('--serve='));
-  if (process.argv.includes('--measure')) {
-    process.stdout.write(`${measureHere()}\n`);
-  } else if (serve !== undefined) {
+  if (serve !== undefined) {
     // Under CoreSpeedMonitor: one unit every S ms until killed, or until its parent is gone (EPIPE).
     for (let index = 0; index < 20; index++) unit();
-    setInterval(() => {
-      const before = process.cpuUsage();
-      unit();
-      const used = process.cpuUsage(before);
-      process.stdout.write(`${(used.user + used.system) / 1000}\n`);
-    }, Number(serve.slice(8)));
+    setInterval(() => process.stdout.write(`${timedUnit()}\n`), Number(serve.slice(8)));
     process.stdout.on('error', () => process.exit(0));
   } else {
     const every = Number(process.argv.find((arg) => arg.startsWith('--every='))?.slice(8) ?? 1);
     const count = Number(process.argv.find((arg) => arg.startsWith('--count='))?.slice(8) ?? 60);
-    console.log(`CPU ms of one fixed unit of JSON work on each core (${cpus().length} cores), every ${every} s`);
+    console.log(`CPU ms of one fixed unit of JSON work on each core (${cpus().length} cores), the median over each ${every} s`);
+    const monitor = new CoreSpeedMonitor();
+    monitor.start(Math.min(500, every * 1000));
     for (let index = 0; index < count; index++) {
-      console.log(`${new Date().toISOString().slice(11, 19)} ${formatSpeeds(cpuSpeeds())}`);
+      const began = monitor.mark();
       await new Promise((resolve) => setTimeout(resolve, every * 1000));
+      console.log(`${new Date().toISOString().slice(11, 19)} ${formatSpeeds(monitor.since(began))}`);
     }
+    monitor.stop();
   }
 }

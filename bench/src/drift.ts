@@ -29,6 +29,8 @@ for (const system of systems) {
 }
 const load = (system: SystemName, concurrency: number, durationMs: number): Promise<LoadResult> =>
   callers.get(system)!.call({ op: 'load', n: N, concurrency, warmupMs: 500, durationMs, responderPids: responderPids.get(system) });
+const figures = (result: LoadResult): string =>
+  `${Math.round(result.rps)} req/s, caller ${result.callerCpuUsPerRequest?.toFixed(1)} / responders ${result.responderCpuUsPerRequest?.toFixed(1)} / redis ${result.redisCpuUsPerRequest?.toFixed(1)} µs, ${result.publishesPerRequest?.toFixed(3)} PUBLISH`;
 // One probe per core (cpu-speed.ts): each window's figures end with how fast the cores were meanwhile.
 const coreSpeed = new CoreSpeedMonitor();
 coreSpeed.start();
@@ -37,8 +39,6 @@ const measured = async (system: SystemName, concurrency: number): Promise<string
   const result = await load(system, concurrency, 2000);
   return `${figures(result)}, cores ${formatSpeeds(coreSpeed.since(began))} ms`;
 };
-const figures = (result: LoadResult): string =>
-  `${Math.round(result.rps)} req/s, caller ${result.callerCpuUsPerRequest?.toFixed(1)} / responders ${result.responderCpuUsPerRequest?.toFixed(1)} / redis ${result.redisCpuUsPerRequest?.toFixed(1)} µs, ${result.publishesPerRequest?.toFixed(3)} PUBLISH`;
 
 try {
   for (const system of systems) await load(system, 64, 1000);

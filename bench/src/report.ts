@@ -3,6 +3,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { median, SYSTEM_LABELS, type LoadResult, type SystemName } from './common.js';
+import { formatSpeeds } from './cpu-speed.js';
 import type { Results } from './run.js';
 import { emptyKindCounts, PUBLISH_KINDS, type KindCounts } from './publish-tally.js';
 
@@ -301,7 +302,7 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
         const entry = results.main[n]?.[system];
         const speeds = results.cpuSpeed[n]?.[system];
         if (entry === undefined || speeds === undefined) continue;
-        const cells = entry.load.map((r, rep) => `${int(r.rps)} (${r.responderCpuUsPerRequest?.toFixed(1) ?? 'n/a'} µs) [${speeds[rep]?.map((v) => (v === undefined ? '?' : v.toFixed(1))).join(' / ') ?? '?'}]`);
+        const cells = entry.load.map((r, rep) => `${int(r.rps)} (${r.responderCpuUsPerRequest?.toFixed(1) ?? 'n/a'} µs) [${speeds[rep] === undefined ? '?' : formatSpeeds(speeds[rep]!)}]`);
         push(`| ${n} | ${label(system)} | ${cells.join(' | ')} |`);
       }
     }

@@ -56,7 +56,7 @@ export class EventPublisher {
     }
     this.sending.stats.events++;
     const routes = this.sending.view.eventBindings.routesFor(pattern);
-    const sent = routes.length === 0 ? this.sending.publish(channel, encoded) : this.publishEverywhere(pattern, routes, encoded);
+    const sent = routes.length === 0 ? this.sending.publish(channel, encoded) : this.publishEverywhere(pattern, channel, routes, encoded);
     sent.then(
       (receivers) => telemetry.endSend(traced?.trace, { 'nestjs_redis_buffer.receivers': receivers }, undefined),
       (error: Error) => telemetry.endSend(traced?.trace, { 'nestjs_redis_buffer.receivers': 0 }, error),
@@ -64,10 +64,10 @@ export class EventPublisher {
     return sent;
   }
 
-  /** Publishes a topic event on its channel and on each route's; resolves with the instances reached. */
-  private async publishEverywhere(topic: string, routes: readonly string[], encoded: string): Promise<number> {
+  /** Publishes a topic event on its `channel` and on each route's; resolves with the instances reached. */
+  private async publishEverywhere(topic: string, channel: string, routes: readonly string[], encoded: string): Promise<number> {
     const { channels, publish } = this.sending;
-    const counts = await Promise.all([channels.event(topic), ...routes.map((route) => channels.event(route))].map((channel) => publish(channel, encoded)));
+    const counts = await Promise.all([channel, ...routes.map((route) => channels.event(route))].map((each) => publish(each, encoded)));
     const deliveries = counts.reduce((sum, count) => sum + count, 0);
     return Math.max(0, deliveries - this.sending.view.extraEventDeliveries(topic, routes));
   }
