@@ -38,21 +38,32 @@ function gc(): void {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** One request at a time, for `durationMs` or `maxCount` requests. */
-function latency(caller: CallerSystem, n: number, durationMs: number, maxCount: number): Promise<LatencyResult> {
+// The samples of the latency measurement under way, which may be taken in several slices.
+let latencyCount = 0;
+let latencyErrors = 0;
+
+/**
+ * One request at a time: `warmupMs` unrecorded, then `durationMs` or until `maxCount` requests
+ * in all. `continued` adds to the previous command's samples (a measurement taken in slices).
+ */
+function latency(caller: CallerSystem, n: number, durationMs: number, maxCount: number, warmupMs = 0, continued = false): Promise<LatencyResult> {
+  if (!continued) {
+    latencyCount = 0;
+    latencyErrors = 0;
+  }
   return new Promise((resolve) => {
-    const end = nowMs() + durationMs;
-    let count = 0;
-    let errors = 0;
+    const warmEnd = nowMs() + warmupMs;
+    const end = warmEnd + durationMs;
     const next = (): void => {
-      if (count >= maxCount || nowMs() >= end || count >= latencies.length) {
-        resolve(summarize(latencies, count, errors));
+      const now = nowMs();
+      if (latencyCount >= maxCount || now >= end || latencyCount >= latencies.length) {
+        resolve(summarize(latencies, latencyCount, latencyErrors));
         return;
       }
-      const started = nowMs();
+      const recorded = now >= warmEnd;
       caller.request(n, ECHO_PATTERN, REQUEST_DATA, (error, replies) => {
-        if (error !== undefined || replies !== n) errors++;
-        latencies[count++] = nowMs() - started;
+        if (error !== undefined || replies !== n) latencyErrors++;
+        if (recorded) latencies[latencyCount++] = nowMs() - now;
         next();
       });
     };
@@ -286,7 +297,7 @@ async function main(): Promise<void> {
     const work = async (): Promise<unknown> => {
       switch (command.op) {
         case 'latency':
-          return latency(caller, command.n, command.durationMs, command.maxCount);
+          return latency(caller, command.n, command.durationMs, command.maxCount, command.warmupMs, command.continued);
         case 'load':
           return load(caller, command.n, command.concurrency, command.warmupMs, command.durationMs, command.responderPids);
         case 'memory':

@@ -45,7 +45,16 @@ export interface Endpoints {
 
 /** Orchestrator -> caller commands. */
 export type CallerCommand =
-  | { readonly op: 'latency'; readonly n: number; readonly durationMs: number; readonly maxCount: number }
+  | {
+      readonly op: 'latency';
+      readonly n: number;
+      readonly durationMs: number;
+      readonly maxCount: number;
+      /** Requests for this long first, not recorded (the system may have been idle while others ran). */
+      readonly warmupMs?: number;
+      /** Adds to the samples of the previous latency command instead of starting anew (one slice of several). */
+      readonly continued?: boolean;
+    }
   | { readonly op: 'load'; readonly n: number; readonly concurrency: number; readonly warmupMs: number; readonly durationMs: number; readonly responderPids?: readonly number[] }
   | { readonly op: 'memory'; readonly n: number; readonly warmup: number; readonly total: number; readonly checkpoints: number; readonly concurrency: number }
   | { readonly op: 'inflight'; readonly n: number; readonly count: number; readonly holdMs: number }

@@ -242,7 +242,7 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
     '- Every system has its own caller process (one client) and one responder process hosting all N responding instances, each with its own connections and instance id ' +
       '(the library: one Nest app with N `RedisBufferTransport`s, each with its own `instanceId`; NATS: N connections each subscribed to the subject; floors: N pairs of ioredis connections).',
     `- Request \`{"resource":"res-1042","fields":["owner","version"]}\`, reply \`{"found":false,"owner":null,"version":0}\` from every responder, JSON everywhere.`,
-    `- **Latency**: one request in flight for ${config.latencyMs} ms (at most ${int(config.latencyMaxCount)} requests), p50/p99 of each request's round trip until complete (all N replies).`,
+    `- **Latency**: one request in flight for ${config.latencyMs} ms (at most ${int(config.latencyMaxCount)} requests), p50/p99 of each request's round trip until complete (all N replies)${config.latencySlices === undefined ? '' : `; taken in ${config.latencySlices} slices of ${config.latencyMs / config.latencySlices} ms, the systems' slices by turns, each after ${config.latencySliceWarmupMs} ms of requests not recorded, so that the cores' speed, which changes within seconds on this machine, is the same for every system`}.`,
     `- **Throughput**: ${config.concurrency} requests in flight (closed loop), completions counted over ${config.loadMs} ms after ${config.loadWarmupMs} ms warm-up.`,
     '- Systems: (1) this library, `BufferClient.send` with default completion (every receiver answered), responders are Nest apps with `@BufferedPattern`; ' +
       '(2) naive floor: plain ioredis, one PUBLISH per request, N replies to one inbox channel routed by id, one PUBLISH per reply; (3) coalesced floor: the same with per-tick batching of requests per channel and replies per inbox; ' +
@@ -291,7 +291,7 @@ export function writeReport(results: Results, outDir: string, benchDir: string):
   if (results.cpuSpeed !== undefined) {
     push('## Each repetition, and how fast the cores were', '');
     push(
-      'Each repetition of the throughput window: requests/s, then the responder process\'s CPU µs per request, then the CPU ms one fixed unit of JSON work took on each core during that system\'s windows (`bench/src/cpu-speed.ts`: a probe pinned to each core times a unit every half second; the median; lower is faster). ' +
+      'Each repetition of the throughput window: requests/s, then the responder process\'s CPU µs per request, then the CPU ms one fixed unit of JSON work took on each core during that window (`bench/src/cpu-speed.ts`: a probe pinned to each core times a unit every half second; the median; lower is faster). ' +
         'On a shared virtual machine the cores do not keep one speed, and a process saturating a core (the N = 4 responders) slows with it: compare repetitions against the core speeds, not only against each other.',
       '',
     );

@@ -45,6 +45,10 @@ export interface BenchConfig {
   readonly ns: number[];
   readonly latencyMs: number;
   readonly latencyMaxCount: number;
+  /** The latency window is taken in this many slices, the systems' slices by turns. */
+  readonly latencySlices: number;
+  /** Unrecorded requests before each slice. */
+  readonly latencySliceWarmupMs: number;
   readonly loadWarmupMs: number;
   readonly loadMs: number;
   readonly concurrency: number;
@@ -70,6 +74,8 @@ const full: BenchConfig = {
   ns: profileOnly ? [] : (nsArg ?? [1, 4, 16]),
   latencyMs: 2000,
   latencyMaxCount: 50_000,
+  latencySlices: 10,
+  latencySliceWarmupMs: 50,
   loadWarmupMs: 500,
   loadMs: 3000,
   concurrency: 64,
@@ -96,6 +102,7 @@ const config: BenchConfig = quick
       reps: repsArg ? Number(repsArg.slice(7)) : 3,
       latencyMs: 700,
       latencyMaxCount: 20_000,
+      latencySlices: 5,
       loadWarmupMs: 300,
       loadMs: 1000,
       levelWarmupMs: 200,
@@ -126,7 +133,7 @@ export interface Results {
   main: Record<number, Partial<Record<SystemName, { latency: LatencyResult[]; load: LoadResult[] }>>>;
   /**
    * cpuSpeed[N][system] = per repetition, the CPU ms of one fixed unit of work on each core, the
-   * median over that system's latency and throughput windows (see cpu-speed.ts); absent in results
+   * median over that system's throughput window (see cpu-speed.ts); absent in results
    * written before it was measured.
    */
   cpuSpeed?: Record<number, Partial<Record<SystemName, Array<Array<number | undefined>>>>>;
@@ -227,11 +234,26 @@ async function main(): Promise<void> {
     const speeds: NonNullable<Results['cpuSpeed']>[number] = {};
     (results.cpuSpeed ??= {})[n] = speeds;
     for (let rep = 0; rep < config.reps; rep++) {
+      // Latency at one in flight: every system's window taken in slices, the systems by turns, so
+      // that this machine's cores, whose speed changes within seconds, serve them alike.
+      const sliced = new Map<SystemName, LatencyResult>();
+      for (let slice = 0; slice < config.latencySlices; slice++) {
+        for (const system of rotate(present, rep + slice)) {
+          sliced.set(system, await callers.get(system)!.call<LatencyResult>({
+            op: 'latency',
+            n,
+            durationMs: config.latencyMs / config.latencySlices,
+            maxCount: config.latencyMaxCount,
+            warmupMs: config.latencySliceWarmupMs,
+            continued: slice > 0,
+          }));
+        }
+      }
       // Round-robin, starting one system later each repetition, so drift hits every system alike.
       for (const system of rotate(present, rep)) {
         const entry = (main[system] ??= { latency: [], load: [] });
         const began = coreSpeed.mark();
-        const lat = await latency(system, n);
+        const lat = sliced.get(system)!;
         const tput = await load(system, n, config.concurrency, config.loadWarmupMs, config.loadMs);
         // How fast each core was meanwhile, for the figures of these windows.
         const speed = coreSpeed.since(began);
