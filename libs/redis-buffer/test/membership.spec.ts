@@ -268,6 +268,29 @@ describe('MembershipView', () => {
     expect(gone).toEqual([['a', 'silent']]);
   });
 
+  it('pings at the second round without news, and repeats each round, when the rounds fire a millisecond early by the clock', async () => {
+    const { view, clock, pings, flush } = setup();
+    view.hello(hello('a', 'i'), true);
+    // The first round notes it heard from `a`; the next ones come a quarter apart by their timers,
+    // 249 ms by the clock (a timer's start is the event loop's time, a little behind the clock).
+    clock.advance(LIVENESS / 4);
+    view.heard('a', 'i');
+    view.check(['a']);
+    clock.advance(LIVENESS / 4 - 1);
+    view.check(['a']);
+    expect(pings).toEqual([]);
+    // Nothing from it for two rounds (498 ms by the clock): pinged now, not a round later.
+    clock.advance(LIVENESS / 4 - 1);
+    view.check(['a']);
+    expect(pings.map((ping) => ping.id)).toEqual(['a']);
+    pings.shift()!.resolve(1);
+    await flush();
+    // Still unanswered at the next round: pinged again (a process killed after the first is found gone).
+    clock.advance(LIVENESS / 4 - 1);
+    view.check(['a']);
+    expect(pings.map((ping) => ping.id)).toEqual(['a']);
+  });
+
   it('does not hold the caller\'s own event-loop stall against an instance', async () => {
     const { view, clock, pings, gone, flush } = setup();
     view.hello(hello('a', 'i'), true);

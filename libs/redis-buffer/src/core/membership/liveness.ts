@@ -56,6 +56,11 @@ export class Liveness {
   check(waitedOn: Iterable<string>, lagMs = 0): void {
     const now = this.clock.now();
     const quarter = this.livenessTimeout / 4;
+    // How many rounds ago `at` was, to the nearest: what was heard is noted at a round, and pings go
+    // out at one, so silence and repeats are counted in rounds. Compared in milliseconds, two rounds
+    // whose timers fired a millisecond early by the clock would count as less than half a bound, and
+    // the ping the schedule promises at the second silent round would wait for the third.
+    const roundsSince = (at: number): number => Math.round((now - at) / quarter);
     if (lagMs > quarter / 2) {
       // Only a ping still unanswered gets the time back: moving an answered one forward would make
       // it look unanswered, and blame the instance for the caller's own stall.
@@ -96,7 +101,7 @@ export class Liveness {
       // the judgement by a round).
       if (outstanding && now - member.pingSentAt! >= this.livenessTimeout - quarter - quarter / 2) {
         this.markSilent(id, member);
-      } else if (outstanding ? now - member.lastPingAt >= quarter : now - member.lastHeard >= 2 * quarter) {
+      } else if (outstanding ? roundsSince(member.lastPingAt) >= 1 : roundsSince(member.lastHeard) >= 2) {
         // Repeated while unanswered: a process killed right after the first ping reached it is then
         // found gone (nobody on its direct channel) rather than taken for frozen.
         this.sendPing(id, member, !outstanding);
@@ -104,7 +109,7 @@ export class Liveness {
     }
     if (this.silentCount > 0) {
       for (const [id, member] of this.view.members) {
-        if (!member.silent || member.pingInFlight || now - member.lastPingAt < quarter) continue;
+        if (!member.silent || member.pingInFlight || roundsSince(member.lastPingAt) < 1) continue;
         // Silent that long: not coming back (a half-open connection keeps it subscribed); stop pinging it.
         if (now - member.silentSince >= FORGET_SILENT_AFTER * this.livenessTimeout) this.view.remove(id, 'left');
         else this.sendPing(id, member, false);
