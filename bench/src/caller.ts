@@ -16,9 +16,8 @@ import {
   type MemorySample,
   type SystemName,
 } from './common.js';
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
+import { cpuMsOf } from './proc-cpu.js';
 import { createCaller } from './systems/index.js';
 import type { CallerSystem } from './systems/types.js';
 import { emptyKindCounts, subtractKindCounts, type KindCounts } from './publish-tally.js';
@@ -69,31 +68,6 @@ function latency(caller: CallerSystem, n: number, durationMs: number, maxCount: 
     };
     next();
   });
-}
-
-// Clock ticks per second of /proc/<pid>/stat's utime and stime.
-const CLOCK_TICKS = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-/** CPU time (user + system) of other processes, in ms, read from /proc; undefined where there is none. */
-function cpuMsOf(pids: readonly number[]): number | undefined {
-  try {
-    let ticks = 0;
-    for (const pid of pids) {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      // Fields after the command name (which may hold spaces), from field 3 on: utime is 14, stime 15.
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    }
-    return (ticks * 1000) / CLOCK_TICKS;
-  } catch {
-    return undefined;
-  }
 }
 
 /** PUBLISH (and SPUBLISH) commands Redis has run, and its CPU time in ms, from INFO. */

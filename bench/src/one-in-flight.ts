@@ -6,6 +6,7 @@
 // and the responder over each window writes the system calls to /tmp/one-in-flight-<system>-<process>-<round>.txt.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { cpuMsOf } from './proc-cpu.js';
 import { killAll, startRedis, startResponderProcesses, Worker } from './infra.js';
 import type { Endpoints, LatencyResult, SystemName } from './common.js';
 
@@ -23,11 +24,9 @@ interface ProcessCounters {
 }
 
 function counters(pid: number): ProcessCounters {
-  // Fields after the command name: utime and stime (clock ticks) are the 12th and 13th.
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const count = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)![1]);
-  return { cpuUs: (Number(fields[11]) + Number(fields[12])) * 10_000, voluntary: count('voluntary_ctxt_switches'), involuntary: count('nonvoluntary_ctxt_switches') };
+  return { cpuUs: cpuMsOf([pid])! * 1000, voluntary: count('voluntary_ctxt_switches'), involuntary: count('nonvoluntary_ctxt_switches') };
 }
 
 const redis = await startRedis();
