@@ -10,7 +10,9 @@
 // `--baseline=<path to another build's dist/index.js>` measures that build's Caller beside this one,
 // alternated in the same process: compare builds by that ratio, not across runs.
 // `--requests=K`: requests per pass (default 40,000; fewer for hundreds of instances, whose replies
-// are what a pass costs).
+// are what a pass costs). `--only=library|baseline|floor --passes=P` runs that one system P times,
+// for `valgrind --tool=callgrind node --single-threaded …`, whose instruction counts repeat from run
+// to run whatever else the machine does: compare two builds by the difference of their totals.
 import { pathToFileURL } from 'node:url';
 import { Caller } from 'nestjs-redis-buffer';
 import { countReplies, ECHO_PATTERN, median, REPLY_DATA, REQUEST_DATA } from './common.js';
@@ -22,6 +24,10 @@ const REQUESTS_PER_ROUND = Number(process.argv.find((arg) => arg.startsWith('--r
 const ROUNDS = 4;
 const instances = Number(process.argv.slice(2).find((arg) => !arg.startsWith('--')) ?? 1);
 const baselinePath = process.argv.find((arg) => arg.startsWith('--baseline='))?.slice(11);
+const only = process.argv.find((arg) => arg.startsWith('--only='))?.slice(7);
+const passes = Number(process.argv.find((arg) => arg.startsWith('--passes='))?.slice(9) ?? 5);
+if (only !== undefined && !['library', 'baseline', 'floor'].includes(only)) throw new Error(`--only: library, baseline or floor, not "${only}"`);
+if (only === 'baseline' && baselinePath === undefined) throw new Error('--only=baseline needs --baseline=<path>');
 const namespace = 'cost';
 const ids = Array.from({ length: instances }, (_, index) => `cost-i${index + 1}`);
 const replyJson = JSON.stringify(REPLY_DATA);
@@ -140,26 +146,27 @@ function startFloor(): System {
 
 async function main(): Promise<void> {
   const systems: Record<string, System & { close?: () => Promise<void> }> = {};
-  systems.library = await startLibrary(Caller);
-  if (baselinePath !== undefined) {
+  if (only === undefined || only === 'library') systems.library = await startLibrary(Caller);
+  if (baselinePath !== undefined && (only === undefined || only === 'baseline')) {
     const baseline = (await import(pathToFileURL(baselinePath).href)) as { Caller: typeof Caller };
     systems.baseline = await startLibrary(baseline.Caller);
   }
-  systems.floor = startFloor();
+  if (only === undefined || only === 'floor') systems.floor = startFloor();
   const results: Record<string, number[]> = {};
   // Alternated, starting one later each pass, so that drift hits every system alike.
   const names = Object.keys(systems);
-  for (let pass = 0; pass < 5; pass++) {
+  for (let pass = 0; pass < passes; pass++) {
     for (let offset = 0; offset < names.length; offset++) {
       const name = names[(pass + offset) % names.length]!;
       (results[name] ??= []).push(await measure(systems[name]!));
     }
   }
   for (const system of Object.values(systems)) await system.close?.();
-  process.stdout.write(`CPU ns per request on the caller, ${instances} instances, ${IN_FLIGHT} in flight, ${process.version}; median of 5 passes (the simulated instances' work included)\n`);
+  process.stdout.write(`CPU ns per request on the caller, ${instances} instances, ${IN_FLIGHT} in flight, ${process.version}; median of ${passes} passes (the simulated instances' work included)\n`);
   for (const name of names) {
     process.stdout.write(`${Math.round(median(results[name]!)).toString().padStart(6)}  ${name.padEnd(9)} passes ${results[name]!.map(Math.round).join(' ')}\n`);
   }
+  if (only !== undefined) return;
   // Ratios per pass (measured back to back), then their median.
   const ratio = (a: string, b: string): string => median(results[a]!.map((value, pass) => value / results[b]![pass]!)).toFixed(3);
   process.stdout.write(`library / floor ${ratio('library', 'floor')}x${baselinePath !== undefined ? `, library / baseline ${ratio('library', 'baseline')}x, baseline / floor ${ratio('baseline', 'floor')}x` : ''}\n`);
