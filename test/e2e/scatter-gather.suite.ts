@@ -473,6 +473,29 @@ export function describeScatterGather(deployment: string, startTarget: () => Pro
         expect(logs.warnings()).toEqual(expect.arrayContaining([expect.stringContaining('not JSON'), expect.stringContaining('it does not belong there')]));
         expect((await client.gather('whoami', null)).replies).toHaveLength(3);
       });
+      it('a reply on the members channel, compact or an object, answers nothing: it is dropped and counted, and the request waits on', async () => {
+        // A hand-written instance that sends its replies to the members channel instead of the inbox.
+        const listener = await target.subscribe(`${namespace}:req:misplaced.test`, (message) => {
+          const request = JSON.parse(message) as { id: string };
+          const id = JSON.stringify(request.id);
+          void target.publish(`${namespace}:members`, `[[${id},"hand-misplaced",0,false,"a"],{"v":1,"kind":"reply","id":${id},"from":"hand-misplaced","seq":1,"done":true,"data":"b"}]`);
+        });
+        await target.publish(`${namespace}:members`, JSON.stringify({ v: 1, kind: 'hello', id: 'h3', from: 'hand-misplaced', inc: 'hand-misplaced-1', patterns: ['misplaced.test'], events: [] }));
+        await sleep(50);
+        try {
+          const before = { ...client.stats };
+          const result = await client.gather('misplaced.test', null, { timeout: 400 });
+          expect(result.completedBy).toBe('timeout');
+          expect(result.replies).toEqual([]);
+          expect(result.missing).toEqual(['hand-misplaced']);
+          expect(client.stats.malformedMessages - before.malformedMessages).toBe(2);
+          expect(client.stats.replies - before.replies).toBe(0);
+          expect(logs.warnings()).toEqual(expect.arrayContaining([expect.stringContaining(`Dropped a "reply" envelope on "${namespace}:members"`)]));
+        } finally {
+          await listener.close();
+          await target.publish(`${namespace}:members`, JSON.stringify({ v: 1, kind: 'bye', from: 'hand-misplaced', inc: 'hand-misplaced-1' }));
+        }
+      });
     });
 
     describe('one subscription per client', () => {

@@ -9,7 +9,7 @@ import type { AcceptOutcome, GatherSink } from './gather-sink.js';
 import { AwaitedInstances } from './awaited-instances.js';
 import { isDone } from './instance-progress.js';
 import { NO_REASONS, countObservers, nameMissing, namedAtOnce, withAll, type InstanceJudge } from './whole-or-named.js';
-import { replyOf, resultOf, type ResultEnding } from './replies.js';
+import { replyOf, resultOf, valueReply, type ResultEnding } from './replies.js';
 import { TopicDeliveries } from './topic-deliveries.js';
 import type { RareState } from './gatherer-state.js';
 
@@ -183,10 +183,7 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
     this.failed(new NoRespondersError(this.pattern, this.rules.to, this.expected ?? 0), this.result('all'));
   }
 
-  /**
-   * Asks for a `who` round, whose end calls `adoptAwaited` (a subclass that keeps a view can);
-   * false when there is none to ask.
-   */
+  /** Asks for a `who` round, whose end calls `adoptAwaited` (a subclass that keeps a view can); false when there is none to ask. */
   protected confirmMembers(): boolean {
     return false;
   }
@@ -231,15 +228,23 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
   accept(envelope: ReplyEnvelope): AcceptOutcome {
     if (this.ended || this.rare?.decided !== undefined) return 'late';
     if (envelope.repeat !== undefined) return this.acceptRepeat(envelope.from, envelope.repeat);
-    const from = envelope.from;
-    const known = this.progressOf(from);
-    if (known !== undefined && (isDone(known) || envelope.seq <= known)) return 'duplicate';
-    this.setProgress(from, envelope.done ? -(envelope.seq + 1) : envelope.seq);
-
     const hasError = Object.hasOwn(envelope, 'error');
-    const hasData = !hasError && Object.hasOwn(envelope, 'data');
-    if (hasData || hasError) {
-      const reply = replyOf<T>(envelope, hasError);
+    const carries = hasError || Object.hasOwn(envelope, 'data');
+    return this.acceptFrom(envelope.from, envelope.seq, envelope.done, carries ? replyOf<T>(envelope, hasError) : undefined);
+  }
+
+  /** A value reply that came in the compact form: `accept` of the object form, without that object. */
+  acceptValue(from: string, seq: number, done: boolean, data: unknown): AcceptOutcome {
+    if (this.ended || this.rare?.decided !== undefined) return 'late';
+    return this.acceptFrom(from, seq, done, valueReply<T>(from, seq, data));
+  }
+
+  /** `reply`: what the envelope carries for the caller, if anything (a closing envelope carries nothing). */
+  private acceptFrom(from: string, seq: number, done: boolean, reply: BufferReply<T> | undefined): AcceptOutcome {
+    const known = this.progressOf(from);
+    if (known !== undefined && (isDone(known) || seq <= known)) return 'duplicate';
+    this.setProgress(from, done ? -(seq + 1) : seq);
+    if (reply !== undefined) {
       (this.arrived ??= []).push(reply);
       this.sink.next(reply);
       // The sink may have cancelled us (an unsubscribe from inside `next`).
@@ -256,9 +261,9 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
       }
       this.armStall();
     }
-    if (envelope.done) {
+    if (done) {
       this.finishedCount++;
-      this.settleFinished(envelope.from);
+      this.settleFinished(from);
       if (this.rules.quorum !== undefined && this.finishedCount >= this.rules.quorum) return this.decide('quorum'), 'accepted';
       this.checkAll();
     }
@@ -392,10 +397,7 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
     return true;
   }
 
-  /**
-   * Whether Redis is not answering this caller now (its PUBLISHes have been waiting too long): a
-   * request timing out then blames Redis, not the instances. A subclass that can tell says so.
-   */
+  /** Whether Redis is not answering this caller now (its PUBLISHes waited too long): a timeout then blames Redis, not the instances. A subclass can tell. */
   protected redisUnanswering(): boolean {
     return false;
   }

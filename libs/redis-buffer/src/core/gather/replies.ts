@@ -6,10 +6,15 @@ type Failure<T> = Extract<BufferReply<T>, { ok: false }>;
 
 /** The reply a caller is given for a reply envelope that carries a value or (`hasError`) an error. */
 export function replyOf<T>(envelope: ReplyEnvelope, hasError: boolean): BufferReply<T> {
-  if (!hasError) return { ok: true, instanceId: envelope.from, seq: envelope.seq, data: envelope.data as T };
+  if (!hasError) return valueReply(envelope.from, envelope.seq, envelope.data);
   return envelope.refused === true
     ? { ok: false, instanceId: envelope.from, seq: envelope.seq, error: envelope.error, refused: true }
     : { ok: false, instanceId: envelope.from, seq: envelope.seq, error: envelope.error };
+}
+
+/** A value reply: one shape wherever it is made. */
+export function valueReply<T>(instanceId: string, seq: number, data: unknown): BufferReply<T> {
+  return { ok: true, instanceId, seq, data: data as T };
 }
 
 /** Replies in arrival order, as a result gives them: values and errors apart (no copy when all are values). */

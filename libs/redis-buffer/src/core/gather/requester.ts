@@ -3,7 +3,7 @@ import { BufferChannels } from '../wire/channels.js';
 import { laterTurn, systemClock, TimerPool, type Clock, type TimerHandle } from '../clock.js';
 import { Coalescer } from '../bus/coalescer.js';
 import { type BufferHeaders, type Envelope, type PingEnvelope, type RequestEnvelope } from '../wire/envelope.js';
-import { decodeMessage } from '../wire/decode.js';
+import { readMessage, type MessageReader } from '../wire/decode.js';
 import { encodeEnvelope } from '../wire/encode.js';
 import { OutboundEncoder } from './outbound-encoder.js';
 import { EventPublisher } from './event-publisher.js';
@@ -11,7 +11,7 @@ import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import { CALLER_NEEDS } from '../bus/permission-check.js';
 import { TooManyRequestsError } from '../errors/too-many-requests.error.js';
 import type { Gatherer } from './gatherer.js';
-import type { GatherSink } from './gather-sink.js';
+import type { AcceptOutcome, GatherSink } from './gather-sink.js';
 import { InFlightRequests } from './in-flight.js';
 import { RequestGatherer, type OutgoingRequest, type RequestHandle, type RequestOwner } from './request-gatherer.js';
 
@@ -143,7 +143,7 @@ export class Requester {
     };
     const members = this.channels.members();
     bus.on('message', (channel, message) => {
-      if (channel === this.inbox || channel === members) this.onMessage(channel, message);
+      if (channel === this.inbox || channel === members) readMessage(message, channel, this.reader);
     });
     bus.on('status', (status) => this.onStatus(status));
     // Replies published while the inbox is disconnected are lost for good (pub/sub is at-most-once),
@@ -302,37 +302,59 @@ export class Requester {
     this.coalescer.flush();
   }
 
-  private onMessage(channel: string, message: string): void {
-    const { envelopes, rejected } = decodeMessage(message, channel);
-    for (const { error } of rejected) {
-      this.stats.malformedMessages++;
-      this.badInput.warn(error.message);
-    }
-    for (const envelope of envelopes) {
+  /** Each envelope in order; a compact reply goes to its request as fields, never an envelope object. */
+  private readonly reader: MessageReader = {
+    envelope: (envelope, channel) => {
       // Nothing a message holds, nor any callback it reaches, may throw into the Redis client.
       try {
-        this.onEnvelope(channel, envelope);
+        this.onEnvelope(channel!, envelope);
       } catch (error) {
-        this.badInput.warn(`Could not process a "${envelope.kind}" envelope on "${channel}": ${(error as Error)?.message ?? String(error)}`);
-        if (envelope.kind === 'reply') this.pending.get(envelope.id)?.fail(error instanceof Error ? error : new Error(String(error)));
+        this.failedOn(channel!, envelope.kind, envelope.kind === 'reply' ? envelope.id : undefined, error);
       }
-    }
+    },
+    compactReply: (id, from, seq, done, data, channel) => {
+      if (channel !== this.inbox) return this.misplaced(channel!, 'reply');
+      try {
+        const gatherer = this.gathererFor(id, from);
+        if (gatherer !== undefined) this.counted(gatherer.acceptValue(from, seq, done, data));
+      } catch (error) {
+        this.failedOn(channel, 'reply', id, error);
+      }
+    },
+    rejected: ({ error }) => {
+      this.stats.malformedMessages++;
+      this.badInput.warn(error.message);
+    },
+  };
+
+  private failedOn(channel: string, kind: string, requestId: string | undefined, error: unknown): void {
+    this.badInput.warn(`Could not process a "${kind}" envelope on "${channel}": ${(error as Error)?.message ?? String(error)}`);
+    if (requestId !== undefined) this.pending.get(requestId)?.fail(error instanceof Error ? error : new Error(String(error)));
+  }
+
+  private misplaced(channel: string, kind: string): void {
+    this.stats.malformedMessages++;
+    this.badInput.warn(`Dropped a "${kind}" envelope on "${channel}": it does not belong there.`);
+  }
+
+  /** The request a reply answers, once its instance is heard from; the reply counts late when none waits. */
+  private gathererFor(id: string, from: string): Gatherer<unknown> | undefined {
+    this.view.heard(from);
+    const gatherer = this.pending.get(id);
+    if (gatherer === undefined) this.stats.lateReplies++;
+    return gatherer;
+  }
+
+  private counted(outcome: AcceptOutcome): void {
+    this.stats[outcome === 'accepted' ? 'replies' : outcome === 'duplicate' ? 'duplicateReplies' : 'lateReplies']++;
   }
 
   private onEnvelope(channel: string, envelope: Envelope): void {
     switch (envelope.kind) {
       case 'reply': {
         if (channel !== this.inbox) break;
-        this.view.heard(envelope.from);
-        const gatherer = this.pending.get(envelope.id);
-        if (gatherer === undefined) {
-          this.stats.lateReplies++;
-          return;
-        }
-        const outcome = gatherer.accept(envelope);
-        if (outcome === 'accepted') this.stats.replies++;
-        else if (outcome === 'duplicate') this.stats.duplicateReplies++;
-        else if (outcome === 'late') this.stats.lateReplies++;
+        const gatherer = this.gathererFor(envelope.id, envelope.from);
+        if (gatherer !== undefined) this.counted(gatherer.accept(envelope));
         return;
       }
       case 'pong':
@@ -363,8 +385,7 @@ export class Requester {
       default:
         break;
     }
-    this.stats.malformedMessages++;
-    this.badInput.warn(`Dropped a "${envelope.kind}" envelope on "${channel}": it does not belong there.`);
+    this.misplaced(channel, envelope.kind);
   }
 
   private ping(instanceId: string): Promise<number> {

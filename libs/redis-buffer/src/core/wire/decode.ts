@@ -6,7 +6,6 @@ import {
   validateEnvelope,
   validateHeaders,
   type Envelope,
-  type ReplyEnvelope,
   type RequestEnvelope,
 } from './envelope.js';
 
@@ -32,46 +31,76 @@ export interface DecodedMessage {
   readonly rejected: RejectedEnvelope[];
 }
 
+/**
+ * What reading one message finds, given in the order the message holds it. A compact reply goes
+ * to `compactReply` as its fields: the caller's inbox reads a batch of them without an envelope
+ * object for each.
+ */
+export interface MessageReader {
+  envelope(envelope: Envelope, channel: string | undefined): void;
+  /** A compact reply that passed validation: a value reply with the object form's types and bounds. */
+  compactReply(id: string, from: string, seq: number, done: boolean, data: unknown, channel: string | undefined): void;
+  rejected(rejection: RejectedEnvelope): void;
+}
+
 /** Parses one Redis message into envelopes. Never throws: what is invalid lands in `rejected`. */
 export function decodeMessage(raw: string, channel?: string): DecodedMessage {
+  const envelopes: Envelope[] = [];
+  const rejected: RejectedEnvelope[] = [];
+  readMessage(raw, channel, {
+    envelope: (envelope) => void envelopes.push(envelope),
+    compactReply: (id, from, seq, done, data) => void envelopes.push({ v: PROTOCOL_VERSION, kind: 'reply', id, from, seq, done, data }),
+    rejected: (rejection) => void rejected.push(rejection),
+  });
+  return { envelopes, rejected };
+}
+
+/**
+ * Reads one Redis message, giving `reader` each envelope, compact reply and rejection in order.
+ * Never throws of its own: what is invalid goes to `rejected` (what `reader` throws is its own).
+ */
+export function readMessage(raw: string, channel: string | undefined, reader: MessageReader): void {
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
   } catch (cause) {
-    return { envelopes: [], rejected: [{ error: new BadMessageError('not JSON', channel, { cause }) }] };
+    return reader.rejected({ error: new BadMessageError('not JSON', channel, { cause }) });
   }
   if (!Array.isArray(parsed)) {
     const result = validateEnvelope(parsed);
-    return typeof result === 'string' ? { envelopes: [], rejected: [rejection(parsed, result, channel)] } : { envelopes: [result], rejected: [] };
+    return typeof result === 'string' ? reader.rejected(rejection(parsed, result, channel)) : reader.envelope(result, channel);
   }
   // No sender produces an empty batch: count it as malformed rather than drop it unseen.
-  if (parsed.length === 0) return { envelopes: [], rejected: [{ error: new BadMessageError('empty batch', channel) }] };
+  if (parsed.length === 0) return reader.rejected({ error: new BadMessageError('empty batch', channel) });
   if (parsed.length > ENVELOPE_LIMITS.batchLength) {
-    return { envelopes: [], rejected: [{ error: new BadMessageError(`batch of ${parsed.length} envelopes exceeds ${ENVELOPE_LIMITS.batchLength}`, channel) }] };
+    return reader.rejected({ error: new BadMessageError(`batch of ${parsed.length} envelopes exceeds ${ENVELOPE_LIMITS.batchLength}`, channel) });
   }
-  const envelopes: Envelope[] = [];
-  const rejected: RejectedEnvelope[] = [];
   // A batch that opens with a request head carries compact requests (arrays) after it.
   let start = 0;
   let head: RequestHead | string | undefined;
   if (isRequestHead(parsed[0])) {
     head = validateRequestHead(parsed[0] as Record<string, unknown>);
-    if (typeof head === 'string') rejected.push({ error: new BadMessageError(`batch element 0: ${head}`, channel) });
+    if (typeof head === 'string') reader.rejected({ error: new BadMessageError(`batch element 0: ${head}`, channel) });
     start = 1;
   }
   for (let index = start; index < parsed.length; index++) {
     const element: unknown = parsed[index];
     if (head !== undefined && Array.isArray(element)) {
       const result = typeof head === 'string' ? 'a compact request needs a valid request head' : compactRequest(element, head);
-      if (typeof result !== 'string') envelopes.push(result);
-      else rejected.push(compactRejection(element, head, `batch element ${index}: ${result}`, channel));
+      if (typeof result !== 'string') reader.envelope(result, channel);
+      else reader.rejected(compactRejection(element, head, `batch element ${index}: ${result}`, channel));
       continue;
     }
-    const result = Array.isArray(element) ? compactReply(element) : validateEnvelope(element);
-    if (typeof result === 'string') rejected.push(rejection(element, `batch element ${index}: ${result}`, channel));
-    else envelopes.push(result);
+    if (Array.isArray(element)) {
+      const problem = compactReplyProblem(element);
+      if (problem === undefined) reader.compactReply(element[0] as string, element[1] as string, element[2] as number, element[3] as boolean, element[4], channel);
+      else reader.rejected(rejection(element, `batch element ${index}: ${problem}`, channel));
+      continue;
+    }
+    const result = validateEnvelope(element);
+    if (typeof result === 'string') reader.rejected(rejection(element, `batch element ${index}: ${result}`, channel));
+    else reader.envelope(result, channel);
   }
-  return { envelopes, rejected };
 }
 
 /**
@@ -138,19 +167,19 @@ function compactRejection(element: unknown[], head: RequestHead | string, reason
 }
 
 /**
- * A compact reply (an element of a batch, never a message of its own): `[id, from, seq, done,
- * data]`, a value reply with the object form's types and bounds, read into that object form. Only
- * value replies travel this way; errors, refusals, repeats and the closing envelope of a stream
- * are objects. An instance sends it only to a caller whose request said `"cr":1`.
+ * What is wrong with a compact reply (an element of a batch, never a message of its own), or
+ * `undefined`: `[id, from, seq, done, data]`, a value reply with the object form's types and
+ * bounds. Only value replies travel this way; errors, refusals, repeats and the closing envelope of
+ * a stream are objects. An instance sends it only to a caller whose request said `"cr":1`.
  */
-function compactReply(element: unknown[]): ReplyEnvelope | string {
+function compactReplyProblem(element: unknown[]): string | undefined {
   if (element.length !== 5) return `a compact reply is [id, from, seq, done, data], not an array of ${element.length}`;
-  const [id, from, seq, done, data] = element;
-  if (boundedString(id, ENVELOPE_LIMITS.idLength) === undefined) return `compact reply: id must be a string of 1 to ${ENVELOPE_LIMITS.idLength} characters`;
-  if (boundedString(from, ENVELOPE_LIMITS.instanceIdLength) === undefined) return `compact reply: from must be a string of 1 to ${ENVELOPE_LIMITS.instanceIdLength} characters`;
+  if (boundedString(element[0], ENVELOPE_LIMITS.idLength) === undefined) return `compact reply: id must be a string of 1 to ${ENVELOPE_LIMITS.idLength} characters`;
+  if (boundedString(element[1], ENVELOPE_LIMITS.instanceIdLength) === undefined) return `compact reply: from must be a string of 1 to ${ENVELOPE_LIMITS.instanceIdLength} characters`;
+  const seq = element[2];
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) return 'compact reply: seq must be a non-negative integer';
-  if (typeof done !== 'boolean') return 'compact reply: done must be a boolean';
-  return { v: PROTOCOL_VERSION, kind: 'reply', id: id as string, from: from as string, seq, done, data };
+  if (typeof element[3] !== 'boolean') return 'compact reply: done must be a boolean';
+  return undefined;
 }
 
 function rejection(value: unknown, reason: string, channel: string | undefined): RejectedEnvelope {
