@@ -8,6 +8,7 @@
 // (default 16) each parse every batch, as the benchmark's responder process does at N = 16.
 // `--baseline=<path to another build's dist/index.js>` measures that build's Responder beside this
 // one, alternated in the same process: compare builds by that ratio, not across runs.
+// `--only=library|objects|baseline|floor` measures that one system alone (for a CPU profile).
 import { pathToFileURL } from 'node:url';
 import { BufferChannels, Responder } from 'nestjs-redis-buffer';
 import { ECHO_PATTERN, median, REPLY_DATA, REQUEST_DATA } from './common.js';
@@ -19,6 +20,10 @@ const ROUNDS = 4;
 const BATCHES_PER_ROUND = 150;
 const instances = Number(process.argv.slice(2).find((arg) => !arg.startsWith('--')) ?? 16);
 const baselinePath = process.argv.find((arg) => arg.startsWith('--baseline='))?.slice(11);
+const only = process.argv.find((arg) => arg.startsWith('--only='))?.slice(7);
+if (only !== undefined && !['library', 'objects', 'baseline', 'floor'].includes(only)) throw new Error(`--only: library, objects, baseline or floor, not "${only}"`);
+if (only === 'baseline' && baselinePath === undefined) throw new Error('--only=baseline needs --baseline=<path>');
+const wanted = (name: string): boolean => only === undefined || only === name;
 const namespace = 'cost';
 const channels = new BufferChannels(namespace);
 
@@ -102,9 +107,9 @@ async function startLibrary(ResponderClass: typeof Responder): Promise<{ deliver
 
 async function main(): Promise<void> {
   const systems: Record<string, { deliver: (message: string) => void; close?: () => Promise<void>; make: () => string }> = {};
-  systems.library = { ...(await startLibrary(Responder)), make: libraryBatch };
-  systems.objects = { ...(await startLibrary(Responder)), make: objectBatch };
-  if (baselinePath !== undefined) {
+  if (wanted('library')) systems.library = { ...(await startLibrary(Responder)), make: libraryBatch };
+  if (wanted('objects')) systems.objects = { ...(await startLibrary(Responder)), make: objectBatch };
+  if (baselinePath !== undefined && wanted('baseline')) {
     const baseline = (await import(pathToFileURL(baselinePath).href)) as { Responder: typeof Responder };
     // Objects: a build before compact requests cannot read them (compare it with "objects").
     systems.baseline = { ...(await startLibrary(baseline.Responder)), make: objectBatch };
@@ -112,12 +117,14 @@ async function main(): Promise<void> {
   // The floor's own responders (systems/floor.ts), never connected: their replies go to memory.
   const nowhere: FloorPublisher = { publish: () => Promise.resolve(1) };
   const floors = Array.from({ length: instances }, (_, index) => new FloorResponder('redis://127.0.0.1:1', namespace, `floor-r${index + 1}`, true, nowhere));
-  systems.floor = {
-    make: floorBatch,
-    deliver: (message) => {
-      for (const floor of floors) floor.receive(message);
-    },
-  };
+  if (wanted('floor')) {
+    systems.floor = {
+      make: floorBatch,
+      deliver: (message) => {
+        for (const floor of floors) floor.receive(message);
+      },
+    };
+  }
   const results: Record<string, number[]> = {};
   // Alternated, starting one later each pass, so that drift hits every system alike.
   const names = Object.keys(systems);
@@ -132,6 +139,7 @@ async function main(): Promise<void> {
   for (const name of names) {
     process.stdout.write(`${Math.round(median(results[name]!)).toString().padStart(6)}  ${name.padEnd(9)} passes ${results[name]!.map(Math.round).join(' ')}\n`);
   }
+  if (only !== undefined) return;
   // Ratios per pass (measured back to back), then their median.
   const ratio = (a: string, b: string): string => median(results[a]!.map((value, pass) => value / results[b]![pass]!)).toFixed(3);
   process.stdout.write(`library / floor ${ratio('library', 'floor')}x, objects / floor ${ratio('objects', 'floor')}x, library / objects ${ratio('library', 'objects')}x${baselinePath !== undefined ? `, library / baseline ${ratio('library', 'baseline')}x, baseline / floor ${ratio('baseline', 'floor')}x` : ''}\n`);
