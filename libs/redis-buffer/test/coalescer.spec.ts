@@ -108,8 +108,8 @@ describe('Coalescer', () => {
         coalescer,
         published,
         flush: () => flush?.(),
-        answer: async () => {
-          for (const publish of waiting.splice(0)) publish.resolve(1);
+        answer: async (receivers = 1) => {
+          for (const publish of waiting.splice(0)) publish.resolve(receivers);
           await settled();
         },
         fail: async () => {
@@ -148,6 +148,37 @@ describe('Coalescer', () => {
       await fail();
       for (let n = 13; n <= 15; n++) coalescer.enqueue('c', item(`{"n":${n}}`));
       expect(published.at(-1)).toBe('[{"n":13},{"n":14}]');
+    });
+
+    it('raises the early count by itself for every four receivers the channel last reached, on that channel only', async () => {
+      const { coalescer, published, flush, answer } = held();
+      for (let n = 1; n <= 3; n++) coalescer.enqueue('wide', item(`{"n":${n}}`));
+      flush();
+      expect(published).toEqual(['[{"n":1},{"n":2}]', '{"n":3}']);
+      // 9 receivers: the early count is 2 x 3 = 6, above the limit (5), so only the limit cuts.
+      await answer(9);
+      for (let n = 4; n <= 9; n++) coalescer.enqueue('wide', item(`{"n":${n}}`));
+      expect(published.slice(2)).toEqual(['[{"n":4},{"n":5},{"n":6},{"n":7},{"n":8}]']);
+      flush();
+      await answer(8);
+      // 8 receivers: 2 x 2 = 4.
+      for (let n = 10; n <= 14; n++) coalescer.enqueue('wide', item(`{"n":${n}}`));
+      expect(published.at(-1)).toBe('[{"n":10},{"n":11},{"n":12},{"n":13}]');
+      flush();
+      await answer(8);
+      // Another channel, never published to: the early count itself.
+      for (let n = 15; n <= 17; n++) coalescer.enqueue('narrow', item(`{"n":${n}}`));
+      expect(published.at(-1)).toBe('[{"n":15},{"n":16}]');
+      flush();
+      await answer(1);
+      // 'wide' still cuts at 4.
+      for (let n = 18; n <= 22; n++) coalescer.enqueue('wide', item(`{"n":${n}}`));
+      expect(published.at(-1)).toBe('[{"n":18},{"n":19},{"n":20},{"n":21}]');
+      flush();
+      // Back to four receivers or fewer: the early count itself again.
+      await answer(4);
+      for (let n = 23; n <= 25; n++) coalescer.enqueue('wide', item(`{"n":${n}}`));
+      expect(published.at(-1)).toBe('[{"n":23},{"n":24}]');
     });
   });
 

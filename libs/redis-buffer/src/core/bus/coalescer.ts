@@ -31,14 +31,23 @@ interface PendingBatch {
   /** The callbacks passed to `enqueue`, only for the items that came with one. */
   callbacks: PublishCallback[] | undefined;
   bytes: number;
+  /** The count at which this batch closes early (see `earlyBatchCount`); Infinity when it does not. */
+  readonly early: number;
 }
+
+/** Receivers a request batch of `earlyBatchCount` is cut for; each further four raise the early count by as much again. */
+const RECEIVERS_PER_EARLY_STEP = 4;
+/** Channels whose last receiver count is kept; past this the record starts over (it only shapes batches). */
+const RECEIVER_RECORD_LIMIT = 1024;
 
 export interface CoalescerLimits {
   readonly maxBatchBytes: number;
   readonly maxBatchCount: number;
   /**
    * A batch this large is published before the turn ends when none of this coalescer's PUBLISHes
-   * is waiting for Redis's answer (see `Coalescer`). Unset: batches close at the limits or the turn's end.
+   * is waiting for Redis's answer (see `Coalescer`); on a channel whose last PUBLISH reached more
+   * than four receivers, this many for every four of them. Unset: batches close at the limits or
+   * the turn's end.
    */
   readonly earlyBatchCount?: number;
 }
@@ -55,7 +64,11 @@ export interface CoalescerLimits {
  * receivers start on the first part while the sender is still producing the rest, so the processes
  * of a request's round trip work side by side instead of in turn. While a PUBLISH is outstanding
  * (Redis or the link is busy) batches grow to the limits as before, so under load the number of
- * messages, which is what Redis pays per subscriber, does not grow.
+ * messages, which is what Redis pays per subscriber, does not grow. A cut costs one more message
+ * for every receiver (a delivery from Redis, a message to read, a batch of replies to send back)
+ * while what it saves is the sender's time for one part: so the early count grows with the
+ * receivers the channel's last PUBLISH reached, and with 16 instances a caller's 64 requests of a
+ * turn go out as one message again.
  */
 export class Coalescer {
   private pending = new Map<string, PendingBatch>();
@@ -65,6 +78,8 @@ export class Coalescer {
   private scheduled = false;
   // This coalescer's PUBLISHes sent and not yet answered.
   private outstanding = 0;
+  // With an early count: each channel's receivers at its last answered PUBLISH.
+  private readonly receiversOf = new Map<string, number>();
 
   constructor(
     private readonly publishMessage: PublishFunction,
@@ -81,7 +96,7 @@ export class Coalescer {
       batch = undefined;
     }
     if (batch === undefined) {
-      batch = { channel, items: [], callbacks: undefined, bytes: 2 };
+      batch = { channel, items: [], callbacks: undefined, bytes: 2, early: this.earlyCount(channel) };
       this.pending.set(channel, batch);
     }
     this.last = batch;
@@ -127,9 +142,20 @@ export class Coalescer {
   /** At the count limit, or (see `earlyBatchCount`) at the early count with nothing outstanding. */
   private isFull(batch: PendingBatch): boolean {
     const count = batch.items.length;
-    if (count >= this.limits.maxBatchCount) return true;
+    return count >= this.limits.maxBatchCount || (count >= batch.early && this.outstanding === 0);
+  }
+
+  /** The early count for a batch to `channel`: `earlyBatchCount`, once more for every four receivers past four. */
+  private earlyCount(channel: string): number {
     const early = this.limits.earlyBatchCount;
-    return early !== undefined && count >= early && this.outstanding === 0;
+    if (early === undefined) return Infinity;
+    const receivers = this.receiversOf.get(channel) ?? 0;
+    return early * Math.max(1, Math.ceil(receivers / RECEIVERS_PER_EARLY_STEP));
+  }
+
+  private noteReceivers(channel: string, receivers: number): void {
+    if (this.receiversOf.size >= RECEIVER_RECORD_LIMIT && !this.receiversOf.has(channel)) this.receiversOf.clear();
+    this.receiversOf.set(channel, receivers);
   }
 
   private send(batch: PendingBatch): void {
@@ -153,6 +179,7 @@ export class Coalescer {
     this.publishMessage(batch.channel, message).then(
       (receivers) => {
         this.outstanding--;
+        if (batch.early !== Infinity) this.noteReceivers(batch.channel, receivers);
         settle(batch, undefined, receivers);
       },
       (error: Error) => {
