@@ -4,6 +4,7 @@
 // p50 and, per request, the CPU time and the voluntary / involuntary context switches of the caller,
 // the responder process and redis-server (from /proc). With --strace, `strace -c -f` on the caller
 // and the responder over each window writes the system calls to /tmp/one-in-flight-<system>-<process>-<round>.txt.
+// `BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=<dir>"` profiles every caller and responder process.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpuMsOf } from './proc-cpu.js';
@@ -31,11 +32,12 @@ function counters(pid: number): ProcessCounters {
 
 const redis = await startRedis();
 const endpoints: Endpoints = { redisUrl: redis.url, redisPort: redis.port, natsUrl: undefined, namespace: `one${process.pid}`, tally: false };
-const processes = new Map<SystemName, { caller: Worker; responder: number }>();
+const processes = new Map<SystemName, { caller: Worker; responder: number; workers: Worker[] }>();
 for (const system of systems) {
   const caller = await Worker.start(`caller ${system}`, 'caller', [system], endpoints, ['--expose-gc']);
   const ids = Array.from({ length: N }, (_, index) => `${system}-r${index + 1}`);
-  processes.set(system, { caller, responder: (await startResponderProcesses(system, endpoints, ids, 1))[0]!.pid });
+  const responders = await startResponderProcesses(system, endpoints, ids, 1);
+  processes.set(system, { caller, responder: responders[0]!.pid, workers: [caller, ...responders] });
 }
 try {
   for (const system of systems) await processes.get(system)!.caller.call({ op: 'latency', n: N, durationMs: 1000, maxCount: 50_000 });
@@ -59,6 +61,8 @@ try {
     }
   }
 } finally {
+  // Let them exit on their own, so that Node flags such as --cpu-prof (BENCH_NODE_ARGS) write their output.
+  await Promise.all([...processes.values()].flatMap(({ workers }) => workers.map((worker) => worker.stop(10_000))));
   killAll();
 }
 process.exit(0);
