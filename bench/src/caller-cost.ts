@@ -15,7 +15,7 @@
 // to run whatever else the machine does: compare two builds by the difference of their totals.
 import { pathToFileURL } from 'node:url';
 import { Caller } from 'nestjs-redis-buffer';
-import { countReplies, ECHO_PATTERN, median, REPLY_DATA, REQUEST_DATA } from './common.js';
+import { countReplies, ECHO_PATTERN, median, onlyFilter, REPLY_DATA, REQUEST_DATA } from './common.js';
 import { FloorCaller, type FloorPublisher } from './systems/floor.js';
 import { MemoryBus } from './memory-bus.js';
 
@@ -24,10 +24,8 @@ const REQUESTS_PER_ROUND = Number(process.argv.find((arg) => arg.startsWith('--r
 const ROUNDS = 4;
 const instances = Number(process.argv.slice(2).find((arg) => !arg.startsWith('--')) ?? 1);
 const baselinePath = process.argv.find((arg) => arg.startsWith('--baseline='))?.slice(11);
-const only = process.argv.find((arg) => arg.startsWith('--only='))?.slice(7);
+const { only, wanted } = onlyFilter(process.argv, ['library', 'baseline', 'floor'], baselinePath);
 const passes = Number(process.argv.find((arg) => arg.startsWith('--passes='))?.slice(9) ?? 5);
-if (only !== undefined && !['library', 'baseline', 'floor'].includes(only)) throw new Error(`--only: library, baseline or floor, not "${only}"`);
-if (only === 'baseline' && baselinePath === undefined) throw new Error('--only=baseline needs --baseline=<path>');
 const namespace = 'cost';
 const ids = Array.from({ length: instances }, (_, index) => `cost-i${index + 1}`);
 const replyJson = JSON.stringify(REPLY_DATA);
@@ -146,12 +144,12 @@ function startFloor(): System {
 
 async function main(): Promise<void> {
   const systems: Record<string, System & { close?: () => Promise<void> }> = {};
-  if (only === undefined || only === 'library') systems.library = await startLibrary(Caller);
-  if (baselinePath !== undefined && (only === undefined || only === 'baseline')) {
+  if (wanted('library')) systems.library = await startLibrary(Caller);
+  if (baselinePath !== undefined && wanted('baseline')) {
     const baseline = (await import(pathToFileURL(baselinePath).href)) as { Caller: typeof Caller };
     systems.baseline = await startLibrary(baseline.Caller);
   }
-  if (only === undefined || only === 'floor') systems.floor = startFloor();
+  if (wanted('floor')) systems.floor = startFloor();
   const results: Record<string, number[]> = {};
   // Alternated, starting one later each pass, so that drift hits every system alike.
   const names = Object.keys(systems);

@@ -148,3 +148,15 @@ export function countReplies(source: Observable<unknown>, done: Done): void {
     complete: () => done(undefined, replies),
   });
 }
+
+/**
+ * The in-process cost programs' `--only=<system>` (one of `systems`, measured alone, for a profile or
+ * callgrind): whether a system is measured. Throws on an unknown name, or on `baseline` without
+ * `--baseline=<path>`.
+ */
+export function onlyFilter(argv: readonly string[], systems: readonly string[], baselinePath: string | undefined): { only: string | undefined; wanted: (name: string) => boolean } {
+  const only = argv.find((arg) => arg.startsWith('--only='))?.slice(7);
+  if (only !== undefined && !systems.includes(only)) throw new Error(`--only: ${systems.join(', ')}, not "${only}"`);
+  if (only === 'baseline' && baselinePath === undefined) throw new Error('--only=baseline needs --baseline=<path>');
+  return { only, wanted: (name) => only === undefined || only === name };
+}

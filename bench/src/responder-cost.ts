@@ -11,7 +11,7 @@
 // `--only=library|objects|baseline|floor` measures that one system alone (for a CPU profile).
 import { pathToFileURL } from 'node:url';
 import { BufferChannels, Responder } from 'nestjs-redis-buffer';
-import { ECHO_PATTERN, median, REPLY_DATA, REQUEST_DATA } from './common.js';
+import { ECHO_PATTERN, median, onlyFilter, REPLY_DATA, REQUEST_DATA } from './common.js';
 import { FloorResponder, type FloorPublisher } from './systems/floor.js';
 import { MemoryBus } from './memory-bus.js';
 
@@ -20,10 +20,7 @@ const ROUNDS = 4;
 const BATCHES_PER_ROUND = 150;
 const instances = Number(process.argv.slice(2).find((arg) => !arg.startsWith('--')) ?? 16);
 const baselinePath = process.argv.find((arg) => arg.startsWith('--baseline='))?.slice(11);
-const only = process.argv.find((arg) => arg.startsWith('--only='))?.slice(7);
-if (only !== undefined && !['library', 'objects', 'baseline', 'floor'].includes(only)) throw new Error(`--only: library, objects, baseline or floor, not "${only}"`);
-if (only === 'baseline' && baselinePath === undefined) throw new Error('--only=baseline needs --baseline=<path>');
-const wanted = (name: string): boolean => only === undefined || only === name;
+const { only, wanted } = onlyFilter(process.argv, ['library', 'objects', 'baseline', 'floor'], baselinePath);
 const namespace = 'cost';
 const channels = new BufferChannels(namespace);
 

@@ -35,7 +35,7 @@ interface PendingBatch {
   readonly early: number;
 }
 
-/** Receivers a request batch of `earlyBatchCount` is cut for; each further four raise the early count by as much again. */
+/** Up to this many receivers a batch is cut at `earlyBatchCount`; each further four (or part of four) add `earlyBatchCount` again. */
 const RECEIVERS_PER_EARLY_STEP = 4;
 /** Channels whose last receiver count is kept; past this the record starts over (it only shapes batches). */
 const RECEIVER_RECORD_LIMIT = 1024;
@@ -179,7 +179,7 @@ export class Coalescer {
     this.publishMessage(batch.channel, message).then(
       (receivers) => {
         this.outstanding--;
-        if (batch.early !== Infinity) this.noteReceivers(batch.channel, receivers);
+        if (this.limits.earlyBatchCount !== undefined) this.noteReceivers(batch.channel, receivers);
         settle(batch, undefined, receivers);
       },
       (error: Error) => {
