@@ -119,6 +119,20 @@ describe('Gatherer', () => {
         expect(outcome.result!.replies.map((r) => r.instanceId)).toEqual(order);
       }
     });
+
+    it('completes when every one of them finished and Redis counted an observer too, the first replier included', () => {
+      const known = new Set(ids);
+      for (const countFirst of [true, false]) {
+        const { gatherer, outcome, clock } = setup();
+        gatherer.sent(known);
+        if (countFirst) gatherer.expect(ids.length + 1, known);
+        for (const id of ids) gatherer.accept(reply(id, 0, { data: id }));
+        if (!countFirst) gatherer.expect(ids.length + 1, known);
+        // Every known instance is done: the thirteenth receiver is an observer, not waited for.
+        expect(outcome.result).toMatchObject({ completedBy: 'all', expected: 13, finished: 12, missing: [], observers: 1 });
+        expect(clock.pendingTimers).toBe(0);
+      }
+    });
   });
 
   it('waits for the receiver count when replies arrive before it', () => {
