@@ -4,13 +4,15 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 interface Gate {
   held: boolean;
   queue: Array<() => void>;
+  /** A connection to cut at one step (`cutOnce`), until one is cut. */
+  cut?: { after: RegExp; command: RegExp; armed: boolean; done: () => void };
 }
 
 /**
  * A TCP proxy in front of Redis that delays every chunk by `delayMs` each way, in order: a slow
  * network between one process and Redis, for the processes given its URL. `hold()` stops
  * forwarding without closing anything (a network blackhole); `release()` forwards what waited, in
- * order.
+ * order; `cutOnce()` cuts one connection at one step of a conversation.
  */
 export class LatencyProxy {
   private constructor(
@@ -31,6 +33,15 @@ export class LatencyProxy {
     for (const send of this.gate.queue.splice(0)) send();
   }
 
+  /**
+   * Once some connection has sent a command matching `after`, cuts the first connection that sends
+   * one matching `command` (both sockets destroyed, that command never forwarded): a connection
+   * lost at one exact step. Resolves when it has cut one. Matched on the raw RESP of each chunk.
+   */
+  cutOnce(after: RegExp, command: RegExp): Promise<void> {
+    return new Promise((done) => (this.gate.cut = { after, command, armed: false, done }));
+  }
+
   static async start(target: { host: string; port: number }, delayMs: number): Promise<LatencyProxy> {
     const sockets = new Set<Socket>();
     const gate: Gate = { held: false, queue: [] };
@@ -42,7 +53,18 @@ export class LatencyProxy {
         socket.on('error', () => undefined);
       }
       const pipeDelayed = (from: Socket, to: Socket): void => {
-        from.on('data', (chunk) => {
+        from.on('data', (chunk: Buffer) => {
+          const cut = gate.cut;
+          if (cut !== undefined && from === client) {
+            const text = chunk.toString('latin1');
+            if (cut.armed && cut.command.test(text)) {
+              gate.cut = undefined;
+              client.destroy();
+              upstream.destroy();
+              return cut.done();
+            }
+            if (cut.after.test(text)) cut.armed = true;
+          }
           const send = (): void => void setTimeout(() => to.destroyed || to.write(chunk), delayMs);
           if (gate.held) gate.queue.push(send);
           else send();

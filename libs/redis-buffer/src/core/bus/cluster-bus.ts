@@ -1,5 +1,5 @@
 import type { Cluster, ClusterOptions, Redis } from 'ioredis';
-import { settledByClose } from '../async/bounded-wait.js';
+import { settledByClose, withTimeout } from '../async/bounded-wait.js';
 import { Slots } from '../slots.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import { RedisPermissionError } from '../errors/redis-permission.error.js';
@@ -69,8 +69,8 @@ export class ClusterBus extends StatusReportingBus implements RedisBus {
   private readonly established = new Set<string>();
   /** Slots of the subscribed channels, which are placed again after every slot map refresh. */
   private readonly slots = new Map<string, number>();
-  /** PUBLISH commands in flight, by the node they were sent to, for failing them when it closes. */
-  private readonly publishesInFlight = new Map<string, Slots<(error: Error) => void>>();
+  /** SPUBLISH and PUBSUB SHARDNUMSUB commands in flight, by the node they were sent to, for failing them when it closes. */
+  private readonly commandsInFlight = new Map<string, Slots<(error: Error) => void>>();
   private readonly watchedNodes = new WeakSet<Redis>();
   /** Nodes whose connection failed, and until when publishes to them fail without trying. */
   private readonly downUntil = new Map<string, number>();
@@ -91,7 +91,7 @@ export class ClusterBus extends StatusReportingBus implements RedisBus {
     // Failed, never resent: with retryDelayOnFailover at 0 the Cluster rejects a command whose node
     // connection closed, and this cut settles one that was written and then lost with its socket.
     try {
-      return Number(await settledByClose(node === undefined ? undefined : this.publishesInFlightOn(node), publisher.spublish(channel, message)));
+      return Number(await settledByClose(node === undefined ? undefined : this.commandsInFlightOn(node), publisher.spublish(channel, message)));
     } catch (cause) {
       if (isPermissionError(cause)) throw new RedisPermissionError('SPUBLISH', [channel], { cause, namespace: namespaceOfChannel(channel) });
       throw cause instanceof ConnectionLostError ? cause : new ConnectionLostError(`SPUBLISH to ${node ?? 'the cluster'} failed`, { cause });
@@ -151,7 +151,10 @@ export class ClusterBus extends StatusReportingBus implements RedisBus {
     }
     try {
       // Sharded subscribers are counted only by the master that owns the channel's slot.
-      const answer = (await connection.call('PUBSUB', 'SHARDNUMSUB', channel)) as [string, number | string];
+      // As an SPUBLISH: settled by a close of the node's connection, and within connectTimeout.
+      const { connectTimeout } = this.options.connections;
+      const asked = settledByClose(this.commandsInFlightOn(node!), connection.call('PUBSUB', 'SHARDNUMSUB', channel));
+      const answer = (await withTimeout(asked, connectTimeout, () => new ConnectionLostError(`no answer to PUBSUB SHARDNUMSUB within connectTimeout (${connectTimeout} ms)`))) as [string, number | string];
       return Number(answer[1]);
     } catch (cause) {
       if (isPermissionError(cause)) throw new RedisPermissionError('PUBSUB SHARDNUMSUB', [channel], { cause, namespace: namespaceOfChannel(channel) });
@@ -289,7 +292,7 @@ export class ClusterBus extends StatusReportingBus implements RedisBus {
     });
   }
 
-  /** Fails the publishes in flight on a node when its connection closes. */
+  /** Fails the commands in flight on a node (SPUBLISH, PUBSUB SHARDNUMSUB) when its connection closes. */
   private watchNode(node: Redis, publisher: Cluster): void {
     if (this.watchedNodes.has(node)) return;
     this.watchedNodes.add(node);
@@ -304,17 +307,17 @@ export class ClusterBus extends StatusReportingBus implements RedisBus {
     node.on('ready', () => this.downUntil.delete(key));
     node.on('error', () => this.downUntil.set(key, Date.now() + NODE_DOWN_PAUSE_MS));
     node.on('close', () => {
-      const inFlight = this.publishesInFlight.get(key);
+      const inFlight = this.commandsInFlight.get(key);
       if (inFlight === undefined) return;
-      for (const cut of inFlight.values()) cut(new ConnectionLostError('the connection closed while an SPUBLISH was in flight; it is not sent again'));
+      for (const cut of inFlight.values()) cut(new ConnectionLostError('the connection closed while an SPUBLISH or PUBSUB SHARDNUMSUB was in flight; it is not sent again'));
     });
   }
 
-  private publishesInFlightOn(node: string): Slots<(error: Error) => void> {
-    let slots = this.publishesInFlight.get(node);
+  private commandsInFlightOn(node: string): Slots<(error: Error) => void> {
+    let slots = this.commandsInFlight.get(node);
     if (slots === undefined) {
       slots = new Slots();
-      this.publishesInFlight.set(node, slots);
+      this.commandsInFlight.set(node, slots);
     }
     return slots;
   }

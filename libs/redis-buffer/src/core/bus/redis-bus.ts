@@ -108,7 +108,8 @@ export class IoredisBus extends StatusReportingBus implements RedisBus {
   private modeChecked = false;
   /** A reset at start was already checked for a TLS port. */
   private tlsDiagnosed = false;
-  private readonly publishesInFlight = new Slots<(error: Error) => void>();
+  // PUBLISHes and PUBSUB NUMSUBs waiting for an answer: a close of the publisher settles them.
+  private readonly commandsInFlight = new Slots<(error: Error) => void>();
 
   constructor(private readonly options: IoredisBusOptions) {
     super();
@@ -121,7 +122,7 @@ export class IoredisBus extends StatusReportingBus implements RedisBus {
     // With autoResendUnfulfilledCommands off, ioredis neither resends nor settles a command that was
     // in flight when the connection closed: the close settles it (see `settledByClose`).
     try {
-      return await settledByClose(this.publishesInFlight, this.publisher.publish(channel, message));
+      return await settledByClose(this.commandsInFlight, this.publisher.publish(channel, message));
     } catch (cause) {
       if (isPermissionError(cause)) throw new RedisPermissionError('PUBLISH', [channel], { cause, namespace: namespaceOfChannel(channel) });
       throw cause instanceof ConnectionLostError ? cause : new ConnectionLostError('PUBLISH failed', { cause });
@@ -148,7 +149,11 @@ export class IoredisBus extends StatusReportingBus implements RedisBus {
       throw new ConnectionLostError(`cannot query subscribers while the connection is ${this.state.current}`);
     }
     try {
-      const answer = (await this.publisher.call('PUBSUB', 'NUMSUB', channel)) as [string, number | string];
+      // Settled by a close of the connection (ioredis would leave it waiting for good), and within
+      // connectTimeout when the connection stays open and answers nothing: a start-up asks this.
+      const { connectTimeout } = this.options.connections;
+      const asked = settledByClose(this.commandsInFlight, this.publisher.call('PUBSUB', 'NUMSUB', channel));
+      const answer = (await withTimeout(asked, connectTimeout, () => new ConnectionLostError(`no answer to PUBSUB NUMSUB within connectTimeout (${connectTimeout} ms)`))) as [string, number | string];
       return Number(answer[1]);
     } catch (cause) {
       if (isPermissionError(cause)) throw new RedisPermissionError('PUBSUB NUMSUB', [channel], { cause, namespace: namespaceOfChannel(channel) });
@@ -276,7 +281,7 @@ export class IoredisBus extends StatusReportingBus implements RedisBus {
     });
     publisher.on('close', () => {
       if (!current()) return;
-      for (const cut of this.publishesInFlight.values()) cut(new ConnectionLostError('the connection closed while a PUBLISH was in flight; it is not sent again'));
+      for (const cut of this.commandsInFlight.values()) cut(new ConnectionLostError('the connection closed while a PUBLISH or PUBSUB NUMSUB was in flight; it is not sent again'));
     });
     for (const connection of [publisher, subscriber]) {
       const refresh = (): void => {

@@ -226,8 +226,10 @@ export class Responder<C = MessageContext> {
     bus.on('status', (status) => this.onStatus(status));
     bus.on('message', (channel, message) => this.onMessage(channel, message));
     if (bus.listenerCount('error') === 0) bus.on('error', (error) => this.redisErrors.warn(`Redis: ${error.message}`));
+    let connected = false;
     try {
       await bus.connect();
+      connected = true;
       // Before subscribing anything: an instance that could not answer must not be counted as a receiver.
       await bus.checkPermissions(this.channels.probe(), INSTANCE_NEEDS, this.options.namespace);
       await this.presence.ensureUniqueId(bus, 0, []);
@@ -246,8 +248,12 @@ export class Responder<C = MessageContext> {
       this.presence.beatWhileBusy(() => this.work.oldestStart());
       this.logger.log(`Instance "${this.instanceId}" listening on ${this.workChannels.length + 1} channels in namespace "${this.options.namespace}".`);
     } catch (error) {
-      if (endsStartUp(error)) {
-        // Requests held while it started get a refusal, not silence.
+      // Whatever failed once connected, before it listens, nothing is left running: a subscription
+      // kept (and made again on every reconnect) would be counted by Redis for every request on its
+      // patterns, with nobody to answer, and would hold its id against the next start. A connect()
+      // that timed out has stopped its own attempts (the status says `disconnected`); one that
+      // cannot succeed (`endsStartUp`) is closed too. Requests held while it started get a refusal.
+      if (this.lifeCycle !== 'listening' && (connected || endsStartUp(error))) {
         this.refuseEarly((error as Error).message);
         this.lifeCycle = 'closed';
         this.coalescer.flush();
