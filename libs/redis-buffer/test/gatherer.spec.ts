@@ -135,6 +135,19 @@ describe('Gatherer', () => {
     });
   });
 
+  it('completes when the count arrives after every counted receiver finished and left the view', () => {
+    // i0 answered and drained (its bye removed it from the view) before Redis's count reached the
+    // caller: no instance known now serves the pattern, yet every receiver Redis counted finished.
+    const { gatherer, outcome, clock } = setup();
+    gatherer.sent(new Set(['i0']));
+    gatherer.accept(reply('i0', 0, { data: 'answered' }));
+    expect(outcome.calls).toBe(0);
+    gatherer.expect(1, new Set());
+    expect(outcome.error).toBeUndefined();
+    expect(outcome.result).toMatchObject({ completedBy: 'all', expected: 1, finished: 1, missing: [] });
+    expect(clock.pendingTimers).toBe(0);
+  });
+
   it('waits for the receiver count when replies arrive before it', () => {
     const { gatherer, outcome } = setup();
     gatherer.accept(reply('a', 0, { data: 1 }));

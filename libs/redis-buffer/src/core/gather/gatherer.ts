@@ -153,7 +153,8 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
     // The view knows the namespace's instances, none of which handles the pattern: either only
     // subscribers that are not instances, or an instance whose hello is still on its way (it
     // announces itself after subscribing, on another connection than the PUBLISH's answer).
-    if (awaited !== undefined && awaited.size === 0) {
+    // Unless every receiver Redis counted finished already (one that answered and then left).
+    if (awaited !== undefined && awaited.size === 0 && this.finishedDeliveries() < receivers) {
       if (!this.confirmMembers()) return this.noResponders();
       (this.rare ??= {}).confirming = true;
       return;
@@ -171,8 +172,9 @@ export class Gatherer<T = unknown> extends AwaitedInstances implements TimerTarg
     if (awaited.size === 0) {
       // A `who` round sent after the request found no instance for the pattern, and no receiver
       // answered: those Redis counted are not instances.
-      if (this.rare?.confirming === true && this.finishedCount === 0 && !this.anyReplied) this.noResponders();
-      return;
+      if (this.rare?.confirming === true && this.finishedCount === 0 && !this.anyReplied) return this.noResponders();
+      // Receivers that answered meanwhile may have finished every delivery Redis counted.
+      return this.checkAll();
     }
     this.setAwaited(awaited, silent);
     this.checkAll();
