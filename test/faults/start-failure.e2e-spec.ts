@@ -31,6 +31,7 @@ describe('fault: a start-up that fails after subscribing', () => {
     const admin = rawRedis(redis.url);
     const caller = new Caller({ redis: redis.url, namespace, timeout: 3000 }, { logger: quiet });
     try {
+      await caller.connect();
       // The instance's work channels are subscribed in one SUBSCRIBE; the PUBSUB NUMSUB after it
       // is the second uniqueness check, the last step before it listens.
       const cut = proxy.cutOnce(/subscribe[\s\S]*:req:/i, /numsub/i);
