@@ -1,4 +1,5 @@
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import type { Slots } from '../slots.js';
 
 /**
@@ -52,4 +53,13 @@ export async function settledByClose<T>(inFlight: Slots<(error: Error) => void> 
   } finally {
     if (slot !== undefined) inFlight?.delete(slot);
   }
+}
+
+/**
+ * A query a start-up waits on (`command`, such as PUBSUB NUMSUB): settled by a close of its
+ * connection (`settledByClose`), and failed with `ConnectionLostError` after `connectTimeout` when
+ * the connection stays open and answers nothing.
+ */
+export function answeredOrCut<T>(inFlight: Slots<(error: Error) => void> | undefined, sent: Promise<T>, command: string, connectTimeout: number): Promise<T> {
+  return withTimeout(settledByClose(inFlight, sent), connectTimeout, () => new ConnectionLostError(`no answer to ${command} within connectTimeout (${connectTimeout} ms)`));
 }

@@ -1,5 +1,5 @@
 import type { Cluster, ClusterOptions, Redis } from 'ioredis';
-import { settledByClose, withTimeout } from '../async/bounded-wait.js';
+import { answeredOrCut, settledByClose } from '../async/bounded-wait.js';
 import { Slots } from '../slots.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import { RedisPermissionError } from '../errors/redis-permission.error.js';
@@ -151,10 +151,8 @@ export class ClusterBus extends StatusReportingBus implements RedisBus {
     }
     try {
       // Sharded subscribers are counted only by the master that owns the channel's slot.
-      // As an SPUBLISH: settled by a close of the node's connection, and within connectTimeout.
-      const { connectTimeout } = this.options.connections;
-      const asked = settledByClose(this.commandsInFlightOn(node!), connection.call('PUBSUB', 'SHARDNUMSUB', channel));
-      const answer = (await withTimeout(asked, connectTimeout, () => new ConnectionLostError(`no answer to PUBSUB SHARDNUMSUB within connectTimeout (${connectTimeout} ms)`))) as [string, number | string];
+      const inFlight = this.commandsInFlightOn(node!);
+      const answer = (await answeredOrCut(inFlight, connection.call('PUBSUB', 'SHARDNUMSUB', channel), 'PUBSUB SHARDNUMSUB', this.options.connections.connectTimeout)) as [string, number | string];
       return Number(answer[1]);
     } catch (cause) {
       if (isPermissionError(cause)) throw new RedisPermissionError('PUBSUB SHARDNUMSUB', [channel], { cause, namespace: namespaceOfChannel(channel) });

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Cluster, Redis } from 'ioredis';
-import { settledByClose, withTimeout } from '../async/bounded-wait.js';
+import { answeredOrCut, settledByClose, withTimeout } from '../async/bounded-wait.js';
 import { Slots } from '../slots.js';
 import { ConnectionLostError } from '../errors/connection-lost.error.js';
 import { InvalidOptionsError } from '../errors/invalid-options.error.js';
@@ -149,11 +149,8 @@ export class IoredisBus extends StatusReportingBus implements RedisBus {
       throw new ConnectionLostError(`cannot query subscribers while the connection is ${this.state.current}`);
     }
     try {
-      // Settled by a close of the connection (ioredis would leave it waiting for good), and within
-      // connectTimeout when the connection stays open and answers nothing: a start-up asks this.
-      const { connectTimeout } = this.options.connections;
-      const asked = settledByClose(this.commandsInFlight, this.publisher.call('PUBSUB', 'NUMSUB', channel));
-      const answer = (await withTimeout(asked, connectTimeout, () => new ConnectionLostError(`no answer to PUBSUB NUMSUB within connectTimeout (${connectTimeout} ms)`))) as [string, number | string];
+      // ioredis would leave it waiting for good if the connection closed: a start-up asks this.
+      const answer = (await answeredOrCut(this.commandsInFlight, this.publisher.call('PUBSUB', 'NUMSUB', channel), 'PUBSUB NUMSUB', this.options.connections.connectTimeout)) as [string, number | string];
       return Number(answer[1]);
     } catch (cause) {
       if (isPermissionError(cause)) throw new RedisPermissionError('PUBSUB NUMSUB', [channel], { cause, namespace: namespaceOfChannel(channel) });
